@@ -1,0 +1,212 @@
+"""What a buildpack is to minipaas: the built-in ones, turning a buildpack URL into a local
+directory (a path as is, a git URL cloned with `git clone --depth 1`), and reading the YAML that
+`bin/release` prints.
+
+Runs no buildpack code itself (the runner does that, in the sandbox). Cloning runs as the app's
+uid, so a `file://` URL reaches only what that uid may read, never another app's repository.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from minipaas.build._process import StepTimeout, run_step
+from minipaas.errors import BuildError, UserError
+from minipaas.names import process_type
+from minipaas.sandbox import DEFAULT_PATH
+
+#: The built-in buildpacks, in the order they are tried when the app names none.
+BUILTINS = ("python", "node", "static", "procfile")
+BUILTIN_DIR = Path(__file__).with_name("buildpacks")
+#: Buildpack URLs that mean a built-in one (apps written for Heroku name these).
+ALIASES = {"heroku/python": "python", "heroku/nodejs": "node", "heroku/static": "static"}
+#: What the built-ins' detect scripts look for, for the "no buildpack detected" message.
+LOOKED_FOR = (
+    "requirements.txt, pyproject.toml, uv.lock (python), package.json (node), "
+    "index.html or .static (static), Procfile (procfile-only)"
+)
+#: Transports a buildpack URL may use (git's `ext::` and friends stay off).
+GIT_PROTOCOLS = "file:git:http:https"
+
+
+def builtin_name(url: str) -> str | None:
+    """The built-in buildpack a URL names (`python`, `minipaas/python`, `heroku/python`)."""
+    name = ALIASES.get(url, url.removeprefix("minipaas/"))
+    return name if name in BUILTINS else None
+
+
+def display_name(url: str) -> str:
+    """How a buildpack is named in messages: built-ins by name, others by URL."""
+    name = builtin_name(url)
+    if name == "procfile":
+        return "procfile-only"
+    return name or url
+
+
+def split_ref(url: str) -> tuple[str, str | None]:
+    """`https://host/bp.git#v2` → (`https://host/bp.git`, `v2`)."""
+    base, hash_sign, ref = url.partition("#")
+    return base, (ref or None) if hash_sign else None
+
+
+def is_local(url: str) -> bool:
+    """A buildpack given as a directory on this server rather than a git URL."""
+    return url.startswith("/")
+
+
+def clone_dir(root: Path, url: str) -> Path:
+    """Where the clone of `url` (with its ref) lives under `root`."""
+    return root / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def _git_env(home: Path) -> dict[str, str]:
+    return {
+        "PATH": DEFAULT_PATH,
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ALLOW_PROTOCOL": GIT_PROTOCOLS,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        # Written by _clone_root: safe.directory=* (clones run as the app's uid and the source
+        # repository may belong to someone else; git 2.39 reads it only from global config).
+        "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
+    }
+
+
+def _as_uid(uid: int | None, argv: list[str]) -> list[str]:
+    if uid is None:
+        return argv
+    return [
+        "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+        "--", *argv,
+    ]
+
+
+def _clone_root(root: Path, uid: int | None) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    if uid is not None:
+        os.chown(root, uid, uid)
+    root.chmod(0o700)
+    # O_NOFOLLOW: the directory belongs to the app's uid, which could plant a symbolic link.
+    fd = os.open(root / ".gitconfig", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as config:
+        config.write("[safe]\n\tdirectory = *\n")
+
+
+async def fetch(
+    url: str,
+    root: Path,
+    *,
+    uid: int | None,
+    log: Callable[[str], None],
+    time_limit: float,
+) -> Path:
+    """A local directory holding the buildpack `url`: the path itself, or an up-to-date clone
+    under `root` (created for `uid`). Raises `BuildError` when it cannot be had."""
+    if is_local(url):
+        path = Path(url)
+        if not await asyncio.to_thread(os.path.isdir, path):
+            raise BuildError(f"Buildpack {url!r} is not a directory on this server.")
+        return path
+    base, ref = split_ref(url)
+    if not base or not re.match(r"^[a-z][a-z0-9+.-]*://", base):
+        raise BuildError(
+            f"Buildpack {url!r} is neither a directory path nor a git URL such as "
+            "'https://github.com/org/buildpack.git#v1'."
+        )
+    await asyncio.to_thread(_clone_root, root, uid)
+    dest = clone_dir(root, url)
+    env = _git_env(root)
+
+    def indent(line: str) -> None:
+        log("       " + line)
+
+    async def git(*args: str) -> int:
+        try:
+            out = await run_step(
+                _as_uid(uid, ["git", *args]), env=env, on_line=indent, time_limit=time_limit,
+                cwd=str(root),
+            )
+        except StepTimeout:
+            raise BuildError(
+                f"Fetching the buildpack {url!r} took longer than {time_limit:g} seconds."
+            ) from None
+        return out.returncode
+
+    log(f"-----> Fetching buildpack {url}")
+    if await asyncio.to_thread(os.path.isdir, dest / ".git"):
+        # Reuse the clone; bring it up to date when the remote answers.
+        target = ref or "HEAD"
+        if await git("-C", str(dest), "fetch", "--quiet", "--depth", "1", "origin", target) == 0:
+            await git("-C", str(dest), "checkout", "--quiet", "--force", "--detach", "FETCH_HEAD")
+        else:
+            log(" !     Could not update the buildpack; using the copy fetched before")
+        return dest
+    partial = dest.with_name(dest.name + ".partial")
+    await asyncio.to_thread(shutil.rmtree, partial, ignore_errors=True)
+    branch = ["--branch", ref] if ref else []
+    status = await git("clone", "--quiet", "--depth", "1", *branch, "--", base, str(partial))
+    if status != 0:
+        await asyncio.to_thread(shutil.rmtree, partial, ignore_errors=True)
+        raise BuildError(
+            f"Could not fetch the buildpack {url!r}: git clone exited with status {status}."
+        )
+    os.rename(partial, dest)
+    return dest
+
+
+def _scalar(text: str) -> str:
+    """A YAML plain, single- or double-quoted scalar (the forms bin/release scripts print)."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        value = json.loads(text)
+        if not isinstance(value, str):
+            raise ValueError(text)
+        return value
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1].replace("''", "'")
+    if " #" in text:
+        text = text.split(" #", 1)[0].rstrip()
+    return text
+
+
+def parse_release(text: str, buildpack: str) -> dict[str, str]:
+    """The `default_process_types` of what `bin/release` printed (a small YAML subset:
+    top-level keys, and one level of `key: value` under them). Raises `BuildError`."""
+    types: dict[str, str] = {}
+    section: str | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#") or stripped in ("---", "..."):
+            continue
+        top_level = not raw[0].isspace()
+        if not top_level and section != "default_process_types":
+            continue  # config_vars, addons, ...: not used by minipaas
+        try:
+            key, colon, rest = stripped.partition(":")
+            if not colon:
+                raise ValueError(stripped)
+            if top_level:
+                section = key.strip()
+                value = rest.strip()
+                if section == "default_process_types" and value not in ("", "{}", "~", "null"):
+                    raise ValueError(value)
+                continue
+            if section == "default_process_types":
+                name, command = _scalar(key), _scalar(rest)
+                process_type(name)
+                if command:
+                    types[name] = command
+        except (ValueError, UserError):
+            raise BuildError(
+                f"The {buildpack} buildpack's release step printed line {number} that minipaas "
+                f"cannot read: {stripped!r}."
+            ) from None
+    return types

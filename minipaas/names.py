@@ -1,0 +1,61 @@
+"""The one validation boundary for names users type: apps, config keys, process types, domains.
+
+Pure functions: each takes a string and returns it when valid, or raises `UserError` with one
+sentence naming the bad value.
+"""
+
+from __future__ import annotations
+
+import re
+
+from minipaas.errors import UserError
+
+APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,29}")
+RESERVED_APP_NAMES = frozenset({"minipaas", "www"})
+CONFIG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+PROCESS_TYPE = re.compile(r"[A-Za-z0-9_-]{1,30}")
+HOSTNAME_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def app_name(name: str) -> str:
+    """Return `name` if it is a valid app name, else raise `UserError`."""
+    if not APP_NAME.fullmatch(name):
+        raise UserError(
+            f"Invalid app name {name!r}: use 1 to 30 lower-case letters, digits and dashes, "
+            "starting with a letter."
+        )
+    if name in RESERVED_APP_NAMES:
+        raise UserError(f"The app name {name!r} is reserved; choose another name.")
+    return name
+
+
+def config_key(key: str) -> str:
+    """Return `key` if it is a valid config var name, else raise `UserError`."""
+    if not CONFIG_KEY.fullmatch(key):
+        raise UserError(
+            f"Invalid config key {key!r}: use letters, digits and underscores, "
+            "not starting with a digit."
+        )
+    return key
+
+
+def process_type(name: str) -> str:
+    """Return `name` if it is a valid Procfile process type, else raise `UserError`."""
+    if not PROCESS_TYPE.fullmatch(name):
+        raise UserError(
+            f"Invalid process type {name!r}: use up to 30 letters, digits, dashes and underscores."
+        )
+    return name
+
+
+def hostname(name: str) -> str:
+    """Return `name` lower-cased if it is a valid DNS hostname, else raise `UserError`."""
+    host = name.strip().lower().rstrip(".")
+    labels = host.split(".")
+    if (
+        not host
+        or len(host) > 253
+        or not all(HOSTNAME_LABEL.fullmatch(label) for label in labels)
+    ):
+        raise UserError(f"Invalid hostname {name!r}: use a DNS name such as 'www.example.com'.")
+    return host

@@ -1,0 +1,81 @@
+"""The one table of on-disk paths under the data dir (see ARCHITECTURE.md, "On disk").
+
+Pure: computing a path never touches the file system; `ensure()` creates the top-level tree.
+Every function that takes an app name expects one already validated by `minipaas.names`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    """`/var/lib/minipaas` as root, else `~/.local/share/minipaas`."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/minipaas")
+    return Path.home() / ".local" / "share" / "minipaas"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where everything lives for one data dir."""
+
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        return self.root / "minipaas.db"
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "minipaas.sock"
+
+    @property
+    def repos(self) -> Path:
+        return self.root / "repos"
+
+    @property
+    def slugs(self) -> Path:
+        return self.root / "slugs"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def caddy(self) -> Path:
+        return self.root / "caddy"
+
+    @property
+    def run(self) -> Path:
+        """Scratch space for running dynos and builds (mount points, pid files)."""
+        return self.root / "run"
+
+    def repo(self, app: str) -> Path:
+        return self.repos / f"{app}.git"
+
+    def app_slugs(self, app: str) -> Path:
+        return self.slugs / app
+
+    def slug(self, app: str, build_id: str) -> Path:
+        return self.slugs / app / build_id
+
+    def app_cache(self, app: str) -> Path:
+        return self.cache / app
+
+    def app_logs(self, app: str) -> Path:
+        return self.logs / app
+
+    def ensure(self) -> None:
+        """Create the data dir tree (owner-only where secrets may live)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o755)
+        for sub in (self.repos, self.slugs, self.cache, self.logs, self.run):
+            sub.mkdir(exist_ok=True)
+        self.caddy.mkdir(mode=0o700, exist_ok=True)

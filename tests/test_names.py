@@ -1,0 +1,44 @@
+"""The validation boundary for names users type."""
+
+from __future__ import annotations
+
+import pytest
+
+from minipaas import names
+from minipaas.errors import UserError
+
+
+@pytest.mark.parametrize("good", ["a", "myapp", "my-app-2", "a" * 30])
+def test_valid_app_names(good: str) -> None:
+    assert names.app_name(good) == good
+
+
+@pytest.mark.parametrize("bad", ["../x", "A", "a_b", "a" * 31, "", "1app", "-a", "a.b", "a/b"])
+def test_invalid_app_names_name_the_value(bad: str) -> None:
+    with pytest.raises(UserError) as info:
+        names.app_name(bad)
+    assert repr(bad) in str(info.value)
+
+
+@pytest.mark.parametrize("reserved", ["minipaas", "www"])
+def test_reserved_app_names(reserved: str) -> None:
+    with pytest.raises(UserError, match="reserved"):
+        names.app_name(reserved)
+
+
+@pytest.mark.parametrize("good", ["A", "_x", "DATABASE_URL", "a1"])
+def test_config_keys(good: str) -> None:
+    assert names.config_key(good) == good
+
+
+@pytest.mark.parametrize("bad", ["1A", "A-B", "", "A B", "Ä"])
+def test_bad_config_keys(bad: str) -> None:
+    with pytest.raises(UserError, match="Invalid config key"):
+        names.config_key(bad)
+
+
+def test_hostnames() -> None:
+    assert names.hostname("WWW.Example.com.") == "www.example.com"
+    for bad in ("", "-a.com", "a..b", "a_b.com", "x" * 64 + ".com", "a b"):
+        with pytest.raises(UserError, match="Invalid hostname"):
+            names.hostname(bad)
