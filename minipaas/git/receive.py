@@ -1,0 +1,189 @@
+"""The one receive-pack implementation both transports share, with the deploy *gate*.
+
+A push stores the pack, then, for the deploy branch only, calls the gate (build + deploy) while
+the ref still points at the old commit; the ref moves only if the gate says yes. The gate's
+progress lines go to the pusher live on sideband channel 2, which git prints as `remote: ...`.
+Dulwich's `_on_update` hook is the right place: it runs after the pack is in the object store
+and before the ref is written (`_on_pre_receive` runs before the pack is even read).
+
+This module knows nothing of HTTP or SSH, and it never builds or deploys by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+
+from dulwich.objects import ObjectID
+from dulwich.protocol import (
+    CAPABILITY_ATOMIC,
+    CAPABILITY_SIDE_BAND_64K,
+    SIDE_BAND_CHANNEL_PROGRESS,
+    Protocol,
+)
+from dulwich.refs import Ref
+from dulwich.server import Backend, ReceivePackHandler
+
+from minipaas.errors import UserError
+from minipaas.git.repos import DEPLOY_REFS, Repos
+
+Progress = Callable[[str], None]
+"""Writes one line to the pusher, shown as `remote: <line>`."""
+
+Gate = Callable[[str, str, Progress], str | None]
+"""`gate(app, sha, progress)` builds and deploys `sha`; None to accept, or a short reason."""
+
+DEFAULT_MAX_PUSH_BYTES = 1024**3
+"""The largest pack a push may send (1 GiB), like git's `receive.maxInputSize`."""
+
+ONLY_MAIN = (
+    "minipaas deploys only the main or master branch; push with `git push minipaas HEAD:main`"
+)
+NO_DELETE = "minipaas never deletes the deployed branch; use `minipaas apps:destroy` for that"
+MOVED = "the branch moved while you pushed (another push landed first); fetch and push again"
+
+_ZERO = b"0" * 40
+_log = logging.getLogger(__name__)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def format_size(size: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
+
+
+class GatedReceivePack(ReceivePackHandler):
+    """receive-pack for one app: only main/master, never deleted, deployed by the gate."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        args: Sequence[str],
+        proto: Protocol,
+        stateless_rpc: bool = False,
+        advertise_refs: bool = False,
+        *,
+        repos: Repos,
+        app: str,
+        gate: Gate,
+        max_push_bytes: int = DEFAULT_MAX_PUSH_BYTES,
+    ) -> None:
+        super().__init__(backend, args, proto, stateless_rpc, advertise_refs)
+        self.repos = repos
+        self.app = app
+        self.gate = gate
+        self.max_push_bytes = max_push_bytes
+        self._write_lock = threading.Lock()
+        self._client_gone = False
+        self._held = contextlib.ExitStack()  # the push lock, once taken, until the push ends
+        self._locked = False
+
+    def capabilities(self) -> Iterator[bytes]:
+        # No `atomic`: a ref that fails after the gate deployed another would undo nothing.
+        return (cap for cap in super().capabilities() if cap != CAPABILITY_ATOMIC)
+
+    def _receive_max_input_size(self) -> int | None:
+        return self.max_push_bytes
+
+    def progress(self, line: str) -> None:
+        """Send `line` to the pusher now (sideband 2); silently dropped if it cannot hear."""
+        if self._client_gone or not self.has_capability(CAPABILITY_SIDE_BAND_64K):
+            return
+        data = "".join(f"{part}\n" for part in line.splitlines() or [""]).encode()
+        with self._write_lock:  # the gate may report from a thread of its own
+            try:
+                self.proto.write_sideband(SIDE_BAND_CHANNEL_PROGRESS, data)
+            except OSError:
+                # The pusher went away (Ctrl-C, network): the deploy carries on regardless.
+                self._client_gone = True
+
+    def has_capability(self, cap: bytes) -> bool:
+        return self._client_capabilities is not None and super().has_capability(cap)
+
+    def handle(self) -> None:
+        with self._held:
+            super().handle()
+
+    def _apply_pack(
+        self, refs: list[tuple[ObjectID, ObjectID, Ref]]
+    ) -> Iterator[tuple[bytes, bytes]]:
+        results = iter(super()._apply_pack(refs))
+        name, status = next(results)  # the unpack status comes first
+        if status.startswith(b"pack exceeds maximum input size"):
+            self.progress(
+                f"The push is larger than the {format_size(self.max_push_bytes)} limit "
+                "minipaas accepts; remove big files from the history and push again."
+            )
+            status = b"push too large"
+        yield name, status
+        if status != b"ok":
+            # dulwich reports no refs after a failed unpack; git would then only say "remote
+            # failed to report status", so give every ref the reason.
+            for _old, _new, ref in refs:
+                yield ref, status
+            return
+        yield from results
+
+    def _waiting(self) -> None:
+        self.progress(f"-----> Another push to {self.app} is in progress; waiting for it to finish")
+
+    def _on_update(self, ref_name: Ref, old_sha: ObjectID, new_sha: ObjectID) -> bytes | None:
+        reason = self._decide(bytes(ref_name), bytes(old_sha), bytes(new_sha))
+        return None if reason is None else _one_line(reason).encode("utf-8", "replace")
+
+    def _decide(self, ref: bytes, old: bytes, new: bytes) -> str | None:
+        if ref not in DEPLOY_REFS:
+            return ONLY_MAIN
+        if new == _ZERO:
+            return NO_DELETE
+        if not self._locked:
+            self._held.enter_context(self.repos.push_lock(self.app, on_wait=self._waiting))
+            self._locked = True
+        try:
+            current = bytes(self.repo.refs[Ref(ref)])
+        except KeyError:
+            current = _ZERO
+        if current != old:
+            return MOVED
+        try:
+            return self.gate(self.app, new.decode("ascii"), self.progress)
+        except UserError as error:
+            return str(error)
+        except Exception:
+            _log.exception("the deploy gate of app %s failed on %s", self.app, new.decode())
+            return "internal error in minipaas; see the server log"
+
+
+def receive_pack_factory(
+    repos: Repos, app: str, gate: Gate, max_push_bytes: int = DEFAULT_MAX_PUSH_BYTES
+) -> Callable[..., GatedReceivePack]:
+    """The receive-pack constructor dulwich calls (`backend, args, proto, ...`) for `app`."""
+
+    def factory(
+        backend: Backend,
+        args: Sequence[str],
+        proto: Protocol,
+        stateless_rpc: bool = False,
+        advertise_refs: bool = False,
+    ) -> GatedReceivePack:
+        return GatedReceivePack(
+            backend,
+            args,
+            proto,
+            stateless_rpc,
+            advertise_refs,
+            repos=repos,
+            app=app,
+            gate=gate,
+            max_push_bytes=max_push_bytes,
+        )
+
+    return factory

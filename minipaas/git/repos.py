@@ -1,0 +1,212 @@
+"""The bare git repositories, one per app, under `<data-dir>/repos/NAME.git`.
+
+Owns the repository lifecycle (create, delete, look up the deployed commit), the per-app push
+lock, the Dulwich `Backend` that maps a path a git client sends to an app's repository, and
+`export`, which writes one commit's tree into a directory for a build. Every path that comes
+from outside goes through `parse_path`/`path`, which accept only valid app names, so nothing here
+ever reaches outside `root`. It must not build, deploy or speak any wire protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from dulwich.errors import NotGitRepository
+from dulwich.object_store import BaseObjectStore
+from dulwich.objects import Commit, ObjectID, Tree
+from dulwich.refs import Ref
+from dulwich.repo import Repo
+from dulwich.server import Backend
+
+from minipaas import names
+from minipaas.errors import Conflict, NotFound, UserError
+
+DEPLOY_REFS = (Ref(b"refs/heads/main"), Ref(b"refs/heads/master"))
+_SHA = re.compile(r"[0-9a-f]{40}")
+_LOCK_FILE = "minipaas-push.lock"
+_GITLINK = 0o160000
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Repos:
+    """The directory of bare repositories, `root/NAME.git` for each app."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, app: str) -> Path:
+        """The repository directory of `app`; refuses anything that is not a valid app name."""
+        return self.root / f"{names.app_name(app)}.git"
+
+    def parse_path(self, path: str) -> str:
+        """Turn what a git client sends ("/NAME.git", "NAME.git", "NAME") into an app name."""
+        name = path.removeprefix("/")
+        name = name.removesuffix(".git")
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise UserError(
+                f"Invalid repository path {path!r}: use /NAME.git, where NAME is an app name."
+            )
+        return names.app_name(name)
+
+    def exists(self, app: str) -> bool:
+        return self.path(app).is_dir()
+
+    def require(self, app: str) -> Path:
+        """The repository of `app`, or `NotFound` telling the user how to create the app."""
+        path = self.path(app)
+        if not path.is_dir():
+            raise NotFound(
+                f"No app named {app!r}; create it first with `minipaas apps:create {app}`."
+            )
+        return path
+
+    def create(self, app: str) -> Path:
+        """Initialise an empty bare repository whose HEAD is `refs/heads/main`."""
+        path = self.path(app)
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise Conflict(f"A repository for app {app!r} already exists.") from None
+        with Repo.init_bare(str(path)) as repo:
+            repo.refs.set_symbolic_ref(Ref(b"HEAD"), DEPLOY_REFS[0])
+        return path
+
+    def delete(self, app: str) -> None:
+        """Remove the repository of `app`; a missing one is not an error (destroy is idempotent)."""
+        path = self.path(app)
+        if path.is_dir():
+            shutil.rmtree(path)
+
+    def head_sha(self, app: str) -> str | None:
+        """The commit `refs/heads/main` (else `refs/heads/master`) points at, None if empty."""
+        with Repo(str(self.require(app))) as repo:
+            for ref in DEPLOY_REFS:
+                try:
+                    return repo.refs[ref].decode("ascii")
+                except KeyError:
+                    continue
+        return None
+
+    @contextlib.contextmanager
+    def push_lock(self, app: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the app's push lock (an flock, so it also serialises the SSH processes).
+
+        Two pushes to one app must not build and deploy at the same time, and the second one
+        must see the ref the first one wrote. `on_wait` is called once if we have to wait.
+        """
+        fd = os.open(self.require(app) / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def export(self, app: str, sha: str, dest: Path) -> None:
+        """Write the tree of commit `sha` into `dest`: files with their exec bit, symlinks, no .git.
+
+        `dest` must not exist or be empty. A tree entry that could escape `dest` (a name such as
+        `..`, `.git` or one holding a slash, or a duplicate) is refused with `UserError`.
+        """
+        if not _SHA.fullmatch(sha):
+            raise UserError(f"Invalid commit id {sha!r}: expected 40 hexadecimal digits.")
+        dest.mkdir(parents=True, exist_ok=True)
+        if any(dest.iterdir()):
+            raise UserError(f"Cannot export into {str(dest)!r}: the directory is not empty.")
+        with Repo(str(self.require(app))) as repo:
+            store = repo.object_store
+            try:
+                commit = store[ObjectID(sha.encode("ascii"))]
+            except KeyError:
+                raise NotFound(f"Commit {sha} is not in the repository of app {app!r}.") from None
+            if not isinstance(commit, Commit):
+                raise UserError(f"Object {sha} in app {app!r} is not a commit.")
+            fd = os.open(dest, _DIR_FLAGS)
+            try:
+                _write_tree(store, commit.tree, fd, "", sha)
+            finally:
+                os.close(fd)
+
+
+def _write_tree(
+    store: BaseObjectStore, tree_id: ObjectID, dir_fd: int, where: str, sha: str
+) -> None:
+    """Write one tree into the open directory `dir_fd` (`where` names it in errors).
+
+    Everything is created relative to a directory descriptor, exclusively and without following
+    symlinks, so a hostile tree can neither escape `dest` nor overwrite what it already wrote;
+    it is also several times faster than resolving a full path per file.
+    """
+    tree = store[tree_id]
+    if not isinstance(tree, Tree):
+        raise UserError(f"Commit {sha} has a broken tree {tree_id.decode()!r}.")
+    for entry in tree.iteritems():
+        name, mode, child = entry.path, entry.mode, entry.sha
+        if name in (b"", b".", b"..") or b"/" in name or b"\0" in name or name.lower() == b".git":
+            raise UserError(f"Commit {sha} contains an unsafe file name {os.fsdecode(name)!r}.")
+        try:
+            if stat.S_ISDIR(mode) or mode == _GITLINK:  # a submodule stays an empty directory
+                os.mkdir(name, 0o755, dir_fd=dir_fd)
+                if mode != _GITLINK:
+                    fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+                    try:
+                        _write_tree(store, child, fd, f"{where}{os.fsdecode(name)}/", sha)
+                    finally:
+                        os.close(fd)
+            elif stat.S_ISLNK(mode):
+                _type, link = store.get_raw(child)
+                os.symlink(link, name, dir_fd=dir_fd)
+            else:
+                _type, data = store.get_raw(child)
+                fd = os.open(name, _FILE_FLAGS, 0o755 if mode & 0o111 else 0o644, dir_fd=dir_fd)
+                try:
+                    if mode & 0o111:
+                        os.fchmod(fd, 0o755)  # whatever the umask says
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
+        except FileExistsError:
+            raise UserError(
+                f"Commit {sha} lists {where}{os.fsdecode(name)!r} twice; refusing to export it."
+            ) from None
+
+
+class AppsBackend(Backend):
+    """Dulwich's storage seam: maps a path from a client to an app's repository, nothing else.
+
+    Dulwich never closes the repositories it opens, so this backend remembers them and `close`
+    (called once per request or SSH session) closes them all.
+    """
+
+    def __init__(self, repos: Repos) -> None:
+        self.repos = repos
+        self._opened: list[Repo] = []
+
+    def open_repository(self, path: str | bytes) -> Repo:
+        text = os.fsdecode(path)
+        try:
+            app = self.repos.parse_path(text)
+            repo = Repo(str(self.repos.require(app)))
+        except UserError as error:
+            raise NotGitRepository(str(error)) from None
+        self._opened.append(repo)
+        return repo
+
+    def close(self) -> None:
+        while self._opened:
+            self._opened.pop().close()
