@@ -97,14 +97,15 @@ def sandbox_argv(job: SandboxJob, *, as_root: bool | None = None) -> list[str]:
             bwrap += ["--ro-bind", path, path]
     for target, link in USR_LINKS:
         bwrap += ["--symlink", target, link]
-    bwrap += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/var/tmp"]
+    bwrap += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
     app_source = Path(job.scratch, "app") if job.layer and job.scratch else job.app_dir
     bwrap += ["--bind", str(app_source), "/app"]
     for bind in job.binds:
         bwrap += ["--bind" if bind.writable else "--ro-bind", str(bind.source), bind.target]
     if job.uid is not None:
         bwrap += ["--uid", str(job.uid), "--gid", str(job.uid)]
-    bwrap += ["--chdir", job.cwd, "--", *job.command]
+    # Only /app and /tmp are writable: the assembled root itself goes read-only last.
+    bwrap += ["--remount-ro", "/", "--chdir", job.cwd, "--", *job.command]
 
     if not job.layer:
         if job.uid is None:

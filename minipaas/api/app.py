@@ -1,0 +1,433 @@
+"""Starlette routes of the API: validation at the boundary, then the store or the deployer.
+
+Every route answers JSON; `deploy` and followed `logs` stream NDJSON. `UserError`s become
+4xx answers with `{"error": sentence}`; bad JSON is a 400, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
+
+from minipaas import __version__, names, sshkeys
+from minipaas.api.auth import LOCAL_KEY, TokenAuth, Tokens
+from minipaas.deploy import Deployer
+from minipaas.errors import UserError
+from minipaas.logs import LogStore
+from minipaas.settings import Settings
+from minipaas.store import Store
+from minipaas.supervisor import Supervisor
+
+log = logging.getLogger("minipaas.api")
+
+LOG_SOURCES = frozenset({"app", "router", "build", "release", "minipaas"})
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    store: Store
+    deployer: Deployer
+    supervisor: Supervisor
+    logs: LogStore
+    tokens: Tokens
+    admin_token: Callable[[], str]
+    sync_keys: Callable[[], Any]
+    git_app: ASGIApp | None = None
+
+
+async def json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"The request body is not valid JSON: {exc}.") from exc
+
+
+def body_dict(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise UserError("The request body must be a JSON object.")
+    return data
+
+
+def is_local(request: Request) -> bool:
+    return bool(request.scope.get(LOCAL_KEY))
+
+
+def create_app(ctx: ApiContext) -> ASGIApp:
+    store, deployer, settings = ctx.store, ctx.deployer, ctx.settings
+
+    def app_name(request: Request) -> str:
+        return names.app_name(request.path_params["app"])
+
+    def who(request: Request, data: dict[str, Any] | None = None) -> str:
+        if data and isinstance(data.get("who"), str) and is_local(request):
+            return str(data["who"])[:100]
+        return "admin"
+
+    async def dynos_json(app: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": d.name,
+                "type": d.process_type,
+                "state": d.state,
+                "release": d.release,
+                "pid": d.pid,
+                "port": d.port,
+                "started_at": d.started_at,
+                "restarts": d.restarts,
+                "command": d.command,
+                "exit_code": d.exit_code,
+            }
+            for d in ctx.supervisor.status(app)
+        ]
+
+    async def status(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "ok": True,
+                "version": __version__,
+                "domain": settings.domain,
+                "control_url": settings.control_url,
+                "apps": len(await store.apps()),
+            }
+        )
+
+    async def apps_list(request: Request) -> Response:
+        out = []
+        for app in await store.apps():
+            formation = await store.formation(app)
+            dynos = ctx.supervisor.status(app.name)
+            out.append(
+                {
+                    "name": app.name,
+                    "release": app.current_release,
+                    "url": settings.app_url(app.name),
+                    "maintenance": app.maintenance,
+                    "dynos_up": sum(1 for d in dynos if d.state == "up"),
+                    "dynos_desired": sum(formation.values()),
+                }
+            )
+        return JSONResponse(out)
+
+    async def apps_create(request: Request) -> Response:
+        data = body_dict(await json_body(request))
+        name = names.app_name(str(data.get("name", "")))
+        app = await store.create_app(name)
+        await asyncio.to_thread(deployer.repos.create, name)
+        return JSONResponse(
+            {"name": app.name, "url": settings.app_url(app.name), "git_url": git_url(name)},
+            status_code=201,
+        )
+
+    def git_url(name: str) -> str:
+        return f"{settings.control_url}/git/{name}.git"
+
+    async def apps_info(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        release = await store.current_release(app)
+        return JSONResponse(
+            {
+                "name": app.name,
+                "url": settings.app_url(app.name),
+                "git_url": git_url(app.name),
+                "release": app.current_release,
+                "maintenance": app.maintenance,
+                "created_at": app.created_at,
+                "formation": await store.formation(app),
+                "process_types": release.process_types if release else {},
+                "dynos": await dynos_json(app.name),
+                "domains": [d.hostname for d in await store.domains(app)],
+                "uid": deployer.uid(app),
+            }
+        )
+
+    async def apps_destroy(request: Request) -> Response:
+        name = app_name(request)
+        confirm = request.query_params.get("confirm")
+        if confirm != name:
+            raise UserError(
+                f"Destroying {name!r} deletes its code, releases, dynos and logs; confirm with "
+                f"`--confirm {name}`."
+            )
+        await deployer.destroy(name)
+        return JSONResponse({"destroyed": name})
+
+    async def config_get(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        return JSONResponse(await store.config(app))
+
+    async def config_patch(request: Request) -> Response:
+        name = app_name(request)
+        data = body_dict(await json_body(request))
+        changes: dict[str, str | None] = {}
+        for key, value in data.items():
+            names.config_key(key)
+            if value is not None and not isinstance(value, str):
+                raise UserError(f"The value of {key!r} must be a string or null.")
+            changes[key] = value
+        if not changes:
+            raise UserError("No config vars given; use KEY=VALUE.")
+        await store.app(name)
+        config = await deployer.set_config(name, changes, who=who(request))
+        return JSONResponse(config)
+
+    async def dynos(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        return JSONResponse(
+            {
+                "formation": await store.formation(app),
+                "dynos": await dynos_json(app.name),
+            }
+        )
+
+    async def formation_patch(request: Request) -> Response:
+        name = app_name(request)
+        data = body_dict(await json_body(request))
+        counts: dict[str, int] = {}
+        for ptype, count in data.items():
+            names.process_type(ptype)
+            if not isinstance(count, int) or isinstance(count, bool):
+                raise UserError(f"The count for {ptype!r} must be a whole number, not {count!r}.")
+            counts[ptype] = count
+        if not counts:
+            raise UserError("No process types given; use TYPE=COUNT, e.g. web=2.")
+        return JSONResponse(await deployer.scale(name, counts))
+
+    async def restart(request: Request) -> Response:
+        name = app_name(request)
+        data = body_dict(await json_body(request))
+        ptype = data.get("type")
+        if ptype is not None:
+            names.process_type(str(ptype))
+        await deployer.restart(name, ptype)
+        return JSONResponse({"restarted": name, "type": ptype})
+
+    async def logs(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        query = request.query_params
+        source = query.get("source") or None
+        if source is not None and source not in LOG_SOURCES:
+            raise UserError(
+                f"Unknown log source {source!r}; use one of {', '.join(sorted(LOG_SOURCES))}."
+            )
+        dyno = query.get("dyno") or None
+        try:
+            n = int(query.get("n", "100"))
+        except ValueError as exc:
+            raise UserError(f"Invalid line count {query.get('n')!r}: use a number.") from exc
+        if not 0 <= n <= 100_000:
+            raise UserError(f"Invalid line count {n}: use 0 to 100000.")
+        lines = ctx.logs.tail(app.name, n=n, source=source, dyno=dyno)
+        if query.get("tail") not in ("1", "true"):
+            return JSONResponse([{"line": ln.format()} for ln in lines])
+
+        async def stream() -> AsyncIterator[bytes]:
+            for ln in lines:
+                yield (json.dumps({"line": ln.format()}) + "\n").encode()
+            async for ln in ctx.logs.follow(app.name, source=source, dyno=dyno):
+                yield (json.dumps({"line": ln.format()}) + "\n").encode()
+
+        return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+    async def releases(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        return JSONResponse(
+            [
+                {**r.to_json(), "current": r.version == app.current_release}
+                for r in await store.releases(app)
+            ]
+        )
+
+    async def release_info(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        raw = request.path_params["version"].lstrip("v")
+        if not raw.isdigit():
+            raise UserError(f"Invalid release {request.path_params['version']!r}: use vN, e.g. v3.")
+        release = await store.release(app, int(raw))
+        return JSONResponse(
+            {**release.to_json(), "current": release.version == app.current_release}
+        )
+
+    async def deploy(request: Request) -> Response:
+        name = app_name(request)
+        data = body_dict(await json_body(request))
+        sha = str(data.get("sha", ""))
+        if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
+            raise UserError(f"Invalid commit {sha!r}: use a full 40-character sha.")
+        await store.app(name)
+        by = who(request, data)
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        async def run() -> None:
+            try:
+                result = await deployer.deploy(
+                    name, sha, lambda ln: queue.put_nowait({"line": ln}), who=by
+                )
+                queue.put_nowait({"status": "ok", "release": result.release, "url": result.url})
+            except UserError as exc:
+                queue.put_nowait({"status": "failed", "message": str(exc)})
+            except Exception as exc:  # a bug: say so in the push instead of hanging it
+                queue.put_nowait({"status": "failed", "message": f"Internal error: {exc!r}"})
+                log.exception("deploy of %s %s failed", name, sha[:7])
+            finally:
+                queue.put_nowait(None)
+
+        # The deploy runs to completion even if the pusher goes away.
+        task = asyncio.get_running_loop().create_task(run())
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+        async def stream() -> AsyncIterator[bytes]:
+            while (item := await queue.get()) is not None:
+                yield (json.dumps(item) + "\n").encode()
+
+        return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+    async def domains_list(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        return JSONResponse([d.to_json() for d in await store.domains(app)])
+
+    async def domains_add(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        data = body_dict(await json_body(request))
+        host = names.hostname(str(data.get("hostname", "")))
+        if host == f"minipaas.{settings.domain}" or host.endswith(f".{settings.domain}"):
+            raise UserError(
+                f"The domain {host!r} is under minipaas's own domain {settings.domain!r}; "
+                "apps already answer at NAME." + settings.domain + "."
+            )
+        domain = await store.add_domain(app, host)
+        await deployer.sync_routes()
+        return JSONResponse(domain.to_json(), status_code=201)
+
+    async def domains_remove(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        host = names.hostname(request.path_params["hostname"])
+        await store.remove_domain(app, host)
+        await deployer.sync_routes()
+        return JSONResponse({"removed": host})
+
+    async def maintenance(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        data = body_dict(await json_body(request))
+        on = data.get("on")
+        if not isinstance(on, bool):
+            raise UserError('Send {"on": true} or {"on": false}.')
+        await store.set_maintenance(app, on)
+        await deployer.sync_routes()
+        return JSONResponse({"maintenance": on})
+
+    async def keys_list(request: Request) -> Response:
+        return JSONResponse([k.to_json() for k in await store.keys()])
+
+    async def keys_add(request: Request) -> Response:
+        data = body_dict(await json_body(request))
+        name = str(data.get("name", ""))
+        if not names.CONFIG_KEY.fullmatch(
+            name.replace("-", "_").replace(".", "_").replace("@", "_")
+        ):
+            raise UserError(
+                f"Invalid key name {name!r}: use letters, digits, dots, dashes, @ and underscores."
+            )
+        key = sshkeys.parse_public_key(str(data.get("public_key", "")))
+        record = await store.add_key(name, key.fingerprint, key.line)
+        await ctx.sync_keys()
+        return JSONResponse(record.to_json(), status_code=201)
+
+    async def keys_remove(request: Request) -> Response:
+        await store.remove_key(request.path_params["name"])
+        await ctx.sync_keys()
+        return JSONResponse({"removed": request.path_params["name"]})
+
+    async def whoami_key(request: Request) -> Response:
+        key = await store.key_by_fingerprint(request.path_params["fingerprint"])
+        if key is None:
+            raise UserError(
+                f"Unknown SSH key {request.path_params['fingerprint']!r}; add it with "
+                "`minipaas keys:add NAME`."
+            )
+        return JSONResponse(key.to_json())
+
+    async def auth_token(request: Request) -> Response:
+        if not is_local(request):
+            raise UserError("The admin token is only shown on the server itself.")
+        return JSONResponse({"token": ctx.admin_token()})
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": f"No such API route: {request.url.path}."}, status_code=404)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    async def user_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, UserError)
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    background: set[asyncio.Task[None]] = set()
+    routes: list[BaseRoute] = [
+        Route("/api/status", status),
+        Route("/api/apps", apps_list),
+        Route("/api/apps", apps_create, methods=["POST"]),
+        Route("/api/apps/{app}", apps_info),
+        Route("/api/apps/{app}", apps_destroy, methods=["DELETE"]),
+        Route("/api/apps/{app}/config", config_get),
+        Route("/api/apps/{app}/config", config_patch, methods=["PATCH"]),
+        Route("/api/apps/{app}/dynos", dynos),
+        Route("/api/apps/{app}/formation", formation_patch, methods=["PATCH"]),
+        Route("/api/apps/{app}/restart", restart, methods=["POST"]),
+        Route("/api/apps/{app}/logs", logs),
+        Route("/api/apps/{app}/releases", releases),
+        Route("/api/apps/{app}/releases/{version}", release_info),
+        Route("/api/apps/{app}/deploy", deploy, methods=["POST"]),
+        Route("/api/apps/{app}/domains", domains_list),
+        Route("/api/apps/{app}/domains", domains_add, methods=["POST"]),
+        Route("/api/apps/{app}/domains/{hostname}", domains_remove, methods=["DELETE"]),
+        Route("/api/apps/{app}/maintenance", maintenance, methods=["PUT"]),
+        Route("/api/keys", keys_list),
+        Route("/api/keys", keys_add, methods=["POST"]),
+        Route("/api/keys/by-fingerprint/{fingerprint:path}", whoami_key),
+        Route("/api/keys/{name}", keys_remove, methods=["DELETE"]),
+        Route("/api/auth/token", auth_token),
+    ]
+    if ctx.git_app is not None:
+        routes.append(Mount("/git", app=ctx.git_app))
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            UserError: user_error,
+            404: not_found,
+            HTTPException: http_error,
+        },
+    )
+    # git does its own basic auth (token as password) so it can answer git's way.
+    guarded = TokenAuth(app, ctx.tokens, public=())
+    return _GitBypass(app, guarded) if ctx.git_app is not None else guarded
+
+
+class _GitBypass:
+    """Routes /git/* around TokenAuth: the git app checks the token itself (basic auth)."""
+
+    def __init__(self, app: ASGIApp, guarded: ASGIApp) -> None:
+        self.app = app
+        self.guarded = guarded
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith("/git/"):
+            await self.app(scope, receive, send)
+        else:
+            await self.guarded(scope, receive, send)

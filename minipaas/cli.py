@@ -1,0 +1,675 @@
+"""The `minipaas` command: `server`, `ssh` (the forced command), `down`, and Heroku's client words.
+
+Parsing and printing only: every client command is one API call through `minipaas.client`, and
+the business rules live on the server. Heavy imports happen inside the command that needs them,
+so `minipaas --version` and the SSH entry point start fast. Errors print one sentence and exit 1;
+usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from minipaas import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """Bad command-line usage (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from minipaas.client import Client
+
+    data_dir = getattr(args, "data_dir", None)
+    return Client.from_env(
+        Path(data_dir) if data_dir else None, timeout=None if getattr(args, "long", False) else 60.0
+    )
+
+
+def _app_from_git_remote() -> str | None:
+    """The app behind the `minipaas` git remote of the current directory, as Heroku does."""
+    try:
+        url = subprocess.run(
+            ["git", "config", "--get", "remote.minipaas.url"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if not url:
+        return None
+    tail = url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+    return tail.removesuffix(".git") or None
+
+
+def _app(args: argparse.Namespace) -> str:
+    name = args.app or os.environ.get("MINIPAAS_APP") or _app_from_git_remote()
+    if not name:
+        raise UsageError(
+            "No app given: use -a NAME (or run inside a checkout with a `minipaas` remote)."
+        )
+    return str(name)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+    cells = [[str(c) for c in headers], *[[("" if c is None else str(c)) for c in r] for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return ""
+    secs = int(time.time() - ts)
+    if secs < 60:
+        return f"{secs}s"
+    if secs < 3600:
+        return f"{secs // 60}m"
+    if secs < 86400:
+        return f"{secs // 3600}h{(secs % 3600) // 60:02d}m"
+    return f"{secs // 86400}d"
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# -- client commands ---------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        info = c.get("/api/status")
+    if args.json:
+        _print_json(info)
+    else:
+        print(f"minipaas {info['version']} is up at {info['control_url']} ({info['apps']} apps)")
+    return 0
+
+
+def cmd_apps(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        apps = c.get("/api/apps")
+    if args.json:
+        _print_json(apps)
+    elif not apps:
+        print("No apps yet; create one with `minipaas apps:create NAME`.")
+    else:
+        _table(
+            [
+                (
+                    a["name"],
+                    f"v{a['release']}" if a["release"] else "-",
+                    f"{a['dynos_up']}/{a['dynos_desired']}",
+                    a["url"],
+                )
+                for a in apps
+            ],
+            ["name", "release", "dynos", "url"],
+        )
+    return 0
+
+
+def cmd_apps_create(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        app = c.request("POST", "/api/apps", json_body={"name": args.name})
+    print(f"Created {app['name']}: {app['url']} | {app['git_url']}")
+    return 0
+
+
+def cmd_apps_info(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        info = c.get(f"/api/apps/{app}")
+    if args.json:
+        _print_json(info)
+        return 0
+    print(f"=== {info['name']}")
+    print(f"Web URL:   {info['url']}")
+    print(f"Git URL:   {info['git_url']}")
+    print(f"Release:   {'v' + str(info['release']) if info['release'] else 'none yet'}")
+    formation = " ".join(f"{k}={v}" for k, v in sorted(info["formation"].items())) or "none"
+    print(f"Formation: {formation}")
+    print(f"Domains:   {', '.join(info['domains']) or 'none'}")
+    print(f"Dynos:     {sum(1 for d in info['dynos'] if d['state'] == 'up')} up")
+    if info.get("maintenance"):
+        print("Maintenance: on")
+    return 0
+
+
+def cmd_apps_destroy(args: argparse.Namespace) -> int:
+    app = _app(args)
+    if args.confirm != app:
+        raise UsageError(
+            f"Destroying {app!r} deletes its code, releases, dynos and logs; "
+            f"run again with --confirm {app}."
+        )
+    with _client(args) as c:
+        c.request("DELETE", f"/api/apps/{app}", params={"confirm": app})
+    print(f"Destroyed {app}.")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        config = c.get(f"/api/apps/{app}/config")
+    if args.json:
+        _print_json(config)
+    elif not config:
+        print(f"{app} has no config vars.")
+    else:
+        print(f"=== {app} Config Vars")
+        width = max(len(k) for k in config) + 1
+        for key, value in config.items():
+            print(f"{(key + ':').ljust(width)} {value}")
+    return 0
+
+
+def cmd_config_get(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        config = c.get(f"/api/apps/{app}/config")
+    if args.key not in config:
+        print(f"{args.key} is not set on {app}.", file=sys.stderr)
+        return 1
+    print(config[args.key])
+    return 0
+
+
+def cmd_config_set(args: argparse.Namespace) -> int:
+    app = _app(args)
+    changes: dict[str, str | None] = {}
+    for pair in args.pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UsageError(f"Expected KEY=VALUE, got {pair!r}.")
+        changes[key] = value
+    with _client(args) as c:
+        c.request("PATCH", f"/api/apps/{app}/config", json_body=changes)
+    print(f"Set {', '.join(changes)} on {app} and restarted its dynos.")
+    return 0
+
+
+def cmd_config_unset(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        c.request("PATCH", f"/api/apps/{app}/config", json_body=dict.fromkeys(args.keys))
+    print(f"Unset {', '.join(args.keys)} on {app} and restarted its dynos.")
+    return 0
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        data = c.get(f"/api/apps/{app}/dynos")
+    if args.json:
+        _print_json(data)
+        return 0
+    if not data["dynos"]:
+        print(f"No dynos on {app}.")
+        return 0
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for dyno in data["dynos"]:
+        by_type.setdefault(dyno["type"], []).append(dyno)
+    for ptype, dynos in sorted(by_type.items()):
+        print(f"=== {ptype} ({data['formation'].get(ptype, 0)}): {dynos[0]['command']}")
+        for d in dynos:
+            up = f" {_ago(d['started_at'])}" if d["state"] == "up" else ""
+            extra = f" restarts={d['restarts']}" if d["restarts"] else ""
+            print(f"{d['name']}: {d['state']}{up} v{d['release']} pid={d['pid']}{extra}")
+        print()
+    return 0
+
+
+def cmd_ps_scale(args: argparse.Namespace) -> int:
+    app = _app(args)
+    counts: dict[str, int] = {}
+    for pair in args.pairs:
+        ptype, sep, raw = pair.partition("=")
+        if not sep:
+            raise UsageError(f"Expected TYPE=COUNT, got {pair!r}.")
+        try:
+            counts[ptype] = int(raw)
+        except ValueError as exc:
+            raise UsageError(f"Invalid count {raw!r} for {ptype!r}: use a whole number.") from exc
+    with _client(args) as c:
+        formation = c.request("PATCH", f"/api/apps/{app}/formation", json_body=counts)
+    summary = ", ".join(f"{k}={v}" for k, v in sorted(formation.items()))
+    print(f"Scaled {app} to {summary}.")
+    return 0
+
+
+def cmd_ps_restart(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        c.request("POST", f"/api/apps/{app}/restart", json_body={"type": args.type})
+    print(f"Restarted {args.type + ' dynos of ' if args.type else ''}{app}.")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    app = _app(args)
+    params: dict[str, Any] = {"n": args.num}
+    if args.source:
+        params["source"] = args.source
+    if args.dyno:
+        params["dyno"] = args.dyno
+    with _client(args) as c:
+        if not args.tail:
+            for item in c.get(f"/api/apps/{app}/logs", **params):
+                print(item["line"])
+            return 0
+        params["tail"] = "1"
+        try:
+            for item in c.stream("GET", f"/api/apps/{app}/logs", params=params):
+                print(item["line"], flush=True)
+        except KeyboardInterrupt:
+            return 0
+    return 0
+
+
+def cmd_releases(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        releases = c.get(f"/api/apps/{app}/releases")
+    if args.json:
+        _print_json(releases)
+    elif not releases:
+        print(f"{app} has no releases yet; push with `git push minipaas main`.")
+    else:
+        print(f"=== {app} Releases")
+        for r in releases:
+            mark = "*" if r["current"] else " "
+            print(
+                f"{mark} v{r['version']:<4} {r['description']:<30} {r['created_by']:<16} "
+                f"{_when(r['created_at'])}  {r['status']}"
+            )
+    return 0
+
+
+def cmd_releases_info(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        r = c.get(f"/api/apps/{app}/releases/{args.version}")
+    if args.json:
+        _print_json(r)
+        return 0
+    print(f"=== Release v{r['version']} of {app}")
+    print(f"By:       {r['created_by']}")
+    print(f"Change:   {r['description']}")
+    print(f"When:     {_when(r['created_at'])}")
+    print(f"Status:   {r['status']}")
+    print(f"Commit:   {r['sha'] or '-'}")
+    print(f"Config:   {', '.join(r['config']) or 'none'}")
+    for ptype, command in sorted(r["process_types"].items()):
+        print(f"Process:  {ptype}: {command}")
+    return 0
+
+
+def cmd_domains(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        domains = c.get(f"/api/apps/{app}/domains")
+        info = c.get(f"/api/apps/{app}")
+    if args.json:
+        _print_json(domains)
+        return 0
+    print(f"=== {app} Domains")
+    print(info["url"].split("//", 1)[1].split(":")[0])
+    for d in domains:
+        print(d["hostname"])
+    return 0
+
+
+def cmd_domains_add(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        d = c.request("POST", f"/api/apps/{app}/domains", json_body={"hostname": args.hostname})
+    print(f"Added {d['hostname']} to {app}; point its DNS at this server.")
+    return 0
+
+
+def cmd_domains_remove(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        c.request("DELETE", f"/api/apps/{app}/domains/{args.hostname}")
+    print(f"Removed {args.hostname} from {app}.")
+    return 0
+
+
+def cmd_maintenance(on: bool) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        app = _app(args)
+        with _client(args) as c:
+            c.request("PUT", f"/api/apps/{app}/maintenance", json_body={"on": on})
+        print(f"Maintenance mode {'on' if on else 'off'} for {app}.")
+        return 0
+
+    return run
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        keys = c.get("/api/keys")
+    if args.json:
+        _print_json(keys)
+    elif not keys:
+        print("No SSH keys; add one with `minipaas keys:add NAME < ~/.ssh/id_ed25519.pub`.")
+    else:
+        _table(
+            [(k["name"], k["fingerprint"], k["public_key"][:24] + "…") for k in keys],
+            ["name", "fingerprint", "key"],
+        )
+    return 0
+
+
+def cmd_keys_add(args: argparse.Namespace) -> int:
+    if args.file:
+        text = Path(args.file).read_text()
+    else:
+        if sys.stdin.isatty():
+            raise UsageError(
+                "Pipe the public key in: `minipaas keys:add NAME < ~/.ssh/id_ed25519.pub`."
+            )
+        text = sys.stdin.read()
+    with _client(args) as c:
+        key = c.request("POST", "/api/keys", json_body={"name": args.name, "public_key": text})
+    print(f"Added SSH key {key['name']} ({key['fingerprint']}).")
+    return 0
+
+
+def cmd_keys_remove(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        c.request("DELETE", f"/api/keys/{args.name}")
+    print(f"Removed SSH key {args.name}.")
+    return 0
+
+
+def cmd_git_remote(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        info = c.get(f"/api/apps/{app}")
+        status = c.get("/api/status")
+    if args.ssh:
+        host = os.environ.get("MINIPAAS_SSH_HOST") or f"minipaas.{status['domain']}"
+        print(f"minipaas@{host}:{app}")
+    else:
+        print(info["git_url"])
+    return 0
+
+
+def cmd_auth_token(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        print(c.get("/api/auth/token")["token"])
+    return 0
+
+
+# -- server-side commands ----------------------------------------------------------------------
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from minipaas import names
+    from minipaas.paths import default_data_dir
+    from minipaas.server import run_server
+    from minipaas.settings import Settings, default_ports
+
+    http_default, https_default = default_ports()
+    domain = args.domain
+    if domain != "localhost":
+        domain = names.hostname(domain)
+    exe = shutil_which_self()
+    settings = Settings(
+        data_dir=Path(args.data_dir or os.environ.get("MINIPAAS_DATA_DIR") or default_data_dir()),
+        domain=domain,
+        http_port=args.http_port or http_default,
+        https_port=args.https_port or https_default,
+        listen_host=args.listen,
+        api_port=args.api_port,
+        acme_email=args.email,
+        authorized_keys=Path(args.authorized_keys) if args.authorized_keys else None,
+        stop_grace=args.stop_grace,
+        minipaas_bin=exe,
+    )
+    return run_server(settings)
+
+
+def shutil_which_self() -> str:
+    """The absolute path of this `minipaas` executable, for forced commands."""
+    import shutil
+
+    argv0 = sys.argv[0]
+    if os.path.sep in argv0 and os.path.exists(argv0):
+        return os.path.abspath(argv0)
+    return shutil.which("minipaas") or os.path.abspath(argv0)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    import signal
+
+    from minipaas.client import default_data_dir
+
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    pidfile = data_dir / "minipaas.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        print(f"No minipaas server is running for {data_dir}.")
+        return 0
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pidfile.unlink(missing_ok=True)
+        print(f"No minipaas server is running for {data_dir}.")
+        return 0
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print("Stopped minipaas (dynos and Caddy included).")
+            return 0
+        time.sleep(0.05)
+    print(f"minipaas (pid {pid}) did not stop within {args.timeout:.0f} s.", file=sys.stderr)
+    return 1
+
+
+def cmd_ssh(args: argparse.Namespace) -> int:
+    from minipaas.ssh import serve_ssh
+
+    return serve_ssh(
+        Path(args.data_dir) if args.data_dir else None,
+        args.key,
+        os.environ.get("SSH_ORIGINAL_COMMAND", ""),
+    )
+
+
+# -- the parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="minipaas", description="Heroku for one server.")
+    parser.add_argument("--version", action="version", version=f"minipaas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(
+        name: str, handler: Handler, help_: str, *, app: bool = False, json_out: bool = False
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(handler=handler)
+        p.add_argument("--data-dir", help="reach the local server of this data dir")
+        if app:
+            p.add_argument("-a", "--app", help="the app (default: from the `minipaas` git remote)")
+        if json_out:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    p = add("server", cmd_server, "run the minipaas server (control plane)")
+    p.add_argument("--domain", default="localhost", help="apps answer at NAME.DOMAIN")
+    p.add_argument("--http-port", type=int, default=0)
+    p.add_argument("--https-port", type=int, default=0)
+    p.add_argument("--listen", default="", help="router listen address (default: all)")
+    p.add_argument("--api-port", type=int, default=0, help="loopback port of the API (0: any)")
+    p.add_argument("--email", help="ACME account e-mail for public domains")
+    p.add_argument("--authorized-keys", help="authorized_keys file that keys:add maintains")
+    p.add_argument(
+        "--stop-grace", type=float, default=30.0, help="seconds between SIGTERM and SIGKILL"
+    )
+    p = add("down", cmd_down, "stop the server, its dynos and Caddy")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p = add("ssh", cmd_ssh, "the SSH forced command (authorized_keys)")
+    p.add_argument("--key", required=True, help="fingerprint of the key that logged in")
+
+    add("status", cmd_status, "exit 0 once the server is ready", json_out=True)
+    add("apps", cmd_apps, "list apps", json_out=True)
+    p = add("apps:create", cmd_apps_create, "create an app")
+    p.add_argument("name")
+    add("apps:info", cmd_apps_info, "show an app", app=True, json_out=True)
+    p = add("apps:destroy", cmd_apps_destroy, "delete an app and everything it has", app=True)
+    p.add_argument("--confirm", help="the app's name, to confirm")
+    add("config", cmd_config, "show config vars", app=True, json_out=True)
+    p = add("config:get", cmd_config_get, "print one config var", app=True)
+    p.add_argument("key")
+    p = add("config:set", cmd_config_set, "set config vars (restarts dynos)", app=True)
+    p.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
+    p = add("config:unset", cmd_config_unset, "unset config vars (restarts dynos)", app=True)
+    p.add_argument("keys", nargs="+", metavar="KEY")
+    add("ps", cmd_ps, "list dynos", app=True, json_out=True)
+    p = add("ps:scale", cmd_ps_scale, "scale process types", app=True)
+    p.add_argument("pairs", nargs="+", metavar="TYPE=COUNT")
+    p = add("ps:restart", cmd_ps_restart, "restart dynos", app=True)
+    p.add_argument("type", nargs="?")
+    p = add("logs", cmd_logs, "show logs", app=True)
+    p.add_argument("-n", "--num", type=int, default=100)
+    p.add_argument("-t", "--tail", action="store_true", help="keep following")
+    p.add_argument("--source", choices=["app", "router", "build", "release", "minipaas"])
+    p.add_argument("--dyno")
+    add("releases", cmd_releases, "list releases", app=True, json_out=True)
+    p = add("releases:info", cmd_releases_info, "show a release", app=True, json_out=True)
+    p.add_argument("version", metavar="vN")
+    add("domains", cmd_domains, "list custom domains", app=True, json_out=True)
+    p = add("domains:add", cmd_domains_add, "add a custom domain", app=True)
+    p.add_argument("hostname")
+    p = add("domains:remove", cmd_domains_remove, "remove a custom domain", app=True)
+    p.add_argument("hostname")
+    add("maintenance:on", cmd_maintenance(True), "answer 503 with a maintenance page", app=True)
+    add("maintenance:off", cmd_maintenance(False), "serve the app again", app=True)
+    add("keys", cmd_keys, "list SSH keys", json_out=True)
+    p = add("keys:add", cmd_keys_add, "add an SSH public key (on stdin or --file)")
+    p.add_argument("name")
+    p.add_argument("--file")
+    p = add("keys:remove", cmd_keys_remove, "remove an SSH key")
+    p.add_argument("name")
+    p = add("git:remote", cmd_git_remote, "print the git push URL", app=True)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--ssh", action="store_true")
+    group.add_argument("--https", action="store_true")
+    add("auth:token", cmd_auth_token, "print the admin API token")
+    return parser
+
+
+#: Words a user may run over SSH (`ssh minipaas@host WORD …`).
+SSH_COMMANDS = frozenset(
+    {
+        "status",
+        "apps",
+        "apps:create",
+        "apps:info",
+        "apps:destroy",
+        "config",
+        "config:get",
+        "config:set",
+        "config:unset",
+        "ps",
+        "ps:scale",
+        "ps:restart",
+        "logs",
+        "releases",
+        "releases:info",
+        "domains",
+        "domains:add",
+        "domains:remove",
+        "maintenance:on",
+        "maintenance:off",
+        "keys",
+        "keys:add",
+        "keys:remove",
+        "git:remote",
+        "auth:token",
+    }
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from minipaas.client import ApiError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "handler", None):
+            parser.print_help()
+            return 2
+        return int(args.handler(args))
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except ApiError as exc:
+        print(f" !    {exc}", file=sys.stderr)
+        return 1
+    except _user_errors() as exc:
+        print(f" !    {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(
+            f" !    {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _user_errors() -> type[Exception]:
+    from minipaas.errors import UserError
+
+    return UserError
+
+
+def run_words(words: Sequence[str]) -> int:
+    """Run client words (for `ssh minipaas@host ps -a web`); refuses server-side commands."""
+    if not words or words[0] not in SSH_COMMANDS:
+        shown = shlex.join(words) if words else ""
+        print(
+            f" !    Unknown command {shown!r}; try `apps`, `ps -a NAME` or `logs -a NAME`.",
+            file=sys.stderr,
+        )
+        return 1
+    return main(list(words))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The API client contract: the only thing the CLI, the SSH entry point and the TUI use to talk
+to a server.
+
+It reaches the local server through `<data-dir>/minipaas.sock`, or a remote one through
+`MINIPAAS_URL` + `MINIPAAS_TOKEN`. Errors come back as `ApiError` carrying the server's one
+sentence. This module depends on httpx only (the TUI may import it without the server's parts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    """The server refused a request (or could not be reached); `str()` is the sentence to show."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("MINIPAAS_DATA_DIR")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/minipaas")
+    return Path.home() / ".local" / "share" / "minipaas"
+
+
+class Client:
+    """A synchronous client; one instance per command."""
+
+    def __init__(
+        self,
+        *,
+        socket: Path | None = None,
+        url: str | None = None,
+        token: str | None = None,
+        verify: bool | str = True,
+        timeout: float | None = 30.0,
+    ) -> None:
+        headers = {"User-Agent": "minipaas-cli"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if url:
+            self.where = url
+            self._http = httpx.Client(
+                base_url=url.rstrip("/"), headers=headers, verify=verify, timeout=timeout
+            )
+        else:
+            assert socket is not None
+            self.where = str(socket)
+            transport = httpx.HTTPTransport(uds=str(socket))
+            self._http = httpx.Client(
+                transport=transport, base_url="http://minipaas", headers=headers, timeout=timeout
+            )
+
+    @classmethod
+    def from_env(cls, data_dir: Path | None = None, timeout: float | None = 30.0) -> Client:
+        """Remote when MINIPAAS_URL is set (with MINIPAAS_TOKEN), else the local socket."""
+        url = os.environ.get("MINIPAAS_URL")
+        if url and data_dir is None:
+            verify: bool | str = os.environ.get("MINIPAAS_CA_FILE") or True
+            return cls(
+                url=url, token=os.environ.get("MINIPAAS_TOKEN"), verify=verify, timeout=timeout
+            )
+        return cls(socket=(data_dir or default_data_dir()) / "minipaas.sock", timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _error(response: httpx.Response) -> ApiError:
+        try:
+            message = response.json().get("error") or response.text
+        except (json.JSONDecodeError, AttributeError):
+            message = response.text.strip() or f"HTTP {response.status_code}"
+        return ApiError(str(message), response.status_code)
+
+    def _unreachable(self, exc: Exception) -> ApiError:
+        return ApiError(
+            f"Cannot reach the minipaas server at {self.where} ({exc.__class__.__name__}); "
+            "is `minipaas server` running?"
+        )
+
+    def request(
+        self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
+    ) -> Any:
+        try:
+            response = self._http.request(method, path, json=json_body, params=params)
+        except (
+            httpx.ConnectError,
+            httpx.ConnectTimeout,
+            FileNotFoundError,
+            ConnectionRefusedError,
+        ) as exc:
+            raise self._unreachable(exc) from exc
+        except httpx.HTTPError as exc:
+            raise ApiError(f"The request to {self.where} failed: {exc}.") from exc
+        if response.status_code >= 400:
+            raise self._error(response)
+        return response.json()
+
+    def stream(
+        self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """NDJSON objects as the server sends them."""
+        try:
+            with self._http.stream(
+                method, path, json=json_body, params=params, timeout=httpx.Timeout(30.0, read=None)
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._error(response)
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as exc:
+            raise self._unreachable(exc) from exc
+
+    # -- conveniences used by several front ends ------------------------------------------
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params or None)
+
+    def deploy(self, app: str, sha: str, who: str) -> Iterator[dict[str, Any]]:
+        return self.stream("POST", f"/api/apps/{app}/deploy", json_body={"sha": sha, "who": who})

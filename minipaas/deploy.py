@@ -1,0 +1,376 @@
+"""THE pipeline, and every other change to what runs: deploy, config releases, scaling, routes.
+
+`Deployer.deploy()` reads top to bottom like the runbook: export the pushed commit, build it
+with buildpacks into an immutable slug, record release vN, run the `release:` phase, start the
+new dynos beside the old ones, switch Caddy once they are ready, retire the old ones. Any
+failure before the switch leaves the previous release serving and raises a `UserError` whose
+sentence ends the push.
+
+This module composes the parts through their public APIs; it never speaks SQL, Caddy JSON or
+Dulwich directly, and it owns the per-app locks that keep two changes to one app from
+interleaving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from minipaas.build import Builder, BuildRequest
+from minipaas.errors import BuildError, DeployError, UserError
+from minipaas.git import Repos
+from minipaas.logs import LogStore
+from minipaas.models import App, Release
+from minipaas.router import AppRoute, Router, RouterState
+from minipaas.settings import Settings
+from minipaas.store import Store
+from minipaas.supervisor import DynoSpec, Supervisor
+
+Log = Callable[[str], None]
+
+#: Process types that never run as long-lived dynos.
+ONE_OFF_TYPES = frozenset({"release"})
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    release: int
+    url: str
+
+
+class Deployer:
+    """Owns the sequence of every change to an app's running state."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        repos: Repos,
+        builder: Builder,
+        supervisor: Supervisor,
+        router: Router,
+        logs: LogStore,
+        api_upstream: Callable[[], str],
+    ) -> None:
+        self.settings = settings
+        self.paths = settings.paths
+        self.store = store
+        self.repos = repos
+        self.builder = builder
+        self.supervisor = supervisor
+        self.router = router
+        self.logs = logs
+        self._api_upstream = api_upstream
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._routes_lock = asyncio.Lock()
+
+    def lock(self, app: str) -> asyncio.Lock:
+        return self._locks.setdefault(app, asyncio.Lock())
+
+    def uid(self, app: App) -> int | None:
+        return app.uid if self.root else None
+
+    @property
+    def root(self) -> bool:
+        import os
+
+        return os.geteuid() == 0
+
+    # -- the pipeline ----------------------------------------------------------------------
+
+    async def deploy(self, app_name: str, sha: str, log: Log, *, who: str) -> DeployResult:
+        """Build commit `sha` of `app_name` and make it the serving release."""
+        async with self.lock(app_name):
+            app = await self.store.app(app_name)
+            build = await self.store.create_build(app, sha)
+            slug = self.paths.slug(app.name, f"b{build.id}")
+            lines: list[str] = []
+
+            def build_log(line: str) -> None:
+                lines.append(line)
+                self.logs.append(app.name, "build", "build", line)
+                log(line)
+
+            # 1. receive: the pushed tree becomes the build dir, which becomes the slug.
+            build_log(f"-----> Building {app.name} ({sha[:7]}) with minipaas")
+            slug.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(self.repos.export, app.name, sha, slug)
+
+            # 2. build with buildpacks, in the app's sandbox.
+            config = await self.store.config(app)
+            scratch = self.paths.run / f"build-{build.id}"
+            scratch.mkdir(parents=True, exist_ok=True)
+            try:
+                result = await self.builder.build(
+                    BuildRequest(
+                        app=app.name,
+                        build_dir=slug,
+                        cache_dir=self.paths.app_cache(app.name),
+                        env=config,
+                        uid=self.uid(app),
+                        scratch=scratch,
+                    ),
+                    build_log,
+                )
+            except UserError as exc:
+                build_log(f" !     {exc}")
+                await self.store.finish_build(
+                    build, status="failed", log="\n".join(lines), buildpacks=[], slug=None
+                )
+                await asyncio.to_thread(shutil.rmtree, slug, True)
+                raise BuildError(str(exc)) from exc
+            finally:
+                await asyncio.to_thread(shutil.rmtree, scratch, True)
+            await self.store.finish_build(
+                build,
+                status="succeeded",
+                log="\n".join(lines),
+                buildpacks=result.buildpacks,
+                slug=str(slug),
+            )
+
+            # 3. release vN = slug + config snapshot.
+            static_root = str(slug / result.static_root) if result.static_root else None
+            release = await self.store.create_release(
+                app,
+                build_id=build.id,
+                sha=sha,
+                slug=str(slug),
+                static_root=static_root,
+                config=config,
+                process_types=result.process_types,
+                description=f"Deploy {sha[:7]}",
+                created_by=who,
+            )
+
+            # 4-6. release phase, start new dynos, switch routes, retire the old ones.
+            await self._go_live(app, release, log)
+            url = self.settings.app_url(app.name)
+            log(f"-----> Deployed v{release.version} to {url}")
+            self.logs.append(
+                app.name,
+                "minipaas",
+                "minipaas",
+                f"Deployed v{release.version} ({sha[:7]}) by {who}",
+            )
+            return DeployResult(release=release.version, url=url)
+
+    async def _go_live(self, app: App, release: Release, log: Log) -> None:
+        """Release phase → start → check → switch → retire; on failure the old release serves."""
+        try:
+            if "release" in release.process_types:
+                await self._release_phase(app, release, log)
+            await self._apply(app, release, log)
+        except UserError:
+            await self.store.set_release_status(release, "failed")
+            raise
+        await self.store.set_release_status(release, "succeeded")
+        await self.store.set_current_release(app, release.version)
+        await self.sync_routes()
+
+    async def _release_phase(self, app: App, release: Release, log: Log) -> None:
+        log("-----> Running release command...")
+
+        def release_log(line: str) -> None:
+            # The supervisor already keeps one-off output in the logs (source "release").
+            log(f"       {line}")
+
+        spec = self._spec(app, release, "release")
+        code = await self.supervisor.run_once(spec, release_log)
+        if code != 0:
+            raise DeployError(
+                f"The release command `{release.process_types['release']}` exited with status "
+                f"{code}; v{release.version} was not deployed and the previous release "
+                "keeps serving."
+            )
+
+    async def _apply(self, app: App, release: Release, log: Log | None = None) -> None:
+        """Reconcile dynos to the release and the formation; Caddy switches once they are ready."""
+        formation = await self.store.formation(app)
+        defaults = {
+            ptype: (1 if ptype == "web" else 0)
+            for ptype in release.process_types
+            if ptype not in ONE_OFF_TYPES and ptype not in formation
+        }
+        if defaults:
+            formation = await self.store.set_formation(app, defaults)
+        groups = {
+            ptype: (self._spec(app, release, ptype), count)
+            for ptype, count in formation.items()
+            if ptype in release.process_types and ptype not in ONE_OFF_TYPES
+        }
+        if log is not None and groups:
+            summary = ", ".join(f"{t}={c}" for t, (_, c) in sorted(groups.items()))
+            log(f"-----> Starting dynos: {summary}")
+
+        async def switch() -> None:
+            await self.store.set_current_release(app, release.version)
+            await self.sync_routes()
+
+        await self.supervisor.apply(app.name, groups, switch=switch)
+
+    def _spec(self, app: App, release: Release, ptype: str) -> DynoSpec:
+        if release.slug is None:
+            raise DeployError(f"Release v{release.version} of {app.name!r} has no slug to run.")
+        return DynoSpec(
+            app=app.name,
+            process_type=ptype,
+            release=release.version,
+            slug=Path(release.slug),
+            command=release.process_types[ptype],
+            env=release.config,
+            uid=self.uid(app),
+        )
+
+    # -- config, scaling, restarts ---------------------------------------------------------
+
+    async def set_config(
+        self, app_name: str, changes: dict[str, str | None], *, who: str
+    ) -> dict[str, str]:
+        """Change config vars: a new release with the same slug, dynos restarted with it."""
+        async with self.lock(app_name):
+            app = await self.store.app(app_name)
+            before = await self.store.config(app)
+            config = await self.store.update_config(app, changes)
+            if config == before:
+                return config
+            set_keys = sorted(k for k, v in changes.items() if v is not None)
+            unset_keys = sorted(k for k, v in changes.items() if v is None)
+            parts = []
+            if set_keys:
+                parts.append("Set " + ", ".join(set_keys))
+            if unset_keys:
+                parts.append("Unset " + ", ".join(unset_keys))
+            current = await self.store.current_release(app)
+            release = await self.store.create_release(
+                app,
+                build_id=current.build_id if current else None,
+                sha=current.sha if current else None,
+                slug=current.slug if current else None,
+                static_root=current.static_root if current else None,
+                config=config,
+                process_types=current.process_types if current else {},
+                description="; ".join(parts),
+                created_by=who,
+            )
+            if current is None or current.slug is None:
+                await self.store.set_release_status(release, "succeeded")
+                await self.store.set_current_release(app, release.version)
+                return config
+            try:
+                await self._apply(app, release)
+            except UserError:
+                await self.store.set_release_status(release, "failed")
+                await self.store.update_config(
+                    app, {**{k: None for k in config if k not in before}, **before}
+                )
+                raise
+            await self.store.set_release_status(release, "succeeded")
+            await self.store.set_current_release(app, release.version)
+            self.logs.append(
+                app.name,
+                "minipaas",
+                "minipaas",
+                f"{release.description} by {who}: released v{release.version}",
+            )
+            return config
+
+    async def scale(self, app_name: str, counts: dict[str, int]) -> dict[str, int]:
+        """Change desired counts and reconcile (never a scripted sequence of starts/stops)."""
+        async with self.lock(app_name):
+            app = await self.store.app(app_name)
+            current = await self.store.current_release(app)
+            known = set(current.process_types) - ONE_OFF_TYPES if current else set()
+            for ptype, count in counts.items():
+                if ptype not in known:
+                    listed = ", ".join(sorted(known)) or "none (deploy the app first)"
+                    raise UserError(
+                        f"No process type {ptype!r} in {app_name!r}; its types are: {listed}."
+                    )
+                if not 0 <= count <= 100:
+                    raise UserError(f"Invalid count {count} for {ptype!r}: use 0 to 100.")
+            formation = await self.store.set_formation(app, counts)
+            assert current is not None
+            await self._apply(app, current)
+            await self.sync_routes()
+            summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+            self.logs.append(app.name, "minipaas", "minipaas", f"Scaled to {summary}")
+            return formation
+
+    async def restart(self, app_name: str, process_type: str | None = None) -> None:
+        async with self.lock(app_name):
+            await self.store.app(app_name)
+            await self.supervisor.restart(app_name, process_type, switch=self.sync_routes)
+            await self.sync_routes()
+
+    async def destroy(self, app_name: str) -> None:
+        """Remove the app's dynos, routes, repo, slugs, cache and logs, and nothing else."""
+        async with self.lock(app_name):
+            app = await self.store.app(app_name)
+            await self.supervisor.stop_app(app.name)
+            await self.store.delete_app(app.name)
+            await self.sync_routes()
+            for path in (
+                self.paths.app_slugs(app.name),
+                self.paths.app_cache(app.name),
+            ):
+                await asyncio.to_thread(shutil.rmtree, path, True)
+            with contextlib.suppress(UserError):
+                await asyncio.to_thread(self.repos.delete, app.name)
+            self.logs.remove_app(app.name)
+        self._locks.pop(app_name, None)
+
+    # -- start-up and routes ---------------------------------------------------------------
+
+    async def start_all(self) -> None:
+        """Bring every app's dynos to its current release and formation (server start)."""
+        for app in await self.store.apps():
+            release = await self.store.current_release(app)
+            if release is None or release.slug is None:
+                continue
+            try:
+                async with self.lock(app.name):
+                    await self._apply(app, release)
+            except UserError as exc:
+                self.logs.append(app.name, "minipaas", "minipaas", f"Start failed: {exc}")
+        await self.sync_routes()
+
+    async def router_state(self) -> RouterState:
+        routes = []
+        domains = await self.store.domains()
+        for app in await self.store.apps():
+            release = await self.store.current_release(app)
+            hosts = [self.settings.app_host(app.name)]
+            hosts += [d.hostname for d in domains if d.app == app.name]
+            routes.append(
+                AppRoute(
+                    name=app.name,
+                    hosts=tuple(hosts),
+                    upstreams=tuple(self.supervisor.web_upstreams(app.name)),
+                    static_root=release.static_root if release else None,
+                    maintenance=app.maintenance,
+                )
+            )
+        return self.router.state(
+            domain=self.settings.domain,
+            http_port=self.settings.http_port,
+            https_port=self.settings.https_port,
+            listen_host=self.settings.listen_host,
+            control_upstream=self._api_upstream(),
+            apps=tuple(routes),
+            acme_email=self.settings.acme_email,
+        )
+
+    async def sync_routes(self) -> None:
+        """Render the whole Caddy config from state and apply it (a no-op when unchanged)."""
+        async with self._routes_lock:
+            await self.router.apply(await self.router_state())
+
+    def elapsed(self, since: float) -> str:
+        return f"{time.monotonic() - since:.1f}s"

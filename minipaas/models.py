@@ -1,0 +1,103 @@
+"""The records the store returns and the API serialises: plain frozen dataclasses.
+
+No behaviour beyond small derived properties and `to_json()`; no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class App:
+    id: int
+    name: str
+    created_at: float
+    current_release: int | None
+    maintenance: bool
+
+    @property
+    def uid(self) -> int:
+        """The unprivileged uid (and gid) this app's builds and dynos run as, when root."""
+        return 20000 + self.id
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Build:
+    id: int
+    app_id: int
+    sha: str
+    status: str
+    buildpacks: list[str]
+    slug: str | None
+    started_at: float
+    finished_at: float | None
+    log: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Release:
+    id: int
+    app_id: int
+    version: int
+    build_id: int | None
+    sha: str | None
+    slug: str | None
+    static_root: str | None
+    config: dict[str, str]
+    process_types: dict[str, str]
+    description: str
+    created_by: str
+    created_at: float
+    status: str
+
+    def to_json(self, *, with_config: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        if not with_config:
+            # Config values are secrets: only their names leave the server by default.
+            data["config"] = sorted(self.config)
+        return data
+
+
+@dataclass(frozen=True)
+class SSHKey:
+    id: int
+    name: str
+    fingerprint: str
+    public_key: str
+    created_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Domain:
+    hostname: str
+    app: str
+    created_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DynoRecord:
+    """What the store remembers of a running dyno (written from supervisor events)."""
+
+    app: str
+    name: str
+    process_type: str
+    release: int
+    pid: int | None
+    port: int | None
+    started_at: float | None
+    state: str
+    extra: dict[str, Any] = field(default_factory=dict)

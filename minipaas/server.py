@@ -1,0 +1,266 @@
+"""The composition root: builds every part of `minipaas server`, starts and stops them in order.
+
+Nothing else constructs parts or holds them together. Start order: data dir → store → router
+(Caddy) → API (unix socket + loopback TCP) → dynos of every app → routes. The process takes
+SIGTERM/SIGINT itself (uvicorn's own handling would exit before our cleanup runs) and stops in
+reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import secrets
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from minipaas import sshkeys
+from minipaas.api import create_app
+from minipaas.api.app import ApiContext
+from minipaas.api.auth import LocalMarker, Tokens
+from minipaas.build import Builder
+from minipaas.deploy import Deployer
+from minipaas.errors import UserError
+from minipaas.git import Repos
+from minipaas.git.http import make_git_app
+from minipaas.logs import LogStore
+from minipaas.router import Router
+from minipaas.settings import Settings
+from minipaas.store import Store
+from minipaas.supervisor import Supervisor
+
+Progress = Callable[[str], None]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handling: we own shutdown (see module docstring)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _unix_socket(path: Path) -> socket.socket:
+    """A listening unix socket, owner-only from the start (uvicorn's own would be 0666)."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _tcp_socket(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def make_gate(
+    loop: asyncio.AbstractEventLoop, deployer: Deployer, who: str
+) -> Callable[[str, str, Progress], str | None]:
+    """A git push gate for pushes received in this process (smart HTTP).
+
+    It runs in a git worker thread: the deploy runs on the event loop and its lines cross back
+    through a queue, so sideband writes happen on the worker thread only.
+    """
+
+    def gate(app: str, sha: str, progress: Progress) -> str | None:
+        lines: queue.Queue[str | None] = queue.Queue()
+        future = asyncio.run_coroutine_threadsafe(
+            deployer.deploy(app, sha, lines.put, who=who), loop
+        )
+        future.add_done_callback(lambda _: lines.put(None))
+        while (line := lines.get()) is not None:
+            progress(line)
+        try:
+            future.result()
+        except UserError as exc:
+            progress(f" !     {exc}")
+            return "deploy failed"
+        except Exception as exc:
+            progress(f" !     Internal error while deploying: {exc!r}")
+            return "internal error"
+        return None
+
+    return gate
+
+
+class MinipaasServer:
+    """All parts of one running control plane."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.paths = settings.paths
+        self.store = Store(self.paths.db)
+        self.logs = LogStore(self.paths.logs)
+        self.repos = Repos(self.paths.repos)
+        self.router = Router(caddy_bin=None, workdir=self.paths.caddy)
+        self.supervisor = Supervisor(
+            run_dir=self.paths.run / "dynos",
+            logs=self.logs,
+            on_change=self._dynos_changed,
+            stop_grace=settings.stop_grace,
+            ready_timeout=settings.boot_timeout,
+        )
+        self.builder = Builder(external_dir=self.paths.cache / "_buildpacks")
+        self.tokens = Tokens()
+        self._api_port = 0
+        self.deployer = Deployer(
+            settings=settings,
+            store=self.store,
+            repos=self.repos,
+            builder=self.builder,
+            supervisor=self.supervisor,
+            router=self.router,
+            logs=self.logs,
+            api_upstream=lambda: f"127.0.0.1:{self._api_port}",
+        )
+        self._stop = asyncio.Event()
+        self._route_sync: asyncio.Task[None] | None = None
+        self._route_dirty = False
+
+    @property
+    def token_file(self) -> Path:
+        return self.paths.root / "admin-token"
+
+    def admin_token(self) -> str:
+        return self.token_file.read_text().strip()
+
+    async def _ensure_admin_token(self) -> None:
+        if not await self.store.has_token("admin") or not self.token_file.exists():
+            token = secrets.token_urlsafe(32)
+            if await self.store.has_token("admin"):
+                name = f"admin-{secrets.token_hex(3)}"
+            else:
+                name = "admin"
+            await self.store.add_token(name, token)
+            fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(token + "\n")
+        for token_hash in await self.store.token_hashes():
+            self.tokens.add_hash(token_hash)
+
+    async def sync_keys(self) -> None:
+        keys = [(k.name, k.fingerprint, k.public_key) for k in await self.store.keys()]
+        text = sshkeys.render_authorized_keys(keys, self.settings.minipaas_bin, self.paths.root)
+        await asyncio.to_thread(
+            sshkeys.write_authorized_keys, self.settings.authorized_keys_file, text
+        )
+
+    def _dynos_changed(self, app: str) -> None:
+        """Supervisor callback: coalesce bursts of dyno changes into one route sync."""
+        self._route_dirty = True
+        if self._route_sync is None or self._route_sync.done():
+            self._route_sync = asyncio.get_running_loop().create_task(self._sync_routes_soon())
+
+    async def _sync_routes_soon(self) -> None:
+        while self._route_dirty:
+            self._route_dirty = False
+            try:
+                await self.deployer.sync_routes()
+            except Exception as exc:  # logged, retried on the next change
+                print(f"minipaas: route sync failed: {exc}", file=sys.stderr, flush=True)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        self.paths.ensure()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        await self.store.open()
+        try:
+            await self._ensure_admin_token()
+            await self.sync_keys()
+            await self.router.start()
+            await self._serve(loop, ready)
+        finally:
+            await self.supervisor.stop_all()
+            await self.router.stop()
+            await self.store.close()
+            (self.paths.root / "minipaas.pid").unlink(missing_ok=True)
+
+    async def _serve(
+        self, loop: asyncio.AbstractEventLoop, ready: Callable[[], None] | None
+    ) -> None:
+        git_app = make_git_app(
+            self.repos,
+            make_gate(loop, self.deployer, who="git (https)"),
+            lambda _user, password: self.tokens.valid(password),
+        )
+        ctx = ApiContext(
+            settings=self.settings,
+            store=self.store,
+            deployer=self.deployer,
+            supervisor=self.supervisor,
+            logs=self.logs,
+            tokens=self.tokens,
+            admin_token=self.admin_token,
+            sync_keys=self.sync_keys,
+            git_app=git_app,
+        )
+        api = create_app(ctx)
+        tcp = _tcp_socket(self.settings.api_port)
+        self._api_port = tcp.getsockname()[1]
+        uds = _unix_socket(self.paths.socket)
+        common: dict[str, Any] = {
+            "log_level": "warning",
+            "access_log": False,
+            "lifespan": "off",
+            "timeout_graceful_shutdown": 5,
+        }
+        servers = [
+            _Server(uvicorn.Config(api, **common)),
+            _Server(uvicorn.Config(LocalMarker(api), **common)),
+        ]
+        tasks = [
+            loop.create_task(servers[0].serve(sockets=[tcp])),
+            loop.create_task(servers[1].serve(sockets=[uds])),
+        ]
+        try:
+            await self.deployer.start_all()
+            (self.paths.root / "minipaas.pid").write_text(f"{os.getpid()}\n")
+            print(
+                f"minipaas: serving {self.settings.control_url} (API on {self.paths.socket})",
+                file=sys.stderr,
+                flush=True,
+            )
+            if ready is not None:
+                ready()
+            stop = loop.create_task(self._stop.wait())
+            done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for server in servers:
+                server.should_exit = True
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.paths.socket.unlink(missing_ok=True)
+            tcp.close()
+            uds.close()
+
+
+def run_server(settings: Settings) -> int:
+    """Entry point of `minipaas server`: run until SIGTERM/SIGINT, then clean up."""
+    server = MinipaasServer(settings)
+    asyncio.run(server.run())
+    return 0

@@ -1,0 +1,79 @@
+"""The SSH entry point: what `minipaas ssh --key FPR` (the authorized_keys forced command) does.
+
+sshd runs it for every connection of a key added with `keys:add`, with the requested command in
+`SSH_ORIGINAL_COMMAND`. It serves `git-receive-pack`/`git-upload-pack` over stdio (the deploy
+itself runs in the server, reached through the local socket, and streams back as `remote:`
+lines), runs plain client words (`ssh minipaas@host ps -a web`), and refuses anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from minipaas.client import ApiError, Client, default_data_dir
+
+Progress = Callable[[str], None]
+
+GIT_SERVICES = ("git-receive-pack", "git-upload-pack")
+
+HELP = """\
+minipaas over SSH. Try:
+  git push minipaas@HOST:APP main     deploy
+  ssh minipaas@HOST apps              list apps
+  ssh minipaas@HOST ps -a APP         list an app's dynos
+  ssh minipaas@HOST logs -a APP -t    follow an app's logs
+"""
+
+
+def serve_ssh(data_dir: Path | None, fingerprint: str, original_command: str) -> int:
+    data_dir = data_dir or default_data_dir()
+    os.environ["MINIPAAS_DATA_DIR"] = str(data_dir)
+    os.environ.pop("MINIPAAS_URL", None)
+    with Client(socket=data_dir / "minipaas.sock", timeout=30.0) as client:
+        try:
+            key = client.get(f"/api/keys/by-fingerprint/{fingerprint}")
+        except ApiError as exc:
+            print(f" !    {exc}", file=sys.stderr)
+            return 1
+    who = f"{key['name']} (ssh)"
+    try:
+        words = shlex.split(original_command)
+    except ValueError:
+        print(f" !    Cannot parse the command {original_command!r}.", file=sys.stderr)
+        return 1
+    if not words:
+        sys.stdout.write(HELP)
+        return 0
+    if words[0] in GIT_SERVICES:
+        return _serve_git(data_dir, original_command, who)
+    from minipaas.cli import run_words
+
+    return run_words(words)
+
+
+def _serve_git(data_dir: Path, command: str, who: str) -> int:
+    from minipaas.git import Repos
+    from minipaas.git.stdio import serve_stdio
+
+    def gate(app: str, sha: str, progress: Progress) -> str | None:
+        status = "deploy failed"
+        with Client(socket=data_dir / "minipaas.sock", timeout=None) as client:
+            try:
+                for item in client.deploy(app, sha, who):
+                    if "line" in item:
+                        progress(str(item["line"]))
+                    elif item.get("status") == "ok":
+                        return None
+                    elif item.get("status") == "failed":
+                        progress(f" !     {item.get('message', 'the deploy failed')}")
+            except ApiError as exc:
+                progress(f" !     {exc}")
+        return status
+
+    return serve_stdio(
+        Repos(data_dir / "repos"), command, gate, sys.stdin.buffer, sys.stdout.buffer, sys.stderr
+    )

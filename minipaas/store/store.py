@@ -1,0 +1,420 @@
+"""Typed queries over the SQLite file (aiosqlite, WAL) and the numbered migrations.
+
+Owns `minipaas.db`: opening it, applying `migrations/NNNN_*.sql` in order inside transactions,
+and every read and write. It never touches processes, files outside the database, or Caddy.
+Values are always bound as parameters, never formatted into SQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from minipaas.errors import Conflict, NotFound
+from minipaas.models import App, Build, Domain, Release, SSHKey
+
+
+def _migrations() -> list[tuple[int, str]]:
+    """The packaged migrations as (number, sql), in order."""
+    found = []
+    for entry in resources.files("minipaas.store").joinpath("migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Store:
+    """One aiosqlite connection; every method is one short transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._db = await aiosqlite.connect(self.path, timeout=10)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        self.path.chmod(0o600)
+        await self._migrate()
+
+    async def close(self) -> None:
+        # An unclosed aiosqlite connection keeps a non-daemon thread alive and hangs exit.
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("the store is not open")
+        return self._db
+
+    async def _migrate(self) -> None:
+        await self.db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, applied_at REAL)"
+        )
+        rows = await self.db.execute_fetchall("SELECT version FROM schema_migrations")
+        done = {row[0] for row in rows}
+        for version, sql in _migrations():
+            if version in done:
+                continue
+            # executescript commits first; the migration and its record commit together.
+            await self.db.executescript(
+                f"BEGIN;\n{sql}\n"
+                f"INSERT INTO schema_migrations VALUES ({int(version)}, {time.time()});\nCOMMIT;"
+            )
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            await self.db.rollback()
+            raise
+        await self.db.commit()
+
+    async def _one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        async with self.db.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        return list(await self.db.execute_fetchall(sql, tuple(params)))
+
+    # -- apps ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _app(row: aiosqlite.Row) -> App:
+        return App(
+            id=row["id"],
+            name=row["name"],
+            created_at=row["created_at"],
+            current_release=row["current_release"],
+            maintenance=bool(row["maintenance"]),
+        )
+
+    async def create_app(self, name: str) -> App:
+        if await self._one("SELECT 1 FROM apps WHERE name = ?", (name,)):
+            raise Conflict(f"The app {name!r} already exists.")
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO apps (name, created_at) VALUES (?, ?)", (name, time.time())
+            )
+        return await self.app(name)
+
+    async def app(self, name: str) -> App:
+        row = await self._one("SELECT * FROM apps WHERE name = ?", (name,))
+        if row is None:
+            raise NotFound(f"No app named {name!r}; create it with `minipaas apps:create {name}`.")
+        return self._app(row)
+
+    async def apps(self) -> list[App]:
+        return [self._app(r) for r in await self._all("SELECT * FROM apps ORDER BY name")]
+
+    async def delete_app(self, name: str) -> None:
+        async with self._tx() as db:
+            await db.execute("DELETE FROM apps WHERE name = ?", (name,))
+
+    async def set_current_release(self, app: App, version: int) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE apps SET current_release = ? WHERE id = ?", (version, app.id))
+
+    async def set_maintenance(self, app: App, on: bool) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE apps SET maintenance = ? WHERE id = ?", (int(on), app.id))
+
+    # -- config ----------------------------------------------------------------------------
+
+    async def config(self, app: App) -> dict[str, str]:
+        rows = await self._all(
+            "SELECT key, value FROM config_vars WHERE app_id = ? ORDER BY key", (app.id,)
+        )
+        return {r["key"]: r["value"] for r in rows}
+
+    async def update_config(self, app: App, changes: dict[str, str | None]) -> dict[str, str]:
+        """Set (value) or unset (None) keys in one transaction; returns the new config."""
+        async with self._tx() as db:
+            for key, value in changes.items():
+                if value is None:
+                    await db.execute(
+                        "DELETE FROM config_vars WHERE app_id = ? AND key = ?", (app.id, key)
+                    )
+                else:
+                    await db.execute(
+                        "INSERT INTO config_vars (app_id, key, value) VALUES (?, ?, ?) "
+                        "ON CONFLICT (app_id, key) DO UPDATE SET value = excluded.value",
+                        (app.id, key, value),
+                    )
+        return await self.config(app)
+
+    # -- builds ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _build(row: aiosqlite.Row, *, with_log: bool = False) -> Build:
+        return Build(
+            id=row["id"],
+            app_id=row["app_id"],
+            sha=row["sha"],
+            status=row["status"],
+            buildpacks=json.loads(row["buildpacks"]),
+            slug=row["slug"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            log=row["log"] if with_log else "",
+        )
+
+    async def create_build(self, app: App, sha: str) -> Build:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "INSERT INTO builds (app_id, sha, status, started_at) VALUES (?, ?, 'pending', ?)",
+                (app.id, sha, time.time()),
+            )
+            build_id = cur.lastrowid
+        row = await self._one("SELECT * FROM builds WHERE id = ?", (build_id,))
+        assert row is not None
+        return self._build(row)
+
+    async def finish_build(
+        self, build: Build, *, status: str, log: str, buildpacks: list[str], slug: str | None
+    ) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE builds SET status = ?, log = ?, buildpacks = ?, slug = ?, finished_at = ? "
+                "WHERE id = ?",
+                (status, log, json.dumps(buildpacks), slug, time.time(), build.id),
+            )
+
+    async def builds(self, app: App, limit: int = 20) -> list[Build]:
+        rows = await self._all(
+            "SELECT * FROM builds WHERE app_id = ? ORDER BY id DESC LIMIT ?", (app.id, limit)
+        )
+        return [self._build(r) for r in rows]
+
+    async def build(self, app: App, build_id: int) -> Build:
+        row = await self._one(
+            "SELECT * FROM builds WHERE app_id = ? AND id = ?", (app.id, build_id)
+        )
+        if row is None:
+            raise NotFound(f"No build {build_id} for app {app.name!r}.")
+        return self._build(row, with_log=True)
+
+    # -- releases --------------------------------------------------------------------------
+
+    @staticmethod
+    def _release(row: aiosqlite.Row) -> Release:
+        return Release(
+            id=row["id"],
+            app_id=row["app_id"],
+            version=row["version"],
+            build_id=row["build_id"],
+            sha=row["sha"],
+            slug=row["slug"],
+            static_root=row["static_root"],
+            config=json.loads(row["config"]),
+            process_types=json.loads(row["process_types"]),
+            description=row["description"],
+            created_by=row["created_by"],
+            created_at=row["created_at"],
+            status=row["status"],
+        )
+
+    async def create_release(
+        self,
+        app: App,
+        *,
+        build_id: int | None,
+        sha: str | None,
+        slug: str | None,
+        static_root: str | None,
+        config: dict[str, str],
+        process_types: dict[str, str],
+        description: str,
+        created_by: str,
+    ) -> Release:
+        """A new release vN (status pending) numbered after every earlier one, failed included."""
+        async with self._tx() as db:
+            row = await (
+                await db.execute(
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app_id = ?", (app.id,)
+                )
+            ).fetchone()
+            assert row is not None
+            version = int(row[0])
+            await db.execute(
+                "INSERT INTO releases (app_id, version, build_id, sha, slug, static_root, config, "
+                "process_types, description, created_by, created_at, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                (
+                    app.id,
+                    version,
+                    build_id,
+                    sha,
+                    slug,
+                    static_root,
+                    json.dumps(config),
+                    json.dumps(process_types),
+                    description,
+                    created_by,
+                    time.time(),
+                ),
+            )
+        return await self.release(app, version)
+
+    async def set_release_status(self, release: Release, status: str) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE releases SET status = ? WHERE id = ?", (status, release.id))
+
+    async def release(self, app: App, version: int) -> Release:
+        row = await self._one(
+            "SELECT * FROM releases WHERE app_id = ? AND version = ?", (app.id, version)
+        )
+        if row is None:
+            raise NotFound(f"No release v{version} for app {app.name!r}.")
+        return self._release(row)
+
+    async def current_release(self, app: App) -> Release | None:
+        fresh = await self.app(app.name)
+        if fresh.current_release is None:
+            return None
+        return await self.release(fresh, fresh.current_release)
+
+    async def releases(self, app: App, limit: int = 50) -> list[Release]:
+        rows = await self._all(
+            "SELECT * FROM releases WHERE app_id = ? ORDER BY version DESC LIMIT ?", (app.id, limit)
+        )
+        return [self._release(r) for r in rows]
+
+    # -- formation -------------------------------------------------------------------------
+
+    async def formation(self, app: App) -> dict[str, int]:
+        rows = await self._all(
+            "SELECT process_type, quantity FROM formation WHERE app_id = ? ORDER BY process_type",
+            (app.id,),
+        )
+        return {r["process_type"]: r["quantity"] for r in rows}
+
+    async def set_formation(self, app: App, counts: dict[str, int]) -> dict[str, int]:
+        async with self._tx() as db:
+            for ptype, qty in counts.items():
+                await db.execute(
+                    "INSERT INTO formation (app_id, process_type, quantity) VALUES (?, ?, ?) "
+                    "ON CONFLICT (app_id, process_type) DO UPDATE SET quantity = excluded.quantity",
+                    (app.id, ptype, qty),
+                )
+        return await self.formation(app)
+
+    # -- domains ---------------------------------------------------------------------------
+
+    async def domains(self, app: App | None = None) -> list[Domain]:
+        sql = (
+            "SELECT d.hostname, a.name AS app, d.created_at FROM domains d "
+            "JOIN apps a ON a.id = d.app_id"
+        )
+        params: tuple[Any, ...] = ()
+        if app is not None:
+            sql += " WHERE d.app_id = ?"
+            params = (app.id,)
+        rows = await self._all(sql + " ORDER BY d.hostname", params)
+        return [
+            Domain(hostname=r["hostname"], app=r["app"], created_at=r["created_at"]) for r in rows
+        ]
+
+    async def add_domain(self, app: App, hostname: str) -> Domain:
+        row = await self._one(
+            "SELECT a.name FROM domains d JOIN apps a ON a.id = d.app_id WHERE d.hostname = ?",
+            (hostname,),
+        )
+        if row is not None:
+            raise Conflict(f"The domain {hostname!r} is already added to the app {row[0]!r}.")
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO domains (app_id, hostname, created_at) VALUES (?, ?, ?)",
+                (app.id, hostname, time.time()),
+            )
+        return Domain(hostname=hostname, app=app.name, created_at=time.time())
+
+    async def remove_domain(self, app: App, hostname: str) -> None:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "DELETE FROM domains WHERE app_id = ? AND hostname = ?", (app.id, hostname)
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"The domain {hostname!r} is not added to the app {app.name!r}.")
+
+    # -- SSH keys --------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(row: aiosqlite.Row) -> SSHKey:
+        return SSHKey(
+            id=row["id"],
+            name=row["name"],
+            fingerprint=row["fingerprint"],
+            public_key=row["public_key"],
+            created_at=row["created_at"],
+        )
+
+    async def keys(self) -> list[SSHKey]:
+        return [self._key(r) for r in await self._all("SELECT * FROM ssh_keys ORDER BY name")]
+
+    async def add_key(self, name: str, fingerprint: str, public_key: str) -> SSHKey:
+        if await self._one("SELECT 1 FROM ssh_keys WHERE name = ?", (name,)):
+            raise Conflict(f"An SSH key named {name!r} already exists.")
+        row = await self._one("SELECT name FROM ssh_keys WHERE fingerprint = ?", (fingerprint,))
+        if row is not None:
+            raise Conflict(f"This public key is already added as {row[0]!r}.")
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO ssh_keys (name, fingerprint, public_key, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (name, fingerprint, public_key, time.time()),
+            )
+        row = await self._one("SELECT * FROM ssh_keys WHERE name = ?", (name,))
+        assert row is not None
+        return self._key(row)
+
+    async def key_by_fingerprint(self, fingerprint: str) -> SSHKey | None:
+        row = await self._one("SELECT * FROM ssh_keys WHERE fingerprint = ?", (fingerprint,))
+        return None if row is None else self._key(row)
+
+    async def remove_key(self, name: str) -> None:
+        async with self._tx() as db:
+            cur = await db.execute("DELETE FROM ssh_keys WHERE name = ?", (name,))
+            if cur.rowcount == 0:
+                raise NotFound(f"No SSH key named {name!r}.")
+
+    # -- API tokens ------------------------------------------------------------------------
+
+    async def add_token(self, name: str, token: str) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO api_tokens (name, token_hash, created_at) VALUES (?, ?, ?)",
+                (name, hash_token(token), time.time()),
+            )
+
+    async def has_token(self, name: str) -> bool:
+        return await self._one("SELECT 1 FROM api_tokens WHERE name = ?", (name,)) is not None
+
+    async def token_hashes(self) -> list[str]:
+        return [r["token_hash"] for r in await self._all("SELECT token_hash FROM api_tokens")]
+
+    async def token_valid(self, token: str) -> bool:
+        row = await self._one("SELECT 1 FROM api_tokens WHERE token_hash = ?", (hash_token(token),))
+        return row is not None

@@ -1,0 +1,230 @@
+"""A real `minipaas server` for end-to-end tests: started as a subprocess, driven by its CLI.
+
+Everything listens on 127.0.0.1 with free ports; Caddy uses its internal CA for `localhost`
+(no ACME). `stop()` kills by pid, dynos and Caddy included (the server's shutdown does that).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.ports import free_port, wait_for
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "sample-apps"
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Paas:
+    data_dir: Path
+    http_port: int
+    https_port: int
+    authorized_keys: Path
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path = field(default_factory=lambda: Path("/dev/null"))
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MINIPAAS_")}
+        env["MINIPAAS_DATA_DIR"] = str(self.data_dir)
+        env["PATH"] = f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}"
+        return env
+
+    @property
+    def ca(self) -> Path:
+        return (
+            self.data_dir
+            / "caddy"
+            / "data"
+            / "caddy"
+            / "pki"
+            / "authorities"
+            / "local"
+            / "root.crt"
+        )
+
+    def start(self) -> None:
+        argv = [
+            str(BIN / "minipaas"),
+            "server",
+            "--data-dir",
+            str(self.data_dir),
+            "--domain",
+            "localhost",
+            "--http-port",
+            str(self.http_port),
+            "--https-port",
+            str(self.https_port),
+            "--listen",
+            "127.0.0.1",
+            "--authorized-keys",
+            str(self.authorized_keys),
+            "--stop-grace",
+            "3",
+        ]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
+        try:
+            wait_for(self._ready, timeout=60, interval=0.2)
+        except TimeoutError as exc:
+            raise TimeoutError(f"server not ready:\n{self.tail_log()}") from exc
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"minipaas server exited {self.proc.returncode}:\n{self.tail_log()}")
+        return self.cli("status", check=False).returncode == 0 and self.ca.exists()
+
+    def tail_log(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def cli(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(BIN / "minipaas"), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"minipaas {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def curl(self, host: str, path: str = "/", *, https: bool = True) -> tuple[int, str]:
+        port = self.https_port if https else self.http_port
+        scheme = "https" if https else "http"
+        argv = [
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "--resolve",
+            f"{host}:{port}:127.0.0.1",
+            "-w",
+            "\n%{http_code}",
+            f"{scheme}://{host}:{port}{path}",
+        ]
+        if https:
+            argv[1:1] = ["--cacert", str(self.ca)]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        if out.returncode != 0:
+            return 0, out.stderr
+        body, _, code = out.stdout.rpartition("\n")
+        return int(code), body
+
+    def wait_body(self, host: str, expected: str, path: str = "/", timeout: float = 30) -> str:
+        last: list[tuple[int, str]] = []
+
+        def check() -> bool:
+            last[:] = [self.curl(host, path)]
+            return last[0][0] == 200 and expected in last[0][1]
+
+        try:
+            wait_for(check, timeout=timeout, interval=0.2)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{host}{path} never answered {expected!r}; last: {last}") from exc
+        return last[0][1]
+
+
+def make_data_dir() -> Path:
+    # Not under pytest's tmp dir: that is 0700 and app uids must traverse to their slugs.
+    path = Path(tempfile.mkdtemp(prefix="minipaas-test-", dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+def start_paas(authorized_keys: Path, log: Path) -> Paas:
+    """A running server; its log goes to `log` (kept in pytest's tmp dirs for post-mortems)."""
+    base = make_data_dir()
+    paas = Paas(
+        data_dir=base / "data",
+        http_port=free_port(),
+        https_port=free_port(),
+        authorized_keys=authorized_keys,
+        log=log,
+    )
+    paas.start()
+    return paas
+
+
+def git_repo(src: Path, dest: Path, message: str = "initial") -> Path:
+    """Copy a sample app into `dest` and commit it on branch main."""
+    shutil.copytree(src, dest)
+    env = git_env()
+    subprocess.run(["git", "init", "-q", "-b", "main", str(dest)], check=True, env=env)
+    commit(dest, message)
+    return dest
+
+
+def git_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "GIT_AUTHOR_NAME": "Test",
+            "GIT_AUTHOR_EMAIL": "t@example.test",
+            "GIT_COMMITTER_NAME": "Test",
+            "GIT_COMMITTER_EMAIL": "t@example.test",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+        }
+    )
+    return env
+
+
+def commit(repo: Path, message: str) -> None:
+    env = git_env()
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True, env=env)
+    subprocess.run(
+        ["git", "-C", str(repo), "commit", "-q", "--allow-empty", "-m", message],
+        check=True,
+        env=env,
+    )
+
+
+def push(
+    repo: Path,
+    url: str,
+    *,
+    env: dict[str, str] | None = None,
+    ref: str = "main",
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    full = git_env()
+    full.update(env or {})
+    return subprocess.run(
+        ["git", "-C", str(repo), "push", url, ref],
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=timeout,
+        check=False,
+    )

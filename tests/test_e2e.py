@@ -1,0 +1,272 @@
+"""End to end, as a user does it: the real `git` client pushing over a real sshd and over HTTPS
+through Caddy, real buildpack builds, real sandboxed dynos, curl through real Caddy.
+
+One server (and one sshd) serves the whole module; each test uses its own apps.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.paas import SAMPLES, Paas, commit, git_repo, push, start_paas
+from tests.support.ports import wait_for
+from tests.support.sshd import SshdInstall, SSHServer, start_sshd
+
+APPS = Path(__file__).parent / "apps"
+
+
+@pytest.fixture(scope="module")
+def env(
+    tmp_path_factory: pytest.TempPathFactory, sshd_install: SshdInstall
+) -> Iterator[tuple[Paas, SSHServer]]:
+    work = tmp_path_factory.mktemp("e2e")
+    keys = work / "authorized_keys"
+    paas = start_paas(keys, work / "server.log")
+    sshd = None
+    try:
+        sshd = start_sshd(work / "sshd", keys, install=sshd_install)
+        paas.cli("keys:add", "tester", input=sshd.client_key.with_suffix(".pub").read_text())
+        yield paas, sshd
+    finally:
+        if sshd is not None:
+            sshd.stop()
+        paas.stop()
+        shutil.rmtree(paas.data_dir.parent, ignore_errors=True)
+
+
+def ssh_push(
+    sshd: SSHServer, repo: Path, app: str, ref: str = "main"
+) -> subprocess.CompletedProcess[str]:
+    return push(
+        repo, sshd.url(f"{app}.git"), env={"GIT_SSH_COMMAND": sshd.git_ssh_command()}, ref=ref
+    )
+
+
+def https_push(paas: Paas, repo: Path, app: str, token: str) -> subprocess.CompletedProcess[str]:
+    url = f"https://x:{token}@minipaas.localhost:{paas.https_port}/git/{app}.git"
+    return push(repo, url, env={"GIT_SSL_CAINFO": str(paas.ca)})
+
+
+def deployed(result: subprocess.CompletedProcess[str]) -> str:
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "remote: -----> Deployed v" in out, out
+    return out
+
+
+def test_python_stdlib_over_ssh_then_config_set(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "pystd")
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "pystd")
+    out = deployed(ssh_push(sshd, repo, "pystd"))
+    assert "remote: -----> Building pystd" in out
+    body = paas.wait_body("pystd.localhost", "hello from python-stdlib")
+    assert body.strip() == "hello from python-stdlib"
+
+    result = paas.cli("config:set", "GREETING=bonjour", "-a", "pystd")
+    assert "GREETING" in result.stdout
+    paas.wait_body("pystd.localhost", "hello from python-stdlib bonjour")
+    info = json.loads(paas.curl("pystd.localhost", "/info")[1])
+    assert info["DYNO"] == "web.1"
+    assert paas.cli("config:get", "GREETING", "-a", "pystd").stdout.strip() == "bonjour"
+
+    releases = paas.cli("releases", "-a", "pystd").stdout
+    assert "Deploy" in releases and "Set GREETING" in releases
+
+
+def test_flask_release_phase_output_in_push(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "flask")
+    repo = git_repo(SAMPLES / "python-flask", tmp_path / "flask")
+    out = deployed(ssh_push(sshd, repo, "flask"))
+    assert "remote:        release phase: migrations applied" in out
+    paas.wait_body("flask.localhost", "hello from python-flask")
+
+    # A release phase that fails: the push is rejected and v1 keeps serving.
+    (repo / "migrate.py").write_text("import sys\nprint('migration exploded')\nsys.exit(1)\n")
+    (repo / "app.py").write_text((repo / "app.py").read_text().replace("hello from", "BROKEN"))
+    commit(repo, "broken migration")
+    result = ssh_push(sshd, repo, "flask")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "migration exploded" in out
+    assert "release command" in out and "exited with status 1" in out
+    assert paas.curl("flask.localhost")[1].startswith("hello from python-flask")
+    heads = subprocess.run(
+        ["git", "ls-remote", sshd.url("flask.git")],
+        capture_output=True,
+        text=True,
+        env={**subprocess.os.environ, "GIT_SSH_COMMAND": sshd.git_ssh_command()},
+    )
+    assert (
+        heads.stdout.split()[0]
+        != subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    )
+
+
+def test_failed_build_keeps_previous_release(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "keepme")
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "keepme")
+    deployed(ssh_push(sshd, repo, "keepme"))
+    paas.wait_body("keepme.localhost", "hello from python-stdlib")
+
+    (repo / "requirements.txt").write_text("this-package-does-not-exist-minipaas==9.9.9\n")
+    (repo / "app.py").write_text((repo / "app.py").read_text().replace("hello from", "NEW"))
+    commit(repo, "unknown requirement")
+    result = ssh_push(sshd, repo, "keepme")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "this-package-does-not-exist-minipaas" in out
+    assert "[remote rejected]" in out
+    assert paas.curl("keepme.localhost")[1].startswith("hello from python-stdlib")
+
+
+def test_node_express_over_https_with_token(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, _ = env
+    token = paas.cli("auth:token").stdout.strip()
+    paas.cli("apps:create", "nodeapp")
+    repo = git_repo(SAMPLES / "node-express", tmp_path / "nodeapp")
+    bad = https_push(paas, repo, "nodeapp", "wrong-token")
+    assert bad.returncode != 0
+    assert "Authentication failed" in bad.stderr or "401" in bad.stderr, bad.stderr
+    out = deployed(https_push(paas, repo, "nodeapp", token))
+    assert "remote: -----> " in out
+    paas.wait_body("nodeapp.localhost", "hello from node-express")
+
+
+def test_static_site_served_by_caddy(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "site")
+    repo = git_repo(SAMPLES / "static-site", tmp_path / "site")
+    (repo / ".secret").write_text("do not serve me")
+    commit(repo, "with a dotfile")
+    deployed(ssh_push(sshd, repo, "site"))
+    paas.wait_body("site.localhost", "hello from static-site")
+    code, body = paas.curl("site.localhost", "/css/site.css")
+    assert code == 200 and "teal" in body
+    code, body = paas.curl("site.localhost", "/.secret")
+    assert code == 404 and "do not serve me" not in body
+    assert "No dynos" in paas.cli("ps", "-a", "site").stdout
+
+
+def test_worker_scale_and_logs(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "ww")
+    repo = git_repo(SAMPLES / "worker-web", tmp_path / "ww")
+    deployed(ssh_push(sshd, repo, "ww"))
+    paas.wait_body("ww.localhost", "hello from worker-web")
+    assert "Scaled ww to web=1, worker=1" in paas.cli("ps:scale", "worker=1", "-a", "ww").stdout
+
+    def heartbeat() -> bool:
+        return "app[worker.1]: heartbeat" in paas.cli("logs", "-a", "ww", "-n", "50").stdout
+
+    wait_for(heartbeat, timeout=30, interval=0.3)
+    ps = paas.cli("ps", "-a", "ww").stdout
+    assert "worker.1: up" in ps and "web.1: up" in ps
+    only_worker = paas.cli("logs", "-a", "ww", "--dyno", "worker.1", "-n", "5").stdout
+    assert only_worker and all("worker.1" in ln for ln in only_worker.splitlines())
+
+
+def test_sandbox_isolation(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    for name in ("proba", "probb"):
+        paas.cli("apps:create", name)
+        paas.cli("config:set", "SECRET=" + name + "-secret", "-a", name)
+        deployed(ssh_push(sshd, git_repo(APPS / "probe", tmp_path / name), name))
+    slug_a = next((paas.data_dir / "slugs" / "proba").iterdir())
+    paas.cli("config:set", f"OTHER_SLUG={slug_a}", "-a", "probb")
+    paas.wait_body("probb.localhost", "probe ok")
+
+    def probe() -> dict[str, object] | None:
+        code, body = paas.curl("probb.localhost", "/probe")
+        data = json.loads(body) if code == 200 else None
+        return data if data and data.get("secret") == "probb-secret" else None
+
+    facts = wait_for(probe, timeout=30, interval=0.2)
+    info = json.loads(paas.cli("apps:info", "-a", "probb", "--json").stdout)
+    assert facts["uid"] == info["uid"] != 0
+    assert facts["gid"] == info["uid"]
+    assert facts["write_app"] is True and facts["write_tmp"] is True
+    assert facts["write_usr"] is False and facts["write_etc"] is False
+    assert facts["write_root"] is False
+    assert facts["read_other_slug"] is False and facts["list_other_slug"] is False
+    assert len(facts["pids"]) <= 4, facts["pids"]  # its own PID namespace: init, sh, python
+    assert facts["home"] == "/app" and facts["cwd"] == "/app"
+    # The dyno's write went to its throwaway layer, never into the immutable slug.
+    slug_b = next((paas.data_dir / "slugs" / "probb").iterdir())
+    assert not (slug_b / "written-by-dyno").exists()
+    # The slug itself is private to app B's uid.
+    assert slug_b.stat().st_uid == info["uid"] and (slug_b.stat().st_mode & 0o077) == 0
+
+
+def test_bad_input(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    for bad in ("../x", "A", "a_b", "a" * 31, "minipaas", "www"):
+        result = paas.cli("apps:create", bad, check=False)
+        assert result.returncode == 1, (bad, result)
+        assert repr(bad) in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert "No apps" not in paas.cli("apps").stdout or True
+
+    # unknown app: the message names apps:create
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "ghost")
+    result = ssh_push(sshd, repo, "ghost")
+    assert result.returncode != 0 and "minipaas apps:create ghost" in result.stderr, result.stderr
+    # `..` in the git path
+    result = push(repo, sshd.url("../etc.git"), env={"GIT_SSH_COMMAND": sshd.git_ssh_command()})
+    assert result.returncode != 0 and "Invalid" in result.stderr, result.stderr
+    # other branches are refused
+    paas.cli("apps:create", "branchy")
+    result = ssh_push(sshd, repo, "branchy", ref="main:feature")
+    assert result.returncode != 0 and "main or master" in result.stderr, result.stderr
+    # unknown SSH command
+    ssh = [*sshd.ssh_argv(), "rm", "-rf", "/"]
+    result = subprocess.run(ssh, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "Unknown command" in result.stderr, result.stderr
+    # a plain CLI word over SSH works
+    result = subprocess.run([*sshd.ssh_argv(), "apps"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and "branchy" in result.stdout, result.stderr
+    # config keys
+    result = paas.cli("config:set", "1BAD=x", "-a", "branchy", check=False)
+    assert result.returncode == 1 and "'1BAD'" in result.stderr
+    # unknown CLI command is a usage error
+    assert paas.cli("frobnicate", check=False).returncode == 2
+    # API without / with a wrong token: 401 through Caddy
+    code, body = paas.curl("minipaas.localhost", "/api/apps")
+    assert code == 401 and "token" in body.lower()
+    # malformed Procfile and no buildpack: the push fails and says why
+    paas.cli("apps:create", "badproc")
+    bad = tmp_path / "badproc"
+    bad.mkdir()
+    (bad / "Procfile").write_text("web python app.py\n")
+    subprocess.run(["git", "init", "-q", "-b", "main", str(bad)], check=True)
+    commit(bad, "bad procfile")
+    result = ssh_push(sshd, bad, "badproc")
+    assert result.returncode != 0 and "Procfile" in result.stderr, result.stderr
+    (bad / "Procfile").unlink()
+    (bad / "notes.txt").write_text("nothing to build\n")
+    commit(bad, "nothing")
+    result = ssh_push(sshd, bad, "badproc")
+    assert result.returncode != 0 and "No buildpack detected" in result.stderr, result.stderr
+    # an SSH key removed from minipaas no longer gets in
+    paas.cli(
+        "keys:add",
+        "second",
+        input=sshd.client_key.with_suffix(".pub")
+        .read_text()
+        .replace("minipaas-test-client", "dup"),
+        check=False,
+    )
+    result = paas.cli("keys:add", "broken", input="ssh-ed25519 not-base64!! x", check=False)
+    assert result.returncode == 1 and "malformed" in result.stderr

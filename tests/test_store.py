@@ -1,0 +1,94 @@
+"""The store against a real SQLite file: migrations, apps, releases, config, keys, tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from minipaas.errors import Conflict, NotFound
+from minipaas.store import Store
+
+
+@pytest.fixture
+async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = Store(tmp_path / "minipaas.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_migrations_are_idempotent(tmp_path: Path) -> None:
+    for _ in range(2):
+        s = Store(tmp_path / "m.db")
+        await s.open()
+        assert await s.apps() == []
+        await s.close()
+    assert (tmp_path / "m.db").stat().st_mode & 0o777 == 0o600
+
+
+async def test_apps_lifecycle(store: Store) -> None:
+    app = await store.create_app("web")
+    assert app.uid > 20000
+    with pytest.raises(Conflict, match="'web' already exists"):
+        await store.create_app("web")
+    with pytest.raises(NotFound, match="apps:create nope"):
+        await store.app("nope")
+    await store.delete_app("web")
+    again = await store.create_app("web")
+    assert again.id != app.id  # ids (and so uids) are never reused
+
+
+async def test_releases_and_config(store: Store) -> None:
+    app = await store.create_app("web")
+    assert await store.update_config(app, {"A": "1", "B": "2"}) == {"A": "1", "B": "2"}
+    assert await store.update_config(app, {"A": None}) == {"B": "2"}
+    r1 = await store.create_release(
+        app,
+        build_id=None,
+        sha="a" * 40,
+        slug="/s",
+        static_root=None,
+        config={"B": "2"},
+        process_types={"web": "x"},
+        description="Deploy aaaaaaa",
+        created_by="me",
+    )
+    r2 = await store.create_release(
+        app,
+        build_id=None,
+        sha="a" * 40,
+        slug="/s",
+        static_root=None,
+        config={},
+        process_types={},
+        description="Set X",
+        created_by="me",
+    )
+    assert (r1.version, r2.version) == (1, 2)
+    await store.set_current_release(app, 1)
+    current = await store.current_release(app)
+    assert current is not None and current.config == {"B": "2"}
+    assert r1.to_json()["config"] == ["B"]  # values are secrets
+    assert [r.version for r in await store.releases(app)] == [2, 1]
+    with pytest.raises(NotFound, match="v9"):
+        await store.release(app, 9)
+
+
+async def test_formation_domains_keys_tokens(store: Store) -> None:
+    app = await store.create_app("web")
+    assert await store.set_formation(app, {"web": 2, "worker": 0}) == {"web": 2, "worker": 0}
+    await store.add_domain(app, "www.example.com")
+    with pytest.raises(Conflict):
+        await store.add_domain(app, "www.example.com")
+    assert [d.hostname for d in await store.domains(app)] == ["www.example.com"]
+    await store.remove_domain(app, "www.example.com")
+    with pytest.raises(NotFound):
+        await store.remove_domain(app, "www.example.com")
+    key = await store.add_key("me", "SHA256:abc", "ssh-ed25519 AAAA")
+    assert (await store.key_by_fingerprint("SHA256:abc")) == key
+    with pytest.raises(Conflict):
+        await store.add_key("other", "SHA256:abc", "ssh-ed25519 AAAA")
+    await store.add_token("admin", "s3cret")
+    assert await store.token_valid("s3cret") and not await store.token_valid("nope")
+    assert "s3cret" not in (await store.token_hashes())[0]
