@@ -43,6 +43,6 @@ class BuildError(UserError):
 
 
 class DeployError(UserError):
-    """A release could not go live (release phase or start failed); the old release keeps serving."""
+    """A release could not go live (release phase or start failed); the old one keeps serving."""
 
     status = 422

@@ -75,7 +75,9 @@ class Paths:
     def ensure(self) -> None:
         """Create the data dir tree (owner-only where secrets may live)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o755)
+        # App uids must traverse the root to reach their own (0700) slugs; nothing secret is
+        # directly inside it (the db, socket and token file are 0600).
+        os.chmod(self.root, 0o755)  # noqa: S103
         for sub in (self.repos, self.slugs, self.cache, self.logs, self.run):
             sub.mkdir(exist_ok=True)
         self.caddy.mkdir(mode=0o700, exist_ok=True)

@@ -26,7 +26,9 @@ from pathlib import Path
 #: System directories bound read-only into every sandbox (when they exist on the host).
 SYSTEM_DIRS = ("/usr", "/etc", "/opt", "/var/lib/dpkg")
 #: Merged-/usr style links recreated in the sandbox root.
-USR_LINKS = (("usr/bin", "/bin"), ("usr/sbin", "/sbin"), ("usr/lib", "/lib"), ("usr/lib64", "/lib64"))
+USR_LINKS = (
+    ("usr/bin", "/bin"), ("usr/sbin", "/sbin"), ("usr/lib", "/lib"), ("usr/lib64", "/lib64"),
+)
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 INIT_SCRIPT = Path(__file__).with_name("sandbox_init.sh")
 
@@ -61,7 +63,8 @@ class SandboxJob:
 
 def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment every sandboxed command starts from, plus `extra`."""
-    env = {"PATH": DEFAULT_PATH, "HOME": "/app", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+    # /tmp here is the sandbox's own private tmpfs, not the host's.
+    env = {"PATH": DEFAULT_PATH, "HOME": "/app", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}  # noqa: S108
     if extra:
         env.update(extra)
     return env
@@ -97,7 +100,8 @@ def sandbox_argv(job: SandboxJob, *, as_root: bool | None = None) -> list[str]:
             bwrap += ["--ro-bind", path, path]
     for target, link in USR_LINKS:
         bwrap += ["--symlink", target, link]
-    bwrap += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
+    private_tmp = ["--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]  # noqa: S108 - fresh, per sandbox
+    bwrap += ["--proc", "/proc", "--dev", "/dev", *private_tmp]
     app_source = Path(job.scratch, "app") if job.layer and job.scratch else job.app_dir
     bwrap += ["--bind", str(app_source), "/app"]
     for bind in job.binds:

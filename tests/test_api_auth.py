@@ -46,5 +46,6 @@ async def test_token_auth_over_asgi() -> None:
         assert basic.status_code == 200
 
     local = LocalMarker(TokenAuth(inner, tokens))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=local), base_url="http://t") as c:
+    transport = httpx.ASGITransport(app=local)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         assert (await c.get("/x")).status_code == 200
