@@ -27,6 +27,7 @@ class Paas:
     http_port: int
     https_port: int
     authorized_keys: Path
+    api_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log: Path = field(default_factory=lambda: Path("/dev/null"))
 
@@ -66,6 +67,8 @@ class Paas:
             "127.0.0.1",
             "--authorized-keys",
             str(self.authorized_keys),
+            "--api-port",
+            str(self.api_port),
             "--stop-grace",
             "3",
         ]
@@ -170,6 +173,7 @@ def start_paas(authorized_keys: Path, log: Path) -> Paas:
         http_port=free_port(),
         https_port=free_port(),
         authorized_keys=authorized_keys,
+        api_port=free_port(),
         log=log,
     )
     paas.start()

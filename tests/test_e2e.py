@@ -217,7 +217,8 @@ def test_bad_input(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
         assert result.returncode == 1, (bad, result)
         assert repr(bad) in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
-    assert "No apps" not in paas.cli("apps").stdout or True
+    listed = paas.cli("apps", "--json").stdout
+    assert "a_b" not in listed and "../x" not in listed  # nothing was created
 
     # unknown app: the message names apps:create
     repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "ghost")
@@ -259,14 +260,88 @@ def test_bad_input(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
     commit(bad, "nothing")
     result = ssh_push(sshd, bad, "badproc")
     assert result.returncode != 0 and "No buildpack detected" in result.stderr, result.stderr
-    # an SSH key removed from minipaas no longer gets in
-    paas.cli(
-        "keys:add",
-        "second",
-        input=sshd.client_key.with_suffix(".pub")
-        .read_text()
-        .replace("minipaas-test-client", "dup"),
-        check=False,
-    )
+    assert "looked for" in result.stderr and "requirements.txt" in result.stderr
+    # keys: the same key twice, a malformed key
+    pub = sshd.client_key.with_suffix(".pub").read_text()
+    result = paas.cli("keys:add", "second", input=pub, check=False)
+    assert result.returncode == 1 and "already added as 'tester'" in result.stderr
     result = paas.cli("keys:add", "broken", input="ssh-ed25519 not-base64!! x", check=False)
     assert result.returncode == 1 and "malformed" in result.stderr
+    # a fingerprint minipaas does not know is refused by the forced command itself
+    forced = subprocess.run(
+        [
+            str(paas.env["PATH"].split(":")[0] + "/minipaas"),
+            "ssh",
+            "--data-dir",
+            str(paas.data_dir),
+            "--key",
+            "SHA256:unknown",
+        ],
+        env={**paas.env, "SSH_ORIGINAL_COMMAND": "apps"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert forced.returncode == 1 and "Unknown SSH key 'SHA256:unknown'" in forced.stderr
+
+
+def test_removed_key_is_locked_out(env: tuple[Paas, SSHServer]) -> None:
+    paas, sshd = env
+    pub = sshd.client_key.with_suffix(".pub").read_text()
+    paas.cli("keys:remove", "tester")
+    try:
+        result = subprocess.run(
+            [*sshd.ssh_argv(), "apps"], capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == 255 and "Permission denied" in result.stderr
+    finally:
+        paas.cli("keys:add", "tester", input=pub)
+    result = subprocess.run([*sshd.ssh_argv(), "apps"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+def test_remote_cli_with_token_and_domains(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    token = paas.cli("auth:token").stdout.strip()
+    remote = {k: v for k, v in paas.env.items() if k != "MINIPAAS_DATA_DIR"}
+    remote["MINIPAAS_URL"] = f"http://127.0.0.1:{paas.api_port}"
+    minipaas = paas.env["PATH"].split(":")[0] + "/minipaas"
+
+    def run(*args: str, token_: str | None = token) -> subprocess.CompletedProcess[str]:
+        env_ = dict(remote)
+        if token_:
+            env_["MINIPAAS_TOKEN"] = token_
+        return subprocess.run(
+            [minipaas, *args], env=env_, capture_output=True, text=True, timeout=60
+        )
+
+    assert run("apps:create", "remote").returncode == 0
+    assert run("apps:create", "keeper").returncode == 0
+    no_token = run("apps", token_=None)
+    assert no_token.returncode == 1 and "Missing API token" in no_token.stderr
+    wrong = run("apps", token_="nope")
+    assert wrong.returncode == 1 and "Invalid API token" in wrong.stderr
+    shown = run("auth:token")
+    assert shown.returncode == 1 and "only shown on the server" in shown.stderr
+
+    deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / "remote"), "remote"))
+    added = run("domains:add", "www.example.test", "-a", "remote")
+    assert added.returncode == 0 and "Added www.example.test" in added.stdout
+    paas.wait_body("www.example.test", "hello from python-stdlib")
+    assert "www.example.test" in run("domains", "-a", "remote").stdout
+    bad = run("domains:add", "not a host", "-a", "remote")
+    assert bad.returncode == 1 and "'not a host'" in bad.stderr
+    assert run("domains:remove", "www.example.test", "-a", "remote").returncode == 0
+    # No route and no certificate any more: plain HTTP gets the catch-all 404.
+    wait_for(lambda: paas.curl("www.example.test", https=False)[0] == 404, timeout=10)
+    assert paas.curl("www.example.test")[0] != 200
+
+    # destroy removes the app's routes, dynos, repo, slugs and logs, and nothing else
+    refused = run("apps:destroy", "-a", "remote")
+    assert refused.returncode == 2 and "--confirm remote" in refused.stderr
+    assert run("apps:destroy", "-a", "remote", "--confirm", "remote").returncode == 0
+    assert paas.curl("remote.localhost", https=False)[0] == 404
+    assert paas.curl("remote.localhost")[0] != 200
+    for leftover in ("repos/remote.git", "slugs/remote", "cache/remote", "logs/remote"):
+        assert not (paas.data_dir / leftover).exists(), leftover
+    assert (paas.data_dir / "repos" / "keeper.git").exists()

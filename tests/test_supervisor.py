@@ -419,11 +419,11 @@ async def test_sandbox_facts(sup: Supervisor, base: Path) -> None:
     )
     assert lines[0] == str(UID)
     assert int(lines[1]) <= 5  # bwrap's init, sh, ls, grep: no host processes
-    # The host's dirs are read-only; the sandbox's own root is a throwaway tmpfs (in memory,
-    # private to the dyno, gone with it), so / and /var/tmp take writes that never reach the host.
-    assert [x for x in lines if x.startswith("wrote")] == ["wrote /x", "wrote /var/tmp/x"]
+    # The host's dirs and the sandbox's own root are read-only; /tmp and /var/tmp are private
+    # tmpfs mounts (gone with the dyno), so their writes never reach the host.
+    assert [x for x in lines if x.startswith("wrote")] == ["wrote /var/tmp/x"]
     assert not Path("/x").exists() and not Path("/var/tmp/x").exists()
-    assert lines[4:] == ["tmp ok", "app ok", "new"]
+    assert lines[3:] == ["tmp ok", "app ok", "new"]
     assert sorted(p.name for p in (base / "slug").iterdir()) == ["app.py"]  # the slug is untouched
     assert "extra" not in (base / "slug" / "app.py").read_text()
 
