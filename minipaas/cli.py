@@ -333,6 +333,86 @@ def cmd_releases_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    app = _app(args)
+    version = None
+    if args.version:
+        raw = args.version.lstrip("v")
+        if not raw.isdigit():
+            raise UsageError(f"Invalid release {args.version!r}: use vN, e.g. v3.")
+        version = int(raw)
+    with _client(args) as c:
+        result = c.request("POST", f"/api/apps/{app}/rollback", json_body={"version": version})
+    print(f"{result['description']} on {app}: released v{result['release']}.")
+    return 0
+
+
+def cmd_ps_stop_start(action: str) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        app = _app(args)
+        with _client(args) as c:
+            c.request("POST", f"/api/apps/{app}/ps/{action}", json_body={"type": args.type})
+        print(f"{'Stopped' if action == 'stop' else 'Started'} {args.type} dynos of {app}.")
+        return 0
+
+    return run
+
+
+def cmd_checks(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        data = c.get(f"/api/apps/{app}/checks")
+    if args.json:
+        _print_json(data)
+    elif data["check"] is None:
+        print(f"{app} has no health check: new web dynos must accept connections on $PORT.")
+    else:
+        check = data["check"]
+        print(f"=== {app} health check (from {data['source']})")
+        for key in ("path", "expect", "min_uptime", "timeout"):
+            print(f"{key + ':':<12} {'' if check[key] is None else check[key]}")
+    return 0
+
+
+def cmd_checks_set(args: argparse.Namespace) -> int:
+    from minipaas.checks import parse_pairs
+
+    app = _app(args)
+    check = parse_pairs(args.pairs)
+    with _client(args) as c:
+        c.request("PUT", f"/api/apps/{app}/checks", json_body=check)
+    print(f"Set the health check of {app}; it applies from the next deploy or restart.")
+    return 0
+
+
+def cmd_checks_unset(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        c.request("PUT", f"/api/apps/{app}/checks", json_body=None)
+    print(f"Removed the health check settings of {app}.")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    app = _app(args)
+    words = list(args.command)
+    if words[:1] == ["--"]:
+        words = words[1:]
+    if not words:
+        raise UsageError("No command given; use `minipaas run -a APP -- COMMAND`.")
+    command = shlex.join(words) if len(words) > 1 else words[0]
+    code = 1
+    with _client(args) as c:
+        for item in c.stream("POST", f"/api/apps/{app}/run", json_body={"command": command}):
+            if "line" in item:
+                print(item["line"], flush=True)
+            if "error" in item:
+                print(f" !    {item['error']}", file=sys.stderr)
+            if "exit" in item:
+                code = int(item["exit"])
+    return code
+
+
 def cmd_domains(args: argparse.Namespace) -> int:
     app = _app(args)
     with _client(args) as c:
@@ -573,6 +653,28 @@ def build_parser() -> argparse.ArgumentParser:
     add("releases", cmd_releases, "list releases", app=True, json_out=True)
     p = add("releases:info", cmd_releases_info, "show a release", app=True, json_out=True)
     p.add_argument("version", metavar="vN")
+    p = add(
+        "rollback",
+        cmd_rollback,
+        "roll back to an earlier release (default: the previous)",
+        app=True,
+    )
+    p.add_argument("version", nargs="?", metavar="vN")
+    p = add("ps:stop", cmd_ps_stop_start("stop"), "stop a process type (remembered)", app=True)
+    p.add_argument("type")
+    p = add("ps:start", cmd_ps_stop_start("start"), "start a stopped process type", app=True)
+    p.add_argument("type")
+    add("checks", cmd_checks, "show the web health check", app=True, json_out=True)
+    p = add(
+        "checks:set",
+        cmd_checks_set,
+        "set the web health check: path=/health [expect=TEXT] [min_uptime=S] [timeout=S]",
+        app=True,
+    )
+    p.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
+    add("checks:unset", cmd_checks_unset, "remove the health check settings", app=True)
+    p = add("run", cmd_run, "run a one-off command in a dyno of the current release", app=True)
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
     add("domains", cmd_domains, "list custom domains", app=True, json_out=True)
     p = add("domains:add", cmd_domains_add, "add a custom domain", app=True)
     p.add_argument("hostname")
@@ -594,36 +696,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Words a user may run over SSH (`ssh minipaas@host WORD …`).
-SSH_COMMANDS = frozenset(
-    {
-        "status",
-        "apps",
-        "apps:create",
-        "apps:info",
-        "apps:destroy",
-        "config",
-        "config:get",
-        "config:set",
-        "config:unset",
-        "ps",
-        "ps:scale",
-        "ps:restart",
-        "logs",
-        "releases",
-        "releases:info",
-        "domains",
-        "domains:add",
-        "domains:remove",
-        "maintenance:on",
-        "maintenance:off",
-        "keys",
-        "keys:add",
-        "keys:remove",
-        "git:remote",
-        "auth:token",
-    }
-)
+#: Commands that only make sense on the server itself, never over SSH.
+SERVER_ONLY = frozenset({"server", "down", "ssh"})
+
+
+def client_words(parser: argparse.ArgumentParser) -> set[str]:
+    """Every client command of the parser (what `ssh minipaas@host WORD …` may run)."""
+    words: set[str] = set()
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        if isinstance(action, argparse._SubParsersAction):
+            words.update(action.choices)
+    return words - SERVER_ONLY
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -661,7 +744,7 @@ def _user_errors() -> type[Exception]:
 
 def run_words(words: Sequence[str]) -> int:
     """Run client words (for `ssh minipaas@host ps -a web`); refuses server-side commands."""
-    if not words or words[0] not in SSH_COMMANDS:
+    if not words or words[0] not in client_words(build_parser()):
         shown = shlex.join(words) if words else ""
         print(
             f" !    Unknown command {shown!r}; try `apps`, `ps -a NAME` or `logs -a NAME`.",

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from minipaas.build import Builder, BuildRequest
+from minipaas import checks, cron
+from minipaas.build import Builder, BuildRequest, parse_app_json
+from minipaas.build.runner import read_app_file
 from minipaas.errors import BuildError, DeployError, UserError
 from minipaas.git import Repos
 from minipaas.logs import LogStore
@@ -35,6 +39,22 @@ Log = Callable[[str], None]
 
 #: Process types that never run as long-lived dynos.
 ONE_OFF_TYPES = frozenset({"release"})
+
+
+def release_settings(slug: Path) -> dict[str, Any]:
+    """What a release keeps from the slug's app.json: the web health check and cron jobs.
+
+    Raises `UserError` for an invalid app.json, health check or cron schedule, which fails the
+    build (nothing changes)."""
+    text = read_app_file(slug, "app.json")
+    if text is None:
+        return {}
+    parsed = parse_app_json(text)
+    jobs = []
+    for job in parsed.cron:
+        cron.parse(job.schedule)
+        jobs.append({"command": job.command, "schedule": job.schedule})
+    return {"check": checks.from_app_json(parsed.healthchecks), "cron": jobs}
 
 
 @dataclass(frozen=True)
@@ -78,8 +98,6 @@ class Deployer:
 
     @property
     def root(self) -> bool:
-        import os
-
         return os.geteuid() == 0
 
     # -- the pipeline ----------------------------------------------------------------------
@@ -118,6 +136,7 @@ class Deployer:
                     ),
                     build_log,
                 )
+                app_json = await asyncio.to_thread(release_settings, slug)
             except UserError as exc:
                 build_log(f" !     {exc}")
                 await self.store.finish_build(
@@ -147,6 +166,7 @@ class Deployer:
                 process_types=result.process_types,
                 description=f"Deploy {sha[:7]}",
                 created_by=who,
+                app_json=app_json,
             )
 
             # 4-6. release phase, start new dynos, switch routes, retire the old ones.
@@ -200,8 +220,9 @@ class Deployer:
         }
         if defaults:
             formation = await self.store.set_formation(app, defaults)
+        stopped = await self.store.stopped_types(app)
         groups = {
-            ptype: (self._spec(app, release, ptype), count)
+            ptype: (self._spec(app, release, ptype), 0 if ptype in stopped else count)
             for ptype, count in formation.items()
             if ptype in release.process_types and ptype not in ONE_OFF_TYPES
         }
@@ -280,6 +301,104 @@ class Deployer:
                 f"{release.description} by {who}: released v{release.version}",
             )
             return config
+
+    async def rollback(self, app_name: str, version: int | None, *, who: str) -> Release:
+        """A new release with an earlier release's slug and config: no build, just a restart."""
+        async with self.lock(app_name):
+            app = await self.store.app(app_name)
+            current = await self.store.current_release(app)
+            if current is None:
+                raise UserError(f"{app_name!r} has no release to roll back from; push first.")
+            if version is None:
+                earlier = [
+                    r
+                    for r in await self.store.releases(app, limit=1000)
+                    if r.version < current.version and r.status == "succeeded"
+                ]
+                if not earlier:
+                    raise UserError(f"{app_name!r} has no release before v{current.version}.")
+                target = earlier[0]
+            else:
+                target = await self.store.release(app, version)
+            if target.version == current.version:
+                raise UserError(
+                    f"v{target.version} is already the current release of {app_name!r}."
+                )
+            if target.status != "succeeded":
+                raise UserError(
+                    f"v{target.version} of {app_name!r} never went live ({target.status}); "
+                    "choose a release that did."
+                )
+            if target.slug is None or not await asyncio.to_thread(os.path.isdir, target.slug):
+                raise UserError(
+                    f"The slug of v{target.version} was pruned; roll back to a newer release."
+                )
+            release = await self.store.create_release(
+                app,
+                build_id=target.build_id,
+                sha=target.sha,
+                slug=target.slug,
+                static_root=target.static_root,
+                config=target.config,
+                process_types=target.process_types,
+                description=f"Rollback to v{target.version}",
+                created_by=who,
+                app_json=target.app_json,
+            )
+            before = await self.store.config(app)
+            await self.store.update_config(
+                app, {**dict.fromkeys(k for k in before if k not in target.config), **target.config}
+            )
+            try:
+                await self._apply(app, release)
+            except UserError:
+                await self.store.set_release_status(release, "failed")
+                await self.store.update_config(
+                    app, {**dict.fromkeys(k for k in target.config if k not in before), **before}
+                )
+                raise
+            await self.store.set_release_status(release, "succeeded")
+            await self.store.set_current_release(app, release.version)
+            await self.sync_routes()
+            self.logs.append(
+                app.name,
+                "minipaas",
+                "minipaas",
+                f"Rollback to v{target.version} by {who}: released v{release.version}",
+            )
+            return release
+
+    async def one_off_spec(self, app_name: str, command: str) -> DynoSpec:
+        """A one-off dyno of the current release (`minipaas run`)."""
+        app = await self.store.app(app_name)
+        release = await self.store.current_release(app)
+        if release is None or release.slug is None:
+            raise UserError(f"{app_name!r} has no release to run commands in; push first.")
+        return DynoSpec(
+            app=app.name,
+            process_type="run",
+            release=release.version,
+            slug=Path(release.slug),
+            command=command,
+            env=release.config,
+            uid=self.uid(app),
+        )
+
+    async def set_stopped(self, app_name: str, process_type: str, stopped: bool) -> None:
+        """`ps:stop TYPE` / `ps:start TYPE`: remembered, the desired count is kept."""
+        async with self.lock(app_name):
+            app = await self.store.app(app_name)
+            current = await self.store.current_release(app)
+            if current is None or process_type not in current.process_types:
+                listed = ", ".join(sorted(current.process_types)) if current else "none"
+                raise UserError(
+                    f"No process type {process_type!r} in {app_name!r}; its types are: {listed}."
+                )
+            await self.store.set_stopped(app, process_type, stopped)
+            await self._apply(app, current)
+            await self.sync_routes()
+            word = "Stopped" if stopped else "Started"
+            self.logs.append(app.name, "minipaas", "minipaas", f"{word} {process_type} dynos")
 
     async def scale(self, app_name: str, counts: dict[str, int]) -> dict[str, int]:
         """Change desired counts and reconcile (never a scripted sequence of starts/stops)."""

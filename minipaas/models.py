@@ -57,6 +57,8 @@ class Release:
     created_by: str
     created_at: float
     status: str
+    #: From app.json: {"healthchecks": {...}, "cron": [{"command", "schedule"}]}.
+    app_json: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self, *, with_config: bool = False) -> dict[str, Any]:
         data = asdict(self)

@@ -20,10 +20,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
-from minipaas import __version__, names, sshkeys
+from minipaas import __version__, checks, names, sshkeys
 from minipaas.api.auth import LOCAL_KEY, TokenAuth, Tokens
 from minipaas.deploy import Deployer
-from minipaas.errors import UserError
+from minipaas.errors import NotFound, UserError
 from minipaas.logs import LogStore
 from minipaas.settings import Settings
 from minipaas.store import Store
@@ -297,6 +297,78 @@ def create_app(ctx: ApiContext) -> ASGIApp:
 
         return StreamingResponse(stream(), media_type="application/x-ndjson")
 
+    async def rollback(request: Request) -> Response:
+        name = app_name(request)
+        data = body_dict(await json_body(request))
+        version = data.get("version")
+        if isinstance(version, str) and version.lstrip("v").isdigit():
+            version = int(version.lstrip("v"))
+        if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+            raise UserError(f"Invalid release {data.get('version')!r}: use vN, e.g. v3.")
+        release = await deployer.rollback(name, version, who=who(request, data))
+        return JSONResponse({"release": release.version, "description": release.description})
+
+    async def ps_stop_start(request: Request) -> Response:
+        name = app_name(request)
+        data = body_dict(await json_body(request))
+        ptype = names.process_type(str(data.get("type", "")))
+        action = request.path_params["action"]
+        if action not in ("stop", "start"):
+            raise NotFound(f"No such API route: {request.url.path}.")
+        stopped = action == "stop"
+        await deployer.set_stopped(name, ptype, stopped)
+        return JSONResponse({"type": ptype, "stopped": stopped})
+
+    async def checks_get(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        release = await store.current_release(app)
+        configured = await store.check(app)
+        from_app_json = release.app_json.get("check") if release else None
+        return JSONResponse(
+            {
+                "check": configured or from_app_json,
+                "source": "checks:set" if configured else ("app.json" if from_app_json else None),
+            }
+        )
+
+    async def checks_put(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        data = await json_body(request)
+        check = None if data is None else checks.validate(body_dict(data))
+        await store.set_check(app, check)
+        return JSONResponse({"check": check})
+
+    async def run(request: Request) -> Response:
+        name = app_name(request)
+        data = body_dict(await json_body(request))
+        command = data.get("command")
+        if not isinstance(command, str) or not command.strip():
+            raise UserError("No command given; use `minipaas run -a APP -- COMMAND`.")
+        spec = await deployer.one_off_spec(name, command)
+
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        async def go() -> None:
+            try:
+                code = await ctx.supervisor.run_once(
+                    spec, lambda ln: queue.put_nowait({"line": ln}), timeout=3600
+                )
+                queue.put_nowait({"exit": code})
+            except UserError as exc:
+                queue.put_nowait({"error": str(exc), "exit": 1})
+            finally:
+                queue.put_nowait(None)
+
+        task = asyncio.get_running_loop().create_task(go())
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+        async def stream() -> AsyncIterator[bytes]:
+            while (item := await queue.get()) is not None:
+                yield (json.dumps(item) + "\n").encode()
+
+        return StreamingResponse(stream(), media_type="application/x-ndjson")
+
     async def domains_list(request: Request) -> Response:
         app = await store.app(app_name(request))
         return JSONResponse([d.to_json() for d in await store.domains(app)])
@@ -394,6 +466,11 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps/{app}/releases", releases),
         Route("/api/apps/{app}/releases/{version}", release_info),
         Route("/api/apps/{app}/deploy", deploy, methods=["POST"]),
+        Route("/api/apps/{app}/rollback", rollback, methods=["POST"]),
+        Route("/api/apps/{app}/ps/{action:str}", ps_stop_start, methods=["POST"]),
+        Route("/api/apps/{app}/checks", checks_get),
+        Route("/api/apps/{app}/checks", checks_put, methods=["PUT"]),
+        Route("/api/apps/{app}/run", run, methods=["POST"]),
         Route("/api/apps/{app}/domains", domains_list),
         Route("/api/apps/{app}/domains", domains_add, methods=["POST"]),
         Route("/api/apps/{app}/domains/{hostname}", domains_remove, methods=["DELETE"]),

@@ -234,6 +234,7 @@ class Store:
             created_by=row["created_by"],
             created_at=row["created_at"],
             status=row["status"],
+            app_json=json.loads(row["app_json"]),
         )
 
     async def create_release(
@@ -248,6 +249,7 @@ class Store:
         process_types: dict[str, str],
         description: str,
         created_by: str,
+        app_json: dict[str, Any] | None = None,
     ) -> Release:
         """A new release vN (status pending) numbered after every earlier one, failed included."""
         async with self._tx() as db:
@@ -260,8 +262,8 @@ class Store:
             version = int(row[0])
             await db.execute(
                 "INSERT INTO releases (app_id, version, build_id, sha, slug, static_root, config, "
-                "process_types, description, created_by, created_at, status) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                "process_types, description, created_by, created_at, status, app_json) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                 (
                     app.id,
                     version,
@@ -274,6 +276,7 @@ class Store:
                     description,
                     created_by,
                     time.time(),
+                    json.dumps(app_json or {}),
                 ),
             )
         return await self.release(app, version)
@@ -305,11 +308,46 @@ class Store:
     # -- formation -------------------------------------------------------------------------
 
     async def formation(self, app: App) -> dict[str, int]:
+        """Desired counts per process type (what `ps:scale` set, stopped types included)."""
         rows = await self._all(
             "SELECT process_type, quantity FROM formation WHERE app_id = ? ORDER BY process_type",
             (app.id,),
         )
         return {r["process_type"]: r["quantity"] for r in rows}
+
+    async def stopped_types(self, app: App) -> set[str]:
+        rows = await self._all(
+            "SELECT process_type FROM formation WHERE app_id = ? AND stopped = 1", (app.id,)
+        )
+        return {r["process_type"] for r in rows}
+
+    async def set_stopped(self, app: App, process_type: str, stopped: bool) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO formation (app_id, process_type, quantity, stopped) "
+                "VALUES (?, ?, 0, ?) "
+                "ON CONFLICT (app_id, process_type) DO UPDATE SET stopped = excluded.stopped",
+                (app.id, process_type, int(stopped)),
+            )
+
+    # -- health checks ---------------------------------------------------------------------
+
+    async def check(self, app: App) -> dict[str, Any] | None:
+        row = await self._one("SELECT * FROM app_checks WHERE app_id = ?", (app.id,))
+        if row is None:
+            return None
+        return {k: row[k] for k in ("path", "expect", "min_uptime", "timeout")}
+
+    async def set_check(self, app: App, check: dict[str, Any] | None) -> None:
+        async with self._tx() as db:
+            await db.execute("DELETE FROM app_checks WHERE app_id = ?", (app.id,))
+            if check is not None:
+                await db.execute(
+                    "INSERT INTO app_checks (app_id, path, expect, min_uptime, timeout) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (app.id, check.get("path"), check.get("expect"),
+                     float(check.get("min_uptime") or 0), check.get("timeout")),
+                )
 
     async def set_formation(self, app: App, counts: dict[str, int]) -> dict[str, int]:
         async with self._tx() as db:
