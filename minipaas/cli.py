@@ -388,7 +388,7 @@ def cmd_checks_set(args: argparse.Namespace) -> int:
 def cmd_checks_unset(args: argparse.Namespace) -> int:
     app = _app(args)
     with _client(args) as c:
-        c.request("PUT", f"/api/apps/{app}/checks", json_body=None)
+        c.request("DELETE", f"/api/apps/{app}/checks")
     print(f"Removed the health check settings of {app}.")
     return 0
 

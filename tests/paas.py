@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.ports import free_port, wait_for
+from tests.support.sshd import SSHServer
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "sample-apps"
 BIN = Path(sys.executable).parent
@@ -232,3 +233,23 @@ def push(
         timeout=timeout,
         check=False,
     )
+
+
+def ssh_push(
+    sshd: SSHServer, repo: Path, app: str, ref: str = "main"
+) -> subprocess.CompletedProcess[str]:
+    return push(
+        repo, sshd.url(f"{app}.git"), env={"GIT_SSH_COMMAND": sshd.git_ssh_command()}, ref=ref
+    )
+
+
+def https_push(paas: Paas, repo: Path, app: str, token: str) -> subprocess.CompletedProcess[str]:
+    url = f"https://x:{token}@minipaas.localhost:{paas.https_port}/git/{app}.git"
+    return push(repo, url, env={"GIT_SSL_CAINFO": str(paas.ca)})
+
+
+def deployed(result: subprocess.CompletedProcess[str]) -> str:
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "remote: -----> Deployed v" in out, out
+    return out

@@ -7,57 +7,14 @@ One server (and one sshd) serves the whole module; each test uses its own apps.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.paas import SAMPLES, Paas, commit, git_repo, push, start_paas
+from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, https_push, push, ssh_push
 from tests.support.ports import wait_for
-from tests.support.sshd import SshdInstall, SSHServer, start_sshd
+from tests.support.sshd import SSHServer
 
 APPS = Path(__file__).parent / "apps"
-
-
-@pytest.fixture(scope="module")
-def env(
-    tmp_path_factory: pytest.TempPathFactory, sshd_install: SshdInstall
-) -> Iterator[tuple[Paas, SSHServer]]:
-    work = tmp_path_factory.mktemp("e2e")
-    keys = work / "authorized_keys"
-    paas = start_paas(keys, work / "server.log")
-    sshd = None
-    try:
-        sshd = start_sshd(work / "sshd", keys, install=sshd_install)
-        paas.cli("keys:add", "tester", input=sshd.client_key.with_suffix(".pub").read_text())
-        yield paas, sshd
-    finally:
-        if sshd is not None:
-            sshd.stop()
-        paas.stop()
-        shutil.rmtree(paas.data_dir.parent, ignore_errors=True)
-
-
-def ssh_push(
-    sshd: SSHServer, repo: Path, app: str, ref: str = "main"
-) -> subprocess.CompletedProcess[str]:
-    return push(
-        repo, sshd.url(f"{app}.git"), env={"GIT_SSH_COMMAND": sshd.git_ssh_command()}, ref=ref
-    )
-
-
-def https_push(paas: Paas, repo: Path, app: str, token: str) -> subprocess.CompletedProcess[str]:
-    url = f"https://x:{token}@minipaas.localhost:{paas.https_port}/git/{app}.git"
-    return push(repo, url, env={"GIT_SSL_CAINFO": str(paas.ca)})
-
-
-def deployed(result: subprocess.CompletedProcess[str]) -> str:
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
-    assert "remote: -----> Deployed v" in out, out
-    return out
 
 
 def test_python_stdlib_over_ssh_then_config_set(

@@ -333,10 +333,14 @@ def create_app(ctx: ApiContext) -> ASGIApp:
 
     async def checks_put(request: Request) -> Response:
         app = await store.app(app_name(request))
-        data = await json_body(request)
-        check = None if data is None else checks.validate(body_dict(data))
+        check = checks.validate(body_dict(await json_body(request)))
         await store.set_check(app, check)
         return JSONResponse({"check": check})
+
+    async def checks_delete(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        await store.set_check(app, None)
+        return JSONResponse({"check": None})
 
     async def run(request: Request) -> Response:
         name = app_name(request)
@@ -470,6 +474,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps/{app}/ps/{action:str}", ps_stop_start, methods=["POST"]),
         Route("/api/apps/{app}/checks", checks_get),
         Route("/api/apps/{app}/checks", checks_put, methods=["PUT"]),
+        Route("/api/apps/{app}/checks", checks_delete, methods=["DELETE"]),
         Route("/api/apps/{app}/run", run, methods=["POST"]),
         Route("/api/apps/{app}/domains", domains_list),
         Route("/api/apps/{app}/domains", domains_add, methods=["POST"]),

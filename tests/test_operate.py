@@ -1,0 +1,158 @@
+"""Operating apps like Heroku (issue 3): releases and rollback, scaling, ps:stop/start, one-off
+runs, health check settings and their bad input, against a real server, sshd and Caddy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, ssh_push
+from tests.support.ports import wait_for
+from tests.support.sshd import SSHServer
+
+
+def test_rollback_is_instant_and_restores_body_and_config(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "rb")
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "rb")
+    deployed(ssh_push(sshd, repo, "rb"))  # v1
+    paas.wait_body("rb.localhost", "hello from python-stdlib")
+    paas.cli("config:set", "GREETING=one", "-a", "rb")  # v2
+    (repo / "app.py").write_text((repo / "app.py").read_text().replace("hello from", "v3 from"))
+    commit(repo, "v3")
+    deployed(ssh_push(sshd, repo, "rb"))  # v3
+    paas.wait_body("rb.localhost", "v3 from python-stdlib one")
+    builds_before = len(list((paas.data_dir / "slugs" / "rb").iterdir()))
+
+    out = paas.cli("rollback", "-a", "rb").stdout
+    assert "Rollback to v2" in out and "v4" in out
+    paas.wait_body("rb.localhost", "hello from python-stdlib one")
+    assert len(list((paas.data_dir / "slugs" / "rb").iterdir())) == builds_before  # no build
+
+    paas.cli("rollback", "v1", "-a", "rb")
+    paas.wait_body("rb.localhost", "hello from python-stdlib")
+    assert paas.curl("rb.localhost")[1].strip() == "hello from python-stdlib"
+    assert paas.cli("config", "-a", "rb", "--json").stdout.strip() == "{}"  # v1 had no config
+
+    releases = json.loads(paas.cli("releases", "-a", "rb", "--json").stdout)
+    assert [r["description"] for r in releases[:2]] == ["Rollback to v1", "Rollback to v2"]
+    assert releases[0]["current"] and releases[0]["created_by"] == "admin"
+    info = paas.cli("releases:info", "v3", "-a", "rb").stdout
+    assert "Deploy" in info and "GREETING" in info  # config names only, never values
+    assert "one" not in info.split("Config:")[1].splitlines()[0]
+
+    for bad, message in (
+        ("v99", "No release v99"),
+        ("vx", "Invalid release"),
+        ("v5", "already the current release"),
+    ):
+        result = paas.cli("rollback", bad, "-a", "rb", check=False)
+        assert result.returncode in (1, 2) and message in result.stderr, result.stderr
+
+
+def test_scale_web_three_all_serving_and_stop_start(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "scaled")
+    deployed(ssh_push(sshd, git_repo(SAMPLES / "worker-web", tmp_path / "scaled"), "scaled"))
+    paas.wait_body("scaled.localhost", "hello from worker-web")
+    paas.cli("ps:scale", "web=3", "-a", "scaled")
+
+    def web_up() -> list[dict[str, object]]:
+        dynos = json.loads(paas.cli("ps", "-a", "scaled", "--json").stdout)["dynos"]
+        up = [d for d in dynos if d["type"] == "web" and d["state"] == "up"]
+        return up if len(up) == 3 else []
+
+    dynos = wait_for(web_up, timeout=30, interval=0.2)
+    assert sorted(d["name"] for d in dynos) == ["web.1", "web.2", "web.3"]
+    for dyno in dynos:
+        body = subprocess.run(
+            ["curl", "-sS", f"http://127.0.0.1:{dyno['port']}/"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+        assert body == "hello from worker-web"
+    for _ in range(6):
+        assert paas.curl("scaled.localhost")[0] == 200
+
+    # bad scaling input changes nothing
+    for args, message in (
+        (["clock=1"], "No process type 'clock'"),
+        (["web=-1"], "Invalid count -1"),
+        (["web=1000"], "Invalid count 1000"),
+        (["web=x"], "Invalid count 'x'"),
+        (["web"], "Expected TYPE=COUNT"),
+    ):
+        result = paas.cli("ps:scale", *args, "-a", "scaled", check=False)
+        assert result.returncode in (1, 2) and message in result.stderr, result.stderr
+    assert len(web_up()) == 3
+
+    paas.cli("ps:scale", "worker=1", "-a", "scaled")
+    paas.cli("ps:stop", "worker", "-a", "scaled")
+    dynos = json.loads(paas.cli("ps", "-a", "scaled", "--json").stdout)
+    assert dynos["formation"]["worker"] == 1  # remembered
+    assert not [d for d in dynos["dynos"] if d["type"] == "worker"]
+    paas.cli("ps:start", "worker", "-a", "scaled")
+    wait_for(lambda: "worker.1: up" in paas.cli("ps", "-a", "scaled").stdout, timeout=20)
+    assert paas.cli("ps:stop", "clock", "-a", "scaled", check=False).returncode == 1
+
+
+def test_one_off_run_passes_output_and_status(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "runner")
+    paas.cli("config:set", "GREETING=from-config", "-a", "runner")
+    deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / "runner"), "runner"))
+    result = paas.cli(
+        "run", "-a", "runner", "--", "sh", "-c", "echo $GREETING $DYNO; id -u; exit 3", check=False
+    )
+    assert result.returncode == 3, result
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("from-config run.")
+    assert lines[1] != "0"
+    # over SSH as well
+    over_ssh = subprocess.run(
+        [*sshd.ssh_argv(), "run", "-a", "runner", "--", "python", "-c", "'print(6*7)'"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert over_ssh.returncode == 0 and "42" in over_ssh.stdout, over_ssh.stderr
+    empty = paas.cli("run", "-a", "runner", check=False)
+    assert empty.returncode == 2 and "No command given" in empty.stderr
+
+
+def test_checks_settings_and_bad_input(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "checked")
+    assert "no health check" in paas.cli("checks", "-a", "checked").stdout
+    paas.cli("checks:set", "path=/health", "expect=ok", "min_uptime=1", "-a", "checked")
+    shown = json.loads(paas.cli("checks", "-a", "checked", "--json").stdout)
+    assert shown == {
+        "check": {"path": "/health", "expect": "ok", "min_uptime": 1.0, "timeout": None},
+        "source": "checks:set",
+    }
+    for pairs, message in (
+        (["path=health"], "'health'"),
+        (["timeout=-3"], "'-3'"),
+        (["colour=red"], "'colour'"),
+    ):
+        result = paas.cli("checks:set", *pairs, "-a", "checked", check=False)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert json.loads(paas.cli("checks", "-a", "checked", "--json").stdout) == shown
+    paas.cli("checks:unset", "-a", "checked")
+    assert "no health check" in paas.cli("checks", "-a", "checked").stdout
+
+    # an invalid cron schedule in app.json fails the push; nothing changes
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "checked")
+    (repo / "app.json").write_text(
+        json.dumps({"cron": [{"command": "python app.py", "schedule": "*/0 * * * *"}]})
+    )
+    commit(repo, "bad cron")
+    result = ssh_push(sshd, repo, "checked")
+    assert result.returncode != 0 and "Invalid cron schedule '*/0 * * * *'" in result.stderr
+    assert json.loads(paas.cli("releases", "-a", "checked", "--json").stdout) == []
