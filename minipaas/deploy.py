@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from minipaas.git import Repos
 from minipaas.logs import LogStore
 from minipaas.models import App, Release
 from minipaas.router import AppRoute, Router, RouterState
+from minipaas.scheduler import CronJob
 from minipaas.settings import Settings
 from minipaas.store import Store
 from minipaas.supervisor import DynoSpec, Supervisor
@@ -172,6 +173,7 @@ class Deployer:
             # 4-6. release phase, start new dynos, switch routes, retire the old ones.
             await self._go_live(app, release, log)
             url = self.settings.app_url(app.name)
+            await self.prune_slugs(app)
             log(f"-----> Deployed v{release.version} to {url}")
             self.logs.append(
                 app.name,
@@ -367,6 +369,67 @@ class Deployer:
                 f"Rollback to v{target.version} by {who}: released v{release.version}",
             )
             return release
+
+    # -- cron and disk ---------------------------------------------------------------------
+
+    async def cron_jobs(self) -> list[CronJob]:
+        """The app.json `cron` jobs of every app's current release."""
+        jobs = []
+        for app in await self.store.apps():
+            release = await self.store.current_release(app)
+            if release is None:
+                continue
+            for index, job in enumerate(release.app_json.get("cron", [])):
+                jobs.append(
+                    CronJob(
+                        app=app.name,
+                        index=index,
+                        command=job["command"],
+                        schedule=job["schedule"],
+                        release=release.version,
+                    )
+                )
+        return jobs
+
+    async def run_cron(self, job: CronJob) -> int:
+        """One run of a cron job as a one-off dyno (`cron.N`); its output goes to the app log."""
+        spec = await self.one_off_spec(job.app, job.command)
+        spec = replace(spec, process_type="cron")
+        self.logs.append(
+            job.app,
+            "minipaas",
+            "minipaas",
+            f"Running cron job {job.index} ({job.schedule}): {job.command}",
+        )
+        code = await self.supervisor.run_once(spec, lambda _line: None, timeout=3600)
+        self.logs.append(
+            job.app, "minipaas", "minipaas", f"Cron job {job.index} exited with status {code}"
+        )
+        return code
+
+    async def prune_slugs(self, app: App) -> list[str]:
+        """Keep the newest `keep_slugs` slugs (and the serving one); delete older ones."""
+        current = await self.store.current_release(app)
+        keep = {current.slug} if current and current.slug else set()
+        root = self.paths.app_slugs(app.name)
+        if not await asyncio.to_thread(root.is_dir):
+            return []
+        slugs = sorted(
+            (
+                p
+                for p in await asyncio.to_thread(lambda: list(root.iterdir()))
+                if p.name.startswith("b") and p.name[1:].isdigit()
+            ),
+            key=lambda p: int(p.name[1:]),
+            reverse=True,
+        )
+        removed = []
+        for slug in slugs[self.settings.keep_slugs :]:
+            if str(slug) in keep:
+                continue
+            await asyncio.to_thread(shutil.rmtree, slug, True)
+            removed.append(slug.name)
+        return removed
 
     async def one_off_spec(self, app_name: str, command: str) -> DynoSpec:
         """A one-off dyno of the current release (`minipaas run`)."""

@@ -33,6 +33,7 @@ from minipaas.git import Repos
 from minipaas.git.http import make_git_app
 from minipaas.logs import LogStore
 from minipaas.router import Router
+from minipaas.scheduler import CronScheduler
 from minipaas.settings import Settings
 from minipaas.store import Store
 from minipaas.supervisor import Supervisor
@@ -235,6 +236,8 @@ class MinipaasServer:
             loop.create_task(servers[0].serve(sockets=[tcp])),
             loop.create_task(servers[1].serve(sockets=[uds])),
         ]
+        scheduler = CronScheduler(jobs=self.deployer.cron_jobs, run=self.deployer.run_cron)
+        cron_task = loop.create_task(scheduler.run_forever())
         try:
             await self.deployer.start_all()
             (self.paths.root / "minipaas.pid").write_text(f"{os.getpid()}\n")
@@ -251,6 +254,8 @@ class MinipaasServer:
                 if task is not stop and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
         finally:
+            cron_task.cancel()
+            await scheduler.stop()
             for server in servers:
                 server.should_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)

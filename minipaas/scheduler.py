@@ -1,0 +1,82 @@
+"""The cron scheduler: runs app.json `cron` jobs of current releases as one-off dynos.
+
+Once a minute (UTC, on the minute) it asks for the jobs, and starts each one whose schedule
+matches that minute, unless the same job is still running from an earlier minute (a slow job is
+never stacked). Time and the job runner are passed in, so the loop is tested with a fake clock
+while the real one-off path is the one `minipaas run` uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from minipaas import cron
+
+log = logging.getLogger("minipaas.cron")
+
+
+@dataclass(frozen=True)
+class CronJob:
+    app: str
+    index: int  # position in app.json `cron`, names the job in logs
+    command: str
+    schedule: str
+    release: int
+
+
+class CronScheduler:
+    """Starts due jobs every minute; keeps track of the ones still running."""
+
+    def __init__(
+        self,
+        *,
+        jobs: Callable[[], Awaitable[list[CronJob]]],
+        run: Callable[[CronJob], Awaitable[int]],
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._jobs = jobs
+        self._run = run
+        self._now = now
+        self._sleep = sleep
+        self.running: dict[tuple[str, int], asyncio.Task[None]] = {}
+
+    async def run_forever(self) -> None:
+        while True:
+            now = self._now()
+            minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+            await self._sleep((minute - now).total_seconds())
+            await self.tick(minute)
+
+    async def tick(self, minute: datetime) -> list[CronJob]:
+        """Start the jobs due at `minute`; returns the ones started."""
+        started = []
+        for job in await self._jobs():
+            key = (job.app, job.index)
+            if key in self.running and not self.running[key].done():
+                continue
+            try:
+                due = cron.parse(job.schedule).matches(minute)
+            except ValueError:
+                due = False
+            if due:
+                task = asyncio.get_running_loop().create_task(self._one(job))
+                self.running[key] = task
+                started.append(job)
+        return started
+
+    async def _one(self, job: CronJob) -> None:
+        try:
+            await self._run(job)
+        except Exception:  # a failing job must never stop the scheduler
+            log.exception("cron job %d of %s failed to run", job.index, job.app)
+
+    async def stop(self) -> None:
+        for task in self.running.values():
+            task.cancel()
+        await asyncio.gather(*self.running.values(), return_exceptions=True)
+        self.running.clear()

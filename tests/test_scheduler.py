@@ -1,0 +1,70 @@
+"""The cron scheduler's loop with a fake clock (the one-off run itself is `minipaas run`'s path)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+from minipaas.scheduler import CronJob, CronScheduler
+
+MINUTE = datetime(2026, 11, 22, 10, 5, tzinfo=UTC)
+
+
+async def test_due_jobs_start_and_slow_ones_do_not_stack() -> None:
+    jobs = [
+        CronJob("a", 0, "echo every", "* * * * *", 1),
+        CronJob("a", 1, "echo five", "*/5 * * * *", 1),
+        CronJob("b", 0, "echo never now", "0 3 * * *", 2),
+    ]
+    gate = asyncio.Event()
+    ran: list[str] = []
+
+    async def run(job: CronJob) -> int:
+        ran.append(job.command)
+        await gate.wait()
+        return 0
+
+    async def get_jobs() -> list[CronJob]:
+        return jobs
+
+    scheduler = CronScheduler(jobs=get_jobs, run=run)
+    started = await scheduler.tick(MINUTE)
+    assert [j.command for j in started] == ["echo every", "echo five"]
+    await asyncio.sleep(0)
+    assert ran == ["echo every", "echo five"]
+    # a minute later the first is still running: not started twice
+    later = await scheduler.tick(MINUTE.replace(minute=6))
+    assert later == []
+    gate.set()
+    await asyncio.gather(*scheduler.running.values())
+    assert [j.command for j in await scheduler.tick(MINUTE.replace(minute=7))] == ["echo every"]
+    await scheduler.stop()
+
+
+async def test_run_forever_sleeps_to_the_minute_and_survives_failures() -> None:
+    now = datetime(2026, 11, 22, 10, 4, 30, tzinfo=UTC)
+    slept: list[float] = []
+    ticks: list[str] = []
+
+    async def sleep(seconds: float) -> None:
+        nonlocal now
+        slept.append(seconds)
+        now = now + timedelta(seconds=seconds)
+        if len(slept) >= 2:
+            raise asyncio.CancelledError
+
+    async def run(job: CronJob) -> int:
+        ticks.append(job.command)
+        raise RuntimeError("boom")
+
+    async def get_jobs() -> list[CronJob]:
+        return [CronJob("a", 0, "fails", "* * * * *", 1)]
+
+    scheduler = CronScheduler(jobs=get_jobs, run=run, now=lambda: now, sleep=sleep)
+    with contextlib.suppress(asyncio.CancelledError):
+        await scheduler.run_forever()
+    assert slept == [30.0, 60.0]
+    await asyncio.gather(*scheduler.running.values())
+    assert ticks == ["fails"]
+    await scheduler.stop()
