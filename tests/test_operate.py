@@ -156,3 +156,27 @@ def test_checks_settings_and_bad_input(env: tuple[Paas, SSHServer], tmp_path: Pa
     result = ssh_push(sshd, repo, "checked")
     assert result.returncode != 0 and "Invalid cron schedule '*/0 * * * *'" in result.stderr
     assert json.loads(paas.cli("releases", "-a", "checked", "--json").stdout) == []
+
+
+def test_maintenance_mode_and_slug_pruning(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "maint")
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "maint")
+    deployed(ssh_push(sshd, repo, "maint"))
+    paas.wait_body("maint.localhost", "hello from python-stdlib")
+    assert "Maintenance mode on" in paas.cli("maintenance:on", "-a", "maint").stdout
+    code, body = paas.curl("maint.localhost")
+    assert code == 503 and "maintenance" in body.lower()
+    assert "web.1: up" in paas.cli("ps", "-a", "maint").stdout  # dynos keep running
+    paas.cli("maintenance:off", "-a", "maint")
+    paas.wait_body("maint.localhost", "hello from python-stdlib")
+
+    # only the newest five slugs are kept
+    for n in range(6):
+        (repo / "n.txt").write_text(str(n))
+        commit(repo, f"n{n}")
+        deployed(ssh_push(sshd, repo, "maint"))
+    slugs = sorted(p.name for p in (paas.data_dir / "slugs" / "maint").iterdir())
+    assert len(slugs) == 5, slugs
+    result = paas.cli("rollback", "v1", "-a", "maint", check=False)
+    assert result.returncode == 1 and "pruned" in result.stderr

@@ -1,0 +1,69 @@
+"""Zero-downtime deploys (issue 3): redeploys under continuous load through Caddy drop nothing.
+
+Load: keep-alive GETs through the real Caddy (tests/support/load.py). The deploys are real
+pushes over the real sshd with real builds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, ssh_push
+from tests.support.load import Load
+from tests.support.ports import wait_for
+from tests.support.sshd import SSHServer
+
+
+def redeploy_under_load(
+    paas: Paas, sshd: SSHServer, app: str, repo: Path, bump: object, expect: object, rounds: int = 5
+) -> None:
+    host = f"{app}.localhost"
+    with Load(paas.http_port, host, workers=4, max_seconds=600) as load:
+        wait_for(lambda: load.result.ok > 20, timeout=30)
+        for n in range(2, 2 + rounds):
+            bump(repo, n)  # type: ignore[operator]
+            commit(repo, f"release {n}")
+            deployed(ssh_push(sshd, repo, app))
+            # the new body is what Caddy serves once the push returns
+            paas.wait_body(host, expect(n), timeout=10)  # type: ignore[operator]
+            target = load.total() + 20
+            wait_for(lambda t=target: load.total() > t, timeout=30)
+    result = load.result
+    assert result.failed == 0, dict(result.failures)
+    assert result.ok > 100
+    assert any(expect(1 + rounds) in body for body in result.bodies)  # type: ignore[operator]
+
+
+def test_slow_start_redeploys_drop_no_request(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "slow")
+    paas.cli("config:set", "BOOT_SECONDS=3", "-a", "slow")
+    repo = git_repo(SAMPLES / "slow-start", tmp_path / "slow")
+    deployed(ssh_push(sshd, repo, "slow"))
+    paas.wait_body("slow.localhost", "slow-start 1", timeout=30)
+
+    def bump(repo: Path, n: int) -> None:
+        (repo / "VERSION").write_text(f"{n}\n")
+
+    redeploy_under_load(paas, sshd, "slow", repo, bump, lambda n: f"slow-start {n}")
+
+
+def test_gunicorn_redeploys_drop_no_request(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "guni")
+    repo = git_repo(SAMPLES / "python-flask", tmp_path / "guni")
+    deployed(ssh_push(sshd, repo, "guni"))
+    paas.wait_body("guni.localhost", "hello from python-flask")
+    original = (repo / "app.py").read_text()
+
+    def bump(repo: Path, n: int) -> None:
+        (repo / "app.py").write_text(original.replace("hello from", f"r{n} from"))
+
+    redeploy_under_load(
+        paas,
+        sshd,
+        "guni",
+        repo,
+        bump,
+        lambda n: "hello from python-flask" if n == 1 else f"r{n} from python-flask",
+    )
