@@ -413,6 +413,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        data = c.get(f"/api/apps/{app}/metrics", since=args.since)
+    if args.json:
+        _print_json(data)
+    else:
+        from minipaas.metrics.cli_view import render_metrics
+
+        print(render_metrics(data))
+    return 0
+
+
 def cmd_domains(args: argparse.Namespace) -> int:
     app = _app(args)
     with _client(args) as c:
@@ -675,6 +688,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("checks:unset", cmd_checks_unset, "remove the health check settings", app=True)
     p = add("run", cmd_run, "run a one-off command in a dyno of the current release", app=True)
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
+    p = add("metrics", cmd_metrics, "throughput, latency, errors, CPU and memory", app=True,
+            json_out=True)
+    p.add_argument("--since", type=int, default=3600, help="seconds of history (default 3600)")
     add("domains", cmd_domains, "list custom domains", app=True, json_out=True)
     p = add("domains:add", cmd_domains_add, "add a custom domain", app=True)
     p.add_argument("hostname")

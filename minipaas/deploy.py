@@ -29,6 +29,7 @@ from minipaas.build.runner import read_app_file
 from minipaas.errors import BuildError, DeployError, UserError
 from minipaas.git import Repos
 from minipaas.logs import LogStore
+from minipaas.metrics import HostMap
 from minipaas.models import App, Release
 from minipaas.router import AppRoute, Router, RouterState
 from minipaas.scheduler import CronJob
@@ -78,6 +79,7 @@ class Deployer:
         router: Router,
         logs: LogStore,
         api_upstream: Callable[[], str],
+        hosts: HostMap | None = None,
     ) -> None:
         self.settings = settings
         self.paths = settings.paths
@@ -88,6 +90,7 @@ class Deployer:
         self.router = router
         self.logs = logs
         self._api_upstream = api_upstream
+        self._hosts = hosts
         self._locks: dict[str, asyncio.Lock] = {}
         self._routes_lock = asyncio.Lock()
 
@@ -552,7 +555,10 @@ class Deployer:
     async def sync_routes(self) -> None:
         """Render the whole Caddy config from state and apply it (a no-op when unchanged)."""
         async with self._routes_lock:
-            await self.router.apply(await self.router_state())
+            state = await self.router_state()
+            if self._hosts is not None:
+                self._hosts.update((a.name, a.hosts) for a in state.apps)
+            await self.router.apply(state)
 
     def elapsed(self, since: float) -> str:
         return f"{time.monotonic() - since:.1f}s"

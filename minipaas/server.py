@@ -32,10 +32,12 @@ from minipaas.errors import UserError
 from minipaas.git import Repos
 from minipaas.git.http import make_git_app
 from minipaas.logs import LogStore
+from minipaas.metrics import HostMap, Metrics
 from minipaas.router import Router
 from minipaas.scheduler import CronScheduler
 from minipaas.settings import Settings
 from minipaas.store import Store
+from minipaas.store.metrics import MetricsStore
 from minipaas.supervisor import Supervisor
 
 Progress = Callable[[str], None]
@@ -121,6 +123,20 @@ class MinipaasServer:
             ready_timeout=settings.boot_timeout,
         )
         self.builder = Builder(external_dir=self.paths.cache / "_buildpacks")
+        self.metrics_store = MetricsStore(self.store)
+        self.hosts = HostMap(settings.domain)
+        self.metrics = Metrics(
+            self.metrics_store,
+            5.0,
+            dynos=lambda: [
+                (d.app, d.name, d.pid)
+                for d in self.supervisor.status()
+                if d.pid is not None and d.state in ("starting", "up", "stopping")
+            ],
+            access_log=self.router.access_log,
+            host_to_app=self.hosts,
+            data_dir=self.paths.root,
+        )
         self.tokens = Tokens()
         self._api_port = 0
         self.deployer = Deployer(
@@ -132,6 +148,7 @@ class MinipaasServer:
             router=self.router,
             logs=self.logs,
             api_upstream=lambda: f"127.0.0.1:{self._api_port}",
+            hosts=self.hosts,
         )
         self._stop = asyncio.Event()
         self._route_sync: asyncio.Task[None] | None = None
@@ -196,6 +213,7 @@ class MinipaasServer:
         finally:
             await self.supervisor.stop_all()
             await self.router.stop()
+            await self.metrics_store.close()
             await self.store.close()
             (self.paths.root / "minipaas.pid").unlink(missing_ok=True)
 
@@ -217,6 +235,7 @@ class MinipaasServer:
             admin_token=self.admin_token,
             sync_keys=self.sync_keys,
             git_app=git_app,
+            metrics=self.metrics,
         )
         api = create_app(ctx)
         tcp = _tcp_socket(self.settings.api_port)
@@ -238,6 +257,7 @@ class MinipaasServer:
         ]
         scheduler = CronScheduler(jobs=self.deployer.cron_jobs, run=self.deployer.run_cron)
         cron_task = loop.create_task(scheduler.run_forever())
+        metrics_task = loop.create_task(self.metrics.run())
         try:
             await self.deployer.start_all()
             (self.paths.root / "minipaas.pid").write_text(f"{os.getpid()}\n")
@@ -255,6 +275,8 @@ class MinipaasServer:
                     raise task.exception()  # type: ignore[misc]
         finally:
             cron_task.cancel()
+            metrics_task.cancel()
+            await asyncio.gather(cron_task, metrics_task, return_exceptions=True)
             await scheduler.stop()
             for server in servers:
                 server.should_exit = True

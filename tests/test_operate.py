@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, ssh_push
+from tests.support.load import Load
 from tests.support.ports import wait_for
 from tests.support.sshd import SSHServer
 
@@ -180,3 +181,30 @@ def test_maintenance_mode_and_slug_pruning(env: tuple[Paas, SSHServer], tmp_path
     assert len(slugs) == 5, slugs
     result = paas.cli("rollback", "v1", "-a", "maint", check=False)
     assert result.returncode == 1 and "pruned" in result.stderr
+
+
+def test_metrics_after_load(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "metered")
+    deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / "metered"), "metered"))
+    paas.wait_body("metered.localhost", "hello from python-stdlib")
+    with Load(paas.http_port, "metered.localhost", workers=2, max_requests=300) as load:
+        wait_for(lambda: load.total() >= 300, timeout=60)
+    assert load.result.failed == 0
+
+    def measured() -> dict[str, object] | None:
+        data = json.loads(paas.cli("metrics", "-a", "metered", "--json").stdout)
+        router_seen = any(p["rps"] and p["p95"] for p in data["router"])
+        dyno = data["dynos"].get("web.1") or []
+        dyno_seen = any(p.get("rss") and p.get("cpu") is not None for p in dyno)
+        return data if router_seen and dyno_seen else None
+
+    data = wait_for(measured, timeout=30, interval=1.0)
+    assert data is not None
+    table = paas.cli("metrics", "-a", "metered").stdout
+    assert "web.1" in table
+    apps = json.loads(paas.cli("apps", "--json").stdout)
+    assert any(a["name"] == "metered" and a.get("rss") for a in apps)
+    for bad in ("0", "999999"):
+        result = paas.cli("metrics", "-a", "metered", "--since", bad, check=False)
+        assert result.returncode == 1, result

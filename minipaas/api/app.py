@@ -22,9 +22,11 @@ from starlette.types import ASGIApp
 
 from minipaas import __version__, checks, names, sshkeys
 from minipaas.api.auth import LOCAL_KEY, TokenAuth, Tokens
+from minipaas.api.metrics import metrics_routes
 from minipaas.deploy import Deployer
 from minipaas.errors import NotFound, UserError
 from minipaas.logs import LogStore
+from minipaas.metrics import Metrics
 from minipaas.settings import Settings
 from minipaas.store import Store
 from minipaas.supervisor import Supervisor
@@ -45,6 +47,7 @@ class ApiContext:
     admin_token: Callable[[], str]
     sync_keys: Callable[[], Any]
     git_app: ASGIApp | None = None
+    metrics: Metrics | None = None
 
 
 async def json_body(request: Request) -> Any:
@@ -106,6 +109,12 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             }
         )
 
+    def _latest(app: str) -> dict[str, Any]:
+        if ctx.metrics is None:
+            return {}
+        latest = ctx.metrics.latest(app)
+        return {k: latest.get(k) for k in ("rps", "p95", "cpu", "rss")}
+
     async def apps_list(request: Request) -> Response:
         out = []
         for app in await store.apps():
@@ -119,6 +128,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                     "maintenance": app.maintenance,
                     "dynos_up": sum(1 for d in dynos if d.state == "up"),
                     "dynos_desired": sum(formation.values()),
+                    **_latest(app.name),
                 }
             )
         return JSONResponse(out)
@@ -486,6 +496,8 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/keys/{name}", keys_remove, methods=["DELETE"]),
         Route("/api/auth/token", auth_token),
     ]
+    if ctx.metrics is not None:
+        routes += metrics_routes(ctx.metrics, store, ctx.tokens)
     if ctx.git_app is not None:
         routes.append(Mount("/git", app=ctx.git_app))
     app = Starlette(

@@ -7,6 +7,7 @@ Values are always bound as parameters, never formatted into SQL.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -42,6 +43,7 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -84,13 +86,16 @@ class Store:
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        await self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            await self.db.rollback()
-            raise
-        await self.db.commit()
+        # One connection serves every coroutine: a transaction spans several awaits, so two
+        # must never interleave on it.
+        async with self._lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()
 
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         async with self.db.execute(sql, tuple(params)) as cur:
