@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -124,12 +126,19 @@ async def get(upstream: str, path: str = "/") -> dict[str, object]:
 
 
 @pytest.fixture
-def base(tmp_path: Path) -> Path:
+def base() -> Iterator[Path]:
     # The app's uid must reach the run dir (bwrap binds the layer from there) and read the slug.
-    for directory in (tmp_path, *tmp_path.parents):
-        if directory == Path("/tmp") or directory == Path("/"):
-            break
-        os.chmod(directory, 0o755)
+    # Not under pytest's tmp_path: a pytest session starting elsewhere on the host resets
+    # /tmp/pytest-of-root to 0700 while these dynos start.
+    tmp_path = Path(tempfile.mkdtemp(prefix="minipaas-test-", dir="/tmp"))
+    os.chmod(tmp_path, 0o755)
+    try:
+        yield make_slug(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def make_slug(tmp_path: Path) -> Path:
     slug = tmp_path / "slug"
     slug.mkdir()
     (slug / "app.py").write_text(APP_PY)

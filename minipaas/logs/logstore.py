@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -270,7 +270,7 @@ class LogStore:
 
     async def follow(
         self, app: str, source: str | None = None, dyno: str | None = None
-    ) -> AsyncIterator[LogLine]:
+    ) -> AsyncGenerator[LogLine, None]:
         """Lines appended after the call, as they come, until the caller stops iterating.
 
         A follower that falls more than `FOLLOW_QUEUE` lines behind loses lines; it is told

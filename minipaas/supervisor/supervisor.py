@@ -4,50 +4,80 @@ Vocabulary from circus/honcho: the supervisor holds, per app, process groups (on
 type, with a desired count) made of dynos (`web.1`, `web.2`, `worker.1`). `apply()` reconciles
 an app to the groups it is given; it never scripts starts and stops itself.
 
-Owns: the dyno processes (each one the leader of its own process group), their ports, their
-scratch dirs under `run_dir`, and the pumping of their output into the `LogStore`. Must not read
-the store, render routes or know about Caddy: the caller passes `switch()` to re-point traffic
-and gets told about changes through `on_change(app)`.
+Owns: the dyno processes (each one the leader of its own session and process group), their
+ports, their home dirs under `run_dir`, and the pumping of their output into the `LogStore`.
+Must not read the store, render routes or know about Caddy: the caller passes `switch()` to
+re-point traffic and `drain()` to wait for in-flight requests, and hears about changes through
+`on_change(app)`, `on_records(app, records)` and `on_event(event)`.
+
+Dynos outlive the server. Each dyno has a home `run_dir/<app>/<name>.<random>/` holding:
+`out` (its stdout+stderr, O_APPEND: it never depends on a reader), `offset` (how much of `out`
+reached the logs), `dyno.json` (pid, start ticks, port... so a later supervisor can find it)
+and `layer/` (the mount point of its throwaway overlay, empty as seen from the host). The
+server persists `DynoRecord`s (`on_records`); after a restart `adopt()` re-attaches to the dynos
+still alive (same pid AND same start time), resumes their output where it stopped, watches them
+with a pidfd, and reconciles the rest. `detach()` lets go of everything without stopping it.
 
 A dyno runs `minipaas.sandbox`'s argv: `unshare` (exec) → init script (exec) → `bwrap`, which
 forks the dyno's PID namespace. SIGTERM goes to the whole process group; bwrap's own process dies
-at once while the app may take its grace period, so a dyno counts as gone only when its output
-pipe is closed and no process of its group is left.
+at once while the app may take its grace period, so a dyno counts as gone only when no process
+of its group is left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import signal
-import socket
+import subprocess
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from minipaas import names
 from minipaas.errors import DeployError, NotFound, UserError
 from minipaas.logs import LogStore
 from minipaas.sandbox import SandboxJob, base_env, dyno_command, sandbox_argv
+from minipaas.supervisor._health import Probe
+from minipaas.supervisor._output import RawOutput, decode, split_output
+from minipaas.supervisor._proc import (
+    group_alive,
+    is_running,
+    kill_group,
+    port_is_free,
+    spawn_detached,
+    start_ticks,
+    wait_exit,
+)
 from minipaas.supervisor.backoff import BackoffPolicy, Run, decide, describe_status
-from minipaas.supervisor.dyno import DynoSpec, DynoStatus
+from minipaas.supervisor.dyno import DynoEvent, DynoRecord, DynoSpec, DynoStatus
 
 Switch = Callable[[], Awaitable[None]]
+Drain = Callable[[Sequence[str]], Awaitable[None]]
 
-#: Longest log line; longer output is cut into several lines (nothing is dropped).
-MAX_LINE = 16 * 1024
-#: Bytes read from a dyno's pipe at a time.
+#: Bytes read from a one-off dyno's pipe at a time.
 READ_CHUNK = 64 * 1024
 #: Lines kept in memory per dyno for error messages.
 RECENT_LINES = 20
 #: How long leftovers of a dyno's process group may linger after its main process exited.
 LINGER = 2.0
-#: Readiness poll interval (seconds).
+#: Readiness poll intervals (seconds): waiting for the port, then for the health check.
 READY_POLL = 0.05
+CHECK_POLL = 0.2
+#: The output pump polls its file every PUMP_MIN s while output flows, backing off to PUMP_MAX.
+PUMP_MIN = 0.01
+PUMP_MAX = 0.2
+META = "dyno.json"
+
+
+class _AdoptedSpec(DynoSpec):
+    """The spec of an adopted dyno that matches no group: never equal to a real spec."""
 
 
 @dataclass(eq=False)
@@ -57,19 +87,26 @@ class _Dyno:
     spec: DynoSpec
     number: int
     port: int | None
+    home: Path
+    out: RawOutput
     probation: bool = False  # new web dyno: must get ready before traffic switches to it
     state: str = "starting"
+    reason: str | None = None
     pid: int | None = None
+    start_ticks: int | None = None
     started_at: float | None = None
     restarts: int = 0
     exit_code: int | None = None
     retiring: bool = False
     stopping: bool = False
+    detached: bool = False
+    adopted: bool = False  # the first life is a running process found after a restart
     runs: list[Run] = field(default_factory=list)
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_LINES))
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     outcome: asyncio.Future[str | None] | None = None  # None = ready, str = why it failed
     task: asyncio.Task[None] | None = None
+    pump: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str:
@@ -79,79 +116,58 @@ class _Dyno:
     def app(self) -> str:
         return self.spec.app
 
+    @property
+    def upstream(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
-def _kill_group(pgid: int | None, sig: int) -> None:
-    if pgid is None:
+
+def _exit_detail(status: int | None) -> str:
+    return "unknown (adopted)" if status is None else describe_status(status)
+
+
+async def _read_to_end(out: RawOutput, emit: Callable[[list[str]], None]) -> None:
+    """Everything left in `out`, the unfinished last line too (its writers are gone)."""
+    while True:
+        if not out.read_batch(emit, final=True):
+            return
+        await asyncio.sleep(0)  # a big backlog must not hold the loop
+
+
+def _remove_home(home: Path) -> None:
+    # Only rmdir for the layer: the overlay lived in the dyno's mount namespace, so it is empty;
+    # if it is not, something is wrong and deleting through it would be worse than leaving it.
+    try:
+        (home / "layer").rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError:
         return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of group `pgid` still runs (zombies waiting for a reaper do not count).
-
-    The dyno's bwrap init is orphaned when the outer bwrap dies, so it is reaped by the host's
-    init, which may take its time; a zombie holds no resources and keeps the group id reserved.
-    """
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # Fields after the ")" that ends the command name: state, ppid, pgrp, ...
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
-
-
-def _port_is_free(port: int) -> bool:
-    # Apps bind 0.0.0.0 as often as 127.0.0.1; binding the wildcard clashes with either.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("0.0.0.0", port))  # noqa: S104 - a probe, closed at once
-        except OSError:
-            return False
-    return True
-
-
-async def _accepts(port: int) -> bool:
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1.0)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
+    for name in ("out", "offset", META, META + ".tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            (home / name).unlink()
     with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
+        home.rmdir()
 
 
-def _split_output(buf: bytes) -> tuple[list[bytes], bytes]:
-    """Complete lines of `buf` (overlong ones cut at MAX_LINE) and the unfinished rest."""
-    *lines, rest = buf.split(b"\n")
-    out: list[bytes] = []
-    for line in lines:
-        while len(line) > MAX_LINE:
-            out.append(line[:MAX_LINE])
-            line = line[MAX_LINE:]
-        out.append(line)
-    while len(rest) >= MAX_LINE:
-        out.append(rest[:MAX_LINE])
-        rest = rest[MAX_LINE:]
-    return out, rest
+def _read_meta(home: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads((home / META).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
-def _decode(lines: Sequence[bytes]) -> list[str]:
-    return [line.decode("utf-8", "replace").removesuffix("\r") for line in lines]
+def _record_from_meta(meta: Mapping[str, Any]) -> DynoRecord | None:
+    try:
+        return DynoRecord(
+            app=str(meta["app"]), name=str(meta["name"]),
+            process_type=str(meta["process_type"]), release=int(meta["release"]),
+            pid=int(meta["pid"]), start_ticks=int(meta["start_ticks"]),
+            port=None if meta.get("port") is None else int(meta["port"]),
+            started_at=float(meta["started_at"]), restarts=int(meta.get("restarts", 0)),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class Supervisor:
@@ -163,6 +179,8 @@ class Supervisor:
         run_dir: Path,
         logs: LogStore,
         on_change: Callable[[str], None] | None = None,
+        on_records: Callable[[str, list[DynoRecord]], None] | None = None,
+        on_event: Callable[[DynoEvent], None] | None = None,
         stop_grace: float = 30.0,
         ready_timeout: float = 60.0,
         port_range: tuple[int, int] = (20000, 29999),
@@ -172,6 +190,8 @@ class Supervisor:
         self.run_dir = run_dir
         self.logs = logs
         self.on_change = on_change
+        self.on_records = on_records
+        self.on_event = on_event
         self.stop_grace = stop_grace
         self.ready_timeout = ready_timeout
         self.port_range = port_range
@@ -183,33 +203,82 @@ class Supervisor:
         self._port_cursor = 0
         self._one_offs: dict[str, set[int]] = {}  # "app/type" -> numbers of running one-offs
         self._one_off_groups: set[int] = set()
+        self._records: dict[str, tuple[DynoRecord, ...]] = {}
 
     # -- public API --------------------------------------------------------------------------
 
     async def apply(
-        self, app: str, groups: Mapping[str, tuple[DynoSpec, int]], switch: Switch | None = None
+        self,
+        app: str,
+        groups: Mapping[str, tuple[DynoSpec, int]],
+        switch: Switch | None = None,
+        drain: Drain | None = None,
     ) -> None:
         """Reconcile the app's dynos to `{process_type: (spec, count)}`.
 
-        Missing types scale to 0. Dynos with another spec are replaced: new ones start first,
-        web ones must accept connections on their PORT, then `switch()` re-points traffic, then
-        the old ones stop. If a new web dyno fails, the new ones stop, the old ones keep running
-        and `DeployError` says why.
+        Missing types scale to 0. Dynos with another spec are replaced: new web dynos start
+        beside the old ones and must pass their checks, then `switch()` re-points traffic, then
+        `drain(old upstreams)` waits for their in-flight requests, then the old ones stop
+        (SIGTERM, grace, SIGKILL). Other types are replaced after that. If a new web dyno
+        fails, the new ones stop, the old ones keep running and `DeployError` says why.
         """
-        for process_type, (spec, count) in groups.items():
-            names.process_type(process_type)
-            if spec.process_type != process_type or spec.app != app:
-                raise ValueError(f"spec {spec.app}/{spec.process_type} under {app}/{process_type}")
-            if count < 0:
-                raise UserError(f"Invalid dyno count {count} for {process_type}: use 0 or more.")
+        self._check_groups(app, groups)
         async with self._lock(app):
             to_start, to_retire = self._plan(app, groups)
-            await self._rollout(app, to_start, to_retire, switch)
+            await self._rollout(app, to_start, to_retire, switch, drain)
+
+    async def adopt(
+        self,
+        app: str,
+        records: Sequence[DynoRecord],
+        groups: Mapping[str, tuple[DynoSpec, int]],
+        switch: Switch | None = None,
+        drain: Drain | None = None,
+    ) -> list[str]:
+        """After a restart: re-attach to the app's dynos still alive, then reconcile like apply().
+
+        A record is adopted when its pid still runs with the same start ticks (never a recycled
+        pid), its home is found under `run_dir` and its release and type match `groups`; web
+        dynos that accept connections are `up` at once (they may be serving already). Alive
+        dynos that match no group (an older release, a surplus) are adopted too and then
+        retired by the reconcile, after their replacements are ready. Dynos found in `run_dir`
+        but missing from `records` (the server died before it persisted them) count as records.
+        Output written while nobody read it reaches the logs, once. Returns the names adopted.
+        """
+        self._check_groups(app, groups)
+        async with self._lock(app):
+            adopted = await self._adopt(app, records, groups)
+            to_start, to_retire = self._plan(app, groups)
+            await self._rollout(app, to_start, to_retire, switch, drain)
+            return adopted
+
+    async def detach(self) -> None:
+        """Let go of every dyno WITHOUT stopping it (server shutdown): pumps and watchers stop.
+
+        The processes keep running and writing to their files; a later `adopt()` takes them
+        back. One-off dynos die with their callers, so they are killed.
+        """
+        for pgid in list(self._one_off_groups):
+            kill_group(pgid, signal.SIGKILL)
+        dynos = [d for app in list(self._dynos) for d in self._dynos[app]]
+        for d in dynos:
+            d.detached = True
+        tasks = [t for d in dynos for t in (d.task, d.pump) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for d in dynos:
+            with contextlib.suppress(OSError):  # catch up, so the next reader starts later
+                self._catch_up(d)
+            d.out.close()
+        self._dynos.clear()
+        self._ports.clear()
+        self._records.clear()
 
     def web_upstreams(self, app: str) -> list[str]:
         """`127.0.0.1:PORT` of the app's web dynos that are up and current (not retiring)."""
         return [
-            f"127.0.0.1:{d.port}"
+            d.upstream
             for d in self._dynos.get(app, [])
             if d.spec.process_type == "web"
             and d.state == "up"
@@ -232,9 +301,24 @@ class Supervisor:
                         app=d.app, name=d.name, process_type=d.spec.process_type,
                         release=d.spec.release, state=d.state, pid=d.pid, port=d.port,
                         started_at=d.started_at, restarts=d.restarts, command=d.spec.command,
-                        exit_code=d.exit_code,
+                        exit_code=d.exit_code, reason=d.reason,
                     )
                 )
+        return out
+
+    def records(self, app: str) -> list[DynoRecord]:
+        """What `on_records` last said (or would say) about the app's running dynos."""
+        out = []
+        for d in self._dynos.get(app, []):
+            if d.pid is None or d.start_ticks is None:
+                continue
+            out.append(
+                DynoRecord(
+                    app=d.app, name=d.name, process_type=d.spec.process_type,
+                    release=d.spec.release, pid=d.pid, start_ticks=d.start_ticks, port=d.port,
+                    started_at=d.started_at or 0.0, restarts=d.restarts,
+                )
+            )
         return out
 
     async def run_once(
@@ -246,7 +330,8 @@ class Supervisor:
         """Run a one-off dyno (`release.1`, `run.N`), stream its output, return its exit status.
 
         The output also goes to the app's logs (source `release` for the release phase, `app`
-        otherwise). Past `timeout` seconds the dyno is killed and `DeployError` raised.
+        otherwise). Past `timeout` seconds the dyno is killed and `DeployError` raised. One-off
+        dynos read a pipe: they die with their caller anyway.
         """
         used = self._one_offs.setdefault(f"{spec.app}/{spec.process_type}", set())
         number = next(n for n in range(1, len(used) + 2) if n not in used)
@@ -258,7 +343,15 @@ class Supervisor:
         proc: asyncio.subprocess.Process | None = None
         try:
             env = self._env(spec, name, None)
-            proc = await self._spawn(spec, scratch, env)
+            job = SandboxJob(
+                app_dir=spec.slug, command=dyno_command(spec.command), uid=spec.uid,
+                layer=True, scratch=scratch,
+            )
+            proc = await asyncio.create_subprocess_exec(
+                *sandbox_argv(job), env=env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # the dyno leads its own process group
+            )
             self._one_off_groups.add(proc.pid)
             assert proc.stdout is not None
 
@@ -269,10 +362,10 @@ class Supervisor:
 
             try:
                 async with asyncio.timeout(timeout):
-                    await self._pump(proc.stdout, emit)
+                    await self._pump_pipe(proc.stdout, emit)
                     status = await proc.wait()
             except TimeoutError:
-                _kill_group(proc.pid, signal.SIGKILL)
+                kill_group(proc.pid, signal.SIGKILL)
                 await proc.wait()
                 self._log(spec.app, name, f"Process timed out after {timeout:g} s; killed")
                 raise DeployError(
@@ -282,8 +375,72 @@ class Supervisor:
             return status
         finally:
             if proc is not None:
-                if proc.returncode is None or _group_alive(proc.pid):
-                    _kill_group(proc.pid, signal.SIGKILL)
+                if proc.returncode is None or group_alive(proc.pid):
+                    kill_group(proc.pid, signal.SIGKILL)
+                    with contextlib.suppress(ProcessLookupError):
+                        await asyncio.shield(proc.wait())
+                self._one_off_groups.discard(proc.pid)
+            used.discard(number)
+            self._remove_scratch(scratch)
+
+    async def run_attached(
+        self,
+        spec: DynoSpec,
+        stdin: int,
+        stdout: int,
+        stderr: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - part of the contract
+        name: str = "run",
+    ) -> int:
+        """Run a one-off dyno (`run.N`) on the given descriptors; return its exit status.
+
+        The descriptors may be a PTY (received from `minipaas run` over ssh -t) or pipes; they
+        are not closed here. With a terminal on stdin the dyno gets it as its controlling
+        terminal (Ctrl-C, job control; inside, `tty` answers /dev/console). A signal death
+        returns 128+signal. On timeout (`DeployError`) or cancellation its process group is
+        killed. Nothing reaches the logs but a start and an exit line (an interactive session
+        is the user's, not the app's log).
+        """
+        names.process_type(name)
+        used = self._one_offs.setdefault(f"{spec.app}/{name}", set())
+        number = next(n for n in range(1, len(used) + 2) if n not in used)
+        used.add(number)
+        dyno = f"{name}.{number}"
+        self._log(spec.app, dyno, f"Starting process with command `{spec.command}` (attached)")
+        scratch = self._scratch(spec.app, dyno)
+        proc: asyncio.subprocess.Process | None = None
+        try:
+            job = SandboxJob(
+                app_dir=spec.slug, command=dyno_command(spec.command), uid=spec.uid,
+                layer=True, scratch=scratch,
+            )
+            argv = sandbox_argv(job)
+            tty = os.isatty(stdin)
+            if tty:
+                # `setsid --ctty`: a new session whose controlling terminal is stdin, so the
+                # terminal's ^C reaches the command and shells get job control.
+                argv = ["setsid", "--ctty", *argv]
+            proc = await asyncio.create_subprocess_exec(
+                *argv, env=self._env(spec, dyno, None), stdin=stdin, stdout=stdout,
+                stderr=stderr, start_new_session=not tty,
+            )
+            self._one_off_groups.add(proc.pid)
+            try:
+                async with asyncio.timeout(timeout):
+                    status = await proc.wait()
+            except TimeoutError:
+                self._log(spec.app, dyno, f"Process timed out after {timeout:g} s; killed")
+                raise DeployError(
+                    f"The command `{spec.command}` ({dyno}) did not finish within {timeout:g} s."
+                ) from None
+            self._log(spec.app, dyno, f"Process exited with {describe_status(status)}")
+            return 128 - status if status < 0 else status
+        finally:
+            if proc is not None:
+                if proc.returncode is None or group_alive(proc.pid):
+                    kill_group(proc.pid, signal.SIGKILL)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.pid, signal.SIGKILL)  # before its setsid, it has no group
                     with contextlib.suppress(ProcessLookupError):
                         await asyncio.shield(proc.wait())
                 self._one_off_groups.discard(proc.pid)
@@ -298,13 +455,17 @@ class Supervisor:
             self._forget(app, dynos)
 
     async def stop_all(self) -> None:
-        """Stop every dyno of every app (on shutdown); one-off dynos are killed."""
+        """Stop every dyno of every app (`minipaas down`); one-off dynos are killed."""
         for pgid in list(self._one_off_groups):
-            _kill_group(pgid, signal.SIGKILL)
+            kill_group(pgid, signal.SIGKILL)
         await asyncio.gather(*(self.stop_app(app) for app in list(self._dynos)))
 
     async def restart(
-        self, app: str, process_type: str | None = None, switch: Switch | None = None
+        self,
+        app: str,
+        process_type: str | None = None,
+        switch: Switch | None = None,
+        drain: Drain | None = None,
     ) -> None:
         """Restart the app's dynos (of one type): web ones rolling, the others stop-then-start."""
         async with self._lock(app):
@@ -317,14 +478,22 @@ class Supervisor:
                 raise NotFound(f"The app {app!r} has no {what} to restart.")
             web = [d for d in targets if d.spec.process_type == "web"]
             others = [d for d in targets if d.spec.process_type != "web"]
+            await self._rollout(app, [(d.spec, d.number) for d in web], web, switch, drain)
             await asyncio.gather(*(self._stop(d) for d in others))
             self._forget(app, others)
-            for d in others:
-                self._launch(d.spec, d.number)
+            fresh = [self._launch(d.spec, d.number) for d in others]
             self._changed(app)
-            await self._rollout(app, [(d.spec, d.number) for d in web], web, switch)
+            await asyncio.gather(*(self._wait_ready(d) for d in fresh))
 
     # -- reconciling -------------------------------------------------------------------------
+
+    def _check_groups(self, app: str, groups: Mapping[str, tuple[DynoSpec, int]]) -> None:
+        for process_type, (spec, count) in groups.items():
+            names.process_type(process_type)
+            if spec.process_type != process_type or spec.app != app:
+                raise ValueError(f"spec {spec.app}/{spec.process_type} under {app}/{process_type}")
+            if count < 0:
+                raise UserError(f"Invalid dyno count {count} for {process_type}: use 0 or more.")
 
     def _lock(self, app: str) -> asyncio.Lock:
         return self._locks.setdefault(app, asyncio.Lock())
@@ -362,27 +531,50 @@ class Supervisor:
         to_start: list[tuple[DynoSpec, int]],
         to_retire: list[_Dyno],
         switch: Switch | None,
+        drain: Drain | None,
     ) -> None:
-        """Start `to_start`, wait for the web ones, switch, then stop `to_retire`."""
+        """Web first: start, check, switch, drain, stop the old; then the other types."""
         if not to_start and not to_retire:
             return
-        new = [
-            self._launch(spec, number, probation=spec.process_type == "web")
-            for spec, number in to_start
-        ]
-        self._changed(app)
-        # Web dynos must accept connections; the others only have to be spawned.
-        outcomes = await asyncio.gather(*(self._wait_ready(d) for d in new))
-        failures = [
-            (d, why or "it exited right after it became ready")
-            for d, why in zip(new, outcomes, strict=True)
-            if d.probation and (why or (d.task is not None and d.task.done()))
-        ]
-        if failures:
-            await self._abandon(app, new)
-            d, why = failures[0]
-            raise DeployError(self._failure_message(d, why, keeps=bool(to_retire)))
-        for d in to_retire:
+        web_start = [(s, n) for s, n in to_start if s.process_type == "web"]
+        web_retire = [d for d in to_retire if d.spec.process_type == "web"]
+        other_start = [(s, n) for s, n in to_start if s.process_type != "web"]
+        other_retire = [d for d in to_retire if d.spec.process_type != "web"]
+        switched = False
+        if web_start or web_retire:
+            new = [self._launch(spec, number, probation=True) for spec, number in web_start]
+            self._changed(app)
+            outcomes = await asyncio.gather(*(self._wait_ready(d) for d in new))
+            failures = [
+                (d, why or "it exited right after it became ready")
+                for d, why in zip(new, outcomes, strict=True)
+                if why or (d.task is not None and d.task.done())
+            ]
+            if failures:
+                await self._abandon(app, new)
+                d, why = failures[0]
+                raise DeployError(self._failure_message(d, why, keeps=bool(to_retire)))
+            await self._switch_over(app, new, web_retire, switch, drain)
+            switched = True
+        if other_start or other_retire:
+            new = [self._launch(spec, number) for spec, number in other_start]
+            self._changed(app)
+            await asyncio.gather(*(self._wait_ready(d) for d in new))
+            if not switched:
+                await self._switch_over(app, new, other_retire, switch, None)
+            else:
+                await self._retire(app, other_retire)
+
+    async def _switch_over(
+        self,
+        app: str,
+        new: list[_Dyno],
+        old: list[_Dyno],
+        switch: Switch | None,
+        drain: Drain | None,
+    ) -> None:
+        """Traffic to `new` (ready), away from `old`; then drain and stop `old`."""
+        for d in old:
             d.retiring = True
         for d in new:
             d.probation = False
@@ -391,21 +583,28 @@ class Supervisor:
             try:
                 await switch()
             except BaseException:
-                for d in to_retire:
+                for d in old:
                     d.retiring = False
                 await self._abandon(app, new)
                 raise
-        await asyncio.gather(*(self._stop(d) for d in to_retire))
-        self._forget(app, to_retire)
-        self._changed(app)
+        upstreams = [d.upstream for d in old if d.port is not None]
+        if drain is not None and upstreams:
+            try:
+                await drain(upstreams)
+            except Exception as exc:  # the switch is done: stop them anyway, say so
+                self._log(app, "minipaas", f"Draining {', '.join(upstreams)} failed: {exc!r}")
+        await self._retire(app, old)
 
-    async def _abandon(self, app: str, dynos: list[_Dyno]) -> None:
+    async def _retire(self, app: str, dynos: list[_Dyno]) -> None:
         await asyncio.gather(*(self._stop(d) for d in dynos))
         self._forget(app, dynos)
         self._changed(app)
 
+    async def _abandon(self, app: str, dynos: list[_Dyno]) -> None:
+        await self._retire(app, dynos)
+
     def _failure_message(self, d: _Dyno, why: str, *, keeps: bool) -> str:
-        kept = " the previous dynos keep running." if keeps else ""
+        kept = " The previous dynos keep running." if keeps else ""
         sentence = f"New dyno {d.name} of {d.app} (v{d.spec.release}) failed to start: {why}.{kept}"
         lines = list(d.recent)
         if not lines:
@@ -422,16 +621,144 @@ class Supervisor:
             self._dynos[app] = remaining
         else:
             self._dynos.pop(app, None)
+        self._records_changed(app)
+
+    # -- adopting ----------------------------------------------------------------------------
+
+    def _homes(self, app: str) -> list[tuple[Path, dict[str, Any]]]:
+        """Dyno homes under `run_dir/<app>` not owned by this supervisor, with their dyno.json."""
+        owned = {d.home for d in self._dynos.get(app, [])}
+        parent = self.run_dir / app
+        if not parent.is_dir():
+            return []
+        found = []
+        for home in sorted(parent.iterdir()):
+            if home in owned or not home.is_dir():
+                continue
+            meta = _read_meta(home)
+            if meta is not None:
+                found.append((home, meta))
+        return found
+
+    async def _adopt(
+        self,
+        app: str,
+        records: Sequence[DynoRecord],
+        groups: Mapping[str, tuple[DynoSpec, int]],
+    ) -> list[str]:
+        homes = self._homes(app)
+        by_key: dict[tuple[int, int], tuple[Path, dict[str, Any]]] = {}
+        candidates: dict[tuple[int, int], DynoRecord] = {}
+        for home, meta in homes:
+            record = _record_from_meta(meta)
+            if record is not None and record.app == app:
+                by_key[(record.pid, record.start_ticks)] = (home, meta)
+                candidates.setdefault((record.pid, record.start_ticks), record)
+        for record in records:  # the store's word wins over dyno.json
+            if record.app == app:
+                candidates[(record.pid, record.start_ticks)] = record
+        taken: set[str] = set()
+        used_homes: set[Path] = set()
+        adopted: list[_Dyno] = []
+        for key, record in sorted(candidates.items(), key=lambda kv: kv[1].started_at):
+            if not is_running(record.pid, record.start_ticks):
+                continue
+            if key not in by_key:
+                # Alive, but its output file is gone: it cannot be supervised; stop it.
+                self._log(
+                    app, record.name,
+                    f"Stopping process {record.pid}: its home under {self.run_dir} is gone",
+                )
+                kill_group(record.pid, signal.SIGTERM)
+                continue
+            home, meta = by_key[key]
+            used_homes.add(home)
+            group = groups.get(record.process_type)
+            digits = record.name.rpartition(".")[2]
+            number = int(digits) if digits.isdigit() else 0
+            matches = (
+                group is not None
+                and group[0].release == record.release
+                and record.name not in taken
+                and record.name == f"{record.process_type}.{number}"
+            )
+            if matches:
+                assert group is not None
+                spec = group[0]
+                taken.add(record.name)
+            else:
+                spec = _AdoptedSpec(
+                    app=app, process_type=record.process_type, release=record.release,
+                    slug=Path(str(meta.get("slug", ""))), command=str(meta.get("command", "")),
+                    env={},
+                )
+            d = _Dyno(
+                spec=spec, number=number, port=record.port, home=home, out=RawOutput(home),
+                pid=record.pid, start_ticks=record.start_ticks, started_at=record.started_at,
+                restarts=record.restarts, adopted=True,
+            )
+            adopted.append(d)
+        # Web dynos that accept connections are up right away: they may be serving now, and
+        # a route sync must not drop them while they are being checked.
+        ready = await asyncio.gather(
+            *(self._probe_adopted(d) for d in adopted)
+        )
+        for d, up in zip(adopted, ready, strict=True):
+            d.state = "up" if up else "starting"
+            if d.port is not None:
+                self._ports.add(d.port)
+            d.outcome = asyncio.get_running_loop().create_future()
+            if up:
+                d.outcome.set_result(None)
+            self._dynos.setdefault(app, []).append(d)
+            self._log(app, d.name, f"Adopted running process {d.pid} (v{d.spec.release})")
+            if up:
+                self._event(d, "up", f"adopted pid {d.pid}")
+            self._start_tasks(d)
+        for home, meta in homes:
+            if home not in used_homes:
+                await self._collect(app, home, meta)
+        self._changed(app)
+        self._records_changed(app)
+        return [d.name for d in adopted if not isinstance(d.spec, _AdoptedSpec)]
+
+    async def _probe_adopted(self, d: _Dyno) -> bool:
+        if d.port is None:
+            return True
+        return await Probe(d.port, None, owner=d.pid).missing(0.0) is None
+
+    async def _collect(self, app: str, home: Path, meta: Mapping[str, Any]) -> None:
+        """A dyno that ended while nobody watched: its last output to the logs, its home away."""
+        name = str(meta.get("name", "unknown"))
+        pid, ticks = meta.get("pid"), meta.get("start_ticks")
+        if isinstance(pid, int) and isinstance(ticks, int) and is_running(pid, ticks):
+            return  # alive but of another app's name clash: leave it to its owner
+        out = RawOutput(home)
+        try:
+            await _read_to_end(out, lambda texts: self.logs.append_many(app, "app", name, texts))
+        finally:
+            out.close()
+        self._log(app, name, f"Process {pid} exited while minipaas was not watching")
+        _remove_home(home)
 
     # -- one dyno ----------------------------------------------------------------------------
 
     def _launch(self, spec: DynoSpec, number: int, *, probation: bool = False) -> _Dyno:
         port = self._allocate_port() if spec.process_type == "web" else None
-        d = _Dyno(spec=spec, number=number, port=port, probation=probation)
+        name = f"{spec.process_type}.{number}"
+        home = self._new_home(spec.app, name)
+        d = _Dyno(
+            spec=spec, number=number, port=port, probation=probation, home=home,
+            out=RawOutput(home),
+        )
         d.outcome = asyncio.get_running_loop().create_future()
         self._dynos.setdefault(spec.app, []).append(d)
-        d.task = asyncio.create_task(self._supervise(d), name=f"dyno {spec.app} {d.name}")
+        self._start_tasks(d)
         return d
+
+    def _start_tasks(self, d: _Dyno) -> None:
+        d.pump = asyncio.create_task(self._pump(d), name=f"dyno output {d.app} {d.name}")
+        d.task = asyncio.create_task(self._supervise(d), name=f"dyno {d.app} {d.name}")
 
     async def _wait_ready(self, d: _Dyno) -> str | None:
         assert d.outcome is not None
@@ -452,100 +779,148 @@ class Supervisor:
                     break
                 now = self.clock()
                 d.runs = [*d.runs[-19:], Run(started, now, status)]
-                self._log(d.app, d.name, f"Process exited with {describe_status(status)}")
+                exited = f"exited with {describe_status(status)}"
+                self._log(d.app, d.name, f"Process {exited}")
+                self._event(d, "exited", _exit_detail(status))
                 if d.probation:
                     # A new dyno on trial is not restarted: the rollout gives up on it.
                     self._settle(
-                        d, f"it exited with {describe_status(status)} before accepting "
-                        f"connections on port {d.port}",
+                        d, f"it {exited} before accepting connections on port {d.port}"
                     )
+                    d.reason = f"it {exited} before it was ready"
                     self._set_state(d, "crashed")
                     return
-                self._settle(d, f"it exited with {describe_status(status)}")
+                self._settle(d, f"it {exited}")
                 decision = decide(d.runs, now, self.backoff)
                 wait = decision.restart_after or 0.0
-                self._set_state(d, "crashed" if decision.crashed else "down")
                 if decision.crashed:
-                    self._log(
-                        d.app, d.name, f"Crashed: {decision.reason}; next start in {wait:g} s"
-                    )
-                elif wait:
-                    self._log(d.app, d.name, f"Restarting in {wait:g} s")
+                    d.reason = f"{decision.reason}; next start in {wait:g} s"
+                    self._set_state(d, "crashed")
+                    self._log(d.app, d.name, f"Crashed: {d.reason}")
+                    self._event(d, "crashed", decision.reason)
+                else:
+                    d.reason = f"{exited}; restarting in {wait:g} s"
+                    self._set_state(d, "down")
+                    if wait:
+                        self._log(d.app, d.name, f"Restarting in {wait:g} s")
+                self._event(d, "restarting", f"in {wait:g} s")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(d.wake.wait(), wait)
                 if d.stopping:
                     break
                 d.restarts += 1
-            self._set_state(d, "down")
         finally:
             self._settle(d, "it was stopped before it was ready")
+            if not d.detached:
+                await self._finish(d)
 
-    async def _live(self, d: _Dyno) -> int:
-        """One life of the dyno: spawn, pump output, watch readiness; returns the exit status."""
-        self._set_state(d, "starting")
-        self._log(d.app, d.name, f"Starting process with command `{d.spec.command}`")
-        scratch = self._scratch(d.app, d.name)
-        proc: asyncio.subprocess.Process | None = None
-        ready: asyncio.Task[None] | None = None
+    async def _finish(self, d: _Dyno) -> None:
+        """The dyno is gone for good: the rest of its output to the logs, its home removed."""
+        if d.pump is not None:
+            d.pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await d.pump
         try:
+            await _read_to_end(d.out, lambda texts: self._emit(d, texts))
+        except OSError as exc:
+            self._log(d.app, d.name, f"Could not read the last output: {exc}")
+        d.out.close()
+        _remove_home(d.home)
+        d.reason = None
+        self._set_state(d, "down")
+        self._event(d, "stopped", "")
+
+    async def _live(self, d: _Dyno) -> int | None:
+        """One life of the dyno: spawn (or adopt), watch readiness; returns the exit status."""
+        proc: subprocess.Popen[bytes] | None = None
+        ready: asyncio.Task[None] | None = None
+        if d.adopted:
+            d.adopted = False
+            pid = d.pid
+            assert pid is not None
+            life_started = self.clock() - max(0.0, time.time() - (d.started_at or time.time()))
+        else:
+            self._set_state(d, "starting")
+            self._log(d.app, d.name, f"Starting process with command `{d.spec.command}`")
+            job = SandboxJob(
+                app_dir=d.spec.slug, command=dyno_command(d.spec.command), uid=d.spec.uid,
+                layer=True, scratch=d.home / "layer",
+            )
             try:
-                proc = await self._spawn(d.spec, scratch, self._env(d.spec, d.name, d.port))
+                writer = d.out.open_for_writer()
+                try:
+                    proc = spawn_detached(
+                        sandbox_argv(job), self._env(d.spec, d.name, d.port), writer
+                    )
+                finally:
+                    os.close(writer)
             except OSError as exc:
                 self._log(d.app, d.name, f"Could not start the process: {exc}")
                 return 127
-            d.pid, d.started_at = proc.pid, time.time()
+            pid = proc.pid
+            life_started = self.clock()
+            d.pid, d.start_ticks, d.started_at = pid, start_ticks(pid) or 0, time.time()
+            self._write_meta(d)
+            self._event(d, "started", f"pid {pid}")
+            self._records_changed(d.app)
             if d.stopping:
-                _kill_group(proc.pid, signal.SIGTERM)
-            if d.port is not None:
-                ready = asyncio.create_task(self._watch_ready(d, proc.pid))
-            else:
-                self._set_state(d, "up")
-                self._settle(d, None)
-            assert proc.stdout is not None
-
-            def emit(texts: list[str]) -> None:
-                self.logs.append_many(d.app, "app", d.name, texts)
-                d.recent.extend(texts[-RECENT_LINES:])
-
-            await self._pump(proc.stdout, emit)
-            status = await proc.wait()
-            await self._linger(proc.pid, d)
+                kill_group(pid, signal.SIGTERM)
+        try:
+            if d.state != "up":
+                if d.port is not None:
+                    ready = asyncio.create_task(self._watch_ready(d, pid, life_started))
+                else:
+                    self._mark_up(d)
+            status = await wait_exit(pid, proc)
+            await self._linger(pid, d)
             return status
         finally:
             if ready is not None:
                 ready.cancel()
-            if proc is not None and (proc.returncode is None or _group_alive(proc.pid)):
-                _kill_group(proc.pid, signal.SIGKILL)
-                with contextlib.suppress(ProcessLookupError):
-                    await asyncio.shield(proc.wait())
-            d.pid = None
-            self._remove_scratch(scratch)
+            if not d.detached:
+                if group_alive(pid):
+                    kill_group(pid, signal.SIGKILL)
+                d.pid = d.start_ticks = None
+                self._records_changed(d.app)
 
-    async def _watch_ready(self, d: _Dyno, pgid: int) -> None:
-        """Mark a web dyno up once its port accepts connections; kill it if it never does."""
-        assert d.port is not None
-        deadline = self.clock() + self.ready_timeout
-        while not await _accepts(d.port):
-            if self.clock() >= deadline:
-                why = (
-                    f"it did not accept connections on port {d.port} "
-                    f"within {self.ready_timeout:g} s"
-                )
-                self._log(d.app, d.name, f"Error R10 (Boot timeout): {why}; killing it")
-                self._settle(d, why)
-                _kill_group(pgid, signal.SIGKILL)
-                return
-            await asyncio.sleep(READY_POLL)
+    def _mark_up(self, d: _Dyno) -> None:
         if not d.stopping:
+            d.reason = None
             self._set_state(d, "up")
+            self._event(d, "up", "" if d.port is None else f"port {d.port}")
         self._settle(d, None)
+
+    async def _watch_ready(self, d: _Dyno, pgid: int, life_started: float) -> None:
+        """Mark a web dyno up once it passes its checks; kill it if it does not in time."""
+        assert d.port is not None
+        check = d.spec.check
+        timeout = check.timeout if check is not None and check.timeout else self.ready_timeout
+        deadline = life_started + timeout
+        probe = Probe(d.port, check, owner=pgid)
+        try:
+            while (missing := await probe.missing(self.clock() - life_started)) is not None:
+                if self.clock() >= deadline:
+                    what, detail = missing
+                    why = f"it did not {what} within {timeout:g} s" + (
+                        f": {detail}" if detail else ""
+                    )
+                    code = "R10 (Boot timeout)" if what.startswith("accept") else "H20 (Checks)"
+                    self._log(d.app, d.name, f"Error {code}: {why}; killing it")
+                    self._settle(d, why)
+                    kill_group(pgid, signal.SIGKILL)
+                    return
+                accepted = missing[0].startswith("accept")
+                await asyncio.sleep(READY_POLL if accepted else CHECK_POLL)
+        finally:
+            await probe.close()
+        self._mark_up(d)
 
     async def _linger(self, pgid: int, d: _Dyno) -> None:
         """Wait for the rest of the process group to go (bwrap's init tearing the sandbox down)."""
         deadline = self.clock() + LINGER
-        while _group_alive(pgid):
+        while group_alive(pgid):
             if not d.stopping and self.clock() >= deadline:
-                _kill_group(pgid, signal.SIGKILL)
+                kill_group(pgid, signal.SIGKILL)
                 deadline = self.clock() + LINGER
             await asyncio.sleep(0.02)
 
@@ -559,7 +934,7 @@ class Supervisor:
         pgid = d.pid
         if pgid is not None:
             self._log(d.app, d.name, "Stopping all processes with SIGTERM")
-            _kill_group(pgid, signal.SIGTERM)
+            kill_group(pgid, signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.shield(d.task), self.stop_grace)
         except TimeoutError:
@@ -568,8 +943,34 @@ class Supervisor:
                 f"Error R12 (Exit timeout): processes still running {self.stop_grace:g} s "
                 "after SIGTERM; stopping them with SIGKILL",
             )
-            _kill_group(d.pid, signal.SIGKILL)
+            kill_group(d.pid, signal.SIGKILL)
             await d.task
+
+    async def _pump(self, d: _Dyno) -> None:
+        """Tail the dyno's output file into the logs for as long as the supervisor owns it."""
+        wait = PUMP_MIN
+        while True:
+            try:
+                got = d.out.read_batch(lambda texts: self._emit(d, texts))
+            except OSError as exc:  # e.g. the log disk is full: the output waits in its file
+                self._log(d.app, d.name, f"Could not pump the output: {exc}")
+                got = 0
+                wait = PUMP_MAX
+            if got:
+                wait = PUMP_MIN
+                await asyncio.sleep(0)
+                continue
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, PUMP_MAX)
+
+    def _catch_up(self, d: _Dyno) -> None:
+        for _ in range(1000):  # bounded: a dyno flooding its file must not hold shutdown up
+            if not d.out.read_batch(lambda texts: self._emit(d, texts)):
+                return
+
+    def _emit(self, d: _Dyno, texts: list[str]) -> None:
+        self.logs.append_many(d.app, "app", d.name, texts)
+        d.recent.extend(texts[-RECENT_LINES:])
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -580,42 +981,50 @@ class Supervisor:
             env["PORT"] = str(port)
         return env
 
-    async def _spawn(
-        self, spec: DynoSpec, scratch: Path, env: dict[str, str]
-    ) -> asyncio.subprocess.Process:
-        job = SandboxJob(
-            app_dir=spec.slug, command=dyno_command(spec.command), uid=spec.uid,
-            layer=True, scratch=scratch,
-        )
-        return await asyncio.create_subprocess_exec(
-            *sandbox_argv(job), env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # the dyno leads its own process group: killpg reaches all
-        )
-
-    async def _pump(self, stream: asyncio.StreamReader, emit: Callable[[list[str]], None]) -> None:
+    async def _pump_pipe(
+        self, stream: asyncio.StreamReader, emit: Callable[[list[str]], None]
+    ) -> None:
         """Read `stream` to its end, handing complete lines to `emit` one chunk at a time."""
         rest = b""
         while chunk := await stream.read(READ_CHUNK):
-            lines, rest = _split_output(rest + chunk)
+            lines, rest = split_output(rest + chunk)
             if lines:
-                emit(_decode(lines))
+                emit(decode(lines))
         if rest:
-            emit(_decode([rest]))
+            emit(decode([rest]))
 
-    def _scratch(self, app: str, name: str) -> Path:
+    def _app_dir(self, app: str) -> Path:
         # The app's uid must traverse to the layer's mount point, so the dirs are 0755.
         parent = self.run_dir / app
         parent.mkdir(parents=True, exist_ok=True)
         os.chmod(self.run_dir, 0o755)  # noqa: S103 - traversable by app uids, holds no secrets
         os.chmod(parent, 0o755)  # noqa: S103
-        scratch = parent / f"{name}.{secrets.token_hex(4)}"
+        return parent
+
+    def _new_home(self, app: str, name: str) -> Path:
+        home = self._app_dir(app) / f"{name}.{secrets.token_hex(4)}"
+        home.mkdir(mode=0o755)
+        (home / "layer").mkdir(mode=0o755)
+        return home
+
+    def _write_meta(self, d: _Dyno) -> None:
+        meta = {
+            "app": d.app, "name": d.name, "process_type": d.spec.process_type,
+            "release": d.spec.release, "pid": d.pid, "start_ticks": d.start_ticks,
+            "port": d.port, "started_at": d.started_at, "restarts": d.restarts,
+            "command": d.spec.command, "slug": str(d.spec.slug),
+        }
+        tmp = d.home / (META + ".tmp")
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, d.home / META)
+
+    def _scratch(self, app: str, name: str) -> Path:
+        scratch = self._app_dir(app) / f"{name}.{secrets.token_hex(4)}"
         scratch.mkdir(mode=0o755)
         return scratch
 
     def _remove_scratch(self, scratch: Path) -> None:
-        # Only rmdir: the overlay lived in the dyno's mount namespace, so the dir is empty; if it
-        # is not, something is wrong and deleting through it would be worse than leaving it.
+        # Only rmdir: the overlay lived in the dyno's mount namespace, so the dir is empty.
         with contextlib.suppress(OSError):
             scratch.rmdir()
 
@@ -624,7 +1033,7 @@ class Supervisor:
         size = high - low + 1
         for i in range(size):
             port = low + (self._port_cursor + i) % size
-            if port in self._ports or not _port_is_free(port):
+            if port in self._ports or not port_is_free(port):
                 continue
             self._port_cursor = port - low + 1  # rotate: a just-freed port is not reused first
             self._ports.add(port)
@@ -641,10 +1050,37 @@ class Supervisor:
     def _log(self, app: str, dyno: str, text: str) -> None:
         self.logs.append(app, "minipaas", dyno, text)
 
+    def _event(self, d: _Dyno, kind: str, detail: str) -> None:
+        if self.on_event is None:
+            return
+        event = DynoEvent(
+            app=d.app, dyno=d.name, process_type=d.spec.process_type, release=d.spec.release,
+            kind=kind, detail=detail, at=time.time(),
+        )
+        try:
+            self.on_event(event)
+        except Exception as exc:  # a listener's bug must not stop the dyno's supervision
+            self._log(d.app, "minipaas", f"on_event listener failed: {exc!r}")
+
+    def _records_changed(self, app: str) -> None:
+        records = tuple(self.records(app))
+        if self._records.get(app, ()) == records:
+            return
+        if records:
+            self._records[app] = records
+        else:
+            self._records.pop(app, None)
+        if self.on_records is None:
+            return
+        try:
+            self.on_records(app, list(records))
+        except Exception as exc:
+            self._log(app, "minipaas", f"on_records listener failed: {exc!r}")
+
     def _changed(self, app: str) -> None:
         if self.on_change is None:
             return
         try:
             self.on_change(app)
         except Exception as exc:  # a listener's bug must not stop the dyno's supervision
-            self.logs.append(app, "minipaas", "minipaas", f"on_change listener failed: {exc!r}")
+            self._log(app, "minipaas", f"on_change listener failed: {exc!r}")
