@@ -564,33 +564,52 @@ def shutil_which_self() -> str:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    import signal
-
-    from minipaas.client import default_data_dir
+    """Stop the server, its dynos and Caddy; works even when the server itself is gone."""
+    from minipaas.client import ApiError, Client, default_data_dir
+    from minipaas.router.caddy import stop_orphan
+    from minipaas.supervisor.supervisor import stop_orphans
 
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    pidfile = data_dir / "minipaas.pid"
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        print(f"No minipaas server is running for {data_dir}.")
-        return 0
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pidfile.unlink(missing_ok=True)
-        print(f"No minipaas server is running for {data_dir}.")
-        return 0
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
+    pid = _server_pid(data_dir)
+    if pid is not None:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            print("Stopped minipaas (dynos and Caddy included).")
-            return 0
-        time.sleep(0.05)
-    print(f"minipaas (pid {pid}) did not stop within {args.timeout:.0f} s.", file=sys.stderr)
-    return 1
+            with Client(socket=data_dir / "minipaas.sock", timeout=10.0) as client:
+                client.request("POST", "/api/admin/down")
+        except ApiError:
+            os.kill(pid, 15)  # unreachable API: SIGTERM at least stops the server
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            time.sleep(0.05)
+        if _pid_alive(pid):
+            print(
+                f"minipaas (pid {pid}) did not stop within {args.timeout:.0f} s.", file=sys.stderr
+            )
+            return 1
+    # Whatever a killed server left behind: dynos outlive it by design, and so does Caddy.
+    dynos = stop_orphans(data_dir / "run" / "dynos")
+    caddy = stop_orphan(data_dir / "caddy")
+    if pid is None and not dynos and not caddy:
+        print(f"Nothing of minipaas is running for {data_dir}.")
+    else:
+        print("Stopped minipaas, its dynos and Caddy.")
+    return 0
+
+
+def _server_pid(data_dir: Path) -> int | None:
+    try:
+        pid = int((data_dir / "minipaas.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
 
 
 def cmd_ssh(args: argparse.Namespace) -> int:
@@ -688,8 +707,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("checks:unset", cmd_checks_unset, "remove the health check settings", app=True)
     p = add("run", cmd_run, "run a one-off command in a dyno of the current release", app=True)
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
-    p = add("metrics", cmd_metrics, "throughput, latency, errors, CPU and memory", app=True,
-            json_out=True)
+    p = add(
+        "metrics",
+        cmd_metrics,
+        "throughput, latency, errors, CPU and memory",
+        app=True,
+        json_out=True,
+    )
     p.add_argument("--since", type=int, default=3600, help="seconds of history (default 3600)")
     add("domains", cmd_domains, "list custom domains", app=True, json_out=True)
     p = add("domains:add", cmd_domains_add, "add a custom domain", app=True)

@@ -18,7 +18,7 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from minipaas.router import AppRoute, Router, RouterState
 from minipaas.scheduler import CronJob
 from minipaas.settings import Settings
 from minipaas.store import Store
-from minipaas.supervisor import DynoSpec, Supervisor
+from minipaas.supervisor import DynoEvent, DynoRecord, DynoSpec, HealthCheck, Supervisor
 
 Log = Callable[[str], None]
 
@@ -92,6 +92,7 @@ class Deployer:
         self._api_upstream = api_upstream
         self._hosts = hosts
         self._locks: dict[str, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._routes_lock = asyncio.Lock()
 
     def lock(self, app: str) -> asyncio.Lock:
@@ -215,8 +216,8 @@ class Deployer:
                 "keeps serving."
             )
 
-    async def _apply(self, app: App, release: Release, log: Log | None = None) -> None:
-        """Reconcile dynos to the release and the formation; Caddy switches once they are ready."""
+    async def _groups(self, app: App, release: Release) -> dict[str, tuple[DynoSpec, int]]:
+        """The desired dynos of `release`: {process type: (spec, count)}."""
         formation = await self.store.formation(app)
         defaults = {
             ptype: (1 if ptype == "web" else 0)
@@ -226,22 +227,49 @@ class Deployer:
         if defaults:
             formation = await self.store.set_formation(app, defaults)
         stopped = await self.store.stopped_types(app)
-        groups = {
-            ptype: (self._spec(app, release, ptype), 0 if ptype in stopped else count)
+        check = await self.store.check(app) or release.app_json.get("check")
+        health = HealthCheck(**check) if check else None
+        return {
+            ptype: (
+                self._spec(app, release, ptype, health if ptype == "web" else None),
+                0 if ptype in stopped else count,
+            )
             for ptype, count in formation.items()
             if ptype in release.process_types and ptype not in ONE_OFF_TYPES
         }
-        if log is not None and groups:
-            summary = ", ".join(f"{t}={c}" for t, (_, c) in sorted(groups.items()))
-            log(f"-----> Starting dynos: {summary}")
 
+    def _switch(self, app: App, release: Release) -> Callable[[], Awaitable[None]]:
         async def switch() -> None:
             await self.store.set_current_release(app, release.version)
             await self.sync_routes()
 
-        await self.supervisor.apply(app.name, groups, switch=switch)
+        return switch
 
-    def _spec(self, app: App, release: Release, ptype: str) -> DynoSpec:
+    async def _apply(self, app: App, release: Release, log: Log | None = None) -> None:
+        """Reconcile dynos to the release and the formation; Caddy switches once they are ready,
+        and the old web dynos are stopped only once Caddy has no request in flight to them."""
+        groups = await self._groups(app, release)
+        if log is not None and groups:
+            summary = ", ".join(f"{t}={c}" for t, (_, c) in sorted(groups.items()))
+            log(f"-----> Starting dynos: {summary}")
+        await self.supervisor.apply(
+            app.name, groups, switch=self._switch(app, release), drain=self.drain
+        )
+
+    async def drain(self, upstreams: Sequence[str]) -> None:
+        """Wait until Caddy has no request in flight to `upstreams` (bounded by the grace)."""
+        wanted = set(upstreams)
+        deadline = time.monotonic() + self.settings.stop_grace
+        while time.monotonic() < deadline:
+            counters = await self.router.admin.upstreams()
+            busy = [u for u in counters if u.get("address") in wanted and u.get("num_requests")]
+            if not busy:
+                return
+            await asyncio.sleep(0.02)
+
+    def _spec(
+        self, app: App, release: Release, ptype: str, check: HealthCheck | None = None
+    ) -> DynoSpec:
         if release.slug is None:
             raise DeployError(f"Release v{release.version} of {app.name!r} has no slug to run.")
         return DynoSpec(
@@ -252,6 +280,7 @@ class Deployer:
             command=release.process_types[ptype],
             env=release.config,
             uid=self.uid(app),
+            check=check,
         )
 
     # -- config, scaling, restarts ---------------------------------------------------------
@@ -491,7 +520,9 @@ class Deployer:
     async def restart(self, app_name: str, process_type: str | None = None) -> None:
         async with self.lock(app_name):
             await self.store.app(app_name)
-            await self.supervisor.restart(app_name, process_type, switch=self.sync_routes)
+            await self.supervisor.restart(
+                app_name, process_type, switch=self.sync_routes, drain=self.drain
+            )
             await self.sync_routes()
 
     async def destroy(self, app_name: str) -> None:
@@ -514,17 +545,83 @@ class Deployer:
     # -- start-up and routes ---------------------------------------------------------------
 
     async def start_all(self) -> None:
-        """Bring every app's dynos to its current release and formation (server start)."""
+        """Server start: re-adopt the dynos still running, start what is missing.
+
+        After a restart of minipaas the dynos kept running (and Caddy kept serving them); after
+        a reboot none are left and every app is started again.
+        """
         for app in await self.store.apps():
             release = await self.store.current_release(app)
-            if release is None or release.slug is None:
-                continue
+            groups: dict[str, tuple[DynoSpec, int]] = {}
             try:
                 async with self.lock(app.name):
-                    await self._apply(app, release)
+                    if release is not None and release.slug is not None:
+                        groups = await self._groups(app, release)
+                    records = [
+                        DynoRecord(app=app.name, **r)
+                        for r in await self.store.dyno_records(app)
+                        if r["pid"] is not None and r["start_ticks"] is not None
+                    ]
+                    switch = self._switch(app, release) if release else None
+                    adopted = await self.supervisor.adopt(
+                        app.name, records, groups, switch=switch, drain=self.drain
+                    )
+                    if adopted:
+                        self.logs.append(
+                            app.name,
+                            "minipaas",
+                            "minipaas",
+                            f"Re-adopted running dynos: {', '.join(adopted)}",
+                        )
             except UserError as exc:
                 self.logs.append(app.name, "minipaas", "minipaas", f"Start failed: {exc}")
         await self.sync_routes()
+
+    # -- supervisor callbacks --------------------------------------------------------------
+
+    def record_dynos(self, app: str, records: list[DynoRecord]) -> None:
+        """Supervisor callback: persist the app's running dynos (for adoption after restarts)."""
+        rows = [{k: getattr(r, k) for k in Store.DYNO_FIELDS} for r in records]
+        task = asyncio.get_running_loop().create_task(self.store.replace_dynos(app, rows))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def dyno_event(self, event: DynoEvent) -> None:
+        """Supervisor callback: a crash-looping fresh deploy is rolled back automatically."""
+        if event.kind == "crashed" and event.process_type == "web":
+            task = asyncio.get_running_loop().create_task(self._maybe_auto_rollback(event))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _maybe_auto_rollback(self, event: DynoEvent) -> None:
+        try:
+            app = await self.store.app(event.app)
+        except UserError:
+            return
+        current = await self.store.current_release(app)
+        if (
+            current is None
+            or current.version != event.release
+            or not current.description.startswith("Deploy ")
+            or time.time() - current.created_at > self.settings.auto_rollback_window
+        ):
+            return
+        message = (
+            f"Web dynos of v{current.version} are crash-looping ({event.detail}); "
+            "rolling back automatically"
+        )
+        self.logs.append(app.name, "minipaas", "minipaas", message)
+        try:
+            release = await self.rollback(app.name, None, who="minipaas (auto-rollback)")
+        except UserError as exc:
+            self.logs.append(app.name, "minipaas", "minipaas", f"Automatic rollback failed: {exc}")
+            return
+        self.logs.append(
+            app.name,
+            "minipaas",
+            "minipaas",
+            f"Rolled back automatically: {release.description} is v{release.version}",
+        )
 
     async def router_state(self) -> RouterState:
         routes = []

@@ -119,6 +119,8 @@ class MinipaasServer:
             run_dir=self.paths.run / "dynos",
             logs=self.logs,
             on_change=self._dynos_changed,
+            on_records=lambda app, records: self.deployer.record_dynos(app, records),
+            on_event=lambda event: self.deployer.dyno_event(event),
             stop_grace=settings.stop_grace,
             ready_timeout=settings.boot_timeout,
         )
@@ -151,6 +153,7 @@ class MinipaasServer:
             hosts=self.hosts,
         )
         self._stop = asyncio.Event()
+        self._stop_everything = False
         self._route_sync: asyncio.Task[None] | None = None
         self._route_dirty = False
 
@@ -196,7 +199,9 @@ class MinipaasServer:
             except Exception as exc:  # logged, retried on the next change
                 print(f"minipaas: route sync failed: {exc}", file=sys.stderr, flush=True)
 
-    def request_stop(self) -> None:
+    def request_stop(self, *, everything: bool = False) -> None:
+        """Stop the server; with `everything`, its dynos and Caddy as well."""
+        self._stop_everything = self._stop_everything or everything
         self._stop.set()
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
@@ -211,8 +216,15 @@ class MinipaasServer:
             await self.router.start()
             await self._serve(loop, ready)
         finally:
-            await self.supervisor.stop_all()
-            await self.router.stop()
+            if self._stop_everything:
+                # `minipaas down`: dynos and Caddy go too (uninstall, tests).
+                await self.supervisor.stop_all()
+                await self.router.stop()
+            else:
+                # A restart or upgrade of minipaas: dynos keep running and Caddy keeps
+                # serving them; the next start re-adopts them.
+                await self.supervisor.detach()
+                await self.router.aclose()
             await self.metrics_store.close()
             await self.store.close()
             (self.paths.root / "minipaas.pid").unlink(missing_ok=True)
@@ -236,6 +248,7 @@ class MinipaasServer:
             sync_keys=self.sync_keys,
             git_app=git_app,
             metrics=self.metrics,
+            shutdown=lambda: self.request_stop(everything=True),
         )
         api = create_app(ctx)
         tcp = _tcp_socket(self.settings.api_port)

@@ -37,6 +37,8 @@ class Settings:
     stop_grace: float = 30.0
     #: How long a new web dyno may take to accept connections before a deploy fails.
     boot_timeout: float = 60.0
+    #: A fresh deploy whose web dynos crash-loop within this many seconds is rolled back.
+    auto_rollback_window: float = 600.0
     #: Slugs kept per app (older ones are deleted after a deploy; rollback reaches these).
     keep_slugs: int = 5
     #: The minipaas command written into authorized_keys forced commands.

@@ -31,12 +31,17 @@ class Paas:
     api_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log: Path = field(default_factory=lambda: Path("/dev/null"))
+    #: The `minipaas` command: the dev venv's, or a built binary (tests/test_binary.py).
+    exe: Path = BIN / "minipaas"
+    #: PATH after the command's own dir (None: this process's PATH).
+    path: str | None = None
 
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MINIPAAS_")}
         env["MINIPAAS_DATA_DIR"] = str(self.data_dir)
-        env["PATH"] = f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}"
+        rest = self.path if self.path is not None else env.get("PATH", "/usr/bin:/bin")
+        env["PATH"] = f"{self.exe.parent}:{rest}"
         return env
 
     @property
@@ -54,7 +59,7 @@ class Paas:
 
     def start(self) -> None:
         argv = [
-            str(BIN / "minipaas"),
+            str(self.exe),
             "server",
             "--data-dir",
             str(self.data_dir),
@@ -95,20 +100,31 @@ class Paas:
             return ""
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        """`minipaas down` (server, dynos, Caddy); SIGKILL and `down` again if it hangs."""
+        if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(timeout=60)
+            self.cli("down", "--data-dir", str(self.data_dir), check=False, timeout=90)
+            self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
+            self.cli("down", "--data-dir", str(self.data_dir), check=False, timeout=90)
+
+    def kill9(self) -> None:
+        """SIGKILL the server alone: its dynos and Caddy keep running, by design."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.start()
 
     def cli(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [str(BIN / "minipaas"), *args],
+            [str(self.exe), *args],
             input=input,
             capture_output=True,
             text=True,
@@ -166,8 +182,11 @@ def make_data_dir() -> Path:
     return path
 
 
-def start_paas(authorized_keys: Path, log: Path) -> Paas:
-    """A running server; its log goes to `log` (kept in pytest's tmp dirs for post-mortems)."""
+def start_paas(
+    authorized_keys: Path, log: Path, *, exe: Path | None = None, path: str | None = None
+) -> Paas:
+    """A running server; its log goes to `log` (kept in pytest's tmp dirs for post-mortems).
+    `exe` runs another `minipaas` command (a built binary), `path` replaces the PATH after it."""
     base = make_data_dir()
     paas = Paas(
         data_dir=base / "data",
@@ -176,6 +195,8 @@ def start_paas(authorized_keys: Path, log: Path) -> Paas:
         authorized_keys=authorized_keys,
         api_port=free_port(),
         log=log,
+        exe=exe or BIN / "minipaas",
+        path=path,
     )
     paas.start()
     return paas

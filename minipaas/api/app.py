@@ -48,6 +48,7 @@ class ApiContext:
     sync_keys: Callable[[], Any]
     git_app: ASGIApp | None = None
     metrics: Metrics | None = None
+    shutdown: Callable[[], None] | None = None
 
 
 async def json_body(request: Request) -> Any:
@@ -448,6 +449,12 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             )
         return JSONResponse(key.to_json())
 
+    async def down(request: Request) -> Response:
+        if not is_local(request) or ctx.shutdown is None:
+            raise UserError("`minipaas down` works only on the server itself.")
+        ctx.shutdown()
+        return JSONResponse({"stopping": True})
+
     async def auth_token(request: Request) -> Response:
         if not is_local(request):
             raise UserError("The admin token is only shown on the server itself.")
@@ -495,6 +502,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/keys/by-fingerprint/{fingerprint:path}", whoami_key),
         Route("/api/keys/{name}", keys_remove, methods=["DELETE"]),
         Route("/api/auth/token", auth_token),
+        Route("/api/admin/down", down, methods=["POST"]),
     ]
     if ctx.metrics is not None:
         routes += metrics_routes(ctx.metrics, store, ctx.tokens)

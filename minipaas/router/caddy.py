@@ -210,3 +210,25 @@ def _alive(pid: int) -> bool:
 def _start_time(pid: int) -> int | None:
     fields = _proc_stat(pid)
     return int(fields[19]) if fields is not None else None  # field 22: starttime
+
+
+def stop_orphan(workdir: Path, timeout: float = 10.0) -> bool:
+    """Stop the Caddy recorded in `workdir`'s pid file when no minipaas runs it any more.
+
+    Only a process whose start time matches the pid file is signalled. True if one was stopped.
+    """
+    try:
+        recorded = json.loads((workdir / "caddy.pid").read_text())
+        pid, start_time = int(recorded["pid"]), int(recorded["start_time"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if _start_time(pid) != start_time or not _alive(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    (workdir / "caddy.pid").unlink(missing_ok=True)
+    return True

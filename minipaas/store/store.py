@@ -364,6 +364,28 @@ class Store:
                 )
         return await self.formation(app)
 
+    # -- running dynos ---------------------------------------------------------------------
+
+    DYNO_FIELDS = ("name", "process_type", "release", "pid", "start_ticks", "port", "started_at",
+                   "restarts")
+
+    async def replace_dynos(self, app_name: str, records: list[dict[str, Any]]) -> None:
+        """The app's running dynos, as the supervisor last reported them."""
+        row = await self._one("SELECT id FROM apps WHERE name = ?", (app_name,))
+        if row is None:
+            return  # the app was destroyed meanwhile
+        async with self._tx() as db:
+            await db.execute("DELETE FROM dynos WHERE app_id = ?", (row["id"],))
+            await db.executemany(
+                "INSERT INTO dynos (app_id, name, process_type, release, pid, start_ticks, port, "
+                "started_at, restarts, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+                [(row["id"], *(r[k] for k in self.DYNO_FIELDS)) for r in records],
+            )
+
+    async def dyno_records(self, app: App) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT * FROM dynos WHERE app_id = ? ORDER BY name", (app.id,))
+        return [{k: r[k] for k in self.DYNO_FIELDS} for r in rows]
+
     # -- domains ---------------------------------------------------------------------------
 
     async def domains(self, app: App | None = None) -> list[Domain]:

@@ -160,11 +160,15 @@ def _read_meta(home: Path) -> dict[str, Any] | None:
 def _record_from_meta(meta: Mapping[str, Any]) -> DynoRecord | None:
     try:
         return DynoRecord(
-            app=str(meta["app"]), name=str(meta["name"]),
-            process_type=str(meta["process_type"]), release=int(meta["release"]),
-            pid=int(meta["pid"]), start_ticks=int(meta["start_ticks"]),
+            app=str(meta["app"]),
+            name=str(meta["name"]),
+            process_type=str(meta["process_type"]),
+            release=int(meta["release"]),
+            pid=int(meta["pid"]),
+            start_ticks=int(meta["start_ticks"]),
             port=None if meta.get("port") is None else int(meta["port"]),
-            started_at=float(meta["started_at"]), restarts=int(meta.get("restarts", 0)),
+            started_at=float(meta["started_at"]),
+            restarts=int(meta.get("restarts", 0)),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -298,10 +302,18 @@ class Supervisor:
             ):
                 out.append(
                     DynoStatus(
-                        app=d.app, name=d.name, process_type=d.spec.process_type,
-                        release=d.spec.release, state=d.state, pid=d.pid, port=d.port,
-                        started_at=d.started_at, restarts=d.restarts, command=d.spec.command,
-                        exit_code=d.exit_code, reason=d.reason,
+                        app=d.app,
+                        name=d.name,
+                        process_type=d.spec.process_type,
+                        release=d.spec.release,
+                        state=d.state,
+                        pid=d.pid,
+                        port=d.port,
+                        started_at=d.started_at,
+                        restarts=d.restarts,
+                        command=d.spec.command,
+                        exit_code=d.exit_code,
+                        reason=d.reason,
                     )
                 )
         return out
@@ -314,9 +326,15 @@ class Supervisor:
                 continue
             out.append(
                 DynoRecord(
-                    app=d.app, name=d.name, process_type=d.spec.process_type,
-                    release=d.spec.release, pid=d.pid, start_ticks=d.start_ticks, port=d.port,
-                    started_at=d.started_at or 0.0, restarts=d.restarts,
+                    app=d.app,
+                    name=d.name,
+                    process_type=d.spec.process_type,
+                    release=d.spec.release,
+                    pid=d.pid,
+                    start_ticks=d.start_ticks,
+                    port=d.port,
+                    started_at=d.started_at or 0.0,
+                    restarts=d.restarts,
                 )
             )
         return out
@@ -344,12 +362,18 @@ class Supervisor:
         try:
             env = self._env(spec, name, None)
             job = SandboxJob(
-                app_dir=spec.slug, command=dyno_command(spec.command), uid=spec.uid,
-                layer=True, scratch=scratch,
+                app_dir=spec.slug,
+                command=dyno_command(spec.command),
+                uid=spec.uid,
+                layer=True,
+                scratch=scratch,
             )
             proc = await asyncio.create_subprocess_exec(
-                *sandbox_argv(job), env=env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                *sandbox_argv(job),
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # the dyno leads its own process group
             )
             self._one_off_groups.add(proc.pid)
@@ -411,8 +435,11 @@ class Supervisor:
         proc: asyncio.subprocess.Process | None = None
         try:
             job = SandboxJob(
-                app_dir=spec.slug, command=dyno_command(spec.command), uid=spec.uid,
-                layer=True, scratch=scratch,
+                app_dir=spec.slug,
+                command=dyno_command(spec.command),
+                uid=spec.uid,
+                layer=True,
+                scratch=scratch,
             )
             argv = sandbox_argv(job)
             tty = os.isatty(stdin)
@@ -421,8 +448,12 @@ class Supervisor:
                 # terminal's ^C reaches the command and shells get job control.
                 argv = ["setsid", "--ctty", *argv]
             proc = await asyncio.create_subprocess_exec(
-                *argv, env=self._env(spec, dyno, None), stdin=stdin, stdout=stdout,
-                stderr=stderr, start_new_session=not tty,
+                *argv,
+                env=self._env(spec, dyno, None),
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=not tty,
             )
             self._one_off_groups.add(proc.pid)
             try:
@@ -666,7 +697,8 @@ class Supervisor:
             if key not in by_key:
                 # Alive, but its output file is gone: it cannot be supervised; stop it.
                 self._log(
-                    app, record.name,
+                    app,
+                    record.name,
                     f"Stopping process {record.pid}: its home under {self.run_dir} is gone",
                 )
                 kill_group(record.pid, signal.SIGTERM)
@@ -688,21 +720,29 @@ class Supervisor:
                 taken.add(record.name)
             else:
                 spec = _AdoptedSpec(
-                    app=app, process_type=record.process_type, release=record.release,
-                    slug=Path(str(meta.get("slug", ""))), command=str(meta.get("command", "")),
+                    app=app,
+                    process_type=record.process_type,
+                    release=record.release,
+                    slug=Path(str(meta.get("slug", ""))),
+                    command=str(meta.get("command", "")),
                     env={},
                 )
             d = _Dyno(
-                spec=spec, number=number, port=record.port, home=home, out=RawOutput(home),
-                pid=record.pid, start_ticks=record.start_ticks, started_at=record.started_at,
-                restarts=record.restarts, adopted=True,
+                spec=spec,
+                number=number,
+                port=record.port,
+                home=home,
+                out=RawOutput(home),
+                pid=record.pid,
+                start_ticks=record.start_ticks,
+                started_at=record.started_at,
+                restarts=record.restarts,
+                adopted=True,
             )
             adopted.append(d)
         # Web dynos that accept connections are up right away: they may be serving now, and
         # a route sync must not drop them while they are being checked.
-        ready = await asyncio.gather(
-            *(self._probe_adopted(d) for d in adopted)
-        )
+        ready = await asyncio.gather(*(self._probe_adopted(d) for d in adopted))
         for d, up in zip(adopted, ready, strict=True):
             d.state = "up" if up else "starting"
             if d.port is not None:
@@ -748,7 +788,11 @@ class Supervisor:
         name = f"{spec.process_type}.{number}"
         home = self._new_home(spec.app, name)
         d = _Dyno(
-            spec=spec, number=number, port=port, probation=probation, home=home,
+            spec=spec,
+            number=number,
+            port=port,
+            probation=probation,
+            home=home,
             out=RawOutput(home),
         )
         d.outcome = asyncio.get_running_loop().create_future()
@@ -784,9 +828,7 @@ class Supervisor:
                 self._event(d, "exited", _exit_detail(status))
                 if d.probation:
                     # A new dyno on trial is not restarted: the rollout gives up on it.
-                    self._settle(
-                        d, f"it {exited} before accepting connections on port {d.port}"
-                    )
+                    self._settle(d, f"it {exited} before accepting connections on port {d.port}")
                     d.reason = f"it {exited} before it was ready"
                     self._set_state(d, "crashed")
                     return
@@ -843,8 +885,11 @@ class Supervisor:
             self._set_state(d, "starting")
             self._log(d.app, d.name, f"Starting process with command `{d.spec.command}`")
             job = SandboxJob(
-                app_dir=d.spec.slug, command=dyno_command(d.spec.command), uid=d.spec.uid,
-                layer=True, scratch=d.home / "layer",
+                app_dir=d.spec.slug,
+                command=dyno_command(d.spec.command),
+                uid=d.spec.uid,
+                layer=True,
+                scratch=d.home / "layer",
             )
             try:
                 writer = d.out.open_for_writer()
@@ -939,7 +984,8 @@ class Supervisor:
             await asyncio.wait_for(asyncio.shield(d.task), self.stop_grace)
         except TimeoutError:
             self._log(
-                d.app, d.name,
+                d.app,
+                d.name,
                 f"Error R12 (Exit timeout): processes still running {self.stop_grace:g} s "
                 "after SIGTERM; stopping them with SIGKILL",
             )
@@ -1009,10 +1055,17 @@ class Supervisor:
 
     def _write_meta(self, d: _Dyno) -> None:
         meta = {
-            "app": d.app, "name": d.name, "process_type": d.spec.process_type,
-            "release": d.spec.release, "pid": d.pid, "start_ticks": d.start_ticks,
-            "port": d.port, "started_at": d.started_at, "restarts": d.restarts,
-            "command": d.spec.command, "slug": str(d.spec.slug),
+            "app": d.app,
+            "name": d.name,
+            "process_type": d.spec.process_type,
+            "release": d.spec.release,
+            "pid": d.pid,
+            "start_ticks": d.start_ticks,
+            "port": d.port,
+            "started_at": d.started_at,
+            "restarts": d.restarts,
+            "command": d.spec.command,
+            "slug": str(d.spec.slug),
         }
         tmp = d.home / (META + ".tmp")
         tmp.write_text(json.dumps(meta))
@@ -1054,8 +1107,13 @@ class Supervisor:
         if self.on_event is None:
             return
         event = DynoEvent(
-            app=d.app, dyno=d.name, process_type=d.spec.process_type, release=d.spec.release,
-            kind=kind, detail=detail, at=time.time(),
+            app=d.app,
+            dyno=d.name,
+            process_type=d.spec.process_type,
+            release=d.spec.release,
+            kind=kind,
+            detail=detail,
+            at=time.time(),
         )
         try:
             self.on_event(event)
@@ -1084,3 +1142,27 @@ class Supervisor:
             self.on_change(app)
         except Exception as exc:  # a listener's bug must not stop the dyno's supervision
             self._log(app, "minipaas", f"on_change listener failed: {exc!r}")
+
+
+def stop_orphans(run_dir: Path, grace: float = 10.0) -> list[str]:
+    """Stop every dyno recorded under `run_dir` that is still running, with no supervisor.
+
+    For `minipaas down` when the server itself is gone (killed, crashed): dynos outlive it by
+    design, so something must be able to stop them. Only pids whose start time matches their
+    dyno.json are touched, never a recycled pid. Returns "app/dyno" names stopped.
+    """
+    victims: list[tuple[str, int, int]] = []
+    if run_dir.is_dir():
+        for meta_file in sorted(run_dir.glob(f"*/*/{META}")):
+            record = _record_from_meta(_read_meta(meta_file.parent) or {})
+            if record is not None and is_running(record.pid, record.start_ticks):
+                victims.append((f"{record.app}/{record.name}", record.pid, record.start_ticks))
+    for _, pid, _ in victims:
+        kill_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(is_running(p, t) for _, p, t in victims):
+        time.sleep(0.05)
+    for _, pid, ticks in victims:
+        if is_running(pid, ticks):
+            kill_group(pid, signal.SIGKILL)
+    return [name for name, _, _ in victims]
