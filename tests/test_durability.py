@@ -1,0 +1,157 @@
+"""Surviving restarts and crashes (issue 3): real server, real dynos, real Caddy, under load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, ssh_push
+from tests.support.load import Load
+from tests.support.ports import wait_for
+from tests.support.sshd import SSHServer
+
+
+def dynos(paas: Paas, app: str) -> list[dict[str, object]]:
+    return json.loads(paas.cli("ps", "-a", app, "--json").stdout)["dynos"]  # type: ignore[no-any-return]
+
+
+def test_kill9_under_load_then_readopt(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "durable")
+    deployed(ssh_push(sshd, git_repo(SAMPLES / "worker-web", tmp_path / "durable"), "durable"))
+    paas.cli("ps:scale", "web=2", "worker=1", "-a", "durable")
+    wait_for(lambda: sum(d["state"] == "up" for d in dynos(paas, "durable")) == 3, timeout=30)
+    before = {d["name"]: d["pid"] for d in dynos(paas, "durable")}
+
+    with Load(paas.http_port, "durable.localhost", workers=3) as load:
+        wait_for(lambda: load.result.ok > 30, timeout=30)
+        paas.kill9()
+        served_while_down = load.total()
+        wait_for(lambda: load.total() > served_while_down + 200, timeout=30)
+        # heartbeats written while nobody watched
+        log_file_lines_down = load.total()
+        paas.restart()
+        wait_for(lambda: load.total() > log_file_lines_down + 100, timeout=30)
+    assert load.result.failed == 0, dict(load.result.failures)
+
+    after = {d["name"]: d["pid"] for d in dynos(paas, "durable")}
+    assert after == before  # re-adopted, not restarted
+    events = paas.cli("logs", "-a", "durable", "--source", "minipaas", "-n", "200").stdout
+    assert "Re-adopted running dynos" in events
+
+    # heartbeat numbers are consecutive across the outage: nothing lost, nothing twice
+    def beats() -> list[int]:
+        out = paas.cli("logs", "-a", "durable", "--dyno", "worker.1", "-n", "100000").stdout
+        return [
+            int(ln.rsplit("heartbeat ", 1)[1].split()[0])
+            for ln in out.splitlines()
+            if "heartbeat" in ln
+        ]
+
+    numbers = wait_for(lambda: (b := beats()) and len(b) >= 5 and b, timeout=20)
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+
+
+def test_sigterm_restart_keeps_dynos(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "calm")
+    deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / "calm"), "calm"))
+    paas.wait_body("calm.localhost", "hello from python-stdlib")
+    before = {d["name"]: d["pid"] for d in dynos(paas, "calm")}
+    assert paas.proc is not None
+    paas.proc.terminate()
+    paas.proc.wait(timeout=60)
+    assert paas.curl("calm.localhost")[1].startswith("hello from python-stdlib")  # still served
+    paas.restart()
+    assert {d["name"]: d["pid"] for d in dynos(paas, "calm")} == before
+
+
+def test_crashy_restarts_backs_off_and_crashes(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "crashy")
+    deployed(ssh_push(sshd, git_repo(SAMPLES / "crashy", tmp_path / "crashy"), "crashy"))
+    paas.wait_body("crashy.localhost", "hello from crashy")
+    first = dynos(paas, "crashy")[0]["pid"]
+    paas.curl("crashy.localhost", "/crash")
+    wait_for(
+        lambda: (d := dynos(paas, "crashy")[0])["state"] == "up" and d["pid"] != first, timeout=30
+    )
+    assert dynos(paas, "crashy")[0]["restarts"] >= 1
+    paas.wait_body("crashy.localhost", "hello from crashy")
+
+    # A process type that crashes at start: backoff, then `crashed` with the reason, and no
+    # process left burning CPU. (A web release that cannot start is refused before the switch,
+    # so the crash loop is shown on a worker.)
+    repo = tmp_path / "crashy"
+    (repo / "Procfile").write_text("web: python app.py\nworker: CRASH_AT_START=1 python app.py\n")
+    commit(repo, "a worker that crashes at start")
+    deployed(ssh_push(sshd, repo, "crashy"))
+    paas.cli("ps:scale", "worker=1", "-a", "crashy")
+
+    def worker() -> dict[str, object]:
+        return next(d for d in dynos(paas, "crashy") if d["type"] == "worker")
+
+    states = set()
+
+    def crashed() -> bool:
+        state = worker()["state"]
+        states.add(state)
+        return state == "crashed"
+
+    wait_for(crashed, timeout=120, interval=0.3)
+    assert "down" in states  # it waited with backoff between attempts
+    assert worker()["pid"] is None and worker()["restarts"] >= 3
+    assert "crashed" in paas.cli("ps", "-a", "crashy").stdout
+    logs = paas.cli("logs", "-a", "crashy", "--dyno", "worker.1", "-n", "300").stdout
+    assert "crashing at start" in logs
+    paas.wait_body("crashy.localhost", "hello from crashy")  # web unaffected
+
+
+def test_fresh_release_that_crash_loops_is_rolled_back(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "autorb")
+    repo = git_repo(SAMPLES / "crashy", tmp_path / "autorb")
+    deployed(ssh_push(sshd, repo, "autorb"))  # v1
+    paas.wait_body("autorb.localhost", "hello from crashy")
+    # v2 starts fine (passes the port check) and then dies on every start after a moment
+    (repo / "app.py").write_text(
+        "import os, threading\n"
+        "threading.Timer(1.5, lambda: os._exit(4)).start()\n"
+        + (SAMPLES / "crashy" / "app.py").read_text()
+    )
+    commit(repo, "dies after 1.5 s")
+    deployed(ssh_push(sshd, repo, "autorb"))  # v2 goes live, then crash-loops
+
+    def rolled_back() -> bool:
+        releases = json.loads(paas.cli("releases", "-a", "autorb", "--json").stdout)
+        return releases[0]["description"] == "Rollback to v1" and releases[0]["current"]
+
+    wait_for(rolled_back, timeout=180, interval=1.0)
+    logs = paas.cli("logs", "-a", "autorb", "--source", "minipaas", "-n", "200").stdout
+    assert "rolling back automatically" in logs
+    paas.wait_body("autorb.localhost", "hello from crashy")
+
+
+def test_unhealthy_deploy_rejected_under_load(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "healthy")
+    repo = git_repo(SAMPLES / "python-flask", tmp_path / "healthy")
+    deployed(ssh_push(sshd, repo, "healthy"))
+    paas.wait_body("healthy.localhost", "hello from python-flask")
+    paas.cli("checks:set", "path=/health", "expect=ok", "timeout=8", "-a", "healthy")
+    (repo / "app.py").write_text(
+        (repo / "app.py").read_text().replace('return "ok"', 'return "no", 500')
+    )
+    commit(repo, "unhealthy")
+    with Load(paas.http_port, "healthy.localhost", workers=3) as load:
+        wait_for(lambda: load.result.ok > 20, timeout=30)
+        result = ssh_push(sshd, repo, "healthy")
+        target = load.total() + 50
+        wait_for(lambda: load.total() > target, timeout=30)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "health check GET /health" in out and "500" in out
+    assert load.result.failed == 0, dict(load.result.failures)
+    assert set(load.result.bodies) == {"hello from python-flask"}
