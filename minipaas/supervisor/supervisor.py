@@ -204,7 +204,9 @@ class Supervisor:
         self._dynos: dict[str, list[_Dyno]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._ports: set[int] = set()
-        self._port_cursor = 0
+        # A random start keeps two servers on one host (tests, benchmarks) from racing for the
+        # same ports while a dyno boots (the probe cannot reserve a port for it).
+        self._port_cursor = secrets.randbelow(port_range[1] - port_range[0] + 1)
         self._one_offs: dict[str, set[int]] = {}  # "app/type" -> numbers of running one-offs
         self._one_off_groups: set[int] = set()
         self._records: dict[str, tuple[DynoRecord, ...]] = {}

@@ -3,6 +3,12 @@
 Threads loop on `http.client` connections (plain HTTP to the router's port with a Host header,
 so every request goes through Caddy exactly as an app's visitors' do) until stopped or a
 request/time budget runs out. Every non-2xx answer and every connection error is a failure.
+
+One exception, the one every HTTP client makes (browsers, curl, Go, urllib3): when a request
+sent on a *reused* keep-alive connection gets no response byte because the server had just
+closed that idle connection, it is retried once on a fresh connection (RFC 9112 §9.3.1). Caddy
+closes idle client connections on every config change, so this happens at each switch. Those
+retries are counted in `stale_retries`; a failure on a fresh connection is a failure.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import dataclass, field
 @dataclass
 class LoadResult:
     ok: int = 0
+    stale_retries: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     bodies: Counter[str] = field(default_factory=Counter)
 
@@ -68,14 +75,29 @@ class Load:
 
     def _work(self, deadline: float) -> None:
         conn: http.client.HTTPConnection | None = None
+        reused = False
         while not self._stop.is_set() and time.monotonic() < deadline:
             if self.total() >= self.max_requests:
                 break
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-                conn.request("GET", self.path, headers={"Host": self.host})
-                response = conn.getresponse()
+                    reused = False
+                try:
+                    conn.request("GET", self.path, headers={"Host": self.host})
+                    response = conn.getresponse()
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    if not reused:
+                        raise
+                    # The idle connection was closed under us: retry once, fresh.
+                    with self._lock:
+                        self.result.stale_retries += 1
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                    reused = False
+                    conn.request("GET", self.path, headers={"Host": self.host})
+                    response = conn.getresponse()
+                reused = True
                 body = response.read().decode(errors="replace")
                 if 200 <= response.status < 300:
                     self._record(True, body.strip()[:80])
