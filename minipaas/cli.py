@@ -549,6 +549,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         authorized_keys=Path(args.authorized_keys) if args.authorized_keys else None,
         stop_grace=args.stop_grace,
         minipaas_bin=exe,
+        ssh_user=args.ssh_user,
     )
     return run_server(settings)
 
@@ -557,6 +558,8 @@ def shutil_which_self() -> str:
     """The absolute path of this `minipaas` executable, for forced commands."""
     import shutil
 
+    if getattr(sys, "frozen", False):
+        return os.path.realpath(sys.executable)
     argv0 = sys.argv[0]
     if os.path.sep in argv0 and os.path.exists(argv0):
         return os.path.abspath(argv0)
@@ -650,6 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-port", type=int, default=0, help="loopback port of the API (0: any)")
     p.add_argument("--email", help="ACME account e-mail for public domains")
     p.add_argument("--authorized-keys", help="authorized_keys file that keys:add maintains")
+    p.add_argument("--ssh-user", help="the SSH user whose group may use the API socket and repos")
     p.add_argument(
         "--stop-grace", type=float, default=30.0, help="seconds between SIGTERM and SIGKILL"
     )
@@ -750,8 +754,8 @@ def client_words(parser: argparse.ArgumentParser) -> set[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from minipaas.client import ApiError
-
+    # Nothing heavy is imported before a command needs it: `--version` and the SSH entry point
+    # must start fast (the error classes are looked up only if they were ever imported).
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -762,10 +766,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except ApiError as exc:
-        print(f" !    {exc}", file=sys.stderr)
-        return 1
-    except _user_errors() as exc:
+    except _user_facing() as exc:
         print(f" !    {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
@@ -776,10 +777,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _user_errors() -> type[Exception]:
-    from minipaas.errors import UserError
-
-    return UserError
+def _user_facing() -> tuple[type[Exception], ...]:
+    """The exception classes whose message is meant for the user (those already imported)."""
+    found: list[type[Exception]] = []
+    for module, name in (("minipaas.client", "ApiError"), ("minipaas.errors", "UserError")):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
 
 
 def run_words(words: Sequence[str]) -> int:

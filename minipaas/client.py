@@ -91,6 +91,11 @@ class Client:
         return ApiError(str(message), response.status_code)
 
     def _unreachable(self, exc: Exception) -> ApiError:
+        if "Permission denied" in str(exc) or isinstance(exc.__cause__, PermissionError):
+            return ApiError(
+                f"Permission denied on {self.where}: only root and the SSH user's group may "
+                "use the minipaas API socket."
+            )
         return ApiError(
             f"Cannot reach the minipaas server at {self.where} ({exc.__class__.__name__}); "
             "is `minipaas server` running?"
@@ -205,6 +210,11 @@ class AsyncClient:
         await self._http.aclose()
 
     def _unreachable(self, exc: Exception) -> ApiError:
+        if "Permission denied" in str(exc) or isinstance(exc.__cause__, PermissionError):
+            return ApiError(
+                f"Permission denied on {self.where}: only root and the SSH user's group may "
+                "use the minipaas API socket."
+            )
         return ApiError(
             f"Cannot reach the minipaas server at {self.where} ({exc.__class__.__name__}); "
             "is `minipaas server` running?"

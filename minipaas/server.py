@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import grp
 import os
 import queue
 import secrets
@@ -51,7 +52,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _unix_socket(path: Path) -> socket.socket:
+def _unix_socket(path: Path, gid: int | None = None) -> socket.socket:
     """A listening unix socket, owner-only from the start (uvicorn's own would be 0666)."""
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -60,7 +61,11 @@ def _unix_socket(path: Path) -> socket.socket:
         sock.bind(str(path))
     finally:
         os.umask(old)
-    os.chmod(path, 0o600)
+    if gid is None:
+        os.chmod(path, 0o600)
+    else:  # the SSH user's forced commands (see Settings.ssh_user)
+        os.chown(path, 0, gid)
+        os.chmod(path, 0o660)
     sock.listen(128)
     sock.setblocking(False)
     return sock
@@ -154,6 +159,7 @@ class MinipaasServer:
         )
         self._stop = asyncio.Event()
         self._stop_everything = False
+        self._gid: int | None = None
         self._route_sync: asyncio.Task[None] | None = None
         self._route_dirty = False
 
@@ -206,8 +212,19 @@ class MinipaasServer:
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         self.paths.ensure()
+        gid = None
+        if self.settings.ssh_user:
+            # The SSH user's forced commands write pushed objects into the repos and talk to
+            # the API socket: its group gets both (its members hold authorized keys, which
+            # grant the whole CLI anyway). Dynos run as app uids outside that group.
+            gid = grp.getgrnam(self.settings.ssh_user).gr_gid
+            os.chown(self.paths.repos, 0, gid)
+            os.chmod(self.paths.repos, 0o2775)  # noqa: S103 - group-writable on purpose, setgid
+        self._gid = gid
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        # SIGTERM/SIGINT/SIGUSR1 stop the server only: dynos keep running and Caddy keeps
+        # serving (restarts, upgrades); `minipaas down` stops everything.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
             loop.add_signal_handler(sig, self._stop.set)
         await self.store.open()
         try:
@@ -253,7 +270,7 @@ class MinipaasServer:
         api = create_app(ctx)
         tcp = _tcp_socket(self.settings.api_port)
         self._api_port = tcp.getsockname()[1]
-        uds = _unix_socket(self.paths.socket)
+        uds = _unix_socket(self.paths.socket, self._gid)
         common: dict[str, Any] = {
             "log_level": "warning",
             "access_log": False,

@@ -43,6 +43,8 @@ class Settings:
     keep_slugs: int = 5
     #: The minipaas command written into authorized_keys forced commands.
     minipaas_bin: str = field(default="minipaas")
+    #: The unix user SSH forced commands run as: its group may use the API socket and the repos.
+    ssh_user: str | None = None
 
     @property
     def paths(self) -> Paths:

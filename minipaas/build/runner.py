@@ -17,6 +17,7 @@ import errno
 import os
 import shutil
 import stat
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -78,7 +79,11 @@ class _Pack:
 
 
 def find_uv() -> Path | None:
-    """The host's uv binary: the `uv` package's, else one on PATH."""
+    """The host's uv binary: next to a frozen minipaas binary, the `uv` package's, else PATH."""
+    if getattr(sys, "frozen", False):
+        beside = Path(sys.executable).resolve().parent / "uv"
+        if beside.is_file():
+            return beside
     try:
         import uv
 

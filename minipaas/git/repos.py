@@ -74,9 +74,10 @@ class Repos:
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             path.mkdir()
+            path.chmod(0o2775)  # the SSH user's group creates the push lock here
         except FileExistsError:
             raise Conflict(f"A repository for app {app!r} already exists.") from None
-        with Repo.init_bare(str(path)) as repo:
+        with Repo.init_bare(str(path), shared_repository="group") as repo:
             repo.refs.set_symbolic_ref(Ref(b"HEAD"), DEPLOY_REFS[0])
         return path
 
@@ -103,7 +104,9 @@ class Repos:
         Two pushes to one app must not build and deploy at the same time, and the second one
         must see the ref the first one wrote. `on_wait` is called once if we have to wait.
         """
-        fd = os.open(self.require(app) / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(self.require(app) / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, 0o660)  # past the umask: root and the SSH user's group share it
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
