@@ -35,6 +35,7 @@ from minipaas.git.http import make_git_app
 from minipaas.logs import LogStore
 from minipaas.metrics import HostMap, Metrics
 from minipaas.router import Router
+from minipaas.router.accesslog import router_line
 from minipaas.scheduler import CronScheduler
 from minipaas.settings import Settings
 from minipaas.store import Store
@@ -143,6 +144,7 @@ class MinipaasServer:
             access_log=self.router.access_log,
             host_to_app=self.hosts,
             data_dir=self.paths.root,
+            on_access_lines=self._router_log,
         )
         self.tokens = Tokens()
         self._api_port = 0
@@ -190,6 +192,14 @@ class MinipaasServer:
         await asyncio.to_thread(
             sshkeys.write_authorized_keys, self.settings.authorized_keys_file, text
         )
+
+    def _router_log(self, lines: list[bytes]) -> None:
+        """Caddy's access log as each app's `router` log source."""
+        for raw in lines:
+            line = router_line(raw)
+            app = self.hosts(line.host) if line is not None else None
+            if line is not None and app is not None:
+                self.logs.append(app, "router", "router", line.text, ts=line.ts)
 
     def _dynos_changed(self, app: str) -> None:
         """Supervisor callback: coalesce bursts of dyno changes into one route sync."""

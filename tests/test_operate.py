@@ -201,6 +201,11 @@ def test_metrics_after_load(env: tuple[Paas, SSHServer], tmp_path: Path) -> None
 
     data = wait_for(measured, timeout=30, interval=1.0)
     assert data is not None
+    # the same traffic as the `router` log source, Heroku style
+    router = paas.cli("logs", "-a", "metered", "--source", "router", "-n", "5").stdout
+    lines = router.splitlines()
+    assert len(lines) == 5 and all(" router[router]: at=info method=GET" in ln for ln in lines)
+    assert 'path="/" host=metered.localhost' in lines[0] and "status=200" in lines[0]
     table = paas.cli("metrics", "-a", "metered").stdout
     assert "web.1" in table
     apps = json.loads(paas.cli("apps", "--json").stdout)

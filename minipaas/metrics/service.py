@@ -121,8 +121,11 @@ class Metrics:
         host_to_app: Callable[[str], str | None],
         data_dir: Path,
         clock: Callable[[], float] = time.time,
+        on_access_lines: Callable[[list[bytes]], None] | None = None,
     ) -> None:
         self.store = store
+        #: Gets each round's raw access-log lines (the router log source is built from them).
+        self._on_access_lines = on_access_lines
         self.interval = interval
         self._dynos = dynos
         self._host_to_app = host_to_app
@@ -159,7 +162,9 @@ class Metrics:
         """One round: read everything in a thread, remember it, store it; roll up and prune
         when a minute has passed."""
         refs = list(self._dynos())
-        by_host, sampled = await asyncio.to_thread(self._collect, refs)
+        by_host, sampled, lines = await asyncio.to_thread(self._collect, refs)
+        if self._on_access_lines is not None and lines:
+            self._on_access_lines(lines)
         now = self._clock()
         apps = {ref[0] for ref in refs}
         sampled.t = now
@@ -190,7 +195,9 @@ class Metrics:
             self._rolled_up_to = minute
         return sampled
 
-    def _collect(self, refs: list[DynoRef]) -> tuple[dict[str, HostStats], Round]:
+    def _collect(
+        self, refs: list[DynoRef]
+    ) -> tuple[dict[str, HostStats], Round, list[bytes]]:
         """The blocking part of a round (runs in a worker thread)."""
         cpu0 = time.thread_time()
         dynos = self._dyno_sampler.sample(refs)
@@ -200,7 +207,8 @@ class Metrics:
         by_host = parse_lines(lines)
         host = self._host_sampler.sample()
         cost = time.thread_time() - cpu0
-        return by_host, Round(t=0.0, seconds=seconds, dynos=dynos, host=host, cost=cost)
+        rnd = Round(t=0.0, seconds=seconds, dynos=dynos, host=host, cost=cost)
+        return by_host, rnd, lines
 
     # -- answers -----------------------------------------------------------------------------
 
