@@ -198,7 +198,11 @@ def start_paas(
         exe=exe or BIN / "minipaas",
         path=path,
     )
-    paas.start()
+    try:
+        paas.start()
+    except BaseException:
+        paas.stop()  # a server that never became ready is still ours to stop
+        raise
     return paas
 
 

@@ -12,7 +12,7 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
 echo "-----> ruff"
-.venv/bin/ruff check minipaas tui tests
+.venv/bin/ruff check minipaas tui tests bench
 echo "-----> mypy --strict"
 .venv/bin/mypy
 echo "-----> pytest"

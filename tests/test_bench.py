@@ -1,0 +1,48 @@
+"""Smoke test of the benchmark harness (`python -m bench`): two cheap scenarios in --quick mode
+against the harness's own real server, and the shape of the JSON it writes. No timing asserts:
+goals are reported by the harness, never checked here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_run_writes_table_and_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "version", "redeploy",
+         "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| scenario" in result.stdout and "Machine:" in result.stdout
+
+    doc = json.loads(out.read_text())
+    assert doc["quick"] is True and doc["errors"] == {}
+    assert set(doc["scenario_seconds"]) == {"version", "redeploy"}
+    machine = doc["machine"]
+    assert machine["nproc"] >= 1 and machine["cpu"] and machine["memory_gb"] > 0
+    rows = doc["results"]
+    assert {r["scenario"] for r in rows} == {"version", "redeploy"}
+    for row in rows:
+        assert set(row) == {
+            "scenario", "name", "value", "unit", "goal", "passed", "display", "details"
+        }
+        assert row["name"] in result.stdout and row["goal"]
+        assert row["passed"] in (True, False, None)
+        if row["passed"] is not None:
+            assert isinstance(row["value"], float) and row["value"] > 0
+    redeploy = next(r for r in rows if r["scenario"] == "redeploy")
+    assert redeploy["unit"] == "s" and len(redeploy["details"]["runs_s"]) >= 1
+    venv = next(r for r in rows if "venv entry point" in r["name"])
+    assert venv["details"]["output"].startswith("minipaas ")
