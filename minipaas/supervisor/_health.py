@@ -39,6 +39,12 @@ class Probe:
         ):
             return f"listen on port {self.port} itself", "another process holds that port"
         check = self.check
+        if check is None or check.path is None:
+            # No health check path: the app must at least answer HTTP (any status). A TCP
+            # accept alone is not enough: gunicorn's socket accepts before its workers run.
+            failure = await self._answers()
+            if failure is not None:
+                return f"answer HTTP on port {self.port}", failure
         if check is None:
             return None
         if check.path is not None:
@@ -49,16 +55,29 @@ class Probe:
             return f"stay up {check.min_uptime:g} s", ""
         return None
 
-    async def _get(self, path: str) -> str | None:
-        """None if GET `path` answers 2xx (with `expect` in the body), else the answer."""
-        assert self.check is not None
+    async def _answers(self) -> str | None:
+        """None if GET / gets any HTTP answer, else what went wrong."""
+        try:
+            await self._client_().get(
+                f"http://127.0.0.1:{self.port}/", headers={"User-Agent": "minipaas-health"}
+            )
+        except httpx.HTTPError as exc:
+            return f"no HTTP answer ({type(exc).__name__})"
+        return None
+
+    def _client_(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = httpx.AsyncClient(
                 trust_env=False, timeout=httpx.Timeout(5.0), follow_redirects=False
             )
+        return self._client
+
+    async def _get(self, path: str) -> str | None:
+        """None if GET `path` answers 2xx (with `expect` in the body), else the answer."""
+        assert self.check is not None
         url = f"http://127.0.0.1:{self.port}{path}"
         try:
-            response = await self._client.get(url, headers={"User-Agent": "minipaas-health"})
+            response = await self._client_().get(url, headers={"User-Agent": "minipaas-health"})
         except httpx.HTTPError as exc:
             return f"an error ({type(exc).__name__})"
         if not 200 <= response.status_code < 300:
