@@ -401,6 +401,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not words:
         raise UsageError("No command given; use `minipaas run -a APP -- COMMAND`.")
     command = shlex.join(words) if len(words) > 1 else words[0]
+    local = not os.environ.get("MINIPAAS_URL") or getattr(args, "data_dir", None)
+    if local and sys.stdin.isatty():
+        # Interactive: the dyno gets this very terminal (works through `ssh -t` too).
+        from minipaas.api.attach import run_attached_client
+        from minipaas.client import default_data_dir
+
+        data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+        who = os.environ.get("MINIPAAS_WHO", "admin")
+        return run_attached_client(data_dir / "minipaas-run.sock", app, command, who)
     code = 1
     with _client(args) as c:
         for item in c.stream("POST", f"/api/apps/{app}/run", json_body={"command": command}):

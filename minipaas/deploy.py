@@ -479,6 +479,14 @@ class Deployer:
             uid=self.uid(app),
         )
 
+    async def run_attached(
+        self, app_name: str, command: str, who: str, stdio: tuple[int, int, int]
+    ) -> int:
+        """`minipaas run` with the caller's terminal (file descriptors passed to the server)."""
+        spec = await self.one_off_spec(app_name, command)
+        self.logs.append(app_name, "minipaas", "minipaas", f"{who} ran `{command}`")
+        return await self.supervisor.run_attached(spec, *stdio, timeout=24 * 3600)
+
     async def set_stopped(self, app_name: str, process_type: str, stopped: bool) -> None:
         """`ps:stop TYPE` / `ps:start TYPE`: remembered, the desired count is kept."""
         async with self.lock(app_name):

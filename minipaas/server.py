@@ -26,6 +26,7 @@ import uvicorn
 from minipaas import sshkeys
 from minipaas.api import create_app
 from minipaas.api.app import ApiContext
+from minipaas.api.attach import AttachServer
 from minipaas.api.auth import LocalMarker, Tokens
 from minipaas.build import Builder
 from minipaas.deploy import Deployer
@@ -295,6 +296,11 @@ class MinipaasServer:
             loop.create_task(servers[0].serve(sockets=[tcp])),
             loop.create_task(servers[1].serve(sockets=[uds])),
         ]
+        attach = AttachServer(
+            self.paths.root / "minipaas-run.sock", self.deployer.run_attached, self._gid
+        )
+        attach.listen()
+        attach_task = loop.create_task(attach.serve())
         scheduler = CronScheduler(jobs=self.deployer.cron_jobs, run=self.deployer.run_cron)
         cron_task = loop.create_task(scheduler.run_forever())
         metrics_task = loop.create_task(self.metrics.run())
@@ -316,6 +322,8 @@ class MinipaasServer:
         finally:
             cron_task.cancel()
             metrics_task.cancel()
+            attach_task.cancel()
+            await attach.close()
             await asyncio.gather(cron_task, metrics_task, return_exceptions=True)
             await scheduler.stop()
             for server in servers:

@@ -52,6 +52,7 @@ def serve_ssh(data_dir: Path | None, fingerprint: str, original_command: str) ->
         return _serve_git(data_dir, original_command, who)
     from minipaas.cli import run_words
 
+    os.environ["MINIPAAS_WHO"] = who
     return run_words(words)
 
 

@@ -213,3 +213,21 @@ def test_metrics_after_load(env: tuple[Paas, SSHServer], tmp_path: Path) -> None
     for bad in ("0", "999999"):
         result = paas.cli("metrics", "-a", "metered", "--since", bad, check=False)
         assert result.returncode == 1, result
+
+
+def test_interactive_run_over_ssh_with_a_tty(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "tty")
+    deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / "tty"), "tty"))
+    script = "test -t 0 && echo on-a-tty; read line; echo got:$line; exit 5"
+    result = subprocess.run(
+        [*sshd.ssh_argv(tty=True), "run", "-a", "tty", "--", "sh", "-c", f"'{script}'"],
+        input="hello\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 5, (result.stdout, result.stderr)
+    assert "on-a-tty" in result.stdout and "got:hello" in result.stdout, result.stdout
+    logs = paas.cli("logs", "-a", "tty", "--source", "minipaas", "-n", "50").stdout
+    assert "tester (ssh) ran" in logs

@@ -1,0 +1,136 @@
+"""Attached one-off dynos: `minipaas run` with the caller's own terminal.
+
+The client (the CLI, often as the SSH forced command of `ssh -t minipaas@host run …`) connects
+to `<data-dir>/minipaas-run.sock` and sends one JSON line (app, command, who) together with its
+stdin, stdout and stderr file descriptors (SCM_RIGHTS). The server starts the one-off dyno with
+those descriptors as its stdio, so the user's terminal is the dyno's terminal: no bytes are
+proxied. The answer is one JSON line, `{"exit": N}` or `{"error": sentence}`. The socket has the
+same owner and mode as the API socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from minipaas import names
+from minipaas.errors import UserError
+
+#: (app, command) -> exit status, running the one-off with the given fds as its stdio.
+RunAttached = Callable[[str, str, str, tuple[int, int, int]], Awaitable[int]]
+MAX_HEADER = 64 * 1024
+
+
+def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    data, fds, _flags, _addr = socket.recv_fds(conn, MAX_HEADER, 3)
+    try:
+        header = json.loads(data.split(b"\n", 1)[0])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        header = None
+    if not isinstance(header, dict):
+        for fd in fds:
+            os.close(fd)
+        raise UserError("The run request is not a JSON object.")
+    return header, fds
+
+
+class AttachServer:
+    """Accepts attached-run requests on a unix socket."""
+
+    def __init__(self, path: Path, run: RunAttached, gid: int | None = None) -> None:
+        self.path = path
+        self.run = run
+        self.gid = gid
+        self._sock: socket.socket | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def listen(self) -> None:
+        self.path.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(self.path))
+        finally:
+            os.umask(old)
+        if self.gid is not None:
+            os.chown(self.path, 0, self.gid)
+            os.chmod(self.path, 0o660)
+        sock.listen(16)
+        sock.setblocking(False)
+        self._sock = sock
+
+    async def serve(self) -> None:
+        assert self._sock is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, _ = await loop.sock_accept(self._sock)
+            task = loop.create_task(self._handle(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, conn: socket.socket) -> None:
+        fds: list[int] = []
+        try:
+            conn.setblocking(True)
+            conn.settimeout(10)
+            try:
+                header, fds = await asyncio.to_thread(_receive, conn)
+                if len(fds) != 3:
+                    raise UserError("Send stdin, stdout and stderr with the run request.")
+                app = names.app_name(str(header.get("app", "")))
+                command = header.get("command")
+                if not isinstance(command, str) or not command.strip():
+                    raise UserError("No command given; use `minipaas run -a APP -- COMMAND`.")
+                who = str(header.get("who") or "admin")[:100]
+                code = await self.run(app, command, who, (fds[0], fds[1], fds[2]))
+                answer: dict[str, Any] = {"exit": code}
+            except UserError as exc:
+                answer = {"error": str(exc), "exit": 1}
+            except OSError as exc:
+                answer = {"error": f"The run request failed: {exc}.", "exit": 1}
+            for fd in fds:
+                os.close(fd)
+            fds = []
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(conn.sendall, (json.dumps(answer) + "\n").encode())
+        finally:
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._sock is not None:
+            self._sock.close()
+        self.path.unlink(missing_ok=True)
+
+
+def run_attached_client(socket_path: Path, app: str, command: str, who: str = "admin") -> int:
+    """Client side (sync, used by the CLI): run `command` with this process's stdio."""
+    header = json.dumps({"app": app, "command": command, "who": who}).encode() + b"\n"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(socket_path))
+        socket.send_fds(sock, [header], [0, 1, 2])
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    try:
+        answer = json.loads(data or b"{}")
+    except json.JSONDecodeError:
+        answer = {}
+    if "error" in answer:
+        raise UserError(str(answer["error"]))
+    if "exit" not in answer:
+        raise UserError("The server ended the run without an exit status.")
+    return int(answer["exit"])
