@@ -435,6 +435,14 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tui(args: argparse.Namespace) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("The terminal UI needs a terminal; over SSH use `ssh -t`.")
+    from tui.app import run_tui
+
+    return run_tui(_client(args))
+
+
 def cmd_domains(args: argparse.Namespace) -> int:
     app = _app(args)
     with _client(args) as c:
@@ -746,6 +754,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--ssh", action="store_true")
     group.add_argument("--https", action="store_true")
     add("auth:token", cmd_auth_token, "print the admin API token")
+    add("tui", cmd_tui, "the terminal UI: apps, dynos, logs, metrics, scaling")
     return parser
 
 

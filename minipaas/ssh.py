@@ -26,6 +26,7 @@ minipaas over SSH. Try:
   ssh minipaas@HOST apps              list apps
   ssh minipaas@HOST ps -a APP         list an app's dynos
   ssh minipaas@HOST logs -a APP -t    follow an app's logs
+  ssh -t minipaas@HOST                the terminal UI
 """
 
 
@@ -46,6 +47,10 @@ def serve_ssh(data_dir: Path | None, fingerprint: str, original_command: str) ->
         print(f" !    Cannot parse the command {original_command!r}.", file=sys.stderr)
         return 1
     if not words:
+        if sys.stdin.isatty() and sys.stdout.isatty():  # `ssh -t minipaas@host`
+            from tui.app import run_tui
+
+            return run_tui(Client(socket=data_dir / "minipaas.sock", timeout=30.0))
         sys.stdout.write(HELP)
         return 0
     if words[0] in GIT_SERVICES:

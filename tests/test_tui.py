@@ -1,0 +1,412 @@
+"""The TUI driven with Pilot against a REAL server: one `minipaas server` for the module, with
+one app pushed over HTTPS (a copy of sample-apps/worker-web plus a non-UTF-8 line writer and a
+2,000 lines/s writer). Every change is checked through the API, not through the UI.
+
+The lost-connection test starts (and stops, and restarts) a server of its own.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from minipaas.client import AsyncClient, Client
+from tests.paas import SAMPLES, Paas, commit, git_repo, push, start_paas
+from tests.support.ports import async_wait_for
+from tui.app import MinipaasApp, create_app
+from tui.format import MASK
+from tui.screens.app_detail import AppScreen
+from tui.screens.apps import AppsScreen
+from tui.screens.logs import LogsScreen
+from tui.screens.metrics import MetricsScreen
+from tui.screens.modals import ConfirmScreen, PromptScreen
+from tui.widgets.logview import LogView
+from tui.widgets.tables import KeyedTable
+
+APP = "tw"
+BAD = "import sys, time\nsys.stdout.buffer.write(b'bad \\xff\\xfe bytes here\\n')\n" \
+      "sys.stdout.flush()\ntime.sleep(3600)\n"  # fmt: skip
+FLOOD = """\
+import sys, time
+RATE, BATCH = 2000, 100
+n, start = 0, time.monotonic()
+out = sys.stdout
+while True:
+    for _ in range(BATCH):
+        n += 1
+        out.write(f"flood {n} t={time.time():.3f}\\n")
+    out.flush()
+    ahead = n / RATE - (time.monotonic() - start)
+    if ahead > 0:
+        time.sleep(ahead)
+"""
+
+
+@pytest.fixture(scope="module")
+def paas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paas]:
+    work = tmp_path_factory.mktemp("tui")
+    server = start_paas(work / "authorized_keys", work / "server.log")
+    try:
+        server.cli("apps:create", APP)
+        repo = git_repo(SAMPLES / "worker-web", work / APP)
+        (repo / "bad.py").write_text(BAD)
+        (repo / "flood.py").write_text(FLOOD)
+        with (repo / "Procfile").open("a") as procfile:
+            procfile.write("bad: python bad.py\nflood: python flood.py\n")
+        commit(repo, "extra process types")
+        token = server.cli("auth:token").stdout.strip()
+        url = f"https://x:{token}@minipaas.localhost:{server.https_port}/git/{APP}.git"
+        result = push(repo, url, env={"GIT_SSL_CAINFO": str(server.ca)})
+        assert result.returncode == 0, result.stdout + result.stderr
+        server.cli("config:set", "GREETING=hi", "-a", APP)  # v2: something to roll back from
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.data_dir.parent, ignore_errors=True)
+
+
+def api(paas: Paas, path: str, method: str = "GET", body: Any = None) -> Any:
+    with Client(socket=paas.data_dir / "minipaas.sock") as client:
+        return client.request(method, path, json_body=body)
+
+
+def tui(paas: Paas) -> MinipaasApp:
+    return create_app(lambda: AsyncClient.from_env(paas.data_dir), refresh_every=0.5)
+
+
+def record_notifications(app: MinipaasApp) -> list[str]:
+    seen: list[str] = []
+    original = app.notify
+
+    def notify(message: str, **kwargs: Any) -> None:
+        seen.append(message)
+        original(message, **kwargs)
+
+    app.notify = notify  # type: ignore[method-assign]
+    return seen
+
+
+async def until(pilot: Pilot[Any], predicate: Callable[[], Any], timeout: float = 20) -> Any:
+    async def check() -> Any:
+        await pilot.pause()
+        return predicate()
+
+    return await async_wait_for(check, timeout=timeout, interval=0.05)
+
+
+def table(app: MinipaasApp, selector: str) -> KeyedTable:
+    return app.screen.query_one(selector, KeyedTable)
+
+
+async def select_row(pilot: Pilot[Any], selector: str, key: str) -> None:
+    found = await until(pilot, lambda: key in table(pilot.app, selector).row_keys())  # type: ignore[arg-type]
+    assert found
+    t = table(pilot.app, selector)  # type: ignore[arg-type]
+    t.focus()
+    t.move_cursor(row=t.row_keys().index(key), animate=False)
+    await pilot.pause()
+
+
+async def open_app(pilot: Pilot[Any], name: str = APP) -> AppScreen:
+    await select_row(pilot, "#apps", name)
+    await pilot.press("enter")
+    screen = await until(
+        pilot, lambda: isinstance(pilot.app.screen, AppScreen) and pilot.app.screen
+    )
+    await until(pilot, lambda: screen.info.get("name") == name)
+    return screen  # type: ignore[no-any-return]
+
+
+def formation(paas: Paas) -> dict[str, int]:
+    return api(paas, f"/api/apps/{APP}")["formation"]  # type: ignore[no-any-return]
+
+
+async def test_apps_list_shows_the_deployed_app(paas: Paas) -> None:
+    app = tui(paas)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert isinstance(app.screen, AppsScreen)
+        await until(pilot, lambda: APP in table(app, "#apps").row_keys())
+
+        def row() -> list[str]:
+            return [str(c) for c in table(app, "#apps").get_row(APP)]
+
+        assert row()[0] == APP and row()[2] == "v2"
+        await until(pilot, lambda: row()[1] == "up" and row()[3] == "1/1")
+
+
+async def test_scale_up_and_down_with_keys(paas: Paas) -> None:
+    app = tui(paas)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_app(pilot)
+        await select_row(pilot, "#formation", "worker")
+        await pilot.press("plus")
+        await async_wait_for(lambda: formation(paas).get("worker") == 1, timeout=15)
+        await until(pilot, lambda: "worker.1" in table(app, "#dynos-table").row_keys())
+        await pilot.press("minus")
+        await async_wait_for(lambda: formation(paas).get("worker") == 0, timeout=15)
+        await until(pilot, lambda: str(table(app, "#formation").get_cell("worker", "scale")) == "0")
+
+
+async def test_scale_to_an_invalid_count_shows_the_api_error(paas: Paas) -> None:
+    app = tui(paas)
+    async with app.run_test(size=(80, 24)) as pilot:
+        seen = record_notifications(app)
+        await open_app(pilot)
+        await select_row(pilot, "#formation", "worker")
+        await pilot.press("minus")  # worker is at 0: -1 goes to the server, which refuses
+        await until(pilot, lambda: any("Invalid count -1" in m for m in seen))
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press("ctrl+a", "ctrl+k", *"lots", "enter")
+        await until(pilot, lambda: any("Invalid count 'lots'" in m for m in seen))
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press("ctrl+a", "ctrl+k", *"101", "enter")
+        await until(pilot, lambda: any("Invalid count 101" in m for m in seen))
+        assert isinstance(app.screen, AppScreen)  # still working
+        assert formation(paas).get("worker") == 0
+
+
+async def test_rollback_asks_first_then_rolls_back(paas: Paas) -> None:
+    before = api(paas, f"/api/apps/{APP}")["release"]
+    app = tui(paas)
+    async with app.run_test(size=(80, 24)) as pilot:
+        seen = record_notifications(app)
+        await open_app(pilot)
+        await pilot.press("2")
+        await select_row(pilot, "#releases-table", "1")
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")  # changed our mind: nothing happens
+        await until(pilot, lambda: isinstance(app.screen, AppScreen))
+        assert api(paas, f"/api/apps/{APP}")["release"] == before
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: any("Rolled back" in m or "route" in m for m in seen))
+        if any("No such API route" in m for m in seen):
+            pytest.skip("this server has no rollback endpoint yet")
+        info = api(paas, f"/api/apps/{APP}")
+        assert info["release"] != before
+        releases = api(paas, f"/api/apps/{APP}/releases")
+        current = next(r for r in releases if r["current"])
+        assert "v1" in current["description"] or current["version"] == 1, current
+        await until(pilot, lambda: str(info["release"]) in table(app, "#releases-table").row_keys())
+
+
+async def test_config_masked_revealed_set_and_unset(paas: Paas) -> None:
+    api(paas, f"/api/apps/{APP}/config", "PATCH", {"GREETING": "hi"})
+    app = tui(paas)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_app(pilot)
+        await pilot.press("3")
+        await select_row(pilot, "#config-table", "GREETING")
+        cell = lambda key: str(table(app, "#config-table").get_cell(key, "value"))  # noqa: E731
+        assert cell("GREETING") == MASK
+        await pilot.press("v")
+        await until(pilot, lambda: cell("GREETING") == "hi")
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press("ctrl+a", "ctrl+k", *"TUI_VAR=from the tui", "enter")
+        await async_wait_for(
+            lambda: api(paas, f"/api/apps/{APP}/config").get("TUI_VAR") == "from the tui"
+        )
+        await select_row(pilot, "#config-table", "TUI_VAR")
+        assert cell("TUI_VAR") == "from the tui"
+        await pilot.press("u")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await async_wait_for(lambda: "TUI_VAR" not in api(paas, f"/api/apps/{APP}/config"))
+        await until(pilot, lambda: "TUI_VAR" not in table(app, "#config-table").row_keys())
+
+
+async def test_maintenance_toggle_and_domains(paas: Paas) -> None:
+    api(paas, f"/api/apps/{APP}/domains", "POST", {"hostname": "tui.example.org"})
+    app = tui(paas)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_app(pilot)
+        await pilot.press("M")
+        await async_wait_for(lambda: api(paas, f"/api/apps/{APP}")["maintenance"] is True)
+        await pilot.press("M")
+        await async_wait_for(lambda: api(paas, f"/api/apps/{APP}")["maintenance"] is False)
+        await pilot.press("4")
+        await until(pilot, lambda: "tui.example.org" in table(app, "#domains-table").row_keys())
+
+
+async def test_logs_dyno_filter_search_and_pause(paas: Paas) -> None:
+    api(paas, f"/api/apps/{APP}/formation", "PATCH", {"worker": 1})
+    app = tui(paas)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await open_app(pilot)
+            await pilot.press("l")
+            screen = await until(pilot, lambda: isinstance(app.screen, LogsScreen) and app.screen)
+            view = screen.query_one(LogView)
+            await until(pilot, lambda: any("heartbeat" in ln for ln in view.lines), timeout=30)
+            assert any("web.1" in ln for ln in view.lines)  # unfiltered: everything
+            await until(pilot, lambda: "worker.1" in screen.dynos)
+            while screen.dyno != "worker.1":
+                await pilot.press("d")
+            await until(pilot, lambda: any("heartbeat" in ln for ln in view.lines), timeout=30)
+            assert view.lines and all("[worker.1]" in ln for ln in view.lines)
+
+            await pilot.press("slash")
+            await pilot.press(*"heartbeat 1")
+            await until(pilot, lambda: view.search == "heartbeat 1")
+            assert all("heartbeat 1" in ln for ln in view.lines)
+            await pilot.press("enter")
+
+            await pilot.press("space")
+            assert view.paused
+            shown = view.line_count
+            received = view.received
+            await until(pilot, lambda: view.received > received + 1, timeout=10)
+            assert view.line_count == shown  # paused: nothing new drawn
+            await pilot.press("space")
+            await until(pilot, lambda: not view.paused and view.unseen == 0)
+
+            await pilot.press("s")  # source cycles to "app"
+            assert screen.source == "app"
+    finally:
+        api(paas, f"/api/apps/{APP}/formation", "PATCH", {"worker": 0})
+
+
+async def test_non_utf8_log_line_is_shown_replaced(paas: Paas) -> None:
+    api(paas, f"/api/apps/{APP}/formation", "PATCH", {"bad": 1})
+    app = tui(paas)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            app.push_screen(LogsScreen(APP, dyno="bad.1"))
+            view = await until(
+                pilot, lambda: isinstance(app.screen, LogsScreen) and app.screen.view
+            )
+            line = await until(
+                pilot, lambda: next((ln for ln in view.lines if "bytes here" in ln), None), 30
+            )
+            assert "bad \ufffd\ufffd bytes here" in line
+            assert isinstance(app.screen, LogsScreen)
+    finally:
+        api(paas, f"/api/apps/{APP}/formation", "PATCH", {"bad": 0})
+
+
+async def test_metrics_screen_shows_the_last_hour(paas: Paas) -> None:
+    for _ in range(5):
+        paas.curl(f"{APP}.localhost")
+    app = tui(paas)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_app(pilot)
+        await pilot.press("m")
+        screen = await until(pilot, lambda: isinstance(app.screen, MetricsScreen) and app.screen)
+        summary = screen.query_one("#metrics-summary")
+
+        def loaded() -> bool:
+            text = str(summary.render())
+            return "one point every" in text or "does not collect metrics" in text
+
+        await until(pilot, loaded)
+
+
+async def test_deleted_app_closes_its_screens(paas: Paas) -> None:
+    paas.cli("apps:create", "doomed")
+    app = tui(paas)
+    async with app.run_test(size=(80, 24)) as pilot:
+        seen = record_notifications(app)
+        await open_app(pilot, "doomed")
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LogsScreen))
+        paas.cli("apps:destroy", "-a", "doomed", "--confirm", "doomed")
+        await until(pilot, lambda: isinstance(app.screen, AppsScreen))
+        await until(pilot, lambda: "doomed" not in table(app, "#apps").row_keys())
+        assert sum("no longer exists" in m for m in seen) == 1
+        await select_row(pilot, "#apps", APP)  # and the UI keeps working
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, AppScreen))
+
+
+async def test_tiny_terminal_40x12(paas: Paas) -> None:
+    app = tui(paas)
+    async with app.run_test(size=(40, 12)) as pilot:
+        await open_app(pilot)
+        assert app.screen.has_class("-short") and app.screen.has_class("-narrow")
+        for key in ("2", "3", "4", "1", "l", "escape", "m", "escape", "question_mark", "escape"):
+            await pilot.press(key)
+            await pilot.pause()
+        assert isinstance(app.screen, AppScreen)
+        await pilot.resize_terminal(120, 40)
+        await until(pilot, lambda: not app.screen.has_class("-short"))
+
+
+async def test_lost_connection_is_reported_and_reconnects(tmp_path: Path) -> None:
+    own = start_paas(tmp_path / "authorized_keys", tmp_path / "server.log")
+    try:
+        app = create_app(lambda: AsyncClient.from_env(own.data_dir), refresh_every=0.3)
+        async with app.run_test(size=(80, 24)) as pilot:
+            seen = record_notifications(app)
+            await until(
+                pilot, lambda: "0 apps" in str(app.screen.query_one("#apps-summary").render())
+            )
+            own.stop()
+            await until(pilot, lambda: any("Cannot reach" in m for m in seen))
+            assert "disconnected" in app.sub_title
+            assert isinstance(app.screen, AppsScreen)
+            await pilot.press("question_mark")  # still responsive
+            await pilot.press("escape")
+            started = time.monotonic()
+            own.start()
+            await until(pilot, lambda: any("Reconnected" in m for m in seen), timeout=30)
+            assert time.monotonic() - started < 30
+            assert sum("Cannot reach" in m for m in seen) == 1  # said once, not every retry
+    finally:
+        own.stop()
+        shutil.rmtree(own.data_dir.parent, ignore_errors=True)
+
+
+async def test_log_flood_2000_lines_per_second(paas: Paas) -> None:
+    """Perf, reported not asserted: a dyno writes 2,000 lines/s; the logs screen follows it.
+
+    Prints the rate the view received, how far behind the newest line was (writer's clock vs
+    ours), and the worst lateness of a 50 ms timer in the UI (a frozen UI shows up there).
+    """
+    api(paas, f"/api/apps/{APP}/formation", "PATCH", {"flood": 1})
+    app = tui(paas)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            lateness: list[float] = []
+            expected = [time.monotonic() + 0.05]
+
+            def tick() -> None:
+                now = time.monotonic()
+                lateness.append(now - expected[0])
+                expected[0] = now + 0.05
+
+            app.set_interval(0.05, tick)
+            app.push_screen(LogsScreen(APP, dyno="flood.1"))
+            view = await until(
+                pilot, lambda: isinstance(app.screen, LogsScreen) and app.screen.view
+            )
+            await until(pilot, lambda: view.received > 0, timeout=30)
+            start, first = time.monotonic(), view.received
+            await until(pilot, lambda: view.received - first >= 10_000, timeout=60)
+            elapsed = time.monotonic() - start
+            rate = (view.received - first) / elapsed
+            newest = view.ring[-1]
+            written = float(newest.rsplit("t=", 1)[1])
+            behind = time.time() - written
+            await pilot.press("space")  # the UI still answers keys
+            await until(pilot, lambda: view.paused)
+            print(
+                f"\nlog flood: {rate:,.0f} lines/s received over {elapsed:.1f}s; newest line "
+                f"{behind * 1000:.0f} ms old; worst UI timer lateness "
+                f"{max(lateness) * 1000:.0f} ms (median "
+                f"{sorted(lateness)[len(lateness) // 2] * 1000:.0f} ms); view holds "
+                f"{view.line_count:,} lines"
+            )
+            assert view.line_count <= 10_000
+    finally:
+        api(paas, f"/api/apps/{APP}/formation", "PATCH", {"flood": 0})

@@ -1,0 +1,86 @@
+"""Pure helpers of the TUI: formatting, log line cleaning, filters, metric series."""
+
+from __future__ import annotations
+
+import pytest
+
+from tui import format as fmt
+from tui.screens.apps import app_state
+from tui.screens.logs import SOURCES, next_in
+from tui.screens.metrics import summarize
+from tui.widgets.logview import matches
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "\u2013"), (-1, "\u2013"), (5, "5s"), (125, "2m 05s"), (3 * 3600 + 300, "3h 05m"),
+     (2 * 86400 + 4 * 3600, "2d 4h")],
+)  # fmt: skip
+def test_duration(seconds: float | None, text: str) -> None:
+    assert fmt.duration(seconds) == text
+
+
+def test_sizes_rates_and_masks() -> None:
+    assert fmt.size(None) == "\u2013"
+    assert fmt.size(512) == "512B"
+    assert fmt.size(2048) == "2K"
+    assert fmt.size(104_857_600) == "100.0M"
+    assert fmt.size(3 * 1024**3) == "3.0G"
+    assert fmt.rate(41.5) == "42/s" and fmt.rate(0.44) == "0.4/s"
+    assert fmt.millis(87.0) == "87ms" and fmt.millis(3.21) == "3.2ms"
+    assert fmt.masked("s3cret", False) == fmt.MASK and fmt.masked("s3cret", True) == "s3cret"
+    assert fmt.number(True) is None and fmt.number("3") is None and fmt.number(3) == 3.0
+
+
+def test_clean_line_removes_terminal_control_and_surrogates() -> None:
+    assert fmt.clean_line("a\x1b[2Jb\tc\r\n") == "a\ufffd[2Jb  c"  # tab stops of 4
+    assert fmt.clean_line("bad \udcff byte") == "bad \ufffd byte"
+    assert fmt.clean_line("caf\u00e9 \u2713") == "caf\u00e9 \u2713"
+
+
+def test_compact_line_keeps_the_time_of_day() -> None:
+    line = "2026-11-22T10:00:00.123456+00:00 app[web.1]: hi 2026-11-22T10:00:00"
+    assert fmt.compact_line(line) == "10:00:00 app[web.1]: hi 2026-11-22T10:00:00"
+    assert fmt.compact_line("no stamp here") == "no stamp here"
+
+
+def test_parsing_prompts() -> None:
+    assert fmt.parse_assignment("A=b=c") == ("A", "b=c")
+    assert fmt.parse_assignment("A=") == ("A", "")
+    assert fmt.parse_assignment("nope") is None and fmt.parse_assignment("=x") is None
+    assert fmt.parse_count(" 3 ") == 3 and fmt.parse_count("-1") == -1
+    assert fmt.parse_count("lots") is None
+
+
+def test_filters_and_search() -> None:
+    assert next_in(SOURCES, None) == "app"
+    assert next_in(SOURCES, SOURCES[-1]) is None
+    assert next_in([None, "web.1"], "gone.1") is None
+    assert matches("App[web.1]: GET /", "get") and matches("x", "")
+    assert not matches("heartbeat 12", "heartbeat 2")
+
+
+def test_app_state_words() -> None:
+    base = {"release": 3, "dynos_up": 2, "dynos_desired": 2}
+    assert app_state(base) == "up"
+    assert app_state({**base, "maintenance": True}) == "maintenance"
+    assert app_state({**base, "release": None}) == "new"
+    assert app_state({**base, "dynos_up": 1}) == "partial"
+    assert app_state({**base, "dynos_up": 0}) == "down"
+    assert app_state({**base, "dynos_desired": 0, "dynos_up": 0}) == "idle"
+
+
+def test_summarize_metrics_sums_dynos_aligned_at_the_end() -> None:
+    data = {
+        "router": [{"t": 1, "rps": 1, "p95": 10, "r4xx": 1, "r5xx": 0},
+                   {"t": 2, "rps": 3, "p95": 30, "r4xx": 0, "r5xx": 2}],
+        "dynos": {"web.1": [{"t": 1, "cpu": 10, "rss": 100}, {"t": 2, "cpu": 20, "rss": 200}],
+                  "web.2": [{"t": 2, "cpu": 5, "rss": 50}]},
+        "current": {"rps": 3, "p95": 30, "r4xx": 0, "r5xx": 2},
+    }  # fmt: skip
+    out = summarize(data)
+    assert out["rps"] == ([1.0, 3.0], "3.0/s", "3.0/s")
+    assert out["errors"][0] == [1.0, 2.0] and out["errors"][1] == "2.0/s"
+    assert out["cpu"][0] == [10.0, 25.0] and out["cpu"][1] == "25.0%"
+    assert out["rss"][0] == [100.0, 250.0]
+    assert summarize({})["rps"] == ([], "\u2013", "\u2013")

@@ -1,0 +1,308 @@
+"""Rendering of every TUI screen, as SVG snapshots (pytest-textual-snapshot), against a fake
+transport with fixed data: no clocks, pids or ports in the pictures.
+
+The fake implements the `tui.api.Transport` methods over in-memory data; the real client path
+is covered by tests/test_tui.py (Pilot against a real server) and tests/test_tui_tmux.py.
+Update the pictures with `pytest tests/test_tui_snapshots.py --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from minipaas.client import ApiError
+from tests.support.ports import async_wait_for
+from tui.app import MinipaasApp, create_app
+from tui.screens.app_detail import AppScreen
+from tui.screens.logs import LogsScreen
+from tui.screens.metrics import MetricsScreen
+from tui.widgets.logview import LogView
+
+NOW = 1_800_000_000.0
+
+APPS = [
+    {"name": "shop", "release": 7, "url": "https://shop.example.com", "maintenance": False,
+     "dynos_up": 3, "dynos_desired": 3, "rps": 41.5, "p95": 87.0, "rss": 312_000_000},
+    {"name": "worker-web", "release": 2, "url": "https://worker-web.example.com",
+     "maintenance": False, "dynos_up": 1, "dynos_desired": 2, "rps": 0.4, "p95": 3.2,
+     "rss": 45_000_000},
+    {"name": "blog", "release": 12, "url": "https://blog.example.com", "maintenance": True,
+     "dynos_up": 1, "dynos_desired": 1, "rps": None, "p95": None, "rss": 61_000_000},
+    {"name": "fresh", "release": None, "url": "https://fresh.example.com", "maintenance": False,
+     "dynos_up": 0, "dynos_desired": 0},
+]  # fmt: skip
+
+DYNOS = [
+    {"name": "web.1", "type": "web", "state": "up", "release": 7, "pid": 4242, "port": 5001,
+     "started_at": None, "restarts": 0, "command": "gunicorn app:app", "exit_code": None,
+     "cpu": 12.5, "rss": 104_857_600},
+    {"name": "web.2", "type": "web", "state": "up", "release": 7, "pid": 4243, "port": 5002,
+     "started_at": None, "restarts": 1, "command": "gunicorn app:app", "exit_code": None,
+     "cpu": 9.0, "rss": 98_566_144},
+    {"name": "worker.1", "type": "worker", "state": "crashed", "release": 7, "pid": None,
+     "port": None, "started_at": None, "restarts": 5, "command": "python worker.py",
+     "exit_code": 1, "cpu": None, "rss": None},
+]  # fmt: skip
+
+INFO = {
+    "name": "shop",
+    "url": "https://shop.example.com",
+    "git_url": "https://minipaas.example.com/git/shop.git",
+    "release": 7,
+    "maintenance": False,
+    "created_at": NOW,
+    "formation": {"web": 2, "worker": 1},
+    "process_types": {"web": "gunicorn app:app", "worker": "python worker.py"},
+    "dynos": DYNOS,
+    "domains": ["shop.example.com", "www.shop.example.com"],
+}
+
+RELEASES = [
+    {"version": v, "description": d, "created_by": "alice (ssh)", "created_at": NOW - 3600 * v,
+     "current": v == 7, "status": "succeeded"}
+    for v, d in [(5, "Deploy 1a2b3c4"), (6, "Set GREETING"), (7, "Deploy 9f8e7d6")]
+]  # fmt: skip
+
+CONFIG = {"DATABASE_URL": "postgres://shop:s3cret@db/shop", "GREETING": "bonjour"}
+
+
+def _points(n: int, f: Any) -> list[dict[str, Any]]:
+    return [f(i) for i in range(n)]
+
+
+METRICS = {
+    "app": "shop",
+    "resolution": 5,
+    "router": _points(
+        60,
+        lambda i: {
+            "t": NOW - 300 + 5 * i,
+            "rps": 20 + (i % 12) * 3,
+            "p50": 20,
+            "p95": 60 + i % 9 * 5,
+            "p99": 150,
+            "r4xx": i % 5 == 0,
+            "r5xx": 1 if i in (30, 31) else 0,
+        },
+    ),
+    "dynos": {
+        "web.1": _points(60, lambda i: {"t": NOW - 300 + 5 * i, "cpu": 5 + i % 7, "rss": 1e8}),
+        "web.2": _points(60, lambda i: {"t": NOW - 300 + 5 * i, "cpu": 4 + i % 5, "rss": 9e7}),
+    },
+    "current": {
+        "rps": 41.5,
+        "p50": 20,
+        "p95": 87.0,
+        "p99": 150,
+        "r4xx": 0.2,
+        "r5xx": 0.0,
+        "cpu": 21.5,
+        "rss": 190_000_000,
+    },
+}
+
+LOG_LINES = [
+    "2026-01-01T10:00:00.000000+00:00 app[web.1]: Listening on 0.0.0.0:5001",
+    "2026-01-01T10:00:01.000000+00:00 router[web.1]: GET / 200 3ms",
+    "2026-01-01T10:00:02.000000+00:00 app[worker.1]: heartbeat 1 from worker.1",
+    "2026-01-01T10:00:03.000000+00:00 app[web.1]: bad bytes \ufffd\ufffd and \x1b[31mescapes",
+    "2026-01-01T10:00:04.000000+00:00 app[worker.1]: heartbeat 2 from worker.1",
+]
+
+
+class FakeTransport:
+    """In-memory stand-in for `AsyncClient`: same methods, fixed answers, records writes."""
+
+    where = "fake://minipaas"
+
+    def __init__(self) -> None:
+        self.apps = copy.deepcopy(APPS)
+        self.info = copy.deepcopy(INFO)
+        self.config = dict(CONFIG)
+        self.calls: list[tuple[str, str, Any]] = []
+        self.down = False
+        self.metrics_missing = False
+
+    async def request(
+        self, method: str, path: str, *, json_body: Any = None, params: Any = None
+    ) -> Any:
+        self.calls.append((method, path, json_body))
+        if self.down:
+            raise ApiError("Cannot reach the minipaas server at fake://minipaas.", 0)
+        parts = path.strip("/").split("/")
+        if path == "/api/apps":
+            return self.apps
+        if len(parts) >= 3 and parts[2] not in ("shop", "worker-web", "blog", "fresh"):
+            raise ApiError(f"No app named {parts[2]!r}.", 404)
+        tail = "/".join(parts[3:])
+        if tail == "":
+            return self.info
+        if tail == "dynos":
+            return {"formation": self.info["formation"], "dynos": self.info["dynos"]}
+        if tail == "releases":
+            return RELEASES
+        if tail == "config" and method == "GET":
+            return self.config
+        if tail == "config":
+            for k, v in json_body.items():
+                if v is None:
+                    self.config.pop(k, None)
+                else:
+                    self.config[k] = v
+            return self.config
+        if tail == "formation":
+            for k, v in json_body.items():
+                if not 0 <= v <= 100:
+                    raise ApiError(f"Invalid count {v} for {k!r}: use 0 to 100.", 400)
+            self.info["formation"].update(json_body)
+            return self.info["formation"]
+        if tail == "metrics":
+            if self.metrics_missing:
+                raise ApiError(f"No such API route: {path}.", 404)
+            return METRICS
+        if tail == "maintenance":
+            self.info["maintenance"] = json_body["on"]
+            return {"maintenance": json_body["on"]}
+        if tail == "restart":
+            return {"restarted": parts[2], "type": json_body.get("type")}
+        raise ApiError(f"No such API route: {path}.", 404)
+
+    async def stream(
+        self, method: str, path: str, *, json_body: Any = None, params: Any = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        dyno = (params or {}).get("dyno")
+        for line in LOG_LINES:
+            if dyno is None or f"[{dyno}]" in line:
+                yield {"line": line}
+        await asyncio.Event().wait()  # a tail never ends by itself
+
+    async def aclose(self) -> None:
+        pass
+
+
+def fake_app() -> tuple[MinipaasApp, FakeTransport]:
+    fake = FakeTransport()
+    return create_app(lambda: fake, refresh_every=3600), fake
+
+
+# -- the snapshots ----------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Release dates are shown in local time: pin it (and put it back afterwards)."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    await pilot.pause()
+    app = pilot.app
+    if isinstance(app.screen, AppScreen):
+        await async_wait_for(lambda: app.screen.info.get("name") == "shop")  # type: ignore[attr-defined]
+    elif isinstance(app.screen, LogsScreen):
+        view = app.screen.query_one(LogView)
+        await async_wait_for(lambda: view.line_count >= 3)
+    else:
+        await async_wait_for(lambda: not any(w.is_running for w in app.workers))
+    await pilot.pause()
+
+
+def snap(snap_compare: Any, *keys: str, size: tuple[int, int] = (80, 24), push: Any = None) -> bool:
+    app, _ = fake_app()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        if push is not None:
+            app.push_screen(push())
+            await settle(pilot)
+        for key in keys:
+            await pilot.press(key)
+            await settle(pilot)
+
+    return bool(snap_compare(app, terminal_size=size, run_before=run_before))
+
+
+def test_apps_list(snap_compare: Any) -> None:
+    assert snap(snap_compare)
+
+
+def test_app_dynos(snap_compare: Any) -> None:
+    assert snap(snap_compare, push=lambda: AppScreen("shop"))
+
+
+def test_app_releases(snap_compare: Any) -> None:
+    assert snap(snap_compare, "2", push=lambda: AppScreen("shop"))
+
+
+def test_app_config_masked(snap_compare: Any) -> None:
+    assert snap(snap_compare, "3", push=lambda: AppScreen("shop"))
+
+
+def test_rollback_confirmation(snap_compare: Any) -> None:
+    assert snap(snap_compare, "2", "down", "b", push=lambda: AppScreen("shop"))
+
+
+def test_logs(snap_compare: Any) -> None:
+    assert snap(snap_compare, push=lambda: LogsScreen("shop"))
+
+
+def test_metrics(snap_compare: Any) -> None:
+    assert snap(snap_compare, push=lambda: MetricsScreen("shop"))
+
+
+def test_help(snap_compare: Any) -> None:
+    assert snap(snap_compare, "question_mark")
+
+
+def test_tiny_terminal(snap_compare: Any) -> None:
+    assert snap(snap_compare, size=(40, 12), push=lambda: AppScreen("shop"))
+
+
+# -- behaviour with the fake (no server needed) ---------------------------------------------
+
+
+async def test_lost_connection_is_said_once_and_back_once() -> None:
+    app, fake = fake_app()
+    app.refresh_every = 0.05
+    seen: list[str] = []
+    original = app.notify
+
+    def notify(message: str, **kwargs: Any) -> None:
+        seen.append(message)
+        original(message, **kwargs)
+
+    app.notify = notify  # type: ignore[method-assign]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        fake.down = True
+        await async_wait_for(lambda: not app.connected)
+        calls = len(fake.calls)
+        await async_wait_for(lambda: len(fake.calls) > calls + 3)  # it keeps retrying
+        fake.down = False
+        await async_wait_for(lambda: app.connected)
+        await pilot.pause()
+    assert sum("Cannot reach" in m for m in seen) == 1
+    assert sum("Reconnected" in m for m in seen) == 1
+
+
+async def test_metrics_missing_endpoint_is_explained() -> None:
+    app, fake = fake_app()
+    fake.metrics_missing = True
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.push_screen(MetricsScreen("shop"))
+        await pilot.pause()
+        summary = app.screen.query_one("#metrics-summary")
+        await async_wait_for(lambda: "does not collect metrics" in str(summary.render()))
+        await pilot.pause()

@@ -1,0 +1,162 @@
+"""The real TUI in a real terminal: tmux runs `ssh -t` to a real sshd whose forced command
+(`minipaas ssh`, written by `keys:add`) opens the TUI against a real server; the test types
+keys with `tmux send-keys` and reads the screen with `tmux capture-pane`.
+
+tmux runs on a private socket in the test's tmp dir and is killed at the end, with the sshd
+and the server. Changes are checked through the API.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from minipaas.client import Client
+from tests.paas import SAMPLES, Paas, git_repo, push, start_paas
+from tests.support.ports import wait_for
+from tests.support.sshd import SshdInstall, SSHServer, start_sshd
+
+APP = "tmuxed"
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+@dataclass
+class Tmux:
+    socket: Path
+    session: str = "tui"
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["tmux", "-S", str(self.socket), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+
+    def start(self, argv: list[str], width: int = 100, height: int = 30) -> None:
+        command = shlex.join(argv) + "; echo TUI-EXITED $?; sleep 600"
+        result = self.run(
+            "new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height), command
+        )
+        assert result.returncode == 0, result.stderr
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", self.session).stdout
+
+    def keys(self, *keys: str) -> None:
+        for key in keys:
+            self.run("send-keys", "-t", self.session, key)
+
+    def wait(self, *needles: str, timeout: float = 30) -> str:
+        def shown() -> str | None:
+            text = self.screen()
+            return text if all(n in text for n in needles) else None
+
+        try:
+            return wait_for(shown, timeout=timeout, interval=0.1)
+        except TimeoutError as exc:
+            raise AssertionError(f"never saw {needles} on screen:\n{self.screen()}") from exc
+
+    def kill(self) -> None:
+        self.run("kill-server")
+
+
+@pytest.fixture(scope="module")
+def env(
+    tmp_path_factory: pytest.TempPathFactory, sshd_install: SshdInstall
+) -> Iterator[tuple[Paas, SSHServer]]:
+    work = tmp_path_factory.mktemp("tui-tmux")
+    keys = work / "authorized_keys"
+    paas = start_paas(keys, work / "server.log")
+    sshd = None
+    try:
+        sshd = start_sshd(work / "sshd", keys, install=sshd_install)
+        paas.cli("keys:add", "tester", input=sshd.client_key.with_suffix(".pub").read_text())
+        paas.cli("apps:create", APP)
+        repo = git_repo(SAMPLES / "worker-web", work / APP)
+        result = push(repo, sshd.url(f"{APP}.git"), env={"GIT_SSH_COMMAND": sshd.git_ssh_command()})
+        assert result.returncode == 0, result.stdout + result.stderr
+        yield paas, sshd
+    finally:
+        if sshd is not None:
+            sshd.stop()
+        paas.stop()
+        shutil.rmtree(paas.data_dir.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    mux = Tmux(tmp_path / "tmux.sock")
+    try:
+        yield mux
+    finally:
+        mux.kill()
+
+
+def formation(paas: Paas) -> dict[str, int]:
+    with Client(socket=paas.data_dir / "minipaas.sock") as client:
+        return client.get(f"/api/apps/{APP}")["formation"]  # type: ignore[no-any-return]
+
+
+def drive(paas: Paas, tmux: Tmux, argv: list[str]) -> None:
+    """Open the TUI with `argv` in tmux, scale the worker up and down, read logs, quit."""
+    started = time.monotonic()
+    tmux.start(argv)
+
+    def opened() -> str | None:
+        text = tmux.screen()
+        assert "Unknown command" not in text, f"`minipaas ssh` did not open the TUI:\n{text}"
+        assert "TUI-EXITED" not in text, f"the TUI exited:\n{text}"
+        return text if APP in text and "Enter opens" in text else None
+
+    screen = wait_for(opened, timeout=30, interval=0.05)
+    print(f"\nfirst render over ssh -t: {time.monotonic() - started:.2f}s")
+    assert "v1" in screen and "▲" in screen
+
+    tmux.keys("Enter")
+    tmux.wait("TYPE", "SCALE", "worker")
+    tmux.keys("Down", "+")
+    wait_for(lambda: formation(paas).get("worker") == 1, timeout=20, interval=0.2)
+    tmux.wait("worker.1")
+    tmux.keys("l")
+    tmux.wait("heartbeat")
+    tmux.keys("Escape")
+    tmux.wait("worker.1", "Scale +")
+    tmux.keys("-")
+    wait_for(lambda: formation(paas).get("worker") == 0, timeout=20, interval=0.2)
+    tmux.keys("Escape")
+    tmux.wait("Enter opens")
+    tmux.keys("q")
+    tmux.wait("TUI-EXITED 0")
+
+
+def test_tui_over_ssh_in_tmux(env: tuple[Paas, SSHServer], tmux: Tmux) -> None:
+    """The product path: `ssh -t minipaas@host tui` through the forced command."""
+    paas, sshd = env
+    drive(paas, tmux, [*sshd.ssh_argv(tty=True), "tui"])
+
+
+def test_tui_in_a_pty_over_sshd_with_a_direct_forced_command(
+    env: tuple[Paas, SSHServer], tmux: Tmux, tmp_path: Path, sshd_install: SshdInstall
+) -> None:
+    """The same session with `python -m tui` as the forced command: the TUI's side alone,
+    independent of how `minipaas ssh` dispatches."""
+    paas, _ = env
+    keys = tmp_path / "authorized_keys"
+    sshd = start_sshd(tmp_path / "sshd", keys, install=sshd_install)
+    try:
+        command = f"{sys.executable} -m tui --data-dir {paas.data_dir}"
+        keys.write_text(f'command="{command}",restrict,pty {sshd.client_key_pub}\n')
+        drive(paas, tmux, sshd.ssh_argv(tty=True))
+    finally:
+        sshd.stop()

@@ -1,0 +1,147 @@
+"""The TUI's only I/O: typed calls to the minipaas API through `minipaas.client.AsyncClient`.
+
+Owns: the API paths the screens use and the shape checks on their answers. Errors stay
+`ApiError`s (`status == 0`: the server could not be reached; 404 on an app route: the app is
+gone). Must not touch: widgets, files or processes; tests pass a fake transport with the same
+`request`/`stream`/`aclose` methods for rendering-only checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from minipaas.client import ApiError
+
+__all__ = ["Api", "ApiError", "Transport"]
+
+
+class Transport(Protocol):
+    """What `AsyncClient` offers and the TUI needs (a fake implements the same)."""
+
+    where: str
+
+    async def request(
+        self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
+    ) -> Any: ...
+
+    def stream(
+        self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
+    ) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _list(data: Any, what: str) -> list[dict[str, Any]]:
+    if not isinstance(data, list):
+        raise ApiError(f"The server sent an unexpected answer for {what}.")
+    return [item for item in data if isinstance(item, dict)]
+
+
+def _dict(data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ApiError(f"The server sent an unexpected answer for {what}.")
+    return data
+
+
+class Api:
+    """One per TUI session; every method raises `ApiError` with a sentence to show."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    @property
+    def where(self) -> str:
+        return self.transport.where
+
+    async def close(self) -> None:
+        await self.transport.aclose()
+
+    @staticmethod
+    def _app(name: str) -> str:
+        return f"/api/apps/{quote(name, safe='')}"
+
+    async def status(self) -> dict[str, Any]:
+        return _dict(await self.transport.request("GET", "/api/status"), "status")
+
+    async def apps(self) -> list[dict[str, Any]]:
+        return _list(await self.transport.request("GET", "/api/apps"), "apps")
+
+    async def app(self, name: str) -> dict[str, Any]:
+        return _dict(await self.transport.request("GET", self._app(name)), f"app {name!r}")
+
+    async def dynos(self, name: str) -> dict[str, Any]:
+        return _dict(await self.transport.request("GET", f"{self._app(name)}/dynos"), "dynos")
+
+    async def scale(self, name: str, counts: dict[str, int]) -> dict[str, Any]:
+        return _dict(
+            await self.transport.request("PATCH", f"{self._app(name)}/formation", json_body=counts),
+            "formation",
+        )
+
+    async def restart(self, name: str, process_type: str | None = None) -> dict[str, Any]:
+        return _dict(
+            await self.transport.request(
+                "POST", f"{self._app(name)}/restart", json_body={"type": process_type}
+            ),
+            "restart",
+        )
+
+    async def releases(self, name: str) -> list[dict[str, Any]]:
+        return _list(await self.transport.request("GET", f"{self._app(name)}/releases"), "releases")
+
+    async def rollback(self, name: str, version: int | None) -> int | None:
+        data = await self.transport.request(
+            "POST", f"{self._app(name)}/rollback", json_body={"version": version}
+        )
+        release = data.get("release") if isinstance(data, dict) else None
+        return release if isinstance(release, int) else None
+
+    async def config(self, name: str) -> dict[str, str]:
+        data = _dict(await self.transport.request("GET", f"{self._app(name)}/config"), "config")
+        return {str(k): str(v) for k, v in data.items()}
+
+    async def set_config(self, name: str, changes: dict[str, str | None]) -> dict[str, str]:
+        data = _dict(
+            await self.transport.request("PATCH", f"{self._app(name)}/config", json_body=changes),
+            "config",
+        )
+        return {str(k): str(v) for k, v in data.items()}
+
+    async def domains(self, name: str) -> list[dict[str, Any]]:
+        return _list(await self.transport.request("GET", f"{self._app(name)}/domains"), "domains")
+
+    async def maintenance(self, name: str, on: bool) -> dict[str, Any]:
+        return _dict(
+            await self.transport.request(
+                "PUT", f"{self._app(name)}/maintenance", json_body={"on": on}
+            ),
+            "maintenance",
+        )
+
+    async def metrics(self, name: str, since: int = 3600) -> dict[str, Any] | None:
+        """The app's time series, or None when this server has no metrics endpoint yet."""
+        try:
+            data = await self.transport.request(
+                "GET", f"{self._app(name)}/metrics", params={"since": since}
+            )
+        except ApiError as exc:
+            if exc.status == 404 and "route" in str(exc):
+                return None
+            raise
+        return _dict(data, "metrics")
+
+    async def logs(
+        self, name: str, *, n: int = 200, source: str | None = None, dyno: str | None = None
+    ) -> AsyncIterator[str]:
+        """The last `n` lines, then new ones as they are written (never ends on its own)."""
+        params: dict[str, Any] = {"n": n, "tail": 1}
+        if source:
+            params["source"] = source
+        if dyno:
+            params["dyno"] = dyno
+        async for item in self.transport.stream("GET", f"{self._app(name)}/logs", params=params):
+            line = item.get("line")
+            if isinstance(line, str):
+                yield line

@@ -1,0 +1,175 @@
+"""The Textual application: one `Api` per session, the screen stack, and how errors are shown.
+
+Owns: the app factory (`create_app`, used by the CLI, the SSH entry point and the tests),
+`run_tui`, the connection state (lost → notification, every refresh is a reconnect attempt,
+back → notification) and the "app was deleted" path. API errors become notifications here,
+never tracebacks. Must not touch: anything but `tui.api` for I/O.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from textual.app import App
+from textual.binding import Binding
+
+from minipaas.client import AsyncClient, Client
+from tui.api import Api, ApiError, Transport
+from tui.screens.apps import AppsScreen
+from tui.screens.help import HelpScreen
+
+T = TypeVar("T")
+
+
+def css_path() -> Path:
+    """`minipaas.tcss` next to this module; inside a PyInstaller bundle, under `_MEIPASS/tui`.
+
+    (Package it with `--add-data tui/minipaas.tcss:tui`; pip installs it as package data.)
+    """
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle is not None:
+        return Path(bundle) / "tui" / "minipaas.tcss"
+    return Path(__file__).with_name("minipaas.tcss")
+
+
+class MinipaasApp(App[int]):
+    """The minipaas terminal UI; start it with `create_app(...).run()` or `run_tui(client)`."""
+
+    TITLE = "minipaas"
+    CSS_PATH = css_path()
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("question_mark,f1", "help", "Help", key_display="?"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+    ]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (70, "-normal")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (18, "-tall")]
+
+    def __init__(
+        self,
+        client_factory: Callable[[], Transport],
+        *,
+        refresh_every: float = 2.0,
+        start_app: str | None = None,
+    ) -> None:
+        super().__init__()
+        self._client_factory = client_factory
+        self.refresh_every = refresh_every
+        self.start_app = start_app
+        self.connected = True
+        self._api: Api | None = None
+        self._gone: set[str] = set()
+
+    @property
+    def api(self) -> Api:
+        if self._api is None:
+            self._api = Api(self._client_factory())
+        return self._api
+
+    def on_mount(self) -> None:
+        self.sub_title = self.api.where
+        self.push_screen(AppsScreen())
+        if self.start_app:
+            from tui.screens.app_detail import AppScreen
+
+            self.push_screen(AppScreen(self.start_app))
+
+    async def on_unmount(self) -> None:
+        if self._api is not None:
+            await self._api.close()
+
+    # -- errors and the connection ---------------------------------------------------------
+
+    async def call(self, awaitable: Awaitable[T], *, app_name: str | None = None) -> T | None:
+        """Await an API call; on `ApiError` show it (or handle a lost server / deleted app)
+        and return None."""
+        try:
+            result = await awaitable
+        except ApiError as exc:
+            self.report(exc, app_name=app_name)
+            return None
+        self.reconnected()
+        return result
+
+    def report(self, exc: ApiError, *, app_name: str | None = None) -> None:
+        if exc.status == 0:
+            if self.connected:
+                self.connected = False
+                self.sub_title = f"{self.api.where} — disconnected, retrying"
+                self.notify(
+                    f"{exc} Retrying every {self.refresh_every:g} s.",
+                    title="Lost connection",
+                    severity="error",
+                    timeout=10,
+                    markup=False,
+                )
+            return
+        self.reconnected()
+        if exc.status == 404 and app_name is not None and "route" not in str(exc):
+            self.app_gone(app_name)
+            return
+        self.notify(str(exc), severity="error", timeout=8, markup=False)
+
+    def reconnected(self) -> None:
+        if not self.connected:
+            self.connected = True
+            self.sub_title = self.api.where
+            self.notify(f"Reconnected to {self.api.where}.", title="Connection back", markup=False)
+
+    def app_gone(self, name: str) -> None:
+        """The app was deleted: say so once and go back to the apps list."""
+        from tui.screens.app_detail import AppBound
+
+        if name not in self._gone:
+            self._gone.add(name)
+            self.notify(
+                f"The app {name!r} no longer exists on the server (it was deleted).",
+                title="App deleted",
+                severity="warning",
+                timeout=10,
+                markup=False,
+            )
+
+        def bound(screen: object) -> bool:
+            return isinstance(screen, AppBound) and screen.app_name == name
+
+        # Pop everything down to (and including) the lowest screen of that app, modals too.
+        while len(self.screen_stack) > 1 and any(map(bound, self.screen_stack)):
+            self.pop_screen()
+
+    def app_seen(self, name: str) -> None:
+        self._gone.discard(name)
+
+    # -- actions -----------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+
+def create_app(
+    client_factory: Callable[[], Transport], *, refresh_every: float = 2.0
+) -> MinipaasApp:
+    """The app factory: `client_factory()` is called once, on mount, for the session's client."""
+    return MinipaasApp(client_factory, refresh_every=refresh_every)
+
+
+def run_tui(client: Client | AsyncClient | None = None) -> int:
+    """Run the TUI in this terminal against `client`'s server (the environment's by default).
+
+    Used by `minipaas tui` and by the SSH forced command when the session has a PTY.
+    """
+
+    def factory() -> Transport:
+        if isinstance(client, AsyncClient):
+            return client
+        if isinstance(client, Client):
+            return AsyncClient.like(client)
+        return AsyncClient.from_env()
+
+    app = create_app(factory)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,128 @@
+"""Pure formatting for the TUI: durations, sizes, masked secrets, safe log text, series.
+
+Owns: turning API values into short cell text. Must not touch: I/O, widgets or the client.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+DASH = "\u2013"  # en dash: "no value"
+MASK = "••••••••"
+
+# C0/C1 control characters (except tab) would reach the terminal as raw escape sequences:
+# a log line could then move the cursor or retitle the window. Shown as U+FFFD instead.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def clean_line(text: str) -> str:
+    """A log line safe to draw: no control characters, no lone surrogates, tabs expanded."""
+    text = _SURROGATE.sub("\ufffd", text)
+    return _CONTROL.sub("\ufffd", text.rstrip("\r\n")).expandtabs(4)
+
+
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)? ")
+
+
+def compact_line(text: str) -> str:
+    """`2026-11-22T10:00:00.123456+00:00 app[web.1]: hi` → `10:00:00 app[web.1]: hi`, so
+    the message fits an 80-column terminal (the full stamp is in `minipaas logs`)."""
+    return _STAMP.sub(r"\1 ", text, count=1)
+
+
+def duration(seconds: float | None) -> str:
+    """`45s`, `12m`, `3h 05m`, `2d 4h`: compact uptime."""
+    if seconds is None or seconds < 0:
+        return DASH
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def uptime(started_at: float | None, state: str, now: float) -> str:
+    if started_at is None or state not in ("up", "starting"):
+        return DASH
+    return duration(now - started_at)
+
+
+def size(nbytes: float | None) -> str:
+    """`512K`, `38.2M`, `1.4G` (binary units, as ps and top show them)."""
+    if nbytes is None:
+        return DASH
+    value = float(nbytes)
+    for unit in ("B", "K", "M", "G"):
+        if value < 1024 or unit == "G":
+            return f"{value:.0f}{unit}" if unit in ("B", "K") else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}T"  # pragma: no cover - unreachable
+
+
+def percent(value: float | None) -> str:
+    return DASH if value is None else f"{value:.1f}%"
+
+
+def rate(value: float | None) -> str:
+    if value is None:
+        return DASH
+    return f"{value:.0f}/s" if value >= 10 else f"{value:.1f}/s"
+
+
+def millis(value: float | None) -> str:
+    if value is None:
+        return DASH
+    return f"{value:.0f}ms" if value >= 10 else f"{value:.1f}ms"
+
+
+def masked(value: str, revealed: bool) -> str:
+    return value if revealed else MASK
+
+
+def number(value: Any) -> float | None:
+    """A float from a JSON value, or None when it is missing or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def series(points: Iterable[Mapping[str, Any]], key: str) -> list[float]:
+    """The values of `key` in time order, missing ones as 0 (a sparkline needs numbers)."""
+    return [number(p.get(key)) or 0.0 for p in points]
+
+
+def sum_series(all_series: Sequence[Sequence[float]]) -> list[float]:
+    """Element-wise sum of series aligned at their ends (the newest points line up)."""
+    if not all_series:
+        return []
+    length = max(len(s) for s in all_series)
+    out = [0.0] * length
+    for s in all_series:
+        offset = length - len(s)
+        for i, v in enumerate(s):
+            out[offset + i] += v
+    return out
+
+
+def parse_assignment(text: str) -> tuple[str, str] | None:
+    """`KEY=VALUE` → (KEY, VALUE); None when there is no `=` or no key."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        return None
+    return key, value
+
+
+def parse_count(text: str) -> int | None:
+    """A whole number (negative ones included: the server says why they are refused)."""
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        return None

@@ -1,0 +1,1 @@
+"""The TUI's screens: apps list, one app, its logs, its metrics, help and the modals."""

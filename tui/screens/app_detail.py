@@ -1,0 +1,454 @@
+"""One app: dynos (scale, restart), releases (rollback), config vars, domains, maintenance.
+
+Owns: the app screen and `AppBound`, the base of every screen about one app (so the app can
+close them all when the app is deleted). Must not touch: anything but `self.app.api` for I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+
+from tui import format as fmt
+from tui.api import ApiError
+from tui.screens.modals import ConfirmScreen, PromptScreen
+from tui.widgets.tables import Cell, KeyedTable
+
+if TYPE_CHECKING:
+    from tui.app import MinipaasApp
+
+DYNO_STYLE = {"up": "green", "starting": "yellow", "crashed": "red", "down": "red"}
+
+# Which tab each action belongs to (the footer shows only the current tab's keys).
+TAB_ACTIONS = {
+    "scale_up": "dynos",
+    "scale_down": "dynos",
+    "scale_to": "dynos",
+    "restart": "dynos",
+    "restart_all": "dynos",
+    "rollback": "releases",
+    "reveal": "config",
+    "set_config": "config",
+    "unset_config": "config",
+}
+
+
+def when(ts: float | None) -> str:
+    if not ts:
+        return fmt.DASH
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+class AppBound(Screen[None]):
+    """A screen about one app; Escape goes back."""
+
+    BINDINGS = [Binding("escape", "back", "Back")]
+
+    if TYPE_CHECKING:
+        app: MinipaasApp
+
+    def __init__(self, app_name: str) -> None:
+        super().__init__()
+        self.app_name = app_name
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+
+class AppScreen(AppBound):
+    BINDINGS = [
+        Binding("1", "tab('dynos')", "Dynos", show=False),
+        Binding("2", "tab('releases')", "Releases", show=False),
+        Binding("3", "tab('config')", "Config", show=False),
+        Binding("4", "tab('domains')", "Domains", show=False),
+        Binding("plus,equals_sign", "scale_up", "Scale +", key_display="+"),
+        Binding("minus", "scale_down", "Scale -", key_display="-"),
+        Binding("n", "scale_to", "Set count", show=False),
+        Binding("r", "restart", "Restart"),
+        Binding("R", "restart_all", "Restart all", show=False),
+        Binding("b", "rollback", "Rollback"),
+        Binding("v", "reveal", "Reveal"),
+        Binding("s", "set_config", "Set"),
+        Binding("u,delete", "unset_config", "Unset", key_display="u"),
+        Binding("M", "maintenance", "Maint."),
+        Binding("l", "logs", "Logs"),
+        Binding("m", "metrics", "Metrics"),
+    ]
+
+    def __init__(self, app_name: str) -> None:
+        super().__init__(app_name)
+        self.info: dict[str, Any] = {}
+        self.config: dict[str, str] = {}
+        self.releases: list[dict[str, Any]] = []
+        self.revealed = False
+        self.cpu_rss: dict[str, tuple[float | None, float | None]] = {}
+        self._loading = False
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="▲")
+        yield Static(self.app_name, id="app-summary", classes="summary", markup=False)
+        with TabbedContent(initial="dynos", id="tabs"):
+            with TabPane("Dynos", id="dynos"):
+                yield KeyedTable(
+                    [("TYPE", "type"), ("SCALE", "scale"), ("COMMAND", "command")],
+                    id="formation",
+                )
+                yield KeyedTable(
+                    [
+                        ("DYNO", "name"),
+                        ("STATE", "state"),
+                        ("UPTIME", "uptime"),
+                        ("RESTARTS", "restarts"),
+                        ("CPU", "cpu"),
+                        ("RSS", "rss"),
+                        ("REL", "release"),
+                    ],
+                    id="dynos-table",
+                )
+            with TabPane("Releases", id="releases"):
+                yield KeyedTable(
+                    [("VER", "version"), ("WHEN", "when"), ("BY", "by"), ("WHAT", "what")],
+                    id="releases-table",
+                )
+            with TabPane("Config", id="config"):
+                yield KeyedTable([("KEY", "key"), ("VALUE", "value")], id="config-table")
+            with TabPane("Domains", id="domains"):
+                yield KeyedTable([("HOSTNAME", "host"), ("ADDED", "added")], id="domains-table")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#formation", KeyedTable).focus()
+        self.reload()
+        self.set_interval(self.app.refresh_every, self.reload)
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Fetch everything again, unless a fetch is already under way (never pile up)."""
+        if not self._loading:
+            self._loading = True
+            self._reload()
+
+    @work(group="app", exit_on_error=False)
+    async def _reload(self) -> None:
+        try:
+            with contextlib.suppress(NoMatches):  # the screen closed while we waited
+                await self._fetch()
+        finally:
+            self._loading = False
+
+    async def _fetch(self) -> None:
+        api, name, call = self.app.api, self.app_name, self.app.call
+        info = await call(api.app(name), app_name=name)
+        if info is None:
+            return
+        self.app.app_seen(name)
+        metrics, releases, config = await asyncio.gather(
+            call(api.metrics(name, since=60), app_name=name),
+            call(api.releases(name), app_name=name),
+            call(api.config(name), app_name=name),
+        )
+        self.info = info
+        if metrics:
+            self.cpu_rss = {
+                dyno: (fmt.number(points[-1].get("cpu")), fmt.number(points[-1].get("rss")))
+                for dyno, points in (metrics.get("dynos") or {}).items()
+                if isinstance(points, list) and points and isinstance(points[-1], dict)
+            }
+        if releases is not None:
+            self.releases = releases
+        if config is not None:
+            self.config = config
+        self.render_all()
+
+    def render_all(self) -> None:
+        with contextlib.suppress(NoMatches):  # the screen closed while we waited for the server
+            self._render_all()
+
+    def _render_all(self) -> None:
+        info = self.info
+        maintenance = "ON" if info.get("maintenance") else "off"
+        release = info.get("release")
+        self.query_one("#app-summary", Static).update(
+            f"{self.app_name}  ·  {'v' + str(release) if release else 'not deployed'}  ·  "
+            f"{info.get('url', '')}  ·  maintenance {maintenance}"
+        )
+        formation: dict[str, int] = info.get("formation") or {}
+        types: dict[str, str] = info.get("process_types") or {}
+        names = sorted(set(types) | set(formation), key=lambda t: (t != "web", t))
+        self.query_one("#formation", KeyedTable).sync(
+            [(t, [t, str(formation.get(t, 0)), types.get(t, fmt.DASH)]) for t in names]
+        )
+        now = time.time()
+        dynos = sorted(info.get("dynos") or [], key=lambda d: str(d.get("name")))
+        rows: list[tuple[str, list[Cell]]] = []
+        names_seen = [str(d.get("name")) for d in dynos]
+        for d in dynos:
+            name, state = str(d.get("name")), str(d.get("state"))
+            # During a deploy the old and the new web.1 both exist for a moment.
+            key = name if names_seen.count(name) == 1 else f"{name} v{d.get('release')}"
+            cpu, rss = self.cpu_rss.get(name, (None, None))
+            cpu = fmt.number(d.get("cpu")) if d.get("cpu") is not None else cpu
+            rss = fmt.number(d.get("rss")) if d.get("rss") is not None else rss
+            rows.append(
+                (
+                    key,
+                    [
+                        name,
+                        Text(state, style=DYNO_STYLE.get(state, "")),
+                        fmt.uptime(fmt.number(d.get("started_at")), state, now),
+                        str(d.get("restarts", 0)),
+                        fmt.percent(cpu),
+                        fmt.size(rss),
+                        f"v{d.get('release')}" if d.get("release") else fmt.DASH,
+                    ],
+                )
+            )
+        self.query_one("#dynos-table", KeyedTable).sync(rows)
+        self.query_one("#releases-table", KeyedTable).sync(
+            [
+                (
+                    str(r.get("version")),
+                    [
+                        Text(
+                            f"v{r.get('version')}" + (" ●" if r.get("current") else ""),
+                            style="bold" if r.get("current") else "",
+                        ),
+                        when(fmt.number(r.get("created_at"))),
+                        str(r.get("created_by", "")),
+                        str(r.get("description", "")),
+                    ],
+                )
+                for r in sorted(self.releases, key=lambda r: -int(r.get("version") or 0))
+            ]
+        )
+        self.query_one("#config-table", KeyedTable).sync(
+            [(k, [k, fmt.masked(v, self.revealed)]) for k, v in sorted(self.config.items())]
+        )
+        self.query_one("#domains-table", KeyedTable).sync(
+            [(str(h), [str(h), ""]) for h in info.get("domains") or []]
+        )
+
+    # -- which keys show ---------------------------------------------------------------------
+
+    @property
+    def tab(self) -> str:
+        return self.query_one(TabbedContent).active or "dynos"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        wanted = TAB_ACTIONS.get(action)
+        return wanted is None or wanted == self.tab
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()
+        pane = event.pane.id or ""
+        first = {
+            "dynos": "#formation",
+            "releases": "#releases-table",
+            "config": "#config-table",
+            "domains": "#domains-table",
+        }.get(pane)
+        if first:
+            self.query_one(first, KeyedTable).focus()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    # -- dynos -----------------------------------------------------------------------------
+
+    def selected_type(self) -> str | None:
+        dynos = self.query_one("#dynos-table", KeyedTable)
+        if dynos.has_focus and (key := dynos.selected_key):
+            return key.split(" ")[0].rsplit(".", 1)[0]
+        return self.query_one("#formation", KeyedTable).selected_key
+
+    def count_of(self, ptype: str) -> int:
+        formation: dict[str, int] = self.info.get("formation") or {}
+        return int(formation.get(ptype, 0))
+
+    def action_scale_up(self) -> None:
+        if ptype := self.selected_type():
+            self.scale(ptype, self.count_of(ptype) + 1)
+
+    def action_scale_down(self) -> None:
+        if ptype := self.selected_type():
+            self.scale(ptype, self.count_of(ptype) - 1)
+
+    def action_scale_to(self) -> None:
+        ptype = self.selected_type()
+        if not ptype:
+            return
+
+        def answered(text: str | None) -> None:
+            if text is None or not ptype:
+                return
+            count = fmt.parse_count(text)
+            if count is None:
+                self.app.notify(
+                    f"Invalid count {text!r}: use a whole number.", severity="error", markup=False
+                )
+                return
+            self.scale(ptype, count)
+
+        self.app.push_screen(
+            PromptScreen(f"How many {ptype} dynos?", value=str(self.count_of(ptype))), answered
+        )
+
+    @work(group="actions", exit_on_error=False)
+    async def scale(self, ptype: str, count: int) -> None:
+        formation = await self.app.call(
+            self.app.api.scale(self.app_name, {ptype: count}), app_name=self.app_name
+        )
+        if formation is not None:
+            self.info["formation"] = formation
+            self.app.notify(f"Scaled {self.app_name} {ptype} to {count}.", markup=False)
+            self.render_all()
+            self.reload()
+
+    def action_restart(self) -> None:
+        if ptype := self.selected_type():
+            self.restart(ptype)
+
+    def action_restart_all(self) -> None:
+        self.restart(None)
+
+    @work(group="actions", exit_on_error=False)
+    async def restart(self, ptype: str | None) -> None:
+        done = await self.app.call(
+            self.app.api.restart(self.app_name, ptype), app_name=self.app_name
+        )
+        if done is None:
+            return
+        self.app.notify(f"Restarting {ptype or 'all'} dynos of {self.app_name}.", markup=False)
+        self.reload()
+
+    # -- releases ----------------------------------------------------------------------------
+
+    def action_rollback(self) -> None:
+        key = self.query_one("#releases-table", KeyedTable).selected_key
+        if key is None:
+            return
+        version = int(key)
+        if version == self.info.get("release"):
+            self.app.notify(f"v{version} is already the current release.", markup=False)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.rollback(version)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Roll {self.app_name} back to v{version}? This makes a new release with "
+                f"v{version}'s code and config and restarts the dynos.",
+                yes="Roll back",
+            ),
+            answered,
+        )
+
+    @work(group="actions", exit_on_error=False)
+    async def rollback(self, version: int) -> None:
+        try:
+            release = await self.app.api.rollback(self.app_name, version)
+        except ApiError as exc:
+            self.app.report(exc, app_name=self.app_name)
+            return
+        self.app.notify(
+            f"Rolled back {self.app_name} to v{version}"
+            + (f", now v{release}." if release else "."),
+            markup=False,
+        )
+        self.reload()
+
+    # -- config ------------------------------------------------------------------------------
+
+    def action_reveal(self) -> None:
+        self.revealed = not self.revealed
+        self.render_all()
+
+    def action_set_config(self) -> None:
+        key = self.query_one("#config-table", KeyedTable).selected_key
+        current = f"{key}=" if key else ""
+
+        def answered(text: str | None) -> None:
+            if not text:
+                return
+            pair = fmt.parse_assignment(text)
+            if pair is None:
+                self.app.notify(
+                    f"Invalid config {text!r}: use KEY=VALUE.", severity="error", markup=False
+                )
+                return
+            self.change_config({pair[0]: pair[1]}, f"Set {pair[0]}")
+
+        self.app.push_screen(
+            PromptScreen("Set a config var (KEY=VALUE):", value=current, placeholder="KEY=VALUE"),
+            answered,
+        )
+
+    def action_unset_config(self) -> None:
+        key = self.query_one("#config-table", KeyedTable).selected_key
+        if not key:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and key:
+                self.change_config({key: None}, f"Unset {key}")
+
+        self.app.push_screen(
+            ConfirmScreen(f"Unset {key} on {self.app_name}? The dynos restart.", yes="Unset"),
+            answered,
+        )
+
+    @work(group="actions", exit_on_error=False)
+    async def change_config(self, changes: dict[str, str | None], what: str) -> None:
+        config = await self.app.call(
+            self.app.api.set_config(self.app_name, changes), app_name=self.app_name
+        )
+        if config is not None:
+            self.config = config
+            self.app.notify(f"{what} on {self.app_name}; restarting dynos.", markup=False)
+            self.render_all()
+            self.reload()
+
+    # -- maintenance, other screens ----------------------------------------------------------
+
+    def action_maintenance(self) -> None:
+        self.set_maintenance(not self.info.get("maintenance"))
+
+    @work(group="actions", exit_on_error=False)
+    async def set_maintenance(self, on: bool) -> None:
+        done = await self.app.call(
+            self.app.api.maintenance(self.app_name, on), app_name=self.app_name
+        )
+        if done is None:
+            return
+        self.info["maintenance"] = on
+        self.app.notify(
+            f"Maintenance mode {'on' if on else 'off'} for {self.app_name}.", markup=False
+        )
+        self.render_all()
+
+    def action_logs(self) -> None:
+        from tui.screens.logs import LogsScreen
+
+        self.app.push_screen(LogsScreen(self.app_name))
+
+    def action_metrics(self) -> None:
+        from tui.screens.metrics import MetricsScreen
+
+        self.app.push_screen(MetricsScreen(self.app_name))
