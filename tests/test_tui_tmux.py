@@ -146,6 +146,12 @@ def test_tui_over_ssh_in_tmux(env: tuple[Paas, SSHServer], tmux: Tmux) -> None:
     drive(paas, tmux, [*sshd.ssh_argv(tty=True), "tui"])
 
 
+def test_plain_ssh_t_opens_the_tui(env: tuple[Paas, SSHServer], tmux: Tmux) -> None:
+    """`ssh -t minipaas@host` with no command: a PTY and no words open the TUI."""
+    paas, sshd = env
+    drive(paas, tmux, sshd.ssh_argv(tty=True))
+
+
 def test_tui_in_a_pty_over_sshd_with_a_direct_forced_command(
     env: tuple[Paas, SSHServer], tmux: Tmux, tmp_path: Path, sshd_install: SshdInstall
 ) -> None:
