@@ -178,6 +178,13 @@ class Deployer:
             await self._go_live(app, release, log)
             url = self.settings.app_url(app.name)
             await self.prune_slugs(app)
+            if await asyncio.to_thread(self._prune_cache, app.name):
+                self.logs.append(
+                    app.name,
+                    "minipaas",
+                    "minipaas",
+                    "Build cache was over its size limit and was cleared",
+                )
             log(f"-----> Deployed v{release.version} to {url}")
             self.logs.append(
                 app.name,
@@ -462,6 +469,19 @@ class Deployer:
             await asyncio.to_thread(shutil.rmtree, slug, True)
             removed.append(slug.name)
         return removed
+
+    def _prune_cache(self, app_name: str) -> bool:
+        """Clear the app's build cache when it outgrew `cache_limit` (the next build is cold)."""
+        root = self.paths.app_cache(app_name)
+        total = 0
+        for dirpath, _dirs, files in os.walk(root):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            if total > self.settings.cache_limit:
+                shutil.rmtree(root, ignore_errors=True)
+                return True
+        return False
 
     async def one_off_spec(self, app_name: str, command: str) -> DynoSpec:
         """A one-off dyno of the current release (`minipaas run`)."""

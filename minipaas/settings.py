@@ -39,6 +39,8 @@ class Settings:
     boot_timeout: float = 60.0
     #: A fresh deploy whose web dynos crash-loop within this many seconds is rolled back.
     auto_rollback_window: float = 600.0
+    #: Bytes of build cache per app before it is cleared after a deploy.
+    cache_limit: int = 2 * 2**30
     #: Slugs kept per app (older ones are deleted after a deploy; rollback reaches these).
     keep_slugs: int = 5
     #: The minipaas command written into authorized_keys forced commands.

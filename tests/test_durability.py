@@ -155,3 +155,21 @@ def test_unhealthy_deploy_rejected_under_load(env: tuple[Paas, SSHServer], tmp_p
     assert "health check GET /health" in out and "500" in out
     assert load.result.failed == 0, dict(load.result.failures)
     assert set(load.result.bodies) == {"hello from python-flask"}
+
+
+def test_every_app_comes_back_after_a_reboot(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    """A host reboot leaves no process: `minipaas down` stands in for it."""
+    paas, sshd = env
+    paas.cli("apps:create", "reboot")
+    deployed(ssh_push(sshd, git_repo(SAMPLES / "worker-web", tmp_path / "reboot"), "reboot"))
+    paas.cli("ps:scale", "worker=1", "-a", "reboot")
+    paas.cli("ps:stop", "worker", "-a", "reboot")
+    paas.wait_body("reboot.localhost", "hello from worker-web")
+    paas.cli("down", "--data-dir", str(paas.data_dir))
+    assert paas.proc is not None
+    paas.proc.wait(timeout=30)
+    assert paas.curl("reboot.localhost")[0] == 0  # nothing listens any more
+    paas.restart()
+    paas.wait_body("reboot.localhost", "hello from worker-web")
+    listed = dynos(paas, "reboot")
+    assert [d["name"] for d in listed] == ["web.1"]  # the stopped worker stays stopped
