@@ -72,7 +72,7 @@ READY_POLL = 0.05
 CHECK_POLL = 0.2
 #: The output pump polls its file every PUMP_MIN s while output flows, backing off to PUMP_MAX.
 PUMP_MIN = 0.01
-PUMP_MAX = 0.2
+PUMP_MAX = 0.5  # an idle dyno costs two reads a second; a busy one is read every 10 ms
 META = "dyno.json"
 
 
