@@ -34,6 +34,23 @@ def default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "minipaas"
 
 
+def endpoint_from_env(data_dir: Path | None = None) -> dict[str, Any]:
+    """Where to reach the server: MINIPAAS_URL (+ MINIPAAS_TOKEN, MINIPAAS_CA_FILE) unless a
+    data dir is given, else the local socket of the data dir (MINIPAAS_DATA_DIR or default)."""
+    url = os.environ.get("MINIPAAS_URL")
+    if url and data_dir is None:
+        verify: bool | str = os.environ.get("MINIPAAS_CA_FILE") or True
+        return {"url": url, "token": os.environ.get("MINIPAAS_TOKEN"), "verify": verify}
+    return {"socket": (data_dir or default_data_dir()) / "minipaas.sock"}
+
+
+def _headers(agent: str, token: str | None) -> dict[str, str]:
+    headers = {"User-Agent": agent}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
 class Client:
     """A synchronous client; one instance per command."""
 
@@ -46,9 +63,7 @@ class Client:
         verify: bool | str = True,
         timeout: float | None = 30.0,
     ) -> None:
-        headers = {"User-Agent": "minipaas-cli"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        headers = _headers("minipaas-cli", token)
         if url:
             self.where = url
             self._http = httpx.Client(
@@ -65,13 +80,7 @@ class Client:
     @classmethod
     def from_env(cls, data_dir: Path | None = None, timeout: float | None = 30.0) -> Client:
         """Remote when MINIPAAS_URL is set (with MINIPAAS_TOKEN), else the local socket."""
-        url = os.environ.get("MINIPAAS_URL")
-        if url and data_dir is None:
-            verify: bool | str = os.environ.get("MINIPAAS_CA_FILE") or True
-            return cls(
-                url=url, token=os.environ.get("MINIPAAS_TOKEN"), verify=verify, timeout=timeout
-            )
-        return cls(socket=(data_dir or default_data_dir()) / "minipaas.sock", timeout=timeout)
+        return cls(**endpoint_from_env(data_dir), timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -164,9 +173,7 @@ class AsyncClient:
         verify: bool | str = True,
         timeout: float | None = 30.0,
     ) -> None:
-        headers = {"User-Agent": "minipaas-tui"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        headers = _headers("minipaas-tui", token)
         if url:
             self.where = url
             self._http = httpx.AsyncClient(
@@ -184,13 +191,7 @@ class AsyncClient:
     @classmethod
     def from_env(cls, data_dir: Path | None = None, timeout: float | None = 30.0) -> AsyncClient:
         """Remote when MINIPAAS_URL is set (with MINIPAAS_TOKEN), else the local socket."""
-        url = os.environ.get("MINIPAAS_URL")
-        if url and data_dir is None:
-            verify: bool | str = os.environ.get("MINIPAAS_CA_FILE") or True
-            return cls(
-                url=url, token=os.environ.get("MINIPAAS_TOKEN"), verify=verify, timeout=timeout
-            )
-        return cls(socket=(data_dir or default_data_dir()) / "minipaas.sock", timeout=timeout)
+        return cls(**endpoint_from_env(data_dir), timeout=timeout)
 
     @classmethod
     def like(cls, client: Client, timeout: float | None = 30.0) -> AsyncClient:

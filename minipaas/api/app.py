@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,33 @@ def body_dict(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError("The request body must be a JSON object.")
     return data
+
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def ndjson_task(
+    work: Callable[[Emit], Awaitable[None]], background: set[asyncio.Task[None]]
+) -> StreamingResponse:
+    """Run `work` as a task of its own (it finishes even if the client leaves) and stream what
+    it emits as NDJSON until it is done."""
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    async def run() -> None:
+        try:
+            await work(queue.put_nowait)
+        finally:
+            queue.put_nowait(None)
+
+    task = asyncio.get_running_loop().create_task(run())
+    background.add(task)
+    task.add_done_callback(background.discard)
+
+    async def stream() -> AsyncIterator[bytes]:
+        while (item := await queue.get()) is not None:
+            yield (json.dumps(item) + "\n").encode()
+
+    return StreamingResponse(stream(), media_type="application/x-ndjson")
 
 
 def is_local(request: Request) -> bool:
@@ -281,32 +308,19 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             raise UserError(f"Invalid commit {sha!r}: use a full 40-character sha.")
         await store.app(name)
         by = who(request, data)
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
-        async def run() -> None:
+        async def run(emit: Emit) -> None:
             try:
-                result = await deployer.deploy(
-                    name, sha, lambda ln: queue.put_nowait({"line": ln}), who=by
-                )
-                queue.put_nowait({"status": "ok", "release": result.release, "url": result.url})
+                result = await deployer.deploy(name, sha, lambda ln: emit({"line": ln}), who=by)
+                emit({"status": "ok", "release": result.release, "url": result.url})
             except UserError as exc:
-                queue.put_nowait({"status": "failed", "message": str(exc)})
+                emit({"status": "failed", "message": str(exc)})
             except Exception as exc:  # a bug: say so in the push instead of hanging it
-                queue.put_nowait({"status": "failed", "message": f"Internal error: {exc!r}"})
+                emit({"status": "failed", "message": f"Internal error: {exc!r}"})
                 log.exception("deploy of %s %s failed", name, sha[:7])
-            finally:
-                queue.put_nowait(None)
 
         # The deploy runs to completion even if the pusher goes away.
-        task = asyncio.get_running_loop().create_task(run())
-        background.add(task)
-        task.add_done_callback(background.discard)
-
-        async def stream() -> AsyncIterator[bytes]:
-            while (item := await queue.get()) is not None:
-                yield (json.dumps(item) + "\n").encode()
-
-        return StreamingResponse(stream(), media_type="application/x-ndjson")
+        return ndjson_task(run, background)
 
     async def rollback(request: Request) -> Response:
         name = app_name(request)
@@ -361,28 +375,16 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             raise UserError("No command given; use `minipaas run -a APP -- COMMAND`.")
         spec = await deployer.one_off_spec(name, command)
 
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-
-        async def go() -> None:
+        async def go(emit: Emit) -> None:
             try:
                 code = await ctx.supervisor.run_once(
-                    spec, lambda ln: queue.put_nowait({"line": ln}), timeout=3600
+                    spec, lambda ln: emit({"line": ln}), timeout=3600
                 )
-                queue.put_nowait({"exit": code})
+                emit({"exit": code})
             except UserError as exc:
-                queue.put_nowait({"error": str(exc), "exit": 1})
-            finally:
-                queue.put_nowait(None)
+                emit({"error": str(exc), "exit": 1})
 
-        task = asyncio.get_running_loop().create_task(go())
-        background.add(task)
-        task.add_done_callback(background.discard)
-
-        async def stream() -> AsyncIterator[bytes]:
-            while (item := await queue.get()) is not None:
-                yield (json.dumps(item) + "\n").encode()
-
-        return StreamingResponse(stream(), media_type="application/x-ndjson")
+        return ndjson_task(go, background)
 
     async def domains_list(request: Request) -> Response:
         app = await store.app(app_name(request))
