@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from minipaas.client import Client
-from tests.paas import SAMPLES, Paas, git_repo, push, start_paas
+from tests.paas import SAMPLES, Paas, git_repo, push
 from tests.support.ports import wait_for
 from tests.support.sshd import SshdInstall, SSHServer, start_sshd
 
@@ -72,26 +72,16 @@ class Tmux:
 
 
 @pytest.fixture(scope="module")
-def env(
-    tmp_path_factory: pytest.TempPathFactory, sshd_install: SshdInstall
-) -> Iterator[tuple[Paas, SSHServer]]:
-    work = tmp_path_factory.mktemp("tui-tmux")
-    keys = work / "authorized_keys"
-    paas = start_paas(keys, work / "server.log")
-    sshd = None
-    try:
-        sshd = start_sshd(work / "sshd", keys, install=sshd_install)
-        paas.cli("keys:add", "tester", input=sshd.client_key.with_suffix(".pub").read_text())
-        paas.cli("apps:create", APP)
-        repo = git_repo(SAMPLES / "worker-web", work / APP)
-        result = push(repo, sshd.url(f"{APP}.git"), env={"GIT_SSH_COMMAND": sshd.git_ssh_command()})
-        assert result.returncode == 0, result.stdout + result.stderr
-        yield paas, sshd
-    finally:
-        if sshd is not None:
-            sshd.stop()
-        paas.stop()
-        shutil.rmtree(paas.data_dir.parent, ignore_errors=True)
+def deployed_env(
+    env: tuple[Paas, SSHServer], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Paas, SSHServer]:
+    """The shared server and sshd (conftest `env`) with the app pushed over SSH."""
+    paas, sshd = env
+    paas.cli("apps:create", APP)
+    repo = git_repo(SAMPLES / "worker-web", tmp_path_factory.mktemp("tui-tmux") / APP)
+    result = push(repo, sshd.url(f"{APP}.git"), env={"GIT_SSH_COMMAND": sshd.git_ssh_command()})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return paas, sshd
 
 
 @pytest.fixture
@@ -140,24 +130,24 @@ def drive(paas: Paas, tmux: Tmux, argv: list[str]) -> None:
     tmux.wait("TUI-EXITED 0")
 
 
-def test_tui_over_ssh_in_tmux(env: tuple[Paas, SSHServer], tmux: Tmux) -> None:
+def test_tui_over_ssh_in_tmux(deployed_env: tuple[Paas, SSHServer], tmux: Tmux) -> None:
     """The product path: `ssh -t minipaas@host tui` through the forced command."""
-    paas, sshd = env
+    paas, sshd = deployed_env
     drive(paas, tmux, [*sshd.ssh_argv(tty=True), "tui"])
 
 
-def test_plain_ssh_t_opens_the_tui(env: tuple[Paas, SSHServer], tmux: Tmux) -> None:
+def test_plain_ssh_t_opens_the_tui(deployed_env: tuple[Paas, SSHServer], tmux: Tmux) -> None:
     """`ssh -t minipaas@host` with no command: a PTY and no words open the TUI."""
-    paas, sshd = env
+    paas, sshd = deployed_env
     drive(paas, tmux, sshd.ssh_argv(tty=True))
 
 
 def test_tui_in_a_pty_over_sshd_with_a_direct_forced_command(
-    env: tuple[Paas, SSHServer], tmux: Tmux, tmp_path: Path, sshd_install: SshdInstall
+    deployed_env: tuple[Paas, SSHServer], tmux: Tmux, tmp_path: Path, sshd_install: SshdInstall
 ) -> None:
     """The same session with `python -m tui` as the forced command: the TUI's side alone,
     independent of how `minipaas ssh` dispatches."""
-    paas, _ = env
+    paas, _ = deployed_env
     keys = tmp_path / "authorized_keys"
     sshd = start_sshd(tmp_path / "sshd", keys, install=sshd_install)
     try:
