@@ -3,18 +3,23 @@ to a server.
 
 It reaches the local server through `<data-dir>/minipaas.sock`, or a remote one through
 `MINIPAAS_URL` + `MINIPAAS_TOKEN`. Errors come back as `ApiError` carrying the server's one
-sentence. This module depends on httpx only (the TUI may import it without the server's parts).
+sentence. The sync client uses the standard library on the local socket and httpx only for a
+remote server; the async client (the TUI's) uses httpx. Nothing of the server is imported.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import socket
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    pass
 
 
 class ApiError(Exception):
@@ -51,8 +56,30 @@ def _headers(agent: str, token: str | None) -> dict[str, str]:
     return headers
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP/1.1 over the server's unix socket (no TLS, no DNS, nothing heavy to import)."""
+
+    def __init__(self, path: str, timeout: float | None) -> None:
+        super().__init__("minipaas", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
 class Client:
-    """A synchronous client; one instance per command."""
+    """A synchronous client; one instance per command.
+
+    On the local socket it speaks HTTP/1.1 through the standard library (the CLI and the SSH
+    entry point start fast); a remote server (URL + token) goes through httpx.
+    """
 
     def __init__(
         self,
@@ -63,19 +90,20 @@ class Client:
         verify: bool | str = True,
         timeout: float | None = 30.0,
     ) -> None:
-        headers = _headers("minipaas-cli", token)
+        self.token = token
+        self.timeout = timeout
+        self._headers = _headers("minipaas-cli", token)
+        self._remote: Any = None
         if url:
+            import httpx
+
             self.where = url
-            self._http = httpx.Client(
-                base_url=url.rstrip("/"), headers=headers, verify=verify, timeout=timeout
+            self._remote = httpx.Client(
+                base_url=url.rstrip("/"), headers=self._headers, verify=verify, timeout=timeout
             )
         else:
             assert socket is not None
             self.where = str(socket)
-            transport = httpx.HTTPTransport(uds=str(socket))
-            self._http = httpx.Client(
-                transport=transport, base_url="http://minipaas", headers=headers, timeout=timeout
-            )
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None, timeout: float | None = 30.0) -> Client:
@@ -83,7 +111,8 @@ class Client:
         return cls(**endpoint_from_env(data_dir), timeout=timeout)
 
     def close(self) -> None:
-        self._http.close()
+        if self._remote is not None:
+            self._remote.close()
 
     def __enter__(self) -> Client:
         return self
@@ -92,15 +121,19 @@ class Client:
         self.close()
 
     @staticmethod
-    def _error(response: httpx.Response) -> ApiError:
+    def _message(status: int, body: bytes) -> ApiError:
         try:
-            message = response.json().get("error") or response.text
-        except (json.JSONDecodeError, AttributeError):
-            message = response.text.strip() or f"HTTP {response.status_code}"
-        return ApiError(str(message), response.status_code)
+            message = json.loads(body).get("error") or body.decode(errors="replace")
+        except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
+            message = body.decode(errors="replace").strip() or f"HTTP {status}"
+        return ApiError(str(message), status)
 
-    def _unreachable(self, exc: Exception) -> ApiError:
-        if "Permission denied" in str(exc) or isinstance(exc.__cause__, PermissionError):
+    def _unreachable(self, exc: BaseException) -> ApiError:
+        if (
+            isinstance(exc, PermissionError)
+            or isinstance(exc.__cause__, PermissionError)
+            or ("Permission denied" in str(exc))
+        ):
             return ApiError(
                 f"Permission denied on {self.where}: only root and the SSH user's group may "
                 "use the minipaas API socket."
@@ -110,39 +143,92 @@ class Client:
             "is `minipaas server` running?"
         )
 
+    def _local(
+        self,
+        method: str,
+        path: str,
+        json_body: Any,
+        params: dict[str, Any] | None,
+        timeout: float | None,
+    ) -> tuple[_UnixConnection, http.client.HTTPResponse]:
+        if params:
+            path += "?" + urllib.parse.urlencode(params)
+        body = None if json_body is None else json.dumps(json_body).encode()
+        headers = dict(self._headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        conn = _UnixConnection(self.where, timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            return conn, conn.getresponse()
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
+            conn.close()
+            raise self._unreachable(exc) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise ApiError(f"The request to {self.where} failed: {exc}.") from exc
+
     def request(
         self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
     ) -> Any:
+        if self._remote is not None:
+            return self._remote_request(method, path, json_body, params)
+        conn, response = self._local(method, path, json_body, params, self.timeout)
         try:
-            response = self._http.request(method, path, json=json_body, params=params)
-        except (
-            httpx.ConnectError,
-            httpx.ConnectTimeout,
-            FileNotFoundError,
-            ConnectionRefusedError,
-        ) as exc:
-            raise self._unreachable(exc) from exc
-        except httpx.HTTPError as exc:
-            raise ApiError(f"The request to {self.where} failed: {exc}.") from exc
-        if response.status_code >= 400:
-            raise self._error(response)
-        return response.json()
+            data = response.read()
+        finally:
+            conn.close()
+        if response.status >= 400:
+            raise self._message(response.status, data)
+        return json.loads(data)
 
     def stream(
         self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
     ) -> Iterator[dict[str, Any]]:
         """NDJSON objects as the server sends them."""
+        if self._remote is not None:
+            yield from self._remote_stream(method, path, json_body, params)
+            return
+        conn, response = self._local(method, path, json_body, params, None)
         try:
-            with self._http.stream(
+            if response.status >= 400:
+                raise self._message(response.status, response.read())
+            while line := response.readline():
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            conn.close()
+
+    def _remote_request(
+        self, method: str, path: str, json_body: Any, params: dict[str, Any] | None
+    ) -> Any:
+        import httpx
+
+        try:
+            response = self._remote.request(method, path, json=json_body, params=params)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise self._unreachable(exc) from exc
+        except httpx.HTTPError as exc:
+            raise ApiError(f"The request to {self.where} failed: {exc}.") from exc
+        if response.status_code >= 400:
+            raise self._message(response.status_code, response.content)
+        return response.json()
+
+    def _remote_stream(
+        self, method: str, path: str, json_body: Any, params: dict[str, Any] | None
+    ) -> Iterator[dict[str, Any]]:
+        import httpx
+
+        try:
+            with self._remote.stream(
                 method, path, json=json_body, params=params, timeout=httpx.Timeout(30.0, read=None)
             ) as response:
                 if response.status_code >= 400:
-                    response.read()
-                    raise self._error(response)
+                    raise self._message(response.status_code, response.read())
                 for line in response.iter_lines():
                     if line.strip():
                         yield json.loads(line)
-        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as exc:
+        except httpx.ConnectError as exc:
             raise self._unreachable(exc) from exc
 
     # -- conveniences used by several front ends ------------------------------------------
@@ -152,9 +238,6 @@ class Client:
 
     def deploy(self, app: str, sha: str, who: str) -> Iterator[dict[str, Any]]:
         return self.stream("POST", f"/api/apps/{app}/deploy", json_body={"sha": sha, "who": who})
-
-
-# -- the asynchronous client (the TUI's; appended, the sync Client above is unchanged) --------
 
 
 class AsyncClient:
@@ -173,6 +256,8 @@ class AsyncClient:
         verify: bool | str = True,
         timeout: float | None = 30.0,
     ) -> None:
+        import httpx
+
         headers = _headers("minipaas-tui", token)
         if url:
             self.where = url
@@ -197,14 +282,8 @@ class AsyncClient:
     def like(cls, client: Client, timeout: float | None = 30.0) -> AsyncClient:
         """An async client for the same server (and token) as a sync `Client`."""
         if client.where.startswith(("http://", "https://")):
-            auth = client._http.headers.get("Authorization", "")
             verify: bool | str = os.environ.get("MINIPAAS_CA_FILE") or True
-            return cls(
-                url=client.where,
-                token=auth.removeprefix("Bearer ") or None,
-                verify=verify,
-                timeout=timeout,
-            )
+            return cls(url=client.where, token=client.token, verify=verify, timeout=timeout)
         return cls(socket=Path(client.where), timeout=timeout)
 
     async def aclose(self) -> None:
@@ -224,6 +303,8 @@ class AsyncClient:
     async def request(
         self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
     ) -> Any:
+        import httpx
+
         try:
             response = await self._http.request(method, path, json=json_body, params=params)
         except (httpx.TransportError, OSError) as exc:
@@ -231,7 +312,7 @@ class AsyncClient:
         except httpx.HTTPError as exc:
             raise ApiError(f"The request to {self.where} failed: {exc}.") from exc
         if response.status_code >= 400:
-            raise Client._error(response)
+            raise Client._message(response.status_code, response.content)
         try:
             return response.json()
         except json.JSONDecodeError as exc:
@@ -244,13 +325,15 @@ class AsyncClient:
         self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """NDJSON objects as the server sends them; a line that is not JSON is skipped."""
+        import httpx
+
         try:
             async with self._http.stream(
                 method, path, json=json_body, params=params, timeout=httpx.Timeout(30.0, read=None)
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    raise Client._error(response)
+                    raise Client._message(response.status_code, response.content)
                 async for line in response.aiter_lines():
                     if not line.strip():
                         continue
