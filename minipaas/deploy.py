@@ -607,6 +607,11 @@ class Deployer:
 
     # -- supervisor callbacks --------------------------------------------------------------
 
+    async def settle(self) -> None:
+        """Wait for the writes the supervisor callbacks started (before the store closes)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
     def record_dynos(self, app: str, records: list[DynoRecord]) -> None:
         """Supervisor callback: persist the app's running dynos (for adoption after restarts)."""
         rows = [{k: getattr(r, k) for k in Store.DYNO_FIELDS} for r in records]

@@ -204,6 +204,8 @@ class MinipaasServer:
 
     def _dynos_changed(self, app: str) -> None:
         """Supervisor callback: coalesce bursts of dyno changes into one route sync."""
+        if self._stop.is_set():
+            return  # shutting down: the router may be gone already
         self._route_dirty = True
         if self._route_sync is None or self._route_sync.done():
             self._route_sync = asyncio.get_running_loop().create_task(self._sync_routes_soon())
@@ -253,6 +255,9 @@ class MinipaasServer:
                 # serving them; the next start re-adopts them.
                 await self.supervisor.detach()
                 await self.router.aclose()
+            if self._route_sync is not None:
+                await asyncio.gather(self._route_sync, return_exceptions=True)
+            await self.deployer.settle()
             await self.metrics_store.close()
             await self.store.close()
             (self.paths.root / "minipaas.pid").unlink(missing_ok=True)

@@ -92,3 +92,33 @@ async def test_formation_domains_keys_tokens(store: Store) -> None:
     await store.add_token("admin", "s3cret")
     assert await store.token_valid("s3cret") and not await store.token_valid("nope")
     assert "s3cret" not in (await store.token_hashes())[0]
+
+
+async def test_writes_interleaved_with_a_second_connection(tmp_path: Path) -> None:
+    """A statement left open on the store's connection would pin an old WAL snapshot, and its
+    next write would fail with "database is locked" once the metrics connection committed."""
+    from minipaas.store.metrics import MetricsStore
+
+    store = Store(tmp_path / "m.db")
+    await store.open()
+    metrics = MetricsStore(store)
+    try:
+        app = await store.create_app("web")
+        for n in range(5):
+            await store.create_release(
+                app,
+                build_id=None,
+                sha=None,
+                slug=None,
+                static_root=None,
+                config={},
+                process_types={},
+                description=f"r{n}",
+                created_by="t",
+            )
+            await metrics.record(float(n), 5, [("web", "web.1", 1.0, 100)], [], None)
+            await store.update_config(app, {"N": str(n)})
+        assert [r.version for r in await store.releases(app)] == [5, 4, 3, 2, 1]
+    finally:
+        await metrics.close()
+        await store.close()

@@ -258,11 +258,13 @@ class Store:
     ) -> Release:
         """A new release vN (status pending) numbered after every earlier one, failed included."""
         async with self._tx() as db:
-            row = await (
-                await db.execute(
-                    "SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app_id = ?", (app.id,)
-                )
-            ).fetchone()
+            # The cursor is closed at once: a statement left open keeps a read snapshot on the
+            # connection, and its next BEGIN IMMEDIATE would fail with "database is locked"
+            # (SQLITE_BUSY_SNAPSHOT) once the metrics connection has committed meanwhile.
+            async with db.execute(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app_id = ?", (app.id,)
+            ) as cursor:
+                row = await cursor.fetchone()
             assert row is not None
             version = int(row[0])
             await db.execute(
