@@ -48,9 +48,9 @@ def serve_ssh(data_dir: Path | None, fingerprint: str, original_command: str) ->
         return 1
     if not words:
         if sys.stdin.isatty() and sys.stdout.isatty():  # `ssh -t minipaas@host`
-            from tui.app import run_tui
+            from minipaas.cli import run_words
 
-            return run_tui(Client(socket=data_dir / "minipaas.sock", timeout=30.0))
+            return run_words(["tui"])
         sys.stdout.write(HELP)
         return 0
     if words[0] in GIT_SERVICES:

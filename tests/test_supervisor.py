@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +20,8 @@ import pytest
 from minipaas.errors import DeployError
 from minipaas.logs import LogStore
 from minipaas.supervisor import BackoffPolicy, DynoSpec, Supervisor
+from minipaas.supervisor._inotify import Inotify
+from minipaas.supervisor._output import RawOutput
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="dynos run as another uid: needs root")
 
@@ -61,6 +64,10 @@ elif mode == "worker":
     for i in range(10**9):
         print(f"worker tick {i}", flush=True)
         time.sleep(0.1)
+elif mode == "clock":
+    for i in range(10**9):
+        print(f"clock {time.time()!r}", flush=True)
+        time.sleep(0.3)
 elif mode == "never-listen":
     print("booting forever", flush=True)
     time.sleep(3600)
@@ -243,6 +250,65 @@ async def test_worker_output_reaches_the_log_store(sup: Supervisor, base: Path) 
     texts = minipaas_lines(sup, "worker.1")
     assert texts[0].startswith("Starting process with command `/usr/bin/python3 app.py worker")
     assert "State changed from starting to up" in texts
+
+
+async def test_a_write_wakes_the_idle_pump_at_once(
+    sup: Supervisor, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No safety poll within the test: a line can only arrive because inotify woke the pump.
+    sup._inotify.safety = 3600.0
+    await sup.apply(APP, {"worker": (spec(base, "worker", "clock"), 1)})
+    assert sup._inotify.active
+    latencies: list[float] = []
+
+    def on_append(app: str, source: str, dyno: str, texts: list[str]) -> None:
+        now = time.time()
+        latencies.extend(now - float(t.split()[1]) for t in texts if t.startswith("clock "))
+
+    append_many = sup.logs.append_many
+
+    def spy(app: str, source: str, dyno: str, texts: list[str], *rest: Any) -> None:
+        on_append(app, source, dyno, texts)
+        append_many(app, source, dyno, texts, *rest)
+
+    monkeypatch.setattr(sup.logs, "append_many", spy)
+    await wait_for(lambda: len(latencies) >= 4, what="clock lines")
+    # Printed 0.3 s apart into an idle pump: each one is read as soon as it is written.
+    assert sorted(latencies)[len(latencies) // 2] < 0.1, latencies
+    await sup.apply(APP, {})
+    assert not sup._inotify.active  # the last watch gone, the fd is closed
+
+
+async def test_an_idle_dyno_costs_no_reads(
+    sup: Supervisor, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await sup.apply(APP, {"web": (spec(base, "web", "web"), 1)})
+    await wait_for(lambda: any("listening" in t for t in app_lines(sup, "web.1")), what="output")
+    reads = 0
+    read_batch = RawOutput.read_batch
+
+    def counting(self: RawOutput, *args: object, **kwargs: object) -> int:
+        nonlocal reads
+        reads += 1
+        return read_batch(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RawOutput, "read_batch", counting)
+    await asyncio.sleep(1.5)  # the measurement window itself: nothing happens in it
+    assert reads <= 1  # polling read it 3 to 150 times; the safety check every 5 s at most
+
+
+async def test_output_is_polled_without_inotify(
+    sup: Supervisor, base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Inotify, "watch", lambda self, path, on_write: None)
+    await sup.apply(APP, {"worker": (spec(base, "worker", "worker"), 1)})
+    assert not sup._inotify.active
+    await wait_for(lambda: len(app_lines(sup, "worker.1")) >= 3, what="worker lines")
+    assert app_lines(sup, "worker.1")[:3] == ["worker tick 0", "worker tick 1", "worker tick 2"]
+
+
+def app_lines(sup: Supervisor, dyno: str) -> list[str]:
+    return [line.text for line in sup.logs.tail(APP, n=1000, source="app", dyno=dyno)]
 
 
 async def test_new_release_switches_after_ready_and_before_old_stop(

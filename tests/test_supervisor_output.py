@@ -6,7 +6,9 @@ throughput on 100k lines into a real LogStore.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import struct
 import threading
 import time
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from minipaas.logs import LogStore
+from minipaas.supervisor._inotify import IN_MODIFY, Inotify, parse_events
 from minipaas.supervisor._output import MAX_LINE, PUNCH_MIN, RawOutput
 
 
@@ -104,3 +107,64 @@ def test_pump_throughput_into_the_log_store(
     os.close(fd)
     out.close()
     logs.close()
+
+
+def test_inotify_events_are_parsed() -> None:
+    buf = (
+        struct.pack("iIII", 3, IN_MODIFY, 0, 0)
+        + struct.pack("iIII", 4, 0x100, 7, 8)
+        + b"name\0\0\0\0"
+    )
+    assert parse_events(buf) == [(3, IN_MODIFY, 0, b""), (4, 0x100, 7, b"name")]
+    assert parse_events(buf[:10]) == []
+
+
+async def test_inotify_wakes_on_writes_and_closes_when_unused(tmp_path: Path) -> None:
+    watcher = Inotify()
+    woken = asyncio.Event()
+    out = RawOutput(tmp_path)
+    watch = watcher.watch(out.path, woken.set)
+    assert watch is not None and watcher.active
+    writer = out.open_for_writer()
+    try:
+        os.write(writer, b"hello\n")
+        async with asyncio.timeout(5):
+            await woken.wait()
+        assert collect(out) == ["hello"]
+        woken.clear()
+        os.write(writer, b"again\n")
+        async with asyncio.timeout(5):
+            await woken.wait()
+    finally:
+        os.close(writer)
+    watch.close()
+    watch.close()  # idempotent
+    assert not watcher.active
+    out.close()
+    gone = watcher.watch(tmp_path / "missing", woken.set)
+    assert gone is None and not watcher.active
+
+
+async def test_inotify_safety_sweep_and_the_end_of_a_watch_wake_the_waiter(
+    tmp_path: Path,
+) -> None:
+    watcher = Inotify(safety=0.05)
+    calls = 0
+
+    def on_write() -> None:
+        nonlocal calls
+        calls += 1
+
+    path = tmp_path / "out"
+    path.write_bytes(b"")
+    watch = watcher.watch(path, on_write)
+    assert watch is not None
+    async with asyncio.timeout(5):
+        while calls < 2:  # nothing is written: only the sweep calls it
+            await asyncio.sleep(0.01)
+    path.unlink()  # the kernel drops the watch (IN_IGNORED): the waiter hears of it
+    before = calls
+    async with asyncio.timeout(5):
+        while not watch.closed:
+            await asyncio.sleep(0.01)
+    assert calls > before and not watcher.active

@@ -101,8 +101,10 @@ class RawOutput:
         `final` (the writers are gone): an unfinished last line is emitted too.
         """
         start = self.offset + len(self._rest)
-        data = os.pread(self._fd, READ_CHUNK, start)
-        at_end = len(data) < READ_CHUNK
+        # fstat first: a wake-up with nothing new costs no read (and no 1 MiB buffer).
+        size = os.fstat(self._fd).st_size
+        data = os.pread(self._fd, min(READ_CHUNK, size - start), start) if size > start else b""
+        at_end = start + len(data) >= size
         if not data and not (final and self._rest):
             return 0
         buf = self._rest + data

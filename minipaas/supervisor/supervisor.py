@@ -45,6 +45,7 @@ from minipaas.errors import DeployError, NotFound, UserError
 from minipaas.logs import LogStore
 from minipaas.sandbox import SandboxJob, base_env, dyno_command, sandbox_argv
 from minipaas.supervisor._health import Probe
+from minipaas.supervisor._inotify import Inotify
 from minipaas.supervisor._output import RawOutput, decode, split_output
 from minipaas.supervisor._proc import (
     group_alive,
@@ -70,9 +71,12 @@ LINGER = 2.0
 #: Readiness poll intervals (seconds): waiting for the port, then for the health check.
 READY_POLL = 0.05
 CHECK_POLL = 0.2
-#: The output pump polls its file every PUMP_MIN s while output flows, backing off to PUMP_MAX.
+#: Without inotify the output pump polls its file every PUMP_MIN s while output flows, backing
+#: off to PUMP_MAX when idle. With inotify a write wakes it at once, and an idle dyno's file is
+#: only checked every PUMP_SAFETY s, in case a wake-up was missed.
 PUMP_MIN = 0.01
-PUMP_MAX = 0.5  # an idle dyno costs two reads a second; a busy one is read every 10 ms
+PUMP_MAX = 0.5
+PUMP_SAFETY = 5.0
 META = "dyno.json"
 
 
@@ -210,6 +214,8 @@ class Supervisor:
         self._one_offs: dict[str, set[int]] = {}  # "app/type" -> numbers of running one-offs
         self._one_off_groups: set[int] = set()
         self._records: dict[str, tuple[DynoRecord, ...]] = {}
+        # Wakes the output pumps on writes, and all of them every PUMP_SAFETY s (one timer).
+        self._inotify = Inotify(safety=PUMP_SAFETY)
 
     # -- public API --------------------------------------------------------------------------
 
@@ -280,6 +286,7 @@ class Supervisor:
         self._dynos.clear()
         self._ports.clear()
         self._records.clear()
+        self._inotify.close()
 
     def web_upstreams(self, app: str) -> list[str]:
         """`127.0.0.1:PORT` of the app's web dynos that are up and current (not retiring)."""
@@ -995,21 +1002,36 @@ class Supervisor:
             await d.task
 
     async def _pump(self, d: _Dyno) -> None:
-        """Tail the dyno's output file into the logs for as long as the supervisor owns it."""
+        """Tail the dyno's output file into the logs for as long as the supervisor owns it.
+
+        With inotify a write wakes the pump at once and an idle dyno costs nothing but a check
+        every PUMP_SAFETY s (one timer for all pumps, in case a wake-up was missed); without it
+        the file is polled, every PUMP_MIN s while output flows, backing off to PUMP_MAX.
+        """
+        written = asyncio.Event()
+        watch = self._inotify.watch(d.out.path, written.set)
         wait = PUMP_MIN
-        while True:
-            try:
-                got = d.out.read_batch(lambda texts: self._emit(d, texts))
-            except OSError as exc:  # e.g. the log disk is full: the output waits in its file
-                self._log(d.app, d.name, f"Could not pump the output: {exc}")
-                got = 0
-                wait = PUMP_MAX
-            if got:
-                wait = PUMP_MIN
-                await asyncio.sleep(0)
-                continue
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, PUMP_MAX)
+        try:
+            while True:
+                written.clear()  # before the read: a write after it sets it again
+                try:
+                    got = d.out.read_batch(lambda texts: self._emit(d, texts))
+                except OSError as exc:  # e.g. the log disk is full: the output waits in its file
+                    self._log(d.app, d.name, f"Could not pump the output: {exc}")
+                    await asyncio.sleep(PUMP_MAX)
+                    continue
+                if got:
+                    wait = PUMP_MIN
+                    await asyncio.sleep(0)
+                    continue
+                if watch is None or watch.closed:
+                    await asyncio.sleep(wait)
+                    wait = min(wait * 2, PUMP_MAX)
+                    continue
+                await written.wait()  # a write, the safety sweep, or the watch's end
+        finally:
+            if watch is not None:
+                watch.close()
 
     def _catch_up(self, d: _Dyno) -> None:
         for _ in range(1000):  # bounded: a dyno flooding its file must not hold shutdown up
