@@ -17,9 +17,13 @@ import time
 import traceback
 from pathlib import Path
 
+from bench import tui
 from bench.report import Row, describe, machine, table, unmeasured
-from bench.scenarios import SCENARIOS, Context, ScenarioError
+from bench.scenarios import SCENARIOS as CORE
+from bench.scenarios import Context, ScenarioError
 from bench.server import REPO_ROOT, venv_bin
+
+SCENARIOS = {**CORE, **tui.SCENARIOS}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

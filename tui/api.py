@@ -3,18 +3,21 @@
 Owns: the API paths the screens use and the shape checks on their answers. Errors stay
 `ApiError`s (`status == 0`: the server could not be reached; 404 on an app route: the app is
 gone). Must not touch: widgets, files or processes; tests pass a fake transport with the same
-`request`/`stream`/`aclose` methods for rendering-only checks.
+`request`/`stream`/`aclose` methods for rendering-only checks. `first_apps` is the one call made
+through the sync `Client` (standard library on the local socket, in a thread): the first frame
+does not wait for httpx and its async backend to import.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from minipaas.client import ApiError
+from minipaas.client import ApiError, Client
 
-__all__ = ["Api", "ApiError", "Transport"]
+__all__ = ["Api", "ApiError", "Transport", "first_apps"]
 
 
 class Transport(Protocol):
@@ -43,6 +46,11 @@ def _dict(data: Any, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(f"The server sent an unexpected answer for {what}.")
     return data
+
+
+async def first_apps(client: Client) -> list[dict[str, Any]]:
+    """`Api.apps()` through a sync `Client`, run in a thread (for the first frame only)."""
+    return _list(await asyncio.to_thread(client.get, "/api/apps"), "apps")
 
 
 class Api:

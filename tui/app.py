@@ -2,24 +2,27 @@
 
 Owns: the app factory (`create_app`, used by the CLI, the SSH entry point and the tests),
 `run_tui`, the connection state (lost → notification, every refresh is a reconnect attempt,
-back → notification) and the "app was deleted" path. API errors become notifications here,
+back → notification) and the "app was deleted" path. Start-up is on the clock (≤ 1 s to the
+first apps list over `ssh -t`): with a sync `Client` at hand the first apps list comes through it,
+and the session's async client (httpx) is built in a thread once that list is on screen; other
+screens are imported when first opened. API errors become notifications here,
 never tracebacks. Must not touch: anything but `tui.api` for I/O.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from textual.app import App
 from textual.binding import Binding
 
 from minipaas.client import AsyncClient, Client
-from tui.api import Api, ApiError, Transport
+from tui.api import Api, ApiError, Transport, first_apps
 from tui.screens.apps import AppsScreen
-from tui.screens.help import HelpScreen
 
 T = TypeVar("T")
 
@@ -54,6 +57,7 @@ class MinipaasApp(App[int]):
         *,
         refresh_every: float = 2.0,
         start_app: str | None = None,
+        first: Client | None = None,
     ) -> None:
         super().__init__()
         self._client_factory = client_factory
@@ -61,6 +65,8 @@ class MinipaasApp(App[int]):
         self.start_app = start_app
         self.connected = True
         self._api: Api | None = None
+        self._first = first
+        self._warming = False  # the async client is being built in a thread
         self._gone: set[str] = set()
 
     @property
@@ -69,8 +75,45 @@ class MinipaasApp(App[int]):
             self._api = Api(self._client_factory())
         return self._api
 
+    @property
+    def where(self) -> str:
+        """The server this session talks to (without building the async client for it)."""
+        if self._api is None and self._first is not None:
+            return self._first.where
+        return self.api.where
+
+    async def apps(self) -> list[dict[str, Any]]:
+        """The apps list: the first one through the sync client when there is one (fast to
+        start), then through the session's async client, built in a thread once the first
+        list is drawn."""
+        first = self._first
+        if self._api is None and first is not None and not self._warming:
+            self._warming = True
+            # The answer takes a few ms; the first frame (the skeleton) is drawn meanwhile and
+            # the list goes into the next one, so it never lands in a half-built first frame.
+            painted = asyncio.get_running_loop().create_future()
+            self.call_after_refresh(painted.set_result, None)
+            try:
+                apps = await first_apps(first)
+                await painted
+                return apps
+            finally:
+                self.call_after_refresh(self._start_warm_up)
+        return await self.api.apps()
+
+    def _start_warm_up(self) -> None:
+        self.run_worker(self._warm_up(), group="api-warm", exit_on_error=False)
+
+    async def _warm_up(self) -> None:
+        """Build the async client in a thread (importing httpx takes ~0.1-0.2 s)."""
+        transport = await asyncio.to_thread(self._client_factory)
+        if self._api is None:
+            self._api = Api(transport)
+        else:  # a screen needed it first
+            await transport.aclose()
+
     def on_mount(self) -> None:
-        self.sub_title = self.api.where
+        self.sub_title = self.where
         self.push_screen(AppsScreen())
         if self.start_app:
             from tui.screens.app_detail import AppScreen
@@ -80,6 +123,8 @@ class MinipaasApp(App[int]):
     async def on_unmount(self) -> None:
         if self._api is not None:
             await self._api.close()
+        if self._first is not None:
+            self._first.close()
 
     # -- errors and the connection ---------------------------------------------------------
 
@@ -98,7 +143,7 @@ class MinipaasApp(App[int]):
         if exc.status == 0:
             if self.connected:
                 self.connected = False
-                self.sub_title = f"{self.api.where} — disconnected, retrying"
+                self.sub_title = f"{self.where} — disconnected, retrying"
                 self.notify(
                     f"{exc} Retrying every {self.refresh_every:g} s.",
                     title="Lost connection",
@@ -116,8 +161,8 @@ class MinipaasApp(App[int]):
     def reconnected(self) -> None:
         if not self.connected:
             self.connected = True
-            self.sub_title = self.api.where
-            self.notify(f"Reconnected to {self.api.where}.", title="Connection back", markup=False)
+            self.sub_title = self.where
+            self.notify(f"Reconnected to {self.where}.", title="Connection back", markup=False)
 
     def app_gone(self, name: str) -> None:
         """The app was deleted: say so once and go back to the apps list."""
@@ -146,15 +191,21 @@ class MinipaasApp(App[int]):
     # -- actions -----------------------------------------------------------------------
 
     def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
 
 def create_app(
-    client_factory: Callable[[], Transport], *, refresh_every: float = 2.0
+    client_factory: Callable[[], Transport],
+    *,
+    refresh_every: float = 2.0,
+    first: Client | None = None,
 ) -> MinipaasApp:
-    """The app factory: `client_factory()` is called once, on mount, for the session's client."""
-    return MinipaasApp(client_factory, refresh_every=refresh_every)
+    """The app factory: `client_factory()` is called once for the session's client: on mount,
+    or, given a sync `first` client for the first apps list, in a thread after it is drawn."""
+    return MinipaasApp(client_factory, refresh_every=refresh_every, first=first)
 
 
 def run_tui(client: Client | AsyncClient | None = None) -> int:
@@ -170,6 +221,9 @@ def run_tui(client: Client | AsyncClient | None = None) -> int:
             return AsyncClient.like(client)
         return AsyncClient.from_env()
 
-    app = create_app(factory)
+    first = client if isinstance(client, Client) else None
+    if client is None:
+        first = Client.from_env()
+    app = create_app(factory, first=first)
     app.run()
     return app.return_code or 0

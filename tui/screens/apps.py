@@ -121,11 +121,11 @@ class AppsScreen(Screen[None]):
             self._loading = False
 
     async def _fetch(self) -> None:
-        apps = await self.app.call(self.app.api.apps())
+        apps = await self.app.call(self.app.apps())
         if apps is None:
             if not self.app.connected:
                 self.query_one("#apps-summary", Static).update(
-                    f"Disconnected from {self.app.api.where}; retrying…"
+                    f"Disconnected from {self.app.where}; retrying…"
                 )
             return
         table = self.query_one(KeyedTable)
