@@ -26,7 +26,7 @@ from typing import Any
 from minipaas import checks, cron
 from minipaas.build import Builder, BuildRequest, parse_app_json
 from minipaas.build.runner import read_app_file
-from minipaas.errors import BuildError, DeployError, UserError
+from minipaas.errors import BuildError, DeployError, NotFound, UserError
 from minipaas.git import Repos
 from minipaas.logs import LogStore
 from minipaas.metrics import HostMap
@@ -660,7 +660,10 @@ class Deployer:
         routes = []
         domains = await self.store.domains()
         for app in await self.store.apps():
-            release = await self.store.current_release(app)
+            try:
+                release = await self.store.current_release(app)
+            except NotFound:
+                continue  # destroyed meanwhile
             hosts = [self.settings.app_host(app.name)]
             hosts += [d.hostname for d in domains if d.app == app.name]
             routes.append(
