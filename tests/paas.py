@@ -11,10 +11,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.dirs import app_readable_dir
 from tests.support.ports import free_port, wait_for
 from tests.support.sshd import SSHServer
 
@@ -175,19 +175,12 @@ class Paas:
         return last[0][1]
 
 
-def make_data_dir() -> Path:
-    # Not under pytest's tmp dir: that is 0700 and app uids must traverse to their slugs.
-    path = Path(tempfile.mkdtemp(prefix="minipaas-test-", dir="/tmp"))
-    path.chmod(0o755)
-    return path
-
-
 def start_paas(
     authorized_keys: Path, log: Path, *, exe: Path | None = None, path: str | None = None
 ) -> Paas:
     """A running server; its log goes to `log` (kept in pytest's tmp dirs for post-mortems).
     `exe` runs another `minipaas` command (a built binary), `path` replaces the PATH after it."""
-    base = make_data_dir()
+    base = app_readable_dir()
     paas = Paas(
         data_dir=base / "data",
         http_port=free_port(),

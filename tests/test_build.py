@@ -13,7 +13,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from minipaas.build.buildpack import parse_release
 from minipaas.build.runner import find_uv
 from minipaas.errors import BuildError
 from minipaas.sandbox import SandboxJob, base_env, dyno_command, sandbox_argv
+from tests.support.dirs import app_readable_tmp
 from tests.support.ports import free_port
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "sample-apps"
@@ -84,14 +84,8 @@ class Env:
 
 @pytest.fixture
 def env() -> Iterator[Env]:
-    # Not under tmp_path: the app uid must traverse into every dir bound into its sandbox, and
-    # any pytest starting meanwhile resets /tmp/pytest-of-<user> to 0700.
-    root = Path(tempfile.mkdtemp(prefix="minipaas-test-build-"))
-    root.chmod(0o755)
-    try:
+    with app_readable_tmp("minipaas-test-build-") as root:
         yield Env(root)
-    finally:
-        shutil.rmtree(root)
 
 
 def run_web(env: Env, slug: Path, command: str, path: str = "/", timeout: float = 20.0) -> str:

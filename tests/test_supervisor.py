@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from minipaas.logs import LogStore
 from minipaas.supervisor import BackoffPolicy, DynoSpec, Supervisor
 from minipaas.supervisor._inotify import Inotify
 from minipaas.supervisor._output import RawOutput
+from tests.support.dirs import app_readable_tmp
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="dynos run as another uid: needs root")
 
@@ -135,14 +134,8 @@ async def get(upstream: str, path: str = "/") -> dict[str, object]:
 @pytest.fixture
 def base() -> Iterator[Path]:
     # The app's uid must reach the run dir (bwrap binds the layer from there) and read the slug.
-    # Not under pytest's tmp_path: a pytest session starting elsewhere on the host resets
-    # /tmp/pytest-of-root to 0700 while these dynos start.
-    tmp_path = Path(tempfile.mkdtemp(prefix="minipaas-test-", dir="/tmp"))
-    os.chmod(tmp_path, 0o755)
-    try:
+    with app_readable_tmp() as tmp_path:
         yield make_slug(tmp_path)
-    finally:
-        shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def make_slug(tmp_path: Path) -> Path:

@@ -10,10 +10,8 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -32,6 +30,7 @@ from minipaas.supervisor import (
     Supervisor,
 )
 from minipaas.supervisor._proc import group_alive, start_ticks
+from tests.support.dirs import app_readable_tmp
 from tests.support.ports import async_wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="dynos run as another uid: needs root")
@@ -125,14 +124,8 @@ asyncio.run(main())
 
 @pytest.fixture
 def base() -> Iterator[Path]:
-    # Not under pytest's tmp_path: a pytest session starting elsewhere on the host resets
-    # /tmp/pytest-of-root to 0700, and the app's uid must traverse to the slug and run dir.
-    tmp_path = Path(tempfile.mkdtemp(prefix="minipaas-test-", dir="/tmp"))
-    os.chmod(tmp_path, 0o755)
-    try:
+    with app_readable_tmp() as tmp_path:
         yield make_slug(tmp_path)
-    finally:
-        shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def make_slug(tmp_path: Path) -> Path:
