@@ -27,7 +27,7 @@ from minipaas import sshkeys
 from minipaas.api import create_app
 from minipaas.api.app import ApiContext
 from minipaas.api.attach import AttachServer
-from minipaas.api.auth import LocalMarker, Tokens
+from minipaas.api.auth import LocalMarker, Tokens, private_unix_socket
 from minipaas.build import Builder
 from minipaas.deploy import Deployer
 from minipaas.errors import UserError
@@ -60,25 +60,6 @@ class _Server(uvicorn.Server):
         while not await self.on_tick(counter):
             counter = (counter + 10) % 864000
             await asyncio.sleep(1.0)
-
-
-def _unix_socket(path: Path, gid: int | None = None) -> socket.socket:
-    """A listening unix socket, owner-only from the start (uvicorn's own would be 0666)."""
-    path.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        sock.bind(str(path))
-    finally:
-        os.umask(old)
-    if gid is None:
-        os.chmod(path, 0o600)
-    else:  # the SSH user's forced commands (see Settings.ssh_user)
-        os.chown(path, 0, gid)
-        os.chmod(path, 0o660)
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
 
 
 def _tcp_socket(port: int) -> socket.socket:
@@ -294,7 +275,7 @@ class MinipaasServer:
         api = create_app(ctx)
         tcp = _tcp_socket(self.settings.api_port)
         self._api_port = tcp.getsockname()[1]
-        uds = _unix_socket(self.paths.socket, self._gid)
+        uds = private_unix_socket(self.paths.socket, self._gid)
         common: dict[str, Any] = {
             "log_level": "warning",
             "access_log": False,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from minipaas import names
+from minipaas.api.auth import private_unix_socket
 from minipaas.errors import UserError
 
 #: (app, command) -> exit status, running the one-off with the given fds as its stdio.
@@ -51,19 +52,7 @@ class AttachServer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def listen(self) -> None:
-        self.path.unlink(missing_ok=True)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)
-        try:
-            sock.bind(str(self.path))
-        finally:
-            os.umask(old)
-        if self.gid is not None:
-            os.chown(self.path, 0, self.gid)
-            os.chmod(self.path, 0o660)
-        sock.listen(16)
-        sock.setblocking(False)
-        self._sock = sock
+        self._sock = private_unix_socket(self.path, self.gid)
 
     async def serve(self) -> None:
         assert self._sock is not None

@@ -2,6 +2,7 @@
 
 Requests that arrive on the local unix socket are trusted: the socket is owner-only, so reaching
 it already proves the caller is the server's user (or root). `LocalMarker` tags those requests.
+`private_unix_socket` makes such sockets (the API's and the attached-run one).
 Only sha256 hashes of tokens are kept in memory; comparison is by hash lookup.
 """
 
@@ -11,7 +12,10 @@ import base64
 import binascii
 import hashlib
 import json
+import os
+import socket
 from collections.abc import Iterable
+from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -97,3 +101,23 @@ class TokenAuth:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def private_unix_socket(path: Path, gid: int | None = None) -> socket.socket:
+    """A listening, non-blocking unix socket, owner-only from the start (uvicorn's own would be
+    0666); with `gid`, that group (the SSH user's, see Settings.ssh_user) may use it too."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    if gid is None:
+        os.chmod(path, 0o600)
+    else:
+        os.chown(path, 0, gid)
+        os.chmod(path, 0o660)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
