@@ -459,3 +459,17 @@ async def test_rejected_config_keeps_the_old_one(
         assert response.text == "up1"
     with pytest.raises(RouterError, match="admin socket"):
         await env.router.apply(replace(good, admin_socket=Path("/tmp/elsewhere.sock")))
+
+
+def test_listener_migration_setting(tmp_path: Path) -> None:
+    """Reloads must not reset queued connections: the kernel hands them to the new listener."""
+    from minipaas.router.caddy import MIGRATE_REQ, enable_listener_migration
+
+    fake = tmp_path / "tcp_migrate_req"
+    fake.write_text("0\n")
+    assert enable_listener_migration(fake) is True  # tests run as root
+    assert fake.read_text().strip() == "1"
+    assert enable_listener_migration(tmp_path / "missing") is False
+    if MIGRATE_REQ.exists():
+        assert enable_listener_migration() is True
+        assert MIGRATE_REQ.read_text().strip() == "1"

@@ -232,3 +232,26 @@ def stop_orphan(workdir: Path, timeout: float = 10.0) -> bool:
         os.kill(pid, signal.SIGKILL)
     (workdir / "caddy.pid").unlink(missing_ok=True)
     return True
+
+
+#: Linux: hand connections still queued on a closing SO_REUSEPORT listener to its successor.
+MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+
+
+def enable_listener_migration(sysctl: Path = MIGRATE_REQ) -> bool:
+    """Make config reloads drop no connection; True if the setting is (now) on.
+
+    Caddy binds a fresh SO_REUSEPORT socket for every config it loads and closes the old one.
+    Without `net.ipv4.tcp_migrate_req`, connections the kernel had queued on the old socket
+    but Caddy had not accepted yet are reset when it closes: a visitor's request fails at
+    the moment of a deploy's switch. Only root may change it; otherwise this only reports.
+    """
+    try:
+        if sysctl.read_text().strip() == "1":
+            return True
+        if os.geteuid() != 0:
+            return False
+        sysctl.write_text("1\n")
+    except OSError:
+        return False
+    return True

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from minipaas.router.admin import CaddyAdmin
-from minipaas.router.caddy import CaddyProcess, find_caddy
+from minipaas.router.caddy import CaddyProcess, enable_listener_migration, find_caddy
 from minipaas.router.errors import RouterError
 from minipaas.router.render import AppRoute, RouterState, render
 
@@ -101,6 +101,7 @@ class Router:
     async def start(self) -> None:
         """Adopt the Caddy an earlier run left alive, or start one; returns once it answers."""
         async with self._lock:
+            await asyncio.to_thread(enable_listener_migration)
             await self._start()
 
     async def apply(self, state: RouterState) -> None:
