@@ -586,6 +586,7 @@ def shutil_which_self() -> str:
 def cmd_down(args: argparse.Namespace) -> int:
     """Stop the server, its dynos and Caddy; works even when the server itself is gone."""
     from minipaas.client import ApiError, Client, default_data_dir
+    from minipaas.router import resolver
     from minipaas.router.caddy import stop_orphan
     from minipaas.supervisor.supervisor import stop_orphans
 
@@ -608,6 +609,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     # Whatever a killed server left behind: dynos outlive it by design, and so does Caddy.
     dynos = stop_orphans(data_dir / "run" / "dynos")
     caddy = stop_orphan(data_dir / "caddy")
+    caddy = resolver.stop_orphan(data_dir / "caddy") or caddy
     if pid is None and not dynos and not caddy:
         print(f"Nothing of minipaas is running for {data_dir}.")
     else:
@@ -774,6 +776,11 @@ def client_words(parser: argparse.ArgumentParser) -> set[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     # Nothing heavy is imported before a command needs it: `--version` and the SSH entry point
     # must start fast (the error classes are looked up only if they were ever imported).
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_router-resolver"]:  # internal: the router's DNS process (frozen binary)
+        from minipaas.router.resolver import main as resolver_main
+
+        return resolver_main(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

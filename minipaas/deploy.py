@@ -265,11 +265,16 @@ class Deployer:
 
     async def drain(self, upstreams: Sequence[str]) -> None:
         """Wait until Caddy has no request in flight to `upstreams` (bounded by the grace)."""
-        wanted = set(upstreams)
+        # By port: Caddy names dynos looked up over DNS "localhost.:PORT", others "127.0.0.1:PORT".
+        wanted = {upstream.rpartition(":")[2] for upstream in upstreams}
         deadline = time.monotonic() + self.settings.stop_grace
         while time.monotonic() < deadline:
             counters = await self.router.admin.upstreams()
-            busy = [u for u in counters if u.get("address") in wanted and u.get("num_requests")]
+            busy = [
+                u
+                for u in counters
+                if str(u.get("address", "")).rpartition(":")[2] in wanted and u.get("num_requests")
+            ]
             if not busy:
                 return
             await asyncio.sleep(0.02)

@@ -299,7 +299,9 @@ async def test_reapply_is_noop_and_switch_takes_effect(
             latencies.append((time.monotonic() - started) * 1000)
             bodies = {(await env.get(client, "web.localhost")).text for _ in range(4)}
             assert bodies == {target.body}
-    assert env.router.loads == 6
+    # Switching dynos only changes the resolver's table: Caddy's configuration stays the same,
+    # so it never replaces its servers (and never closes a client's keep-alive connection).
+    assert env.router.loads == 1
     print(f"apply→routed latency ms: median {statistics.median(latencies):.1f}, {latencies}")
 
 
@@ -473,3 +475,90 @@ def test_listener_migration_setting(tmp_path: Path) -> None:
     if MIGRATE_REQ.exists():
         assert enable_listener_migration() is True
         assert MIGRATE_REQ.read_text().strip() == "1"
+
+
+async def _keepalive_client(
+    port: int, host: str, stop: asyncio.Event, seen: dict[str, int], errors: list[str]
+) -> None:
+    """One keep-alive HTTP/1.1 connection that never retries: every failure counts."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while not stop.is_set():
+            try:
+                writer.write(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                await writer.drain()
+                head = await _read_head(reader)
+                body = await reader.readexactly(int(head["content-length"]))
+            except (OSError, asyncio.IncompleteReadError, KeyError, ValueError) as exc:
+                errors.append(repr(exc))
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                continue
+            status = head[":request"].split()[1]
+            key = body.decode() if status == "200" else status
+            seen[key] = seen.get(key, 0) + 1
+    finally:
+        writer.close()
+
+
+async def test_switching_dynos_under_keepalive_load_fails_no_request(
+    env: Env, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    """The switch a deploy makes changes no Caddy configuration, so connections stay open."""
+    up1, up2 = upstreams
+    await env.router.apply(env.state(web(up1)))
+    loads = env.router.loads
+    stop = asyncio.Event()
+    seen: dict[str, int] = {}
+    errors: list[str] = []
+    clients = [
+        asyncio.create_task(_keepalive_client(env.http_port, "web.localhost", stop, seen, errors))
+        for _ in range(4)
+    ]
+    try:
+        for target in (up2, up1) * 5:
+            before = len(target.requests)
+            await env.router.apply(env.state(web(target)))
+            # Once apply returns, the new dynos get the traffic: wait until they have had some.
+            await eventually(lambda t=target, n=before: _grown(t, n))  # type: ignore[misc]
+    finally:
+        stop.set()
+        await asyncio.gather(*clients)
+    assert errors == []
+    assert set(seen) == {"up1", "up2"}, seen
+    assert env.router.loads == loads  # not one reload for ten switches
+
+
+async def _grown(upstream: Upstream, count: int) -> bool:
+    return len(upstream.requests) > count + 20
+
+
+async def test_resolver_outlives_minipaas_and_comes_back_on_its_port(
+    env: Env, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    state = env.state(web(upstreams[0]))
+    await env.router.apply(state)
+    resolver = json.loads((env.router.admin_socket.parent / "resolver.json").read_text())
+
+    # minipaas restarts: the resolver keeps answering and the next Router adopts it.
+    again = Router(caddy_bin=None, workdir=env.router.admin_socket.parent)
+    await again.start()
+    assert json.loads((env.router.admin_socket.parent / "resolver.json").read_text()) == resolver
+    await again.aclose()
+    assert _state_of(resolver["pid"]) not in ("gone", "Z")
+
+    # Killed behind our back: the next apply starts another one on the same port, and routing
+    # needs no new Caddy configuration.
+    _kill(resolver["pid"])
+
+    async def restarted() -> bool:
+        await env.router.apply(env.state(web(upstreams[1])))
+        now = json.loads((env.router.admin_socket.parent / "resolver.json").read_text())
+        return bool(now["pid"] != resolver["pid"])
+
+    await eventually(restarted)
+    now = json.loads((env.router.admin_socket.parent / "resolver.json").read_text())
+    assert now["port"] == resolver["port"]
+    async with env.client() as client:
+        await env.wait_https(client, "web.localhost")
+        assert (await env.get(client, "web.localhost")).text == "up2"

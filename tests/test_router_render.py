@@ -73,6 +73,19 @@ CASES: dict[str, RouterState] = {
         ),
         acme_email="ops@example.com",
     ),
+    "dynamic_upstreams": _state(
+        "localhost",
+        (
+            AppRoute(name="web", hosts=("web.localhost",), upstreams=("127.0.0.1:20001",)),
+            AppRoute(name="idle", hosts=("idle.localhost",), upstreams=()),
+            AppRoute(
+                name="big",
+                hosts=("big.localhost",),
+                upstreams=tuple(f"127.0.0.1:{20100 + i}" for i in range(21)),
+            ),
+        ),
+        resolver="127.0.0.1:5353",
+    ),
     "no_upstreams": _state(
         "localhost",
         (AppRoute(name="api", hosts=("api.localhost",), upstreams=()),),

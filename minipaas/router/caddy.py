@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from minipaas.router import pidfile
 from minipaas.router.errors import RouterError
 
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
@@ -99,13 +100,10 @@ class CaddyProcess:
 
     def adopt(self) -> int | None:
         """Take over a Caddy an earlier run left alive; its pid, or None if there is none."""
-        try:
-            recorded = json.loads(self.pid_file.read_text())
-            pid, start_time = int(recorded["pid"]), int(recorded["start_time"])
-        except (OSError, ValueError, KeyError, TypeError):
+        data = pidfile.recorded(self.pid_file)
+        if data is None:
             return None
-        if _start_time(pid) != start_time or not _alive(pid):
-            return None
+        pid = int(data["pid"])
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
@@ -143,8 +141,7 @@ class CaddyProcess:
             )
         pid = self._popen.pid
         self._pid = pid
-        start_time = _start_time(pid)
-        self.pid_file.write_text(json.dumps({"pid": pid, "start_time": start_time}) + "\n")
+        pidfile.record(self.pid_file, pid)
         return pid
 
     def alive(self) -> bool:
@@ -152,7 +149,7 @@ class CaddyProcess:
             return False
         if self._popen is not None:
             return self._popen.poll() is None
-        return _alive(self._pid)
+        return pidfile.alive(self._pid)
 
     def log_tail(self, lines: int = 5) -> str:
         try:
@@ -184,54 +181,12 @@ class CaddyProcess:
         return True
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    """/proc/PID/stat fields after the command name (field 3 onwards)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rfind(")") + 2 :].split()
-
-
-def _alive(pid: int) -> bool:
-    fields = _proc_stat(pid)
-    if fields is None or fields[0] == "X":
-        return False
-    if fields[0] != "Z":
-        return True
-    # A zombie is dead once all its threads are gone: a killed Go process shows its leader as
-    # Z while the other threads (still holding sockets) are being torn down.
-    try:
-        return len(os.listdir(f"/proc/{pid}/task")) > 1
-    except OSError:
-        return False
-
-
-def _start_time(pid: int) -> int | None:
-    fields = _proc_stat(pid)
-    return int(fields[19]) if fields is not None else None  # field 22: starttime
-
-
 def stop_orphan(workdir: Path, timeout: float = 10.0) -> bool:
     """Stop the Caddy recorded in `workdir`'s pid file when no minipaas runs it any more.
 
     Only a process whose start time matches the pid file is signalled. True if one was stopped.
     """
-    try:
-        recorded = json.loads((workdir / "caddy.pid").read_text())
-        pid, start_time = int(recorded["pid"]), int(recorded["start_time"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    if _start_time(pid) != start_time or not _alive(pid):
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.05)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
-    (workdir / "caddy.pid").unlink(missing_ok=True)
-    return True
+    return pidfile.stop_recorded(workdir / "caddy.pid", timeout)
 
 
 #: Linux: hand connections still queued on a closing SO_REUSEPORT listener to its successor.

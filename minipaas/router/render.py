@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from minipaas.router.dns import MAX_RECORDS, REFRESH_MS, srv_name
 from minipaas.router.errors import RouterError
 
 TlsMode = Literal["internal", "acme"]
@@ -30,6 +31,11 @@ TlsMode = Literal["internal", "acme"]
 TRY_DURATION = "5s"
 TRY_INTERVAL = "250ms"
 FAIL_DURATION = "2s"
+
+# Dynamic upstreams (see `minipaas.router.resolver`): how long an answer is trusted, and how
+# long the last answer keeps being used while the resolver cannot be reached.
+RESOLVER_REFRESH = f"{REFRESH_MS}ms"
+RESOLVER_GRACE = "5s"
 
 ACCESS_LOGGER = "router"  # emitted as "http.log.access.router"
 
@@ -82,6 +88,9 @@ class RouterState:
     apps: tuple[AppRoute, ...]
     acme_email: str | None = None
     access_log: Path | None = None  # JSON lines, app hosts only, for the router log source
+    # "127.0.0.1:PORT" of the upstream resolver: web dynos are then looked up over DNS (SRV)
+    # instead of being written into the document, so a deploy changes no Caddy configuration.
+    resolver: str | None = None
 
     @property
     def control_host(self) -> str:
@@ -200,13 +209,13 @@ def _server(
 
 
 def _site_routes(state: RouterState, apps: list[AppRoute], server: str) -> list[dict[str, Any]]:
-    routes = [_app_route(app, server) for app in apps]
+    routes = [_app_route(app, server, state.resolver) for app in apps]
     routes.append(_control_route(state, server))
     routes.append(_not_found_route(server))
     return routes
 
 
-def _app_route(app: AppRoute, server: str) -> dict[str, Any]:
+def _app_route(app: AppRoute, server: str, resolver: str | None) -> dict[str, Any]:
     handle: list[dict[str, Any]]
     if app.maintenance:
         handle = [
@@ -218,6 +227,8 @@ def _app_route(app: AppRoute, server: str) -> dict[str, Any]:
         handle = [_static_site(app.static_root)]
     elif not app.upstreams:
         handle = [_text(503, f"503 Service Unavailable: no web dynos running for '{app.name}'.\n")]
+    elif resolver is not None and len(app.upstreams) <= MAX_RECORDS:
+        handle = [_dynamic_proxy(app.name, resolver)]
     else:
         handle = [_proxy(sorted(app.upstreams), app_headers=True)]
     return {
@@ -263,6 +274,26 @@ def _proxy(upstreams: list[str], *, app_headers: bool) -> dict[str, Any]:
     }
     if app_headers:
         proxy["headers"] = {"request": {"set": {"X-Request-Id": ["{http.request.uuid}"]}}}
+    return proxy
+
+
+def _dynamic_proxy(app: str, resolver: str) -> dict[str, Any]:
+    """A proxy whose upstreams come from the resolver: SRV `<app>.web.minipaas.`, refreshed
+    every REFRESH; the targets (`localhost.`) are resolved there too, since Go's resolver does
+    not read /etc/hosts for absolute names. When the resolver cannot be reached, Caddy keeps
+    using the previous answer (grace period) rather than failing requests."""
+    proxy = _proxy([], app_headers=True)
+    del proxy["upstreams"]
+    servers = {"addresses": [f"udp/{resolver}"]}
+    proxy["dynamic_upstreams"] = {
+        "source": "srv",
+        "name": srv_name(app),
+        "refresh": RESOLVER_REFRESH,
+        "grace_period": RESOLVER_GRACE,
+        "resolver": servers,
+        "dial_timeout": "1s",
+    }
+    proxy["transport"] = {"protocol": "http", "resolver": servers}
     return proxy
 
 
@@ -371,6 +402,8 @@ def _check(state: RouterState, apps: list[AppRoute]) -> None:
         if not 0 < port < 65536:
             raise RouterError(f"Invalid router port {port}: use 1 to 65535.")
     _check_dial(state.control_upstream)
+    if state.resolver is not None:
+        _check_dial(state.resolver)
     for app in apps:
         if not app.hosts:
             raise RouterError(f"App {app.name!r} has no host names to be served at.")

@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from minipaas.router.admin import CaddyAdmin
 from minipaas.router.caddy import CaddyProcess, enable_listener_migration, find_caddy
+from minipaas.router.dns import MAX_RECORDS
 from minipaas.router.errors import RouterError
 from minipaas.router.render import AppRoute, RouterState, render
+from minipaas.router.resolver import SWITCH_DELAY, ResolverProcess
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +30,17 @@ STOP_GRACE = 10.0
 class Router:
     """Caddy in `workdir` (the data dir's `caddy/`), configured whole from `RouterState`."""
 
-    def __init__(self, *, caddy_bin: Path | None, workdir: Path) -> None:
+    def __init__(
+        self, *, caddy_bin: Path | None, workdir: Path, dynamic_upstreams: bool = True
+    ) -> None:
         self._workdir = workdir
         self._process = CaddyProcess(
             binary=caddy_bin if caddy_bin is not None else find_caddy(),
             workdir=workdir,
             admin_socket=workdir / "admin.sock",
         )
+        # Web dynos behind the resolver (no Caddy reload per deploy), or written into the config.
+        self._resolver = ResolverProcess(workdir) if dynamic_upstreams else None
         self._admin_client: CaddyAdmin | None = None
         self._last: dict[str, Any] | None = None
         self._loads = 0
@@ -96,12 +103,15 @@ class Router:
             apps=apps,
             acme_email=acme_email,
             access_log=self.access_log if access_log else None,
+            resolver=self._resolver.address if self._resolver and self._resolver.pid else None,
         )
 
     async def start(self) -> None:
         """Adopt the Caddy an earlier run left alive, or start one; returns once it answers."""
         async with self._lock:
             await asyncio.to_thread(enable_listener_migration)
+            if self._resolver is not None:
+                self._resolver.start()
             await self._start()
 
     async def apply(self, state: RouterState) -> None:
@@ -114,16 +124,43 @@ class Router:
             )
         document = render(state)
         async with self._lock:
+            if self._resolver is not None and not self._resolver.alive():
+                log.warning(
+                    "the upstream resolver (pid %s) died; starting it again", self._resolver.pid
+                )
+                self._resolver.start()
+            if self._resolver is not None and state.resolver not in (None, self._resolver.address):
+                # A state made before the resolver was restarted on another port.
+                state = replace(state, resolver=self._resolver.address)
+                document = render(state)
             if self._process.pid is not None and not self._process.alive():
                 log.warning("caddy (pid %s) died; starting it again", self._process.pid)
                 await self._start()
-            if document == self._last:
-                return
-            started = time.monotonic()
-            await self.admin.load(document)
-            self._last = document
-            self._loads += 1
-            log.info("caddy config loaded in %.1f ms", (time.monotonic() - started) * 1000)
+            # The table first: a route Caddy is about to load finds its dynos already there.
+            moved = self._publish(state)
+            if document != self._last:
+                started = time.monotonic()
+                await self.admin.load(document)
+                self._last = document
+                self._loads += 1
+                log.info("caddy config loaded in %.1f ms", (time.monotonic() - started) * 1000)
+            if moved:
+                # Caddy may use its previous answer this long; after it, every new request
+                # goes to the new dynos and the old ones can be drained.
+                await asyncio.sleep(SWITCH_DELAY)
+
+    def _publish(self, state: RouterState) -> bool:
+        """Write the resolver's table from `state`; True if an app's existing dynos changed."""
+        if self._resolver is None or state.resolver is None:
+            return False
+        table = {
+            app.name: [int(upstream.rpartition(":")[2]) for upstream in app.upstreams]
+            for app in state.apps
+            if 0 < len(app.upstreams) <= MAX_RECORDS
+            and not app.maintenance
+            and app.static_root is None
+        }
+        return self._resolver.publish(table)
 
     async def stop(self) -> None:
         """Stop Caddy (SIGTERM by pid, grace, SIGKILL); used by `minipaas down` and tests."""
@@ -133,6 +170,10 @@ class Router:
             await self._process.terminate(grace=STOP_GRACE)
             self._last = None
             await self._close_admin()
+            if self._resolver is not None:
+                if self._resolver.pid is None:
+                    self._resolver.adopt()
+                await self._resolver.terminate()
 
     async def aclose(self) -> None:
         """Let go of Caddy without stopping it: it keeps serving while minipaas restarts."""

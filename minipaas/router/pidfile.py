@@ -1,0 +1,79 @@
+"""Pid files of the router's long-lived children (Caddy, the upstream resolver).
+
+Both outlive minipaas on purpose, so a restart must find them again without ever mistaking a
+recycled pid for them: a pid file records the pid with its kernel start time, and only a live
+process with the same start time counts. Pure reads of /proc; no signals, no spawning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat fields after the command name (field 3 onwards)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def alive(pid: int) -> bool:
+    fields = proc_stat(pid)
+    if fields is None or fields[0] == "X":
+        return False
+    if fields[0] != "Z":
+        return True
+    # A zombie is dead once all its threads are gone: a killed Go process shows its leader as
+    # Z while the other threads (still holding sockets) are being torn down.
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
+
+
+def start_time(pid: int) -> int | None:
+    fields = proc_stat(pid)
+    return int(fields[19]) if fields is not None else None  # field 22: starttime
+
+
+def record(path: Path, pid: int, **extra: Any) -> None:
+    """Write `path` (atomically) naming `pid` and its start time, plus `extra` fields."""
+    data = {"pid": pid, "start_time": start_time(pid), **extra}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data) + "\n")
+    os.replace(tmp, path)
+
+
+def recorded(path: Path) -> dict[str, Any] | None:
+    """The fields of `path` when it names a live process with the recorded start time."""
+    try:
+        data = json.loads(path.read_text())
+        pid, started = int(data["pid"]), int(data["start_time"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(data, dict) or start_time(pid) != started or not alive(pid):
+        return None
+    return data
+
+
+def stop_recorded(path: Path, timeout: float) -> bool:
+    """SIGTERM the process `path` names (SIGKILL after `timeout`); True if there was one."""
+    data = recorded(path)
+    if data is None:
+        return False
+    pid = int(data["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.05)
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    path.unlink(missing_ok=True)
+    return True

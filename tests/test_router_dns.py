@@ -1,0 +1,144 @@
+"""The router resolver's DNS messages (pure) and its serving loop over a real UDP socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import threading
+from pathlib import Path
+
+import pytest
+
+from minipaas.router import dns
+from minipaas.router.resolver import ResolverProcess, read_table, serve
+
+
+def query(name: str, qtype: int, ident: int = 0x1234, flags: int = 0x0100) -> bytes:
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.strip(".").split("."))
+    return (
+        struct.pack("!6H", ident, flags, 1, 0, 0, 0)
+        + labels
+        + b"\0"
+        + struct.pack("!2H", qtype, dns.CLASS_IN)
+    )
+
+
+def decode(reply: bytes) -> tuple[int, int, list[tuple[int, bytes]]]:
+    """(id, rcode, [(type, rdata)]) of a reply whose answers point at the question name."""
+    ident, flags, qd, an, _ns, _ar = struct.unpack_from("!6H", reply)
+    assert flags & 0x8000 and qd == 1
+    offset = 12
+    while reply[offset]:
+        offset += reply[offset] + 1
+    offset += 5
+    answers = []
+    for _ in range(an):
+        assert reply[offset : offset + 2] == b"\xc0\x0c"
+        rtype, _cls, _ttl, length = struct.unpack_from("!2HIH", reply, offset + 2)
+        answers.append((rtype, reply[offset + 12 : offset + 12 + length]))
+        offset += 12 + length
+    assert offset == len(reply)
+    return ident, flags & 0xF, answers
+
+
+TABLE = {"shop": [20001, 20002]}
+
+
+def test_srv_answer_lists_each_dyno_port_with_target_localhost() -> None:
+    q = dns.parse_query(query(dns.srv_name("shop"), dns.TYPE_SRV))
+    assert q is not None and q.name == "shop.web.minipaas"
+    ident, rcode, answers = decode(dns.answer(q, TABLE))
+    assert (ident, rcode) == (0x1234, dns.RCODE_OK)
+    ports = [struct.unpack_from("!3H", rdata)[2] for _t, rdata in answers]
+    assert ports == [20001, 20002]
+    assert answers[0][1][6:] == b"\x09localhost\x00"
+    # the second target is a pointer to the first one
+    pointer = struct.unpack("!H", answers[1][1][6:])[0]
+    assert pointer & 0xC000 and reply_at(q, pointer & 0x3FFF) == b"\x09localhost\x00"
+
+
+def reply_at(q: dns.Query, offset: int) -> bytes:
+    reply = dns.answer(q, TABLE)
+    return reply[offset : reply.index(b"\0", offset) + 1]
+
+
+def test_localhost_is_ipv4_loopback_only() -> None:
+    a = dns.parse_query(query("localhost.", dns.TYPE_A))
+    aaaa = dns.parse_query(query("LOCALHOST", dns.TYPE_AAAA))
+    assert a is not None and aaaa is not None
+    assert decode(dns.answer(a, TABLE))[2] == [(dns.TYPE_A, bytes([127, 0, 0, 1]))]
+    assert decode(dns.answer(aaaa, TABLE))[1:] == (dns.RCODE_OK, [])
+
+
+@pytest.mark.parametrize(
+    ("name", "table", "rcode"),
+    [
+        ("other.web.minipaas", TABLE, dns.RCODE_NXDOMAIN),  # unknown app
+        ("shop.example.com", TABLE, dns.RCODE_NXDOMAIN),  # not our zone
+        ("web.minipaas", TABLE, dns.RCODE_NXDOMAIN),
+        ("shop.web.minipaas", None, dns.RCODE_SERVFAIL),  # no table yet: Caddy keeps its last
+    ],
+)
+def test_names_we_cannot_answer(name: str, table: dict[str, list[int]] | None, rcode: int) -> None:
+    q = dns.parse_query(query(name, dns.TYPE_SRV))
+    assert q is not None
+    assert decode(dns.answer(q, table))[1:] == (rcode, [])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x00" * 11,
+        query("shop.web.minipaas", dns.TYPE_SRV, flags=0x8100),  # a response
+        query("shop.web.minipaas", dns.TYPE_SRV, flags=0x2800),  # opcode UPDATE
+        query("shop.web.minipaas", dns.TYPE_SRV)[:-3],  # truncated question
+        struct.pack("!6H", 1, 0, 1, 0, 0, 0) + b"\x40" + b"a" * 64 + b"\0\0\x21\0\1",
+        struct.pack("!6H", 1, 0, 1, 0, 0, 0) + b"\x03\xff\xfe\xfd\0\0\x21\0\1",
+    ],
+)
+def test_garbage_is_ignored(data: bytes) -> None:
+    assert dns.parse_query(data) is None
+
+
+def test_many_dynos_fit_one_datagram() -> None:
+    q = dns.parse_query(query(dns.srv_name("a" * 30), dns.TYPE_SRV))
+    assert q is not None
+    reply = dns.answer(q, {"a" * 30: list(range(20000, 20100))})
+    assert len(reply) <= 512
+    assert len(decode(reply)[2]) == dns.MAX_RECORDS
+    longest = dns.parse_query(query(dns.srv_name("a" * 30), dns.TYPE_SRV))
+    assert longest is not None
+    assert len(dns.answer(longest, {"a" * 30: list(range(20000, 20100))})) <= 512
+
+
+def test_serving_loop_follows_the_table_file(tmp_path: Path) -> None:
+    table_file = tmp_path / "upstreams.json"
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    threading.Thread(target=serve, args=(server, table_file), daemon=True).start()
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(5)
+    client.connect(server.getsockname())
+
+    def ask() -> tuple[int, list[int]]:
+        client.send(query("shop.web.minipaas", dns.TYPE_SRV))
+        _id, rcode, answers = decode(client.recv(512))
+        return rcode, [struct.unpack_from("!3H", r)[2] for _t, r in answers]
+
+    assert ask() == (dns.RCODE_SERVFAIL, [])
+    process = ResolverProcess(tmp_path)
+    assert process.publish({"shop": [20002, 20001]}) is False  # new app: nothing was cached
+    assert ask() == (dns.RCODE_OK, [20001, 20002])
+    assert process.publish({"shop": [20001, 20002]}) is False  # same set
+    assert process.publish({"shop": [20003]}) is True  # moved: the caller must wait
+    assert ask() == (dns.RCODE_OK, [20003])
+    assert read_table(table_file) == {"shop": [20003]}
+    table_file.write_text("{not json")
+    assert ask() == (dns.RCODE_SERVFAIL, [])
+    client.send(b"garbage")  # ignored; the loop keeps answering
+    table_file.write_text(json.dumps({"shop": [1, "x", 70000]}))
+    os.utime(table_file, ns=(1, 1))
+    assert ask() == (dns.RCODE_OK, [1])
