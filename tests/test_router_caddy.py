@@ -562,3 +562,24 @@ async def test_resolver_outlives_minipaas_and_comes_back_on_its_port(
     async with env.client() as client:
         await env.wait_https(client, "web.localhost")
         assert (await env.get(client, "web.localhost")).text == "up2"
+
+
+async def test_static_deploy_swaps_a_symlink_not_the_config(env: Env, tmp_path: Path) -> None:
+    roots = []
+    for n in (1, 2):
+        root = tmp_path / f"v{n}" / "public"
+        root.mkdir(parents=True)
+        (root / "index.html").write_text(f"release {n}")
+        roots.append(root)
+    site = AppRoute("site", ("site.localhost",), (), static_root=str(roots[0]))
+    await env.router.apply(env.state(site))
+    loads = env.router.loads
+    async with env.client() as client:
+        await env.wait_https(client, "site.localhost")
+        assert (await env.get(client, "site.localhost")).text == "release 1"
+        await env.router.apply(env.state(replace(site, static_root=str(roots[1]))))
+        assert (await env.get(client, "site.localhost")).text == "release 2"
+        assert env.router.loads == loads
+        # gone from the state: its link goes too
+        await env.router.apply(env.state())
+        assert not (env.router.admin_socket.parent / "static" / "site").exists()

@@ -122,17 +122,21 @@ class Router:
                 f"The router state names admin socket {state.admin_socket}, "
                 f"but this router's Caddy listens on {self.admin_socket}."
             )
-        document = render(state)
+        render(state)  # invalid states are refused before anything changes
         async with self._lock:
-            if self._resolver is not None and not self._resolver.alive():
-                log.warning(
-                    "the upstream resolver (pid %s) died; starting it again", self._resolver.pid
-                )
-                self._resolver.start()
-            if self._resolver is not None and state.resolver not in (None, self._resolver.address):
-                # A state made before the resolver was restarted on another port.
-                state = replace(state, resolver=self._resolver.address)
-                document = render(state)
+            if self._resolver is not None:
+                if not self._resolver.alive():
+                    log.warning(
+                        "the upstream resolver (pid %s) died; starting it again",
+                        self._resolver.pid,
+                    )
+                    self._resolver.start()
+                if state.resolver not in (None, self._resolver.address):
+                    # A state made before the resolver was restarted on another port.
+                    state = replace(state, resolver=self._resolver.address)
+                if state.resolver is not None:
+                    state = await asyncio.to_thread(self._link_static, state)
+            document = render(state)
             if self._process.pid is not None and not self._process.alive():
                 log.warning("caddy (pid %s) died; starting it again", self._process.pid)
                 await self._start()
@@ -148,6 +152,31 @@ class Router:
                 # Caddy may use its previous answer this long; after it, every new request
                 # goes to the new dynos and the old ones can be drained.
                 await asyncio.sleep(SWITCH_DELAY)
+
+    def _link_static(self, state: RouterState) -> RouterState:
+        """Serve each static site through a stable symlink to its release's directory.
+
+        A static deploy then swaps one symlink (atomically) instead of loading a configuration
+        whose `root` changed, like dynos behind the resolver: no Caddy reload per deploy.
+        """
+        links = self._workdir / "static"
+        links.mkdir(mode=0o700, exist_ok=True)
+        apps = []
+        for app in state.apps:
+            if app.static_root is not None:
+                link = links / app.name
+                if _readlink(link) != app.static_root:
+                    tmp = links / f".{app.name}.tmp"
+                    tmp.unlink(missing_ok=True)
+                    tmp.symlink_to(app.static_root)
+                    tmp.replace(link)
+                app = replace(app, static_root=str(link))
+            apps.append(app)
+        wanted = {app.name for app in state.apps if app.static_root is not None}
+        for link in links.iterdir():
+            if link.name not in wanted and not link.name.startswith("."):
+                link.unlink(missing_ok=True)
+        return replace(state, apps=tuple(apps))
 
     def _publish(self, state: RouterState) -> bool:
         """Write the resolver's table from `state`; True if an app's existing dynos changed."""
@@ -215,3 +244,10 @@ class Router:
         if self._admin_client is not None:
             await self._admin_client.aclose()
             self._admin_client = None
+
+
+def _readlink(path: Path) -> str | None:
+    try:
+        return str(path.readlink())
+    except OSError:
+        return None
