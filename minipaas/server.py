@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import grp
 import os
 import queue
@@ -104,8 +105,12 @@ def make_gate(
 class MinipaasServer:
     """All parts of one running control plane."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, release_memory: Callable[[], None] = lambda: None
+    ) -> None:
         self.settings = settings
+        #: Gives freed memory back to the OS; called after bursts of work (pushes, deploys).
+        self.release_memory = release_memory
         self.paths = settings.paths
         self.store = Store(self.paths.db)
         self.logs = LogStore(self.paths.logs)
@@ -206,6 +211,8 @@ class MinipaasServer:
                 await self.deployer.sync_routes()
             except Exception as exc:  # logged, retried on the next change
                 print(f"minipaas: route sync failed: {exc}", file=sys.stderr, flush=True)
+        # Dynos change at the end of every deploy, scale and restart: a burst of work is over.
+        self.release_memory()
 
     def request_stop(self, *, everything: bool = False) -> None:
         """Stop the server; with `everything`, its dynos and Caddy as well."""
@@ -254,9 +261,17 @@ class MinipaasServer:
     async def _serve(
         self, loop: asyncio.AbstractEventLoop, ready: Callable[[], None] | None
     ) -> None:
+        gate = make_gate(loop, self.deployer, who="git (https)")
+
+        def gate_then_release(app: str, sha: str, progress: Progress) -> str | None:
+            try:
+                return gate(app, sha, progress)
+            finally:
+                self.release_memory()  # the pack's buffers, the build's output
+
         git_app = make_git_app(
             self.repos,
-            make_gate(loop, self.deployer, who="git (https)"),
+            gate_then_release,
             lambda _user, password: self.tokens.valid(password),
         )
         ctx = ApiContext(
@@ -328,8 +343,44 @@ class MinipaasServer:
             uds.close()
 
 
+class _Malloc:
+    """glibc's allocator, tuned for a long-lived server whose work comes in bursts (pushes,
+    builds, log floods) between long idle stretches. Elsewhere (musl, macOS) it does nothing.
+
+    - two arenas, not eight per core: each thread that ever allocated (uvicorn, a2wsgi's git
+      workers, asyncio.to_thread, aiosqlite) would otherwise keep an arena of its own, and
+      what is freed in one is never reused by the others;
+    - a fixed mmap threshold: glibc raises it after every large free, so later big buffers
+      (a pushed pack's chunks, log batches) land in the heap and stay resident;
+    - `trim` after a burst returns the free pages at the top and inside the heap to the OS.
+    """
+
+    M_MMAP_THRESHOLD = -3
+    M_ARENA_MAX = -8
+
+    def __init__(self) -> None:
+        self._libc: ctypes.CDLL | None = None
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+            libc.malloc_trim.argtypes = [ctypes.c_size_t]
+            self._libc = libc
+
+    def tune(self) -> None:
+        """Call before any thread starts (arenas are created on a thread's first malloc)."""
+        if self._libc is not None:
+            self._libc.mallopt(self.M_ARENA_MAX, 2)
+            self._libc.mallopt(self.M_MMAP_THRESHOLD, 256 * 1024)
+
+    def trim(self) -> None:
+        if self._libc is not None:
+            self._libc.malloc_trim(0)
+
+
 def run_server(settings: Settings) -> int:
     """Entry point of `minipaas server`: run until SIGTERM/SIGINT, then clean up."""
-    server = MinipaasServer(settings)
+    malloc = _Malloc()
+    malloc.tune()
+    server = MinipaasServer(settings, release_memory=malloc.trim)
     asyncio.run(server.run())
     return 0

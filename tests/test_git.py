@@ -149,6 +149,8 @@ class ThreadServer(uvicorn.Server):
 @pytest.fixture(scope="module")
 def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
     repos = Repos(tmp_path_factory.mktemp("http") / "repos")
+    assert repos.git_bin is not None, "these tests need the git binary"
+    pure = Repos(repos.root, git_bin=None)
     gate = FakeGate(repos)
 
     def authorize(user: str | None, password: str | None) -> bool:
@@ -158,6 +160,9 @@ def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
         routes=[
             Mount("/git", app=make_git_app(repos, gate, authorize)),
             Mount("/small", app=make_git_app(repos, gate, authorize, max_push_bytes=200_000)),
+            # The same repositories without the C git binary: Dulwich indexes pushed packs.
+            Mount("/py", app=make_git_app(pure, gate, authorize)),
+            Mount("/small-py", app=make_git_app(pure, gate, authorize, max_push_bytes=200_000)),
         ]
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -366,15 +371,27 @@ def test_http_big_push_clone_and_fetch(git_server: GitServer, work: Work, tmp_pa
     assert cloned.git("rev-parse", "HEAD").stdout.strip() == sha2
 
 
-def test_http_push_size_limit(git_server: GitServer, work: Work) -> None:
-    git_server.repos.create("limity")
+def test_http_push_without_the_git_binary(git_server: GitServer, work: Work) -> None:
+    git_server.repos.create("pure")
+    work.commit("first", {"a/b.txt": "b", "big.bin": os.urandom(300_000)})
+    work.git("push", git_server.remote("pure", mount="py"), "main")
+    sha = work.commit("second", {"a/c.txt": "c"})  # a thin pack against the first push
+    result = work.git("push", git_server.remote("pure", mount="py"), "main")
+    assert "remote: -----> Deployed pure" in result.stderr
+    assert git_server.repos.head_sha("pure") == sha
+
+
+@pytest.mark.parametrize("mount", ["small", "small-py"])
+def test_http_push_size_limit(git_server: GitServer, work: Work, mount: str) -> None:
+    app = f"limity-{mount}"
+    git_server.repos.create(app)
     work.commit("too big", {"big.bin": os.urandom(1024 * 1024)})
-    remote = git_server.remote("limity", mount="small")
+    remote = git_server.remote(app, mount=mount)
     result = work.git("push", remote, "main", check=False)
     assert result.returncode != 0
     assert "larger than the 195.3 KiB limit" in result.stderr, result.stderr
     assert "[remote rejected] main -> main (push too large)" in result.stderr
-    assert git_server.repos.head_sha("limity") is None
+    assert git_server.repos.head_sha(app) is None
 
 
 # --- SSH (stdio) ---------------------------------------------------------------------------
@@ -563,8 +580,9 @@ def push_local(work: Work, repos: Repos, app: str) -> str:
     return work.git("rev-parse", "HEAD").stdout.strip()
 
 
-def test_export_files_exec_bits_symlinks(tmp_path: Path, work: Work) -> None:
-    repos = Repos(tmp_path / "repos")
+@pytest.mark.parametrize("git_bin", ["auto", None], ids=["cat-file", "dulwich"])
+def test_export_files_exec_bits_symlinks(tmp_path: Path, work: Work, git_bin: str | None) -> None:
+    repos = Repos(tmp_path / "repos", git_bin=git_bin)
     repos.create("exp")
     work.commit(
         "tree", {"Procfile": "web: ./bin/run\n", "bin/run": "#!/bin/sh\n", "a/b/c.txt": "c"}
@@ -594,9 +612,10 @@ def test_export_files_exec_bits_symlinks(tmp_path: Path, work: Work) -> None:
         repos.export("exp", "HEAD", tmp_path / "none")
 
 
+@pytest.mark.parametrize("git_bin", ["auto", None], ids=["cat-file", "dulwich"])
 @pytest.mark.parametrize("bad", [b"..", b".git", b".GIT"])
-def test_export_refuses_unsafe_trees(tmp_path: Path, bad: bytes) -> None:
-    repos = Repos(tmp_path / "repos")
+def test_export_refuses_unsafe_trees(tmp_path: Path, bad: bytes, git_bin: str | None) -> None:
+    repos = Repos(tmp_path / "repos", git_bin=git_bin)
     repos.create("evil")
     with Repo(str(repos.path("evil"))) as repo:
         blob = Blob.from_string(b"pwned")
@@ -615,6 +634,44 @@ def test_export_refuses_unsafe_trees(tmp_path: Path, bad: bytes) -> None:
     with pytest.raises(UserError, match="unsafe file name"):
         repos.export("evil", commit.id.decode(), tmp_path / "out" / "x")
     assert not (tmp_path / "out" / "passwd").exists()
+
+
+@pytest.mark.parametrize("git_bin", ["auto", None], ids=["cat-file", "dulwich"])
+def test_export_a_name_listed_twice_escapes_nothing(
+    tmp_path: Path, git_bin: str | None
+) -> None:
+    """A symlink `a` → outside beside a directory `a` holding a file: nothing lands outside."""
+    repos = Repos(tmp_path / "repos", git_bin=git_bin)
+    repos.create("twice")
+    with Repo(str(repos.path("twice"))) as repo:
+        link = Blob.from_string(str(tmp_path / "victim").encode())
+        blob = Blob.from_string(b"pwned")
+        inner = Tree()
+        inner.add(b"passwd", 0o100644, blob.id)
+        # Tree.add keeps one entry per name: write the duplicate by hand, as an attacker would.
+        raw = b"".join(
+            [
+                b"120000 a\0" + bytes.fromhex(link.id.decode()),
+                b"40000 a\0" + bytes.fromhex(inner.id.decode()),
+            ]
+        )
+        evil = Tree.from_raw_string(Tree.type_num, raw)
+        commit = Commit()
+        commit.tree = evil.id
+        commit.author = commit.committer = b"x <x@x>"
+        commit.commit_time = commit.author_time = int(time.time())
+        commit.commit_timezone = commit.author_timezone = 0
+        commit.message = b"twice"
+        for obj in (link, blob, inner, evil, commit):
+            repo.object_store.add_object(obj)
+    (tmp_path / "victim").mkdir()
+    try:
+        repos.export("twice", commit.id.decode(), tmp_path / "out")
+    except UserError as exc:
+        assert "twice" in str(exc)
+    else:  # Dulwich's tree parser keeps one entry per name: the directory
+        assert not (tmp_path / "out" / "a").is_symlink()
+    assert not (tmp_path / "victim" / "passwd").exists()
 
 
 def test_export_5000_files_is_fast(tmp_path: Path, work: Work) -> None:

@@ -14,8 +14,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 
+from dulwich.errors import ApplyDeltaError, ChecksumMismatch, ObjectFormatException
+from dulwich.object_store import PackInputTooLarge
 from dulwich.objects import ObjectID
 from dulwich.protocol import (
     CAPABILITY_ATOMIC,
@@ -27,6 +30,7 @@ from dulwich.refs import Ref
 from dulwich.server import Backend, ReceivePackHandler
 
 from minipaas.errors import UserError
+from minipaas.git.packs import store_pack
 from minipaas.git.repos import DEPLOY_REFS, Repos
 
 Progress = Callable[[str], None]
@@ -45,6 +49,15 @@ NO_DELETE = "minipaas never deletes the deployed branch; use `minipaas apps:dest
 MOVED = "the branch moved while you pushed (another push landed first); fetch and push again"
 
 _ZERO = b"0" * 40
+#: What storing a pack may raise for a bad pack or a vanished client (Dulwich's list).
+_PACK_ERRORS = (
+    OSError,
+    ChecksumMismatch,
+    ApplyDeltaError,
+    AssertionError,
+    zlib.error,
+    ObjectFormatException,
+)
 _log = logging.getLogger(__name__)
 
 
@@ -115,22 +128,52 @@ class GatedReceivePack(ReceivePackHandler):
     def _apply_pack(
         self, refs: list[tuple[ObjectID, ObjectID, Ref]]
     ) -> Iterator[tuple[bytes, bytes]]:
-        results = iter(super()._apply_pack(refs))
-        name, status = next(results)  # the unpack status comes first
-        if status.startswith(b"pack exceeds maximum input size"):
+        # Dulwich's own version, minus what we never allow (atomic pushes, deletions, other
+        # refs: `_on_update` refuses those), with the pack stored by `packs.store_pack`.
+        status = b"ok"
+        if any(new != _ZERO for _old, new, _ref in refs):
+            status = self._store_pack()
+        yield b"unpack", status
+        if status != b"ok":
+            # git would only say "remote failed to report status" without a line per ref.
+            for _old, _new, ref in refs:
+                yield ref, status
+            return
+        for old, new, ref in refs:
+            refused = self._on_update(ref, old, new)
+            if refused:
+                yield ref, refused
+                continue
+            try:
+                self.repo.refs.set_if_equals(ref, old, new)
+            except (OSError, KeyError):
+                yield ref, b"failed to write"
+                continue
+            yield ref, b"ok"
+
+    def _store_pack(self) -> bytes:
+        """Receive the pack into the repository; b"ok" or the reason git shows the pusher."""
+        try:
+            store_pack(
+                self.repo.object_store,
+                self.repos.path(self.app),
+                self.proto.read,
+                getattr(self.proto, "recv", None),
+                max_bytes=self.max_push_bytes,
+                git_bin=self.repos.git_bin,
+                ends_with_pack=self.stateless_rpc,  # HTTP: the request body ends with the pack
+            )
+        except PackInputTooLarge:
             self.progress(
                 f"The push is larger than the {format_size(self.max_push_bytes)} limit "
                 "minipaas accepts; remove big files from the history and push again."
             )
-            status = b"push too large"
-        yield name, status
-        if status != b"ok":
-            # dulwich reports no refs after a failed unpack; git would then only say "remote
-            # failed to report status", so give every ref the reason.
-            for _old, _new, ref in refs:
-                yield ref, status
-            return
-        yield from results
+            return b"push too large"
+        except _PACK_ERRORS as exc:
+            # The pack may be half in; its objects are unreferenced, as with `git receive-pack`.
+            _log.warning("storing a pack pushed to %s failed: %s", self.app, exc)
+            return _one_line(str(exc) or type(exc).__name__).encode("utf-8", "replace")
+        return b"ok"
 
     def _waiting(self) -> None:
         self.progress(f"-----> Another push to {self.app} is in progress; waiting for it to finish")

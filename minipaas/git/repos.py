@@ -14,33 +14,36 @@ import fcntl
 import os
 import re
 import shutil
-import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 from dulwich.errors import NotGitRepository
-from dulwich.object_store import BaseObjectStore
-from dulwich.objects import Commit, ObjectID, Tree
+from dulwich.objects import Commit, ObjectID
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 from dulwich.server import Backend
 
 from minipaas import names
 from minipaas.errors import Conflict, NotFound, UserError
+from minipaas.git.export import write_tree
 
 DEPLOY_REFS = (Ref(b"refs/heads/main"), Ref(b"refs/heads/master"))
 _SHA = re.compile(r"[0-9a-f]{40}")
 _LOCK_FILE = "minipaas-push.lock"
-_GITLINK = 0o160000
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class Repos:
-    """The directory of bare repositories, `root/NAME.git` for each app."""
+    """The directory of bare repositories, `root/NAME.git` for each app.
 
-    def __init__(self, root: Path) -> None:
+    `git_bin` is the C git used to index pushed packs (see `packs`): "auto" looks on PATH,
+    None means Dulwich alone.
+    """
+
+    def __init__(self, root: Path, git_bin: str | Literal["auto"] | None = "auto") -> None:
         self.root = root
+        self.git_bin = shutil.which("git") if git_bin == "auto" else git_bin
 
     def path(self, app: str) -> Path:
         """The repository directory of `app`; refuses anything that is not a valid app name."""
@@ -139,54 +142,11 @@ class Repos:
                 raise UserError(f"Object {sha} in app {app!r} is not a commit.")
             fd = os.open(dest, _DIR_FLAGS)
             try:
-                _write_tree(store, commit.tree, fd, "", sha)
+                write_tree(
+                    store, commit.tree, fd, sha, git_bin=self.git_bin, git_dir=self.path(app)
+                )
             finally:
                 os.close(fd)
-
-
-def _write_tree(
-    store: BaseObjectStore, tree_id: ObjectID, dir_fd: int, where: str, sha: str
-) -> None:
-    """Write one tree into the open directory `dir_fd` (`where` names it in errors).
-
-    Everything is created relative to a directory descriptor, exclusively and without following
-    symlinks, so a hostile tree can neither escape `dest` nor overwrite what it already wrote;
-    it is also several times faster than resolving a full path per file.
-    """
-    tree = store[tree_id]
-    if not isinstance(tree, Tree):
-        raise UserError(f"Commit {sha} has a broken tree {tree_id.decode()!r}.")
-    for entry in tree.iteritems():
-        name, mode, child = entry.path, entry.mode, entry.sha
-        if name in (b"", b".", b"..") or b"/" in name or b"\0" in name or name.lower() == b".git":
-            raise UserError(f"Commit {sha} contains an unsafe file name {os.fsdecode(name)!r}.")
-        try:
-            if stat.S_ISDIR(mode) or mode == _GITLINK:  # a submodule stays an empty directory
-                os.mkdir(name, 0o755, dir_fd=dir_fd)
-                if mode != _GITLINK:
-                    fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-                    try:
-                        _write_tree(store, child, fd, f"{where}{os.fsdecode(name)}/", sha)
-                    finally:
-                        os.close(fd)
-            elif stat.S_ISLNK(mode):
-                _type, link = store.get_raw(child)
-                os.symlink(link, name, dir_fd=dir_fd)
-            else:
-                _type, data = store.get_raw(child)
-                fd = os.open(name, _FILE_FLAGS, 0o755 if mode & 0o111 else 0o644, dir_fd=dir_fd)
-                try:
-                    if mode & 0o111:
-                        os.fchmod(fd, 0o755)  # whatever the umask says
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                finally:
-                    os.close(fd)
-        except FileExistsError:
-            raise UserError(
-                f"Commit {sha} lists {where}{os.fsdecode(name)!r} twice; refusing to export it."
-            ) from None
 
 
 class AppsBackend(Backend):

@@ -10,13 +10,15 @@ the caller passes the command and streams in and turns the return value into the
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
+import os
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO, TextIO
 
 from dulwich.errors import HangupException
-from dulwich.protocol import Protocol, pkt_line
+from dulwich.protocol import ReceivableProtocol, pkt_line
 from dulwich.server import Handler, UploadPackHandler
 
 from minipaas.errors import UserError
@@ -98,7 +100,7 @@ def _serve(
 
     backend = AppsBackend(repos)
     handler: Handler
-    proto = Protocol(stdin.read, send)
+    proto = ReceivableProtocol(_receiver(stdin), send)
     try:
         if service == "git-receive-pack":
             handler = receive_pack_factory(repos, app, gate, max_push_bytes)(backend, [path], proto)
@@ -117,3 +119,18 @@ def _serve(
         stderr.flush()
         backend.close()
     return 0
+
+
+def _receiver(stdin: BinaryIO) -> Callable[[int], bytes]:
+    """A read that returns what has arrived (like a socket's recv), as a pushed pack needs.
+
+    A real stdin is read at the file descriptor: the thread that feeds `git index-pack` may
+    still wait there when the process ends, and a buffered reader's lock held by such a thread
+    aborts the interpreter at exit. Nothing may have been read from `stdin` before.
+    """
+    try:
+        fd = stdin.fileno()
+    except (OSError, ValueError, io.UnsupportedOperation):  # an in-memory stream (tests)
+        read1: Callable[[int], bytes] | None = getattr(stdin, "read1", None)
+        return read1 if read1 is not None else stdin.read
+    return lambda size: os.read(fd, size)

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiosqlite
 
-from minipaas.store.store import Store
+from minipaas.store.store import CACHE_SIZE, Store
 
 MINUTE = 60
 FINE_KEEP = 3600.0
@@ -97,6 +97,7 @@ class MetricsStore:
             db = await aiosqlite.connect(self.store.path, timeout=10)
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute(CACHE_SIZE)
             self._db = db
         return self._db
 

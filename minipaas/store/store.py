@@ -37,6 +37,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+#: SQLite's page cache per connection: 512 KiB instead of 2 MiB. The database is small and
+#: the OS caches the file anyway; every cached page is resident memory of the server.
+CACHE_SIZE = "PRAGMA cache_size=-512"
+
+
 class Store:
     """One aiosqlite connection; every method is one short transaction."""
 
@@ -53,6 +58,7 @@ class Store:
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.execute("PRAGMA foreign_keys=ON")
+        await self._db.execute(CACHE_SIZE)
         self.path.chmod(0o600)
         await self._migrate()
 
