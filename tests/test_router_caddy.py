@@ -583,3 +583,20 @@ async def test_static_deploy_swaps_a_symlink_not_the_config(env: Env, tmp_path: 
         # gone from the state: its link goes too
         await env.router.apply(env.state())
         assert not (env.router.admin_socket.parent / "static" / "site").exists()
+
+
+async def test_first_dyno_and_scaling_to_zero_reload_nothing(
+    env: Env, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    await env.router.apply(env.state(web()))
+    loads = env.router.loads
+    async with env.client() as client:
+        await env.wait_https(client, "web.localhost")
+        idle = await env.get(client, "web.localhost")
+        assert idle.status_code == 503
+        assert idle.text == "503 Service Unavailable: no web dynos running for 'web.localhost'.\n"
+        await env.router.apply(env.state(web(upstreams[0])))
+        assert (await env.get(client, "web.localhost")).text == "up1"
+        await env.router.apply(env.state(web()))
+        assert (await env.get(client, "web.localhost")).status_code == 503
+    assert env.router.loads == loads

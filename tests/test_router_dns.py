@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from minipaas.router import dns
-from minipaas.router.resolver import ResolverProcess, read_table, serve
+from minipaas.router.resolver import ResolverProcess, no_dynos_response, read_table, serve
 
 
 def query(name: str, qtype: int, ident: int = 0x1234, flags: int = 0x0100) -> bytes:
@@ -118,7 +118,10 @@ def test_serving_loop_follows_the_table_file(tmp_path: Path) -> None:
     table_file = tmp_path / "upstreams.json"
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     server.bind(("127.0.0.1", 0))
-    threading.Thread(target=serve, args=(server, table_file), daemon=True).start()
+    http = socket.socket()
+    http.bind(("127.0.0.1", server.getsockname()[1]))
+    http.listen()
+    threading.Thread(target=serve, args=(server, http, table_file), daemon=True).start()
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.settimeout(5)
     client.connect(server.getsockname())
@@ -142,3 +145,36 @@ def test_serving_loop_follows_the_table_file(tmp_path: Path) -> None:
     table_file.write_text(json.dumps({"shop": [1, "x", 70000]}))
     os.utime(table_file, ns=(1, 1))
     assert ask() == (dns.RCODE_OK, [1])
+
+    # An app without dynos points at the resolver's own port, which answers 503 over HTTP.
+    process.publish({"shop": []})
+    own = server.getsockname()[1]
+    assert ask() == (dns.RCODE_OK, [own])
+    with socket.create_connection(("127.0.0.1", own), timeout=5) as conn:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: shop.example.com:8443\r\n\r\n")
+        reply = b""
+        while chunk := conn.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 503 ")
+    assert reply.endswith(b"no web dynos running for 'shop.example.com'.\n")
+    # a client that never sends its request does not stop the others from being answered
+    with socket.create_connection(("127.0.0.1", own), timeout=5):
+        assert ask() == (dns.RCODE_OK, [own])
+
+
+@pytest.mark.parametrize(
+    ("head", "named"),
+    [
+        (b"GET / HTTP/1.1\r\nHOST: Web.Localhost\r\n\r\n", b"'web.localhost'"),
+        (b"GET / HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n", b"'[::1]:8443'"),
+        (b"GET / HTTP/1.1\r\nHost: <script>\r\n\r\n", b"this app"),  # never echoed
+        (b"GET / HTTP/1.1\r\n\r\n", b"this app"),
+    ],
+)
+def test_no_dynos_answer_names_the_host_only_when_it_is_a_host(head: bytes, named: bytes) -> None:
+    response = no_dynos_response(head)
+    status, _sep, rest = response.partition(b"\r\n")
+    headers, _sep, body = rest.partition(b"\r\n\r\n")
+    assert status == b"HTTP/1.1 503 Service Unavailable"
+    assert b"Content-Length: %d" % len(body) in headers
+    assert named in body

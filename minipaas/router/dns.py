@@ -93,11 +93,18 @@ def parse_query(data: bytes) -> Query | None:
     )
 
 
-def answer(query: Query, table: Mapping[str, Sequence[int]] | None, *, ttl: int = 0) -> bytes:
+def answer(
+    query: Query,
+    table: Mapping[str, Sequence[int]] | None,
+    *,
+    idle_port: int | None = None,
+    ttl: int = 0,
+) -> bytes:
     """The reply to `query` from `table` (app name → web dyno ports).
 
     A `table` of None means "not loaded yet": SERVFAIL, which Caddy treats as a failed lookup
-    and answers from its previous result. An unknown app is NXDOMAIN.
+    and answers from its previous result. An unknown app is NXDOMAIN. An app without dynos
+    gets `idle_port` (the resolver's own "no web dynos" 503) when there is one.
     """
     if query.qclass != CLASS_IN:
         return _reply(query, RCODE_NOTIMP)
@@ -115,6 +122,8 @@ def answer(query: Query, table: Mapping[str, Sequence[int]] | None, *, ttl: int 
         return _reply(query, RCODE_NXDOMAIN)
     if query.qtype != TYPE_SRV:
         return _reply(query, RCODE_OK)
+    if not ports and idle_port is not None:
+        ports = [idle_port]
     # The first record spells the target out; the others point at it (RFC 1035 4.1.4).
     first_target = _HEADER.size + len(query.question) + 12 + 6
     records = [

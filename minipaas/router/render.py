@@ -225,10 +225,12 @@ def _app_route(app: AppRoute, server: str, resolver: str | None) -> dict[str, An
         ]
     elif app.static_root is not None:
         handle = [_static_site(app.static_root)]
+    elif resolver is not None and len(app.upstreams) <= MAX_RECORDS:
+        # Also without dynos (the resolver then points at its own 503): the route stays the
+        # same through first deploys and scaling to and from zero.
+        handle = [_dynamic_proxy(app.name, resolver)]
     elif not app.upstreams:
         handle = [_text(503, f"503 Service Unavailable: no web dynos running for '{app.name}'.\n")]
-    elif resolver is not None and len(app.upstreams) <= MAX_RECORDS:
-        handle = [_dynamic_proxy(app.name, resolver)]
     else:
         handle = [_proxy(sorted(app.upstreams), app_headers=True)]
     return {

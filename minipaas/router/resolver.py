@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import selectors
 import signal
 import socket
 import subprocess
@@ -32,6 +33,9 @@ from minipaas.router.errors import RouterError
 #: How long Caddy may keep using an answer: a switch waits this long before the old dynos are
 #: drained, so no request chosen from a stale answer can reach a stopped dyno.
 SWITCH_DELAY = dns.REFRESH_MS / 1000 + 0.05
+
+#: A connection to the "no web dynos" answer that has not sent its request by then is closed.
+HTTP_TIMEOUT = 5.0
 
 Table = dict[str, list[int]]
 
@@ -89,21 +93,25 @@ class ResolverProcess:
         if pid is not None:
             return pid
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        sock = _bind(_previous_port(self.state_file))
+        udp, tcp = _bind(_previous_port(self.state_file))
         try:
-            port = sock.getsockname()[1]
+            port = udp.getsockname()[1]
             with open(self.log_file, "ab") as log:
                 self._popen = subprocess.Popen(
                     [*self._command, str(self.table_file)],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
-                    pass_fds=(sock.fileno(),),
-                    env={"MINIPAAS_RESOLVER_FD": str(sock.fileno()), "PATH": os.defpath},
+                    pass_fds=(udp.fileno(), tcp.fileno()),
+                    env={
+                        "MINIPAAS_RESOLVER_FDS": f"{udp.fileno()},{tcp.fileno()}",
+                        "PATH": os.defpath,
+                    },
                     start_new_session=True,  # a Ctrl-C to minipaas must not stop routing
                 )
         finally:
-            sock.close()
+            udp.close()
+            tcp.close()
         self._pid, self._port = self._popen.pid, port
         pidfile.record(self.state_file, self._pid, port=port)
         return self._pid
@@ -177,54 +185,154 @@ def read_table(path: Path) -> Table | None:
 # -- the serving loop (runs in the resolver process) ---------------------------------------
 
 
-def serve(sock: socket.socket, table_file: Path) -> None:
-    """Answer queries forever, re-reading the table whenever its file changes."""
+def serve(udp: socket.socket, tcp: socket.socket, table_file: Path) -> None:
+    """Answer DNS queries on `udp` and "no web dynos" on `tcp`, forever.
+
+    The table is re-read whenever its file changes. An app without web dynos is answered with
+    this process's own port, where every HTTP request gets a 503 that says so: its route can
+    stay the same from `apps:create` on, through its first deploy and any scaling to zero.
+    """
+    own_port = udp.getsockname()[1]
     table: Table | None = None
     seen: tuple[int, int] | None = None
-    while True:
-        try:
-            data, peer = sock.recvfrom(512)
-        except InterruptedError:
-            continue
-        try:
-            stat = os.stat(table_file)
-            key = (stat.st_mtime_ns, stat.st_ino)
-        except OSError:
-            key = None
-        if key != seen:
-            table, seen = read_table(table_file), key
-        query = dns.parse_query(data)
-        if query is None:
-            continue
+    pending: dict[socket.socket, tuple[float, bytes]] = {}
+    tcp.setblocking(False)
+    with selectors.DefaultSelector() as selector:
+        selector.register(udp, selectors.EVENT_READ)
+        selector.register(tcp, selectors.EVENT_READ)
+        while True:
+            for key, _events in selector.select(timeout=1.0):
+                sock = key.fileobj
+                if sock is udp:
+                    table, seen = _answer_dns(udp, table_file, table, seen, own_port)
+                elif sock is tcp:
+                    with contextlib.suppress(OSError):
+                        conn, _peer = tcp.accept()
+                        conn.setblocking(False)
+                        pending[conn] = (time.monotonic(), b"")
+                        selector.register(conn, selectors.EVENT_READ)
+                elif isinstance(sock, socket.socket):
+                    _read_request(selector, pending, sock)
+            now = time.monotonic()
+            for conn in [c for c, (t, _b) in pending.items() if now - t > HTTP_TIMEOUT]:
+                _close(selector, pending, conn)
+
+
+def _answer_dns(
+    udp: socket.socket,
+    table_file: Path,
+    table: Table | None,
+    seen: tuple[int, int] | None,
+    own_port: int,
+) -> tuple[Table | None, tuple[int, int] | None]:
+    try:
+        data, peer = udp.recvfrom(512)
+    except OSError:
+        return table, seen
+    try:
+        stat = os.stat(table_file)
+        key: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_ino)
+    except OSError:
+        key = None
+    if key != seen:
+        table, seen = read_table(table_file), key
+    query = dns.parse_query(data)
+    if query is not None:
         with contextlib.suppress(OSError):
-            sock.sendto(dns.answer(query, table), peer)
+            udp.sendto(dns.answer(query, table, idle_port=own_port), peer)
+    return table, seen
+
+
+def _read_request(
+    selector: selectors.BaseSelector,
+    pending: dict[socket.socket, tuple[float, bytes]],
+    conn: socket.socket,
+) -> None:
+    started, head = pending[conn]
+    try:
+        chunk = conn.recv(4096)
+    except BlockingIOError:
+        return
+    except OSError:
+        chunk = b""
+    head += chunk
+    if chunk and b"\r\n\r\n" not in head and len(head) < 16384:
+        pending[conn] = (started, head)
+        return
+    if chunk:
+        with contextlib.suppress(OSError):
+            conn.send(no_dynos_response(head))
+    _close(selector, pending, conn)
+
+
+def _close(
+    selector: selectors.BaseSelector,
+    pending: dict[socket.socket, tuple[float, bytes]],
+    conn: socket.socket,
+) -> None:
+    selector.unregister(conn)
+    pending.pop(conn, None)
+    conn.close()
+
+
+def no_dynos_response(head: bytes) -> bytes:
+    """The 503 for a request (its head) to an app that has no web dyno running."""
+    host = "this app"
+    for line in head.split(b"\r\n")[1:]:
+        name, _sep, value = line.partition(b":")
+        if name.strip().lower() == b"host":
+            cleaned = value.strip().decode("ascii", "replace").lower()
+            if cleaned and all(c.isalnum() or c in ".-:[]" for c in cleaned):
+                host = f"'{cleaned.rsplit(':', 1)[0] if ']' not in cleaned else cleaned}'"
+            break
+    body = f"503 Service Unavailable: no web dynos running for {host}.\n".encode()
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"X-Content-Type-Options: nosniff\r\n"
+        b"Retry-After: 30\r\n"
+        b"Connection: close\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
 
 
 def main(argv: Sequence[str]) -> int:
-    """`python -m minipaas.router.resolver TABLE_FILE`, with the bound socket inherited."""
-    if len(argv) != 1 or "MINIPAAS_RESOLVER_FD" not in os.environ:
-        print("usage: MINIPAAS_RESOLVER_FD=N minipaas _router-resolver TABLE_FILE", file=sys.stderr)
+    """`python -m minipaas.router.resolver TABLE_FILE`, with the bound sockets inherited."""
+    fds = os.environ.get("MINIPAAS_RESOLVER_FDS", "").split(",")
+    if len(argv) != 1 or len(fds) != 2 or not all(fd.isdigit() for fd in fds):
+        print(
+            "usage: MINIPAAS_RESOLVER_FDS=UDP,TCP minipaas _router-resolver TABLE_FILE",
+            file=sys.stderr,
+        )
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sock = socket.socket(fileno=int(os.environ["MINIPAAS_RESOLVER_FD"]))
-    serve(sock, Path(argv[0]))
+    udp = socket.socket(fileno=int(fds[0]))
+    tcp = socket.socket(fileno=int(fds[1]))
+    serve(udp, tcp, Path(argv[0]))
     return 0
 
 
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _bind(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.bind(("127.0.0.1", port))
-    except OSError:
-        if port == 0:
-            sock.close()
-            raise
-        sock.bind(("127.0.0.1", 0))  # the old port was taken meanwhile: Caddy gets a reload
-    return sock
+def _bind(port: int) -> tuple[socket.socket, socket.socket]:
+    """A UDP (DNS) and a TCP (the 503 answer) socket on the same loopback port."""
+    for attempt in range(20):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            # the old port if still free (Caddy's configuration names it), else any
+            udp.bind(("127.0.0.1", port if attempt == 0 else 0))
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+            tcp.listen(64)
+        except OSError:
+            udp.close()
+            tcp.close()
+            continue
+        return udp, tcp
+    raise RouterError("No free loopback port for the upstream resolver.")
 
 
 def _previous_port(state_file: Path) -> int:

@@ -185,9 +185,7 @@ class Router:
         table = {
             app.name: [int(upstream.rpartition(":")[2]) for upstream in app.upstreams]
             for app in state.apps
-            if 0 < len(app.upstreams) <= MAX_RECORDS
-            and not app.maintenance
-            and app.static_root is None
+            if len(app.upstreams) <= MAX_RECORDS and not app.maintenance and app.static_root is None
         }
         return self._resolver.publish(table)
 
