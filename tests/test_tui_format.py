@@ -6,6 +6,7 @@ import pytest
 
 from tui import format as fmt
 from tui.screens.apps import app_state
+from tui.screens.host import summarize_host
 from tui.screens.logs import SOURCES, next_in
 from tui.screens.metrics import summarize
 from tui.widgets.logview import matches
@@ -84,3 +85,30 @@ def test_summarize_metrics_sums_dynos_aligned_at_the_end() -> None:
     assert out["cpu"][0] == [10.0, 25.0] and out["cpu"][1] == "25.0%"
     assert out["rss"][0] == [100.0, 250.0]
     assert summarize({})["rps"] == ([], "\u2013", "\u2013")
+
+
+def test_used_of_a_total() -> None:
+    gib = 1024**3
+    assert fmt.used_of(1.5 * gib, 4 * gib) == "1.5G / 4.0G (38%)"
+    assert fmt.used_of(512, None) == "512B"  # no total: the amount alone
+    assert fmt.used_of(None, 4 * gib) == "\u2013"
+
+
+def test_summarize_host_prefers_the_last_sample_and_peaks_include_it() -> None:
+    gib = 1024**3
+    data = {
+        "current": {"cpu": 50.0, "cpus": 2, "mem_used": 3 * gib, "mem_total": 4 * gib,
+                    "disk_used": gib, "disk_total": 10 * gib},
+        "series": [{"t": 1, "cpu": 10.0, "mem_used": gib, "mem_total": 4 * gib,
+                    "disk_used": gib, "disk_total": 10 * gib},
+                   {"t": 2, "cpu": None, "mem_used": 2 * gib, "mem_total": 4 * gib,
+                    "disk_used": gib, "disk_total": 10 * gib}],
+    }  # fmt: skip
+    out = summarize_host(data)
+    assert out["host-cpu"] == ([10.0, 0.0], "50.0%", "50.0%")
+    assert out["host-mem"] == ([gib, 2.0 * gib], "3.0G / 4.0G (75%)", "3.0G")
+    assert out["host-disk"][1] == "1.0G / 10.0G (10%)"
+    # The first round has no sample yet: the newest point of the series stands in.
+    out = summarize_host({"current": {}, "series": data["series"]})
+    assert out["host-mem"][1] == "2.0G / 4.0G (50%)" and out["host-cpu"][1] == "\u2013"
+    assert summarize_host({})["host-disk"] == ([], "\u2013", "\u2013")

@@ -18,9 +18,11 @@ import pytest
 from textual.pilot import Pilot
 
 from minipaas.client import ApiError
+from tests.support.notify import record_notifications
 from tests.support.ports import async_wait_for
 from tui.app import MinipaasApp, create_app
 from tui.screens.app_detail import AppScreen
+from tui.screens.host import HostScreen
 from tui.screens.logs import LogsScreen
 from tui.screens.metrics import MetricsScreen
 from tui.widgets.logview import LogView
@@ -51,7 +53,7 @@ DYNOS = [
      "exit_code": 1, "cpu": None, "rss": None},
 ]  # fmt: skip
 
-INFO = {
+INFO: dict[str, Any] = {
     "name": "shop",
     "url": "https://shop.example.com",
     "git_url": "https://minipaas.example.com/git/shop.git",
@@ -108,6 +110,21 @@ METRICS = {
     },
 }
 
+GIB = 1024**3
+
+HOST = {
+    "resolution": 5,
+    "current": {"cpu": 23.5, "cpus": 2, "mem_used": int(1.5 * GIB), "mem_total": 4 * GIB,
+                "disk_used": 12 * GIB, "disk_total": 40 * GIB},
+    "sample_cpu_seconds": 0.002,
+    "series": _points(
+        60,
+        lambda i: {"t": NOW - 300 + 5 * i, "cpu": 10 + (i % 10) * 3, "mem_used": GIB + i * 8e6,
+                   "mem_total": 4 * GIB, "disk_used": 12 * GIB - (60 - i) * 1e6,
+                   "disk_total": 40 * GIB},
+    ),
+}  # fmt: skip
+
 LOG_LINES = [
     "2026-01-01T10:00:00.000000+00:00 app[web.1]: Listening on 0.0.0.0:5001",
     "2026-01-01T10:00:01.000000+00:00 router[web.1]: GET / 200 3ms",
@@ -129,6 +146,9 @@ class FakeTransport:
         self.calls: list[tuple[str, str, Any]] = []
         self.down = False
         self.metrics_missing = False
+        self.domains = [
+            {"hostname": h, "app": "shop", "created_at": NOW - 86400} for h in INFO["domains"]
+        ]
 
     async def request(
         self, method: str, path: str, *, json_body: Any = None, params: Any = None
@@ -139,6 +159,10 @@ class FakeTransport:
         parts = path.strip("/").split("/")
         if path == "/api/apps":
             return self.apps
+        if path == "/api/metrics/host":
+            if self.metrics_missing:
+                raise ApiError(f"No such API route: {path}.", 404)
+            return HOST
         if len(parts) >= 3 and parts[2] not in ("shop", "worker-web", "blog", "fresh"):
             raise ApiError(f"No app named {parts[2]!r}.", 404)
         tail = "/".join(parts[3:])
@@ -170,6 +194,29 @@ class FakeTransport:
         if tail == "maintenance":
             self.info["maintenance"] = json_body["on"]
             return {"maintenance": json_body["on"]}
+        if tail == "domains" and method == "GET":
+            return self.domains
+        if tail == "domains":
+            host = str(json_body.get("hostname", "")).strip().lower()
+            if not host or " " in host or "." not in host:
+                raise ApiError(
+                    f"Invalid hostname {json_body.get('hostname')!r}: use a DNS name such as "
+                    "'www.example.com'.",
+                    400,
+                )
+            if any(d["hostname"] == host for d in self.domains):
+                raise ApiError(f"The domain {host!r} is already added to the app 'shop'.", 409)
+            domain = {"hostname": host, "app": "shop", "created_at": NOW}
+            self.domains.append(domain)
+            self.info["domains"].append(host)
+            return domain
+        if tail.startswith("domains/") and method == "DELETE":
+            host = tail.split("/", 1)[1]
+            if not any(d["hostname"] == host for d in self.domains):
+                raise ApiError(f"The domain {host!r} is not added to the app 'shop'.", 404)
+            self.domains = [d for d in self.domains if d["hostname"] != host]
+            self.info["domains"].remove(host)
+            return {"removed": host}
         if tail == "restart":
             return {"restarted": parts[2], "type": json_body.get("type")}
         raise ApiError(f"No such API route: {path}.", 404)
@@ -261,6 +308,22 @@ def test_metrics(snap_compare: Any) -> None:
     assert snap(snap_compare, push=lambda: MetricsScreen("shop"))
 
 
+def test_host_metrics(snap_compare: Any) -> None:
+    assert snap(snap_compare, push=HostScreen)
+
+
+def test_app_domains(snap_compare: Any) -> None:
+    assert snap(snap_compare, "4", push=lambda: AppScreen("shop"))
+
+
+def test_add_domain_prompt(snap_compare: Any) -> None:
+    assert snap(snap_compare, "4", "a", *"api.shop.example", push=lambda: AppScreen("shop"))
+
+
+def test_remove_domain_confirmation(snap_compare: Any) -> None:
+    assert snap(snap_compare, "4", "down", "x", push=lambda: AppScreen("shop"))
+
+
 def test_help(snap_compare: Any) -> None:
     assert snap(snap_compare, "question_mark")
 
@@ -275,14 +338,7 @@ def test_tiny_terminal(snap_compare: Any) -> None:
 async def test_lost_connection_is_said_once_and_back_once() -> None:
     app, fake = fake_app()
     app.refresh_every = 0.05
-    seen: list[str] = []
-    original = app.notify
-
-    def notify(message: str, **kwargs: Any) -> None:
-        seen.append(message)
-        original(message, **kwargs)
-
-    app.notify = notify  # type: ignore[method-assign]
+    seen = record_notifications(app)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         fake.down = True
@@ -306,3 +362,49 @@ async def test_metrics_missing_endpoint_is_explained() -> None:
         summary = app.screen.query_one("#metrics-summary")
         await async_wait_for(lambda: "does not collect metrics" in str(summary.render()))
         await pilot.pause()
+
+
+async def test_host_screen_from_the_apps_list_and_back() -> None:
+    app, fake = fake_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("h")
+        await settle(pilot)
+        assert isinstance(app.screen, HostScreen)
+        text = str(app.screen.query_one("#host-mem .metric-title").render())
+        assert "1.5G / 4.0G (38%)" in text, text
+        assert "2 CPUs" in str(app.screen.query_one("#host-summary").render())
+        assert ("GET", "/api/metrics/host", None) in fake.calls
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HostScreen)
+
+
+async def test_host_metrics_missing_endpoint_is_explained() -> None:
+    app, fake = fake_app()
+    fake.metrics_missing = True
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.push_screen(HostScreen())
+        await pilot.pause()
+        summary = app.screen.query_one("#host-summary")
+        await async_wait_for(lambda: "does not collect host metrics" in str(summary.render()))
+
+
+async def test_domain_errors_are_notifications_not_tracebacks() -> None:
+    app, fake = fake_app()
+    seen = record_notifications(app)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.push_screen(AppScreen("shop"))
+        await settle(pilot)
+        await pilot.press("4", "a", *"not a host", "enter")
+        await async_wait_for(lambda: any("Invalid hostname 'not a host'" in m for m in seen))
+        await pilot.press("a", *"shop.example.com", "enter")
+        await async_wait_for(lambda: any("already added" in m for m in seen))
+        fake.domains.clear()  # removed elsewhere meanwhile: the 404 is about the domain
+        await pilot.press("x", "y")
+        await async_wait_for(lambda: any("is not added" in m for m in seen))
+        await pilot.pause()
+        assert isinstance(app.screen, AppScreen)  # not mistaken for a deleted app
+        assert not any("no longer exists" in m for m in seen)

@@ -69,6 +69,15 @@ def percent(value: float | None) -> str:
     return DASH if value is None else f"{value:.1f}%"
 
 
+def used_of(used: float | None, total: float | None) -> str:
+    """`1.2G / 3.9G (31%)`: a used amount out of a total, as `free -h` and `df -h` show them."""
+    if used is None:
+        return DASH
+    if not total:
+        return size(used)
+    return f"{size(used)} / {size(total)} ({100 * used / total:.0f}%)"
+
+
 def rate(value: float | None) -> str:
     if value is None:
         return DASH

@@ -1,4 +1,5 @@
-"""One app: dynos (scale, restart), releases (rollback), config vars, domains, maintenance.
+"""One app: dynos (scale, restart), releases (rollback), config vars, domains (add, remove),
+maintenance.
 
 Owns: the app screen and `AppBound`, the base of every screen about one app (so the app can
 close them all when the app is deleted). Must not touch: anything but `self.app.api` for I/O.
@@ -41,6 +42,8 @@ TAB_ACTIONS = {
     "reveal": "config",
     "set_config": "config",
     "unset_config": "config",
+    "add_domain": "domains",
+    "remove_domain": "domains",
 }
 
 
@@ -81,6 +84,9 @@ class AppScreen(AppBound):
         Binding("v", "reveal", "Reveal"),
         Binding("s", "set_config", "Set"),
         Binding("u,delete", "unset_config", "Unset", key_display="u"),
+        Binding("a", "add_domain", "Add"),
+        Binding("x", "remove_domain", "Remove"),
+        Binding("delete", "remove_domain", "Remove", show=False),
         Binding("M", "maintenance", "Maint."),
         Binding("l", "logs", "Logs"),
         Binding("m", "metrics", "Metrics"),
@@ -91,9 +97,12 @@ class AppScreen(AppBound):
         self.info: dict[str, Any] = {}
         self.config: dict[str, str] = {}
         self.releases: list[dict[str, Any]] = []
+        self.domains: list[dict[str, Any]] | None = None  # with dates, once fetched
         self.revealed = False
         self.cpu_rss: dict[str, tuple[float | None, float | None]] = {}
         self._loading = False
+        self._again = False  # a change happened during a fetch: fetch once more after it
+        self._epoch = 0  # bumped by each change made here; a fetch from before is stale
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="▲")
@@ -137,11 +146,19 @@ class AppScreen(AppBound):
 
     # -- loading ---------------------------------------------------------------------------
 
-    def reload(self) -> None:
-        """Fetch everything again, unless a fetch is already under way (never pile up)."""
+    def reload(self, *, changed: bool = False) -> None:
+        """Fetch everything again, unless a fetch is already under way (never pile up).
+
+        After a change made from this screen (`changed=True`), a fetch under way may have read
+        the state before it: its answer is dropped (it would undo what the user just saw
+        happen, e.g. maintenance flipping back) and one more fetch follows."""
+        if changed:
+            self._epoch += 1
         if not self._loading:
             self._loading = True
             self._reload()
+        elif changed:
+            self._again = True
 
     @work(group="app", exit_on_error=False)
     async def _reload(self) -> None:
@@ -150,18 +167,24 @@ class AppScreen(AppBound):
                 await self._fetch()
         finally:
             self._loading = False
+        if self._again and self.is_attached:
+            self._again = False
+            self.reload()
 
     async def _fetch(self) -> None:
-        api, name, call = self.app.api, self.app_name, self.app.call
+        api, name, call, epoch = self.app.api, self.app_name, self.app.call, self._epoch
         info = await call(api.app(name), app_name=name)
         if info is None:
             return
         self.app.app_seen(name)
-        metrics, releases, config = await asyncio.gather(
+        metrics, releases, config, domains = await asyncio.gather(
             call(api.metrics(name, since=60), app_name=name),
             call(api.releases(name), app_name=name),
             call(api.config(name), app_name=name),
+            call(api.domains(name), app_name=name),
         )
+        if epoch != self._epoch:
+            return  # something changed meanwhile: `reload` fetches again
         self.info = info
         if metrics:
             self.cpu_rss = {
@@ -173,6 +196,8 @@ class AppScreen(AppBound):
             self.releases = releases
         if config is not None:
             self.config = config
+        if domains is not None:
+            self.domains = domains
         self.render_all()
 
     def render_all(self) -> None:
@@ -239,8 +264,15 @@ class AppScreen(AppBound):
         self.query_one("#config-table", KeyedTable).sync(
             [(k, [k, fmt.masked(v, self.revealed)]) for k, v in sorted(self.config.items())]
         )
+        if self.domains is not None:
+            domains = [
+                (str(d.get("hostname")), when(fmt.number(d.get("created_at"))))
+                for d in self.domains
+            ]
+        else:
+            domains = [(str(h), "") for h in info.get("domains") or []]
         self.query_one("#domains-table", KeyedTable).sync(
-            [(str(h), [str(h), ""]) for h in info.get("domains") or []]
+            [(host, [host, added]) for host, added in sorted(domains)]
         )
 
     # -- which keys show ---------------------------------------------------------------------
@@ -317,7 +349,7 @@ class AppScreen(AppBound):
             self.info["formation"] = formation
             self.app.notify(f"Scaled {self.app_name} {ptype} to {count}.", markup=False)
             self.render_all()
-            self.reload()
+            self.reload(changed=True)
 
     def action_restart(self) -> None:
         if ptype := self.selected_type():
@@ -334,7 +366,7 @@ class AppScreen(AppBound):
         if done is None:
             return
         self.app.notify(f"Restarting {ptype or 'all'} dynos of {self.app_name}.", markup=False)
-        self.reload()
+        self.reload(changed=True)
 
     # -- releases ----------------------------------------------------------------------------
 
@@ -372,7 +404,7 @@ class AppScreen(AppBound):
             + (f", now v{release}." if release else "."),
             markup=False,
         )
-        self.reload()
+        self.reload(changed=True)
 
     # -- config ------------------------------------------------------------------------------
 
@@ -423,7 +455,79 @@ class AppScreen(AppBound):
             self.config = config
             self.app.notify(f"{what} on {self.app_name}; restarting dynos.", markup=False)
             self.render_all()
-            self.reload()
+            self.reload(changed=True)
+
+    # -- domains -----------------------------------------------------------------------------
+
+    def action_add_domain(self) -> None:
+        def answered(text: str | None) -> None:
+            if text and text.strip():
+                self.add_domain(text.strip())
+
+        self.app.push_screen(
+            PromptScreen(
+                f"Add a domain to {self.app_name} (point its DNS at this server):",
+                placeholder="www.example.com",
+            ),
+            answered,
+        )
+
+    @work(group="actions", exit_on_error=False)
+    async def add_domain(self, hostname: str) -> None:
+        # The server validates the name (and refuses minipaas's own domain): its sentence is
+        # the notification.
+        domain = await self.app.call(
+            self.app.api.add_domain(self.app_name, hostname), app_name=self.app_name
+        )
+        if domain is None:
+            return
+        added = str(domain.get("hostname") or hostname)
+        self.app.notify(f"Added {added} to {self.app_name}.", markup=False)
+        if self.domains is not None:
+            self.domains = [d for d in self.domains if d.get("hostname") != added] + [domain]
+        if added not in (hosts := list(self.info.get("domains") or [])):
+            self.info["domains"] = [*hosts, added]
+        self.render_all()
+        with contextlib.suppress(NoMatches):
+            table = self.query_one("#domains-table", KeyedTable)
+            if added in (keys := table.row_keys()):
+                table.move_cursor(row=keys.index(added), animate=False)
+        self.reload(changed=True)
+
+    def action_remove_domain(self) -> None:
+        host = self.query_one("#domains-table", KeyedTable).selected_key
+        if not host:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and host:
+                self.remove_domain(host)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Remove {host} from {self.app_name}? It stops answering there.", yes="Remove"
+            ),
+            answered,
+        )
+
+    @work(group="actions", exit_on_error=False)
+    async def remove_domain(self, hostname: str) -> None:
+        try:
+            await self.app.api.remove_domain(self.app_name, hostname)
+        except ApiError as exc:
+            # A 404 about the domain (removed meanwhile) is not the app being gone.
+            gone_domain = exc.status == 404 and "domain" in str(exc)
+            self.app.report(exc, app_name=None if gone_domain else self.app_name)
+            if gone_domain:
+                self.reload(changed=True)
+            return
+        self.app.reconnected()
+        self.app.notify(f"Removed {hostname} from {self.app_name}.", markup=False)
+        if self.domains is not None:
+            self.domains = [d for d in self.domains if d.get("hostname") != hostname]
+        self.info["domains"] = [h for h in self.info.get("domains") or [] if h != hostname]
+        self.render_all()
+        self.reload(changed=True)
 
     # -- maintenance, other screens ----------------------------------------------------------
 
@@ -442,6 +546,7 @@ class AppScreen(AppBound):
             f"Maintenance mode {'on' if on else 'off'} for {self.app_name}.", markup=False
         )
         self.render_all()
+        self.reload(changed=True)
 
     def action_logs(self) -> None:
         from tui.screens.logs import LogsScreen

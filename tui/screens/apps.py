@@ -1,6 +1,7 @@
 """The apps list: every app with its state, release, dynos, traffic and memory; live.
 
-Owns: the first screen of the TUI. Must not touch: anything but `self.app.api` for I/O.
+Owns: the first screen of the TUI (and the way to the host screen, `h`).
+Must not touch: anything but `self.app.api` for I/O.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class AppsScreen(Screen[None]):
         Binding("enter", "open", "Open", show=True),
         Binding("l", "logs", "Logs"),
         Binding("m", "metrics", "Metrics"),
+        Binding("h", "host", "Host"),
         Binding("r", "refresh", "Refresh"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -161,3 +163,8 @@ class AppsScreen(Screen[None]):
 
         if name := self._selected():
             self.app.push_screen(MetricsScreen(name))
+
+    def action_host(self) -> None:
+        from tui.screens.host import HostScreen
+
+        self.app.push_screen(HostScreen())

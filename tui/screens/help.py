@@ -20,7 +20,7 @@ Everywhere
 
 Apps
   ↑ ↓  Enter open the app              l / m    its logs / metrics
-  r          refresh now
+  h          host CPU, memory, disk    r        refresh now
 
 App
   1 2 3 4    dynos / releases / config / domains
@@ -29,6 +29,7 @@ App
   M          maintenance mode on / off        l / m   logs / metrics
   b          roll back to the selected release (asks first)
   v          reveal / hide config values      s       set KEY=VALUE    u   unset (asks first)
+  a          add a domain                     x / Del remove one (asks first)
 
 Logs
   space      pause / resume            /        search (Enter keeps, Esc clears)
@@ -37,6 +38,9 @@ Logs
 
 Metrics
   the last hour: throughput, response time, errors, CPU and memory; refreshed every 5 s
+
+Host
+  the server's CPU, memory and data-dir disk over the last hour; r refreshes now
 """
 
 
