@@ -48,9 +48,10 @@ def serve_ssh(data_dir: Path | None, fingerprint: str, original_command: str) ->
         return 1
     if not words:
         if sys.stdin.isatty() and sys.stdout.isatty():  # `ssh -t minipaas@host`
-            from minipaas.cli import run_words
+            # Straight into the TUI, skipping the command-line parser (first frame ≤ 1 s).
+            from minipaas.cli import open_tui
 
-            return run_words(["tui"])
+            return open_tui(Client(socket=data_dir / "minipaas.sock", timeout=60.0))
         sys.stdout.write(HELP)
         return 0
     if words[0] in GIT_SERVICES:

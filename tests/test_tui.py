@@ -15,14 +15,17 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets._footer import FooterKey
 
 from minipaas.client import AsyncClient, Client
 from tests.paas import SAMPLES, Paas, commit, git_repo, push, start_paas
+from tests.support.notify import record_notifications
 from tests.support.ports import async_wait_for
 from tui.app import MinipaasApp, create_app
 from tui.format import MASK
 from tui.screens.app_detail import AppScreen
 from tui.screens.apps import AppsScreen
+from tui.screens.host import HostScreen
 from tui.screens.logs import LogsScreen
 from tui.screens.metrics import MetricsScreen
 from tui.screens.modals import ConfirmScreen, PromptScreen
@@ -80,18 +83,6 @@ def tui(paas: Paas) -> MinipaasApp:
     return create_app(lambda: AsyncClient.from_env(paas.data_dir), refresh_every=0.5)
 
 
-def record_notifications(app: MinipaasApp) -> list[str]:
-    seen: list[str] = []
-    original = app.notify
-
-    def notify(message: str, **kwargs: Any) -> None:
-        seen.append(message)
-        original(message, **kwargs)
-
-    app.notify = notify  # type: ignore[method-assign]
-    return seen
-
-
 async def until(pilot: Pilot[Any], predicate: Callable[[], Any], timeout: float = 20) -> Any:
     async def check() -> Any:
         await pilot.pause()
@@ -121,6 +112,26 @@ async def open_app(pilot: Pilot[Any], name: str = APP) -> AppScreen:
     )
     await until(pilot, lambda: screen.info.get("name") == name)
     return screen  # type: ignore[no-any-return]
+
+
+async def click_row(pilot: Pilot[Any], selector: str, key: str) -> None:
+    """Click the row `key` of a table (with the mouse, where the row is drawn)."""
+    await until(pilot, lambda: key in table(pilot.app, selector).row_keys())  # type: ignore[arg-type]
+    t = table(pilot.app, selector)  # type: ignore[arg-type]
+    row = t.row_keys().index(key)
+    assert await pilot.click(t, offset=(2, 1 + row - int(t.scroll_y)))  # row 0 is the header
+    await until(pilot, lambda: t.selected_key == key)
+
+
+async def click_footer(pilot: Pilot[Any], action: str) -> None:
+    """Click the footer's key for `action` (it must be shown: the footer is the mouse's menu)."""
+
+    def key() -> FooterKey | None:
+        return next((k for k in pilot.app.screen.query(FooterKey) if k.action == action), None)
+
+    found = await until(pilot, key)
+    assert await pilot.click(found), f"the footer key for {action!r} is hidden"
+    await pilot.pause()
 
 
 def formation(paas: Paas) -> dict[str, int]:
@@ -207,7 +218,10 @@ async def test_config_masked_revealed_set_and_unset(paas: Paas) -> None:
         await open_app(pilot)
         await pilot.press("3")
         await select_row(pilot, "#config-table", "GREETING")
-        cell = lambda key: str(table(app, "#config-table").get_cell(key, "value"))  # noqa: E731
+
+        def cell(key: str) -> str:
+            return str(table(app, "#config-table").get_cell(key, "value"))
+
         assert cell("GREETING") == MASK
         await pilot.press("v")
         await until(pilot, lambda: cell("GREETING") == "hi")
@@ -231,12 +245,128 @@ async def test_maintenance_toggle_and_domains(paas: Paas) -> None:
     app = tui(paas)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_app(pilot)
+        summary = app.screen.query_one("#app-summary")
         await pilot.press("M")
         await async_wait_for(lambda: api(paas, f"/api/apps/{APP}")["maintenance"] is True)
+        await until(pilot, lambda: "maintenance ON" in str(summary.render()))  # as a user sees
         await pilot.press("M")
         await async_wait_for(lambda: api(paas, f"/api/apps/{APP}")["maintenance"] is False)
+        await until(pilot, lambda: "maintenance off" in str(summary.render()))
         await pilot.press("4")
         await until(pilot, lambda: "tui.example.org" in table(app, "#domains-table").row_keys())
+
+
+async def test_domains_add_and_remove(paas: Paas) -> None:
+    host = "tui-add.example.org"
+    app = tui(paas)
+    async with app.run_test(size=(80, 24)) as pilot:
+        seen = record_notifications(app)
+        await open_app(pilot)
+        await pilot.press("4")
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press(*"bad_host!", "enter")  # the server says why not, as a notification
+        await until(pilot, lambda: any("Invalid hostname 'bad_host!'" in m for m in seen))
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press(*"www.localhost", "enter")  # under minipaas's own domain
+        await until(pilot, lambda: any("own domain" in m for m in seen))
+        assert isinstance(app.screen, AppScreen)
+
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press(*host, "enter")
+        await async_wait_for(
+            lambda: host in [d["hostname"] for d in api(paas, f"/api/apps/{APP}/domains")]
+        )
+        await until(pilot, lambda: any(f"Added {host}" in m for m in seen))
+        await select_row(pilot, "#domains-table", host)
+        assert str(table(app, "#domains-table").get_cell(host, "added")).startswith("20")
+
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")  # changed our mind: nothing happens
+        await until(pilot, lambda: isinstance(app.screen, AppScreen))
+        assert host in api(paas, f"/api/apps/{APP}")["domains"]
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await async_wait_for(lambda: host not in api(paas, f"/api/apps/{APP}")["domains"])
+        await until(pilot, lambda: host not in table(app, "#domains-table").row_keys())
+        assert not any("Traceback" in m for m in seen)
+
+
+async def test_host_metrics_screen(paas: Paas) -> None:
+    app = tui(paas)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: APP in table(app, "#apps").row_keys())
+        await pilot.press("h")
+        screen = await until(pilot, lambda: isinstance(app.screen, HostScreen) and app.screen)
+
+        def label(panel: str) -> str:
+            return str(screen.query_one(f"#{panel} .metric-title").render())
+
+        # One sampling round (every few seconds) is enough for memory and disk.
+        await until(pilot, lambda: " / " in label("host-mem") and " / " in label("host-disk"), 30)
+        assert "%)" in label("host-mem")
+        summary = str(screen.query_one("#host-summary").render())
+        assert "CPU" in summary and "last hour" in summary, summary
+        await until(pilot, lambda: "%" in label("host-cpu"), 30)  # needs two rounds
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, AppsScreen))
+
+
+async def test_mouse_open_scale_rollback_and_tabs(paas: Paas) -> None:
+    """Everything of a round trip with the mouse only: the row opens the app (click it once
+    to select, once more to open), footer keys act, the modal's buttons answer."""
+    app = tui(paas)
+    async with app.run_test(size=(100, 30)) as pilot:
+        seen = record_notifications(app)
+        await click_row(pilot, "#apps", APP)
+        if not isinstance(app.screen, AppScreen):
+            await click_row(pilot, "#apps", APP)  # a click on the selected row opens it
+        screen = await until(pilot, lambda: isinstance(app.screen, AppScreen) and app.screen)
+        await until(pilot, lambda: screen.info.get("name") == APP)
+
+        await click_row(pilot, "#formation", "worker")
+        await click_footer(pilot, "scale_up")
+        await async_wait_for(lambda: formation(paas).get("worker") == 1, timeout=15)
+        await until(pilot, lambda: str(table(app, "#formation").get_cell("worker", "scale")) == "1")
+        await click_footer(pilot, "scale_down")
+        await async_wait_for(lambda: formation(paas).get("worker") == 0, timeout=15)
+
+        before = api(paas, f"/api/apps/{APP}")["release"]
+        assert await pilot.click("#--content-tab-releases")
+        await until(pilot, lambda: screen.tab == "releases")
+        await click_row(pilot, "#releases-table", "1")
+        await click_footer(pilot, "rollback")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert await pilot.click("#no")
+        await until(pilot, lambda: isinstance(app.screen, AppScreen))
+        assert api(paas, f"/api/apps/{APP}")["release"] == before
+        await click_footer(pilot, "rollback")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert await pilot.click("#yes")
+        await until(pilot, lambda: any("Rolled back" in m for m in seen))
+        assert api(paas, f"/api/apps/{APP}")["release"] != before
+
+        assert await pilot.click("#--content-tab-domains")
+        await until(pilot, lambda: screen.tab == "domains")
+        await click_footer(pilot, "add_domain")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, AppScreen))
+
+        await click_footer(pilot, "logs")
+        logs = await until(pilot, lambda: isinstance(app.screen, LogsScreen) and app.screen)
+        await click_footer(pilot, "source")
+        await until(pilot, lambda: logs.source == "app")
+        await click_footer(pilot, "pause")
+        await until(pilot, lambda: logs.view.paused)
+        await click_footer(pilot, "pause")
+        await until(pilot, lambda: not logs.view.paused)
+        await click_footer(pilot, "back")
+        await until(pilot, lambda: isinstance(app.screen, AppScreen))
 
 
 async def test_logs_dyno_filter_search_and_pause(paas: Paas) -> None:

@@ -3,9 +3,9 @@
 Owns: the API paths the screens use and the shape checks on their answers. Errors stay
 `ApiError`s (`status == 0`: the server could not be reached; 404 on an app route: the app is
 gone). Must not touch: widgets, files or processes; tests pass a fake transport with the same
-`request`/`stream`/`aclose` methods for rendering-only checks. `first_apps` is the one call made
-through the sync `Client` (standard library on the local socket, in a thread): the first frame
-does not wait for httpx and its async backend to import.
+`request`/`stream`/`aclose` methods for rendering-only checks. The first apps list alone comes
+through the sync `Client` (standard library, in a thread): `prefetched_apps` when the CLI asked
+for it before importing Textual, else `first_apps`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from minipaas.client import ApiError, Client
+from minipaas.client import ApiError, Client, Pending
 
-__all__ = ["Api", "ApiError", "Transport", "first_apps"]
+__all__ = ["Api", "ApiError", "Transport", "first_apps", "prefetched_apps"]
 
 
 class Transport(Protocol):
@@ -51,6 +51,13 @@ def _dict(data: Any, what: str) -> dict[str, Any]:
 async def first_apps(client: Client) -> list[dict[str, Any]]:
     """`Api.apps()` through a sync `Client`, run in a thread (for the first frame only)."""
     return _list(await asyncio.to_thread(client.get, "/api/apps"), "apps")
+
+
+async def prefetched_apps(pending: Pending) -> list[dict[str, Any]]:
+    """`Api.apps()` from a `Client.fetch("/api/apps")` started earlier (waits in a thread only
+    if it is still running)."""
+    data = pending.result() if pending.done() else await asyncio.to_thread(pending.result)
+    return _list(data, "apps")
 
 
 class Api:
@@ -120,6 +127,19 @@ class Api:
     async def domains(self, name: str) -> list[dict[str, Any]]:
         return _list(await self.transport.request("GET", f"{self._app(name)}/domains"), "domains")
 
+    async def add_domain(self, name: str, hostname: str) -> dict[str, Any]:
+        """Add `hostname` to the app; the server validates it (and says why it refuses)."""
+        return _dict(
+            await self.transport.request(
+                "POST", f"{self._app(name)}/domains", json_body={"hostname": hostname}
+            ),
+            "domain",
+        )
+
+    async def remove_domain(self, name: str, hostname: str) -> dict[str, Any]:
+        path = f"{self._app(name)}/domains/{quote(hostname, safe='')}"
+        return _dict(await self.transport.request("DELETE", path), "domain")
+
     async def maintenance(self, name: str, on: bool) -> dict[str, Any]:
         return _dict(
             await self.transport.request(
@@ -139,6 +159,17 @@ class Api:
                 return None
             raise
         return _dict(data, "metrics")
+
+    async def host_metrics(self, since: int = 3600) -> dict[str, Any] | None:
+        """The host's CPU, memory and data-dir disk (now and as series), or None when this
+        server has no host metrics endpoint."""
+        try:
+            data = await self.transport.request("GET", "/api/metrics/host", params={"since": since})
+        except ApiError as exc:
+            if exc.status == 404 and "route" in str(exc):
+                return None
+            raise
+        return _dict(data, "host metrics")
 
     async def logs(
         self, name: str, *, n: int = 200, source: str | None = None, dyno: str | None = None

@@ -3,15 +3,17 @@
 Owns: the app factory (`create_app`, used by the CLI, the SSH entry point and the tests),
 `run_tui`, the connection state (lost → notification, every refresh is a reconnect attempt,
 back → notification) and the "app was deleted" path. Start-up is on the clock (≤ 1 s to the
-first apps list over `ssh -t`): with a sync `Client` at hand the first apps list comes through it,
-and the session's async client (httpx) is built in a thread once that list is on screen; other
-screens are imported when first opened. API errors become notifications here,
-never tracebacks. Must not touch: anything but `tui.api` for I/O.
+first apps list over `ssh -t`): the CLI requests that list through a sync `Client` before it
+imports Textual (`first_apps`), the session's async client is built in a thread once the list is
+on screen (for a remote server that imports httpx), and other screens are imported when first
+opened. API errors become notifications here, never tracebacks. Must not touch: anything but
+`tui.api` for I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,9 +21,10 @@ from typing import Any, TypeVar
 
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import Screen
 
-from minipaas.client import AsyncClient, Client
-from tui.api import Api, ApiError, Transport, first_apps
+from minipaas.client import AsyncClient, Client, Pending
+from tui.api import Api, ApiError, Transport, first_apps, prefetched_apps
 from tui.screens.apps import AppsScreen
 
 T = TypeVar("T")
@@ -58,6 +61,7 @@ class MinipaasApp(App[int]):
         refresh_every: float = 2.0,
         start_app: str | None = None,
         first: Client | None = None,
+        first_apps: Pending | None = None,
     ) -> None:
         super().__init__()
         self._client_factory = client_factory
@@ -66,6 +70,7 @@ class MinipaasApp(App[int]):
         self.connected = True
         self._api: Api | None = None
         self._first = first
+        self._first_apps = first_apps  # the first apps list, requested before Textual loaded
         self._warming = False  # the async client is being built in a thread
         self._gone: set[str] = set()
 
@@ -87,7 +92,23 @@ class MinipaasApp(App[int]):
         start), then through the session's async client, built in a thread once the first
         list is drawn."""
         first = self._first
-        if self._api is None and first is not None and not self._warming:
+        if self._api is not None or first is None:
+            return await self.api.apps()
+        if (pending := self._first_apps) is not None:
+            # Requested before Textual was imported, so usually answered already. It still goes
+            # into the frame after the first: the first one lacks the header's icon. Asked again
+            # before then (the screen's resume refresh), the same answer is still the newest.
+            painted = asyncio.get_running_loop().create_future()
+            self.call_after_refresh(painted.set_result, None)
+            try:
+                apps = await prefetched_apps(pending)
+                await painted
+                return apps
+            finally:
+                if not self._warming:
+                    self._warming = True
+                    self.call_after_refresh(self._first_list_drawn)
+        if not self._warming:
             self._warming = True
             # The answer takes a few ms; the first frame (the skeleton) is drawn meanwhile and
             # the list goes into the next one, so it never lands in a half-built first frame.
@@ -99,22 +120,38 @@ class MinipaasApp(App[int]):
                 return apps
             finally:
                 self.call_after_refresh(self._start_warm_up)
-        return await self.api.apps()
+        # Still warming up: building the async client here (for a remote server, that imports
+        # httpx) would hold up the event loop and the frames meanwhile.
+        return await first_apps(first)
+
+    def _first_list_drawn(self) -> None:
+        self._first_apps = None
+        # Start-up is over: the cyclic GC comes back (the CLI stops it while Textual loads),
+        # and what start-up built, which lives as long as the app, is left out of its walks.
+        gc.freeze()
+        gc.enable()
+        self._start_warm_up()
 
     def _start_warm_up(self) -> None:
         self.run_worker(self._warm_up(), group="api-warm", exit_on_error=False)
 
     async def _warm_up(self) -> None:
-        """Build the async client in a thread (importing httpx takes ~0.1-0.2 s)."""
+        """Build the async client in a thread (for a remote server, importing httpx takes
+        ~0.1-0.2 s; on the local socket it costs nothing)."""
         transport = await asyncio.to_thread(self._client_factory)
         if self._api is None:
             self._api = Api(transport)
         else:  # a screen needed it first
             await transport.aclose()
 
+    def get_default_screen(self) -> Screen[Any]:
+        # The apps list is the bottom of the stack itself: pushed over Textual's blank default
+        # screen, it cost a suspend and two resumes, each redrawing the footer before the first
+        # list could be shown (~50 ms of start-up).
+        return AppsScreen()
+
     def on_mount(self) -> None:
         self.sub_title = self.where
-        self.push_screen(AppsScreen())
         if self.start_app:
             from tui.screens.app_detail import AppScreen
 
@@ -202,16 +239,23 @@ def create_app(
     *,
     refresh_every: float = 2.0,
     first: Client | None = None,
+    first_apps: Pending | None = None,
 ) -> MinipaasApp:
     """The app factory: `client_factory()` is called once for the session's client: on mount,
-    or, given a sync `first` client for the first apps list, in a thread after it is drawn."""
-    return MinipaasApp(client_factory, refresh_every=refresh_every, first=first)
+    or, given a sync `first` client for the first apps list, in a thread after it is drawn.
+    `first_apps` is that list already requested through `first` (`Client.fetch`)."""
+    return MinipaasApp(
+        client_factory, refresh_every=refresh_every, first=first, first_apps=first_apps
+    )
 
 
-def run_tui(client: Client | AsyncClient | None = None) -> int:
+def run_tui(
+    client: Client | AsyncClient | None = None, *, first_apps: Pending | None = None
+) -> int:
     """Run the TUI in this terminal against `client`'s server (the environment's by default).
 
-    Used by `minipaas tui` and by the SSH forced command when the session has a PTY.
+    Used by `minipaas tui` and by the SSH forced command when the session has a PTY, both with
+    the first apps list already requested (`first_apps`, through the sync `client`).
     """
 
     def factory() -> Transport:
@@ -224,6 +268,9 @@ def run_tui(client: Client | AsyncClient | None = None) -> int:
     first = client if isinstance(client, Client) else None
     if client is None:
         first = Client.from_env()
-    app = create_app(factory, first=first)
-    app.run()
+    app = create_app(factory, first=first, first_apps=first_apps if first is not None else None)
+    try:
+        app.run()
+    finally:
+        gc.enable()  # in case the app ended before its first list was drawn
     return app.return_code or 0
