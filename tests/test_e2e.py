@@ -7,8 +7,11 @@ One server (and one sshd) serves the whole module; each test uses its own apps.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, https_push, push, ssh_push
 from tests.support.ports import wait_for
@@ -100,6 +103,34 @@ def test_node_express_over_https_with_token(env: tuple[Paas, SSHServer], tmp_pat
     out = deployed(https_push(paas, repo, "nodeapp", token))
     assert "remote: -----> " in out
     paas.wait_body("nodeapp.localhost", "hello from node-express")
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/2"])
+def test_push_larger_than_git_post_buffer_over_https(
+    env: tuple[Paas, SSHServer], tmp_path: Path, version: str
+) -> None:
+    """git streams a pack over 1 MiB chunked while minipaas already answers (progress): over
+    HTTP/1.1 Caddy must pass the body through in full duplex, or the pack arrives with holes."""
+    paas, _ = env
+    token = paas.cli("auth:token").stdout.strip()
+    app = "bigpush1" if version == "HTTP/1.1" else "bigpush2"
+    paas.cli("apps:create", app)
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
+    (repo / "blob.bin").write_bytes(os.urandom(6 * 1024 * 1024))  # incompressible
+    commit(repo, "a big file")
+    url = f"https://x:{token}@minipaas.localhost:{paas.https_port}/git/{app}.git"
+    result = push(
+        repo,
+        url,
+        env={
+            "GIT_SSL_CAINFO": str(paas.ca),
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "http.version",
+            "GIT_CONFIG_VALUE_0": version,
+        },
+    )
+    deployed(result)
+    paas.wait_body(f"{app}.localhost", "hello from python-stdlib")
 
 
 def test_static_site_served_by_caddy(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:

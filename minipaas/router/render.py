@@ -187,6 +187,10 @@ def _server(
     server: dict[str, Any] = {
         "listen": [_listen_address(state.listen_host, port)],
         "routes": routes,
+        # git's smart HTTP answers (sideband progress) while the push's body is still coming
+        # in; without full duplex Go's HTTP/1 server starts draining the request body itself
+        # the moment the answer starts, and the pack reaching minipaas has holes in it.
+        "enable_full_duplex": True,
     }
     if tls:
         server["protocols"] = ["h1", "h2"]  # no HTTP/3: no UDP listener
