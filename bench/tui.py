@@ -27,7 +27,8 @@ from bench.sshd import BenchSshd, start_sshd
 
 APPS = Path(__file__).resolve().parent / "apps"
 RENDER_APP = "tui-render"
-LOGS_APP = "tui-logs"
+# First in the apps list (sorted by name), ahead of the fleet ("fl-…"): `l` opens the first row.
+LOGS_APP = "bench-tui-logs"
 LOGS_RATE = 2000
 #: What the apps list shows once the first API answer is drawn (see tui/screens/apps.py).
 APPS_READY = "Enter opens"
