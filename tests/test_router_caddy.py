@@ -601,24 +601,3 @@ async def test_first_dyno_and_scaling_to_zero_reload_nothing(
         assert (await env.get(client, "web.localhost")).status_code == 503
     assert env.router.loads == loads
 
-
-async def test_control_host_speaks_http1_apps_http2(
-    env: Env, upstreams: tuple[Upstream, Upstream]
-) -> None:
-    await env.router.apply(env.state(web(upstreams[0])))
-    async with env.client() as client:
-        await env.wait_https(client, "web.localhost")
-
-    async def version(host: str) -> str:
-        curl = await asyncio.create_subprocess_exec(
-            "curl", "-sS", "--http2", "-o", "/dev/null", "-w", "%{http_version}",
-            "--resolve", f"{host}:{env.https_port}:127.0.0.1",
-            "--cacert", str(env.router.root_certificate),
-            f"https://{host}:{env.https_port}/",
-            stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, _ = await curl.communicate()
-        return out.decode()
-
-    assert await version("web.localhost") == "2"
-    assert await version("minipaas.localhost") == "1.1"  # git pushes: see render.py

@@ -194,13 +194,7 @@ def _server(
     }
     if tls:
         server["protocols"] = ["h1", "h2"]  # no HTTP/3: no UDP listener
-        server["tls_connection_policies"] = [
-            # git pushes over HTTPS go to the control host: over HTTP/1.1 a config reload
-            # (another app created meanwhile) only closes an idle connection, which git's
-            # libcurl retries; an HTTP/2 connection being shut down fails the push instead.
-            {"match": {"sni": [state.control_host]}, "alpn": ["http/1.1"]},
-            {},
-        ]
+        server["tls_connection_policies"] = [{}]
         # Our own http server answers on the HTTP port; Caddy must not add redirects there.
         server["automatic_https"] = {"disable_redirects": True}
     else:
