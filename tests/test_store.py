@@ -122,3 +122,34 @@ async def test_writes_interleaved_with_a_second_connection(tmp_path: Path) -> No
     finally:
         await metrics.close()
         await store.close()
+
+
+async def test_a_busy_database_is_waited_out_not_reported(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """BEGIN IMMEDIATE that SQLite refuses at once (a stale snapshot) is tried again."""
+    import sqlite3
+
+    db = store.db
+    real = db.execute
+    refusals = 2
+
+    def execute(sql: str, *args: object):  # type: ignore[no-untyped-def]
+        nonlocal refusals
+        if sql == "BEGIN IMMEDIATE" and refusals:
+            refusals -= 1
+
+            async def refused() -> None:
+                raise sqlite3.OperationalError("database is locked")
+
+            return refused()
+        return real(sql, *args)
+
+    db.execute = execute  # type: ignore[method-assign]
+    try:
+        app = await store.create_app("busy")
+    finally:
+        db.execute = real  # type: ignore[method-assign]
+    assert refusals == 0
+    assert (await store.app("busy")).id == app.id
+    assert "database is busy" in caplog.text

@@ -8,8 +8,11 @@ Values are always bound as parameters, never formatted into SQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -21,6 +24,8 @@ import aiosqlite
 
 from minipaas.errors import Conflict, NotFound
 from minipaas.models import App, Build, Domain, Release, SSHKey
+
+_log = logging.getLogger(__name__)
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -36,6 +41,9 @@ def _migrations() -> list[tuple[int, str]]:
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
+
+#: How long a write waits for the database before the error reaches the caller.
+BEGIN_PATIENCE = 60.0
 
 #: SQLite's page cache per connection: 512 KiB instead of 2 MiB. The database is small and
 #: the OS caches the file anyway; every cached page is resident memory of the server.
@@ -95,13 +103,32 @@ class Store:
         # One connection serves every coroutine: a transaction spans several awaits, so two
         # must never interleave on it.
         async with self._lock:
-            await self.db.execute("BEGIN IMMEDIATE")
+            await self._begin_immediate()
             try:
                 yield self.db
             except BaseException:
                 await self.db.rollback()
                 raise
             await self.db.commit()
+
+    async def _begin_immediate(self) -> None:
+        """BEGIN IMMEDIATE, waiting out the other connection (the metrics store) for as long as
+        `BEGIN_PATIENCE`: SQLite's own busy timeout does not cover every case (a stale read
+        snapshot, SQLITE_BUSY_SNAPSHOT, fails at once), and a deploy must not fail on it."""
+        deadline = time.monotonic() + BEGIN_PATIENCE
+        delay = 0.01
+        while True:
+            try:
+                await self.db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                _log.warning("the database is busy (%s); trying again", exc)
+                with contextlib.suppress(sqlite3.Error):
+                    await self.db.rollback()  # drop whatever snapshot the connection held
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         async with self.db.execute(sql, tuple(params)) as cur:
