@@ -31,3 +31,26 @@ def env(
             sshd.stop()
         paas.stop()
         shutil.rmtree(paas.data_dir.parent, ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail fast instead of hanging: a non-daemon thread left running (an aiosqlite connection
+    nobody closed, say) would keep pytest, and CI, waiting at exit for ever."""
+    import os
+    import threading
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        left = [
+            t
+            for t in threading.enumerate()
+            if t is not threading.main_thread() and not t.daemon and t.is_alive()
+        ]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if left:
+        names = ", ".join(t.name for t in left)
+        print(f"\nnon-daemon threads still running after the tests: {names}", flush=True)
+        os._exit(3)

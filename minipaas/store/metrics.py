@@ -15,6 +15,8 @@ It knows nothing of /proc, Caddy or the sampler; values come and go as plain tup
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,20 +91,33 @@ class MetricsStore:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._db: aiosqlite.Connection | None = None
+        self._opening: asyncio.Future[aiosqlite.Connection] | None = None
 
     async def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
-            # The schema is the store's: make sure it has been opened (and migrated) first.
-            _ = self.store.db
-            db = await aiosqlite.connect(self.store.path, timeout=10)
-            await db.execute("PRAGMA foreign_keys=ON")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute(CACHE_SIZE)
-            self._db = db
-        return self._db
+        if self._db is not None:
+            return self._db
+        # The schema is the store's: make sure it has been opened (and migrated) first.
+        _ = self.store.db
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self._open())
+        # Shielded: a caller cancelled half-way (the sampler stopping) must not leave behind a
+        # connection nobody holds; its non-daemon thread would keep the process alive at exit.
+        return await asyncio.shield(self._opening)
+
+    async def _open(self) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(self.store.path, timeout=10)
+        self._db = db
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute(CACHE_SIZE)
+        return db
 
     async def close(self) -> None:
         # An unclosed aiosqlite connection keeps a non-daemon thread alive and hangs exit.
+        if self._opening is not None:
+            with contextlib.suppress(Exception):
+                await self._opening  # a connection still being opened is closed too
+            self._opening = None
         if self._db is not None:
             await self._db.close()
             self._db = None
