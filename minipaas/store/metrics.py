@@ -98,7 +98,7 @@ class MetricsStore:
             return self._db
         # The schema is the store's: make sure it has been opened (and migrated) first.
         _ = self.store.db
-        if self._opening is None:
+        if self._opening is None or self._opening.done():  # first time, or the last one failed
             self._opening = asyncio.ensure_future(self._open())
         # Shielded: a caller cancelled half-way (the sampler stopping) must not leave behind a
         # connection nobody holds; its non-daemon thread would keep the process alive at exit.
@@ -106,10 +106,15 @@ class MetricsStore:
 
     async def _open(self) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self.store.path, timeout=10)
+        try:
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute(CACHE_SIZE)
+        except BaseException:
+            await db.close()
+            raise
+        # Only now: every caller waits on the same opening until the connection is set up.
         self._db = db
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute(CACHE_SIZE)
         return db
 
     async def close(self) -> None:
