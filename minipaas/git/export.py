@@ -27,6 +27,7 @@ from dulwich.object_store import BaseObjectStore
 from dulwich.objects import ObjectID, Tree
 
 from minipaas.errors import NotFound, UserError
+from minipaas.git.packs import git_env
 
 _GITLINK = 0o160000
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -159,20 +160,13 @@ def _cat_file(
     git_bin: str, git_dir: Path, wanted: list[bytes], sha: str
 ) -> Iterator[Iterator[Iterator[bytes]]]:
     """The blobs `wanted`, in order, read from one `git cat-file --batch`."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "GIT_DIR": str(git_dir),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "LC_ALL": "C",
-    }
     proc = subprocess.Popen(
         [git_bin, "cat-file", "--batch"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         cwd=git_dir,
-        env=env,
+        env=git_env(git_dir),
     )
     assert proc.stdin is not None and proc.stdout is not None
     # Its own thread writes the requests: cat-file answers as it reads, so writing them all

@@ -74,20 +74,13 @@ def index_pack(
     argv = [git_bin, "index-pack", "--stdin", "--fix-thin"]
     if max_bytes:
         argv.append(f"--max-input-size={max_bytes}")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "GIT_DIR": str(git_dir),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "LC_ALL": "C",
-    }
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         cwd=git_dir,
-        env=env,
+        env=git_env(git_dir),
     )
     assert proc.stdin is not None and proc.stdout is not None
     failure: list[BaseException] = []
@@ -113,6 +106,17 @@ def index_pack(
     if failure and not isinstance(failure[0], BrokenPipeError):
         raise PackError(f"reading the pack failed: {failure[0]}") from failure[0]
     raise PackError(message or f"git index-pack exited with status {code}")
+
+
+def git_env(git_dir: Path) -> dict[str, str]:
+    """The whole environment of a C git run on `git_dir`: no system or global config."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "GIT_DIR": str(git_dir),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "LC_ALL": "C",
+    }
 
 
 def _pump(read: Read, sink: IO[bytes], failure: list[BaseException]) -> None:
