@@ -9,15 +9,11 @@ and stops it by pid. It never renders configuration or talks to the admin API.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from minipaas.router import pidfile
@@ -40,7 +36,7 @@ def find_caddy() -> Path:
     return Path(found)
 
 
-class CaddyProcess:
+class CaddyProcess(pidfile.KeptChild):
     """One Caddy process, identified by the pid file in `workdir`."""
 
     def __init__(self, *, binary: Path, workdir: Path, admin_socket: Path) -> None:
@@ -52,8 +48,7 @@ class CaddyProcess:
         self.binary = binary
         self.workdir = workdir
         self.admin_socket = admin_socket
-        self._popen: subprocess.Popen[bytes] | None = None
-        self._pid: int | None = None
+        super().__init__()
 
     @property
     def boot_config(self) -> Path:
@@ -83,10 +78,6 @@ class CaddyProcess:
     def storage_dir(self) -> Path:
         """Where Caddy keeps certificates: its default under our XDG_DATA_HOME."""
         return self.data_home / "caddy"
-
-    @property
-    def pid(self) -> int | None:
-        return self._pid
 
     def env(self) -> dict[str, str]:
         # An explicit, minimal environment: minipaas's own (tokens, ...) is none of Caddy's
@@ -144,13 +135,6 @@ class CaddyProcess:
         pidfile.record(self.pid_file, pid)
         return pid
 
-    def alive(self) -> bool:
-        if self._pid is None:
-            return False
-        if self._popen is not None:
-            return self._popen.poll() is None
-        return pidfile.alive(self._pid)
-
     def log_tail(self, lines: int = 5) -> str:
         try:
             text = self.log_file.read_text(errors="replace")
@@ -160,25 +144,9 @@ class CaddyProcess:
 
     async def terminate(self, *, grace: float = 10.0) -> None:
         """SIGTERM by pid, wait up to `grace` seconds, then SIGKILL; forget the pid file."""
-        pid = self._pid
-        if pid is not None and self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            if not await self._wait_dead(grace):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                await self._wait_dead(5.0)
-        self._popen, self._pid = None, None
+        await self._stop(grace)
         self.pid_file.unlink(missing_ok=True)
         self.admin_socket.unlink(missing_ok=True)
-
-    async def _wait_dead(self, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while self.alive():
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.02)
-        return True
 
 
 def stop_orphan(workdir: Path, timeout: float = 10.0) -> bool:

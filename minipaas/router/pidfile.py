@@ -1,15 +1,19 @@
-"""Pid files of the router's long-lived children (Caddy, the upstream resolver).
+"""The router's long-lived children (Caddy, the upstream resolver) and their pid files.
 
 Both outlive minipaas on purpose, so a restart must find them again without ever mistaking a
 recycled pid for them: a pid file records the pid with its kernel start time, and only a live
-process with the same start time counts. Pure reads of /proc; no signals, no spawning.
+process with the same start time counts. `KeptChild` is what both processes share: the pid
+(spawned or adopted), whether it is alive, and stopping it by pid. Spawning is theirs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -46,8 +50,13 @@ def start_time(pid: int) -> int | None:
 def record(path: Path, pid: int, **extra: Any) -> None:
     """Write `path` (atomically) naming `pid` and its start time, plus `extra` fields."""
     data = {"pid": pid, "start_time": start_time(pid), **extra}
+    write_atomic(path, json.dumps(data) + "\n")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one rename: readers see the old or the new, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -77,3 +86,42 @@ def stop_recorded(path: Path, timeout: float) -> bool:
         os.kill(pid, signal.SIGKILL)
     path.unlink(missing_ok=True)
     return True
+
+
+class KeptChild:
+    """A process started in its own session (`_popen`) or adopted from a pid file (`_pid` only)."""
+
+    def __init__(self) -> None:
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    def alive(self) -> bool:
+        if self._pid is None:
+            return False
+        if self._popen is not None:
+            return self._popen.poll() is None  # also reaps it
+        return alive(self._pid)
+
+    async def _stop(self, grace: float) -> None:
+        """SIGTERM by pid, wait up to `grace` seconds, then SIGKILL; forget the process."""
+        pid = self._pid
+        if pid is not None and self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            if not await self._wait_dead(grace):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                await self._wait_dead(5.0)
+        self._popen, self._pid = None, None
+
+    async def _wait_dead(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while self.alive():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True

@@ -14,7 +14,6 @@ The loop only reads the table; minipaas only writes it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -40,14 +39,13 @@ HTTP_TIMEOUT = 5.0
 Table = dict[str, list[int]]
 
 
-class ResolverProcess:
+class ResolverProcess(pidfile.KeptChild):
     """The resolver of one router workdir, identified by `resolver.json` (pid, start time, port)."""
 
     def __init__(self, workdir: Path, *, command: Sequence[str] | None = None) -> None:
         self.workdir = workdir
         self._command = list(command) if command is not None else resolver_command()
-        self._popen: subprocess.Popen[bytes] | None = None
-        self._pid: int | None = None
+        super().__init__()
         self._port: int | None = None
 
     @property
@@ -63,20 +61,11 @@ class ResolverProcess:
         return self.workdir / "resolver.log"
 
     @property
-    def pid(self) -> int | None:
-        return self._pid
-
-    @property
     def address(self) -> str:
         """`127.0.0.1:PORT`, the address rendered into Caddy's configuration."""
         if self._port is None:
             raise RouterError("The upstream resolver is not running.")
         return f"127.0.0.1:{self._port}"
-
-    def alive(self) -> bool:
-        if self._popen is not None:
-            return self._popen.poll() is None
-        return self._pid is not None and pidfile.alive(self._pid)
 
     def adopt(self) -> int | None:
         """Take over the resolver an earlier run left alive; its pid, or None."""
@@ -126,33 +115,16 @@ class ResolverProcess:
         previous = read_table(self.table_file) or {}  # the file is the truth, not a memory
         if wanted == previous:
             return False
-        _write_atomic(self.table_file, json.dumps(wanted, separators=(",", ":")) + "\n")
+        pidfile.write_atomic(self.table_file, json.dumps(wanted, separators=(",", ":")) + "\n")
         return any(previous[app] != wanted.get(app) for app in previous)
-
-    async def _wait_dead(self, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while self.alive():
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.02)
-        return True
 
     async def terminate(self, *, grace: float = 5.0) -> None:
         """SIGTERM by pid, SIGKILL after `grace`; forget the state file."""
-        pid = self._pid
-        if pid is not None and self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            if not await self._wait_dead(grace):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                if self._popen is not None:
-                    await asyncio.to_thread(self._popen.wait)
-        self._popen, self._pid = None, None
+        await self._stop(grace)
         # Forget the process but keep its port: a new resolver takes the same one when it can,
         # so a Caddy configuration naming it stays right.
         if self._port is not None:
-            _write_atomic(self.state_file, json.dumps({"port": self._port}) + "\n")
+            pidfile.write_atomic(self.state_file, json.dumps({"port": self._port}) + "\n")
 
 
 def resolver_command() -> list[str]:
@@ -341,12 +313,6 @@ def _previous_port(state_file: Path) -> int:
     except (OSError, ValueError, KeyError, TypeError):
         return 0
     return port if isinstance(port, int) and 0 < port < 65536 else 0
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
