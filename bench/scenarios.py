@@ -26,7 +26,15 @@ from typing import Any
 
 from bench.http import Target, load, wait_for_body
 from bench.report import Goal, Row, measured, median, unmeasured
-from bench.server import REPO_ROOT, BenchServer, commit, git_env, init_repo, venv_bin
+from bench.server import (
+    REPO_ROOT,
+    BenchServer,
+    commit,
+    git_env,
+    init_repo,
+    venv_bin,
+    wait_for,
+)
 
 APPS = Path(__file__).resolve().parent / "apps"
 #: The most lines `minipaas logs -n` returns.
@@ -451,7 +459,7 @@ def logs(ctx: Context) -> list[Row]:
             return next((ln for ln in out.splitlines() if "SPAM-DONE" in ln), "")
 
         try:
-            line = _wait(done, timeout=60 + lines / rate * 5, interval=0.5)
+            line = wait_for(done, timeout=60 + lines / rate * 5, interval=0.5)
         except TimeoutError:
             raise ScenarioError("the log-spamming dyno never reported SPAM-DONE.") from None
         got = _spam_rate(line)
@@ -506,17 +514,6 @@ def _spam_rate(text: str) -> float:
     if not m:
         raise ScenarioError(f"no SPAM-DONE line in {text[-300:]!r}")
     return int(m.group(1)) / float(m.group(2))
-
-
-def _wait(predicate: Callable[[], Any], timeout: float, interval: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s")
-        time.sleep(interval)
 
 
 # -- a big push ----------------------------------------------------------------------------------
@@ -679,7 +676,7 @@ def _wait_all_up(ctx: Context, count: int, timeout: float) -> int:
     wanted = {f"fl-{n:03d}" for n in range(count)}
     deployed = len(wanted & ctx.fleet_deployed)
     with contextlib.suppress(TimeoutError):
-        _wait(lambda: _apps_up(ctx, wanted) >= deployed, timeout=timeout, interval=0.5)
+        wait_for(lambda: _apps_up(ctx, wanted) >= deployed, timeout=timeout, interval=0.5)
     return _apps_up(ctx, wanted)
 
 
