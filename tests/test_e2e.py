@@ -223,6 +223,10 @@ def test_bad_input(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
     ssh = [*sshd.ssh_argv(), "rm", "-rf", "/"]
     result = subprocess.run(ssh, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "Unknown command" in result.stderr, result.stderr
+    # no command and no terminal: a short help, not the TUI
+    result = subprocess.run(sshd.ssh_argv(), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and "minipaas over SSH" in result.stdout, result.stderr
+    assert "ssh -t minipaas@HOST" in result.stdout
     # a plain CLI word over SSH works
     result = subprocess.run([*sshd.ssh_argv(), "apps"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and "branchy" in result.stdout, result.stderr
