@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from minipaas.router import dns
-from minipaas.router.resolver import ResolverProcess, no_dynos_response, read_table, serve
+from minipaas.router.resolver import ResolverProcess, http_response, read_table, serve
 
 
 def query(name: str, qtype: int, ident: int = 0x1234, flags: int = 0x0100) -> bytes:
@@ -87,6 +87,15 @@ def test_names_we_cannot_answer(name: str, table: dict[str, list[int]] | None, r
     assert decode(dns.answer(q, table))[1:] == (rcode, [])
 
 
+def test_unknown_app_points_at_the_resolvers_own_port_when_it_has_one() -> None:
+    # Caddy's catch-all route asks for any label; the own port then answers 404 for it.
+    q = dns.parse_query(query("other.web.minipaas", dns.TYPE_SRV))
+    assert q is not None
+    _id, rcode, answers = decode(dns.answer(q, TABLE, idle_port=5353))
+    assert rcode == dns.RCODE_OK
+    assert [struct.unpack_from("!3H", r)[2] for _t, r in answers] == [5353]
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -155,6 +164,14 @@ def test_serving_loop_follows_the_table_file(tmp_path: Path) -> None:
         reply = b""
         while chunk := conn.recv(4096):
             reply += chunk
+    assert reply.startswith(b"HTTP/1.1 404 ")  # no app header: not a request Caddy proxied
+    with socket.create_connection(("127.0.0.1", own), timeout=5) as conn:
+        conn.sendall(
+            b"GET / HTTP/1.1\r\nHost: shop.example.com:8443\r\nX-Minipaas-App: shop\r\n\r\n"
+        )
+        reply = b""
+        while chunk := conn.recv(4096):
+            reply += chunk
     assert reply.startswith(b"HTTP/1.1 503 ")
     assert reply.endswith(b"no web dynos running for 'shop.example.com'.\n")
     # a client that never sends its request does not stop the others from being answered
@@ -165,16 +182,53 @@ def test_serving_loop_follows_the_table_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("head", "named"),
     [
-        (b"GET / HTTP/1.1\r\nHOST: Web.Localhost\r\n\r\n", b"'web.localhost'"),
-        (b"GET / HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n", b"'[::1]:8443'"),
-        (b"GET / HTTP/1.1\r\nHost: <script>\r\n\r\n", b"this app"),  # never echoed
-        (b"GET / HTTP/1.1\r\n\r\n", b"this app"),
+        (
+            b"GET / HTTP/1.1\r\nHOST: Web.Localhost\r\nX-Minipaas-App: web\r\n\r\n",
+            b"'web.localhost'",
+        ),
+        (b"GET / HTTP/1.1\r\nHost: [::1]:8443\r\nX-Minipaas-App: web\r\n\r\n", b"'[::1]:8443'"),
+        (b"GET / HTTP/1.1\r\nHost: <script>\r\nX-Minipaas-App: web\r\n\r\n", b"this app"),
+        (b"GET / HTTP/1.1\r\nX-Minipaas-App: WEB\r\n\r\n", b"this app"),
     ],
 )
 def test_no_dynos_answer_names_the_host_only_when_it_is_a_host(head: bytes, named: bytes) -> None:
-    response = no_dynos_response(head)
+    response = http_response(head, {"web": []})
     status, _sep, rest = response.partition(b"\r\n")
     headers, _sep, body = rest.partition(b"\r\n\r\n")
     assert status == b"HTTP/1.1 503 Service Unavailable"
     assert b"Content-Length: %d" % len(body) in headers
+    assert b"Retry-After: 30" in headers
     assert named in body
+
+
+def test_a_name_that_is_no_app_is_404() -> None:
+    head = b"GET / HTTP/1.1\r\nHost: nope.localhost:8443\r\nX-Minipaas-App: nope\r\n\r\n"
+    response = http_response(head, {"web": []})
+    assert response.startswith(b"HTTP/1.1 404 Not Found\r\n")
+    assert response.endswith(b"\r\n\r\n404 Not Found: no app is served at nope.localhost.\n")
+    assert b"Retry-After" not in response
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        (b"/ask/localhost?domain=web.localhost", 200),
+        (b"/ask/localhost?domain=WEB.localhost", 200),
+        (b"/ask/localhost?domain=nope.localhost", 403),  # no such app
+        (b"/ask/localhost?domain=web.example.com", 403),  # not under the domain
+        (b"/ask/localhost?domain=a.web.localhost", 403),  # one label only
+        (b"/ask/localhost?domain=localhost", 403),
+        (b"/ask/localhost", 403),
+        (b"/ask/localhost?domain=web.localhost&domain=x", 403),  # ambiguous
+        (b"/other?domain=web.localhost", 404),
+    ],
+)
+def test_on_demand_tls_permission(target: bytes, status: int) -> None:
+    """Caddy asks before it issues a certificate for a name it has not seen."""
+    response = http_response(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % target, {"web": [1]})
+    assert response.startswith(b"HTTP/1.1 %d " % status)
+
+
+def test_a_proxied_request_is_never_taken_for_a_permission_question() -> None:
+    head = b"GET /ask/localhost?domain=web.localhost HTTP/1.1\r\nX-Minipaas-App: web\r\n\r\n"
+    assert http_response(head, {"web": []}).startswith(b"HTTP/1.1 503 ")

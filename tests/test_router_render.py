@@ -83,6 +83,17 @@ CASES: dict[str, RouterState] = {
                 hosts=("big.localhost",),
                 upstreams=tuple(f"127.0.0.1:{20100 + i}" for i in range(21)),
             ),
+            AppRoute(
+                name="shop", hosts=("shop.localhost", "shop.test"), upstreams=("127.0.0.1:20002",)
+            ),
+        ),
+        resolver="127.0.0.1:5353",
+    ),
+    "dynamic_upstreams_acme": _state(
+        "example.com",
+        (
+            AppRoute(name="web", hosts=("web.example.com",), upstreams=("127.0.0.1:20001",)),
+            AppRoute(name="idle", hosts=("idle.example.com",), upstreams=()),
         ),
         resolver="127.0.0.1:5353",
     ),
@@ -103,6 +114,63 @@ def test_golden(case: str) -> None:
         path.write_text(rendered)
     assert path.exists(), f"missing {path}; run with UPDATE_GOLDEN=1"
     assert rendered == path.read_text(), f"{path.name} changed; rerun with UPDATE_GOLDEN=1"
+
+
+def test_plain_apps_coming_and_going_leave_the_document_unchanged() -> None:
+    """With the resolver and the internal CA, `apps:create`/`apps:destroy` reload nothing."""
+    base = CASES["dynamic_upstreams"]
+    more = dataclasses.replace(
+        base,
+        apps=(
+            *base.apps,
+            AppRoute(name="new", hosts=("new.localhost",), upstreams=()),
+            AppRoute(name="two", hosts=("two.localhost",), upstreams=("127.0.0.1:20009",)),
+        ),
+    )
+    assert render(more) == render(base)
+    # an app that needs its own route (here: a custom domain) does change it
+    custom = dataclasses.replace(
+        base, apps=(*base.apps, AppRoute("new", ("new.localhost", "new.test"), ()))
+    )
+    assert render(custom) != render(base)
+
+
+def test_catch_all_route_serves_one_label_app_names_only() -> None:
+    doc = render(dataclasses.replace(CASES["dynamic_upstreams"], domain="apps.example.test"))
+    routes = doc["apps"]["http"]["servers"]["https"]["routes"]
+    catch_all = next(r for r in routes if r["@id"] == "https.apps")
+    label = "{http.request.host.labels.3}"  # app.apps.example.test: labels.0 is "test"
+    assert catch_all["match"] == [
+        {
+            "host": ["*.apps.example.test"],
+            "vars_regexp": {label: {"pattern": "(?i)^[a-z][a-z0-9-]{0,29}$"}},
+        }
+    ]
+    proxy = catch_all["handle"][0]
+    assert proxy["dynamic_upstreams"]["name"] == f"{label}.web.minipaas."
+    assert proxy["headers"]["request"]["set"]["X-Minipaas-App"] == [label]
+    # after the control route (its host is under the domain too), before the 404
+    ids = [r["@id"] for r in routes]
+    assert ids.index("https.control") < ids.index("https.apps") == len(ids) - 2
+    tls = doc["apps"]["tls"]["automation"]
+    assert tls["on_demand"]["permission"] == {
+        "module": "http",
+        "endpoint": "http://127.0.0.1:5353/ask/apps.example.test",
+    }
+    assert tls["policies"][-1] == {"issuers": [{"module": "internal"}], "on_demand": True}
+    https = doc["apps"]["http"]["servers"]["https"]
+    assert https["automatic_https"]["skip_certificates"] == ["*.apps.example.test"]
+    assert https["logs"]["logger_names"]["*.apps.example.test"] == ["router"]
+    control = next(r for r in routes if r["@id"] == "https.control")
+    assert control["handle"][0] == {"handler": "vars", "log_skip": True}
+
+
+def test_public_domains_keep_a_route_per_app() -> None:
+    """ACME certificates are obtained ahead of the first visitor: every host is in the config."""
+    doc = render(CASES["dynamic_upstreams_acme"])
+    ids = [r["@id"] for r in doc["apps"]["http"]["servers"]["https"]["routes"]]
+    assert ids == ["https.app.idle", "https.app.web", "https.control", "https.unknown"]
+    assert "on_demand" not in json.dumps(doc)
 
 
 def test_render_is_deterministic() -> None:
@@ -201,8 +269,9 @@ def test_control_plane_streams_unbuffered() -> None:
         r for r in doc["apps"]["http"]["servers"]["https"]["routes"] if r["@id"] == "https.control"
     )
     assert route["match"] == [{"host": ["minipaas.example.com"]}]
-    assert route["handle"][0]["flush_interval"] == -1
-    assert route["handle"][0]["upstreams"] == [{"dial": "127.0.0.1:5000"}]
+    assert route["handle"][0] == {"handler": "vars", "log_skip": True}
+    assert route["handle"][1]["flush_interval"] == -1
+    assert route["handle"][1]["upstreams"] == [{"dial": "127.0.0.1:5000"}]
 
 
 def test_access_log_only_for_app_hosts() -> None:
@@ -210,7 +279,7 @@ def test_access_log_only_for_app_hosts() -> None:
     router_log = doc["logging"]["logs"]["router"]
     assert router_log["writer"]["filename"] == str(WORKDIR / "access.log")
     assert router_log["include"] == ["http.log.access.router"]
-    assert doc["logging"]["logs"]["default"]["exclude"] == ["http.log.access.router"]
+    assert doc["logging"]["logs"]["default"]["exclude"] == ["http.log.access"]
     logs = doc["apps"]["http"]["servers"]["https"]["logs"]
     assert logs["skip_unmapped_hosts"] is True
     assert sorted(logs["logger_names"]) == [

@@ -103,8 +103,10 @@ def answer(
     """The reply to `query` from `table` (app name → web dyno ports).
 
     A `table` of None means "not loaded yet": SERVFAIL, which Caddy treats as a failed lookup
-    and answers from its previous result. An unknown app is NXDOMAIN. An app without dynos
-    gets `idle_port` (the resolver's own "no web dynos" 503) when there is one.
+    and answers from its previous result. An app without dynos, and a name that is no app
+    (Caddy's catch-all app route asks for any host under the domain), get `idle_port`, where the
+    resolver answers 503 "no web dynos" or 404 "no such app"; without an `idle_port` an unknown
+    app is NXDOMAIN.
     """
     if query.qclass != CLASS_IN:
         return _reply(query, RCODE_NOTIMP)
@@ -119,7 +121,9 @@ def answer(
         return _reply(query, RCODE_SERVFAIL)
     ports = table.get(app)
     if ports is None:
-        return _reply(query, RCODE_NXDOMAIN)
+        if idle_port is None:
+            return _reply(query, RCODE_NXDOMAIN)
+        ports = []
     if query.qtype != TYPE_SRV:
         return _reply(query, RCODE_OK)
     if not ports and idle_port is not None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from minipaas.names import APP_NAME
 from minipaas.router.dns import MAX_RECORDS, REFRESH_MS, srv_name
 from minipaas.router.errors import RouterError
 
@@ -38,6 +39,10 @@ RESOLVER_REFRESH = f"{REFRESH_MS}ms"
 RESOLVER_GRACE = "5s"
 
 ACCESS_LOGGER = "router"  # emitted as "http.log.access.router"
+
+#: The request header naming the app a proxied request is for (the resolver's own port tells
+#: "no dynos" from "no such app" by it).
+APP_HEADER = "X-Minipaas-App"
 
 # Names that no public CA will ever certify (RFC 6761/6762/8375 and friends).
 _INTERNAL_SUFFIXES = (
@@ -124,6 +129,10 @@ def render(state: RouterState) -> dict[str, Any]:
 
     app_hosts = sorted({host for app in apps for host in app.hosts})
     all_hosts = sorted({*app_hosts, state.control_host})
+    if catch_all(state):
+        # Plain apps (default host, dynos behind the resolver) share one route: creating or
+        # destroying one changes only the resolver's table, never Caddy's configuration.
+        apps = [app for app in apps if needs_own_route(app, state.domain)]
 
     servers: dict[str, Any] = {
         "https": _server(
@@ -163,13 +172,37 @@ def render(state: RouterState) -> dict[str, Any]:
                 "https_port": state.https_port,
                 "servers": servers,
             },
-            "tls": {"automation": {"policies": _tls_policies(state, mode, app_hosts)}},
+            "tls": {"automation": _tls_automation(state, mode, apps, app_hosts)},
             "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
         },
     }
     if state.access_log is not None:
         document["logging"] = _logging(state.access_log)
     return document
+
+
+def catch_all(state: RouterState) -> bool:
+    """Whether apps are served by one catch-all route for `*.<domain>` (see `render`).
+
+    Needs the resolver (which answers for any name) and certificates that can be issued the
+    moment a new name is first asked for: the internal CA, on demand. Public (ACME) domains keep
+    a route per app, so that every app's certificate is obtained ahead of its first visitor."""
+    return (
+        state.resolver is not None
+        and tls_mode(state.domain) == "internal"
+        and _parse_ip(state.domain.strip("[]")) is None
+    )
+
+
+def needs_own_route(app: AppRoute, domain: str) -> bool:
+    """An app the catch-all route cannot serve: maintenance, static, custom domains, or more
+    web dynos than one DNS answer holds."""
+    return (
+        app.maintenance
+        or app.static_root is not None
+        or len(app.upstreams) > MAX_RECORDS
+        or app.hosts != (f"{app.name}.{domain}",)
+    )
 
 
 # --- servers and routes -------------------------------------------------------------------
@@ -200,23 +233,56 @@ def _server(
     else:
         server["protocols"] = ["h1"]
         server["automatic_https"] = {"disable": True}
+    if tls and catch_all(state):
+        # The catch-all route's `*.<domain>` is not a certificate to obtain: every app host
+        # gets its own from the internal CA on demand (a wildcard directly under a TLD such as
+        # `*.localhost` is refused by TLS clients anyway).
+        server["automatic_https"]["skip_certificates"] = [f"*.{state.domain}"]
     if log and state.access_log is not None:
-        # Only requests to app hosts are logged: the control plane and unknown hosts are not
-        # what the router log source reports on.
-        server["logs"] = {
-            "logger_names": {
-                host: [ACCESS_LOGGER] for host in sorted({h for a in state.apps for h in a.hosts})
-            },
-            "skip_unmapped_hosts": True,
-        }
+        # Only requests to app hosts are logged: the control plane is not what the router log
+        # source reports on (it maps hosts to apps and drops names that are no app's).
+        hosts = sorted({h for a in state.apps for h in a.hosts})
+        if catch_all(state):
+            # Caddy decides whether to log by exact host, so the wildcard is mapped and every
+            # host logged (the control route skips itself). Only apps with their own route are
+            # named: a new plain app must not change the configuration.
+            own = [a for a in state.apps if needs_own_route(a, state.domain)]
+            hosts = sorted({h for a in own for h in a.hosts})
+            server["logs"] = {
+                "logger_names": {h: [ACCESS_LOGGER] for h in [f"*.{state.domain}", *hosts]},
+            }
+        else:
+            server["logs"] = {
+                "logger_names": {host: [ACCESS_LOGGER] for host in hosts},
+                "skip_unmapped_hosts": True,
+            }
     return server
 
 
 def _site_routes(state: RouterState, apps: list[AppRoute], server: str) -> list[dict[str, Any]]:
     routes = [_app_route(app, server, state.resolver) for app in apps]
     routes.append(_control_route(state, server))
+    if state.resolver is not None and catch_all(state):
+        routes.append(_catch_all_route(state.domain, server, state.resolver))
     routes.append(_not_found_route(server))
     return routes
+
+
+def _catch_all_route(domain: str, server: str, resolver: str) -> dict[str, Any]:
+    """`<label>.<domain>` for any label that could be an app name, proxied to whatever the
+    resolver says about `<label>` (its dynos, or its own port's 503 / 404)."""
+    label = f"{{http.request.host.labels.{len(domain.split('.'))}}}"
+    return {
+        "@id": f"{server}.apps",
+        "match": [
+            {
+                "host": [f"*.{domain}"],
+                "vars_regexp": {label: {"pattern": f"(?i)^{APP_NAME.pattern}$"}},
+            }
+        ],
+        "handle": [_dynamic_proxy(label, resolver)],
+        "terminal": True,
+    }
 
 
 def _app_route(app: AppRoute, server: str, resolver: str | None) -> dict[str, Any]:
@@ -290,6 +356,7 @@ def _dynamic_proxy(app: str, resolver: str) -> dict[str, Any]:
     using the previous answer (grace period) rather than failing requests."""
     proxy = _proxy([], app_headers=True)
     del proxy["upstreams"]
+    proxy["headers"]["request"]["set"][APP_HEADER] = [app]
     servers = {"addresses": [f"udp/{resolver}"]}
     proxy["dynamic_upstreams"] = {
         "source": "srv",
@@ -311,7 +378,8 @@ def _control_route(state: RouterState, server: str) -> dict[str, Any]:
     return {
         "@id": f"{server}.control",
         "match": [{"host": [state.control_host]}],
-        "handle": [proxy],
+        # Never in the access log: the router log source and metrics are about apps.
+        "handle": [{"handler": "vars", "log_skip": True}, proxy],
         "terminal": True,
     }
 
@@ -362,6 +430,30 @@ def _static_response(
 # --- TLS and logging ------------------------------------------------------------------------
 
 
+def _tls_automation(
+    state: RouterState, mode: TlsMode, apps: list[AppRoute], app_hosts: list[str]
+) -> dict[str, Any]:
+    if state.resolver is None or not catch_all(state):
+        return {"policies": _tls_policies(state, mode, app_hosts)}
+    internal: dict[str, Any] = {"issuers": [{"module": "internal"}]}
+    managed = sorted({state.control_host, *(h for app in apps for h in app.hosts)})
+    return {
+        "policies": [
+            # Names in the configuration: issued up front, as always.
+            {"subjects": managed, **internal},
+            # Any other name: issued at its first TLS handshake, if the resolver says it is
+            # an app's host (so unknown names never fill the certificate store).
+            {**internal, "on_demand": True},
+        ],
+        "on_demand": {
+            "permission": {
+                "module": "http",
+                "endpoint": f"http://{state.resolver}/ask/{state.domain}",
+            }
+        },
+    }
+
+
 def _tls_policies(state: RouterState, mode: TlsMode, app_hosts: list[str]) -> list[dict[str, Any]]:
     internal: dict[str, Any] = {"issuers": [{"module": "internal"}]}
     if mode == "internal":
@@ -383,8 +475,9 @@ def _logging(access_log: Path) -> dict[str, Any]:
     logger = f"http.log.access.{ACCESS_LOGGER}"
     return {
         "logs": {
-            # Caddy's own log stays on stderr (the process log); access lines go only to the file.
-            "default": {"exclude": [logger]},
+            # Caddy's own log stays on stderr (the process log); access lines go only to the
+            # file, and those of hosts that are no app's nowhere.
+            "default": {"exclude": ["http.log.access"]},
             ACCESS_LOGGER: {
                 "writer": {
                     "output": "file",

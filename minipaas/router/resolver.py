@@ -36,6 +36,14 @@ SWITCH_DELAY = dns.REFRESH_MS / 1000 + 0.05
 #: A connection to the "no web dynos" answer that has not sent its request by then is closed.
 HTTP_TIMEOUT = 5.0
 
+#: What the serving loop speaks; recorded in `resolver.json`. A resolver an older minipaas left
+#: running with another protocol is replaced (on the same port) rather than adopted.
+#: 2: unknown apps are answered too (404 on the own port), `/ask/<domain>` for on-demand TLS.
+PROTOCOL = 2
+
+#: The request header Caddy's app routes set: which app a proxied request is for.
+APP_HEADER = "X-Minipaas-App"
+
 Table = dict[str, list[int]]
 
 
@@ -68,9 +76,16 @@ class ResolverProcess(pidfile.KeptChild):
         return f"127.0.0.1:{self._port}"
 
     def adopt(self) -> int | None:
-        """Take over the resolver an earlier run left alive; its pid, or None."""
+        """Take over the resolver an earlier run left alive; its pid, or None.
+
+        One that speaks another protocol (left by an older minipaas) is stopped instead; the
+        next `start` takes its port again."""
         data = pidfile.recorded(self.state_file)
         if data is None or not isinstance(data.get("port"), int):
+            return None
+        if data.get("protocol") != PROTOCOL:
+            pidfile.stop_recorded(self.state_file, 5.0)
+            pidfile.write_atomic(self.state_file, json.dumps({"port": data["port"]}) + "\n")
             return None
         pid = int(data["pid"])
         self._pid, self._port = pid, int(data["port"])
@@ -102,7 +117,7 @@ class ResolverProcess(pidfile.KeptChild):
             udp.close()
             tcp.close()
         self._pid, self._port = self._popen.pid, port
-        pidfile.record(self.state_file, self._pid, port=port)
+        pidfile.record(self.state_file, self._pid, port=port, protocol=PROTOCOL)
         return self._pid
 
     def publish(self, table: Mapping[str, Sequence[int]]) -> bool:
@@ -157,16 +172,34 @@ def read_table(path: Path) -> Table | None:
 # -- the serving loop (runs in the resolver process) ---------------------------------------
 
 
-def serve(udp: socket.socket, tcp: socket.socket, table_file: Path) -> None:
-    """Answer DNS queries on `udp` and "no web dynos" on `tcp`, forever.
+class _TableFile:
+    """The published table as the serving loop sees it: re-read whenever the file changes."""
 
-    The table is re-read whenever its file changes. An app without web dynos is answered with
-    this process's own port, where every HTTP request gets a 503 that says so: its route can
-    stay the same from `apps:create` on, through its first deploy and any scaling to zero.
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._table: Table | None = None
+        self._seen: tuple[int, int] | None = None
+
+    def current(self) -> Table | None:
+        try:
+            stat = os.stat(self.path)
+            key: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_ino)
+        except OSError:
+            key = None
+        if key != self._seen:
+            self._table, self._seen = read_table(self.path), key
+        return self._table
+
+
+def serve(udp: socket.socket, tcp: socket.socket, table_file: Path) -> None:
+    """Answer DNS queries on `udp` and HTTP on `tcp` (see `http_response`), forever.
+
+    An app without web dynos, and a name that is no app at all, are answered with this
+    process's own port: an app's route stays the same from `apps:create` on, through its first
+    deploy and any scaling to zero, and a new app needs no route of its own at all.
     """
     own_port = udp.getsockname()[1]
-    table: Table | None = None
-    seen: tuple[int, int] | None = None
+    table = _TableFile(table_file)
     pending: dict[socket.socket, tuple[float, bytes]] = {}
     tcp.setblocking(False)
     with selectors.DefaultSelector() as selector:
@@ -176,7 +209,7 @@ def serve(udp: socket.socket, tcp: socket.socket, table_file: Path) -> None:
             for key, _events in selector.select(timeout=1.0):
                 sock = key.fileobj
                 if sock is udp:
-                    table, seen = _answer_dns(udp, table_file, table, seen, own_port)
+                    _answer_dns(udp, table, own_port)
                 elif sock is tcp:
                     with contextlib.suppress(OSError):
                         conn, _peer = tcp.accept()
@@ -184,41 +217,28 @@ def serve(udp: socket.socket, tcp: socket.socket, table_file: Path) -> None:
                         pending[conn] = (time.monotonic(), b"")
                         selector.register(conn, selectors.EVENT_READ)
                 elif isinstance(sock, socket.socket):
-                    _read_request(selector, pending, sock)
+                    _read_request(selector, pending, sock, table)
             now = time.monotonic()
             for conn in [c for c, (t, _b) in pending.items() if now - t > HTTP_TIMEOUT]:
                 _close(selector, pending, conn)
 
 
-def _answer_dns(
-    udp: socket.socket,
-    table_file: Path,
-    table: Table | None,
-    seen: tuple[int, int] | None,
-    own_port: int,
-) -> tuple[Table | None, tuple[int, int] | None]:
+def _answer_dns(udp: socket.socket, table: _TableFile, own_port: int) -> None:
     try:
         data, peer = udp.recvfrom(512)
     except OSError:
-        return table, seen
-    try:
-        stat = os.stat(table_file)
-        key: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_ino)
-    except OSError:
-        key = None
-    if key != seen:
-        table, seen = read_table(table_file), key
+        return
     query = dns.parse_query(data)
     if query is not None:
         with contextlib.suppress(OSError):
-            udp.sendto(dns.answer(query, table, idle_port=own_port), peer)
-    return table, seen
+            udp.sendto(dns.answer(query, table.current(), idle_port=own_port), peer)
 
 
 def _read_request(
     selector: selectors.BaseSelector,
     pending: dict[socket.socket, tuple[float, bytes]],
     conn: socket.socket,
+    table: _TableFile,
 ) -> None:
     started, head = pending[conn]
     try:
@@ -233,7 +253,7 @@ def _read_request(
         return
     if chunk:
         with contextlib.suppress(OSError):
-            conn.send(no_dynos_response(head))
+            conn.send(http_response(head, table.current() or {}))
     _close(selector, pending, conn)
 
 
@@ -247,24 +267,57 @@ def _close(
     conn.close()
 
 
-def no_dynos_response(head: bytes) -> bytes:
-    """The 503 for a request (its head) to an app that has no web dyno running."""
-    host = "this app"
-    for line in head.split(b"\r\n")[1:]:
-        name, _sep, value = line.partition(b":")
-        if name.strip().lower() == b"host":
-            cleaned = value.strip().decode("ascii", "replace").lower()
-            if cleaned and all(c.isalnum() or c in ".-:[]" for c in cleaned):
-                host = f"'{cleaned.rsplit(':', 1)[0] if ']' not in cleaned else cleaned}'"
-            break
-    body = f"503 Service Unavailable: no web dynos running for {host}.\n".encode()
+def http_response(head: bytes, table: Mapping[str, Sequence[int]]) -> bytes:
+    """The answer to one HTTP request (its head) on the resolver's own port.
+
+    - Proxied by Caddy (it names the app in `APP_HEADER`): 503 "no web dynos" for an app in
+      the table, 404 "no app is served at <host>" for any other name.
+    - Caddy's on-demand TLS question `GET /ask/<domain>?domain=<app>.<domain>`: 200 when the
+      name is an app's default host (a certificate may be issued for it), else 403.
+    """
+    request_line, *lines = head.split(b"\r\n")
+    headers: dict[bytes, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(b":")
+        if sep:
+            headers[name.strip().lower()] = value.strip().decode("ascii", "replace").lower()
+    host = _shown_host(headers.get(b"host", ""))
+    app = headers.get(APP_HEADER.lower().encode())
+    if app is not None:
+        if app in table:
+            shown = f"'{host}'" if host else "this app"
+            message = f"no web dynos running for {shown}"
+            return _text(503, "Service Unavailable", message, retry=True)
+        return _text(404, "Not Found", f"no app is served at {host or 'this host'}")
+    parts = request_line.split(b" ")
+    target = parts[1].decode("ascii", "replace") if len(parts) == 3 else ""
+    path, _sep, query = target.partition("?")
+    if parts[0] == b"GET" and path.startswith("/ask/"):
+        asked = [item[len("domain=") :] for item in query.split("&") if item.startswith("domain=")]
+        label, dot, rest = (asked[0] if len(asked) == 1 else "").lower().partition(".")
+        if dot and rest == path.removeprefix("/ask/").lower() and label in table:
+            return _text(200, "OK", "yes")
+        return _text(403, "Forbidden", "no")
+    return _text(404, "Not Found", "not a proxied request")
+
+
+def _shown_host(value: str) -> str:
+    """The Host header for a message: without its port, and only when it looks like one."""
+    if not value or not all(c.isalnum() or c in ".-:[]" for c in value):
+        return ""
+    return value.rsplit(":", 1)[0] if "]" not in value else value
+
+
+def _text(status: int, reason: str, message: str, *, retry: bool = False) -> bytes:
+    body = f"{status} {reason}: {message}.\n".encode()
     return (
-        b"HTTP/1.1 503 Service Unavailable\r\n"
+        b"HTTP/1.1 %d %s\r\n"
         b"Content-Type: text/plain; charset=utf-8\r\n"
         b"X-Content-Type-Options: nosniff\r\n"
-        b"Retry-After: 30\r\n"
+        b"%s"
         b"Connection: close\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        b"Content-Length: %d\r\n\r\n%s"
+        % (status, reason.encode(), b"Retry-After: 30\r\n" if retry else b"", len(body), body)
     )
 
 
