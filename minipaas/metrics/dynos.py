@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from minipaas.metrics.procfs import ProcStat, cpu_percent, parse_stat, sum_rss, tree
+from minipaas.metrics.procfs import ProcessIndex, ProcStat, cpu_percent, parse_stat, sum_rss
 
 DynoRef = tuple[str, str, int]  # (app, dyno name, leader pid)
 
@@ -78,11 +78,12 @@ class DynoSampler:
             self._last.clear()
             return []
         procs = read_processes(self._proc)
+        index = ProcessIndex(procs)
         now = self._clock()
         out: list[DynoSample] = []
         seen: set[tuple[str, str]] = set()
         for app, dyno, pid in dynos:
-            members = tree(pid, procs)
+            members = index.tree(pid)
             if not members:
                 continue  # exited since the supervisor last looked
             leader = procs[pid]

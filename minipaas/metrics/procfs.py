@@ -100,26 +100,40 @@ def parse_status(text: str) -> ProcStatus:
         raise ValueError(f"Not a /proc/<pid>/status file: {text[:80]!r}.") from exc
 
 
+class ProcessIndex:
+    """One round's processes, indexed once so that each dyno's tree costs only its own size
+    (a round looks up every dyno in the same table of every process on the host)."""
+
+    def __init__(self, procs: Mapping[int, ProcStat]) -> None:
+        self.procs = procs
+        self._children: dict[int, list[int]] = {}
+        self._grouped: dict[int, list[int]] = {}  # session or process group id -> pids
+        for stat in procs.values():
+            self._children.setdefault(stat.ppid, []).append(stat.pid)
+            self._grouped.setdefault(stat.session, []).append(stat.pid)
+            if stat.pgrp != stat.session:
+                self._grouped.setdefault(stat.pgrp, []).append(stat.pid)
+
+    def tree(self, leader: int) -> list[ProcStat]:
+        """The process `leader` and everything under it: its descendants (some live in a child
+        PID namespace, but /proc shows them with host pids and ppids) plus any process left in
+        its session or process group (a double-forked daemon reparented away still counts)."""
+        if leader not in self.procs:
+            return []
+        seen = {leader}
+        todo = [leader]
+        while todo:
+            for child in self._children.get(todo.pop(), ()):
+                if child not in seen:
+                    seen.add(child)
+                    todo.append(child)
+        seen.update(self._grouped.get(leader, ()))
+        return [self.procs[pid] for pid in sorted(seen)]
+
+
 def tree(leader: int, procs: Mapping[int, ProcStat]) -> list[ProcStat]:
-    """The process `leader` and everything under it: its descendants (some live in a child PID
-    namespace, but /proc shows them with host pids and ppids) plus any process left in its
-    session or process group (a double-forked daemon reparented away still counts)."""
-    if leader not in procs:
-        return []
-    children: dict[int, list[int]] = {}
-    for stat in procs.values():
-        children.setdefault(stat.ppid, []).append(stat.pid)
-    seen = {leader}
-    todo = [leader]
-    while todo:
-        for child in children.get(todo.pop(), ()):
-            if child not in seen:
-                seen.add(child)
-                todo.append(child)
-    for stat in procs.values():
-        if stat.session == leader or stat.pgrp == leader:
-            seen.add(stat.pid)
-    return [procs[pid] for pid in sorted(seen)]
+    """`ProcessIndex(procs).tree(leader)`, for one lookup."""
+    return ProcessIndex(procs).tree(leader)
 
 
 def cpu_percent(ticks_before: int, ticks_after: int, seconds: float, hz: int) -> float:
