@@ -148,10 +148,11 @@ class Router:
                 self._last = document
                 self._loads += 1
                 log.info("caddy config loaded in %.1f ms", (time.monotonic() - started) * 1000)
-            if moved:
-                # Caddy may use its previous answer this long; after it, every new request
-                # goes to the new dynos and the old ones can be drained.
-                await asyncio.sleep(SWITCH_DELAY)
+        if moved:
+            # Caddy may use its previous answer this long; after it, every new request goes to
+            # the new dynos and the old ones can be drained. Outside the lock: other apps'
+            # switches need not queue behind this wait.
+            await asyncio.sleep(SWITCH_DELAY)
 
     def _link_static(self, state: RouterState) -> RouterState:
         """Serve each static site through a stable symlink to its release's directory.
