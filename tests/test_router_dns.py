@@ -6,13 +6,21 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
 from minipaas.router import dns
-from minipaas.router.resolver import ResolverProcess, http_response, read_table, serve
+from minipaas.router.resolver import (
+    PROTOCOL,
+    ResolverProcess,
+    http_response,
+    read_table,
+    serve,
+    stop_orphan,
+)
 
 
 def query(name: str, qtype: int, ident: int = 0x1234, flags: int = 0x0100) -> bytes:
@@ -232,3 +240,28 @@ def test_on_demand_tls_permission(target: bytes, status: int) -> None:
 def test_a_proxied_request_is_never_taken_for_a_permission_question() -> None:
     head = b"GET /ask/localhost?domain=web.localhost HTTP/1.1\r\nX-Minipaas-App: web\r\n\r\n"
     assert http_response(head, {"web": []}).startswith(b"HTTP/1.1 503 ")
+
+
+def test_a_resolver_of_another_protocol_is_replaced_on_its_port(tmp_path: Path) -> None:
+    """One left by an older minipaas (no `protocol` in resolver.json) would answer NXDOMAIN
+    for the catch-all route's names: it is stopped, and a new one takes its port."""
+    from minipaas.router import pidfile
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    old = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    process = ResolverProcess(tmp_path)
+    try:
+        pidfile.record(process.state_file, old.pid, port=port)
+        assert process.adopt() is None
+        assert old.wait(timeout=10) is not None  # stopped by pid
+        pid = process.start()
+        assert pid != old.pid
+        assert process.address == f"127.0.0.1:{port}"
+        assert json.loads(process.state_file.read_text())["protocol"] == PROTOCOL
+        assert ResolverProcess(tmp_path).adopt() == pid  # the same protocol is adopted
+    finally:
+        old.kill()
+        old.wait()
+        stop_orphan(tmp_path)
