@@ -23,7 +23,7 @@ from pathlib import Path
 from bench.report import Goal, Row, measured, median
 from bench.scenarios import Context, ScenarioError
 from bench.server import init_repo
-from bench.sshd import BenchSshd, start_sshd
+from bench.sshd import SSHServer, start_sshd
 
 APPS = Path(__file__).resolve().parent / "apps"
 RENDER_APP = "tui-render"
@@ -113,7 +113,7 @@ class Tmux:
 
 
 @contextlib.contextmanager
-def _terminal(ctx: Context) -> Iterator[tuple[Tmux, BenchSshd]]:
+def _terminal(ctx: Context) -> Iterator[tuple[Tmux, SSHServer]]:
     """A private sshd (key added with `keys:add`) and a private tmux server; both stopped after."""
     if shutil.which("tmux") is None:
         raise Unmeasurable("tmux is not installed.")
@@ -176,8 +176,13 @@ def tui_render(ctx: Context) -> list[Row]:
             round_trips = []
             for _ in range(runs):
                 t0 = time.monotonic()
-                result = subprocess.run(sshd.ssh_argv("status"), capture_output=True,
-                                        text=True, timeout=30, check=False)
+                result = subprocess.run(
+                    [*sshd.ssh_argv(), "status"],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    check=False,
+                )
                 round_trips.append(round(time.monotonic() - t0, 3))
                 if result.returncode != 0:
                     raise Unmeasurable(f"ssh … status failed: {result.stderr.strip()}")
@@ -186,13 +191,30 @@ def tui_render(ctx: Context) -> list[Row]:
     finally:
         ctx.server.run_cli("apps:destroy", "-a", RENDER_APP, "--confirm", RENDER_APP)
     return [
-        measured("tui-render", "TUI first render over `ssh -t minipaas@host`", median(over_ssh),
-                 Goal("<=", 1, "s"), runs_s=over_ssh, measured=how),
-        measured("tui-render", "TUI first render locally (`minipaas tui`)", median(local),
-                 Goal("<=", 1, "s"), runs_s=local, measured=how),
-        measured("tui-render", "bare ssh round trip (`ssh minipaas@host status`)",
-                 median(round_trips), Goal("<=", 1, "s"), runs_s=round_trips,
-                 measured="ssh start → exit of the forced command running `status`"),
+        measured(
+            "tui-render",
+            "TUI first render over `ssh -t minipaas@host`",
+            median(over_ssh),
+            Goal("<=", 1, "s"),
+            runs_s=over_ssh,
+            measured=how,
+        ),
+        measured(
+            "tui-render",
+            "TUI first render locally (`minipaas tui`)",
+            median(local),
+            Goal("<=", 1, "s"),
+            runs_s=local,
+            measured=how,
+        ),
+        measured(
+            "tui-render",
+            "bare ssh round trip (`ssh minipaas@host status`)",
+            median(round_trips),
+            Goal("<=", 1, "s"),
+            runs_s=round_trips,
+            measured="ssh start → exit of the forced command running `status`",
+        ),
     ]
 
 
@@ -270,8 +292,7 @@ def tui_logs(ctx: Context) -> list[Row]:
             try:
                 mux.wait(session, _apps_shown(LOGS_APP), timeout=30)
                 mux.keys(session, "l")
-                mux.wait(session, lambda text: "following" in text and "seq " in text,
-                         timeout=30)
+                mux.wait(session, lambda text: "following" in text and "seq " in text, timeout=30)
                 ctx.log(f"  following {LOGS_APP} for {seconds:g} s")
                 samples = _follow(mux, session, seconds)
                 keys = []
@@ -303,18 +324,36 @@ def tui_logs(ctx: Context) -> list[Row]:
         f"logs; tmux capture-pane every 100 ms for {seconds:g} s"
     )
     return [
-        measured("tui-logs", f"TUI logs: newest line number advance ({LOGS_RATE:,} lines/s app)",
-                 float(round(rate)), Goal(">=", LOGS_RATE * 0.95, "lines/s"), samples=len(samples),
-                 tui_shown_per_s=shown_rate, tui_status_per_s=last.per_second, measured=how),
-        measured("tui-logs", "TUI logs: lag of the newest shown line, p95", round(p95, 1),
-                 Goal("<=", 1000, "ms"), median_ms=round(statistics.median(lags), 1),
-                 max_ms=round(lags[-1], 1), drift_second_half_minus_first_ms=round(drift, 1),
-                 measured=how + "; lag = read time minus the line's own write time"),
-        measured("tui-logs", "TUI logs under the flood: key press → screen change, max",
-                 max(keys_ms), Goal("<=", 250, "ms"), median_ms=statistics.median(keys_ms),
-                 runs_ms=keys_ms,
-                 measured="tmux send-keys space → 'PAUSED' (and again → 'following') on screen, "
-                 "polled every 10 ms, while the flood goes on"),
+        measured(
+            "tui-logs",
+            f"TUI logs: newest line number advance ({LOGS_RATE:,} lines/s app)",
+            float(round(rate)),
+            Goal(">=", LOGS_RATE * 0.95, "lines/s"),
+            samples=len(samples),
+            tui_shown_per_s=shown_rate,
+            tui_status_per_s=last.per_second,
+            measured=how,
+        ),
+        measured(
+            "tui-logs",
+            "TUI logs: lag of the newest shown line, p95",
+            round(p95, 1),
+            Goal("<=", 1000, "ms"),
+            median_ms=round(statistics.median(lags), 1),
+            max_ms=round(lags[-1], 1),
+            drift_second_half_minus_first_ms=round(drift, 1),
+            measured=how + "; lag = read time minus the line's own write time",
+        ),
+        measured(
+            "tui-logs",
+            "TUI logs under the flood: key press → screen change, max",
+            max(keys_ms),
+            Goal("<=", 250, "ms"),
+            median_ms=statistics.median(keys_ms),
+            runs_ms=keys_ms,
+            measured="tmux send-keys space → 'PAUSED' (and again → 'following') on screen, "
+            "polled every 10 ms, while the flood goes on",
+        ),
     ]
 
 
