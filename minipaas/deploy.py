@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -178,13 +179,6 @@ class Deployer:
             await self._go_live(app, release, log)
             url = self.settings.app_url(app.name)
             await self.prune_slugs(app)
-            if await asyncio.to_thread(self._prune_cache, app.name):
-                self.logs.append(
-                    app.name,
-                    "minipaas",
-                    "minipaas",
-                    "Build cache was over its size limit and was cleared",
-                )
             log(f"-----> Deployed v{release.version} to {url}")
             self.logs.append(
                 app.name,
@@ -192,7 +186,10 @@ class Deployer:
                 "minipaas",
                 f"Deployed v{release.version} ({sha[:7]}) by {who}",
             )
-            return DeployResult(release=release.version, url=url)
+        # Deleting trees and measuring the cache can take seconds for a big app: the push does
+        # not wait for it (the next deploy of the app does, through the app's lock).
+        self._in_background(self._housekeeping(app.name))
+        return DeployResult(release=release.version, url=url)
 
     async def _go_live(self, app: App, release: Release, log: Log) -> None:
         """Release phase → start → check → switch → retire; on failure the old release serves."""
@@ -471,9 +468,45 @@ class Deployer:
         for slug in slugs[self.settings.keep_slugs :]:
             if str(slug) in keep:
                 continue
-            await asyncio.to_thread(shutil.rmtree, slug, True)
+            await asyncio.to_thread(self._discard, slug)
             removed.append(slug.name)
         return removed
+
+    def _discard(self, path: Path) -> None:
+        """Make `path` disappear at once: renamed into the trash (emptied by `empty_trash`), or
+        deleted here when it cannot be renamed (another filesystem)."""
+        if not path.exists() and not path.is_symlink():
+            return
+        self.paths.trash.mkdir(mode=0o700, exist_ok=True)
+        target = self.paths.trash / f"{path.parent.name}-{path.name}-{secrets.token_hex(4)}"
+        try:
+            path.rename(target)
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)
+
+    async def empty_trash(self) -> None:
+        """Delete what `_discard` renamed away (also what a stopped server left there)."""
+        trash = self.paths.trash
+        entries = await asyncio.to_thread(lambda: list(trash.iterdir()) if trash.is_dir() else [])
+        for entry in entries:
+            await asyncio.to_thread(shutil.rmtree, entry, True)
+
+    async def _housekeeping(self, app_name: str) -> None:
+        """After a deploy: empty the trash, clear the build cache if it outgrew its limit."""
+        await self.empty_trash()
+        async with self.lock(app_name):  # a build must not use the cache while it is cleared
+            if await asyncio.to_thread(self._prune_cache, app_name):
+                self.logs.append(
+                    app_name,
+                    "minipaas",
+                    "minipaas",
+                    "Build cache was over its size limit and was cleared",
+                )
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _prune_cache(self, app_name: str) -> bool:
         """Clear the app's build cache when it outgrew `cache_limit` (the next build is cold)."""
@@ -569,11 +602,12 @@ class Deployer:
                 self.paths.app_slugs(app.name),
                 self.paths.app_cache(app.name),
             ):
-                await asyncio.to_thread(shutil.rmtree, path, True)
+                await asyncio.to_thread(self._discard, path)
             with contextlib.suppress(UserError):
                 await asyncio.to_thread(self.repos.delete, app.name)
             self.logs.remove_app(app.name)
         self._locks.pop(app_name, None)
+        self._in_background(self.empty_trash())
 
     # -- start-up and routes ---------------------------------------------------------------
 
@@ -609,6 +643,7 @@ class Deployer:
             except UserError as exc:
                 self.logs.append(app.name, "minipaas", "minipaas", f"Start failed: {exc}")
         await self.sync_routes()
+        self._in_background(self.empty_trash())  # what a stopped server left behind
 
     # -- supervisor callbacks --------------------------------------------------------------
 
@@ -620,16 +655,12 @@ class Deployer:
     def record_dynos(self, app: str, records: list[DynoRecord]) -> None:
         """Supervisor callback: persist the app's running dynos (for adoption after restarts)."""
         rows = [{k: getattr(r, k) for k in Store.DYNO_FIELDS} for r in records]
-        task = asyncio.get_running_loop().create_task(self.store.replace_dynos(app, rows))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._in_background(self.store.replace_dynos(app, rows))
 
     def dyno_event(self, event: DynoEvent) -> None:
         """Supervisor callback: a crash-looping fresh deploy is rolled back automatically."""
         if event.kind == "crashed" and event.process_type == "web":
-            task = asyncio.get_running_loop().create_task(self._maybe_auto_rollback(event))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(self._maybe_auto_rollback(event))
 
     async def _maybe_auto_rollback(self, event: DynoEvent) -> None:
         try:

@@ -53,6 +53,11 @@ class Paths:
         return self.root / "caddy"
 
     @property
+    def trash(self) -> Path:
+        """Trees renamed out of the way (old slugs, destroyed apps), deleted in the background."""
+        return self.root / "trash"
+
+    @property
     def run(self) -> Path:
         """Scratch space for running dynos and builds (mount points, pid files)."""
         return self.root / "run"

@@ -1,4 +1,5 @@
-"""Disk limits of the deploy layer: the build cache is cleared once it outgrows its limit."""
+"""Disk housekeeping of the deploy layer: the build cache is cleared once it outgrows its limit,
+and discarded trees (old slugs, destroyed apps) vanish at once and are deleted later."""
 
 from __future__ import annotations
 
@@ -29,3 +30,19 @@ def test_cache_cleared_over_its_limit(tmp_path: Path) -> None:
     assert deployer(tmp_path, limit=100_000)._prune_cache("app") is True
     assert not (tmp_path / "cache" / "app").exists()
     assert deployer(tmp_path, limit=100_000)._prune_cache("app") is False  # nothing left
+
+
+async def test_discarded_trees_vanish_at_once_and_are_deleted_later(tmp_path: Path) -> None:
+    d = deployer(tmp_path, limit=1_000_000)
+    slug = tmp_path / "slugs" / "app" / "b1"
+    (slug / "sub").mkdir(parents=True)
+    (slug / "sub" / "file").write_text("x")
+    (tmp_path / "slugs" / "app" / "b2").mkdir()
+    d._discard(slug)
+    assert not slug.exists()  # gone for everyone at once: renamed into the trash
+    assert (tmp_path / "slugs" / "app" / "b2").is_dir()  # its neighbours stay
+    [trashed] = list((tmp_path / "trash").iterdir())
+    assert trashed.name.startswith("app-b1-") and (trashed / "sub" / "file").exists()
+    d._discard(tmp_path / "slugs" / "app" / "missing")  # nothing there: nothing happens
+    await d.empty_trash()
+    assert list((tmp_path / "trash").iterdir()) == []
