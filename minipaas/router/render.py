@@ -24,6 +24,7 @@ from typing import Any, Literal
 from minipaas.names import APP_NAME
 from minipaas.router.dns import MAX_RECORDS, REFRESH_MS, srv_name
 from minipaas.router.errors import RouterError
+from minipaas.router.resolver import APP_HEADER
 
 TlsMode = Literal["internal", "acme"]
 
@@ -39,10 +40,6 @@ RESOLVER_REFRESH = f"{REFRESH_MS}ms"
 RESOLVER_GRACE = "5s"
 
 ACCESS_LOGGER = "router"  # emitted as "http.log.access.router"
-
-#: The request header naming the app a proxied request is for (the resolver's own port tells
-#: "no dynos" from "no such app" by it).
-APP_HEADER = "X-Minipaas-App"
 
 # Names that no public CA will ever certify (RFC 6761/6762/8375 and friends).
 _INTERNAL_SUFFIXES = (
@@ -129,7 +126,9 @@ def render(state: RouterState) -> dict[str, Any]:
 
     app_hosts = sorted({host for app in apps for host in app.hosts})
     all_hosts = sorted({*app_hosts, state.control_host})
-    if catch_all(state):
+    # The resolver behind the catch-all route, when there is one (see `catch_all`).
+    wildcard = state.resolver if catch_all(state) else None
+    if wildcard is not None:
         # Plain apps (default host, dynos behind the resolver) share one route: creating or
         # destroying one changes only the resolver's table, never Caddy's configuration.
         apps = [app for app in apps if needs_own_route(app, state.domain)]
@@ -139,14 +138,22 @@ def render(state: RouterState) -> dict[str, Any]:
             state,
             "https",
             port=state.https_port,
-            routes=_site_routes(state, apps, "https"),
+            routes=_site_routes(state, apps, "https", wildcard),
             tls=True,
+            logged=apps,
+            wildcard=wildcard is not None,
         ),
     }
     if mode == "internal":
         # Same routes over plain HTTP: handy locally and in tests, nothing to protect.
         servers["http"] = _server(
-            state, "http", port=state.http_port, routes=_site_routes(state, apps, "http"), tls=False
+            state,
+            "http",
+            port=state.http_port,
+            routes=_site_routes(state, apps, "http", wildcard),
+            tls=False,
+            logged=apps,
+            wildcard=wildcard is not None,
         )
     else:
         servers["http"] = _server(
@@ -155,7 +162,7 @@ def render(state: RouterState) -> dict[str, Any]:
             port=state.http_port,
             routes=[_redirect_route(state, all_hosts), _not_found_route("http")],
             tls=False,
-            log=False,
+            logged=None,
         )
 
     document: dict[str, Any] = {
@@ -172,7 +179,7 @@ def render(state: RouterState) -> dict[str, Any]:
                 "https_port": state.https_port,
                 "servers": servers,
             },
-            "tls": {"automation": _tls_automation(state, mode, apps, app_hosts)},
+            "tls": {"automation": _tls_automation(state, mode, apps, app_hosts, wildcard)},
             "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
         },
     }
@@ -215,8 +222,11 @@ def _server(
     port: int,
     routes: list[dict[str, Any]],
     tls: bool,
-    log: bool = True,
+    logged: list[AppRoute] | None,
+    wildcard: bool = False,
 ) -> dict[str, Any]:
+    """One server; `logged`: the apps in its routes whose hosts go to the access log (None: no
+    access log); `wildcard`: its routes end with the catch-all app route."""
     server: dict[str, Any] = {
         "listen": [_listen_address(state.listen_host, port)],
         "routes": routes,
@@ -233,21 +243,19 @@ def _server(
     else:
         server["protocols"] = ["h1"]
         server["automatic_https"] = {"disable": True}
-    if tls and catch_all(state):
+    if tls and wildcard:
         # The catch-all route's `*.<domain>` is not a certificate to obtain: every app host
         # gets its own from the internal CA on demand (a wildcard directly under a TLD such as
         # `*.localhost` is refused by TLS clients anyway).
         server["automatic_https"]["skip_certificates"] = [f"*.{state.domain}"]
-    if log and state.access_log is not None:
+    if logged is not None and state.access_log is not None:
         # Only requests to app hosts are logged: the control plane is not what the router log
         # source reports on (it maps hosts to apps and drops names that are no app's).
-        hosts = sorted({h for a in state.apps for h in a.hosts})
-        if catch_all(state):
+        hosts = sorted({h for a in logged for h in a.hosts})
+        if wildcard:
             # Caddy decides whether to log by exact host, so the wildcard is mapped and every
             # host logged (the control route skips itself). Only apps with their own route are
             # named: a new plain app must not change the configuration.
-            own = [a for a in state.apps if needs_own_route(a, state.domain)]
-            hosts = sorted({h for a in own for h in a.hosts})
             server["logs"] = {
                 "logger_names": {h: [ACCESS_LOGGER] for h in [f"*.{state.domain}", *hosts]},
             }
@@ -259,11 +267,13 @@ def _server(
     return server
 
 
-def _site_routes(state: RouterState, apps: list[AppRoute], server: str) -> list[dict[str, Any]]:
+def _site_routes(
+    state: RouterState, apps: list[AppRoute], server: str, wildcard: str | None
+) -> list[dict[str, Any]]:
     routes = [_app_route(app, server, state.resolver) for app in apps]
     routes.append(_control_route(state, server))
-    if state.resolver is not None and catch_all(state):
-        routes.append(_catch_all_route(state.domain, server, state.resolver))
+    if wildcard is not None:
+        routes.append(_catch_all_route(state.domain, server, wildcard))
     routes.append(_not_found_route(server))
     return routes
 
@@ -431,9 +441,13 @@ def _static_response(
 
 
 def _tls_automation(
-    state: RouterState, mode: TlsMode, apps: list[AppRoute], app_hosts: list[str]
+    state: RouterState,
+    mode: TlsMode,
+    apps: list[AppRoute],
+    app_hosts: list[str],
+    wildcard: str | None,
 ) -> dict[str, Any]:
-    if state.resolver is None or not catch_all(state):
+    if wildcard is None:
         return {"policies": _tls_policies(state, mode, app_hosts)}
     internal: dict[str, Any] = {"issuers": [{"module": "internal"}]}
     managed = sorted({state.control_host, *(h for app in apps for h in app.hosts)})
@@ -448,7 +462,7 @@ def _tls_automation(
         "on_demand": {
             "permission": {
                 "module": "http",
-                "endpoint": f"http://{state.resolver}/ask/{state.domain}",
+                "endpoint": f"http://{wildcard}/ask/{state.domain}",
             }
         },
     }
