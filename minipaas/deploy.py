@@ -95,6 +95,7 @@ class Deployer:
         self._locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._routes_lock = asyncio.Lock()
+        self._trash_lock = asyncio.Lock()  # two deploys ending together empty it once
 
     def lock(self, app: str) -> asyncio.Lock:
         return self._locks.setdefault(app, asyncio.Lock())
@@ -487,9 +488,12 @@ class Deployer:
     async def empty_trash(self) -> None:
         """Delete what `_discard` renamed away (also what a stopped server left there)."""
         trash = self.paths.trash
-        entries = await asyncio.to_thread(lambda: list(trash.iterdir()) if trash.is_dir() else [])
-        for entry in entries:
-            await asyncio.to_thread(shutil.rmtree, entry, True)
+        async with self._trash_lock:
+            entries = await asyncio.to_thread(
+                lambda: list(trash.iterdir()) if trash.is_dir() else []
+            )
+            for entry in entries:
+                await asyncio.to_thread(shutil.rmtree, entry, True)
 
     async def _housekeeping(self, app_name: str) -> None:
         """After a deploy: empty the trash, clear the build cache if it outgrew its limit."""

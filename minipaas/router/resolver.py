@@ -85,7 +85,7 @@ class ResolverProcess(pidfile.KeptChild):
             return None
         if data.get("protocol") != PROTOCOL:
             pidfile.stop_recorded(self.state_file, 5.0)
-            pidfile.write_atomic(self.state_file, json.dumps({"port": data["port"]}) + "\n")
+            self._forget_process(int(data["port"]))
             return None
         pid = int(data["pid"])
         self._pid, self._port = pid, int(data["port"])
@@ -139,7 +139,11 @@ class ResolverProcess(pidfile.KeptChild):
         # Forget the process but keep its port: a new resolver takes the same one when it can,
         # so a Caddy configuration naming it stays right.
         if self._port is not None:
-            pidfile.write_atomic(self.state_file, json.dumps({"port": self._port}) + "\n")
+            self._forget_process(self._port)
+
+    def _forget_process(self, port: int) -> None:
+        """Leave only `port` in the state file: no process to adopt, the port to take again."""
+        pidfile.write_atomic(self.state_file, json.dumps({"port": port}) + "\n")
 
 
 def resolver_command() -> list[str]:
