@@ -224,11 +224,14 @@ class SSHServer:
                 namespace = None
         _kill_and_wait(self.pid, self._proc, timeout)
         if namespace is not None:
-            for pid in _pids_in_namespace(namespace):
+            killed = _pids_in_namespace(namespace)
+            for pid in killed:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            # A dying process leaves its namespaces before it has finished exiting: wait for the
+            # killed ones themselves too (gone, or a zombie PID 1 has yet to reap).
             wait_for(
-                lambda: not _pids_in_namespace(namespace),
+                lambda: not _pids_in_namespace(namespace) and not any(map(_still_running, killed)),
                 timeout,
                 message=f"the sessions of the sshd on port {self.port} to exit",
             )
@@ -258,6 +261,15 @@ def _pids_in_namespace(namespace: str) -> list[int]:
         if entry.isdigit() and _mount_namespace(int(entry)) == namespace:
             pids.append(int(entry))
     return pids
+
+
+def _still_running(pid: int) -> bool:
+    """True while `pid` exists and is not yet a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _kill_and_wait(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
