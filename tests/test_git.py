@@ -25,6 +25,7 @@ from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from minipaas.errors import Conflict, NotFound, UserError
 from minipaas.git.http import basic_credentials, make_git_app
@@ -132,10 +133,36 @@ class FakeGate:
 
 
 @dataclass
+class Recorder:
+    """ASGI middleware noting, per request, when its body was read to the end and when the
+    response started: what Caddy (and, behind it, git's curl) sees of the framing."""
+
+    app: ASGIApp
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, event)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        where = (scope.get("method", ""), scope.get("path", ""))
+
+        async def recorded_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                self.events.append((*where, "body read"))
+            return message
+
+        async def recorded_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.events.append((*where, "response started"))
+            await send(message)
+
+        await self.app(scope, recorded_receive, recorded_send)
+
+
+@dataclass
 class GitServer:
     url: str
     repos: Repos
     gate: FakeGate
+    recorder: Recorder
 
     def remote(self, app: str, token: str = TOKEN, mount: str = "git") -> str:
         host = self.url.removeprefix("http://")
@@ -156,9 +183,11 @@ def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
     def authorize(user: str | None, password: str | None) -> bool:
         return password == TOKEN
 
+    recorder = Recorder(make_git_app(repos, gate, authorize))
     app = Starlette(
         routes=[
             Mount("/git", app=make_git_app(repos, gate, authorize)),
+            Mount("/recorded", app=recorder),
             Mount("/small", app=make_git_app(repos, gate, authorize, max_push_bytes=200_000)),
             # The same repositories without the C git binary: Dulwich indexes pushed packs.
             Mount("/py", app=make_git_app(pure, gate, authorize)),
@@ -174,7 +203,7 @@ def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
     thread.start()
     try:
         wait_for(lambda: server.started, timeout=10, message="uvicorn to start")
-        yield GitServer(f"http://127.0.0.1:{port}", repos, gate)
+        yield GitServer(f"http://127.0.0.1:{port}", repos, gate, recorder)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -369,6 +398,24 @@ def test_http_big_push_clone_and_fetch(git_server: GitServer, work: Work, tmp_pa
     cloned = Work(clone, work.env)
     cloned.git("pull", "-q", "--ff-only")
     assert cloned.git("rev-parse", "HEAD").stdout.strip() == sha2
+
+
+def test_http_push_answers_only_after_reading_the_whole_pack(
+    git_server: GitServer, work: Work
+) -> None:
+    # Response headers that arrive while git is still uploading stall curl's HTTP/2 upload
+    # (curl/curl#10433, Debian 12's curl 7.88): through Caddy about one 50 MB push in 30 hung.
+    git_server.repos.create("framing")
+    work.commit("big", {"big.bin": os.urandom(3 * 1024 * 1024)})  # > http.postBuffer
+    result = work.git("push", git_server.remote("framing", mount="recorded"), "main")
+    assert "remote: -----> Deployed framing" in result.stderr
+    posts = [
+        e
+        for e in git_server.recorder.events
+        if e[:2] == ("POST", "/recorded/framing.git/git-receive-pack")
+    ]
+    # git probes with a 4-byte request first, then sends the pack: each is read, then answered
+    assert [event for _m, _p, event in posts] == ["body read", "response started"] * 2, posts
 
 
 def test_http_push_without_the_git_binary(git_server: GitServer, work: Work) -> None:
@@ -637,9 +684,7 @@ def test_export_refuses_unsafe_trees(tmp_path: Path, bad: bytes, git_bin: str | 
 
 
 @pytest.mark.parametrize("git_bin", ["auto", None], ids=["cat-file", "dulwich"])
-def test_export_a_name_listed_twice_escapes_nothing(
-    tmp_path: Path, git_bin: str | None
-) -> None:
+def test_export_a_name_listed_twice_escapes_nothing(tmp_path: Path, git_bin: str | None) -> None:
     """A symlink `a` → outside beside a directory `a` holding a file: nothing lands outside."""
     repos = Repos(tmp_path / "repos", git_bin=git_bin)
     repos.create("twice")

@@ -130,18 +130,39 @@ class GitWSGI:
             GunzipFilter(HTTPGitApplication(backend, handlers=handlers)),
             max_request_size=self.max_push_bytes + _REQUEST_SLACK,
         )
-        started = False
+        # Dulwich answers `200` before it reads the request body; sent at once (a2wsgi does
+        # that), the headers reach git while it is still uploading the pack, and curl's HTTP/2
+        # upload then sometimes resets its own stream: the push dies with "early EOF" here and
+        # git hangs. As PEP 3333 asks of servers, the status goes out with the first body bytes.
+        pending: tuple[str, list[tuple[str, str]], Any] | None = None
+        send: Callable[[bytes], object] | None = None
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            nonlocal started
-            started = True
-            return start_response(status, headers, exc_info)
+            nonlocal pending
+            pending = (status, headers, exc_info)
+            return write
+
+        def flush() -> None:
+            nonlocal pending, send
+            if pending is not None:
+                send = start_response(*pending)
+                pending = None
+
+        def write(data: bytes) -> None:
+            if data:
+                flush()
+                assert send is not None
+                send(data)
 
         try:
-            yield from git(environ, start)
+            for chunk in git(environ, start):
+                if chunk:
+                    flush()
+                    yield chunk
+            flush()
         except Exception:
             _log.exception("git over HTTP failed for app %s", app)
-            if not started:  # else the status is out already: all we can do is end the body
+            if send is None:  # else the status is out already: all we can do is end the body
                 yield from _text(start_response, "500 Internal Server Error", "minipaas failed.")
         finally:
             backend.close()
