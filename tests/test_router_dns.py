@@ -16,6 +16,7 @@ from minipaas.router import dns
 from minipaas.router.resolver import (
     PROTOCOL,
     ResolverProcess,
+    bind_sockets,
     http_response,
     read_table,
     serve,
@@ -133,11 +134,7 @@ def test_many_dynos_fit_one_datagram() -> None:
 
 def test_serving_loop_follows_the_table_file(tmp_path: Path) -> None:
     table_file = tmp_path / "upstreams.json"
-    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    server.bind(("127.0.0.1", 0))
-    http = socket.socket()
-    http.bind(("127.0.0.1", server.getsockname()[1]))
-    http.listen()
+    server, http = bind_sockets(0)  # retries until UDP and TCP share a free port
     threading.Thread(target=serve, args=(server, http, table_file), daemon=True).start()
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.settimeout(5)

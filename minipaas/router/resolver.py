@@ -97,7 +97,7 @@ class ResolverProcess(pidfile.KeptChild):
         if pid is not None:
             return pid
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        udp, tcp = _bind(_previous_port(self.state_file))
+        udp, tcp = bind_sockets(_previous_port(self.state_file))
         try:
             port = udp.getsockname()[1]
             with open(self.log_file, "ab") as log:
@@ -345,8 +345,9 @@ def main(argv: Sequence[str]) -> int:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _bind(port: int) -> tuple[socket.socket, socket.socket]:
-    """A UDP (DNS) and a TCP (the 503 answer) socket on the same loopback port."""
+def bind_sockets(port: int) -> tuple[socket.socket, socket.socket]:
+    """A UDP (DNS) and a TCP (HTTP answers) socket on one loopback port: `port` if both are
+    free there, else the first port free for both (0 for any)."""
     for attempt in range(20):
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
