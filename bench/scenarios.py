@@ -33,8 +33,8 @@ from bench.server import (
     git_env,
     init_repo,
     venv_bin,
-    wait_for,
 )
+from tests.support.ports import wait_for
 
 APPS = Path(__file__).resolve().parent / "apps"
 #: The most lines `minipaas logs -n` returns.
@@ -551,25 +551,39 @@ def _big_repo(dest: Path, files: int, total_bytes: int) -> Path:
     return dest
 
 
-async def _timed_push(argv: list[str], env: dict[str, str], mark: str) -> tuple[float, float, str]:
-    """(total seconds, seconds until a line containing `mark`, output) of one `git push`."""
+async def _timed_push(
+    argv: list[str], env: dict[str, str], mark: str, within: float = 300
+) -> tuple[float, float, str]:
+    """(total seconds, seconds until a line containing `mark`, output) of one `git push`;
+    ScenarioError if it fails or is still running after `within` seconds (it is killed)."""
     start = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env
     )
     assert proc.stderr is not None
+    stderr = proc.stderr
     marked = float("nan")
-    chunks = []
-    buf = b""
-    while True:
-        chunk = await proc.stderr.read(65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        buf = (buf + chunk)[-4096:]
-        if marked != marked and mark.encode() in buf:  # NaN: not seen yet
-            marked = time.perf_counter() - start
-    await proc.wait()
+    chunks: list[bytes] = []
+
+    async def read_all() -> None:
+        nonlocal marked
+        buf = b""
+        while chunk := await stderr.read(65536):
+            chunks.append(chunk)
+            buf = (buf + chunk)[-4096:]
+            if marked != marked and mark.encode() in buf:  # NaN: not seen yet
+                marked = time.perf_counter() - start
+        await proc.wait()
+
+    try:
+        await asyncio.wait_for(read_all(), within)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        output = b"".join(chunks).decode(errors="replace")
+        raise ScenarioError(
+            f"{' '.join(argv[:4])} was still running after {within:g} s:\n{output[-2000:]}"
+        ) from None
     total = time.perf_counter() - start
     output = b"".join(chunks).decode(errors="replace")
     if proc.returncode != 0:
