@@ -12,17 +12,15 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
-T = TypeVar("T")
+from tests.support.ports import free_port, wait_for
+from tests.support.server import server_argv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,28 +31,6 @@ def venv_bin() -> Path:
     if (here / "minipaas").exists():
         return here
     return REPO_ROOT / ".venv" / "bin"
-
-
-def free_port() -> int:
-    """A 127.0.0.1 TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for(
-    predicate: Callable[[], T], timeout: float, interval: float = 0.05, what: str = ""
-) -> T:
-    """Poll `predicate` until it returns something truthy; TimeoutError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"Timed out after {timeout:g} s waiting for {what or predicate}.")
-        time.sleep(interval)
 
 
 def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -162,31 +138,19 @@ class BenchServer:
         return cls(root=root)
 
     def start(self, timeout: float = 90) -> None:
-        argv = [
-            str(self.bin),
-            "server",
-            "--data-dir",
-            str(self.data_dir),
-            "--domain",
-            "localhost",
-            "--http-port",
-            str(self.http_port),
-            "--https-port",
-            str(self.https_port),
-            "--listen",
-            "127.0.0.1",
-            "--api-port",
-            str(self.api_port),
-            "--authorized-keys",
-            str(self.root / "authorized_keys"),
-            "--stop-grace",
-            "3",
-        ]
+        argv = server_argv(
+            self.bin,
+            self.data_dir,
+            http_port=self.http_port,
+            https_port=self.https_port,
+            api_port=self.api_port,
+            authorized_keys=self.root / "authorized_keys",
+        )
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
             )
-        wait_for(self._ready, timeout=timeout, interval=0.1, what="minipaas server to be ready")
+        wait_for(self._ready, timeout=timeout, interval=0.1, message="minipaas server to be ready")
         self.token = self.cli("auth:token").strip()
 
     def _ready(self) -> bool:

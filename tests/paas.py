@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tests.support.dirs import app_readable_dir
 from tests.support.ports import free_port, wait_for
+from tests.support.server import server_argv
 from tests.support.sshd import SSHServer
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "sample-apps"
@@ -58,26 +59,14 @@ class Paas:
         )
 
     def start(self) -> None:
-        argv = [
-            str(self.exe),
-            "server",
-            "--data-dir",
-            str(self.data_dir),
-            "--domain",
-            "localhost",
-            "--http-port",
-            str(self.http_port),
-            "--https-port",
-            str(self.https_port),
-            "--listen",
-            "127.0.0.1",
-            "--authorized-keys",
-            str(self.authorized_keys),
-            "--api-port",
-            str(self.api_port),
-            "--stop-grace",
-            "3",
-        ]
+        argv = server_argv(
+            self.exe,
+            self.data_dir,
+            http_port=self.http_port,
+            https_port=self.https_port,
+            api_port=self.api_port,
+            authorized_keys=self.authorized_keys,
+        )
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
