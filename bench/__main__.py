@@ -38,6 +38,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only", nargs="+", metavar="SCENARIO", choices=list(SCENARIOS),
         help=f"run only these ({', '.join(SCENARIOS)})",
     )
+    parser.add_argument(
+        "--dir", metavar="DIR", type=Path, default=Path("/tmp"),  # noqa: S108 - app uids need x
+        help="where the server's data dir and the scratch files go (default /tmp): the disk "
+        "to measure (it must be traversable by other users, as /tmp is)",
+    )
     return parser.parse_args(argv)
 
 
@@ -65,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     timings: dict[str, float] = {}
     errors: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="minipaas-bench-work-") as work:
-        ctx = Context(quick=args.quick, work=Path(work), log=log)
+    with tempfile.TemporaryDirectory(prefix="minipaas-bench-work-", dir=args.dir) as work:
+        ctx = Context(quick=args.quick, work=Path(work), base=args.dir, log=log)
         try:
             for name in chosen:
                 log(f"scenario {name}")
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             if ctx._server is not None and errors:
                 log("server log tail:\n" + ctx._server.tail(30))
             ctx.close()
-    info = machine(REPO_ROOT, venv_bin() / "caddy")
+    info = machine(REPO_ROOT, venv_bin() / "caddy", args.dir)
     info["loadavg_start"] = [round(x, 2) for x in load_start]
     info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     total = time.perf_counter() - t0

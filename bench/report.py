@@ -127,8 +127,8 @@ def _version(argv: list[str]) -> str:
     return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else ""
 
 
-def machine(repo: Path, caddy: Path) -> dict[str, Any]:
-    """What the numbers were measured on."""
+def machine(repo: Path, caddy: Path, data: Path) -> dict[str, Any]:
+    """What the numbers were measured on; `data` is where the server's data dir was."""
     mem_kb = _first("/proc/meminfo", "MemTotal").split()[0]
     commit = _version(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"])
     dirty = _version(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"])
@@ -142,7 +142,33 @@ def machine(repo: Path, caddy: Path) -> dict[str, Any]:
         "git": _version(["git", "--version"]),
         "caddy": _version([str(caddy), "version"]).split(" ")[0],
         "minipaas_commit": commit + ("+dirty" if dirty else ""),
+        "filesystem": filesystem(data, Path("/proc/self/mountinfo").read_text()),
     }
+
+
+def filesystem(path: Path, mountinfo: str, jbd2: Path = Path("/proc/fs/jbd2")) -> str:
+    """The filesystem holding `path`, as "ext4 (/dev/vda, journal, discard)": file creation
+    speed, and so the big push, depends on it (ext4 without a journal scans past every inode
+    deleted in the last minutes when it allocates one)."""
+    best: tuple[str, str, str, str] = ("", "?", "?", "")
+    target = str(path.resolve())
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if "-" not in fields:
+            continue
+        dash = fields.index("-")
+        point = fields[4].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]) and len(fields) > dash + 3:
+            best = (point, fields[dash + 1], fields[dash + 2], f"{fields[5]},{fields[dash + 3]}")
+    _point, fstype, source, options = best
+    notes = [source]
+    if fstype.startswith("ext"):
+        device = os.path.basename(source)
+        journal = any(jbd2.glob(f"{device}-*")) if jbd2.is_dir() else False
+        notes.append("journal" if journal else "no journal")
+    notes += [o for o in ("discard", "noatime") if o in options.split(",")]
+    return f"{fstype} ({', '.join(notes)})"
 
 
 def _os_release() -> str:
@@ -158,5 +184,6 @@ def _os_release() -> str:
 def describe(m: dict[str, Any]) -> str:
     return (
         f"{m['nproc']} x {m['cpu']}, {m['memory_gb']} GB RAM, {m['os']} (kernel {m['kernel']}), "
-        f"Python {m['python']}, {m['git']}, Caddy {m['caddy']}, minipaas {m['minipaas_commit']}"
+        f"Python {m['python']}, {m['git']}, Caddy {m['caddy']}, minipaas {m['minipaas_commit']}; "
+        f"data dir on {m['filesystem']}"
     )

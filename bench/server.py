@@ -131,9 +131,9 @@ class BenchServer:
         return env
 
     @classmethod
-    def create(cls) -> BenchServer:
-        # Under /tmp, mode 0755: app uids must traverse the data dir to reach their slugs.
-        root = Path(tempfile.mkdtemp(prefix="minipaas-bench-", dir="/tmp"))
+    def create(cls, base: Path = Path("/tmp")) -> BenchServer:  # noqa: S108 - see below
+        # Mode 0755 (and `base` like /tmp): app uids must traverse the data dir to their slugs.
+        root = Path(tempfile.mkdtemp(prefix="minipaas-bench-", dir=base))
         root.chmod(0o755)
         return cls(root=root)
 

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.report import filesystem
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -46,3 +48,23 @@ def test_quick_run_writes_table_and_json(tmp_path: Path) -> None:
     assert redeploy["unit"] == "s" and len(redeploy["details"]["runs_s"]) >= 1
     venv = next(r for r in rows if "venv entry point" in r["name"])
     assert venv["details"]["output"].startswith("minipaas ")
+    assert machine["filesystem"].startswith(("ext", "xfs", "btrfs", "tmpfs", "overlay"))
+    assert f"data dir on {machine['filesystem']}" in result.stdout
+
+
+MOUNTINFO = """\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard
+25 22 0:21 / /proc rw,nosuid shared:12 - proc proc rw
+40 22 7:0 / /mnt/with\\040space rw,noatime shared:20 - ext4 /dev/loop0 rw
+41 22 0:30 / /tmp/ram rw shared:21 - tmpfs tmpfs rw,size=1g
+"""
+
+
+def test_filesystem_names_the_mount_and_its_journal(tmp_path: Path) -> None:
+    jbd2 = tmp_path / "jbd2"
+    (jbd2 / "loop0-8").mkdir(parents=True)  # what the kernel lists for a journaled ext4
+    assert filesystem(Path("/tmp/x"), MOUNTINFO, jbd2) == "ext4 (/dev/vda, no journal, discard)"
+    spaced = filesystem(Path("/mnt/with space/a"), MOUNTINFO, jbd2)
+    assert spaced == "ext4 (/dev/loop0, journal, noatime)"
+    assert filesystem(Path("/tmp/ram/x"), MOUNTINFO, jbd2) == "tmpfs (tmpfs)"
+    assert filesystem(Path("/tmp/rammy"), MOUNTINFO, jbd2).startswith("ext4 (/dev/vda,")
