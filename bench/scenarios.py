@@ -35,6 +35,7 @@ from bench.server import (
     venv_bin,
 )
 from tests.support.ports import wait_for
+from tests.support.procs import kill_group
 
 APPS = Path(__file__).resolve().parent / "apps"
 #: The most lines `minipaas logs -n` returns.
@@ -130,12 +131,13 @@ async def _deploy_async(
     proc = await asyncio.create_subprocess_exec(
         "git", "-C", str(repo), "push", server.git_url(app), "main",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+        start_new_session=True,  # git's helpers too are killed on the deadline
     )
     waiter = asyncio.create_task(wait_for_body(target, expected, within))
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), within)
     except TimeoutError:
-        proc.kill()
+        kill_group(proc.pid)
         await proc.wait()
         waiter.cancel()
         raise ScenarioError(f"git push to {app} took more than {within:g} s.") from None
@@ -559,7 +561,11 @@ async def _timed_push(
     ScenarioError if it fails or is still running after `within` seconds (it is killed)."""
     start = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env
+        *argv,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        start_new_session=True,  # git's helpers too are killed on the deadline
     )
     assert proc.stderr is not None
     stderr = proc.stderr
@@ -579,7 +585,7 @@ async def _timed_push(
     try:
         await asyncio.wait_for(read_all(), within)
     except TimeoutError:
-        proc.kill()
+        kill_group(proc.pid)
         await proc.wait()
         output = b"".join(chunks).decode(errors="replace")
         raise ScenarioError(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.ports import free_port, wait_for
+from tests.support.procs import run_group
 from tests.support.server import server_argv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -236,14 +237,8 @@ class BenchServer:
     def push(self, repo: Path, app: str, timeout: float = 600) -> PushResult:
         env = git_env({"GIT_SSL_CAINFO": str(self.ca)})
         start = time.perf_counter()
-        result = subprocess.run(
-            ["git", "-C", str(repo), "push", self.git_url(app), "main"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout,
-            check=False,
-        )
+        argv = ["git", "-C", str(repo), "push", self.git_url(app), "main"]
+        result = run_group(argv, env=env, timeout=timeout)
         seconds = time.perf_counter() - start
         return PushResult(result.returncode, seconds, result.stdout + result.stderr)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tests.support.dirs import app_readable_dir
 from tests.support.ports import free_port, wait_for
+from tests.support.procs import run_group
 from tests.support.server import server_argv
 from tests.support.sshd import SSHServer
 
@@ -232,14 +233,7 @@ def push(
 ) -> subprocess.CompletedProcess[str]:
     full = git_env()
     full.update(env or {})
-    return subprocess.run(
-        ["git", "-C", str(repo), "push", url, ref],
-        capture_output=True,
-        text=True,
-        env=full,
-        timeout=timeout,
-        check=False,
-    )
+    return run_group(["git", "-C", str(repo), "push", url, ref], env=full, timeout=timeout)
 
 
 def ssh_push(

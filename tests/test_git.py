@@ -33,6 +33,7 @@ from minipaas.git.receive import Progress
 from minipaas.git.repos import Repos
 from minipaas.git.stdio import serve_stdio
 from tests.support.ports import wait_for
+from tests.support.procs import run_group
 
 TOKEN = "s3cret-token"
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,14 +61,7 @@ class Work:
     env: dict[str, str]
 
     def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            ["git", *args],
-            cwd=self.path,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run_group(["git", *args], cwd=self.path, env=self.env, timeout=60)
         if check and result.returncode != 0:
             raise AssertionError(f"git {' '.join(args)} failed:\n{result.stderr}")
         return result
