@@ -244,9 +244,10 @@ def test_a_resolver_of_another_protocol_is_replaced_on_its_port(tmp_path: Path) 
     for the catch-all route's names: it is stopped, and a new one takes its port."""
     from minipaas.router import pidfile
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    udp, tcp = bind_sockets(0)  # a port free for both, as the resolver needs
+    port = udp.getsockname()[1]
+    udp.close()
+    tcp.close()
     old = subprocess.Popen(["sleep", "60"], start_new_session=True)
     process = ResolverProcess(tmp_path)
     try:
