@@ -43,7 +43,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where the server's data dir and the scratch files go (default /tmp): the disk "
         "to measure (it must be traversable by other users, as /tmp is)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.dir.is_dir():
+        parser.error(f"--dir {str(args.dir)!r} is not a directory.")
+    return args
 
 
 def byte_compile() -> None:

@@ -52,6 +52,20 @@ def test_quick_run_writes_table_and_json(tmp_path: Path) -> None:
     assert f"data dir on {machine['filesystem']}" in result.stdout
 
 
+def test_dir_must_be_a_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--dir", str(missing), "--only", "version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"--dir '{missing}' is not a directory." in result.stderr
+
+
 MOUNTINFO = """\
 22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard
 25 22 0:21 / /proc rw,nosuid shared:12 - proc proc rw
