@@ -132,7 +132,7 @@ class BenchServer:
         return env
 
     @classmethod
-    def create(cls, base: Path = Path("/tmp")) -> BenchServer:  # noqa: S108 - see below
+    def create(cls, base: Path) -> BenchServer:
         # Mode 0755 (and `base` like /tmp): app uids must traverse the data dir to their slugs.
         root = Path(tempfile.mkdtemp(prefix="minipaas-bench-", dir=base))
         root.chmod(0o755)
