@@ -15,9 +15,11 @@ import pytest
 from minipaas.router import dns
 from minipaas.router.resolver import (
     PROTOCOL,
+    SWITCH_DELAY,
     ResolverProcess,
     bind_sockets,
     http_response,
+    parse_answered,
     read_table,
     serve,
     stop_orphan,
@@ -147,12 +149,12 @@ def test_serving_loop_follows_the_table_file(tmp_path: Path) -> None:
 
     assert ask() == (dns.RCODE_SERVFAIL, [])
     process = ResolverProcess(tmp_path)
-    assert process.publish({"shop": [20002, 20001]}) is False  # new app: nothing was cached
+    assert process.publish({"shop": [20002, 20001]}) == set()  # new app: nothing was cached
     assert ask() == (dns.RCODE_OK, [20001, 20002])
-    assert process.publish({"shop": [20001, 20002]}) is False  # same set
-    assert process.publish({"shop": [20003]}) is True  # moved: the caller must wait
+    assert process.publish({"shop": [20001, 20002], "cart": []}) == set()  # same set, new app
+    assert process.publish({"shop": [20003], "cart": []}) == {"shop"}  # moved: may need a wait
     assert ask() == (dns.RCODE_OK, [20003])
-    assert read_table(table_file) == {"shop": [20003]}
+    assert read_table(table_file) == {"cart": [], "shop": [20003]}
     table_file.write_text("{not json")
     assert ask() == (dns.RCODE_SERVFAIL, [])
     client.send(b"garbage")  # ignored; the loop keeps answering
@@ -263,3 +265,56 @@ def test_a_resolver_of_another_protocol_is_replaced_on_its_port(tmp_path: Path) 
         old.kill()
         old.wait()
         stop_orphan(tmp_path)
+
+
+def test_answered_tells_how_long_ago_an_app_was_last_answered() -> None:
+    head = b"GET /answered/%s HTTP/1.1\r\nHost: resolver\r\n\r\n"
+    answered = {"web": 100.0}
+    assert parse_answered(http_response(head % b"web", {}, answered, now=100.25)) == 0.25
+    assert parse_answered(http_response(head % b"WEB", {}, answered, now=100.25)) == 0.25
+    assert parse_answered(http_response(head % b"shop", {}, answered, now=100.25)) == float("inf")
+    assert parse_answered(http_response(head % b"web", {"web": [1]})) == float("inf")
+    # Caddy's proxied requests never reach this question, whatever their path.
+    proxied = b"GET /answered/web HTTP/1.1\r\nX-Minipaas-App: web\r\n\r\n"
+    assert http_response(proxied, {"web": []}, answered, now=100.25).startswith(b"HTTP/1.1 503 ")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"",
+        b"HTTP/1.1 404 Not Found\r\n\r\nno",
+        b"HTTP/1.1 200 OK\r\n\r\n200 OK: soon.\n",
+        b"HTTP/1.1 200 OK\r\n\r\n200 OK: -1.\n",
+        b"HTTP/1.1 200 OK\r\n\r\n200 OK: nan.\n",
+    ],
+)
+def test_an_answer_that_says_nothing_means_wait_the_whole_delay(reply: bytes) -> None:
+    assert parse_answered(reply) == 0.0
+
+
+async def test_a_switch_waits_only_while_caddy_may_hold_an_older_answer(tmp_path: Path) -> None:
+    """The real resolver process: an app it never answered about switches at once; one it has
+    just answered about waits out the rest of `SWITCH_DELAY`; one it cannot be asked about
+    waits all of it."""
+    process = ResolverProcess(tmp_path)
+    process.start()
+    try:
+        process.publish({"fresh": [], "busy": [20001]})
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.settimeout(5)
+        with client:
+            client.connect(("127.0.0.1", int(process.address.rpartition(":")[2])))
+            client.send(query(dns.srv_name("busy"), dns.TYPE_SRV))
+            assert decode(client.recv(512))[1] == dns.RCODE_OK
+            client.send(query("localhost.", dns.TYPE_A))  # not about an app
+            assert decode(client.recv(512))[1] == dns.RCODE_OK
+        assert process.publish({"fresh": [20002], "busy": [20003]}) == {"fresh", "busy"}
+        assert await process.settle_time({"fresh"}) == 0.0
+        assert await process.settle_time(set()) == 0.0
+        waits = await process.settle_time({"fresh", "busy"})
+        assert 0 < waits <= SWITCH_DELAY
+        assert await process.settle_time({"localhost"}) == 0.0
+    finally:
+        await process.terminate()
+    assert await process.settle_time({"fresh"}) == SWITCH_DELAY  # nobody answers the question

@@ -57,6 +57,14 @@ def srv_name(app: str) -> str:
     return f"{app}.{ZONE}."
 
 
+def asked_app(query: Query) -> str | None:
+    """The app whose web dynos `query` asks for (`SRV <app>.web.minipaas.`), else None."""
+    app, dot, zone = query.name.partition(".")
+    if query.qtype != TYPE_SRV or query.qclass != CLASS_IN or not dot or zone != ZONE:
+        return None
+    return app
+
+
 def parse_query(data: bytes) -> Query | None:
     """The first question of a standard query, or None for anything else (never raises)."""
     if len(data) < _HEADER.size:

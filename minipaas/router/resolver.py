@@ -10,10 +10,15 @@ Owns the table file (`upstreams.json`: app name → web dyno ports, replaced ato
 resolver process (its own session, so it keeps answering while minipaas restarts, exactly like
 Caddy and the dynos; found again through its pid file), and the serving loop that runs in it.
 The loop only reads the table; minipaas only writes it.
+
+A switch waits only as long as Caddy may still hold an answer from before it: the loop
+remembers when it last answered for each app, and minipaas asks (`GET /answered/<app>`). An app
+nobody has visited for `SWITCH_DELAY` (a first deploy, an idle app) switches at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -23,7 +28,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from minipaas.router import dns, pidfile
@@ -33,13 +38,17 @@ from minipaas.router.errors import RouterError
 #: drained, so no request chosen from a stale answer can reach a stopped dyno.
 SWITCH_DELAY = dns.REFRESH_MS / 1000 + 0.05
 
+#: How long minipaas waits for the loop to say when it last answered about an app.
+ASK_TIMEOUT = 1.0
+
 #: A connection to the "no web dynos" answer that has not sent its request by then is closed.
 HTTP_TIMEOUT = 5.0
 
 #: What the serving loop speaks; recorded in `resolver.json`. A resolver an older minipaas left
 #: running with another protocol is replaced (on the same port) rather than adopted.
 #: 2: unknown apps are answered too (404 on the own port), `/ask/<domain>` for on-demand TLS.
-PROTOCOL = 2
+#: 3: `/answered/<app>`, how long ago the loop last told Caddy where the app's dynos are.
+PROTOCOL = 3
 
 #: The request header Caddy's app routes set: which app a proxied request is for.
 APP_HEADER = "X-Minipaas-App"
@@ -120,18 +129,47 @@ class ResolverProcess(pidfile.KeptChild):
         pidfile.record(self.state_file, self._pid, port=port, protocol=PROTOCOL)
         return self._pid
 
-    def publish(self, table: Mapping[str, Sequence[int]]) -> bool:
-        """Replace the table the resolver answers from; True if an app's dynos changed.
+    def publish(self, table: Mapping[str, Sequence[int]]) -> set[str]:
+        """Replace the table the resolver answers from; the apps whose dynos changed.
 
         A new app is not a change: Caddy has never been told about it, so nothing stale can be
-        cached. A changed or removed one is: the caller waits `SWITCH_DELAY` before draining.
+        cached. A changed or removed one is: the caller waits `settle_time` before draining.
         """
         wanted: Table = {app: sorted(ports) for app, ports in sorted(table.items())}
         previous = read_table(self.table_file) or {}  # the file is the truth, not a memory
         if wanted == previous:
-            return False
+            return set()
         pidfile.write_atomic(self.table_file, json.dumps(wanted, separators=(",", ":")) + "\n")
-        return any(previous[app] != wanted.get(app) for app in previous)
+        return {app for app in previous if previous[app] != wanted.get(app)}
+
+    async def settle_time(self, apps: Iterable[str]) -> float:
+        """Seconds until no answer given before the last `publish` can be in use for `apps`.
+
+        That is `SWITCH_DELAY` after the latest answer the loop gave about one of them, and 0
+        when it gave none that recently; `SWITCH_DELAY` whenever the loop cannot say.
+        """
+        wait = 0.0
+        for app in sorted(apps):
+            age = await self._answered(app) if self._port is not None else 0.0
+            wait = max(wait, SWITCH_DELAY - age)
+        return wait
+
+    async def _answered(self, app: str) -> float:
+        """Seconds since the loop last answered about `app` (infinity: not recently);
+        0 when it cannot be asked, so the caller waits the whole `SWITCH_DELAY`."""
+        request = f"GET /answered/{app} HTTP/1.1\r\nHost: resolver\r\n\r\n".encode()
+        writer: asyncio.StreamWriter | None = None
+        try:
+            async with asyncio.timeout(ASK_TIMEOUT):
+                reader, writer = await asyncio.open_connection("127.0.0.1", self._port)
+                writer.write(request)
+                reply = await reader.read()  # the loop closes after answering
+        except (OSError, TimeoutError):
+            return 0.0
+        finally:
+            if writer is not None:
+                writer.close()
+        return parse_answered(reply)
 
     async def terminate(self, *, grace: float = 5.0) -> None:
         """SIGTERM by pid, SIGKILL after `grace`; forget the state file."""
@@ -205,6 +243,10 @@ def serve(udp: socket.socket, tcp: socket.socket, table_file: Path) -> None:
     own_port = udp.getsockname()[1]
     table = _TableFile(table_file)
     pending: dict[socket.socket, tuple[float, bytes]] = {}
+    # app → when it was last answered; older than SWITCH_DELAY it matters no more (and goes,
+    # so names made up by visitors cannot pile up)
+    answered: dict[str, float] = {}
+    pruned = time.monotonic()
     tcp.setblocking(False)
     with selectors.DefaultSelector() as selector:
         selector.register(udp, selectors.EVENT_READ)
@@ -213,7 +255,9 @@ def serve(udp: socket.socket, tcp: socket.socket, table_file: Path) -> None:
             for key, _events in selector.select(timeout=1.0):
                 sock = key.fileobj
                 if sock is udp:
-                    _answer_dns(udp, table, own_port)
+                    app = _answer_dns(udp, table, own_port)
+                    if app is not None:
+                        answered[app] = time.monotonic()
                 elif sock is tcp:
                     with contextlib.suppress(OSError):
                         conn, _peer = tcp.accept()
@@ -221,21 +265,30 @@ def serve(udp: socket.socket, tcp: socket.socket, table_file: Path) -> None:
                         pending[conn] = (time.monotonic(), b"")
                         selector.register(conn, selectors.EVENT_READ)
                 elif isinstance(sock, socket.socket):
-                    _read_request(selector, pending, sock, table)
+                    _read_request(selector, pending, sock, table, answered)
             now = time.monotonic()
             for conn in [c for c, (t, _b) in pending.items() if now - t > HTTP_TIMEOUT]:
                 _close(selector, pending, conn)
+            if now - pruned > 1.0:
+                for app in [a for a, t in answered.items() if now - t > SWITCH_DELAY]:
+                    del answered[app]
+                pruned = now
 
 
-def _answer_dns(udp: socket.socket, table: _TableFile, own_port: int) -> None:
+def _answer_dns(udp: socket.socket, table: _TableFile, own_port: int) -> str | None:
+    """Answer one query; the app it told Caddy about, if any."""
     try:
         data, peer = udp.recvfrom(512)
     except OSError:
-        return
+        return None
     query = dns.parse_query(data)
-    if query is not None:
-        with contextlib.suppress(OSError):
-            udp.sendto(dns.answer(query, table.current(), idle_port=own_port), peer)
+    if query is None:
+        return None
+    try:
+        udp.sendto(dns.answer(query, table.current(), idle_port=own_port), peer)
+    except OSError:
+        return None
+    return dns.asked_app(query)
 
 
 def _read_request(
@@ -243,6 +296,7 @@ def _read_request(
     pending: dict[socket.socket, tuple[float, bytes]],
     conn: socket.socket,
     table: _TableFile,
+    answered: Mapping[str, float],
 ) -> None:
     started, head = pending[conn]
     try:
@@ -257,7 +311,7 @@ def _read_request(
         return
     if chunk:
         with contextlib.suppress(OSError):
-            conn.send(http_response(head, table.current() or {}))
+            conn.send(http_response(head, table.current() or {}, answered, now=time.monotonic()))
     _close(selector, pending, conn)
 
 
@@ -271,13 +325,21 @@ def _close(
     conn.close()
 
 
-def http_response(head: bytes, table: Mapping[str, Sequence[int]]) -> bytes:
+def http_response(
+    head: bytes,
+    table: Mapping[str, Sequence[int]],
+    answered: Mapping[str, float] | None = None,
+    *,
+    now: float = 0.0,
+) -> bytes:
     """The answer to one HTTP request (its head) on the resolver's own port.
 
     - Proxied by Caddy (it names the app in `APP_HEADER`): 503 "no web dynos" for an app in
       the table, 404 "no app is served at <host>" for any other name.
     - Caddy's on-demand TLS question `GET /ask/<domain>?domain=<app>.<domain>`: 200 when the
       name is an app's default host (a certificate may be issued for it), else 403.
+    - minipaas's `GET /answered/<app>`: 200 with the seconds since the DNS answer about the
+      app at `answered[app]` (times on the clock of `now`), or "never".
     """
     request_line, *lines = head.split(b"\r\n")
     headers: dict[bytes, str] = {}
@@ -302,7 +364,26 @@ def http_response(head: bytes, table: Mapping[str, Sequence[int]]) -> bytes:
         if dot and rest == path.removeprefix("/ask/").lower() and label in table:
             return _text(200, "OK", "yes")
         return _text(403, "Forbidden", "no")
+    if parts[0] == b"GET" and path.startswith("/answered/"):
+        when = (answered or {}).get(path.removeprefix("/answered/").lower())
+        return _text(200, "OK", "never" if when is None else f"{max(0.0, now - when):.6f}")
     return _text(404, "Not Found", "not a proxied request")
+
+
+def parse_answered(reply: bytes) -> float:
+    """The seconds an `/answered/<app>` reply tells (infinity for "never"); 0 for a reply that
+    is no such answer, so that the caller waits as long as it can have to."""
+    head, _sep, body = reply.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200 "):
+        return 0.0
+    value = body.strip().removeprefix(b"200 OK: ").removesuffix(b".")
+    if value == b"never":
+        return float("inf")
+    try:
+        age = float(value)
+    except ValueError:
+        return 0.0
+    return age if age >= 0 else 0.0  # NaN too
 
 
 def _shown_host(value: str) -> str:

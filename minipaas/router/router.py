@@ -19,7 +19,7 @@ from minipaas.router.caddy import CaddyProcess, enable_listener_migration, find_
 from minipaas.router.dns import MAX_RECORDS
 from minipaas.router.errors import RouterError
 from minipaas.router.render import AppRoute, RouterState, render
-from minipaas.router.resolver import SWITCH_DELAY, ResolverProcess
+from minipaas.router.resolver import ResolverProcess
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +148,14 @@ class Router:
                 self._last = document
                 self._loads += 1
                 log.info("caddy config loaded in %.1f ms", (time.monotonic() - started) * 1000)
-        if moved:
-            # Caddy may use its previous answer this long; after it, every new request goes to
-            # the new dynos and the old ones can be drained. Outside the lock: other apps'
-            # switches need not queue behind this wait.
-            await asyncio.sleep(SWITCH_DELAY)
+        if moved and self._resolver is not None:
+            # Caddy may use an answer from before the switch until it expires; after that every
+            # new request goes to the new dynos and the old ones can be drained. No wait for an
+            # app Caddy has not asked about lately (a first deploy, an idle app). Outside the
+            # lock: other apps' switches need not queue behind this wait.
+            wait = await self._resolver.settle_time(moved)
+            if wait > 0:
+                await asyncio.sleep(wait)
 
     def _link_static(self, state: RouterState) -> RouterState:
         """Serve each static site through a stable symlink to its release's directory.
@@ -179,10 +182,10 @@ class Router:
                 link.unlink(missing_ok=True)
         return replace(state, apps=tuple(apps))
 
-    def _publish(self, state: RouterState) -> bool:
-        """Write the resolver's table from `state`; True if an app's existing dynos changed."""
+    def _publish(self, state: RouterState) -> set[str]:
+        """Write the resolver's table from `state`; the apps whose existing dynos changed."""
         if self._resolver is None or state.resolver is None:
-            return False
+            return set()
         table = {
             app.name: [int(upstream.rpartition(":")[2]) for upstream in app.upstreams]
             for app in state.apps
