@@ -81,6 +81,10 @@ elif mode == "ignore-term":
     print("ready", flush=True)
     while True:
         time.sleep(0.05)
+elif mode == "web-ignore-term":
+    signal.signal(signal.SIGTERM, lambda *a: print("got SIGTERM, ignoring it", flush=True))
+    server = ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
+    server.serve_forever()
 elif mode == "flood":
     out = sys.stdout
     for i in range(int(sys.argv[2])):
@@ -215,6 +219,9 @@ async def test_web_dyno_serves_scales_up_and_down(sup: Supervisor, base: Path) -
 
     started = time.monotonic()
     await sup.apply(APP, {"web": (web, 1)})
+    assert states(sup) == [("web.1", "up", 1), ("web.2", "stopping", 1), ("web.3", "stopping", 1)]
+    assert len(sup.web_upstreams(APP)) == 1
+    await sup.retired()
     assert time.monotonic() - started < GRACE  # a well-behaved dyno stops on SIGTERM at once
     assert states(sup) == [("web.1", "up", 1)]
     assert sup.status(APP)[0].pid == first_pid
@@ -226,7 +233,9 @@ async def test_web_dyno_serves_scales_up_and_down(sup: Supervisor, base: Path) -
     await sup.apply(APP, {"web": (web, 2)})  # freed numbers are reused
     assert [s.name for s in sup.status(APP)] == ["web.1", "web.2"]
     await sup.apply(APP, {})
-    assert sup.status(APP) == [] and sup.web_upstreams(APP) == []
+    assert sup.web_upstreams(APP) == []
+    await sup.retired()
+    assert sup.status(APP) == []
     assert not group_alive(first_pid)
 
 
@@ -269,6 +278,7 @@ async def test_a_write_wakes_the_idle_pump_at_once(
     # Printed 0.3 s apart into an idle pump: each one is read as soon as it is written.
     assert sorted(latencies)[len(latencies) // 2] < 0.1, latencies
     await sup.apply(APP, {})
+    await sup.retired()
     assert not sup._inotify.active  # the last watch gone, the fd is closed
 
 
@@ -331,7 +341,17 @@ async def test_new_release_switches_after_ready_and_before_old_stop(
         switch=switch,
     )
     assert events == ["switch"]
-    assert states(sup) == [("web.1", "up", 2), ("web.2", "up", 2), ("worker.1", "up", 2)]
+    # apply() returns once the new dynos serve: the old ones got SIGTERM and are on their way
+    new = [("web.1", "up", 2), ("web.2", "up", 2), ("worker.1", "up", 2)]
+    assert [st for st in states(sup) if st[2] == 2] == new
+    assert {st for st in states(sup) if st[2] == 1} <= {
+        ("web.1", "stopping", 1),
+        ("web.2", "stopping", 1),
+        ("worker.1", "stopping", 1),
+    }
+    assert sup.web_upstreams(APP) == [u for u in sup.web_upstreams(APP) if u not in old_upstreams]
+    await sup.retired()
+    assert states(sup) == new
     for pid in old.values():
         assert pid is not None and not group_alive(pid)
     assert {s.pid for s in sup.status(APP)}.isdisjoint(old.values())
@@ -343,6 +363,7 @@ async def test_new_release_switches_after_ready_and_before_old_stop(
     await sup.apply(APP, {"web": (spec(base, "web", "web", 2, GREETING="hello"), 1)}, switch=count)
     [upstream] = sup.web_upstreams(APP)
     assert (await get(upstream))["greeting"] == "hello"
+    await sup.retired()
     assert [s.name for s in sup.status(APP)] == ["web.1"]
     await sup.apply(APP, {"web": (spec(base, "web", "web", 2, GREETING="hello"), 1)}, switch=count)
     assert events == ["switch", "switch"]
@@ -423,6 +444,33 @@ async def test_sigterm_ignoring_dyno_gets_sigkill_after_grace(sup: Supervisor, b
         "ready",
         "got SIGTERM, ignoring it",
     ]
+    assert any(text.startswith("Error R12 (Exit timeout)") for text in minipaas_lines(sup))
+
+
+async def test_a_deploy_does_not_wait_for_the_old_dynos_to_stop(
+    sup: Supervisor, base: Path
+) -> None:
+    """apply() is done once the new dynos serve: an old one that ignores SIGTERM is stopped
+    (SIGKILL after the grace) meanwhile, listed as stopping, never counted, its port kept."""
+    await sup.apply(APP, {"web": (spec(base, "web", "web-ignore-term", 1), 1)})
+    [old] = sup.status(APP)
+    switched: list[bool] = []
+
+    async def switch() -> None:
+        switched.append(True)
+
+    await sup.apply(APP, {"web": (spec(base, "web", "web", 2), 1)}, switch=switch)
+    assert switched == [True]
+    assert old.pid is not None and group_alive(old.pid)  # GRACE s before its SIGKILL
+    assert states(sup) == [("web.1", "stopping", 1), ("web.1", "up", 2)]
+    [upstream] = sup.web_upstreams(APP)
+    assert (await get(upstream))["release"] == "v2"
+    await sup.apply(APP, {"web": (spec(base, "web", "web", 2), 2)})  # scaling meanwhile
+    assert [st for st in states(sup) if st[1] == "up"] == [("web.1", "up", 2), ("web.2", "up", 2)]
+    assert old.port not in {s.port for s in sup.status(APP) if s.release == 2}
+    await wait_for(lambda: not group_alive(old.pid), GRACE + 5, "the SIGKILL after the grace")
+    await sup.retired()
+    assert all(st[2] == 2 for st in states(sup))
     assert any(text.startswith("Error R12 (Exit timeout)") for text in minipaas_lines(sup))
 
 
@@ -528,5 +576,6 @@ async def test_apply_is_serialized_per_app(sup: Supervisor, base: Path) -> None:
         sup.apply(APP, {"web": (web, 3)}),
         sup.apply(APP, {"web": (web, 1)}),
     )
+    await sup.retired()
     assert states(sup) == [("web.1", "up", 1)]
     assert len(sup.web_upstreams(APP)) == 1

@@ -422,6 +422,7 @@ async def test_adopt_refuses_a_recycled_pid_and_retires_old_releases(
     assert adopted == []
     assert switched and upstream not in switched[0]
     assert drained == [[upstream]]
+    await again.retired()
     [status] = again.status(APP)
     assert status.release == 2 and status.pid != record.pid
     assert not group_alive(record.pid)
@@ -462,6 +463,7 @@ async def test_health_check_gates_the_switch(
     started = time.monotonic()
     await sup.apply(APP, {"web": (good, 1)})
     assert time.monotonic() - started >= 0.6
+    await sup.retired()
     [status] = sup.status(APP)
     assert (status.release, status.state, status.reason) == (4, "up", None)
 
@@ -487,6 +489,7 @@ async def test_drain_runs_after_the_switch_and_before_sigterm(
 
     await sup.apply(APP, {"web": (spec(base, "web", "web", 2), 2)}, switch=switch, drain=drain)
     assert steps == ["switch", "drain"]
+    await sup.retired()
     assert all(pid is not None and not group_alive(pid) for pid in old_pids)
 
     steps.clear()

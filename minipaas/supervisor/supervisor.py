@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import secrets
 import signal
@@ -59,6 +60,8 @@ from minipaas.supervisor._proc import (
 from minipaas.supervisor.backoff import BackoffPolicy, Run, decide, describe_status
 from minipaas.supervisor.dyno import DynoEvent, DynoRecord, DynoSpec, DynoStatus
 
+_log = logging.getLogger(__name__)
+
 Switch = Callable[[], Awaitable[None]]
 Drain = Callable[[Sequence[str]], Awaitable[None]]
 
@@ -68,7 +71,11 @@ READ_CHUNK = 64 * 1024
 RECENT_LINES = 20
 #: How long leftovers of a dyno's process group may linger after its main process exited.
 LINGER = 2.0
-#: Readiness poll intervals (seconds): waiting for the port, then for the health check.
+#: Readiness poll intervals (seconds): waiting for the port (every READY_POLL_FIRST during
+#: the first READY_FIRST s of a life, when most apps start listening: a deploy should not
+#: wait 50 ms longer than its dyno took), then for the health check.
+READY_POLL_FIRST = 0.01
+READY_FIRST = 1.0
 READY_POLL = 0.05
 CHECK_POLL = 0.2
 #: Without inotify the output pump polls its file every PUMP_MIN s while output flows, backing
@@ -214,6 +221,7 @@ class Supervisor:
         self._one_offs: dict[str, set[int]] = {}  # "app/type" -> numbers of running one-offs
         self._one_off_groups: set[int] = set()
         self._records: dict[str, tuple[DynoRecord, ...]] = {}
+        self._retirements: set[asyncio.Task[None]] = set()  # old dynos stopping after a switch
         # Wakes the output pumps on writes, and all of them every PUMP_SAFETY s (one timer).
         self._inotify = Inotify(safety=PUMP_SAFETY)
 
@@ -279,6 +287,7 @@ class Supervisor:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.retired()  # they end with the dynos' tasks; the processes finish on their own
         for d in dynos:
             with contextlib.suppress(OSError):  # catch up, so the next reader starts later
                 self._catch_up(d)
@@ -287,6 +296,11 @@ class Supervisor:
         self._ports.clear()
         self._records.clear()
         self._inotify.close()
+
+    async def retired(self) -> None:
+        """Wait until the old dynos that switches and scale-downs left stopping are gone."""
+        while self._retirements:
+            await asyncio.gather(*list(self._retirements), return_exceptions=True)
 
     def web_upstreams(self, app: str) -> list[str]:
         """`127.0.0.1:PORT` of the app's web dynos that are up and current (not retiring)."""
@@ -499,6 +513,7 @@ class Supervisor:
         for pgid in list(self._one_off_groups):
             kill_group(pgid, signal.SIGKILL)
         await asyncio.gather(*(self.stop_app(app) for app in list(self._dynos)))
+        await self.retired()
 
     async def restart(
         self,
@@ -603,7 +618,7 @@ class Supervisor:
             if not switched:
                 await self._switch_over(app, new, other_retire, switch, None)
             else:
-                await self._retire(app, other_retire)
+                self._retire_later(app, other_retire)
 
     async def _switch_over(
         self,
@@ -633,7 +648,30 @@ class Supervisor:
                 await drain(upstreams)
             except Exception as exc:  # the switch is done: stop them anyway, say so
                 self._log(app, "minipaas", f"Draining {', '.join(upstreams)} failed: {exc!r}")
-        await self._retire(app, old)
+        self._retire_later(app, old)
+
+    def _retire_later(self, app: str, dynos: list[_Dyno]) -> None:
+        """Stop `dynos`, which serve nothing any more, without making the caller wait.
+
+        A deploy, scale or restart is done once its new dynos serve; an old one's graceful
+        shutdown (gunicorn finishing its workers, or the whole `stop_grace` for one that
+        ignores SIGTERM) is not the pusher's business. Until they are gone they stay listed
+        as "stopping", keep their ports and are in the records (a server killed meanwhile
+        adopts and retires them again); `_plan` ignores them, as they are `retiring`.
+        """
+        if not dynos:
+            return
+        for d in dynos:
+            d.retiring = True
+            self._terminate(d)
+        task = asyncio.get_running_loop().create_task(self._retire(app, dynos))
+        self._retirements.add(task)
+        task.add_done_callback(self._retired)
+
+    def _retired(self, task: asyncio.Task[None]) -> None:
+        self._retirements.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # detach() cancels them
+            _log.error("stopping old dynos failed", exc_info=task.exception())
 
     async def _retire(self, app: str, dynos: list[_Dyno]) -> None:
         await asyncio.gather(*(self._stop(d) for d in dynos))
@@ -963,8 +1001,12 @@ class Supervisor:
                     self._settle(d, why)
                     kill_group(pgid, signal.SIGKILL)
                     return
-                accepted = missing[0].startswith("accept")
-                await asyncio.sleep(READY_POLL if accepted else CHECK_POLL)
+                if not missing[0].startswith("accept"):
+                    await asyncio.sleep(CHECK_POLL)
+                elif self.clock() - life_started < READY_FIRST:
+                    await asyncio.sleep(READY_POLL_FIRST)
+                else:
+                    await asyncio.sleep(READY_POLL)
         finally:
             await probe.close()
         self._mark_up(d)
@@ -980,15 +1022,9 @@ class Supervisor:
 
     async def _stop(self, d: _Dyno) -> None:
         """SIGTERM the dyno's process group, wait `stop_grace`, then SIGKILL it."""
+        self._terminate(d)
         if d.task is None or d.task.done():
             return
-        d.stopping = True
-        d.wake.set()
-        self._set_state(d, "stopping")
-        pgid = d.pid
-        if pgid is not None:
-            self._log(d.app, d.name, "Stopping all processes with SIGTERM")
-            kill_group(pgid, signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.shield(d.task), self.stop_grace)
         except TimeoutError:
@@ -1000,6 +1036,18 @@ class Supervisor:
             )
             kill_group(d.pid, signal.SIGKILL)
             await d.task
+
+    def _terminate(self, d: _Dyno) -> None:
+        """The first half of `_stop`, at once: "stopping", SIGTERM (once)."""
+        if d.task is None or d.task.done() or d.stopping:
+            return
+        d.stopping = True
+        d.wake.set()
+        self._set_state(d, "stopping")
+        pgid = d.pid
+        if pgid is not None:
+            self._log(d.app, d.name, "Stopping all processes with SIGTERM")
+            kill_group(pgid, signal.SIGTERM)
 
     async def _pump(self, d: _Dyno) -> None:
         """Tail the dyno's output file into the logs for as long as the supervisor owns it.
