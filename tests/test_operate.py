@@ -97,7 +97,14 @@ def test_scale_web_three_all_serving_and_stop_start(
     paas.cli("ps:stop", "worker", "-a", "scaled")
     dynos = json.loads(paas.cli("ps", "-a", "scaled", "--json").stdout)
     assert dynos["formation"]["worker"] == 1  # remembered
-    assert not [d for d in dynos["dynos"] if d["type"] == "worker"]
+    # stopped: listed as stopping until its process is gone, then not at all
+    assert all(d["state"] == "stopping" for d in dynos["dynos"] if d["type"] == "worker")
+
+    def workers() -> list[object]:
+        listed = json.loads(paas.cli("ps", "-a", "scaled", "--json").stdout)["dynos"]
+        return [d for d in listed if d["type"] == "worker"]
+
+    wait_for(lambda: not workers(), timeout=40)
     paas.cli("ps:start", "worker", "-a", "scaled")
     wait_for(lambda: "worker.1: up" in paas.cli("ps", "-a", "scaled").stdout, timeout=20)
     assert paas.cli("ps:stop", "clock", "-a", "scaled", check=False).returncode == 1
