@@ -96,6 +96,8 @@ class Deployer:
         self._background: set[asyncio.Task[None]] = set()
         self._routes_lock = asyncio.Lock()
         self._trash_lock = asyncio.Lock()  # two deploys ending together empty it once
+        #: Set once start-up has taken back the dynos still running (`start_all`).
+        self.ready = asyncio.Event()
 
     def lock(self, app: str) -> asyncio.Lock:
         return self._locks.setdefault(app, asyncio.Lock())
@@ -619,35 +621,57 @@ class Deployer:
         """Server start: re-adopt the dynos still running, start what is missing.
 
         After a restart of minipaas the dynos kept running (and Caddy kept serving them); after
-        a reboot none are left and every app is started again.
+        a reboot none are left and every app is started again. Every app's running dynos are
+        taken back first, which is quick; `ready` is set then, so `ps` never shows a running
+        app without its dynos. Starting what is missing (every dyno after a reboot) comes after.
         """
+        failed: set[str] = set()
         for app in await self.store.apps():
-            release = await self.store.current_release(app)
-            groups: dict[str, tuple[DynoSpec, int]] = {}
             try:
                 async with self.lock(app.name):
+                    await self._readopt(app)
+            except UserError as exc:
+                failed.add(app.name)
+                self.logs.append(app.name, "minipaas", "minipaas", f"Start failed: {exc}")
+        self.ready.set()
+        for app in await self.store.apps():
+            if app.name in failed:
+                continue
+            try:
+                async with self.lock(app.name):
+                    try:  # a push may have landed meanwhile, or a destroy
+                        app = await self.store.app(app.name)
+                    except NotFound:
+                        continue
+                    release = await self.store.current_release(app)
+                    groups: dict[str, tuple[DynoSpec, int]] = {}
                     if release is not None and release.slug is not None:
                         groups = await self._groups(app, release)
-                    records = [
-                        DynoRecord(app=app.name, **r)
-                        for r in await self.store.dyno_records(app)
-                        if r["pid"] is not None and r["start_ticks"] is not None
-                    ]
                     switch = self._switch(app, release) if release else None
-                    adopted = await self.supervisor.adopt(
-                        app.name, records, groups, switch=switch, drain=self.drain
-                    )
-                    if adopted:
-                        self.logs.append(
-                            app.name,
-                            "minipaas",
-                            "minipaas",
-                            f"Re-adopted running dynos: {', '.join(adopted)}",
-                        )
+                    await self.supervisor.apply(app.name, groups, switch=switch, drain=self.drain)
             except UserError as exc:
                 self.logs.append(app.name, "minipaas", "minipaas", f"Start failed: {exc}")
         await self.sync_routes()
         self._in_background(self.empty_trash())  # what a stopped server left behind
+
+    async def _readopt(self, app: App) -> None:
+        release = await self.store.current_release(app)
+        groups: dict[str, tuple[DynoSpec, int]] = {}
+        if release is not None and release.slug is not None:
+            groups = await self._groups(app, release)
+        records = [
+            DynoRecord(app=app.name, **r)
+            for r in await self.store.dyno_records(app)
+            if r["pid"] is not None and r["start_ticks"] is not None
+        ]
+        adopted = await self.supervisor.readopt(app.name, records, groups)
+        if adopted:
+            self.logs.append(
+                app.name,
+                "minipaas",
+                "minipaas",
+                f"Re-adopted running dynos: {', '.join(adopted)}",
+            )
 
     # -- supervisor callbacks --------------------------------------------------------------
 

@@ -16,13 +16,10 @@ def dynos(paas: Paas, app: str) -> list[dict[str, object]]:
 
 
 def readopted(paas: Paas, app: str) -> dict[str, object]:
-    """{dyno: pid} once the restarted server has taken the app's dynos back: it answers
-    before it has (catching up on the output they wrote meanwhile can take a second)."""
-
-    def events() -> str:
-        return paas.cli("logs", "-a", app, "--source", "minipaas", "-n", "200").stdout
-
-    wait_for(lambda: "Re-adopted running dynos" in events(), timeout=30)
+    """{dyno: pid} right after a restart: the server says it is ready only once it has taken
+    the running dynos back, so `ps` must already list them (no waiting here)."""
+    events = paas.cli("logs", "-a", app, "--source", "minipaas", "-n", "200").stdout
+    assert "Re-adopted running dynos" in events, events
     return {d["name"]: d["pid"] for d in dynos(paas, app)}
 
 

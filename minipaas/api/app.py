@@ -7,6 +7,7 @@ Every route answers JSON; `deploy` and followed `logs` stream NDJSON. `UserError
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,6 +35,8 @@ from minipaas.supervisor import Supervisor
 log = logging.getLogger("minipaas.api")
 
 LOG_SOURCES = frozenset({"app", "router", "build", "release", "minipaas"})
+STARTING_WAIT = 10.0
+"""How long an answer about dynos waits for a starting server to take back the running ones."""
 
 
 @dataclass
@@ -109,7 +112,16 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             return str(data["who"])[:100]
         return "admin"
 
+    async def started() -> bool:
+        """True once start-up has taken back the dynos still running (waits a little for it):
+        until then the supervisor knows none of them and `ps` would list an app as down."""
+        if not deployer.ready.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(deployer.ready.wait(), STARTING_WAIT)
+        return deployer.ready.is_set()
+
     async def dynos_json(app: str) -> list[dict[str, Any]]:
+        await started()
         return [
             {
                 "name": d.name,
@@ -127,6 +139,11 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         ]
 
     async def status(request: Request) -> Response:
+        if not await started():
+            return JSONResponse(
+                {"error": "minipaas is still starting: it is taking back the running dynos."},
+                status_code=503,
+            )
         return JSONResponse(
             {
                 "ok": True,
@@ -144,6 +161,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         return {k: latest.get(k) for k in ("rps", "p95", "cpu", "rss")}
 
     async def apps_list(request: Request) -> Response:
+        await started()
         out = []
         for app in await store.apps():
             formation = await store.formation(app)

@@ -272,6 +272,21 @@ class Supervisor:
             await self._rollout(app, to_start, to_retire, switch, drain)
             return adopted
 
+    async def readopt(
+        self,
+        app: str,
+        records: Sequence[DynoRecord],
+        groups: Mapping[str, tuple[DynoSpec, int]],
+    ) -> list[str]:
+        """The first half of adopt(): re-attach to the app's dynos still alive, start nothing.
+
+        Quick (no dyno is started or waited for), so a restarted server can take every app's
+        dynos back before it says it is ready; `apply(app, groups)` then reconciles.
+        """
+        self._check_groups(app, groups)
+        async with self._lock(app):
+            return await self._adopt(app, records, groups)
+
     async def detach(self) -> None:
         """Let go of every dyno WITHOUT stopping it (server shutdown): pumps and watchers stop.
 
