@@ -42,6 +42,9 @@ Log = Callable[[str], None]
 
 #: Process types that never run as long-lived dynos.
 ONE_OFF_TYPES = frozenset({"release"})
+STARTS_PER_CORE = 2
+"""Apps whose dynos start-up starts side by side, per CPU core (after a reboot every app starts
+again): waiting for readiness overlaps, and boots are not slowed so much that they time out."""
 
 
 def release_settings(slug: Path) -> dict[str, Any]:
@@ -96,8 +99,9 @@ class Deployer:
         self._background: set[asyncio.Task[None]] = set()
         self._routes_lock = asyncio.Lock()
         self._trash_lock = asyncio.Lock()  # two deploys ending together empty it once
-        #: Set once start-up has taken back the dynos still running (`start_all`).
+        #: Set once start-up has taken back the dynos still running (`readopt_all`).
         self.ready = asyncio.Event()
+        self._unstartable: set[str] = set()  # apps whose start failed in readopt_all
 
     def lock(self, app: str) -> asyncio.Lock:
         return self._locks.setdefault(app, asyncio.Lock())
@@ -617,42 +621,53 @@ class Deployer:
 
     # -- start-up and routes ---------------------------------------------------------------
 
-    async def start_all(self) -> None:
-        """Server start: re-adopt the dynos still running, start what is missing.
+    async def readopt_all(self) -> None:
+        """Server start, first half: take back every app's dynos that are still running.
 
-        After a restart of minipaas the dynos kept running (and Caddy kept serving them); after
-        a reboot none are left and every app is started again. Every app's running dynos are
-        taken back first, which is quick; `ready` is set then, so `ps` never shows a running
-        app without its dynos. Starting what is missing (every dyno after a reboot) comes after.
+        After a restart of minipaas the dynos kept running (and Caddy kept serving them); this
+        re-attaches to them, which is quick, then sets `ready`, so `ps` never shows a running
+        app without its dynos. After a reboot none are left and `start_missing` starts them.
         """
-        failed: set[str] = set()
+        self._unstartable.clear()
         for app in await self.store.apps():
             try:
                 async with self.lock(app.name):
                     await self._readopt(app)
             except UserError as exc:
-                failed.add(app.name)
+                self._unstartable.add(app.name)
                 self.logs.append(app.name, "minipaas", "minipaas", f"Start failed: {exc}")
         self.ready.set()
-        for app in await self.store.apps():
-            if app.name in failed:
-                continue
-            try:
-                async with self.lock(app.name):
-                    try:  # a push may have landed meanwhile, or a destroy
-                        app = await self.store.app(app.name)
-                    except NotFound:
-                        continue
-                    release = await self.store.current_release(app)
-                    groups: dict[str, tuple[DynoSpec, int]] = {}
-                    if release is not None and release.slug is not None:
-                        groups = await self._groups(app, release)
-                    switch = self._switch(app, release) if release else None
-                    await self.supervisor.apply(app.name, groups, switch=switch, drain=self.drain)
-            except UserError as exc:
-                self.logs.append(app.name, "minipaas", "minipaas", f"Start failed: {exc}")
+
+    async def start_missing(self) -> None:
+        """Server start, second half: start the dynos every app's formation lacks (all of them
+        after a reboot), STARTS_PER_CORE apps per CPU core side by side."""
+        at_once = asyncio.Semaphore(STARTS_PER_CORE * (os.cpu_count() or 1))
+
+        async def start(name: str) -> None:
+            async with at_once:
+                await self._start_missing(name)
+
+        apps = [a.name for a in await self.store.apps() if a.name not in self._unstartable]
+        await asyncio.gather(*(start(name) for name in apps))
         await self.sync_routes()
         self._in_background(self.empty_trash())  # what a stopped server left behind
+
+    async def _start_missing(self, name: str) -> None:
+        """Start-up's second half for one app: start the dynos its formation lacks."""
+        try:
+            async with self.lock(name):
+                try:  # a push may have landed meanwhile, or a destroy
+                    app = await self.store.app(name)
+                except NotFound:
+                    return
+                release = await self.store.current_release(app)
+                groups: dict[str, tuple[DynoSpec, int]] = {}
+                if release is not None and release.slug is not None:
+                    groups = await self._groups(app, release)
+                switch = self._switch(app, release) if release else None
+                await self.supervisor.apply(app.name, groups, switch=switch, drain=self.drain)
+        except UserError as exc:
+            self.logs.append(name, "minipaas", "minipaas", f"Start failed: {exc}")
 
     async def _readopt(self, app: App) -> None:
         release = await self.store.current_release(app)

@@ -18,6 +18,7 @@ import secrets
 import signal
 import socket
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -313,8 +314,13 @@ class MinipaasServer:
         scheduler = CronScheduler(jobs=self.deployer.cron_jobs, run=self.deployer.run_cron)
         cron_task = loop.create_task(scheduler.run_forever())
         metrics_task = loop.create_task(self.metrics.run())
+        starting: asyncio.Task[None] | None = None
         try:
-            await self.deployer.start_all()
+            await self.deployer.readopt_all()
+            # Ready: what ran before is back under supervision. After a reboot the apps start
+            # from here on, while the API already answers (`ps` shows them starting).
+            starting = loop.create_task(self.deployer.start_missing())
+            starting.add_done_callback(_report_start_failure)
             (self.paths.root / "minipaas.pid").write_text(f"{os.getpid()}\n")
             print(
                 f"minipaas: serving {self.settings.control_url} (API on {self.paths.socket})",
@@ -329,6 +335,9 @@ class MinipaasServer:
                 if task is not stop and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
         finally:
+            if starting is not None:
+                # Not cancelled: dynos half-way through their start would be left behind.
+                await asyncio.gather(starting, return_exceptions=True)
             cron_task.cancel()
             metrics_task.cancel()
             attach_task.cancel()
@@ -384,3 +393,10 @@ def run_server(settings: Settings) -> int:
     server = MinipaasServer(settings, release_memory=malloc.trim)
     asyncio.run(server.run())
     return 0
+
+
+def _report_start_failure(task: asyncio.Task[None]) -> None:
+    """Starting the apps (in the background) died: the traceback goes to the server's log."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        print("minipaas: starting the apps failed:", file=sys.stderr, flush=True)
+        traceback.print_exception(exc, file=sys.stderr)
