@@ -38,7 +38,12 @@ def validate(raw: Mapping[str, Any]) -> dict[str, Any]:
     path = raw.get("path")
     if path is not None:
         path = str(path)
-        if not path.startswith("/") or any(c.isspace() for c in path) or len(path) > 500:
+        if (
+            not path.startswith("/")
+            or any(c.isspace() for c in path)
+            or not path.isprintable()  # NUL and other control characters break the GET
+            or len(path) > 500
+        ):
             raise UserError(f"Invalid health check path {path!r}: use a URL path such as /health.")
         check["path"] = path
     expect = raw.get("expect")

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,20 +55,87 @@ class ApiContext:
     shutdown: Callable[[], None] | None = None
 
 
+MAX_DEPTH = 32
+"""How deeply a request body may nest; ours are flat, and `str()` of a deep one recurses."""
+MAX_DIGITS = 100
+"""The longest whole number a request body may hold (Python refuses to read huge ones)."""
+MAX_RELEASE = 2**31 - 1
+MAX_KEY_NAME = 100
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > MAX_DIGITS:
+        raise UserError(
+            f"The request body has a number of {len(text)} digits ({text[:20]}…); "
+            f"use at most {MAX_DIGITS}."
+        )
+    return int(text)
+
+
+def _check_parsed(data: Any) -> None:
+    """Refuse what JSON allows but nothing downstream can hold: deep nesting, and strings with
+    unpaired surrogates (`"\\ud800"`), which cannot be encoded as UTF-8 for SQLite or a dyno."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list) and depth > MAX_DEPTH:
+            raise UserError(
+                f"The request body is nested too deeply: use at most {MAX_DEPTH} levels."
+            )
+        texts = [value] if isinstance(value, str) else []
+        if isinstance(value, dict):
+            texts = list(value)
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+        for text in texts:
+            try:
+                text.encode()
+            except UnicodeEncodeError:
+                raise UserError(
+                    f"The request body has the string {text[:40]!r}, which holds an unpaired "
+                    "UTF-16 surrogate."
+                ) from None
+
+
 async def json_body(request: Request) -> Any:
     raw = await request.body()
     if not raw:
         return {}
     try:
-        return json.loads(raw)
+        data = json.loads(raw, parse_int=_parse_int)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"The request body is not valid JSON: {exc}.") from exc
+    except RecursionError:
+        raise UserError(
+            f"The request body is nested too deeply: use at most {MAX_DEPTH} levels."
+        ) from None
+    _check_parsed(data)
+    return data
 
 
 def body_dict(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
-        raise UserError("The request body must be a JSON object.")
+        raise UserError(f"The request body must be a JSON object, not {_kind(data)}.")
     return data
+
+
+def _kind(data: Any) -> str:
+    """How a JSON value that is not an object is named in an error (as in app.json's)."""
+    return "a list" if isinstance(data, list) else json.dumps(data)[:100]
+
+
+def release_version(value: Any) -> int:
+    """A release number from `vN`, `N` or a JSON integer, else `UserError` naming the value."""
+    if isinstance(value, str) and re.fullmatch(r"v?[0-9]{1,10}", value):
+        number = int(value.lstrip("v"))
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        number = -1
+    if not 0 <= number <= MAX_RELEASE:
+        raise UserError(f"Invalid release {value!r}: use vN, e.g. v3.")
+    return number
 
 
 Emit = Callable[[dict[str, Any]], None]
@@ -233,7 +301,12 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         for key, value in data.items():
             names.config_key(key)
             if value is not None and not isinstance(value, str):
-                raise UserError(f"The value of {key!r} must be a string or null.")
+                raise UserError(f"The value of {key!r} must be a string or null, not {value!r}.")
+            if value is not None and "\0" in value:
+                # execve() cannot pass it: every later start of the app's dynos would fail.
+                raise UserError(
+                    f"The value of {key!r} holds a NUL character, which no config var can."
+                )
             changes[key] = value
         if not changes:
             raise UserError("No config vars given; use KEY=VALUE.")
@@ -266,9 +339,8 @@ def create_app(ctx: ApiContext) -> ASGIApp:
     async def restart(request: Request) -> Response:
         name = app_name(request)
         data = body_dict(await json_body(request))
-        ptype = data.get("type")
-        if ptype is not None:
-            names.process_type(str(ptype))
+        raw = data.get("type")
+        ptype = None if raw is None else names.process_type(str(raw))
         await deployer.restart(name, ptype)
         return JSONResponse({"restarted": name, "type": ptype})
 
@@ -310,10 +382,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
 
     async def release_info(request: Request) -> Response:
         app = await store.app(app_name(request))
-        raw = request.path_params["version"].lstrip("v")
-        if not raw.isdigit():
-            raise UserError(f"Invalid release {request.path_params['version']!r}: use vN, e.g. v3.")
-        release = await store.release(app, int(raw))
+        release = await store.release(app, release_version(request.path_params["version"]))
         return JSONResponse(
             {**release.to_json(), "current": release.version == app.current_release}
         )
@@ -343,21 +412,18 @@ def create_app(ctx: ApiContext) -> ASGIApp:
     async def rollback(request: Request) -> Response:
         name = app_name(request)
         data = body_dict(await json_body(request))
-        version = data.get("version")
-        if isinstance(version, str) and version.lstrip("v").isdigit():
-            version = int(version.lstrip("v"))
-        if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
-            raise UserError(f"Invalid release {data.get('version')!r}: use vN, e.g. v3.")
+        raw = data.get("version")
+        version = None if raw is None else release_version(raw)
         release = await deployer.rollback(name, version, who=who(request, data))
         return JSONResponse({"release": release.version, "description": release.description})
 
     async def ps_stop_start(request: Request) -> Response:
         name = app_name(request)
-        data = body_dict(await json_body(request))
-        ptype = names.process_type(str(data.get("type", "")))
         action = request.path_params["action"]
         if action not in ("stop", "start"):
             raise NotFound(f"No such API route: {request.url.path}.")
+        data = body_dict(await json_body(request))
+        ptype = names.process_type(str(data.get("type", "")))
         stopped = action == "stop"
         await deployer.set_stopped(name, ptype, stopped)
         return JSONResponse({"type": ptype, "stopped": stopped})
@@ -391,6 +457,8 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         command = data.get("command")
         if not isinstance(command, str) or not command.strip():
             raise UserError("No command given; use `minipaas run -a APP -- COMMAND`.")
+        if "\0" in command:
+            raise UserError(f"Invalid command {command[:100]!r}: it holds a NUL character.")
         spec = await deployer.one_off_spec(name, command)
 
         async def go(emit: Emit) -> None:
@@ -432,8 +500,13 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         app = await store.app(app_name(request))
         data = body_dict(await json_body(request))
         on = data.get("on")
-        if not isinstance(on, bool):
+        if "on" not in data:
             raise UserError('Send {"on": true} or {"on": false}.')
+        if not isinstance(on, bool):
+            raise UserError(
+                f'Invalid maintenance setting {json.dumps(on)[:100]}: send {{"on": true}} or '
+                '{"on": false}.'
+            )
         await store.set_maintenance(app, on)
         await deployer.sync_routes()
         return JSONResponse({"maintenance": on})
@@ -444,11 +517,12 @@ def create_app(ctx: ApiContext) -> ASGIApp:
     async def keys_add(request: Request) -> Response:
         data = body_dict(await json_body(request))
         name = str(data.get("name", ""))
-        if not names.CONFIG_KEY.fullmatch(
+        if len(name) > MAX_KEY_NAME or not names.CONFIG_KEY.fullmatch(
             name.replace("-", "_").replace(".", "_").replace("@", "_")
         ):
             raise UserError(
-                f"Invalid key name {name!r}: use letters, digits, dots, dashes, @ and underscores."
+                f"Invalid key name {name!r}: use up to {MAX_KEY_NAME} letters, digits, dots, "
+                "dashes, @ and underscores."
             )
         key = sshkeys.parse_public_key(str(data.get("public_key", "")))
         record = await store.add_key(name, key.fingerprint, key.line)
@@ -463,7 +537,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
     async def whoami_key(request: Request) -> Response:
         key = await store.key_by_fingerprint(request.path_params["fingerprint"])
         if key is None:
-            raise UserError(
+            raise NotFound(
                 f"Unknown SSH key {request.path_params['fingerprint']!r}; add it with "
                 "`minipaas keys:add NAME`."
             )
@@ -485,7 +559,10 @@ def create_app(ctx: ApiContext) -> ASGIApp:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+        message = str(exc.detail)
+        if exc.status_code == 405:
+            message = f"The method {request.method} is not allowed on {request.url.path}."
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
     async def user_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, UserError)

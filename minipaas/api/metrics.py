@@ -24,7 +24,8 @@ def parse_since(raw: str | None) -> int:
     """`since` in seconds: a whole number from 1 to a day."""
     if raw is None or raw == "":
         return DEFAULT_SINCE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_SINCE:
+    # isdigit() alone lets '²' through (int() refuses it) and 5000 digits (int() refuses too).
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not 1 <= int(raw) <= MAX_SINCE:
         raise UserError(f"Invalid since {raw!r}: use a number of seconds from 1 to {MAX_SINCE}.")
     return int(raw)
 

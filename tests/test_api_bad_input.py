@@ -1,0 +1,547 @@
+"""Bad input to the HTTP API of a real server, over TCP with a token: never a 5xx.
+
+Every route that takes input gets malformed bodies, wrong field types, huge and odd strings,
+invalid or unknown app names in the path and bad query values. Each answer must be a 4xx whose
+JSON body holds one line of `error` that names the bad value (a prefix of it when it is huge).
+At the end the server still works and its log holds no traceback. Nothing is pushed: the one
+app, `fuzz`, never gets a release, so the routes that need one stop at that and say so.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.paas import Paas
+from tests.support.sshd import SSHServer
+
+#: A fresh connection per request. The server's TCP socket leaves Nagle on (asyncio sets
+#: TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and `_tcp_socket` makes it with 0), so
+#: on a kept-alive connection each answer waits ~40 ms for the client's delayed ACK; a new
+#: connection is still in quick-ACK mode. This keeps ~700 requests at ~1 ms each.
+NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
+APP = "fuzz"
+HUGE = "a" * 100_000
+#: Long for a URL: uvicorn (h11) itself refuses a request head over 16 kB, before the API.
+LONG = "a" * 8_000
+A = f"/api/apps/{APP}"
+
+
+@pytest.fixture(scope="module")
+def api(env: tuple[Paas, SSHServer]) -> Iterator[httpx.Client]:
+    """An API client with the admin token, and the app `fuzz` created."""
+    paas, _ = env
+    token = paas.cli("auth:token").stdout.strip()
+    paas.cli("apps:create", APP)
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{paas.api_port}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+        limits=NO_KEEPALIVE,
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def raw(env: tuple[Paas, SSHServer]) -> Iterator[httpx.Client]:
+    """An API client without credentials."""
+    paas, _ = env
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{paas.api_port}", timeout=30, limits=NO_KEEPALIVE
+    ) as client:
+        yield client
+
+
+def assert_error(response: httpx.Response, status: int, fragment: str | None = None) -> str:
+    """`status`, a JSON body, and one line of `error` that contains `fragment`."""
+    where = f"{response.request.method} {response.request.url.raw_path.decode()[:120]}"
+    shown = response.text[:300]
+    assert response.status_code == status, f"{where}: {response.status_code} {shown}"
+    assert response.headers.get("content-type", "").startswith("application/json"), (
+        f"{where}: {response.headers.get('content-type')} {shown}"
+    )
+    body = response.json()
+    assert isinstance(body, dict), f"{where}: {shown}"
+    error = body.get("error")
+    assert isinstance(error, str) and error.strip(), f"{where}: {shown}"
+    assert "\n" not in error and "\r" not in error, f"{where}: {error!r}"
+    assert "Traceback" not in error, f"{where}: {error[:300]}"
+    assert error.rstrip("`").endswith("."), f"{where}: not a sentence: {error[:300]!r}"
+    if fragment is not None:
+        assert fragment in error, f"{where}: {fragment!r} not in {error[:300]!r}"
+    return error
+
+
+def send(
+    client: httpx.Client, method: str, path: str, body: Any = None, **kw: Any
+) -> httpx.Response:
+    """`body` as JSON, or as is when it is bytes (with `kw` headers)."""
+    if isinstance(body, bytes):
+        return client.request(method, path, content=body, **kw)
+    if body is None:
+        return client.request(method, path, **kw)
+    return client.request(method, path, json=body, **kw)
+
+
+# -- app names in the path -----------------------------------------------------------------
+
+#: (path segment as sent, what the error must contain, status)
+BAD_NAMES = [
+    ("Fuzz", "'Fuzz'", 400),
+    ("%2E%2E", "'..'", 400),
+    ("a" * 200, "'aaaaaaaaaa", 400),
+    (LONG, "'aaaaaaaaaa", 400),
+    ("%00", r"'\x00'", 400),
+    ("a%0Ab", r"'a\nb'", 400),
+    ("%C3%BCn%C3%AF", "'ünï'", 400),
+    ("a_b", "'a_b'", 400),
+    ("-a", "'-a'", 400),
+    ("minipaas", "'minipaas'", 400),
+    ("ghost", "'ghost'", 404),
+]
+
+#: Every route with an app in its path: (method, path after the app, a body valid for it).
+APP_ROUTES: list[tuple[str, str, Any]] = [
+    ("GET", "", None),
+    ("DELETE", "", None),
+    ("GET", "/config", None),
+    ("PATCH", "/config", {"K": "v"}),
+    ("GET", "/dynos", None),
+    ("PATCH", "/formation", {"web": 1}),
+    ("POST", "/restart", {}),
+    ("GET", "/logs", None),
+    ("GET", "/releases", None),
+    ("GET", "/releases/v1", None),
+    ("POST", "/deploy", {"sha": "0" * 40}),
+    ("POST", "/rollback", {}),
+    ("POST", "/ps/stop", {"type": "web"}),
+    ("POST", "/ps/start", {"type": "web"}),
+    ("GET", "/checks", None),
+    ("PUT", "/checks", {"path": "/health"}),
+    ("DELETE", "/checks", None),
+    ("POST", "/run", {"command": "true"}),
+    ("GET", "/domains", None),
+    ("POST", "/domains", {"hostname": "fuzz.example.com"}),
+    ("DELETE", "/domains/fuzz.example.com", None),
+    ("PUT", "/maintenance", {"on": True}),
+    ("GET", "/metrics", None),
+]
+
+
+@pytest.mark.parametrize(("segment", "fragment", "status"), BAD_NAMES, ids=lambda v: str(v)[:12])
+@pytest.mark.parametrize(("method", "suffix", "body"), APP_ROUTES, ids=str)
+def test_bad_app_name_in_path(
+    api: httpx.Client,
+    method: str,
+    suffix: str,
+    body: Any,
+    segment: str,
+    fragment: str,
+    status: int,
+) -> None:
+    # `confirm` matches the unknown app, so DELETE gets as far as looking it up.
+    params = {"confirm": "ghost"} if method == "DELETE" and not suffix else None
+    response = send(api, method, f"/api/apps/{segment}{suffix}", body, params=params)
+    assert_error(response, status, fragment)
+
+
+# -- malformed bodies ----------------------------------------------------------------------
+
+BODY_ROUTES = [
+    ("POST", "/api/apps"),
+    ("PATCH", f"{A}/config"),
+    ("PATCH", f"{A}/formation"),
+    ("POST", f"{A}/restart"),
+    ("POST", f"{A}/deploy"),
+    ("POST", f"{A}/rollback"),
+    ("POST", f"{A}/ps/stop"),
+    ("POST", f"{A}/ps/start"),
+    ("PUT", f"{A}/checks"),
+    ("POST", f"{A}/run"),
+    ("POST", f"{A}/domains"),
+    ("PUT", f"{A}/maintenance"),
+    ("POST", "/api/keys"),
+]
+
+#: (raw body, Content-Type, what the error must contain)
+BAD_BODIES = [
+    (b"{", "application/json", "not valid JSON"),
+    (b"{'name': 1}", "application/json", "not valid JSON"),
+    (b'{"name": "x",}', "application/json", "not valid JSON"),
+    (b"\xff\xfe\xfd garbage", "application/json", "not valid JSON"),
+    (b"name=x&type=web", "application/x-www-form-urlencoded", "not valid JSON"),
+    (b"[]", "application/json", "not a list"),
+    (b'["name", "x"]', "application/json", "a list"),
+    (b'"name"', "application/json", 'not "name"'),
+    (b"5", "application/json", "not 5"),
+    (b"null", "application/json", "not null"),
+    (b"true", "application/json", "not true"),
+    (b"[" * 100_000, "application/json", "nested too deeply"),
+    (b'{"name": ' + b"[" * 900 + b"]" * 900 + b"}", "application/json", "nested too deeply"),
+    (b'{"n": ' + b"9" * 5000 + b"}", "application/json", "9999999999"),
+    (b'{"x": "\\ud800"}', "application/json", r"\ud800"),
+    (b'{"x": "\\udfff\\ud800"}', "text/plain", r"\udfff"),
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "fragment"), BAD_BODIES, ids=lambda v: str(v)[:16]
+)
+@pytest.mark.parametrize(("method", "path"), BODY_ROUTES, ids=str)
+def test_malformed_body(
+    api: httpx.Client, method: str, path: str, content: bytes, content_type: str, fragment: str
+) -> None:
+    response = api.request(method, path, content=content, headers={"Content-Type": content_type})
+    assert_error(response, 400, fragment)
+
+
+# -- fields of the wrong type, missing, huge or odd ----------------------------------------
+
+#: A well-formed ed25519 public key (all-zero key bytes) that nobody has added.
+KEY = "ssh-ed25519 {} t@x".format(
+    base64.b64encode(b"\0\0\0\x0bssh-ed25519\0\0\0\x20" + bytes(32)).decode()
+)
+
+#: (method, path, body (JSON, or raw bytes), status, what the error must contain)
+BAD_FIELDS: list[tuple[str, str, Any, int, str | None]] = [
+    # apps:create
+    ("POST", "/api/apps", {}, 400, "''"),
+    ("POST", "/api/apps", b"", 400, "''"),
+    ("POST", "/api/apps", {"name": 5}, 400, "'5'"),
+    ("POST", "/api/apps", {"name": None}, 400, "None"),
+    ("POST", "/api/apps", {"name": ["fuzz"]}, 400, "fuzz"),
+    ("POST", "/api/apps", {"name": {"a": 1}}, 400, "'a'"),
+    ("POST", "/api/apps", {"name": "Fuzz"}, 400, "'Fuzz'"),
+    ("POST", "/api/apps", {"name": "a" * 31}, 400, "'" + "a" * 31 + "'"),
+    ("POST", "/api/apps", {"name": HUGE}, 400, "'" + "a" * 50),
+    ("POST", "/api/apps", {"name": "a\nb"}, 400, r"'a\nb'"),
+    ("POST", "/api/apps", {"name": "a\x00"}, 400, r"'a\x00'"),
+    ("POST", "/api/apps", {"name": "a\x1b[31m"}, 400, r"'a\x1b[31m'"),
+    ("POST", "/api/apps", {"name": "ünï"}, 400, "'ünï'"),
+    ("POST", "/api/apps", {"name": "../etc"}, 400, "'../etc'"),
+    ("POST", "/api/apps", {"name": "www"}, 400, "'www'"),
+    ("POST", "/api/apps", {"name": APP}, 409, f"'{APP}'"),
+    # config:set / config:unset
+    ("PATCH", f"{A}/config", {}, 400, "No config vars"),
+    ("PATCH", f"{A}/config", b"", 400, "No config vars"),
+    ("PATCH", f"{A}/config", {"1BAD": "x"}, 400, "'1BAD'"),
+    ("PATCH", f"{A}/config", {"": "x"}, 400, "''"),
+    ("PATCH", f"{A}/config", {"A-B": "x"}, 400, "'A-B'"),
+    ("PATCH", f"{A}/config", {"K\x00": "x"}, 400, r"'K\x00'"),
+    ("PATCH", f"{A}/config", {"K": 5}, 400, "'K'"),
+    ("PATCH", f"{A}/config", {"K": True}, 400, "True"),
+    ("PATCH", f"{A}/config", {"K": ["x"]}, 400, "'K'"),
+    ("PATCH", f"{A}/config", {"K": {"a": "b"}}, 400, "'K'"),
+    ("PATCH", f"{A}/config", {"K": "a\x00b"}, 400, "'K'"),
+    # ps:scale
+    ("PATCH", f"{A}/formation", {}, 400, "No process types"),
+    ("PATCH", f"{A}/formation", {"web": "2"}, 400, "'2'"),
+    ("PATCH", f"{A}/formation", {"web": 1.5}, 400, "1.5"),
+    ("PATCH", f"{A}/formation", {"web": True}, 400, "True"),
+    ("PATCH", f"{A}/formation", {"web": None}, 400, "None"),
+    ("PATCH", f"{A}/formation", {"web": [1]}, 400, "[1]"),
+    ("PATCH", f"{A}/formation", {"web": -1}, 400, "'web'"),
+    ("PATCH", f"{A}/formation", {"web": 10**30}, 400, "'web'"),
+    ("PATCH", f"{A}/formation", {"bad type!": 1}, 400, "'bad type!'"),
+    ("PATCH", f"{A}/formation", {"": 1}, 400, "''"),
+    ("PATCH", f"{A}/formation", {HUGE: 1}, 400, "'" + "a" * 50),
+    # ps:restart
+    ("POST", f"{A}/restart", {}, 404, f"'{APP}'"),
+    ("POST", f"{A}/restart", {"type": ""}, 400, "''"),
+    ("POST", f"{A}/restart", {"type": "bad type!"}, 400, "'bad type!'"),
+    ("POST", f"{A}/restart", {"type": {"a": 1}}, 400, "'a'"),
+    ("POST", f"{A}/restart", {"type": "web\n"}, 400, r"'web\n'"),
+    ("POST", f"{A}/restart", {"type": "web"}, 404, "web"),
+    ("POST", f"{A}/restart", {"type": 5}, 404, "5"),
+    # deploy (what a push asks for): the sha is checked before anything streams
+    ("POST", f"{A}/deploy", {}, 400, "''"),
+    ("POST", f"{A}/deploy", {"sha": "abc"}, 400, "'abc'"),
+    ("POST", f"{A}/deploy", {"sha": "A" * 40}, 400, "'" + "A" * 40 + "'"),
+    ("POST", f"{A}/deploy", {"sha": "g" * 40}, 400, "'" + "g" * 40 + "'"),
+    ("POST", f"{A}/deploy", {"sha": 5}, 400, "'5'"),
+    ("POST", f"{A}/deploy", {"sha": ["0" * 40]}, 400, "0000"),
+    ("POST", f"{A}/deploy", {"sha": HUGE}, 400, "'" + "a" * 50),
+    ("POST", f"{A}/deploy", {"sha": "0" * 39 + "\x00"}, 400, r"\x00"),
+    # rollback
+    ("POST", f"{A}/rollback", {}, 400, f"'{APP}'"),
+    ("POST", f"{A}/rollback", {"version": "vx"}, 400, "'vx'"),
+    ("POST", f"{A}/rollback", {"version": "v"}, 400, "'v'"),
+    ("POST", f"{A}/rollback", {"version": "v-1"}, 400, "'v-1'"),
+    ("POST", f"{A}/rollback", {"version": 1.5}, 400, "1.5"),
+    ("POST", f"{A}/rollback", {"version": True}, 400, "True"),
+    ("POST", f"{A}/rollback", {"version": [1]}, 400, "[1]"),
+    ("POST", f"{A}/rollback", {"version": {"v": 1}}, 400, "'v'"),
+    ("POST", f"{A}/rollback", {"version": "v²"}, 400, "'v²'"),
+    ("POST", f"{A}/rollback", {"version": "v" + "9" * 30}, 400, "9" * 30),
+    ("POST", f"{A}/rollback", {"version": 10**30}, 400, "1000000000"),
+    ("POST", f"{A}/rollback", {"version": -1}, 400, "-1"),
+    ("POST", f"{A}/rollback", {"version": HUGE}, 400, "'" + "a" * 50),
+    # ps:stop / ps:start
+    ("POST", f"{A}/ps/stop", {}, 400, "''"),
+    ("POST", f"{A}/ps/stop", {"type": "bad type!"}, 400, "'bad type!'"),
+    ("POST", f"{A}/ps/stop", {"type": 5}, 400, "'5'"),
+    ("POST", f"{A}/ps/stop", {"type": "web"}, 400, "'web'"),
+    ("POST", f"{A}/ps/start", {"type": HUGE}, 400, "'" + "a" * 50),
+    ("POST", f"{A}/ps/start", {"type": "web"}, 400, "'web'"),
+    ("POST", f"{A}/ps/frobnicate", {"type": "web"}, 404, "/ps/frobnicate"),
+    ("POST", f"{A}/ps/frobnicate", {}, 404, "/ps/frobnicate"),
+    ("POST", f"{A}/ps/", {"type": "web"}, 404, "/ps/"),
+    # checks:set
+    ("PUT", f"{A}/checks", {"bogus": 1}, 400, "'bogus'"),
+    ("PUT", f"{A}/checks", {"path": "health"}, 400, "'health'"),
+    ("PUT", f"{A}/checks", {"path": "/a b"}, 400, "'/a b'"),
+    ("PUT", f"{A}/checks", {"path": "/a\x00b"}, 400, r"'/a\x00b'"),
+    ("PUT", f"{A}/checks", {"path": "/a\x7fb"}, 400, r"'/a\x7fb'"),
+    ("PUT", f"{A}/checks", {"path": "/" + HUGE}, 400, "'/" + "a" * 50),
+    ("PUT", f"{A}/checks", {"path": 5}, 400, "'5'"),
+    ("PUT", f"{A}/checks", {"expect": "ok"}, 400, "`expect`"),
+    ("PUT", f"{A}/checks", {"min_uptime": "soon"}, 400, "'soon'"),
+    ("PUT", f"{A}/checks", {"min_uptime": -1}, 400, "-1"),
+    ("PUT", f"{A}/checks", {"min_uptime": 1e9}, 400, "1000000000.0"),
+    ("PUT", f"{A}/checks", {"min_uptime": [1]}, 400, "[1]"),
+    ("PUT", f"{A}/checks", {"min_uptime": {"s": 1}}, 400, "'s'"),
+    ("PUT", f"{A}/checks", {"timeout": 0}, 400, "0"),
+    ("PUT", f"{A}/checks", {"timeout": "1e999"}, 400, "'1e999'"),
+    ("PUT", f"{A}/checks", {"timeout": "nan"}, 400, "'nan'"),
+    ("PUT", f"{A}/checks", b'{"timeout": NaN}', 400, "nan"),
+    ("PUT", f"{A}/checks", b'{"min_uptime": Infinity}', 400, "inf"),
+    ("PUT", f"{A}/checks", {HUGE: 1}, 400, "'" + "a" * 50),
+    # run
+    ("POST", f"{A}/run", {}, 400, "No command given"),
+    ("POST", f"{A}/run", {"command": ""}, 400, "No command given"),
+    ("POST", f"{A}/run", {"command": " \n\t"}, 400, "No command given"),
+    ("POST", f"{A}/run", {"command": 5}, 400, "No command given"),
+    ("POST", f"{A}/run", {"command": ["ls"]}, 400, "No command given"),
+    ("POST", f"{A}/run", {"command": "ls\x00-la"}, 400, r"'ls\x00-la'"),
+    ("POST", f"{A}/run", {"command": "true"}, 400, f"'{APP}'"),
+    # domains:add
+    ("POST", f"{A}/domains", {}, 400, "''"),
+    ("POST", f"{A}/domains", {"hostname": "bad host"}, 400, "'bad host'"),
+    ("POST", f"{A}/domains", {"hostname": "-a.example.com"}, 400, "'-a.example.com'"),
+    ("POST", f"{A}/domains", {"hostname": "a..example.com"}, 400, "'a..example.com'"),
+    ("POST", f"{A}/domains", {"hostname": "ünï.example.com"}, 400, "'ünï.example.com'"),
+    ("POST", f"{A}/domains", {"hostname": "a\x00.example.com"}, 400, r"'a\x00.example.com'"),
+    ("POST", f"{A}/domains", {"hostname": "a" * 64 + ".com"}, 400, "'" + "a" * 64),
+    ("POST", f"{A}/domains", {"hostname": HUGE}, 400, "'" + "a" * 50),
+    ("POST", f"{A}/domains", {"hostname": ["a.com"]}, 400, "a.com"),
+    ("POST", f"{A}/domains", {"hostname": "minipaas.localhost"}, 400, "'minipaas.localhost'"),
+    ("POST", f"{A}/domains", {"hostname": "x.localhost"}, 400, "'x.localhost'"),
+    # maintenance:on / off
+    ("PUT", f"{A}/maintenance", {}, 400, '{"on": true}'),
+    ("PUT", f"{A}/maintenance", {"on": "yes"}, 400, '"yes"'),
+    ("PUT", f"{A}/maintenance", {"on": 1}, 400, "1"),
+    ("PUT", f"{A}/maintenance", {"on": None}, 400, "null"),
+    ("PUT", f"{A}/maintenance", {"on": [True]}, 400, "[true]"),
+    # keys:add
+    ("POST", "/api/keys", {}, 400, "''"),
+    ("POST", "/api/keys", {"name": "a b", "public_key": KEY}, 400, "'a b'"),
+    ("POST", "/api/keys", {"name": "a/../b", "public_key": KEY}, 400, "'a/../b'"),
+    ("POST", "/api/keys", {"name": "k\x00", "public_key": KEY}, 400, r"'k\x00'"),
+    ("POST", "/api/keys", {"name": HUGE, "public_key": KEY}, 400, "'" + "a" * 50),
+    ("POST", "/api/keys", {"name": "k"}, 400, "one public key line"),
+    ("POST", "/api/keys", {"name": "k", "public_key": ""}, 400, "one public key line"),
+    ("POST", "/api/keys", {"name": "k", "public_key": 5}, 400, "'5'"),
+    ("POST", "/api/keys", {"name": "k", "public_key": "hello"}, 400, "'hello'"),
+    ("POST", "/api/keys", {"name": "k", "public_key": "ssh-ed25519 !!"}, 400, "'ssh-ed25519 !!'"),
+    ("POST", "/api/keys", {"name": "k", "public_key": "ssh-rsa " + KEY[12:]}, 400, "ssh-rsa"),
+    ("POST", "/api/keys", {"name": "k", "public_key": f"{KEY}\n{KEY}"}, 400, "one public key"),
+    ("POST", "/api/keys", {"name": "k", "public_key": HUGE}, 400, "'" + "a" * 30),
+    ("POST", "/api/keys", {"name": "k", "public_key": "ssh-ed25519 " + HUGE}, 400, "ssh-ed25519"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "fragment"), BAD_FIELDS, ids=lambda v: repr(v)[:30]
+)
+def test_bad_field(
+    api: httpx.Client, method: str, path: str, body: Any, status: int, fragment: str | None
+) -> None:
+    assert_error(send(api, method, path, body), status, fragment)
+
+
+def test_keys_already_added(env: tuple[Paas, SSHServer], api: httpx.Client) -> None:
+    _, sshd = env
+    key = sshd.client_key.with_suffix(".pub").read_text()
+    response = api.post("/api/keys", json={"name": "tester", "public_key": KEY})
+    assert_error(response, 409, "'tester'")
+    response = api.post("/api/keys", json={"name": "again", "public_key": key})
+    assert_error(response, 409, "'tester'")
+
+
+# -- path values other than the app, and query values --------------------------------------
+
+#: (method, path, query, status, what the error must contain)
+BAD_PATHS_AND_QUERIES: list[tuple[str, str, dict[str, str] | None, int, str]] = [
+    # logs
+    ("GET", f"{A}/logs", {"n": "-1"}, 400, "-1"),
+    ("GET", f"{A}/logs", {"n": "100001"}, 400, "100001"),
+    ("GET", f"{A}/logs", {"n": "9" * 30}, 400, "9" * 30),
+    ("GET", f"{A}/logs", {"n": "9" * 5000}, 400, "9" * 50),
+    ("GET", f"{A}/logs", {"n": "abc"}, 400, "'abc'"),
+    ("GET", f"{A}/logs", {"n": "1.5"}, 400, "'1.5'"),
+    ("GET", f"{A}/logs", {"n": "1e3"}, 400, "'1e3'"),
+    ("GET", f"{A}/logs", {"n": ""}, 400, "''"),
+    ("GET", f"{A}/logs", {"n": "²"}, 400, "'²'"),
+    ("GET", f"{A}/logs", {"n": "\x00"}, 400, r"'\x00'"),
+    ("GET", f"{A}/logs", {"n": "-1", "tail": "1"}, 400, "-1"),
+    ("GET", f"{A}/logs", {"source": "bogus"}, 400, "'bogus'"),
+    ("GET", f"{A}/logs", {"source": "APP"}, 400, "'APP'"),
+    ("GET", f"{A}/logs", {"source": LONG}, 400, "'" + "a" * 50),
+    ("GET", f"{A}/logs", {"source": "bogus", "tail": "1"}, 400, "'bogus'"),
+    ("GET", f"{A}/logs", {"dyno": "../../etc/passwd"}, 400, "'../../etc/passwd'"),
+    ("GET", f"{A}/logs", {"dyno": "web..1"}, 400, "'web..1'"),
+    ("GET", f"{A}/logs", {"dyno": "web/1"}, 400, "'web/1'"),
+    ("GET", f"{A}/logs", {"dyno": "web\x001"}, 400, r"'web\x001'"),
+    ("GET", f"{A}/logs", {"dyno": "a" * 200}, 400, "'" + "a" * 50),
+    ("GET", f"{A}/logs", {"dyno": ".hidden"}, 400, "'.hidden'"),
+    # releases:info
+    ("GET", f"{A}/releases/x", None, 400, "'x'"),
+    ("GET", f"{A}/releases/v", None, 400, "'v'"),
+    ("GET", f"{A}/releases/v-1", None, 400, "'v-1'"),
+    ("GET", f"{A}/releases/v1.5", None, 400, "'v1.5'"),
+    ("GET", f"{A}/releases/v%C2%B2", None, 400, "'v²'"),
+    ("GET", f"{A}/releases/v%00", None, 400, r"'v\x00'"),
+    ("GET", f"{A}/releases/v" + "9" * 30, None, 400, "9" * 30),
+    ("GET", f"{A}/releases/v" + "9" * 5000, None, 400, "9" * 50),
+    ("GET", f"{A}/releases/v1", None, 404, "v1"),
+    ("GET", f"{A}/releases/0", None, 404, "v0"),
+    # apps:destroy without the right confirmation
+    ("DELETE", A, None, 400, f"--confirm {APP}"),
+    ("DELETE", A, {"confirm": "other"}, 400, f"--confirm {APP}"),
+    ("DELETE", A, {"confirm": APP.upper()}, 400, f"--confirm {APP}"),
+    ("DELETE", A, {"confirm": ""}, 400, f"--confirm {APP}"),
+    # domains:remove
+    ("DELETE", f"{A}/domains/bad%20host", None, 400, "'bad host'"),
+    ("DELETE", f"{A}/domains/%00", None, 400, r"'\x00'"),
+    ("DELETE", f"{A}/domains/" + "a" * 300, None, 400, "'" + "a" * 50),
+    ("DELETE", f"{A}/domains/%C3%BCn%C3%AF.com", None, 400, "'ünï.com'"),
+    ("DELETE", f"{A}/domains/nope.example.com", None, 404, "'nope.example.com'"),
+    # keys:remove and the SSH entry point's key lookup
+    ("DELETE", "/api/keys/nope", None, 404, "'nope'"),
+    ("DELETE", "/api/keys/%00", None, 404, r"'\x00'"),
+    ("DELETE", "/api/keys/" + "k" * 300, None, 404, "'" + "k" * 50),
+    ("DELETE", "/api/keys/%C3%BCn%C3%AF", None, 404, "'ünï'"),
+    ("GET", "/api/keys/by-fingerprint/SHA256:nope", None, 404, "'SHA256:nope'"),
+    ("GET", "/api/keys/by-fingerprint/a%2F..%2Fb", None, 404, "'a/../b'"),
+    ("GET", "/api/keys/by-fingerprint/%00", None, 404, r"'\x00'"),
+    # metrics
+    ("GET", f"{A}/metrics", {"since": "-1"}, 400, "'-1'"),
+    ("GET", f"{A}/metrics", {"since": "0"}, 400, "'0'"),
+    ("GET", f"{A}/metrics", {"since": "86401"}, 400, "'86401'"),
+    ("GET", f"{A}/metrics", {"since": "abc"}, 400, "'abc'"),
+    ("GET", f"{A}/metrics", {"since": "1.5"}, 400, "'1.5'"),
+    ("GET", f"{A}/metrics", {"since": "²"}, 400, "'²'"),
+    ("GET", f"{A}/metrics", {"since": "9" * 5000}, 400, "9" * 50),
+    ("GET", "/api/metrics/host", {"since": "-1"}, 400, "'-1'"),
+    ("GET", "/api/metrics/host", {"since": "²"}, 400, "'²'"),
+    ("GET", "/api/metrics/host", {"since": "9" * 5000}, 400, "9" * 50),
+    ("GET", "/api/metrics/host", {"since": "\x00"}, 400, r"'\x00'"),
+    # server-only routes, over TCP
+    ("GET", "/api/auth/token", None, 400, "server itself"),
+    ("POST", "/api/admin/down", None, 400, "server itself"),
+    # no such route, or not with that method
+    ("GET", "/api/nope", None, 404, "/api/nope"),
+    ("GET", f"{A}/nope", None, 404, f"{A}/nope"),
+    ("GET", "/api/apps/a/b/c/d/e", None, 404, "/api/apps/a/b/c/d/e"),
+    ("PUT", "/api/apps", None, 405, "PUT"),
+    ("DELETE", "/api/apps", None, 405, "DELETE"),
+    ("POST", f"{A}/config", None, 405, "POST"),
+    ("PATCH", f"{A}/logs", None, 405, "PATCH"),
+    ("DELETE", "/api/status", None, 405, "DELETE"),
+    ("POST", "/metrics", None, 405, "POST"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "status", "fragment"),
+    BAD_PATHS_AND_QUERIES,
+    ids=lambda v: repr(v)[:30],
+)
+def test_bad_path_or_query(
+    api: httpx.Client,
+    method: str,
+    path: str,
+    query: dict[str, str] | None,
+    status: int,
+    fragment: str,
+) -> None:
+    assert_error(api.request(method, path, params=query), status, fragment)
+
+
+def test_content_type_is_not_required(api: httpx.Client) -> None:
+    """The body is read as JSON whatever its Content-Type says (the CLI always sends JSON)."""
+    body = b'{"on": false}'
+    response = api.put(f"{A}/maintenance", content=body, headers={"Content-Type": "text/plain"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"maintenance": False}
+
+
+def test_deploy_of_an_unknown_commit(api: httpx.Client) -> None:
+    """A well-formed sha that is not in the repo: the push's stream says so and ends (NDJSON,
+    so a 200 with a `failed` status, as for any deploy that fails)."""
+    response = api.post(f"{A}/deploy", json={"sha": "0" * 40})
+    assert response.status_code == 200, response.text[:300]
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    events = [json.loads(line) for line in response.text.splitlines()]
+    assert events[-1]["status"] == "failed", events
+    assert "0" * 40 in events[-1]["message"] and "\n" not in events[-1]["message"], events
+
+
+# -- without a valid token -----------------------------------------------------------------
+
+UNAUTHENTICATED = [
+    ("GET", "/api/apps"),
+    ("POST", "/api/apps"),
+    ("PUT", f"{A}/maintenance"),
+    ("PATCH", f"{A}/config"),
+    ("DELETE", A),
+    ("GET", "/api/nope"),
+    ("GET", "/metrics"),
+]
+
+#: (Authorization header or None, what the error must contain)
+BAD_CREDENTIALS = [
+    (None, "Missing API token"),
+    ("Bearer nope", "Invalid API token"),
+    ("Bearer", "Invalid API token"),
+    ("Basic !!!", "Invalid API token"),
+    ("Basic eDp5", "Invalid API token"),
+    ("Token abc", "Invalid API token"),
+    ("Bearer " + "x" * 4000, "Invalid API token"),
+    ("Bearer \tx", "Invalid API token"),
+]
+
+
+@pytest.mark.parametrize(("auth", "fragment"), BAD_CREDENTIALS, ids=lambda v: str(v)[:12])
+@pytest.mark.parametrize(("method", "path"), UNAUTHENTICATED, ids=str)
+def test_unauthenticated(
+    raw: httpx.Client, method: str, path: str, auth: str | None, fragment: str
+) -> None:
+    headers = {"Authorization": auth} if auth is not None else {}
+    response = raw.request(method, path, json={"name": "x"}, headers=headers)
+    assert_error(response, 401, fragment)
+    assert response.headers["www-authenticate"].startswith("Basic")
+
+
+# -- afterwards ----------------------------------------------------------------------------
+
+
+def test_server_still_works(env: tuple[Paas, SSHServer], api: httpx.Client) -> None:
+    """Runs last: nothing above broke the server, created anything, or logged a traceback."""
+    paas, _ = env
+    listed = paas.cli("apps").stdout
+    assert APP in listed, listed
+    names = [a["name"] for a in api.get("/api/apps").json()]
+    assert names == [APP], names
+    assert api.get("/api/status").json()["ok"] is True
+    assert api.get(f"{A}/config").json() == {}
+    assert api.get(f"{A}/checks").json()["check"] is None
+    assert [k["name"] for k in api.get("/api/keys").json()] == ["tester"]
+    log = paas.log.read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
+    assert "Exception in ASGI application" not in log, log[-3000:]
