@@ -65,7 +65,10 @@ class _Server(uvicorn.Server):
 
 
 def _tcp_socket(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and
+    # without it every answer on a kept-alive connection (Caddy's, a remote CLI's) waits ~40 ms
+    # for the peer's delayed ACK (Nagle) before its body goes out.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(128)
