@@ -30,6 +30,12 @@ class Conflict(UserError):
     status = 409
 
 
+class TooLarge(UserError):
+    """A request body larger than the API reads."""
+
+    status = 413
+
+
 class Unauthorized(UserError):
     """Missing or wrong credentials."""
 

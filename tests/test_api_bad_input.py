@@ -20,11 +20,6 @@ import pytest
 from tests.paas import Paas
 from tests.support.sshd import SSHServer
 
-#: A fresh connection per request. The server's TCP socket leaves Nagle on (asyncio sets
-#: TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and `_tcp_socket` makes it with 0), so
-#: on a kept-alive connection each answer waits ~40 ms for the client's delayed ACK; a new
-#: connection is still in quick-ACK mode. This keeps ~700 requests at ~1 ms each.
-NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
 APP = "fuzz"
 HUGE = "a" * 100_000
 #: Long for a URL: uvicorn (h11) itself refuses a request head over 16 kB, before the API.
@@ -42,7 +37,6 @@ def api(env: tuple[Paas, SSHServer]) -> Iterator[httpx.Client]:
         base_url=f"http://127.0.0.1:{paas.api_port}",
         headers={"Authorization": f"Bearer {token}"},
         timeout=30,
-        limits=NO_KEEPALIVE,
     ) as client:
         yield client
 
@@ -51,9 +45,7 @@ def api(env: tuple[Paas, SSHServer]) -> Iterator[httpx.Client]:
 def raw(env: tuple[Paas, SSHServer]) -> Iterator[httpx.Client]:
     """An API client without credentials."""
     paas, _ = env
-    with httpx.Client(
-        base_url=f"http://127.0.0.1:{paas.api_port}", timeout=30, limits=NO_KEEPALIVE
-    ) as client:
+    with httpx.Client(base_url=f"http://127.0.0.1:{paas.api_port}", timeout=30) as client:
         yield client
 
 
@@ -471,6 +463,18 @@ def test_bad_path_or_query(
     fragment: str,
 ) -> None:
     assert_error(api.request(method, path, params=query), status, fragment)
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_body_past_the_limit_is_refused(api: httpx.Client, declared: bool) -> None:
+    """A body is held in memory to be parsed, so past 1 MiB it is refused unread (413)."""
+    body = json.dumps({"K": "v" * (2 * 1024 * 1024)}).encode()
+    content: Any = (
+        body if declared else iter([body[i : i + 65536] for i in range(0, len(body), 65536)])
+    )
+    response = api.request("PATCH", f"{A}/config", content=content)
+    assert_error(response, 413, "1024 KiB")
+    assert api.get(f"{A}/config").json() == {}  # nothing was stored
 
 
 def test_content_type_is_not_required(api: httpx.Client) -> None:

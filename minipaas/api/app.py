@@ -26,7 +26,7 @@ from minipaas import __version__, checks, names, sshkeys
 from minipaas.api.auth import LOCAL_KEY, TokenAuth, Tokens
 from minipaas.api.metrics import metrics_routes
 from minipaas.deploy import Deployer
-from minipaas.errors import NotFound, UserError
+from minipaas.errors import NotFound, TooLarge, UserError
 from minipaas.logs import LogStore
 from minipaas.metrics import Metrics
 from minipaas.settings import Settings
@@ -55,6 +55,8 @@ class ApiContext:
     shutdown: Callable[[], None] | None = None
 
 
+MAX_BODY = 1024 * 1024
+"""The largest request body the API reads (config vars, keys, checks: all far smaller)."""
 MAX_DEPTH = 32
 """How deeply a request body may nest; ours are flat, and `str()` of a deep one recurses."""
 MAX_DIGITS = 100
@@ -99,7 +101,7 @@ def _check_parsed(data: Any) -> None:
 
 
 async def json_body(request: Request) -> Any:
-    raw = await request.body()
+    raw = await _read_body(request)
     if not raw:
         return {}
     try:
@@ -112,6 +114,24 @@ async def json_body(request: Request) -> Any:
         ) from None
     _check_parsed(data)
     return data
+
+
+async def _read_body(request: Request) -> bytes:
+    """The whole body, refused (413) once past MAX_BODY: it is held in memory to be parsed."""
+    too_large = TooLarge(
+        f"The request body is larger than {MAX_BODY // 1024} KiB, the most the API reads."
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared[:12]) > MAX_BODY:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def body_dict(data: Any) -> dict[str, Any]:
