@@ -12,19 +12,27 @@ from collections.abc import Mapping
 from typing import Any
 
 from minipaas.errors import UserError
+from minipaas.names import shown
 
 KEYS = ("path", "expect", "min_uptime", "timeout")
 MAX_SECONDS = 600.0
 
 
+def _quoted(value: Any) -> str:
+    """`value` as a message quotes it: a string cut short as `names.shown` does, else its repr."""
+    return shown(value) if isinstance(value, str) else repr(value)
+
+
 def _seconds(key: str, value: Any) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"Invalid health check {key} {value!r}: use a number of seconds.") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past 1e308
+        raise UserError(
+            f"Invalid health check {key} {_quoted(value)}: use a number of seconds."
+        ) from None
     if not 0 <= number <= MAX_SECONDS:
         raise UserError(
-            f"Invalid health check {key} {value!r}: use 0 to {MAX_SECONDS:.0f} seconds."
+            f"Invalid health check {key} {_quoted(value)}: use 0 to {MAX_SECONDS:.0f} seconds."
         )
     return number
 
@@ -44,7 +52,9 @@ def validate(raw: Mapping[str, Any]) -> dict[str, Any]:
             or not path.isprintable()  # NUL and other control characters break the GET
             or len(path) > 500
         ):
-            raise UserError(f"Invalid health check path {path!r}: use a URL path such as /health.")
+            raise UserError(
+                f"Invalid health check path {shown(path)}: use a URL path such as /health."
+            )
         check["path"] = path
     expect = raw.get("expect")
     if expect is not None:
@@ -56,7 +66,9 @@ def validate(raw: Mapping[str, Any]) -> dict[str, Any]:
     if raw.get("timeout") is not None:
         timeout = _seconds("timeout", raw["timeout"])
         if timeout < 1:
-            raise UserError(f"Invalid health check timeout {raw['timeout']!r}: use at least 1 s.")
+            raise UserError(
+                f"Invalid health check timeout {_quoted(raw['timeout'])}: use at least 1 s."
+            )
         check["timeout"] = timeout
     return check
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from minipaas.errors import UserError
+from minipaas.names import shown
 
 FIELDS = (
     ("minute", 0, 59),
@@ -77,11 +78,17 @@ class Schedule:
         return day_ok and weekday_ok
 
 
+def _is_number(token: str) -> bool:
+    # ASCII digits only: `str.isdigit` is also true for "²", which `int` refuses. Any valid
+    # field value has at most two digits, and `int` refuses numbers past 4,300 digits.
+    return token.isascii() and token.isdigit() and len(token) <= 9
+
+
 def _field(text: str, index: int, schedule: str) -> tuple[frozenset[int], bool]:
     name, low, high = FIELDS[index]
     values: set[int] = set()
     bad = UserError(
-        f"Invalid cron schedule {schedule!r}: the {name} field {text!r} is not valid "
+        f"Invalid cron schedule {shown(schedule)}: the {name} field {shown(text, 30)} is not valid "
         f"(use *, numbers {low}-{high}, lists, ranges and /steps)."
     )
 
@@ -89,7 +96,7 @@ def _field(text: str, index: int, schedule: str) -> tuple[frozenset[int], bool]:
         token = token.lower()
         if index in NAMES and token in NAMES[index]:
             return NAMES[index][token]
-        if not token.isdigit():
+        if not _is_number(token):
             raise bad
         value = int(token)
         if not low <= value <= high:
@@ -100,7 +107,7 @@ def _field(text: str, index: int, schedule: str) -> tuple[frozenset[int], bool]:
         base, _, step_text = part.partition("/")
         step = 1
         if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
+            if not _is_number(step_text) or int(step_text) == 0:
                 raise bad
             step = int(step_text)
         if base == "*":
@@ -125,8 +132,8 @@ def parse(schedule: str) -> Schedule:
     parts = schedule.split()
     if len(parts) != 5:
         raise UserError(
-            f"Invalid cron schedule {schedule!r}: use five fields (minute hour day month weekday), "
-            "e.g. '*/5 * * * *'."
+            f"Invalid cron schedule {shown(schedule)}: use five fields "
+            "(minute hour day month weekday), e.g. '*/5 * * * *'."
         )
     fields = [_field(p, i, schedule) for i, p in enumerate(parts)]
     return Schedule(

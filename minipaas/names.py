@@ -1,7 +1,7 @@
 """The one validation boundary for names users type: apps, config keys, process types, domains.
 
 Pure functions: each takes a string and returns it when valid, or raises `UserError` with one
-sentence naming the bad value.
+sentence naming the bad value (cut short by `shown`, so a 100 kB name stays one readable line).
 """
 
 from __future__ import annotations
@@ -15,13 +15,20 @@ RESERVED_APP_NAMES = frozenset({"minipaas", "www"})
 CONFIG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PROCESS_TYPE = re.compile(r"[A-Za-z0-9_-]{1,30}")
 HOSTNAME_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+SHOWN_CHARS = 100
+"""How much of a bad value an error message quotes: enough to recognise it, never 100 kB."""
+
+
+def shown(value: str, limit: int = SHOWN_CHARS) -> str:
+    """`value` as an error message quotes it: its repr, cut after `limit` characters with "…"."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}…"
 
 
 def app_name(name: str) -> str:
     """Return `name` if it is a valid app name, else raise `UserError`."""
     if not APP_NAME.fullmatch(name):
         raise UserError(
-            f"Invalid app name {name!r}: use 1 to 30 lower-case letters, digits and dashes, "
+            f"Invalid app name {shown(name)}: use 1 to 30 lower-case letters, digits and dashes, "
             "starting with a letter."
         )
     if name in RESERVED_APP_NAMES:
@@ -33,7 +40,7 @@ def config_key(key: str) -> str:
     """Return `key` if it is a valid config var name, else raise `UserError`."""
     if not CONFIG_KEY.fullmatch(key):
         raise UserError(
-            f"Invalid config key {key!r}: use letters, digits and underscores, "
+            f"Invalid config key {shown(key)}: use letters, digits and underscores, "
             "not starting with a digit."
         )
     return key
@@ -43,7 +50,8 @@ def process_type(name: str) -> str:
     """Return `name` if it is a valid Procfile process type, else raise `UserError`."""
     if not PROCESS_TYPE.fullmatch(name):
         raise UserError(
-            f"Invalid process type {name!r}: use up to 30 letters, digits, dashes and underscores."
+            f"Invalid process type {shown(name)}: use up to 30 letters, digits, dashes and "
+            "underscores."
         )
     return name
 
@@ -52,10 +60,8 @@ def hostname(name: str) -> str:
     """Return `name` lower-cased if it is a valid DNS hostname, else raise `UserError`."""
     host = name.strip().lower().rstrip(".")
     labels = host.split(".")
-    if (
-        not host
-        or len(host) > 253
-        or not all(HOSTNAME_LABEL.fullmatch(label) for label in labels)
-    ):
-        raise UserError(f"Invalid hostname {name!r}: use a DNS name such as 'www.example.com'.")
+    if not host or len(host) > 253 or not all(HOSTNAME_LABEL.fullmatch(label) for label in labels):
+        raise UserError(
+            f"Invalid hostname {shown(name)}: use a DNS name such as 'www.example.com'."
+        )
     return host

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from minipaas import cron
+from minipaas.errors import UserError
 
 log = logging.getLogger("minipaas.cron")
 
@@ -61,7 +62,7 @@ class CronScheduler:
                 continue
             try:
                 due = cron.parse(job.schedule).matches(minute)
-            except ValueError:
+            except (UserError, ValueError):  # stored by an older, more lenient parser
                 due = False
             if due:
                 task = asyncio.get_running_loop().create_task(self._one(job))
