@@ -31,7 +31,9 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        # argparse quotes every unrecognized argument: cut a 100 kB `ssh host apps x x x …`.
+        cut = message if len(message) <= 300 else message[:300] + "…"
+        raise UsageError(f"{self.prog}: {cut}")
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -62,12 +64,23 @@ def _app_from_git_remote() -> str | None:
 
 
 def _app(args: argparse.Namespace) -> str:
+    from minipaas import names
+
     name = args.app or os.environ.get("MINIPAAS_APP") or _app_from_git_remote()
     if not name:
         raise UsageError(
             "No app given: use -a NAME (or run inside a checkout with a `minipaas` remote)."
         )
-    return str(name)
+    # Checked here, not only by the server: the name becomes part of the API path, where
+    # `a?b` would reach app `a`, `../x` another route, and `é` cannot be sent at all.
+    return names.app_name(str(name))
+
+
+def _segment(value: str) -> str:
+    """`value` as one segment of an API path, whatever it holds (`/`, `?`, spaces, `é`)."""
+    import urllib.parse
+
+    return urllib.parse.quote(value, safe="")
 
 
 def _print_json(data: Any) -> None:
@@ -317,7 +330,7 @@ def cmd_releases(args: argparse.Namespace) -> int:
 def cmd_releases_info(args: argparse.Namespace) -> int:
     app = _app(args)
     with _client(args) as c:
-        r = c.get(f"/api/apps/{app}/releases/{args.version}")
+        r = c.get(f"/api/apps/{app}/releases/{_segment(args.version)}")
     if args.json:
         _print_json(r)
         return 0
@@ -486,10 +499,13 @@ def cmd_domains_add(args: argparse.Namespace) -> int:
 
 
 def cmd_domains_remove(args: argparse.Namespace) -> int:
+    from minipaas import names
+
     app = _app(args)
+    host = names.hostname(args.hostname)  # the server's rule: `a/b` would miss the route
     with _client(args) as c:
-        c.request("DELETE", f"/api/apps/{app}/domains/{args.hostname}")
-    print(f"Removed {args.hostname} from {app}.")
+        c.request("DELETE", f"/api/apps/{app}/domains/{host}")
+    print(f"Removed {host} from {app}.")
     return 0
 
 
@@ -536,7 +552,7 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
 
 def cmd_keys_remove(args: argparse.Namespace) -> int:
     with _client(args) as c:
-        c.request("DELETE", f"/api/keys/{args.name}")
+        c.request("DELETE", f"/api/keys/{_segment(args.name)}")
     print(f"Removed SSH key {args.name}.")
     return 0
 
@@ -821,12 +837,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(_ssh_parser() if argv[:1] == ["ssh"] else build_parser(), argv)
 
 
-def _run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
+def _run(parser: argparse.ArgumentParser, argv: list[str], *, over_ssh: bool = False) -> int:
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "handler", None):
             parser.print_help()
             return 2
+        if over_ssh:
+            _refuse_server_paths(args)
         return int(args.handler(args))
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
@@ -853,15 +871,34 @@ def _user_facing() -> tuple[type[Exception], ...]:
 
 def run_words(words: Sequence[str]) -> int:
     """Run client words (for `ssh minipaas@host ps -a web`); refuses server-side commands."""
+    from minipaas.names import shown
+
     parser = build_parser()  # once: it takes ~20 ms, on every `ssh minipaas@host WORDS`
     if not words or words[0] not in client_words(parser):
-        shown = shlex.join(words) if words else ""
         print(
-            f" !    Unknown command {shown!r}; try `apps`, `ps -a NAME` or `logs -a NAME`.",
+            f" !    Unknown command {shown(words[0] if words else '')}; try `apps`, "
+            "`ps -a NAME` or `logs -a NAME`.",
             file=sys.stderr,
         )
         return 1
-    return _run(parser, list(words))
+    return _run(parser, list(words), over_ssh=True)
+
+
+#: Options naming a path on the server, and what to do instead: over SSH the key reaches the
+#: server it logged in to, and these would only let it read the SSH user's files.
+SERVER_PATH_OPTIONS = {
+    "data_dir": ("--data-dir", "the key always reaches the server it logged in to"),
+    "file": ("--file", "pipe the public key in, `ssh minipaas@HOST keys:add NAME < key.pub`"),
+}
+
+
+def _refuse_server_paths(args: argparse.Namespace) -> None:
+    from minipaas.names import shown
+
+    for dest, (option, instead) in SERVER_PATH_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value:
+            raise UsageError(f"{option} {shown(value)} is not available over SSH: {instead}.")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from minipaas.client import ApiError, Client, default_data_dir
+from minipaas.names import shown
 
 Progress = Callable[[str], None]
 
@@ -41,10 +42,20 @@ def serve_ssh(data_dir: Path | None, fingerprint: str, original_command: str) ->
             print(f" !    {exc}", file=sys.stderr)
             return 1
     who = f"{key['name']} (ssh)"
+    if not _is_utf8(original_command):
+        # sshd passes the client's bytes as they came; Python holds the bytes that are not UTF-8
+        # as lone surrogates, which no app name, URL or API body can carry.
+        raw = os.fsencode(original_command)
+        cut = "…" if len(raw) > 60 else ""
+        print(f" !    The command {raw[:60]!r}{cut} is not UTF-8 text.", file=sys.stderr)
+        return 1
     try:
         words = shlex.split(original_command)
-    except ValueError:
-        print(f" !    Cannot parse the command {original_command!r}.", file=sys.stderr)
+    except ValueError as exc:  # "No closing quotation", "No escaped character"
+        print(
+            f" !    Cannot parse the command {shown(original_command)}: {str(exc).lower()}.",
+            file=sys.stderr,
+        )
         return 1
     if not words:
         if sys.stdin.isatty() and sys.stdout.isatty():  # `ssh -t minipaas@host`
@@ -60,6 +71,14 @@ def serve_ssh(data_dir: Path | None, fingerprint: str, original_command: str) ->
 
     os.environ["MINIPAAS_WHO"] = who
     return run_words(words)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _serve_git(data_dir: Path, command: str, who: str) -> int:

@@ -538,16 +538,26 @@ def test_ssh_bad_paths(ssh: Repos, work: Work, url: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", ["rm -rf /", "", "git-receive-pack", "git-receive-pack 'unclosed", "tui x"]
+    ("command", "message"),
+    [
+        ("rm -rf /", "minipaas: unknown command 'rm -rf /'; over SSH"),
+        ("", "minipaas: unknown command ''; over SSH"),
+        ("git-receive-pack 'unclosed", 'minipaas: unknown command "git-receive-pack \'unclosed"'),
+        ("tui x", "minipaas: unknown command 'tui x'; over SSH"),
+        ("x" * 100_000, "minipaas: unknown command 'xxxxxxxxxx"),
+        ("git-receive-pack", "minipaas: git-receive-pack takes one repository path such as"),
+        ("git-upload-pack a.git b.git", "minipaas: git-upload-pack takes one repository path"),
+    ],
 )
-def test_stdio_unknown_commands(tmp_path: Path, command: str) -> None:
+def test_stdio_unknown_commands(tmp_path: Path, command: str, message: str) -> None:
     stdout, stderr = io.BytesIO(), io.StringIO()
     code = serve_stdio(
         Repos(tmp_path), command, FakeGate(Repos(tmp_path)), io.BytesIO(), stdout, stderr
     )
     assert code == 1
-    assert stderr.getvalue().startswith("minipaas: unknown command ")
+    assert stderr.getvalue().startswith(message)
     assert stderr.getvalue().count("\n") == 1
+    assert len(stderr.getvalue()) < 300
     assert stdout.getvalue() == b""
 
 

@@ -55,7 +55,8 @@ class Repos:
         name = name.removesuffix(".git")
         if not name or "/" in name or "\\" in name or name.startswith("."):
             raise UserError(
-                f"Invalid repository path {path!r}: use /NAME.git, where NAME is an app name."
+                f"Invalid repository path {names.shown(path)}: use /NAME.git, where NAME is an "
+                "app name."
             )
         return names.app_name(name)
 

@@ -24,8 +24,12 @@ from dulwich.server import Handler, UploadPackHandler
 from minipaas.errors import UserError
 from minipaas.git.receive import DEFAULT_MAX_PUSH_BYTES, Gate, receive_pack_factory
 from minipaas.git.repos import AppsBackend, Repos
+from minipaas.names import shown
 
 SERVICES = ("git-receive-pack", "git-upload-pack")
+MAX_ERR = 1000
+"""The most characters of an ERR packet: a pkt-line holds at most 65,516 bytes (its length is
+four hex digits), and a longer one is garbage to the git client."""
 _log = logging.getLogger(__name__)
 
 
@@ -78,10 +82,16 @@ def _serve(
     except ValueError:
         argv = []
     if len(argv) != 2 or argv[0] not in SERVICES:
-        stderr.write(
-            f"minipaas: unknown command {command!r}; over SSH this key may only run "
-            "git push, git fetch and git clone.\n"
-        )
+        if argv[:1] and argv[0] in SERVICES:
+            message = (
+                f"{argv[0]} takes one repository path such as '/APP.git', not {shown(command)}"
+            )
+        else:
+            message = (
+                f"unknown command {shown(command)}; over SSH this key may only run git push, "
+                "git fetch and git clone"
+            )
+        stderr.write(f"minipaas: {message}.\n")
         stderr.flush()
         return 1
     service, path = argv
@@ -95,7 +105,7 @@ def _serve(
         repos.require(app)
     except UserError as error:
         # git prints an ERR packet as "fatal: remote error: <message>".
-        send(pkt_line(f"ERR {error}".encode()))
+        send(pkt_line(f"ERR {error}"[:MAX_ERR].encode()))
         return 1
 
     backend = AppsBackend(repos)
