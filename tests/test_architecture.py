@@ -4,7 +4,7 @@ Layers (imports point down):
 
     cli (+ __main__)  →  server  →  deploy, api (+ client, other top-level modules)
       →  store, git, build, supervisor, router, logs, metrics      (the middle layer)
-      →  errors, names, paths, settings, models, sandbox            (the bottom layer)
+      →  errors, names, jsonin, paths, settings, models, sandbox    (the bottom layer)
 
 Rules:
 - only minipaas/store/ imports sqlite3 or aiosqlite; only minipaas/git/ imports dulwich;
@@ -32,7 +32,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-BOTTOM = frozenset({"", "errors", "names", "paths", "settings", "models", "sandbox"})
+BOTTOM = frozenset({"", "errors", "names", "jsonin", "paths", "settings", "models", "sandbox"})
 MIDDLE = frozenset({"store", "git", "build", "supervisor", "router", "logs", "metrics"})
 MIDDLE_ALLOWED = frozenset({("supervisor", "logs")})
 UPPER = frozenset({"deploy", "api"})
@@ -223,7 +223,8 @@ def _layer_problem(src: str, dst: str) -> str | None:
         return None
     if src in BOTTOM:
         return (
-            "the bottom layer (errors, names, paths, settings, models, sandbox) imports only itself"
+            "the bottom layer (errors, names, jsonin, paths, settings, models, sandbox) imports "
+            "only itself"
         )
     if src in MIDDLE:
         if (src, dst) in MIDDLE_ALLOWED:

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
-from minipaas import __version__, checks, names, sshkeys
+from minipaas import __version__, checks, jsonin, names, sshkeys
 from minipaas.api.auth import LOCAL_KEY, TokenAuth, Tokens
 from minipaas.api.metrics import metrics_routes
 from minipaas.deploy import Deployer
@@ -57,47 +57,8 @@ class ApiContext:
 
 MAX_BODY = 1024 * 1024
 """The largest request body the API reads (config vars, keys, checks: all far smaller)."""
-MAX_DEPTH = 32
-"""How deeply a request body may nest; ours are flat, and `str()` of a deep one recurses."""
-MAX_DIGITS = 100
-"""The longest whole number a request body may hold (Python refuses to read huge ones)."""
 MAX_RELEASE = 2**31 - 1
 MAX_KEY_NAME = 100
-
-
-def _parse_int(text: str) -> int:
-    if len(text) > MAX_DIGITS:
-        raise UserError(
-            f"The request body has a number of {len(text)} digits ({text[:20]}…); "
-            f"use at most {MAX_DIGITS}."
-        )
-    return int(text)
-
-
-def _check_parsed(data: Any) -> None:
-    """Refuse what JSON allows but nothing downstream can hold: deep nesting, and strings with
-    unpaired surrogates (`"\\ud800"`), which cannot be encoded as UTF-8 for SQLite or a dyno."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict | list) and depth > MAX_DEPTH:
-            raise UserError(
-                f"The request body is nested too deeply: use at most {MAX_DEPTH} levels."
-            )
-        texts = [value] if isinstance(value, str) else []
-        if isinstance(value, dict):
-            texts = list(value)
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
-        for text in texts:
-            try:
-                text.encode()
-            except UnicodeEncodeError:
-                raise UserError(
-                    f"The request body has the string {text[:40]!r}, which holds an unpaired "
-                    "UTF-16 surrogate."
-                ) from None
 
 
 async def json_body(request: Request) -> Any:
@@ -105,14 +66,13 @@ async def json_body(request: Request) -> Any:
     if not raw:
         return {}
     try:
-        data = json.loads(raw, parse_int=_parse_int)
+        data = jsonin.loads(raw, "The request body")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"The request body is not valid JSON: {exc}.") from exc
-    except RecursionError:
+    if (unfit := jsonin.first_unfit(data, "The request body", nul=False)) is not None:
         raise UserError(
-            f"The request body is nested too deeply: use at most {MAX_DEPTH} levels."
-        ) from None
-    _check_parsed(data)
+            f"The request body has the string {unfit.text[:40]!r}, which holds {unfit.problem}."
+        )
     return data
 
 

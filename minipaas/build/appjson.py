@@ -12,15 +12,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from minipaas import jsonin
 from minipaas.errors import UserError
 from minipaas.names import SHOWN_CHARS, config_key, process_type
 
 FIELDS = ("buildpacks", "scripts", "env", "formation", "healthchecks", "cron")
 """The top-level fields minipaas reads; the rest (`name`, `addons`, ...) is ignored unchecked."""
-MAX_DEPTH = 32
-"""How deeply those fields may nest; what minipaas reads is four levels deep at most."""
-MAX_DIGITS = 100
-"""The longest whole number app.json may hold (Python refuses to read huge ones)."""
 
 
 @dataclass(frozen=True)
@@ -192,60 +189,22 @@ def _cron(value: object) -> list[CronJob]:
     return jobs
 
 
-def _parse_int(text: str) -> int:
-    digits = len(text.lstrip("-"))
-    if digits > MAX_DIGITS:
-        raise UserError(
-            f"app.json has a number of {digits} digits ({text[:20]}…); use at most {MAX_DIGITS}."
-        )
-    return int(text)
-
-
-def _check_strings(fields: dict[str, Any]) -> None:
-    """Refuse what JSON allows but nothing downstream can hold: nesting past MAX_DEPTH, and
-    strings with a NUL or an unpaired surrogate (`"\\u0000"`, `"\\ud800"`), which no command,
-    environment variable or UTF-8 text can carry."""
-    stack: list[tuple[object, str, int]] = [(fields, "", 1)]
-    while stack:
-        value, where, depth = stack.pop()
-        if isinstance(value, dict | list) and depth > MAX_DEPTH:
-            raise UserError(f"app.json is nested too deeply: use at most {MAX_DEPTH} levels.")
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if problem := _unusable(key):
-                    raise UserError(f"app.json {where} has a key with {problem}: {_kind(key)}.")
-                stack.append((item, f"{where}.{key}" if where else key, depth + 1))
-        elif isinstance(value, list):
-            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
-        elif isinstance(value, str) and (problem := _unusable(value)):
-            raise UserError(f"app.json {where} has {problem}: {_kind(value)}.")
-
-
-def _unusable(text: str) -> str | None:
-    """What makes `text` unfit for a command line, the environment or UTF-8, if anything."""
-    if "\0" in text:
-        return "a NUL character"
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return "an unpaired UTF-16 surrogate"
-    return None
-
-
 def parse_app_json(text: str) -> AppJson:
     """Parse the text of an app.json file; raise `UserError` naming the bad field."""
     try:
         # A byte order mark is what some editors start UTF-8 files with; the Procfile allows it.
-        data = json.loads(text.removeprefix("\ufeff"), parse_int=_parse_int)
+        data = jsonin.loads(text.removeprefix("\ufeff"), "app.json")
     except json.JSONDecodeError as exc:
         raise UserError(
             f"app.json is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
         ) from None
-    except RecursionError:
-        raise UserError(f"app.json is nested too deeply: use at most {MAX_DEPTH} levels.") from None
     if not isinstance(data, dict):
         raise UserError(f"app.json must hold a JSON object, not {_kind(data)}.")
-    _check_strings({key: data[key] for key in FIELDS if key in data})
+    # Only the fields minipaas reads: a NUL in `description` harms nothing.
+    unfit = jsonin.first_unfit({key: data[key] for key in FIELDS if key in data}, "app.json")
+    if unfit is not None:
+        what = f"a key with {unfit.problem}" if unfit.is_key else unfit.problem
+        raise UserError(f"app.json {unfit.where} has {what}: {_kind(unfit.text)}.")
     return AppJson(
         buildpacks=_buildpacks(data.get("buildpacks", [])),
         scripts=_scripts(data.get("scripts", {})),
