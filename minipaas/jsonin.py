@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minipaas.errors import UserError
+from minipaas.names import is_utf8
 
 MAX_DEPTH = 32
 """How deeply a document may nest; what minipaas reads is four levels deep at most."""
@@ -72,9 +73,7 @@ def unusable(text: str, *, nul: bool = True) -> str | None:
     """What makes `text` unfit for a command line, the environment or UTF-8, if anything."""
     if nul and "\0" in text:
         return "a NUL character"
-    try:
-        text.encode()
-    except UnicodeEncodeError:
+    if not is_utf8(text):
         return "an unpaired UTF-16 surrogate"
     return None
 

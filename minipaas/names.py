@@ -24,6 +24,16 @@ def shown(value: str, limit: int = SHOWN_CHARS) -> str:
     return repr(value) if len(value) <= limit else f"{value[:limit]!r}…"
 
 
+def is_utf8(text: str) -> bool:
+    """False for text holding lone surrogates (bytes that were not UTF-8, decoded with
+    `surrogateescape`, or a JSON `"\\ud800"`): no argument, environment or SQLite text can."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def app_name(name: str) -> str:
     """Return `name` if it is a valid app name, else raise `UserError`."""
     if not APP_NAME.fullmatch(name):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from minipaas.client import ApiError, Client, default_data_dir
-from minipaas.names import shown
+from minipaas.names import is_utf8, shown
 
 Progress = Callable[[str], None]
 
@@ -42,7 +42,7 @@ def serve_ssh(data_dir: Path | None, fingerprint: str, original_command: str) ->
             print(f" !    {exc}", file=sys.stderr)
             return 1
     who = f"{key['name']} (ssh)"
-    if not _is_utf8(original_command):
+    if not is_utf8(original_command):
         # sshd passes the client's bytes as they came; Python holds the bytes that are not UTF-8
         # as lone surrogates, which no app name, URL or API body can carry.
         raw = os.fsencode(original_command)
@@ -71,14 +71,6 @@ def serve_ssh(data_dir: Path | None, fingerprint: str, original_command: str) ->
 
     os.environ["MINIPAAS_WHO"] = who
     return run_words(words)
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _serve_git(data_dir: Path, command: str, who: str) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from minipaas.errors import UserError
-from minipaas.names import process_type, shown
+from minipaas.names import is_utf8, process_type, shown
 
 # Only what editors end lines with: `str.splitlines` also splits at form feeds, U+0085 and
 # U+2028, which would break a command in two and name the wrong line number.
@@ -51,7 +51,7 @@ def _check_command(command: str, name: str, number: int) -> None:
     # text that is not UTF-8 (a lone surrogate), and the spawn would fail at every start.
     if "\0" in command:
         problem = "a NUL character"
-    elif not _is_utf8(command):
+    elif not is_utf8(command):
         problem = "text that is not UTF-8"
     else:
         return
@@ -59,11 +59,3 @@ def _check_command(command: str, name: str, number: int) -> None:
         f"Procfile line {number} gives the process type {name!r} a command with {problem}: "
         f"{shown(command)}."
     )
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
