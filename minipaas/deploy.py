@@ -48,7 +48,8 @@ again): waiting for readiness overlaps, and boots are not slowed so much that th
 
 
 def release_settings(slug: Path) -> dict[str, Any]:
-    """What a release keeps from the slug's app.json: the web health check and cron jobs.
+    """What a release keeps from the slug's app.json: the web health check, cron jobs and the
+    `formation` counts a process type starts with.
 
     Raises `UserError` for an invalid app.json, health check or cron schedule, which fails the
     build (nothing changes)."""
@@ -60,7 +61,11 @@ def release_settings(slug: Path) -> dict[str, Any]:
     for job in parsed.cron:
         cron.parse(job.schedule)
         jobs.append({"command": job.command, "schedule": job.schedule})
-    return {"check": checks.from_app_json(parsed.healthchecks), "cron": jobs}
+    return {
+        "check": checks.from_app_json(parsed.healthchecks),
+        "cron": jobs,
+        "formation": {ptype: f.quantity for ptype, f in parsed.formation.items()},
+    }
 
 
 @dataclass(frozen=True)
@@ -228,10 +233,15 @@ class Deployer:
             )
 
     async def _groups(self, app: App, release: Release) -> dict[str, tuple[DynoSpec, int]]:
-        """The desired dynos of `release`: {process type: (spec, count)}."""
+        """The desired dynos of `release`: {process type: (spec, count)}.
+
+        A process type seen for the first time starts with its app.json `formation` quantity,
+        else web=1 and the others 0; from then on the app's formation (`ps:scale`) decides.
+        """
         formation = await self.store.formation(app)
+        initial = release.app_json.get("formation") or {}
         defaults = {
-            ptype: (1 if ptype == "web" else 0)
+            ptype: int(initial.get(ptype, 1 if ptype == "web" else 0))
             for ptype in release.process_types
             if ptype not in ONE_OFF_TYPES and ptype not in formation
         }

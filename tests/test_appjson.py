@@ -49,7 +49,7 @@ def test_full_document() -> None:
     ("text", "message"),
     [
         ("", "app.json is not valid JSON: Expecting value at line 1, column 1."),
-        ("{\"a\": 1,}", "app.json is not valid JSON: Expecting property name enclosed"),
+        ('{"a": 1,}', "app.json is not valid JSON: Expecting property name enclosed"),
         ("[]", "app.json must hold a JSON object, not a list."),
         ('"x"', 'app.json must hold a JSON object, not "x".'),
         (
@@ -86,11 +86,11 @@ def test_full_document() -> None:
         ('{"formation": {"web": 2}}', "app.json formation.web must be an object, not 2."),
         (
             '{"formation": {"web": {"quantity": "two"}}}',
-            'app.json formation.web.quantity must be a whole number >= 0, not "two".',
+            'app.json formation.web.quantity must be a whole number from 0 to 100, not "two".',
         ),
         (
             '{"formation": {"web": {"quantity": -1}}}',
-            "app.json formation.web.quantity must be a whole number >= 0, not -1.",
+            "app.json formation.web.quantity must be a whole number from 0 to 100, not -1.",
         ),
         (
             '{"formation": {"web": {"quantity": 1.5}}}',
@@ -98,7 +98,7 @@ def test_full_document() -> None:
         ),
         (
             '{"formation": {"web": {"quantity": true}}}',
-            "app.json formation.web.quantity must be a whole number >= 0, not true.",
+            "app.json formation.web.quantity must be a whole number from 0 to 100, not true.",
         ),
         (
             '{"formation": {"web": {"size": 1}}}',

@@ -166,6 +166,32 @@ def test_worker_scale_and_logs(env: tuple[Paas, SSHServer], tmp_path: Path) -> N
     assert only_worker and all("worker.1" in ln for ln in only_worker.splitlines())
 
 
+def test_app_json_formation_sets_the_first_counts(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """A process type starts with its app.json `formation` quantity; `ps:scale` then decides."""
+    paas, sshd = env
+    paas.cli("apps:create", "formed")
+    repo = git_repo(SAMPLES / "worker-web", tmp_path / "formed")
+    (repo / "app.json").write_text(json.dumps({"formation": {"worker": {"quantity": 1}}}))
+    commit(repo, "a worker from the start")
+    deployed(ssh_push(sshd, repo, "formed"))
+
+    def states() -> dict[str, str]:
+        out = json.loads(paas.cli("ps", "-a", "formed", "--json").stdout)["dynos"]
+        return {d["name"]: d["state"] for d in out}
+
+    wait_for(lambda: states() == {"web.1": "up", "worker.1": "up"}, timeout=30)
+    paas.cli("ps:scale", "worker=0", "-a", "formed")
+    wait_for(lambda: set(states()) == {"web.1"}, timeout=30)
+    (repo / "MARK").write_text("v2\n")
+    commit(repo, "a redeploy keeps the scaled formation")
+    deployed(ssh_push(sshd, repo, "formed"))
+    assert set(states()) == {"web.1"}
+    formation = json.loads(paas.cli("apps:info", "-a", "formed", "--json").stdout)["formation"]
+    assert formation == {"web": 1, "worker": 0}
+
+
 def test_sandbox_isolation(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
     paas, sshd = env
     for name in ("proba", "probb"):

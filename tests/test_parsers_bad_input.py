@@ -219,13 +219,13 @@ def test_app_json_accepts_what_minipaas_can_use() -> None:
             ],
             "description": "\ud800 \x00",
             "buildpacks": ["https://example.com/" + "b" * MB],
-            "formation": {"web": {"quantity": 10**99}, "w" * 30: {"quantity": 0}},
+            "formation": {"web": {"quantity": 100}, "w" * 30: {"quantity": 0}},
             "cron": [{"command": "échec ✓", "schedule": "*/5 * * * *"}],
         }
     )
     app = parse_app_json("\ufeff" + text)
     assert app.buildpacks == ["https://example.com/" + "b" * MB]
-    assert app.formation == {"web": Formation(10**99), "w" * 30: Formation(0)}
+    assert app.formation == {"web": Formation(100), "w" * 30: Formation(0)}
     assert app.cron == [CronJob("échec ✓", "*/5 * * * *")]
     assert parse_app_json('{"a": 1, "a": 2, "formation": {}}') == AppJson()
 
@@ -282,7 +282,7 @@ SLOTS: list[tuple[str, str, set[str]]] = [
     ("env.A.generator", '{"env": {"A": {"generator": {}}}}', {"string", "null"}),
     ("formation", "{}", {"object"}),
     ("formation.web", '{"formation": {"web": {}}}', {"object"}),
-    ("formation.web.quantity", '{"formation": {"web": {"quantity": {}}}}', {"int", "huge"}),
+    ("formation.web.quantity", '{"formation": {"web": {"quantity": {}}}}', {"int"}),
     ("formation.web.size", '{"formation": {"web": {"size": {}}}}', {"string", "null"}),
     ("healthchecks", "{}", {"object"}),
     ("healthchecks.web", '{"healthchecks": {"web": {}}}', {"list"}),
@@ -359,10 +359,30 @@ def test_app_json_wrong_kind_anywhere_names_the_field(
         ({"formation": {"": {}}}, "app.json formation: Invalid process type ''"),
         ({"formation": {"web.1": {}}}, "app.json formation: Invalid process type 'web.1'"),
         ({"formation": {"w" * MB: {}}}, "app.json formation: Invalid process type 'wwwwwwwwww"),
-        ({"formation": {"web": {"quantity": -1}}}, "quantity must be a whole number >= 0, not -1."),
-        ({"formation": {"web": {"quantity": -(10**99)}}}, "must be a whole number >= 0, not -1000"),
-        ({"formation": {"web": {"quantity": True}}}, "must be a whole number >= 0, not true."),
-        ({"formation": {"web": {"quantity": "1"}}}, 'must be a whole number >= 0, not "1".'),
+        (
+            {"formation": {"web": {"quantity": -1}}},
+            "quantity must be a whole number from 0 to 100, not -1.",
+        ),
+        (
+            {"formation": {"web": {"quantity": -(10**99)}}},
+            "must be a whole number from 0 to 100, not -1000",
+        ),
+        (
+            {"formation": {"web": {"quantity": True}}},
+            "must be a whole number from 0 to 100, not true.",
+        ),
+        (
+            {"formation": {"web": {"quantity": "1"}}},
+            'must be a whole number from 0 to 100, not "1".',
+        ),
+        (
+            {"formation": {"web": {"quantity": 101}}},
+            "must be a whole number from 0 to 100, not 101.",
+        ),
+        (
+            {"formation": {"web": {"quantity": 10**99}}},
+            "must be a whole number from 0 to 100, not 1000",
+        ),
         ({"healthchecks": {"w b": []}}, "app.json healthchecks: Invalid process type 'w b'"),
         ({"healthchecks": {"web": [{"path": "/\x00"}]}}, "healthchecks.web[0].path has a NUL"),
         ({"healthchecks": {"web": [{"content": "\ud800"}]}}, "web[0].content has an unpaired"),
@@ -399,7 +419,11 @@ def _check(**entry: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("doc", "expected"),
     [
-        ({}, {"check": None, "cron": []}),
+        ({}, {"check": None, "cron": [], "formation": {}}),
+        (
+            {"formation": {"web": {"quantity": 2}, "worker": {}, "clock": {"quantity": 0}}},
+            {"web": 2, "worker": 1, "clock": 0},
+        ),
         (
             {"healthchecks": {"web": [{"path": "/up", "content": "ok", "timeout": 30}]}},
             {"path": "/up", "expect": "ok", "min_uptime": 0.0, "timeout": 30.0},
@@ -420,6 +444,8 @@ def test_release_settings_accept(tmp_path: Path, doc: dict[str, Any], expected: 
     got = settings(tmp_path, json.dumps(doc))
     if "cron" in doc:
         assert got["cron"] == expected
+    elif "formation" in doc:
+        assert got["formation"] == expected
     elif doc:
         assert got["check"] == expected
     else:

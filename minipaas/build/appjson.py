@@ -16,6 +16,8 @@ from minipaas import jsonin
 from minipaas.errors import UserError
 from minipaas.names import SHOWN_CHARS, config_key, process_type
 
+MAX_QUANTITY = 100
+"""The most dynos of one process type app.json may ask for (`ps:scale` allows as many)."""
 FIELDS = ("buildpacks", "scripts", "env", "formation", "healthchecks", "cron")
 """The top-level fields minipaas reads; the rest (`name`, `addons`, ...) is ignored unchecked."""
 
@@ -158,8 +160,14 @@ def _formation(value: object) -> dict[str, Formation]:
         _name(process_type, name, "formation")
         spec = _object(spec, f"formation.{name}")
         quantity = spec.get("quantity", 1)
-        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
-            raise _error(f"formation.{name}.quantity", "a whole number >= 0", quantity)
+        if (
+            isinstance(quantity, bool)
+            or not isinstance(quantity, int)
+            or not 0 <= quantity <= MAX_QUANTITY
+        ):
+            raise _error(
+                f"formation.{name}.quantity", f"a whole number from 0 to {MAX_QUANTITY}", quantity
+            )
         size = spec.get("size")
         if size is not None and not isinstance(size, str):
             raise _error(f"formation.{name}.size", "a string", size)
