@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from minipaas import checks, cron
-from minipaas.build import Builder, BuildRequest, parse_app_json
+from minipaas.build import Builder, BuildRequest, initial_config, parse_app_json
 from minipaas.build.runner import read_app_file
 from minipaas.errors import BuildError, DeployError, NotFound, UserError
 from minipaas.git import Repos
@@ -66,6 +66,15 @@ def release_settings(slug: Path) -> dict[str, Any]:
         "cron": jobs,
         "formation": {ptype: f.quantity for ptype, f in parsed.formation.items()},
     }
+
+
+def app_json_config(slug: Path, config: dict[str, str]) -> dict[str, str]:
+    """The config vars the slug's app.json `env` gives a new app (see `initial_config`);
+    `UserError` for an invalid app.json or a required var that is not set."""
+    text = read_app_file(slug, "app.json")
+    if text is None:
+        return {}
+    return initial_config(parse_app_json(text).env, config, lambda: secrets.token_hex(32))
 
 
 @dataclass(frozen=True)
@@ -142,7 +151,13 @@ class Deployer:
             config = await self.store.config(app)
             scratch = self.paths.run / f"build-{build.id}"
             scratch.mkdir(parents=True, exist_ok=True)
+            added: dict[str, str] = {}
             try:
+                if await self._never_deployed(app):  # app.json `env` sets a new app up
+                    added = await asyncio.to_thread(app_json_config, slug, config)
+                    config = {**config, **added}
+                    if added:  # names only: values may be secrets
+                        build_log(f"-----> Config vars from app.json: {', '.join(sorted(added))}")
                 result = await self.builder.build(
                     BuildRequest(
                         app=app.name,
@@ -173,6 +188,9 @@ class Deployer:
             )
 
             # 3. release vN = slug + config snapshot.
+            if added:  # kept once the build succeeded; a failed one sets nothing
+                changes: dict[str, str | None] = {**added}
+                await self.store.update_config(app, changes)
             static_root = str(slug / result.static_root) if result.static_root else None
             release = await self.store.create_release(
                 app,
@@ -202,6 +220,11 @@ class Deployer:
         # not wait for it (the next deploy of the app does, through the app's lock).
         self._in_background(self._housekeeping(app.name))
         return DeployResult(release=release.version, url=url)
+
+    async def _never_deployed(self, app: App) -> bool:
+        """No release with code yet (`config:set` before the first push makes one without)."""
+        release = await self.store.current_release(app)
+        return release is None or release.slug is None
 
     async def _go_live(self, app: App, release: Release, log: Log) -> None:
         """Release phase → start → check → switch → retire; on failure the old release serves."""

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from minipaas.build.appjson import AppJson, CronJob, EnvVar, Formation, parse_app_json
+from minipaas.build.appjson import (
+    AppJson,
+    CronJob,
+    EnvVar,
+    Formation,
+    initial_config,
+    parse_app_json,
+)
 from minipaas.errors import UserError
 
 
@@ -130,3 +137,50 @@ def test_rejects(text: str, message: str) -> None:
     with pytest.raises(UserError) as info:
         parse_app_json(text)
     assert str(info.value).startswith(message), str(info.value)
+
+
+# -- what `env` gives a new app ------------------------------------------------------------------
+
+
+def _initial(doc: dict[str, object], config: dict[str, str] | None = None) -> dict[str, str]:
+    env = parse_app_json(json.dumps({"env": doc})).env
+    return initial_config(env, config or {}, lambda: "s3cr3t")
+
+
+def test_initial_config_values_secrets_and_what_is_set_already() -> None:
+    doc = {
+        "GREETING": "hello",
+        "LEVEL": {"value": "info", "description": "log level"},
+        "SECRET_KEY": {"generator": "secret"},
+        "OPTIONAL": {"description": "only if you want", "required": False},
+        "DATABASE_URL": {"description": "set by you"},
+    }
+    added = _initial(doc, {"DATABASE_URL": "postgres://x", "LEVEL": "debug"})
+    # What is set already wins (config:set before the first push); optional ones stay unset.
+    assert added == {"GREETING": "hello", "SECRET_KEY": "s3cr3t"}
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (
+            {"DATABASE_URL": {"description": "yours"}},
+            "app.json requires the config var DATABASE_URL, which is not set: run "
+            "`minipaas config:set DATABASE_URL=...`",
+        ),
+        (
+            {"A": {}, "B": {"required": True}, "C": {"required": False}},
+            "app.json requires the config vars A, B, which are not set",
+        ),
+    ],
+)
+def test_initial_config_refuses_required_vars_without_a_value(
+    doc: dict[str, object], message: str
+) -> None:
+    with pytest.raises(UserError) as caught:
+        _initial(doc)
+    assert str(caught.value).startswith(message)
+
+
+def test_initial_config_needs_nothing_once_the_vars_are_set() -> None:
+    assert _initial({"DATABASE_URL": {}}, {"DATABASE_URL": "postgres://x"}) == {}

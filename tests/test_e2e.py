@@ -192,6 +192,47 @@ def test_app_json_formation_sets_the_first_counts(
     assert formation == {"web": 1, "worker": 0}
 
 
+def test_app_json_env_sets_up_a_new_app(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    """The first deploy sets app.json `env` values and secrets, and refuses while a required
+    var is unset (nothing is kept from that push); later pushes leave the config alone."""
+    paas, sshd = env
+    paas.cli("apps:create", "setup")
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "setup")
+    doc = {
+        "env": {
+            "GREETING": {"value": "hello"},
+            "SECRET_KEY": {"generator": "secret"},
+            "DATABASE_URL": {"description": "your database"},
+            "OPTIONAL": {"required": False},
+        }
+    }
+    (repo / "app.json").write_text(json.dumps(doc))
+    commit(repo, "app.json")
+
+    def config() -> dict[str, str]:
+        return json.loads(paas.cli("config", "-a", "setup", "--json").stdout)  # type: ignore[no-any-return]
+
+    refused = ssh_push(sshd, repo, "setup")
+    out = refused.stdout + refused.stderr
+    assert refused.returncode != 0, out
+    assert "app.json requires the config var DATABASE_URL, which is not set" in out
+    assert config() == {}
+
+    paas.cli("config:set", "DATABASE_URL=postgres://db/setup", "-a", "setup")
+    out = deployed(ssh_push(sshd, repo, "setup"))
+    assert "Config vars from app.json: GREETING, SECRET_KEY" in out
+    first = config()
+    assert first["GREETING"] == "hello" and first["DATABASE_URL"] == "postgres://db/setup"
+    assert len(first["SECRET_KEY"]) == 64 and first["SECRET_KEY"] not in out
+    assert "OPTIONAL" not in first
+
+    paas.cli("config:unset", "GREETING", "-a", "setup")
+    commit(repo, "a redeploy")
+    out = deployed(ssh_push(sshd, repo, "setup"))
+    assert "Config vars from app.json" not in out
+    assert config() == {k: v for k, v in first.items() if k != "GREETING"}
+
+
 def test_sandbox_isolation(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
     paas, sshd = env
     for name in ("proba", "probb"):

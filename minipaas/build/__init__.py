@@ -5,7 +5,14 @@ Builds an exported source tree into a slug in place. It starts no long-lived pro
 touches no SQLite, git repository of an app, or Caddy: the deploy pipeline does those.
 """
 
-from minipaas.build.appjson import AppJson, CronJob, EnvVar, Formation, parse_app_json
+from minipaas.build.appjson import (
+    AppJson,
+    CronJob,
+    EnvVar,
+    Formation,
+    initial_config,
+    parse_app_json,
+)
 from minipaas.build.procfile import parse_procfile
 from minipaas.build.runner import Builder, BuildRequest, BuildResult
 
@@ -17,6 +24,7 @@ __all__ = [
     "CronJob",
     "EnvVar",
     "Formation",
+    "initial_config",
     "parse_app_json",
     "parse_procfile",
 ]

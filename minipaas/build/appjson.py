@@ -2,13 +2,14 @@
 
 Pure: no file access. Understands the parts of Heroku's app.json that minipaas uses
 (`buildpacks`, `scripts`, `env`, `formation`) plus Dokku-style `healthchecks` and `cron`, and
-ignores the rest (`name`, `description`, `addons`, ...). Every error is a `UserError` naming
-the field, e.g. `app.json formation.web.quantity must be a whole number >= 0, not "two".`
-"""
+ignores the rest (`name`, `description`, `addons`, ...); `initial_config` is what `env` gives a
+new app. Every error is a `UserError` naming the field, e.g.
+`app.json formation.web.quantity must be a whole number from 0 to 100, not "two".`"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,33 @@ class AppJson:
         if isinstance(value, dict):
             value = value.get("command")
         return value if isinstance(value, str) else None
+
+
+def initial_config(
+    env: Mapping[str, EnvVar], config: Mapping[str, str], secret: Callable[[], str]
+) -> dict[str, str]:
+    """The config vars app.json's `env` adds to a new app whose `config` is as given: each var
+    not set yet gets its `value`, or `secret()` for `"generator": "secret"`; a required var
+    with neither raises `UserError` naming it (as a Heroku app setup does)."""
+    added: dict[str, str] = {}
+    missing: list[str] = []
+    for key, var in env.items():
+        if key in config:
+            continue
+        if var.value is not None:
+            added[key] = var.value
+        elif var.generator == "secret":
+            added[key] = secret()
+        elif var.required:
+            missing.append(key)
+    if missing:
+        names = ", ".join(missing)
+        raise UserError(
+            f"app.json requires the config var{'s' if len(missing) > 1 else ''} {names}, "
+            f"which {'are' if len(missing) > 1 else 'is'} not set: run `minipaas config:set "
+            f"{missing[0]}=...` (the app's other vars likewise) and push again."
+        )
+    return added
 
 
 def _kind(value: object) -> str:
