@@ -48,8 +48,8 @@ again): waiting for readiness overlaps, and boots are not slowed so much that th
 
 
 def release_settings(slug: Path) -> dict[str, Any]:
-    """What a release keeps from the slug's app.json: the web health check, cron jobs and the
-    `formation` counts a process type starts with.
+    """What a release keeps from the slug's app.json: the web health check, cron jobs, the
+    `formation` counts a process type starts with and the `postdeploy` script.
 
     Raises `UserError` for an invalid app.json, health check or cron schedule, which fails the
     build (nothing changes)."""
@@ -65,6 +65,7 @@ def release_settings(slug: Path) -> dict[str, Any]:
         "check": checks.from_app_json(parsed.healthchecks),
         "cron": jobs,
         "formation": {ptype: f.quantity for ptype, f in parsed.formation.items()},
+        "postdeploy": parsed.script("postdeploy"),
     }
 
 
@@ -152,8 +153,9 @@ class Deployer:
             scratch = self.paths.run / f"build-{build.id}"
             scratch.mkdir(parents=True, exist_ok=True)
             added: dict[str, str] = {}
+            first = await self._never_deployed(app)
             try:
-                if await self._never_deployed(app):  # app.json `env` sets a new app up
+                if first:  # app.json `env` sets a new app up
                     added = await asyncio.to_thread(app_json_config, slug, config)
                     config = {**config, **added}
                     if added:  # names only: values may be secrets
@@ -207,6 +209,8 @@ class Deployer:
 
             # 4-6. release phase, start new dynos, switch routes, retire the old ones.
             await self._go_live(app, release, log)
+            if first and (command := app_json.get("postdeploy")):
+                await self._postdeploy(app, release, str(command), log)
             url = self.settings.app_url(app.name)
             await self.prune_slugs(app)
             log(f"-----> Deployed v{release.version} to {url}")
@@ -253,6 +257,18 @@ class Deployer:
                 f"The release command `{release.process_types['release']}` exited with status "
                 f"{code}; v{release.version} was not deployed and the previous release "
                 "keeps serving."
+            )
+
+    async def _postdeploy(self, app: App, release: Release, command: str, log: Log) -> None:
+        """app.json `scripts.postdeploy`, once, after an app's first deploy went live (as a
+        Heroku app setup runs it). The release is live whatever it does: a failure is reported."""
+        log("-----> Running postdeploy command (first deploy only)...")
+        spec = self._spec(app, release, "postdeploy", command=command)
+        code = await self.supervisor.run_once(spec, lambda line: log(f"       {line}"))
+        if code != 0:
+            log(
+                f" !     The postdeploy command exited with status {code}; v{release.version} "
+                f"is live. Run it again with `minipaas run -a {app.name} -- {command}`."
             )
 
     async def _groups(self, app: App, release: Release) -> dict[str, tuple[DynoSpec, int]]:
@@ -317,8 +333,15 @@ class Deployer:
             await asyncio.sleep(0.02)
 
     def _spec(
-        self, app: App, release: Release, ptype: str, check: HealthCheck | None = None
+        self,
+        app: App,
+        release: Release,
+        ptype: str,
+        check: HealthCheck | None = None,
+        *,
+        command: str | None = None,
     ) -> DynoSpec:
+        """A dyno of `release`: process type `ptype` runs its Procfile command, or `command`."""
         if release.slug is None:
             raise DeployError(f"Release v{release.version} of {app.name!r} has no slug to run.")
         return DynoSpec(
@@ -326,7 +349,7 @@ class Deployer:
             process_type=ptype,
             release=release.version,
             slug=Path(release.slug),
-            command=release.process_types[ptype],
+            command=release.process_types[ptype] if command is None else command,
             env=release.config,
             uid=self.uid(app),
             check=check,
@@ -570,15 +593,7 @@ class Deployer:
         release = await self.store.current_release(app)
         if release is None or release.slug is None:
             raise UserError(f"{app_name!r} has no release to run commands in; push first.")
-        return DynoSpec(
-            app=app.name,
-            process_type="run",
-            release=release.version,
-            slug=Path(release.slug),
-            command=command,
-            env=release.config,
-            uid=self.uid(app),
-        )
+        return self._spec(app, release, "run", command=command)
 
     async def run_attached(
         self, app_name: str, command: str, who: str, stdio: tuple[int, int, int]

@@ -204,7 +204,10 @@ def test_app_json_env_sets_up_a_new_app(env: tuple[Paas, SSHServer], tmp_path: P
             "SECRET_KEY": {"generator": "secret"},
             "DATABASE_URL": {"description": "your database"},
             "OPTIONAL": {"required": False},
-        }
+        },
+        "scripts": {
+            "postdeploy": 'python -c \'import os; print("set up for", os.environ["GREETING"])\''
+        },
     }
     (repo / "app.json").write_text(json.dumps(doc))
     commit(repo, "app.json")
@@ -221,6 +224,7 @@ def test_app_json_env_sets_up_a_new_app(env: tuple[Paas, SSHServer], tmp_path: P
     paas.cli("config:set", "DATABASE_URL=postgres://db/setup", "-a", "setup")
     out = deployed(ssh_push(sshd, repo, "setup"))
     assert "Config vars from app.json: GREETING, SECRET_KEY" in out
+    assert "Running postdeploy command" in out and "set up for hello" in out
     first = config()
     assert first["GREETING"] == "hello" and first["DATABASE_URL"] == "postgres://db/setup"
     assert len(first["SECRET_KEY"]) == 64 and first["SECRET_KEY"] not in out
@@ -229,8 +233,22 @@ def test_app_json_env_sets_up_a_new_app(env: tuple[Paas, SSHServer], tmp_path: P
     paas.cli("config:unset", "GREETING", "-a", "setup")
     commit(repo, "a redeploy")
     out = deployed(ssh_push(sshd, repo, "setup"))
-    assert "Config vars from app.json" not in out
+    assert "Config vars from app.json" not in out and "postdeploy" not in out
     assert config() == {k: v for k, v in first.items() if k != "GREETING"}
+
+
+def test_a_failed_postdeploy_leaves_the_first_release_live(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "postfail")
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "postfail")
+    (repo / "app.json").write_text(json.dumps({"scripts": {"postdeploy": "exit 3"}}))
+    commit(repo, "a postdeploy that fails")
+    out = deployed(ssh_push(sshd, repo, "postfail"))
+    assert "The postdeploy command exited with status 3; v1 is live" in out
+    assert "minipaas run -a postfail -- exit 3" in out
+    paas.wait_body("postfail.localhost", "hello from python-stdlib")
 
 
 def test_sandbox_isolation(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
