@@ -622,7 +622,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     """Stop the server, its dynos and Caddy; works even when the server itself is gone."""
     from minipaas.client import ApiError, Client, default_data_dir
     from minipaas.router import resolver
-    from minipaas.router.caddy import stop_orphan
+    from minipaas.router.caddy import stop_orphan, stop_strays
     from minipaas.supervisor.supervisor import stop_orphans
 
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
@@ -645,6 +645,9 @@ def cmd_down(args: argparse.Namespace) -> int:
     dynos = stop_orphans(data_dir / "run" / "dynos")
     caddy = stop_orphan(data_dir / "caddy")
     caddy = resolver.stop_orphan(data_dir / "caddy") or caddy
+    # And any whose pid file was lost: found by the data dir's paths in their command lines.
+    caddy = bool(stop_strays(data_dir / "caddy")) or caddy
+    caddy = bool(resolver.stop_strays(data_dir / "caddy")) or caddy
     if pid is None and not dynos and not caddy:
         print(f"Nothing of minipaas is running for {data_dir}.")
     else:

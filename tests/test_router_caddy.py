@@ -15,6 +15,8 @@ import signal
 import socket
 import ssl
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -24,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from minipaas.router import AppRoute, Router, RouterError, RouterState
+from minipaas.router import AppRoute, Router, RouterError, RouterState, pidfile
 
 
 def free_port() -> int:
@@ -649,3 +651,65 @@ async def test_creating_and_destroying_apps_reloads_nothing(
             await env.get(client, "never-created.localhost")
     assert not any(certificates.glob("*/never-created.localhost"))
     assert env.router.loads == loads
+
+
+def _spawn_stray(*argv: str) -> subprocess.Popen[bytes]:
+    """A process whose command line ends like a Caddy's or resolver's: found by it alone."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", *argv], start_new_session=True
+    )
+
+
+async def test_processes_whose_pid_files_were_lost_are_stopped_before_new_ones_start(
+    tmp_path: Path,
+) -> None:
+    """A Caddy (or resolver) nobody recorded would serve a stale configuration on the same
+    SO_REUSEPORT ports next to the new one: a start stops it first, and so does `down`."""
+    workdir = tmp_path / "caddy"
+    first = Router(caddy_bin=None, workdir=workdir)
+    await first.start()
+    old_caddy = first.pid
+    old_resolvers = pidfile.find_running([str(workdir / "upstreams.json")], marker="resolver")
+    assert old_caddy is not None and len(old_resolvers) == 1
+    again = Router(caddy_bin=None, workdir=workdir)
+    try:
+        (workdir / "caddy.pid").unlink()  # lost: neither can be adopted
+        (workdir / "resolver.json").unlink()
+        await again.start()
+        assert again.pid not in (None, old_caddy)
+        assert not pidfile.alive(old_caddy)
+        assert not pidfile.alive(old_resolvers[0])
+        now = pidfile.find_running(["run", "--config", str(workdir / "boot.json")])
+        assert now == [again.pid]
+    finally:
+        await again.stop()
+        _kill(old_caddy)
+        for pid in old_resolvers:
+            _kill(pid)
+
+
+def test_down_stops_strays_found_by_their_command_lines(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "caddy").mkdir(parents=True)
+    strays = [
+        _spawn_stray("run", "--config", str(data / "caddy" / "boot.json")),
+        _spawn_stray("minipaas.router.resolver", str(data / "caddy" / "upstreams.json")),
+    ]
+    bystander = _spawn_stray("run", "--config", str(tmp_path / "other" / "caddy" / "boot.json"))
+    try:
+        down = subprocess.run(
+            [str(Path(sys.executable).parent / "minipaas"), "down", "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert down.returncode == 0, down.stderr
+        assert "Stopped minipaas, its dynos and Caddy." in down.stdout
+        for proc in strays:
+            assert proc.wait(timeout=10) == -signal.SIGTERM
+        assert bystander.poll() is None  # another data dir's: not ours to stop
+    finally:
+        for proc in [*strays, bystander]:
+            proc.kill()
+            proc.wait()

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,45 @@ def stop_recorded(path: Path, timeout: float) -> bool:
         os.kill(pid, signal.SIGKILL)
     path.unlink(missing_ok=True)
     return True
+
+
+def find_running(tail: Sequence[str], *, marker: str | None = None) -> list[int]:
+    """Live processes whose command line ends with `tail` (and, given `marker`, has an argument
+    containing it): a child whose pid file was lost or overwritten, found by the paths in its
+    command line, which belong to one data dir."""
+    want = [os.fsencode(arg) for arg in tail]
+    mark = os.fsencode(marker) if marker is not None else None
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = entry.joinpath("cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[-1:] == [b""]:
+            argv.pop()
+        if len(argv) <= len(want) or argv[-len(want) :] != want:
+            continue
+        if mark is not None and not any(mark in arg for arg in argv[: -len(want)]):
+            continue
+        if alive(pid := int(entry.name)):
+            found.append(pid)
+    return sorted(found)
+
+
+def stop_pids(pids: Sequence[int], timeout: float) -> None:
+    """SIGTERM each of `pids`, SIGKILL those still alive after `timeout` seconds."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 class KeptChild:

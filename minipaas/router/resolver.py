@@ -106,6 +106,7 @@ class ResolverProcess(pidfile.KeptChild):
         if pid is not None:
             return pid
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stop_strays(self.workdir)
         udp, tcp = bind_sockets(_previous_port(self.state_file))
         try:
             port = udp.getsockname()[1]
@@ -189,6 +190,15 @@ def resolver_command() -> list[str]:
     if getattr(sys, "frozen", False):
         return [sys.executable, "_router-resolver"]
     return [sys.executable, "-m", "minipaas.router.resolver"]
+
+
+def stop_strays(workdir: Path, timeout: float = 5.0, *, keep: int | None = None) -> list[int]:
+    """Stop every resolver serving `workdir`'s table but `keep` (one whose state file was lost,
+    see `caddy.stop_strays`); their pids."""
+    tail = [str(workdir / "upstreams.json")]
+    pids = [pid for pid in pidfile.find_running(tail, marker="resolver") if pid != keep]
+    pidfile.stop_pids(pids, timeout)
+    return pids
 
 
 def stop_orphan(workdir: Path, timeout: float = 5.0) -> bool:

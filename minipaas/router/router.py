@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from minipaas.router.admin import CaddyAdmin
-from minipaas.router.caddy import CaddyProcess, enable_listener_migration, find_caddy
+from minipaas.router.caddy import (
+    CaddyProcess,
+    enable_listener_migration,
+    find_caddy,
+    stop_strays,
+)
 from minipaas.router.dns import MAX_RECORDS
 from minipaas.router.errors import RouterError
 from minipaas.router.render import AppRoute, RouterState, render
@@ -223,6 +228,9 @@ class Router:
             )
             await self._process.terminate(grace=STOP_GRACE)
         await self._close_admin()  # drop connections to a previous process
+        strays = await asyncio.to_thread(stop_strays, self._process.workdir, STOP_GRACE)
+        if strays:
+            log.warning("stopped caddy processes without a pid file: %s", strays)
         pid = self._process.spawn()
         if not await self._wait_ready(deadline=time.monotonic() + START_TIMEOUT):
             tail = self._process.log_tail()
