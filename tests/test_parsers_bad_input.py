@@ -419,7 +419,8 @@ def _check(**entry: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("doc", "expected"),
     [
-        ({}, {"check": None, "cron": [], "formation": {}}),
+        ({}, {"check": None, "cron": [], "formation": {}, "postdeploy": None}),
+        ({"scripts": {"postdeploy": {"command": "python seed.py"}}}, "python seed.py"),
         (
             {"formation": {"web": {"quantity": 2}, "worker": {}, "clock": {"quantity": 0}}},
             {"web": 2, "worker": 1, "clock": 0},
@@ -446,6 +447,8 @@ def test_release_settings_accept(tmp_path: Path, doc: dict[str, Any], expected: 
         assert got["cron"] == expected
     elif "formation" in doc:
         assert got["formation"] == expected
+    elif "scripts" in doc:
+        assert got["postdeploy"] == expected
     elif doc:
         assert got["check"] == expected
     else:
