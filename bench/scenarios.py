@@ -425,6 +425,50 @@ def router(ctx: Context) -> list[Row]:
     ]
 
 
+def router_flask(ctx: Context) -> list[Row]:
+    """Caddy's share of a real app's throughput: the Flask + gunicorn app (2 sync workers, which
+    close every connection) straight to its dyno and through Caddy, same client, interleaved."""
+    app = "rtf"
+    _create(ctx, app)
+    repo = _repo(ctx, "flask", app)
+    reps = ctx.runs(3, 1)
+    seconds = 2.0 if ctx.quick else 3.0
+    connections = 8
+    try:
+        _deploy(ctx, repo, app, b"hello from python-flask")
+        dynos = json.loads(ctx.server.cli("ps", "-a", app, "--json"))["dynos"]
+        port = next(d["port"] for d in dynos if d["type"] == "web" and d["state"] == "up")
+        targets = {"direct": Target(port, ctx.server.app_host(app)), "https": _https(ctx, app)}
+
+        async def run() -> dict[str, list[float]]:
+            rps: dict[str, list[float]] = {name: [] for name in targets}
+            for target in targets.values():  # warm up
+                await load(target, connections=connections, duration=0.5)
+            for _ in range(reps):
+                for name, target in targets.items():
+                    r = await load(target, connections=connections, duration=seconds)
+                    if r.failed:
+                        raise ScenarioError(f"{r.failed} failed requests to {name}: {r.errors}")
+                    rps[name].append(r.rps)
+            return rps
+
+        rps = asyncio.run(run())
+    finally:
+        _destroy(ctx, app)
+    ratio = median([c / d for c, d in zip(rps["https"], rps["direct"], strict=True)])
+    return [
+        measured(
+            "router-flask",
+            "throughput via Caddy (HTTPS) ÷ direct, Flask + gunicorn app",
+            ratio,
+            Goal(">=", 0.9, "x"),
+            rps={k: [round(x) for x in v] for k, v in rps.items()},
+            measured=f"same asyncio client, {connections} connections (gunicorn closes each "
+            f"after its answer; Caddy keeps the client's open), {seconds:g} s per run",
+        )
+    ]
+
+
 # -- logs ----------------------------------------------------------------------------------------
 
 
@@ -866,6 +910,7 @@ SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
     "first-deploy": first_deploy,
     "zero-downtime": zero_downtime,
     "router": router,
+    "router-flask": router_flask,
     "logs": logs,
     "big-push": big_push,
     "idle": idle,
