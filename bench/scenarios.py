@@ -333,6 +333,25 @@ def zero_downtime(ctx: Context) -> list[Row]:
 # -- the router ----------------------------------------------------------------------------------
 
 
+def _web_port(ctx: Context, app: str) -> int:
+    """The port of the app's web dyno that is up (for requests straight to it)."""
+    dynos = json.loads(ctx.server.cli("ps", "-a", app, "--json"))["dynos"]
+    return int(next(d["port"] for d in dynos if d["type"] == "web" and d["state"] == "up"))
+
+
+async def _warm_up(targets: dict[str, Target], connections: int) -> None:
+    for target in targets.values():  # connections, TLS sessions, JIT caches
+        await load(target, connections=connections, duration=0.5)
+
+
+async def _rps(name: str, target: Target, connections: int, seconds: float) -> float:
+    """Requests/s of one closed-loop run; ScenarioError if any request failed."""
+    r = await load(target, connections=connections, duration=seconds)
+    if r.failed:
+        raise ScenarioError(f"{r.failed} failed requests to {name}: {r.errors}")
+    return r.rps
+
+
 def router(ctx: Context) -> list[Row]:
     app = "rt"
     _create(ctx, app)
@@ -342,11 +361,9 @@ def router(ctx: Context) -> list[Row]:
     connections = 8
     try:
         _deploy(ctx, repo, app, b"tiny v0")
-        dynos = json.loads(ctx.server.cli("ps", "-a", app, "--json"))["dynos"]
-        port = next(d["port"] for d in dynos if d["type"] == "web" and d["state"] == "up")
         s = ctx.server
         targets = {
-            "direct": Target(port, s.app_host(app)),
+            "direct": Target(_web_port(ctx, app), s.app_host(app)),
             "https": _https(ctx, app),
             "http": Target(s.http_port, s.app_host(app)),
         }
@@ -355,14 +372,10 @@ def router(ctx: Context) -> list[Row]:
             out: dict[str, dict[str, list[float]]] = {
                 k: {"rps": [], "p50": [], "p99": []} for k in targets
             }
-            for target in targets.values():  # warm up: connections, TLS sessions, JIT caches
-                await load(target, connections=connections, duration=0.5)
+            await _warm_up(targets, connections)
             for _ in range(reps):
                 for name, target in targets.items():
-                    r = await load(target, connections=connections, duration=seconds)
-                    if r.failed:
-                        raise ScenarioError(f"{r.failed} failed requests to {name}: {r.errors}")
-                    out[name]["rps"].append(r.rps)
+                    out[name]["rps"].append(await _rps(name, target, connections, seconds))
                 for name, target in targets.items():
                     r = await load(target, connections=1, duration=seconds / 2)
                     out[name]["p50"].append(r.percentile(0.5) * 1000)
@@ -436,20 +449,15 @@ def router_flask(ctx: Context) -> list[Row]:
     connections = 8
     try:
         _deploy(ctx, repo, app, b"hello from python-flask")
-        dynos = json.loads(ctx.server.cli("ps", "-a", app, "--json"))["dynos"]
-        port = next(d["port"] for d in dynos if d["type"] == "web" and d["state"] == "up")
-        targets = {"direct": Target(port, ctx.server.app_host(app)), "https": _https(ctx, app)}
+        direct = Target(_web_port(ctx, app), ctx.server.app_host(app))
+        targets = {"direct": direct, "https": _https(ctx, app)}
 
         async def run() -> dict[str, list[float]]:
             rps: dict[str, list[float]] = {name: [] for name in targets}
-            for target in targets.values():  # warm up
-                await load(target, connections=connections, duration=0.5)
+            await _warm_up(targets, connections)
             for _ in range(reps):
                 for name, target in targets.items():
-                    r = await load(target, connections=connections, duration=seconds)
-                    if r.failed:
-                        raise ScenarioError(f"{r.failed} failed requests to {name}: {r.errors}")
-                    rps[name].append(r.rps)
+                    rps[name].append(await _rps(name, target, connections, seconds))
             return rps
 
         rps = asyncio.run(run())
