@@ -727,7 +727,7 @@ class Deployer:
             for r in await self.store.dyno_records(app)
             if r["pid"] is not None and r["start_ticks"] is not None
         ]
-        adopted = await self.supervisor.readopt(app.name, records, groups)
+        adopted = await self.supervisor.adopt(app.name, records, groups)
         if adopted:
             self.logs.append(
                 app.name,

@@ -486,13 +486,18 @@ async def test_restart_is_rolling_for_web_and_simple_for_others(
     async def switch() -> None:
         switched.append(sup.web_upstreams(APP))
 
+    def serving() -> dict[str, int | None]:
+        # A restart returns once the new dynos serve; the old ones may still be `stopping`.
+        return {s.name: s.pid for s in sup.status(APP) if s.state != "stopping"}
+
     await sup.restart(APP, "worker")
-    after = {s.name: s.pid for s in sup.status(APP)}
+    after = serving()
     assert after["web.1"] == before["web.1"] and after["worker.1"] != before["worker.1"]
     await sup.restart(APP, switch=switch)
-    after = {s.name: s.pid for s in sup.status(APP)}
+    after = serving()
     assert after["web.1"] != before["web.1"] and len(switched) == 1
     assert switched[0] == sup.web_upstreams(APP)
+    await sup.retired()
     assert states(sup) == [("web.1", "up", 1), ("worker.1", "up", 1)]
 
 

@@ -276,8 +276,11 @@ async def test_detach_leaves_dynos_running_and_adopt_takes_them_back(
 
     second = Recorder()
     again = make_sup(on_records=second.save, on_event=second.event)
-    adopted = await again.adopt(APP, records, {"web": (web, 2), "worker": (worker, 1)})
+    groups = {"web": (web, 2), "worker": (worker, 1)}
+    adopted = await again.adopt(APP, records, groups)
     assert adopted == ["web.1"]
+    assert [s.name for s in again.status(APP)] == ["web.1"]  # adopting starts nothing
+    await again.apply(APP, groups)
     status = {s.name: s for s in again.status(APP)}
     assert sorted(status) == ["web.1", "web.2", "worker.1"]
     assert status["web.1"].pid == pids["web.1"] and status["web.1"].state == "up"
@@ -371,6 +374,7 @@ async def test_kill_9_of_the_supervisor_process_keeps_dynos_serving(
             assert served > served_at_kill  # served while nothing supervised it
             sup = make_sup()
             assert await sup.adopt(APP, records, {"web": (web, 1)}) == ["web.1"]
+            await sup.apply(APP, {"web": (web, 1)})  # nothing to do: it is the one wanted
             [status] = sup.status(APP)
             assert (status.pid, status.port, status.state) == (record.pid, record.port, "up")
             assert sup.web_upstreams(APP) == [upstream]
@@ -418,8 +422,9 @@ async def test_adopt_refuses_a_recycled_pid_and_retires_old_releases(
 
     # The dyno.json found in its home still identifies the real process: it is adopted as a
     # stale dyno (v1 while v2 is wanted) and retired once v2 is ready.
-    adopted = await again.adopt(APP, [bogus], {"web": (v2, 1)}, switch=switch, drain=drain)
+    adopted = await again.adopt(APP, [bogus], {"web": (v2, 1)})
     assert adopted == []
+    await again.apply(APP, {"web": (v2, 1)}, switch=switch, drain=drain)
     assert switched and upstream not in switched[0]
     assert drained == [[upstream]]
     await again.retired()

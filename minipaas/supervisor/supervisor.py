@@ -252,36 +252,18 @@ class Supervisor:
         app: str,
         records: Sequence[DynoRecord],
         groups: Mapping[str, tuple[DynoSpec, int]],
-        switch: Switch | None = None,
-        drain: Drain | None = None,
     ) -> list[str]:
-        """After a restart: re-attach to the app's dynos still alive, then reconcile like apply().
+        """After a restart: re-attach to the app's dynos still alive; start nothing.
 
         A record is adopted when its pid still runs with the same start ticks (never a recycled
         pid), its home is found under `run_dir` and its release and type match `groups`; web
         dynos that accept connections are `up` at once (they may be serving already). Alive
-        dynos that match no group (an older release, a surplus) are adopted too and then
-        retired by the reconcile, after their replacements are ready. Dynos found in `run_dir`
-        but missing from `records` (the server died before it persisted them) count as records.
-        Output written while nobody read it reaches the logs, once. Returns the names adopted.
-        """
-        self._check_groups(app, groups)
-        async with self._lock(app):
-            adopted = await self._adopt(app, records, groups)
-            to_start, to_retire = self._plan(app, groups)
-            await self._rollout(app, to_start, to_retire, switch, drain)
-            return adopted
-
-    async def readopt(
-        self,
-        app: str,
-        records: Sequence[DynoRecord],
-        groups: Mapping[str, tuple[DynoSpec, int]],
-    ) -> list[str]:
-        """The first half of adopt(): re-attach to the app's dynos still alive, start nothing.
-
-        Quick (no dyno is started or waited for), so a restarted server can take every app's
-        dynos back before it says it is ready; `apply(app, groups)` then reconciles.
+        dynos that match no group (an older release, a surplus) are adopted too, and the next
+        `apply(app, groups)` retires them after their replacements are ready and starts what is
+        missing. Dynos found in `run_dir` but missing from `records` (the server died before it
+        persisted them) count as records. Output written while nobody read it reaches the
+        logs, once. Quick: a restarted server takes every app's dynos back before it says it is
+        ready. Returns the names adopted.
         """
         self._check_groups(app, groups)
         async with self._lock(app):
