@@ -149,17 +149,14 @@ class CaddyProcess(pidfile.KeptChild):
         self.admin_socket.unlink(missing_ok=True)
 
 
-def stop_strays(workdir: Path, timeout: float = 10.0, *, keep: int | None = None) -> list[int]:
-    """Stop every Caddy running `workdir`'s boot config but `keep`; their pids.
+def stop_strays(workdir: Path, timeout: float = 10.0) -> list[int]:
+    """Stop every Caddy running `workdir`'s boot config; their pids.
 
     There should be none: one whose pid file was lost or overwritten (a crash between spawning
     it and recording it, a second server on one data dir) would otherwise keep serving a stale
     configuration on the same ports (they are SO_REUSEPORT) after a new one starts.
     """
-    tail = ["run", "--config", str(workdir / "boot.json")]
-    pids = [pid for pid in pidfile.find_running(tail) if pid != keep]
-    pidfile.stop_pids(pids, timeout)
-    return pids
+    return pidfile.stop_running(["run", "--config", str(workdir / "boot.json")], timeout)
 
 
 def stop_orphan(workdir: Path, timeout: float = 10.0) -> bool:

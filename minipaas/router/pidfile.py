@@ -78,13 +78,7 @@ def stop_recorded(path: Path, timeout: float) -> bool:
     data = recorded(path)
     if data is None:
         return False
-    pid = int(data["pid"])
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and alive(pid):
-        time.sleep(0.05)
-    if alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    stop_pids([int(data["pid"])], timeout)
     path.unlink(missing_ok=True)
     return True
 
@@ -112,6 +106,13 @@ def find_running(tail: Sequence[str], *, marker: str | None = None) -> list[int]
         if alive(pid := int(entry.name)):
             found.append(pid)
     return sorted(found)
+
+
+def stop_running(tail: Sequence[str], timeout: float, *, marker: str | None = None) -> list[int]:
+    """Stop every process `find_running(tail, marker=...)` finds (see `stop_pids`); their pids."""
+    pids = find_running(tail, marker=marker)
+    stop_pids(pids, timeout)
+    return pids
 
 
 def stop_pids(pids: Sequence[int], timeout: float) -> None:

@@ -192,13 +192,10 @@ def resolver_command() -> list[str]:
     return [sys.executable, "-m", "minipaas.router.resolver"]
 
 
-def stop_strays(workdir: Path, timeout: float = 5.0, *, keep: int | None = None) -> list[int]:
-    """Stop every resolver serving `workdir`'s table but `keep` (one whose state file was lost,
-    see `caddy.stop_strays`); their pids."""
-    tail = [str(workdir / "upstreams.json")]
-    pids = [pid for pid in pidfile.find_running(tail, marker="resolver") if pid != keep]
-    pidfile.stop_pids(pids, timeout)
-    return pids
+def stop_strays(workdir: Path, timeout: float = 5.0) -> list[int]:
+    """Stop every resolver serving `workdir`'s table (one whose state file was lost, see
+    `caddy.stop_strays`); their pids."""
+    return pidfile.stop_running([str(workdir / "upstreams.json")], timeout, marker="resolver")
 
 
 def stop_orphan(workdir: Path, timeout: float = 5.0) -> bool:
