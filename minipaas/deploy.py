@@ -708,20 +708,23 @@ class Deployer:
                     app = await self.store.app(name)
                 except NotFound:
                     return
-                release = await self.store.current_release(app)
-                groups: dict[str, tuple[DynoSpec, int]] = {}
-                if release is not None and release.slug is not None:
-                    groups = await self._groups(app, release)
+                release, groups = await self._current_groups(app)
                 switch = self._switch(app, release) if release else None
                 await self.supervisor.apply(app.name, groups, switch=switch, drain=self.drain)
         except UserError as exc:
             self.logs.append(name, "minipaas", "minipaas", f"Start failed: {exc}")
 
-    async def _readopt(self, app: App) -> None:
+    async def _current_groups(
+        self, app: App
+    ) -> tuple[Release | None, dict[str, tuple[DynoSpec, int]]]:
+        """The app's current release and its desired dynos (none before code was deployed)."""
         release = await self.store.current_release(app)
-        groups: dict[str, tuple[DynoSpec, int]] = {}
-        if release is not None and release.slug is not None:
-            groups = await self._groups(app, release)
+        if release is None or release.slug is None:
+            return release, {}
+        return release, await self._groups(app, release)
+
+    async def _readopt(self, app: App) -> None:
+        _release, groups = await self._current_groups(app)
         records = [
             DynoRecord(app=app.name, **r)
             for r in await self.store.dyno_records(app)
