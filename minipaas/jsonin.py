@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minipaas.errors import UserError
-from minipaas.names import is_utf8
+from minipaas.names import SHOWN_CHARS, is_utf8
 
 MAX_DEPTH = 32
 """How deeply a document may nest; what minipaas reads is four levels deep at most."""
@@ -40,6 +40,16 @@ def loads(raw: str | bytes, subject: str) -> Any:
         return json.loads(raw, parse_int=parse_int)
     except RecursionError:  # a thousand levels or so; `first_unfit` holds them to MAX_DEPTH
         raise too_deep(subject) from None
+
+
+def kind(value: Any) -> str:
+    """How an error names a JSON value: "an object", "a list", or its JSON (cut short)."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    text = json.dumps(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}…"
 
 
 def too_deep(subject: str) -> UserError:

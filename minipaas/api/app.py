@@ -96,13 +96,8 @@ async def _read_body(request: Request) -> bytes:
 
 def body_dict(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
-        raise UserError(f"The request body must be a JSON object, not {_kind(data)}.")
+        raise UserError(f"The request body must be a JSON object, not {jsonin.kind(data)}.")
     return data
-
-
-def _kind(data: Any) -> str:
-    """How a JSON value that is not an object is named in an error (as in app.json's)."""
-    return "a list" if isinstance(data, list) else json.dumps(data)[:100]
 
 
 def release_version(value: Any) -> int:

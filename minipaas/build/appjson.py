@@ -15,7 +15,7 @@ from typing import Any
 
 from minipaas import jsonin
 from minipaas.errors import UserError
-from minipaas.names import SHOWN_CHARS, config_key, process_type
+from minipaas.names import config_key, process_type
 
 MAX_QUANTITY = 100
 """The most dynos of one process type app.json may ask for (`ps:scale` allows as many)."""
@@ -96,18 +96,8 @@ def initial_config(
     return added
 
 
-def _kind(value: object) -> str:
-    """How a JSON value is named in error messages (a long string or number cut short)."""
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    text = json.dumps(value)
-    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}…"
-
-
 def _error(where: str, expected: str, value: object) -> UserError:
-    return UserError(f"app.json {where} must be {expected}, not {_kind(value)}.")
+    return UserError(f"app.json {where} must be {expected}, not {jsonin.kind(value)}.")
 
 
 def _object(value: object, where: str) -> dict[str, Any]:
@@ -235,12 +225,12 @@ def parse_app_json(text: str) -> AppJson:
             f"app.json is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
         ) from None
     if not isinstance(data, dict):
-        raise UserError(f"app.json must hold a JSON object, not {_kind(data)}.")
+        raise UserError(f"app.json must hold a JSON object, not {jsonin.kind(data)}.")
     # Only the fields minipaas reads: a NUL in `description` harms nothing.
     unfit = jsonin.first_unfit({key: data[key] for key in FIELDS if key in data}, "app.json")
     if unfit is not None:
         what = f"a key with {unfit.problem}" if unfit.is_key else unfit.problem
-        raise UserError(f"app.json {unfit.where} has {what}: {_kind(unfit.text)}.")
+        raise UserError(f"app.json {unfit.where} has {what}: {jsonin.kind(unfit.text)}.")
     return AppJson(
         buildpacks=_buildpacks(data.get("buildpacks", [])),
         scripts=_scripts(data.get("scripts", {})),
