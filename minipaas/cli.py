@@ -126,6 +126,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_pending(app: dict[str, Any]) -> bool:
+    """The server has just started and has yet to start some of this app's dynos."""
+    return bool(app.get("start_pending")) and app["dynos_up"] < app["dynos_desired"]
+
+
 def cmd_apps(args: argparse.Namespace) -> int:
     with _client(args) as c:
         apps = c.get("/api/apps")
@@ -139,7 +144,8 @@ def cmd_apps(args: argparse.Namespace) -> int:
                 (
                     a["name"],
                     f"v{a['release']}" if a["release"] else "-",
-                    f"{a['dynos_up']}/{a['dynos_desired']}",
+                    f"{a['dynos_up']}/{a['dynos_desired']}"
+                    + (" (starting)" if _start_pending(a) else ""),
                     a["url"],
                 )
                 for a in apps
@@ -245,7 +251,11 @@ def cmd_ps(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data)
         return 0
-    if not data["dynos"]:
+    wanted = sum(data["formation"].values())
+    if data.get("start_pending") and len(data["dynos"]) < wanted:
+        formation = " ".join(f"{k}={v}" for k, v in sorted(data["formation"].items()) if v)
+        print(f"minipaas has just started: {app}'s dynos ({formation}) are waiting to start.\n")
+    elif not data["dynos"]:
         print(f"No dynos on {app}.")
         return 0
     by_type: dict[str, list[dict[str, Any]]] = {}

@@ -117,6 +117,9 @@ class Deployer:
         #: Set once start-up has taken back the dynos still running (`readopt_all`).
         self.ready = asyncio.Event()
         self._unstartable: set[str] = set()  # apps whose start failed in readopt_all
+        #: Apps whose missing dynos start-up has yet to start (`start_missing`): after a reboot
+        #: they have none for a while, and `ps` says they are on their way, not that none exist.
+        self.waiting: set[str] = set()
 
     def lock(self, app: str) -> asyncio.Lock:
         return self._locks.setdefault(app, asyncio.Lock())
@@ -677,26 +680,32 @@ class Deployer:
         app without its dynos. After a reboot none are left and `start_missing` starts them.
         """
         self._unstartable.clear()
-        for app in await self.store.apps():
+        apps = await self.store.apps()
+        for app in apps:
             try:
                 async with self.lock(app.name):
                     await self._readopt(app)
             except UserError as exc:
                 self._unstartable.add(app.name)
                 self.logs.append(app.name, "minipaas", "minipaas", f"Start failed: {exc}")
+        self.waiting = {app.name for app in apps} - self._unstartable
         self.ready.set()
 
     async def start_missing(self) -> None:
         """Server start, second half: start the dynos every app's formation lacks (all of them
-        after a reboot), STARTS_PER_CORE apps per CPU core side by side."""
-        at_once = asyncio.Semaphore(STARTS_PER_CORE * (os.cpu_count() or 1))
+        after a reboot), STARTS_PER_CORE apps per CPU core this process may use side by side."""
+        at_once = asyncio.Semaphore(STARTS_PER_CORE * len(os.sched_getaffinity(0)))
 
         async def start(name: str) -> None:
-            async with at_once:
-                await self._start_missing(name)
+            try:
+                async with at_once:
+                    await self._start_missing(name)
+            finally:
+                self.waiting.discard(name)
 
         apps = [a.name for a in await self.store.apps() if a.name not in self._unstartable]
         await asyncio.gather(*(start(name) for name in apps))
+        self.waiting.clear()  # and apps destroyed meanwhile
         await self.sync_routes()
         self._in_background(self.empty_trash())  # what a stopped server left behind
 

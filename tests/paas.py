@@ -37,6 +37,8 @@ class Paas:
     exe: Path = BIN / "minipaas"
     #: PATH after the command's own dir (None: this process's PATH).
     path: str | None = None
+    #: Runs the server (e.g. `taskset -c 0` to give it one CPU); empty: run it directly.
+    launcher: list[str] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -70,7 +72,11 @@ class Paas:
         )
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+                [*self.launcher, *argv],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
             )
         try:
             wait_for(self._ready, timeout=60, interval=0.2)

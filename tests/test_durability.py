@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, ssh_push
@@ -178,3 +179,53 @@ def test_every_app_comes_back_after_a_reboot(env: tuple[Paas, SSHServer], tmp_pa
     paas.wait_body("reboot.localhost", "hello from worker-web")
     listed = dynos(paas, "reboot")
     assert [d["name"] for d in listed] == ["web.1"]  # the stopped worker stays stopped
+
+
+def test_ps_says_which_apps_still_wait_to_start_after_a_reboot(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """After a reboot start-up starts two apps per CPU at a time: an app still in the queue has
+    no dynos yet, and `ps` / `apps` must say they are coming rather than that there are none."""
+    paas, sshd = env
+    slow = ["queued-a", "queued-b", "queued-c"]  # each takes 4 s to listen
+    for app in slow:
+        paas.cli("apps:create", app)
+        paas.cli("config:set", "BOOT_SECONDS=4", "-a", app)
+    with ThreadPoolExecutor(max_workers=len(slow)) as pool:
+        pushes = pool.map(
+            lambda app: ssh_push(sshd, git_repo(SAMPLES / "slow-start", tmp_path / app), app), slow
+        )
+        for result in pushes:
+            deployed(result)
+    paas.stop()  # `down`: no dyno survives, as after a reboot
+    # One CPU: two starts at a time, so while two slow apps boot the third waits its turn.
+    paas.launcher = ["taskset", "-c", "0"]
+    try:
+        paas.start()
+        shown = {app: json.loads(paas.cli("ps", "-a", app, "--json").stdout) for app in slow}
+        waiting = [app for app, ps in shown.items() if ps["start_pending"] and not ps["dynos"]]
+        assert waiting, shown
+        out = paas.cli("ps", "-a", waiting[0]).stdout
+        assert f"minipaas has just started: {waiting[0]}'s dynos (web=1) are waiting" in out
+        assert f"No dynos on {waiting[0]}" not in out
+        listing = paas.cli("apps").stdout
+        assert any(
+            line.split()[0] == waiting[0] and "0/1 (starting)" in line
+            for line in listing.splitlines()
+        ), listing
+
+        def all_up() -> bool:
+            for app in slow:
+                ps = json.loads(paas.cli("ps", "-a", app, "--json").stdout)
+                if ps["start_pending"] or [d["state"] for d in ps["dynos"]] != ["up"]:
+                    return False
+            return True
+
+        wait_for(all_up, timeout=60)
+        out = paas.cli("ps", "-a", waiting[0]).stdout
+        assert "waiting" not in out and "web.1: up" in out, out
+        assert "(starting)" not in paas.cli("apps").stdout
+    finally:
+        paas.stop()
+        paas.launcher = []
+        paas.start()

@@ -68,6 +68,9 @@ def test_app_state_words() -> None:
     assert app_state({**base, "release": None}) == "new"
     assert app_state({**base, "dynos_up": 1}) == "partial"
     assert app_state({**base, "dynos_up": 0}) == "down"
+    # minipaas has just started and not yet started these dynos
+    assert app_state({**base, "dynos_up": 0, "start_pending": True}) == "starting"
+    assert app_state({**base, "start_pending": True}) == "up"
     assert app_state({**base, "dynos_desired": 0, "dynos_up": 0}) == "idle"
 
 

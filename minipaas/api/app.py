@@ -217,6 +217,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                     "maintenance": app.maintenance,
                     "dynos_up": sum(1 for d in dynos if d.state == "up"),
                     "dynos_desired": sum(formation.values()),
+                    "start_pending": app.name in deployer.waiting,
                     **_latest(app.name),
                 }
             )
@@ -295,6 +296,8 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             {
                 "formation": await store.formation(app),
                 "dynos": await dynos_json(app.name),
+                # After a server (re)start: its missing dynos are still to be started.
+                "start_pending": app.name in deployer.waiting,
             }
         )
 

@@ -36,6 +36,7 @@ COLUMNS = [
 STATE_STYLE = {
     "up": "green",
     "partial": "yellow",
+    "starting": "yellow",
     "down": "red",
     "idle": "",
     "new": "dim",
@@ -44,7 +45,8 @@ STATE_STYLE = {
 
 
 def app_state(app: dict[str, Any]) -> str:
-    """One word for an app: maintenance, new (never deployed), idle, up, partial or down."""
+    """One word for an app: maintenance, new (never deployed), idle, up, starting (minipaas
+    has just started and not yet its dynos), partial or down."""
     if app.get("maintenance"):
         return "maintenance"
     if not app.get("release"):
@@ -54,6 +56,8 @@ def app_state(app: dict[str, Any]) -> str:
         return "idle"
     if up >= desired:
         return "up"
+    if app.get("start_pending"):
+        return "starting"
     return "partial" if up else "down"
 
 
