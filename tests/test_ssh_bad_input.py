@@ -252,9 +252,10 @@ VALUES = [
     case("domains:remove -a keeper 'a b'", 1, "Invalid hostname 'a b'"),
     case("domains:remove -a keeper a/b", 1, "Invalid hostname 'a/b'"),
     case("domains:remove -a keeper www.example.test", 1, "'www.example.test'"),
-    case("keys:remove é", 1, "No SSH key named 'é'"),
-    case("keys:remove 'x y'", 1, "'x y'"),
-    case("keys:remove 'tester?x'", 1, "'tester?x'"),
+    case("keys:remove é", 1, "Invalid key name 'é'"),
+    case("keys:remove 'x y'", 1, "Invalid key name 'x y'"),
+    case("keys:remove 'tester?x'", 1, "Invalid key name 'tester?x'"),
+    case("keys:remove a/b", 1, "Invalid key name 'a/b'"),
     case("keys:add x", 1, "Expected exactly one public key line"),
 ]
 

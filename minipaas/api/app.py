@@ -100,6 +100,18 @@ def body_dict(data: Any) -> dict[str, Any]:
     return data
 
 
+def key_name(name: str) -> str:
+    """An SSH key's name as given to keys:add / keys:remove, checked."""
+    if len(name) > MAX_KEY_NAME or not names.CONFIG_KEY.fullmatch(
+        name.replace("-", "_").replace(".", "_").replace("@", "_")
+    ):
+        raise UserError(
+            f"Invalid key name {names.shown(name)}: use up to {MAX_KEY_NAME} letters, digits, "
+            "dots, dashes, @ and underscores."
+        )
+    return name
+
+
 def release_version(value: Any) -> int:
     """A release number from `vN`, `N` or a JSON integer, else `UserError` naming the value."""
     if isinstance(value, str) and re.fullmatch(r"v?[0-9]{1,10}", value):
@@ -494,23 +506,17 @@ def create_app(ctx: ApiContext) -> ASGIApp:
 
     async def keys_add(request: Request) -> Response:
         data = body_dict(await json_body(request))
-        name = str(data.get("name", ""))
-        if len(name) > MAX_KEY_NAME or not names.CONFIG_KEY.fullmatch(
-            name.replace("-", "_").replace(".", "_").replace("@", "_")
-        ):
-            raise UserError(
-                f"Invalid key name {name!r}: use up to {MAX_KEY_NAME} letters, digits, dots, "
-                "dashes, @ and underscores."
-            )
+        name = key_name(str(data.get("name", "")))
         key = sshkeys.parse_public_key(str(data.get("public_key", "")))
         record = await store.add_key(name, key.fingerprint, key.line)
         await ctx.sync_keys()
         return JSONResponse(record.to_json(), status_code=201)
 
     async def keys_remove(request: Request) -> Response:
-        await store.remove_key(request.path_params["name"])
+        name = key_name(request.path_params["name"])
+        await store.remove_key(name)
         await ctx.sync_keys()
-        return JSONResponse({"removed": request.path_params["name"]})
+        return JSONResponse({"removed": name})
 
     async def whoami_key(request: Request) -> Response:
         key = await store.key_by_fingerprint(request.path_params["fingerprint"])
@@ -575,7 +581,9 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/keys", keys_list),
         Route("/api/keys", keys_add, methods=["POST"]),
         Route("/api/keys/by-fingerprint/{fingerprint:path}", whoami_key),
-        Route("/api/keys/{name}", keys_remove, methods=["DELETE"]),
+        # `path`: a name with a slash (%2F is decoded before routing) gets the name check's
+        # answer, not "no such route".
+        Route("/api/keys/{name:path}", keys_remove, methods=["DELETE"]),
         Route("/api/auth/token", auth_token),
         Route("/api/admin/down", down, methods=["POST"]),
     ]
