@@ -20,6 +20,8 @@ FIELDS = (
     ("month", 1, 12),
     ("day of week", 0, 7),
 )
+#: The most days each month can have (February: leap years).
+MONTH_DAYS = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
 NAMES = {
     3: {
         m: i
@@ -136,6 +138,15 @@ def parse(schedule: str) -> Schedule:
             "(minute hour day month weekday), e.g. '*/5 * * * *'."
         )
     fields = [_field(p, i, schedule) for i, p in enumerate(parts)]
+    days, days_restricted = fields[2]
+    months = fields[3][0]
+    # With a weekday restriction too, a day runs when either matches, so only days alone can
+    # name dates no month has (Vixie cron takes '0 0 30 2 *' and never runs it).
+    if days_restricted and not fields[4][1] and min(days) > max(MONTH_DAYS[m] for m in months):
+        raise UserError(
+            f"The cron schedule {shown(schedule)} never runs: none of its months has "
+            f"day {min(days)}."
+        )
     return Schedule(
         text=schedule,
         minutes=fields[0][0],

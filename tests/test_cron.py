@@ -55,6 +55,10 @@ def test_invalid_schedules_name_the_value(bad: str) -> None:
         cron.parse(bad)
 
 
-def test_impossible_schedule() -> None:
-    with pytest.raises(UserError, match="never runs"):
-        cron.parse("0 0 31 2 *").next_after(NOW)
+def test_impossible_schedules_are_refused_when_parsed() -> None:
+    for schedule in ("0 0 31 2 *", "0 0 30,31 feb *", "0 0 31 apr,jun,sep,nov *"):
+        with pytest.raises(UserError, match="never runs: none of its months has day"):
+            cron.parse(schedule)
+    # 31 exists in some month, Feb 29 in leap years, and with a weekday either may match
+    for schedule in ("0 0 31 2,3 *", "0 0 29 2 *", "0 0 31 2 fri"):
+        cron.parse(schedule).next_after(NOW)

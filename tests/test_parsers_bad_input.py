@@ -435,9 +435,9 @@ def _check(**entry: Any) -> dict[str, Any]:
             {"cron": [{"command": "tick", "schedule": "0 3 * jan-dec mon-fri"}]},
             [{"command": "tick", "schedule": "0 3 * jan-dec mon-fri"}],
         ),
-        # Kept as written, as Vixie cron does: a schedule is checked field by field, not for
-        # whether its days exist (this one never runs).
-        (_cron("0 0 30 2 *"), [{"command": "x", "schedule": "0 0 30 2 *"}]),
+        # February 29th exists in leap years; with a weekday too, either may match.
+        (_cron("0 0 29 2 *"), [{"command": "x", "schedule": "0 0 29 2 *"}]),
+        (_cron("0 0 30 2 mon"), [{"command": "x", "schedule": "0 0 30 2 mon"}]),
     ],
     ids=lambda value: repr(value)[:30],
 )
@@ -461,6 +461,8 @@ def test_release_settings_accept(tmp_path: Path, doc: dict[str, Any], expected: 
         (_cron("@daily"), "Invalid cron schedule '@daily': use five fields"),
         (_cron("* * * *"), "Invalid cron schedule '* * * *': use five fields"),
         (_cron("60 * * * *"), "the minute field '60' is not valid"),
+        (_cron("0 0 30 2 *"), "The cron schedule '0 0 30 2 *' never runs: none of its months"),
+        (_cron("0 0 31 4,6,9,11 *"), "never runs: none of its months has day 31"),
         (_cron("² * * * *"), "the minute field '²' is not valid"),
         (_cron("٣ * * * *"), "the minute field '٣' is not valid"),
         (_cron("*/² * * * *"), "the minute field '*/²' is not valid"),
