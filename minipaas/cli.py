@@ -293,7 +293,13 @@ def cmd_ps_restart(args: argparse.Namespace) -> int:
     app = _app(args)
     with _client(args) as c:
         c.request("POST", f"/api/apps/{app}/restart", json_body={"type": args.type})
-    print(f"Restarted {args.type + ' dynos of ' if args.type else ''}{app}.")
+    if not args.type:
+        what = ""
+    elif "." in args.type:
+        what = f"{args.type} of "
+    else:
+        what = f"{args.type} dynos of "
+    print(f"Restarted {what}{app}.")
     return 0
 
 
@@ -745,8 +751,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("ps", cmd_ps, "list dynos", app=True, json_out=True)
     p = add("ps:scale", cmd_ps_scale, "scale process types", app=True)
     p.add_argument("pairs", nargs="+", metavar="TYPE=COUNT")
-    p = add("ps:restart", cmd_ps_restart, "restart dynos", app=True)
-    p.add_argument("type", nargs="?")
+    p = add("ps:restart", cmd_ps_restart, "restart dynos (all, a type, or one: web.1)", app=True)
+    p.add_argument("type", nargs="?", metavar="TYPE|DYNO")
     p = add("logs", cmd_logs, "show logs", app=True)
     p.add_argument("-n", "--num", type=int, default=100)
     p.add_argument("-t", "--tail", action="store_true", help="keep following")

@@ -644,11 +644,15 @@ class Deployer:
             self.logs.append(app.name, "minipaas", "minipaas", f"Scaled to {summary}")
             return formation
 
-    async def restart(self, app_name: str, process_type: str | None = None) -> None:
+    async def restart(
+        self, app_name: str, process_type: str | None = None, number: int | None = None
+    ) -> None:
+        """Restart the app's dynos, those of `process_type`, or the one dyno of that type
+        numbered `number` (`ps:restart web.2`)."""
         async with self.lock(app_name):
             await self.store.app(app_name)
             await self.supervisor.restart(
-                app_name, process_type, switch=self.sync_routes, drain=self.drain
+                app_name, process_type, switch=self.sync_routes, drain=self.drain, number=number
             )
             await self.sync_routes()
 

@@ -14,6 +14,7 @@ APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,29}")
 RESERVED_APP_NAMES = frozenset({"minipaas", "www"})
 CONFIG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PROCESS_TYPE = re.compile(r"[A-Za-z0-9_-]{1,30}")
+DYNO_NUMBER = re.compile(r"[1-9][0-9]{0,2}")  # web.1 … web.999 (formations stop at 100)
 HOSTNAME_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 SHOWN_CHARS = 100
 """How much of a bad value an error message quotes: enough to recognise it, never 100 kB."""
@@ -64,6 +65,19 @@ def process_type(name: str) -> str:
             "underscores."
         )
     return name
+
+
+def process_type_or_dyno(name: str) -> tuple[str, int | None]:
+    """`web` → ("web", None), `web.2` → ("web", 2); else `UserError` naming `name`."""
+    ptype, dot, number = name.rpartition(".")
+    if not dot:
+        return process_type(name), None
+    if not PROCESS_TYPE.fullmatch(ptype) or not DYNO_NUMBER.fullmatch(number):
+        raise UserError(
+            f"Invalid process type or dyno {shown(name)}: use a process type such as web, or "
+            "one dyno such as web.1."
+        )
+    return ptype, int(number)
 
 
 def hostname(name: str) -> str:

@@ -250,6 +250,10 @@ BAD_FIELDS: list[tuple[str, str, Any, int, str | None]] = [
     ("POST", f"{A}/restart", {"type": "web\n"}, 400, r"'web\n'"),
     ("POST", f"{A}/restart", {"type": "web"}, 404, "web"),
     ("POST", f"{A}/restart", {"type": 5}, 404, "5"),
+    ("POST", f"{A}/restart", {"type": "web.1"}, 404, "no dyno web.1 to restart"),
+    ("POST", f"{A}/restart", {"type": "web.0"}, 400, "'web.0'"),
+    ("POST", f"{A}/restart", {"type": "web.1.2"}, 400, "'web.1.2'"),
+    ("POST", f"{A}/restart", {"type": "." * 5000}, 400, "'" + "." * 50),
     # deploy (what a push asks for): the sha is checked before anything streams
     ("POST", f"{A}/deploy", {}, 400, "''"),
     ("POST", f"{A}/deploy", {"sha": "abc"}, 400, "'abc'"),

@@ -42,3 +42,14 @@ def test_hostnames() -> None:
     for bad in ("", "-a.com", "a..b", "a_b.com", "x" * 64 + ".com", "a b"):
         with pytest.raises(UserError, match="Invalid hostname"):
             names.hostname(bad)
+
+
+def test_process_type_or_one_dyno() -> None:
+    assert names.process_type_or_dyno("web") == ("web", None)
+    assert names.process_type_or_dyno("web.2") == ("web", 2)
+    assert names.process_type_or_dyno("my_worker-1.100") == ("my_worker-1", 100)
+    for bad in ("web.0", "web.01", "web.x", "web.", ".1", "web.1.2", "web.1000", "web.²", "a b.1"):
+        with pytest.raises(UserError, match="Invalid process type or dyno"):
+            names.process_type_or_dyno(bad)
+    with pytest.raises(UserError, match="Invalid process type 'a b'"):
+        names.process_type_or_dyno("a b")

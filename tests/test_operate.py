@@ -93,6 +93,23 @@ def test_scale_web_three_all_serving_and_stop_start(
         assert result.returncode in (1, 2) and message in result.stderr, result.stderr
     assert len(web_up()) == 3
 
+    # one dyno restarted, as `heroku ps:restart web.2` does: the others keep their processes
+    pids = {d["name"]: d["pid"] for d in web_up()}
+    out = paas.cli("ps:restart", "web.2", "-a", "scaled").stdout
+    assert out.strip() == "Restarted web.2 of scaled."
+    after = {d["name"]: d["pid"] for d in wait_for(web_up, timeout=30, interval=0.2)}
+    assert after["web.1"] == pids["web.1"] and after["web.3"] == pids["web.3"]
+    assert after["web.2"] != pids["web.2"]
+    assert paas.curl("scaled.localhost")[0] == 200
+    for bad, message in (
+        ("web.4", "The app 'scaled' has no dyno web.4 to restart."),
+        ("web.0", "Invalid process type or dyno 'web.0'"),
+        ("web.x", "Invalid process type or dyno 'web.x'"),
+    ):
+        result = paas.cli("ps:restart", bad, "-a", "scaled", check=False)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert {d["name"]: d["pid"] for d in web_up()} == after
+
     paas.cli("ps:scale", "worker=1", "-a", "scaled")
     paas.cli("ps:stop", "worker", "-a", "scaled")
     dynos = json.loads(paas.cli("ps", "-a", "scaled", "--json").stdout)

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from minipaas.errors import DeployError
+from minipaas.errors import DeployError, NotFound
 from minipaas.logs import LogStore
 from minipaas.supervisor import BackoffPolicy, DynoSpec, Supervisor
 from minipaas.supervisor._inotify import Inotify
@@ -499,6 +499,23 @@ async def test_restart_is_rolling_for_web_and_simple_for_others(
     assert switched[0] == sup.web_upstreams(APP)
     await sup.retired()
     assert states(sup) == [("web.1", "up", 1), ("worker.1", "up", 1)]
+
+
+async def test_restart_one_dyno_by_number(sup: Supervisor, base: Path) -> None:
+    await sup.apply(
+        APP, {"web": (spec(base, "web", "web"), 2), "worker": (spec(base, "worker", "worker"), 1)}
+    )
+    before = {s.name: s.pid for s in sup.status(APP)}
+    await sup.restart(APP, "web", number=2)
+    await sup.retired()
+    after = {s.name: s.pid for s in sup.status(APP)}
+    assert after.keys() == before.keys()
+    assert after["web.2"] != before["web.2"]
+    assert after["web.1"] == before["web.1"] and after["worker.1"] == before["worker.1"]
+    await sup.restart(APP, "worker", number=1)
+    assert {s.name: s.pid for s in sup.status(APP)}["worker.1"] != before["worker.1"]
+    with pytest.raises(NotFound, match=r"The app '.*' has no dyno web\.3 to restart\."):
+        await sup.restart(APP, "web", number=3)
 
 
 async def test_run_once_streams_output_and_returns_status(sup: Supervisor, base: Path) -> None:

@@ -330,9 +330,9 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         name = app_name(request)
         data = body_dict(await json_body(request))
         raw = data.get("type")
-        ptype = None if raw is None else names.process_type(str(raw))
-        await deployer.restart(name, ptype)
-        return JSONResponse({"restarted": name, "type": ptype})
+        ptype, number = (None, None) if raw is None else names.process_type_or_dyno(str(raw))
+        await deployer.restart(name, ptype, number)
+        return JSONResponse({"restarted": name, "type": ptype, "number": number})
 
     async def logs(request: Request) -> Response:
         app = await store.app(app_name(request))

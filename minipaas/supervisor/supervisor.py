@@ -518,15 +518,24 @@ class Supervisor:
         process_type: str | None = None,
         switch: Switch | None = None,
         drain: Drain | None = None,
+        *,
+        number: int | None = None,
     ) -> None:
-        """Restart the app's dynos (of one type): web ones rolling, the others stop-then-start."""
+        """Restart the app's dynos (of one type, or the one dyno `process_type`.`number`): web
+        ones rolling, the others stop-then-start."""
         async with self._lock(app):
             current = [d for d in self._dynos.get(app, []) if not d.retiring]
             targets = [
-                d for d in current if process_type is None or d.spec.process_type == process_type
+                d
+                for d in current
+                if (process_type is None or d.spec.process_type == process_type)
+                and (number is None or d.number == number)
             ]
             if not targets:
-                what = f"{process_type} dynos" if process_type else "dynos"
+                if number is not None:
+                    what = f"dyno {process_type}.{number}"
+                else:
+                    what = f"{process_type} dynos" if process_type else "dynos"
                 raise NotFound(f"The app {app!r} has no {what} to restart.")
             web = [d for d in targets if d.spec.process_type == "web"]
             others = [d for d in targets if d.spec.process_type != "web"]
