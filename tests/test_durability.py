@@ -208,6 +208,8 @@ def test_ps_says_which_apps_still_wait_to_start_after_a_reboot(
         out = paas.cli("ps", "-a", waiting[0]).stdout
         assert f"minipaas has just started: {waiting[0]}'s dynos (web=1) are waiting" in out
         assert f"No dynos on {waiting[0]}" not in out
+        info = json.loads(paas.cli("apps:info", "-a", waiting[0], "--json").stdout)
+        assert info["start_pending"] and not info["dynos"]  # the TUI shows web.1 waiting
         listing = paas.cli("apps").stdout
         assert any(
             line.split()[0] == waiting[0] and "0/1 (starting)" in line

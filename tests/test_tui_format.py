@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tui import format as fmt
+from tui.screens.app_detail import waiting_dynos
 from tui.screens.apps import app_state
 from tui.screens.host import summarize_host
 from tui.screens.logs import SOURCES, next_in
@@ -115,3 +116,15 @@ def test_summarize_host_prefers_the_last_sample_and_peaks_include_it() -> None:
     out = summarize_host({"current": {}, "series": data["series"]})
     assert out["host-mem"][1] == "2.0G / 4.0G (50%)" and out["host-cpu"][1] == "\u2013"
     assert summarize_host({})["host-disk"] == ([], "\u2013", "\u2013")
+
+
+def test_waiting_dynos_after_a_reboot() -> None:
+    info = {
+        "formation": {"worker": 1, "web": 2, "clock": 0},
+        "dynos": [{"name": "web.1", "state": "starting"}],
+        "start_pending": True,
+    }
+    assert waiting_dynos(info) == ["web.2", "worker.1"]
+    assert waiting_dynos({**info, "start_pending": False}) == []
+    every = [{"name": n} for n in ("web.1", "web.2", "worker.1")]
+    assert waiting_dynos({**info, "dynos": every}) == []

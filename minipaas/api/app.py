@@ -262,6 +262,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 "formation": await store.formation(app),
                 "process_types": release.process_types if release else {},
                 "dynos": await dynos_json(app.name),
+                "start_pending": app.name in deployer.waiting,
                 "domains": [d.hostname for d in await store.domains(app)],
                 "uid": deployer.uid(app),
             }

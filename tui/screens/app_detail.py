@@ -31,6 +31,23 @@ if TYPE_CHECKING:
 
 DYNO_STYLE = {"up": "green", "starting": "yellow", "crashed": "red", "down": "red"}
 
+
+
+def waiting_dynos(info: dict[str, Any]) -> list[str]:
+    """The dynos minipaas has yet to start right after it started (a reboot): those the
+    formation wants and the app does not list."""
+    if not info.get("start_pending"):
+        return []
+    formation: dict[str, int] = info.get("formation") or {}
+    listed = {str(d.get("name")) for d in info.get("dynos") or []}
+    return [
+        f"{ptype}.{n}"
+        for ptype in sorted(formation, key=lambda t: (t != "web", t))
+        for n in range(1, formation[ptype] + 1)
+        if f"{ptype}.{n}" not in listed
+    ]
+
+
 # Which tab each action belongs to (the footer shows only the current tab's keys).
 TAB_ACTIONS = {
     "scale_up": "dynos",
@@ -243,6 +260,9 @@ class AppScreen(AppBound):
                     ],
                 )
             )
+        for name in waiting_dynos(info):
+            waiting: list[Cell] = [name, Text("waiting", style=DYNO_STYLE["starting"])]
+            rows.append((name, waiting + [fmt.DASH] * 5))
         self.query_one("#dynos-table", KeyedTable).sync(rows)
         self.query_one("#releases-table", KeyedTable).sync(
             [
