@@ -187,10 +187,10 @@ def test_ps_says_which_apps_still_wait_to_start_after_a_reboot(
     """After a reboot start-up starts two apps per CPU at a time: an app still in the queue has
     no dynos yet, and `ps` / `apps` must say they are coming rather than that there are none."""
     paas, sshd = env
-    slow = ["queued-a", "queued-b", "queued-c"]  # each takes 4 s to listen
+    slow = ["queued-a", "queued-b", "queued-c"]  # each takes 6 s to listen
     for app in slow:
         paas.cli("apps:create", app)
-        paas.cli("config:set", "BOOT_SECONDS=4", "-a", app)
+        paas.cli("config:set", "BOOT_SECONDS=6", "-a", app)
     with ThreadPoolExecutor(max_workers=len(slow)) as pool:
         pushes = pool.map(
             lambda app: ssh_push(sshd, git_repo(SAMPLES / "slow-start", tmp_path / app), app), slow
@@ -202,8 +202,15 @@ def test_ps_says_which_apps_still_wait_to_start_after_a_reboot(
     paas.launcher = ["taskset", "-c", "0"]
     try:
         paas.start()
-        shown = {app: json.loads(paas.cli("ps", "-a", app, "--json").stdout) for app in slow}
-        waiting = [app for app, ps in shown.items() if ps["start_pending"] and not ps["dynos"]]
+        # The checks below take a second or two; the waiting app's turn comes 6 s after the
+        # others' (the last in start order is asked first, so it is found at once).
+        shown: dict[str, object] = {}
+        waiting: list[str] = []
+        for app in reversed(slow):
+            shown[app] = ps = json.loads(paas.cli("ps", "-a", app, "--json").stdout)
+            if ps["start_pending"] and not ps["dynos"]:
+                waiting.append(app)
+                break
         assert waiting, shown
         out = paas.cli("ps", "-a", waiting[0]).stdout
         assert f"minipaas has just started: {waiting[0]}'s dynos (web=1) are waiting" in out
