@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from minipaas.router import AppRoute, Router, RouterError, RouterState, pidfile
+from minipaas.router import AppRoute, Router, RouterError, RouterState, dns, pidfile
 
 
 def free_port() -> int:
@@ -716,3 +716,25 @@ def test_down_stops_strays_found_by_their_command_lines(tmp_path: Path) -> None:
         for proc in [*strays, bystander]:
             proc.kill()
             proc.wait()
+
+
+async def test_caddy_dials_dynos_without_asking_the_resolver(
+    env: Env, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    """Caddy runs with a private /etc/hosts naming the SRV target: with the resolver gone (its
+    last answer kept for the grace period) an upstream that closes every connection, as
+    gunicorn does, is still dialled for each request, with no lookup left to fail."""
+    await env.router.apply(env.state(web(upstreams[0])))
+    caddy_pid = env.router.pid
+    assert caddy_pid is not None
+    seen = Path(f"/proc/{caddy_pid}/root/etc/hosts").read_text()
+    assert f"127.0.0.1 {dns.TARGET}\n" in seen and seen.startswith(Path("/etc/hosts").read_text())
+    assert dns.TARGET not in Path("/etc/hosts").read_text()  # the host's own is untouched
+    async with env.client() as client:
+        await env.wait_https(client, "web.localhost")
+        resolver = json.loads((env.router.admin_socket.parent / "resolver.json").read_text())
+        _kill(resolver["pid"])
+        before = len(upstreams[0].requests)
+        for _ in range(5):  # each on a new upstream connection: one dial (and lookup) each
+            assert (await env.get(client, "web.localhost")).text == "up1"
+        assert len(upstreams[0].requests) == before + 5

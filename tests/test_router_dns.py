@@ -57,17 +57,17 @@ def decode(reply: bytes) -> tuple[int, int, list[tuple[int, bytes]]]:
 TABLE = {"shop": [20001, 20002]}
 
 
-def test_srv_answer_lists_each_dyno_port_with_target_localhost() -> None:
+def test_srv_answer_lists_each_dyno_port_with_the_one_target() -> None:
     q = dns.parse_query(query(dns.srv_name("shop"), dns.TYPE_SRV))
     assert q is not None and q.name == "shop.web.minipaas"
     ident, rcode, answers = decode(dns.answer(q, TABLE))
     assert (ident, rcode) == (0x1234, dns.RCODE_OK)
     ports = [struct.unpack_from("!3H", rdata)[2] for _t, rdata in answers]
     assert ports == [20001, 20002]
-    assert answers[0][1][6:] == b"\x09localhost\x00"
+    assert answers[0][1][6:] == b"\x05dynos\x08minipaas\x00"
     # the second target is a pointer to the first one
     pointer = struct.unpack("!H", answers[1][1][6:])[0]
-    assert pointer & 0xC000 and reply_at(q, pointer & 0x3FFF) == b"\x09localhost\x00"
+    assert pointer & 0xC000 and reply_at(q, pointer & 0x3FFF) == b"\x05dynos\x08minipaas\x00"
 
 
 def reply_at(q: dns.Query, offset: int) -> bytes:
@@ -75,9 +75,9 @@ def reply_at(q: dns.Query, offset: int) -> bytes:
     return reply[offset : reply.index(b"\0", offset) + 1]
 
 
-def test_localhost_is_ipv4_loopback_only() -> None:
-    a = dns.parse_query(query("localhost.", dns.TYPE_A))
-    aaaa = dns.parse_query(query("LOCALHOST", dns.TYPE_AAAA))
+def test_the_target_is_ipv4_loopback_only() -> None:
+    a = dns.parse_query(query("dynos.minipaas.", dns.TYPE_A))
+    aaaa = dns.parse_query(query("DYNOS.minipaas", dns.TYPE_AAAA))
     assert a is not None and aaaa is not None
     assert decode(dns.answer(a, TABLE))[2] == [(dns.TYPE_A, bytes([127, 0, 0, 1]))]
     assert decode(dns.answer(aaaa, TABLE))[1:] == (dns.RCODE_OK, [])
@@ -307,7 +307,7 @@ async def test_a_switch_waits_only_while_caddy_may_hold_an_older_answer(tmp_path
             client.connect(("127.0.0.1", int(process.address.rpartition(":")[2])))
             client.send(query(dns.srv_name("busy"), dns.TYPE_SRV))
             assert decode(client.recv(512))[1] == dns.RCODE_OK
-            client.send(query("localhost.", dns.TYPE_A))  # not about an app
+            client.send(query("dynos.minipaas.", dns.TYPE_A))  # not about an app
             assert decode(client.recv(512))[1] == dns.RCODE_OK
         assert process.publish({"fresh": [20002], "busy": [20003]}) == {"fresh", "busy"}
         assert await process.settle_time({"fresh"}) == 0.0

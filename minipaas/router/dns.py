@@ -4,8 +4,11 @@ Owns the wire format and nothing else: `parse_query` reads one question from a d
 `answer` builds the reply from an upstream table. Pure functions, no sockets, no files.
 
 Caddy asks two things: `SRV <app>.web.minipaas.` ("which dynos serve this app?", one record per
-web dyno, target `localhost.` and the dyno's port) and `A`/`AAAA localhost.` (Go's resolver
-does not read /etc/hosts for absolute names, so the resolver answers for the target too).
+web dyno, target `dynos.minipaas.` and the dyno's port) and, to dial the target, `A`/`AAAA
+dynos.minipaas.`. Run as root, Caddy finds that name in a private /etc/hosts of its own (see
+`minipaas.router.caddy`) and never asks; otherwise the resolver answers for it too. (Go reads
+/etc/hosts for an absolute name only if the file spells it with a dot, which rules out
+`localhost`.)
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ RCODE_NOTIMP = 4
 
 #: The zone the resolver is authoritative for, and the one target every SRV record names.
 ZONE = "web.minipaas"
-TARGET = "localhost"
+TARGET = "dynos.minipaas"
 LOOPBACK = bytes((127, 0, 0, 1))
 
 #: How long Caddy trusts an answer (its `refresh`), in milliseconds.

@@ -361,8 +361,8 @@ def _proxy(upstreams: list[str], *, app_headers: bool) -> dict[str, Any]:
 
 def _dynamic_proxy(app: str, resolver: str) -> dict[str, Any]:
     """A proxy whose upstreams come from the resolver: SRV `<app>.web.minipaas.`, refreshed
-    every REFRESH; the targets (`localhost.`) are resolved there too, since Go's resolver does
-    not read /etc/hosts for absolute names. When the resolver cannot be reached, Caddy keeps
+    every REFRESH; the target (`dynos.minipaas.`) is in Caddy's private /etc/hosts, else the
+    transport asks the resolver for it too. When the resolver cannot be reached, Caddy keeps
     using the previous answer (grace period) rather than failing requests."""
     proxy = _proxy([], app_headers=True)
     del proxy["upstreams"]
