@@ -20,6 +20,7 @@ import socket
 import sys
 import traceback
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -193,12 +194,15 @@ class MinipaasServer:
         )
 
     def _router_log(self, lines: list[bytes]) -> None:
-        """Caddy's access log as each app's `router` log source."""
+        """Caddy's access log as each app's `router` log source (one write per app)."""
+        by_app: dict[str, list[tuple[datetime, str]]] = {}
         for raw in lines:
             line = router_line(raw)
             app = self.hosts(line.host) if line is not None else None
             if line is not None and app is not None:
-                self.logs.append(app, "router", "router", line.text, ts=line.ts)
+                by_app.setdefault(app, []).append((line.ts, line.text))
+        for app, entries in by_app.items():
+            self.logs.append_timed(app, "router", "router", entries)
 
     def _dynos_changed(self, app: str) -> None:
         """Supervisor callback: coalesce bursts of dyno changes into one route sync."""

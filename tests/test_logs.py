@@ -171,3 +171,23 @@ async def test_slow_follower_is_told_about_skipped_lines(
     logs.append("shop", "app", "web.1", "l5")
     assert (await anext(stream)).text == "l5"
     await stream.aclose()
+
+
+async def test_timed_lines_keep_their_own_times_in_one_write(tmp_path: Path) -> None:
+    """Router lines: each has the time Caddy logged it, and a batch is one write."""
+    logs = LogStore(tmp_path)
+    follower = logs.follow("shop", source="router")
+    task = asyncio.ensure_future(anext(follower))
+    await asyncio.sleep(0)  # let the follower subscribe
+    entries = [(T0 + timedelta(seconds=n), f"status=200 n={n}") for n in range(3)]
+    logs.append_timed("shop", "router", "router", entries)
+    text = (tmp_path / "shop" / "router-router.log").read_text()
+    assert text.splitlines() == [
+        f"2026-11-22T10:00:0{n}.000000Z\tstatus=200 n={n}" for n in range(3)
+    ]
+    assert [(line.ts, line.text) for line in logs.tail("shop")] == entries
+    first = await asyncio.wait_for(task, 5)
+    assert (first.ts, first.text, first.dyno) == (T0, "status=200 n=0", "router")
+    await follower.aclose()
+    logs.append_timed("shop", "router", "router", [])  # nothing to write: no file touched
+    logs.close()

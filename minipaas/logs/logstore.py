@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -157,22 +157,41 @@ class LogStore:
         ts: datetime | None = None,
     ) -> None:
         """Append several lines with one write (used by pipe readers for each chunk read)."""
-        if (app, source, dyno) not in self._files:  # names already checked when it was opened
-            check_names(app, source, dyno)
         when = ts if ts is not None else datetime.now(UTC)
         stamp = _stamp(when)
         flat = [piece for text in texts for piece in text.split("\n")]
-        if not flat:
-            return
-        data = "".join(f"{stamp}\t{text}\n" for text in flat).encode("utf-8", "replace")
+        if flat:
+            data = "".join(f"{stamp}\t{text}\n" for text in flat)
+            self._write(app, source, dyno, data, lambda: ((when, text) for text in flat))
+
+    def append_timed(
+        self, app: str, source: str, dyno: str, entries: Iterable[tuple[datetime, str]]
+    ) -> None:
+        """Append lines that each have their own time (router lines) with one write."""
+        timed = [(when, piece) for when, text in entries for piece in text.split("\n")]
+        if timed:
+            data = "".join(f"{_stamp(when)}\t{text}\n" for when, text in timed)
+            self._write(app, source, dyno, data, lambda: timed)
+
+    def _write(
+        self,
+        app: str,
+        source: str,
+        dyno: str,
+        data: str,
+        timed: Callable[[], Iterable[tuple[datetime, str]]],
+    ) -> None:
+        """One write of `data`; `timed()` gives its lines to followers, if there are any."""
+        if (app, source, dyno) not in self._files:  # names already checked when it was opened
+            check_names(app, source, dyno)
         f = self._open(app, source, dyno)
-        f.write(data)
+        f.write(data.encode("utf-8", "replace"))
         f.flush()
         if f.tell() >= self.max_bytes:
             self._rotate(app, source, dyno)
         followers = self._followers.get(app)
         if followers:
-            lines = [LogLine(when, app, source, dyno, text) for text in flat]
+            lines = [LogLine(when, app, source, dyno, text) for when, text in timed()]
             for follower in followers:
                 if follower.wants(source, dyno):
                     for line in lines:
