@@ -116,9 +116,9 @@ class Deployer:
         self._trash_lock = asyncio.Lock()  # two deploys ending together empty it once
         #: Set once start-up has taken back the dynos still running (`readopt_all`).
         self.ready = asyncio.Event()
-        self._unstartable: set[str] = set()  # apps whose start failed in readopt_all
-        #: Apps whose missing dynos start-up has yet to start (`start_missing`): after a reboot
-        #: they have none for a while, and `ps` says they are on their way, not that none exist.
+        #: Apps whose missing dynos start-up has yet to start (`start_missing`; not those whose
+        #: `readopt_all` failed): after a reboot they have none for a while, and `ps` says they
+        #: are on their way, not that none exist.
         self.waiting: set[str] = set()
 
     def lock(self, app: str) -> asyncio.Lock:
@@ -683,16 +683,15 @@ class Deployer:
         re-attaches to them, which is quick, then sets `ready`, so `ps` never shows a running
         app without its dynos. After a reboot none are left and `start_missing` starts them.
         """
-        self._unstartable.clear()
-        apps = await self.store.apps()
-        for app in apps:
+        self.waiting = set()
+        for app in await self.store.apps():
             try:
                 async with self.lock(app.name):
                     await self._readopt(app)
             except UserError as exc:
-                self._unstartable.add(app.name)
                 self.logs.append(app.name, "minipaas", "minipaas", f"Start failed: {exc}")
-        self.waiting = {app.name for app in apps} - self._unstartable
+                continue
+            self.waiting.add(app.name)
         self.ready.set()
 
     async def start_missing(self) -> None:
@@ -707,9 +706,8 @@ class Deployer:
             finally:
                 self.waiting.discard(name)
 
-        apps = [a.name for a in await self.store.apps() if a.name not in self._unstartable]
-        await asyncio.gather(*(start(name) for name in apps))
-        self.waiting.clear()  # and apps destroyed meanwhile
+        # (each leaves `waiting` once started; one destroyed meanwhile is skipped)
+        await asyncio.gather(*(start(name) for name in sorted(self.waiting)))
         await self.sync_routes()
         self._in_background(self.empty_trash())  # what a stopped server left behind
 
