@@ -157,6 +157,7 @@ class LogStore:
         ts: datetime | None = None,
     ) -> None:
         """Append several lines with one write (used by pipe readers for each chunk read)."""
+        self._check(app, source, dyno)
         when = ts if ts is not None else datetime.now(UTC)
         stamp = _stamp(when)
         flat = [piece for text in texts for piece in text.split("\n")]
@@ -168,10 +169,15 @@ class LogStore:
         self, app: str, source: str, dyno: str, entries: Iterable[tuple[datetime, str]]
     ) -> None:
         """Append lines that each have their own time (router lines) with one write."""
+        self._check(app, source, dyno)
         timed = [(when, piece) for when, text in entries for piece in text.split("\n")]
         if timed:
             data = "".join(f"{_stamp(when)}\t{text}\n" for when, text in timed)
             self._write(app, source, dyno, data, lambda: timed)
+
+    def _check(self, app: str, source: str, dyno: str) -> None:
+        if (app, source, dyno) not in self._files:  # names already checked when it was opened
+            check_names(app, source, dyno)
 
     def _write(
         self,
@@ -182,8 +188,6 @@ class LogStore:
         timed: Callable[[], Iterable[tuple[datetime, str]]],
     ) -> None:
         """One write of `data`; `timed()` gives its lines to followers, if there are any."""
-        if (app, source, dyno) not in self._files:  # names already checked when it was opened
-            check_names(app, source, dyno)
         f = self._open(app, source, dyno)
         f.write(data.encode("utf-8", "replace"))
         f.flush()
