@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 DYNO_STYLE = {"up": "green", "starting": "yellow", "crashed": "red", "down": "red"}
 
 
+def web_first(process_type: str) -> tuple[bool, str]:
+    """Sort key: `web` first, then the other process types by name."""
+    return process_type != "web", process_type
+
 
 def waiting_dynos(info: dict[str, Any]) -> list[str]:
     """The dynos minipaas has yet to start right after it started (a reboot): those the
@@ -42,7 +46,7 @@ def waiting_dynos(info: dict[str, Any]) -> list[str]:
     listed = {str(d.get("name")) for d in info.get("dynos") or []}
     return [
         f"{ptype}.{n}"
-        for ptype in sorted(formation, key=lambda t: (t != "web", t))
+        for ptype in sorted(formation, key=web_first)
         for n in range(1, formation[ptype] + 1)
         if f"{ptype}.{n}" not in listed
     ]
@@ -231,7 +235,7 @@ class AppScreen(AppBound):
         )
         formation: dict[str, int] = info.get("formation") or {}
         types: dict[str, str] = info.get("process_types") or {}
-        names = sorted(set(types) | set(formation), key=lambda t: (t != "web", t))
+        names = sorted(set(types) | set(formation), key=web_first)
         self.query_one("#formation", KeyedTable).sync(
             [(t, [t, str(formation.get(t, 0)), types.get(t, fmt.DASH)]) for t in names]
         )
