@@ -321,6 +321,7 @@ class MinipaasServer:
         scheduler = CronScheduler(jobs=self.deployer.cron_jobs, run=self.deployer.run_cron)
         cron_task = loop.create_task(scheduler.run_forever())
         metrics_task = loop.create_task(self.metrics.run())
+        router_task = loop.create_task(self.router.watch())
         starting: asyncio.Task[None] | None = None
         try:
             await self.deployer.readopt_all()
@@ -347,9 +348,10 @@ class MinipaasServer:
                 await asyncio.gather(starting, return_exceptions=True)
             cron_task.cancel()
             metrics_task.cancel()
+            router_task.cancel()  # before `down` stops Caddy, which must then stay stopped
             attach_task.cancel()
             await attach.close()
-            await asyncio.gather(cron_task, metrics_task, return_exceptions=True)
+            await asyncio.gather(cron_task, metrics_task, router_task, return_exceptions=True)
             await scheduler.stop()
             for server in servers:
                 server.should_exit = True

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -161,6 +163,24 @@ def test_unhealthy_deploy_rejected_under_load(env: tuple[Paas, SSHServer], tmp_p
     assert "health check GET /health" in out and "500" in out
     assert load.result.failed == 0, dict(load.result.failures)
     assert set(load.result.bodies) == {"hello from python-flask"}
+
+
+def test_a_killed_caddy_is_started_again_at_once(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """The OOM killer picks Caddy: apps and the control plane answer again without a deploy."""
+    paas, sshd = env
+    paas.cli("apps:create", "phoenix")
+    deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / "phoenix"), "phoenix"))
+    paas.wait_body("phoenix.localhost", "hello from python-stdlib")
+    pid_file = paas.data_dir / "caddy" / "caddy.pid"
+    killed = json.loads(pid_file.read_text())["pid"]
+    os.kill(killed, signal.SIGKILL)
+    wait_for(lambda: json.loads(pid_file.read_text())["pid"] != killed, timeout=30)
+    paas.wait_body("phoenix.localhost", "hello from python-stdlib", timeout=15)
+    code, body = paas.curl("minipaas.localhost", "/api/apps")
+    assert code == 401, body  # the control plane is routed again too (and wants a token)
+    assert f"caddy (pid {killed}) stopped; starting it again" in paas.tail_log(200)
 
 
 def test_every_app_comes_back_after_a_reboot(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:

@@ -572,6 +572,51 @@ async def test_resolver_outlives_minipaas_and_comes_back_on_its_port(
         assert (await env.get(client, "web.localhost")).text == "up2"
 
 
+async def test_watch_starts_a_killed_caddy_or_resolver_again_without_any_apply(
+    env: Env, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    await env.router.apply(env.state(web(upstreams[0])))
+    resolver_json = env.router.admin_socket.parent / "resolver.json"
+    watch = asyncio.get_running_loop().create_task(env.router.watch())
+    try:
+        async with env.client() as client:
+            await env.wait_https(client, "web.localhost")
+            for n in range(2):  # twice in a row: the second start waits a moment (crash loop)
+                killed = env.router.pid
+                _kill(killed)
+
+                async def serving_again(killed: int | None = killed) -> bool:
+                    if env.router.pid in (None, killed):
+                        return False
+                    try:
+                        return (await env.get(client, "web.localhost")).text == "up1"
+                    except (httpx.ConnectError, ssl.SSLError):
+                        return False
+
+                await eventually(serving_again)
+                assert env.router.loads == 2 + n  # the last state, loaded into the new Caddy
+
+            resolver = json.loads(resolver_json.read_text())
+            _kill(resolver["pid"])
+
+            async def resolver_back() -> bool:
+                now = json.loads(resolver_json.read_text())
+                return bool(now["pid"] != resolver["pid"]) and pidfile.alive(now["pid"])
+
+            await eventually(resolver_back)
+            assert json.loads(resolver_json.read_text())["port"] == resolver["port"]
+            await env.router.apply(env.state(web(upstreams[1])))  # routed through the new one
+            assert (await env.get(client, "web.localhost")).text == "up2"
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+    # Cancelled, as the server does before `down`: a stopped Caddy stays stopped.
+    pid = env.router.pid
+    await env.router.stop()
+    assert pid is not None and not pidfile.alive(pid)
+    assert env.router.pid is None
+
+
 async def test_static_deploy_swaps_a_symlink_not_the_config(env: Env, tmp_path: Path) -> None:
     roots = []
     for n in (1, 2):

@@ -129,6 +129,36 @@ def stop_pids(pids: Sequence[int], timeout: float) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+async def until_one_exits(children: Sequence[KeptChild]) -> None:
+    """Return once one of `children` is not running: at once if one is not, else when the
+    kernel says one exited (a pidfd per process, so no polling, children or not)."""
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+    fds: list[int] = []
+
+    def wake() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    try:
+        for child in children:
+            if child.pid is None:
+                return
+            try:
+                fd = os.pidfd_open(child.pid)
+            except ProcessLookupError:
+                return
+            fds.append(fd)
+            loop.add_reader(fd, wake)
+        # Opened after the pid was read: a process that died in between is caught here.
+        if all(child.alive() for child in children):
+            await exited
+    finally:
+        for fd in fds:
+            loop.remove_reader(fd)
+            os.close(fd)
+
+
 class KeptChild:
     """A process started in its own session (`_popen`) or adopted from a pid file (`_pid` only)."""
 

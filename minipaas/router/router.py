@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from minipaas.router.caddy import (
 )
 from minipaas.router.dns import MAX_RECORDS
 from minipaas.router.errors import RouterError
+from minipaas.router.pidfile import KeptChild, until_one_exits
 from minipaas.router.render import AppRoute, RouterState, render
 from minipaas.router.resolver import ResolverProcess
 
@@ -30,6 +32,10 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 15.0
 STOP_GRACE = 10.0
+#: `watch`: a death within this many seconds of the last restart counts as a crash loop ...
+REVIVE_WINDOW = 10.0
+#: ... and waits 1 s, 2 s, 4 s ... up to this long before the next start.
+REVIVE_MAX_WAIT = 30.0
 
 
 class Router:
@@ -48,6 +54,7 @@ class Router:
         self._resolver = ResolverProcess(workdir) if dynamic_upstreams else None
         self._admin_client: CaddyAdmin | None = None
         self._last: dict[str, Any] | None = None
+        self._applied: RouterState | None = None
         self._loads = 0
         self._lock = asyncio.Lock()
 
@@ -153,6 +160,7 @@ class Router:
                 self._last = document
                 self._loads += 1
                 log.info("caddy config loaded in %.1f ms", (time.monotonic() - started) * 1000)
+            self._applied = state
         if moved and self._resolver is not None:
             # Caddy may use an answer from before the switch until it expires; after that every
             # new request goes to the new dynos and the old ones can be drained. No wait for an
@@ -161,6 +169,38 @@ class Router:
             wait = await self._resolver.settle_time(moved)
             if wait > 0:
                 await asyncio.sleep(wait)
+
+    async def watch(self) -> None:
+        """Until cancelled: whenever Caddy or the resolver stops (the OOM killer, a crash, a
+        stray kill), start it again and load the last applied state, so apps answer again
+        within about a second instead of at the next deploy. Deaths in quick succession wait
+        longer and longer (up to 30 s) before the next start. Cancel it before `stop`."""
+        streak, last = 0, -math.inf
+        while True:
+            kept: list[KeptChild] = [self._process]
+            if self._resolver is not None:
+                kept.append(self._resolver)
+            await until_one_exits(kept)
+            streak = streak + 1 if time.monotonic() - last < REVIVE_WINDOW else 0
+            if streak:
+                await asyncio.sleep(min(REVIVE_MAX_WAIT, 0.5 * 2**streak))
+            last = time.monotonic()
+            try:
+                await self._revive()
+            except Exception as exc:  # logged; the next round tries again
+                log.error("could not start the router again: %s", exc)
+
+    async def _revive(self) -> None:
+        async with self._lock:
+            if self._resolver is not None and not self._resolver.alive():
+                log.warning("the upstream resolver (pid %s) stopped; starting it again",
+                            self._resolver.pid)
+                self._resolver.start()
+            if not self._process.alive():
+                log.warning("caddy (pid %s) stopped; starting it again", self._process.pid)
+                await self._start()
+        if self._applied is not None:
+            await self.apply(self._applied)  # the full document: `_start` forgot the last one
 
     def _link_static(self, state: RouterState) -> RouterState:
         """Serve each static site through a stable symlink to its release's directory.
@@ -204,7 +244,7 @@ class Router:
             if self._process.pid is None:
                 self._process.adopt()
             await self._process.terminate(grace=STOP_GRACE)
-            self._last = None
+            self._last = self._applied = None
             await self._close_admin()
             if self._resolver is not None:
                 if self._resolver.pid is None:
