@@ -153,3 +153,55 @@ async def test_a_busy_database_is_waited_out_not_reported(
     assert refusals == 0
     assert (await store.app("busy")).id == app.id
     assert "database is busy" in caplog.text
+
+
+async def test_a_rolling_dyno_is_recorded_next_to_the_one_it_replaces(store: Store) -> None:
+    """Mid-deploy the new web.1 runs beside the old web.1: both are recorded, by pid."""
+    app = await store.create_app("web")
+
+    def record(pid: int, release: int, started_at: float) -> dict[str, object]:
+        return {"name": "web.1", "process_type": "web", "release": release, "pid": pid,
+                "start_ticks": pid * 10, "port": 5000 + pid, "started_at": started_at,
+                "restarts": 0}
+
+    old, new = record(101, 1, 1000.0), record(102, 2, 1010.0)
+    await store.replace_dynos("web", [new, old])
+    assert await store.dyno_records(app) == [old, new]  # by name, then oldest first
+    await store.replace_dynos("web", [new])  # the old one retired
+    assert await store.dyno_records(app) == [new]
+
+
+async def test_dynos_recorded_before_the_pid_key_survive_the_migration(tmp_path: Path) -> None:
+    import sqlite3
+
+    s = Store(tmp_path / "old.db")
+    await s.open()
+    app = await s.create_app("web")
+    await s.close()
+    db = sqlite3.connect(tmp_path / "old.db")
+    with db:  # the table as migrations 0001-0004 left it, with one record and one without pid
+        db.execute("DELETE FROM schema_migrations WHERE version = 5")
+        db.execute("DROP TABLE dynos")
+        db.execute(
+            "CREATE TABLE dynos (app_id INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,"
+            " name TEXT NOT NULL, process_type TEXT NOT NULL, release INTEGER NOT NULL,"
+            " pid INTEGER, port INTEGER, started_at REAL, state TEXT NOT NULL,"
+            " start_ticks INTEGER, restarts INTEGER NOT NULL DEFAULT 0,"
+            " PRIMARY KEY (app_id, name))"
+        )
+        db.execute(
+            "INSERT INTO dynos VALUES (?, 'web.1', 'web', 3, 77, 5001, 1.5, 'running', 770, 2)",
+            (app.id,),
+        )
+        db.execute("INSERT INTO dynos VALUES (?, 'worker.1', 'worker', 3, NULL, NULL, NULL,"
+                   " 'running', NULL, 0)", (app.id,))
+    db.close()
+    s = Store(tmp_path / "old.db")
+    await s.open()
+    try:
+        assert await s.dyno_records(app) == [
+            {"name": "web.1", "process_type": "web", "release": 3, "pid": 77, "start_ticks": 770,
+             "port": 5001, "started_at": 1.5, "restarts": 2}
+        ]
+    finally:
+        await s.close()

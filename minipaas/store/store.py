@@ -418,7 +418,9 @@ class Store:
             )
 
     async def dyno_records(self, app: App) -> list[dict[str, Any]]:
-        rows = await self._all("SELECT * FROM dynos WHERE app_id = ? ORDER BY name", (app.id,))
+        rows = await self._all(
+            "SELECT * FROM dynos WHERE app_id = ? ORDER BY name, started_at", (app.id,)
+        )
         return [{k: r[k] for k in self.DYNO_FIELDS} for r in rows]
 
     # -- domains ---------------------------------------------------------------------------
