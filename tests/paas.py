@@ -22,6 +22,8 @@ from tests.support.sshd import SSHServer
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "sample-apps"
 BIN = Path(sys.executable).parent
+#: How the server's log starts a traceback that no test may cause (`Paas.crashes`).
+CRASH_MARKERS = ("Task exception was never retrieved", "ERROR:    Exception in ASGI application")
 
 
 @dataclass
@@ -88,6 +90,19 @@ class Paas:
         if self.proc.poll() is not None:
             raise RuntimeError(f"minipaas server exited {self.proc.returncode}:\n{self.tail_log()}")
         return self.cli("status", check=False).returncode == 0 and self.ca.exists()
+
+    def crashes(self) -> list[str]:
+        """What the server's log says went wrong unasked: a background task that died with an
+        exception nobody read, or a request answered 500. Each with the lines after it."""
+        try:
+            lines = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [
+            "\n".join(lines[n : n + 25])
+            for n, line in enumerate(lines)
+            if line.startswith(CRASH_MARKERS)
+        ]
 
     def tail_log(self, n: int = 60) -> str:
         try:

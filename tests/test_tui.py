@@ -72,6 +72,8 @@ def paas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paas]:
     finally:
         server.stop()
         shutil.rmtree(server.data_dir.parent, ignore_errors=True)
+    crashes = server.crashes()
+    assert not crashes, "the server logged unexpected errors:\n" + "\n\n".join(crashes)
 
 
 def api(paas: Paas, path: str, method: str = "GET", body: Any = None) -> Any:
