@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -239,7 +241,13 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         data = body_dict(await json_body(request))
         name = names.app_name(str(data.get("name", "")))
         app = await store.create_app(name)
-        await asyncio.to_thread(deployer.repos.create, name)
+        try:
+            await asyncio.to_thread(deployer.repos.create, name)
+        except BaseException:
+            # All or nothing (a full disk): an app without its repository could not be pushed.
+            with contextlib.suppress(Exception):
+                await store.delete_app(name)
+            raise
         return JSONResponse(
             {"name": app.name, "url": settings.app_url(app.name), "git_url": git_url(name)},
             status_code=201,
@@ -553,6 +561,15 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         assert isinstance(exc, UserError)
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
+    async def storage_error(request: Request, exc: Exception) -> Response:
+        if not disk_full(exc):
+            raise exc  # a bug: 500, with its traceback in the server's log
+        message = (
+            f"The server's disk is full (no space left in {ctx.settings.data_dir}): "
+            "free some space on it, then try again."
+        )
+        return JSONResponse({"error": message}, status_code=507)
+
     background: set[asyncio.Task[None]] = set()
     routes: list[BaseRoute] = [
         Route("/api/status", status),
@@ -596,6 +613,8 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         routes=routes,
         exception_handlers={
             UserError: user_error,
+            OSError: storage_error,
+            sqlite3.Error: storage_error,
             404: not_found,
             HTTPException: http_error,
         },
@@ -603,6 +622,13 @@ def create_app(ctx: ApiContext) -> ASGIApp:
     # git does its own basic auth (token as password) so it can answer git's way.
     guarded = TokenAuth(app, ctx.tokens, public=())
     return _GitBypass(app, guarded) if ctx.git_app is not None else guarded
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc` says the disk (or the user's quota) is full, from the OS or from SQLite."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 class _GitBypass:

@@ -106,10 +106,13 @@ class Store:
             await self._begin_immediate()
             try:
                 yield self.db
+                await self.db.commit()
             except BaseException:
-                await self.db.rollback()
+                # Also when COMMIT itself failed (a full disk): the connection must never stay
+                # inside a transaction, or the next write would join this half-done one.
+                with contextlib.suppress(sqlite3.Error):
+                    await self.db.rollback()
                 raise
-            await self.db.commit()
 
     async def _begin_immediate(self) -> None:
         """BEGIN IMMEDIATE, waiting out the other connection (the metrics store) for as long as

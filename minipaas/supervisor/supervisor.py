@@ -953,12 +953,17 @@ class Supervisor:
                 finally:
                     os.close(writer)
             except OSError as exc:
-                self._log(d.app, d.name, f"Could not start the process: {exc}")
-                return 127
+                return self._not_started(d, exc)
             pid = proc.pid
             life_started = self.clock()
             d.pid, d.start_ticks, d.started_at = pid, start_ticks(pid) or 0, time.time()
-            self._write_meta(d)
+            try:
+                self._write_meta(d)
+            except OSError as exc:  # a full disk: a dyno no restart could re-adopt is not run
+                kill_group(pid, signal.SIGKILL)
+                await wait_exit(pid, proc)
+                d.pid = d.start_ticks = None
+                return self._not_started(d, exc)
             self._event(d, "started", f"pid {pid}")
             self._records_changed(d.app)
             if d.stopping:
@@ -980,6 +985,13 @@ class Supervisor:
                     kill_group(pid, signal.SIGKILL)
                 d.pid = d.start_ticks = None
                 self._records_changed(d.app)
+
+    def _not_started(self, d: _Dyno, exc: OSError) -> int:
+        """The dyno's process could not be started (or recorded): said in its log and to a
+        rollout waiting for it; the exit status its supervision goes on with."""
+        self._log(d.app, d.name, f"Could not start the process: {exc}")
+        self._settle(d, f"it could not be started ({exc.strerror or exc})")
+        return 127
 
     def _mark_up(self, d: _Dyno) -> None:
         if not d.stopping:
