@@ -133,20 +133,24 @@ def test_one_off_run_passes_output_and_status(env: tuple[Paas, SSHServer], tmp_p
     paas.cli("config:set", "GREETING=from-config", "-a", "runner")
     deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / "runner"), "runner"))
     result = paas.cli(
-        "run", "-a", "runner", "--", "sh", "-c", "echo $GREETING $DYNO; id -u; exit 3", check=False
+        "run", "-a", "runner", "--", "sh", "-c", "echo $GREETING $DYNO $PORT; id -u; exit 3",
+        check=False,
     )
     assert result.returncode == 3, result
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("from-config run.")
+    greeting, dyno, port = lines[0].split()
+    assert (greeting, dyno.startswith("run.")) == ("from-config", True)
+    assert 1024 < int(port) < 65536  # a one-off dyno has a $PORT too, as on Heroku
     assert lines[1] != "0"
     # over SSH as well
     over_ssh = subprocess.run(
-        [*sshd.ssh_argv(), "run", "-a", "runner", "--", "python", "-c", "'print(6*7)'"],
+        [*sshd.ssh_argv(), "run", "-a", "runner", "--", "python", "-c",
+         "'import os; print(6*7, int(os.environ[\"PORT\"]) > 1024)'"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert over_ssh.returncode == 0 and "42" in over_ssh.stdout, over_ssh.stderr
+    assert over_ssh.returncode == 0 and "42 True" in over_ssh.stdout, over_ssh.stderr
     empty = paas.cli("run", "-a", "runner", check=False)
     assert empty.returncode == 2 and "No command given" in empty.stderr
 

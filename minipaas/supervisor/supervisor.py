@@ -379,8 +379,10 @@ class Supervisor:
         self._log(spec.app, name, f"Starting process with command `{spec.command}`")
         scratch = self._scratch(spec.app, name)
         proc: asyncio.subprocess.Process | None = None
+        port: int | None = None
         try:
-            env = self._env(spec, name, None)
+            port = self._allocate_port()  # every dyno has a $PORT, as on Heroku
+            env = self._env(spec, name, port)
             job = SandboxJob(
                 app_dir=spec.slug,
                 command=dyno_command(spec.command),
@@ -424,6 +426,8 @@ class Supervisor:
                     with contextlib.suppress(ProcessLookupError):
                         await asyncio.shield(proc.wait())
                 self._one_off_groups.discard(proc.pid)
+            if port is not None:
+                self._ports.discard(port)
             used.discard(number)
             self._remove_scratch(scratch)
 
@@ -453,7 +457,9 @@ class Supervisor:
         self._log(spec.app, dyno, f"Starting process with command `{spec.command}` (attached)")
         scratch = self._scratch(spec.app, dyno)
         proc: asyncio.subprocess.Process | None = None
+        port: int | None = None
         try:
+            port = self._allocate_port()
             job = SandboxJob(
                 app_dir=spec.slug,
                 command=dyno_command(spec.command),
@@ -469,7 +475,7 @@ class Supervisor:
                 argv = ["setsid", "--ctty", *argv]
             proc = await asyncio.create_subprocess_exec(
                 *argv,
-                env=self._env(spec, dyno, None),
+                env=self._env(spec, dyno, port),
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
@@ -495,6 +501,8 @@ class Supervisor:
                     with contextlib.suppress(ProcessLookupError):
                         await asyncio.shield(proc.wait())
                 self._one_off_groups.discard(proc.pid)
+            if port is not None:
+                self._ports.discard(port)
             used.discard(number)
             self._remove_scratch(scratch)
 
