@@ -30,6 +30,10 @@ USR_LINKS = (
     ("usr/bin", "/bin"), ("usr/sbin", "/sbin"), ("usr/lib", "/lib"), ("usr/lib64", "/lib64"),
 )
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: Processes and threads one app uid may have at once (its dynos, one-off dynos and builds
+#: together; RLIMIT_NPROC): a fork bomb stops there instead of taking every pid of the host
+#: (32,768 by default), which would leave minipaas, Caddy and sshd unable to fork.
+MAX_PROCESSES = 1024
 INIT_SCRIPT = Path(__file__).with_name("sandbox_init.sh")
 
 
@@ -59,6 +63,8 @@ class SandboxJob:
     binds: Sequence[Bind] = field(default_factory=tuple)
     share_net: bool = True
     cwd: str = "/app"
+    #: With `uid`: the RLIMIT_NPROC the command starts with (None: the caller's).
+    max_processes: int | None = MAX_PROCESSES
 
 
 def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -111,11 +117,15 @@ def sandbox_argv(job: SandboxJob, *, as_root: bool | None = None) -> list[str]:
     # Only /app and /tmp are writable: the assembled root itself goes read-only last.
     bwrap += ["--remount-ro", "/", "--chdir", job.cwd, "--", *job.command]
 
+    # Root is exempt from RLIMIT_NPROC: the limit bites once the uid is the app's.
+    limit = []
+    if job.uid is not None and job.max_processes is not None:
+        limit = ["prlimit", f"--nproc={job.max_processes}:{job.max_processes}", "--"]
     if not job.layer:
         if job.uid is None:
             return bwrap
         return [
-            "setpriv", f"--reuid={job.uid}", f"--regid={job.uid}", "--clear-groups",
+            *limit, "setpriv", f"--reuid={job.uid}", f"--regid={job.uid}", "--clear-groups",
             "--inh-caps=-all", "--", *bwrap,
         ]
     assert job.scratch is not None
@@ -125,6 +135,6 @@ def sandbox_argv(job: SandboxJob, *, as_root: bool | None = None) -> list[str]:
         unshare = ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
     uid_arg = "-" if job.uid is None else str(job.uid)
     return [
-        *unshare, "--", "/bin/sh", str(INIT_SCRIPT), str(job.app_dir), str(job.scratch), uid_arg,
-        "--", *bwrap,
+        *limit, *unshare, "--", "/bin/sh", str(INIT_SCRIPT), str(job.app_dir), str(job.scratch),
+        uid_arg, "--", *bwrap,
     ]

@@ -26,6 +26,7 @@ from minipaas.build.runner import find_uv
 from minipaas.errors import BuildError
 from minipaas.sandbox import SandboxJob, base_env, dyno_command, sandbox_argv
 from tests.support.dirs import app_readable_tmp
+from tests.support.forkbomb import FORK_BOMB
 from tests.support.ports import free_port
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "sample-apps"
@@ -482,3 +483,24 @@ def test_parse_release(text: str, expected: dict[str, str]) -> None:
 def test_parse_release_rejects(text: str) -> None:
     with pytest.raises(BuildError, match="The x buildpack's release step printed line"):
         parse_release(text, "x")
+
+
+# --- limits ----------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(UID is None, reason="process limits apply to app uids, which need root")
+def test_a_fork_bomb_stops_at_the_app_uids_process_limit(env: Env) -> None:
+    slug = env.root / "slug"
+    slug.mkdir()
+    (slug / "bomb.py").write_text(FORK_BOMB)
+    scratch = env.root / "scratch"
+    scratch.mkdir()
+    job = SandboxJob(slug, dyno_command("python3 bomb.py"), uid=UID, layer=True,
+                     scratch=scratch, max_processes=64)
+    assert SandboxJob(slug, ["true"], uid=UID).max_processes == 1024  # the default
+    proc = subprocess.run(sandbox_argv(job), env=base_env(), capture_output=True, text=True,
+                          timeout=60, start_new_session=True, check=False)
+    words = proc.stdout.split()
+    assert words[:3] == ["fork", "failed", "after"], proc.stdout + proc.stderr
+    assert 40 < int(words[3]) < 64  # less what the sandbox's own processes take
+    assert "Resource temporarily unavailable" in proc.stdout

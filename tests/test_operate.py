@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, ssh_push
+from tests.support.forkbomb import FORK_BOMB
 from tests.support.load import Load
 from tests.support.ports import wait_for
 from tests.support.sshd import SSHServer
@@ -153,6 +154,20 @@ def test_one_off_run_passes_output_and_status(env: tuple[Paas, SSHServer], tmp_p
     assert over_ssh.returncode == 0 and "42 True" in over_ssh.stdout, over_ssh.stderr
     empty = paas.cli("run", "-a", "runner", check=False)
     assert empty.returncode == 2 and "No command given" in empty.stderr
+
+
+def test_a_fork_bomb_in_a_dyno_leaves_the_host_able_to_fork(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    paas, sshd = env
+    paas.cli("apps:create", "bomber")
+    deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / "bomber"), "bomber"))
+    result = paas.cli("run", "-a", "bomber", "--", "python3", "-c", FORK_BOMB, check=False)
+    words = result.stdout.split()
+    assert words[:3] == ["fork", "failed", "after"], result.stdout + result.stderr
+    assert 900 < int(words[3]) < 1024  # the app uid's limit (sandbox.MAX_PROCESSES), not the host's
+    assert paas.cli("ps", "-a", "bomber").returncode == 0
+    paas.wait_body("bomber.localhost", "hello from python-stdlib")
 
 
 def test_checks_settings_and_bad_input(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
