@@ -71,3 +71,34 @@ def test_gunicorn_redeploys_drop_no_request(env: tuple[Paas, SSHServer], tmp_pat
         bump,
         lambda n: "hello from python-flask" if n == 1 else f"r{n} from python-flask",
     )
+
+
+def test_restarts_rollbacks_and_scaling_drop_no_request(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """Everything else that replaces or removes web dynos, under load: config:set (a new
+    release), ps:restart (all, a type, one dyno), rollback, scaling up and down."""
+    paas, sshd = env
+    paas.cli("apps:create", "steady")
+    repo = git_repo(SAMPLES / "python-flask", tmp_path / "steady")
+    deployed(ssh_push(sshd, repo, "steady"))
+    paas.wait_body("steady.localhost", "hello from python-flask")
+    operations = [
+        ("config:set", "COLOUR=blue"),
+        ("ps:scale", "web=3"),
+        ("ps:restart",),
+        ("ps:restart", "web"),
+        ("ps:restart", "web.2"),
+        ("ps:scale", "web=1"),
+        ("rollback",),
+        ("config:unset", "COLOUR"),
+    ]
+    with Load(paas.http_port, "steady.localhost", workers=4, max_seconds=600) as load:
+        wait_for(lambda: load.result.ok > 20, timeout=30)
+        for operation in operations:
+            paas.cli(*operation, "-a", "steady")
+            target = load.total() + 20
+            wait_for(lambda t=target: load.total() > t, timeout=30)
+    result = load.result
+    assert result.failed == 0, (dict(result.failures), result.ok)
+    assert result.ok > 100
