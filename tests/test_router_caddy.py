@@ -573,9 +573,13 @@ async def test_resolver_outlives_minipaas_and_comes_back_on_its_port(
 
 
 async def test_watch_starts_a_killed_caddy_or_resolver_again_without_any_apply(
-    env: Env, upstreams: tuple[Upstream, Upstream]
+    env: Env, upstreams: tuple[Upstream, Upstream], tmp_path: Path
 ) -> None:
-    await env.router.apply(env.state(web(upstreams[0])))
+    public = tmp_path / "public"
+    public.mkdir()
+    (public / "index.html").write_text("static v1")
+    site = AppRoute("site", ("site.localhost",), (), static_root=str(public))
+    await env.router.apply(env.state(web(upstreams[0]), site))
     resolver_json = env.router.admin_socket.parent / "resolver.json"
     watch = asyncio.get_running_loop().create_task(env.router.watch())
     try:
@@ -595,6 +599,7 @@ async def test_watch_starts_a_killed_caddy_or_resolver_again_without_any_apply(
 
                 await eventually(serving_again)
                 assert env.router.loads == 2 + n  # the last state, loaded into the new Caddy
+                assert (await env.get(client, "site.localhost")).text == "static v1"
 
             resolver = json.loads(resolver_json.read_text())
             _kill(resolver["pid"])

@@ -135,6 +135,7 @@ class Router:
                 f"but this router's Caddy listens on {self.admin_socket}."
             )
         render(state)  # invalid states are refused before anything changes
+        wanted = state  # as given: what follows fills in this run's resolver and static links
         async with self._lock:
             if self._resolver is not None:
                 if not self._resolver.alive():
@@ -160,7 +161,7 @@ class Router:
                 self._last = document
                 self._loads += 1
                 log.info("caddy config loaded in %.1f ms", (time.monotonic() - started) * 1000)
-            self._applied = state
+            self._applied = wanted
         if moved and self._resolver is not None:
             # Caddy may use an answer from before the switch until it expires; after that every
             # new request goes to the new dynos and the old ones can be drained. No wait for an
