@@ -565,7 +565,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         if not disk_full(exc):
             raise exc  # a bug: 500, with its traceback in the server's log
         message = (
-            f"The server's disk is full (no space left in {ctx.settings.data_dir}): "
+            f"The server's disk is full (no space left in {settings.data_dir}): "
             "free some space on it, then try again."
         )
         return JSONResponse({"error": message}, status_code=507)
