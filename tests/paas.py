@@ -270,6 +270,15 @@ def https_push(paas: Paas, repo: Path, app: str, token: str) -> subprocess.Compl
     return push(repo, url, env={"GIT_SSL_CAINFO": str(paas.ca)})
 
 
+def deploy_sample(paas: Paas, sshd: SSHServer, sample: str, app: str, work: Path) -> Path:
+    """`apps:create APP`, then a push of the sample app over SSH; its repository (for more
+    commits), under `work`."""
+    paas.cli("apps:create", app)
+    repo = git_repo(SAMPLES / sample, work / app)
+    deployed(ssh_push(sshd, repo, app))
+    return repo
+
+
 def deployed(result: subprocess.CompletedProcess[str]) -> str:
     out = result.stdout + result.stderr
     assert result.returncode == 0, out

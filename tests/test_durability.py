@@ -8,7 +8,7 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, ssh_push
+from tests.paas import SAMPLES, Paas, commit, deploy_sample, deployed, git_repo, ssh_push
 from tests.support.load import Load
 from tests.support.ports import wait_for
 from tests.support.sshd import SSHServer
@@ -170,8 +170,7 @@ def test_a_killed_caddy_is_started_again_at_once(
 ) -> None:
     """The OOM killer picks Caddy: apps and the control plane answer again without a deploy."""
     paas, sshd = env
-    paas.cli("apps:create", "phoenix")
-    deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / "phoenix"), "phoenix"))
+    deploy_sample(paas, sshd, "python-stdlib", "phoenix", tmp_path)
     paas.wait_body("phoenix.localhost", "hello from python-stdlib")
     pid_file = paas.data_dir / "caddy" / "caddy.pid"
     killed = json.loads(pid_file.read_text())["pid"]

@@ -7,7 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, ssh_push
+from tests.paas import SAMPLES, Paas, commit, deploy_sample, deployed, git_repo, ssh_push
 from tests.support.forkbomb import FORK_BOMB
 from tests.support.load import Load
 from tests.support.ports import wait_for
@@ -160,8 +160,7 @@ def test_a_fork_bomb_in_a_dyno_leaves_the_host_able_to_fork(
     env: tuple[Paas, SSHServer], tmp_path: Path
 ) -> None:
     paas, sshd = env
-    paas.cli("apps:create", "bomber")
-    deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / "bomber"), "bomber"))
+    deploy_sample(paas, sshd, "python-stdlib", "bomber", tmp_path)
     result = paas.cli("run", "-a", "bomber", "--", "python3", "-c", FORK_BOMB, check=False)
     words = result.stdout.split()
     assert words[:3] == ["fork", "failed", "after"], result.stdout + result.stderr

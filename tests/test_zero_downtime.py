@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, ssh_push
+from tests.paas import SAMPLES, Paas, commit, deploy_sample, deployed, git_repo, ssh_push
 from tests.support.load import Load
 from tests.support.ports import wait_for
 from tests.support.sshd import SSHServer
@@ -79,9 +79,7 @@ def test_restarts_rollbacks_and_scaling_drop_no_request(
     """Everything else that replaces or removes web dynos, under load: config:set (a new
     release), ps:restart (all, a type, one dyno), rollback, scaling up and down."""
     paas, sshd = env
-    paas.cli("apps:create", "steady")
-    repo = git_repo(SAMPLES / "python-flask", tmp_path / "steady")
-    deployed(ssh_push(sshd, repo, "steady"))
+    deploy_sample(paas, sshd, "python-flask", "steady", tmp_path)
     paas.wait_body("steady.localhost", "hello from python-flask")
     operations = [
         ("config:set", "COLOUR=blue"),
