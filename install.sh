@@ -632,6 +632,8 @@ Environment=PATH=$server_path LANG=C.UTF-8
 ExecStart=$cmd $args
 Restart=on-failure
 RestartSec=2
+# Out of memory, the kernel picks a dyno (+500), not minipaas or Caddy (which inherits this).
+OOMScoreAdjust=-500
 # Stop and restart (upgrades) signal the minipaas process only: dynos and Caddy run in their
 # own sessions and keep serving, and the next minipaas adopts them. SIGUSR1 asks minipaas to
 # leave without stopping them; \`minipaas down\` stops everything.

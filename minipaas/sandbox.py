@@ -34,6 +34,10 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 #: together; RLIMIT_NPROC): a fork bomb stops there instead of taking every pid of the host
 #: (32,768 by default), which would leave minipaas, Caddy and sshd unable to fork.
 MAX_PROCESSES = 1024
+#: Every sandboxed command is the kernel's first choice when memory runs out: an app that
+#: leaks loses a dyno (which its supervisor starts again), not Caddy or minipaas, which run
+#: at `minipaas.server.OOM_SCORE_ADJ` (-500) as root.
+OOM_SCORE_ADJ = 500
 INIT_SCRIPT = Path(__file__).with_name("sandbox_init.sh")
 
 
@@ -118,12 +122,12 @@ def sandbox_argv(job: SandboxJob, *, as_root: bool | None = None) -> list[str]:
     bwrap += ["--remount-ro", "/", "--chdir", job.cwd, "--", *job.command]
 
     # Root is exempt from RLIMIT_NPROC: the limit bites once the uid is the app's.
-    limit = []
+    limit = ["choom", "-n", str(OOM_SCORE_ADJ), "--"]
     if job.uid is not None and job.max_processes is not None:
-        limit = ["prlimit", f"--nproc={job.max_processes}:{job.max_processes}", "--"]
+        limit += ["prlimit", f"--nproc={job.max_processes}:{job.max_processes}", "--"]
     if not job.layer:
         if job.uid is None:
-            return bwrap
+            return [*limit, *bwrap]
         return [
             *limit, "setpriv", f"--reuid={job.uid}", f"--regid={job.uid}", "--clear-groups",
             "--inh-caps=-all", "--", *bwrap,

@@ -47,6 +47,8 @@ from minipaas.store.metrics import MetricsStore
 from minipaas.supervisor import Supervisor
 
 Progress = Callable[[str], None]
+#: The server's (and so Caddy's) OOM score adjustment as root: see `shield_from_oom_killer`.
+OOM_SCORE_ADJ = -500
 
 
 class _Server(uvicorn.Server):
@@ -399,9 +401,18 @@ def run_server(settings: Settings) -> int:
     """Entry point of `minipaas server`: run until SIGTERM/SIGINT, then clean up."""
     malloc = _Malloc()
     malloc.tune()
+    shield_from_oom_killer()
     server = MinipaasServer(settings, release_memory=malloc.trim)
     asyncio.run(server.run())
     return 0
+
+
+def shield_from_oom_killer() -> None:
+    """As root, make this process (and Caddy and the resolver, which inherit it) the OOM
+    killer's last choice but one: out of memory, it picks a dyno (`sandbox.OOM_SCORE_ADJ`)."""
+    if os.geteuid() == 0:
+        with contextlib.suppress(OSError):  # a container may refuse it; nothing else changes
+            Path("/proc/self/oom_score_adj").write_text(f"{OOM_SCORE_ADJ}\n")
 
 
 def _report_start_failure(task: asyncio.Task[None]) -> None:

@@ -242,6 +242,7 @@ def test_dry_run_changes_nothing(binary: Path, key_file: Path) -> None:
         assert f"write {layout.base}/units/minipaas.service" in unit, unit
         for line in (f"ExecStart={layout.exe} server --data-dir {layout.data_dir}",
                      "Restart=on-failure", "KillMode=process", "KillSignal=SIGUSR1",
+                     "OOMScoreAdjust=-500",
                      "systemctl restart minipaas.service"):  # fmt: skip
             assert line in unit, (line, unit)
         assert snapshot(*watched) == before

@@ -169,6 +169,25 @@ def test_a_fork_bomb_in_a_dyno_leaves_the_host_able_to_fork(
     paas.wait_body("bomber.localhost", "hello from python-stdlib")
 
 
+def test_out_of_memory_the_kernel_picks_a_dyno_not_caddy_or_minipaas(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    paas, sshd = env
+    deploy_sample(paas, sshd, "python-stdlib", "oomer", tmp_path)
+    ran = paas.cli("run", "-a", "oomer", "--", "cat", "/proc/self/oom_score_adj")
+    assert ran.stdout.strip() == "500"
+    [web] = json.loads(paas.cli("ps", "-a", "oomer", "--json").stdout)["dynos"]
+    caddy = json.loads((paas.data_dir / "caddy" / "caddy.pid").read_text())["pid"]
+    assert paas.proc is not None
+
+    def score(pid: object) -> str:
+        return Path(f"/proc/{pid}/oom_score_adj").read_text().strip()
+
+    assert score(web["pid"]) == "500"
+    # -500 where root may lower scores (CAP_SYS_RESOURCE; this test machine's root may not)
+    assert int(score(paas.proc.pid)) <= 0 and int(score(caddy)) <= 0
+
+
 def test_checks_settings_and_bad_input(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
     paas, sshd = env
     paas.cli("apps:create", "checked")
