@@ -459,7 +459,7 @@ fi
 
 [ "$dry_run" = 0 ] || say "Dry run: printing every step, changing nothing"
 install_packages "$PACKAGES"
-for tool in git bwrap setpriv unshare ssh-keygen; do
+for tool in git bwrap setpriv unshare prlimit choom ssh-keygen; do
     [ "$dry_run" = 1 ] || command -v "$tool" >/dev/null 2>&1 \
         || die "'$tool' is still missing after installing the packages: install it (apt-get install git bubblewrap util-linux openssh-client) and run install.sh again."
 done
