@@ -9,6 +9,7 @@ usage errors exit 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -310,18 +311,65 @@ def cmd_logs(args: argparse.Namespace) -> int:
         params["source"] = args.source
     if args.dyno:
         params["dyno"] = args.dyno
-    with _client(args) as c:
-        if not args.tail:
+    if not args.tail:
+        with _client(args) as c:
             for item in c.get(f"/api/apps/{app}/logs", **params):
                 print(item["line"])
-            return 0
-        params["tail"] = "1"
-        try:
-            for item in c.stream("GET", f"/api/apps/{app}/logs", params=params):
-                print(item["line"], flush=True)
-        except KeyboardInterrupt:
-            return 0
+        return 0
+    params["tail"] = "1"
+    with contextlib.suppress(KeyboardInterrupt):
+        _follow_logs(args, app, params)
     return 0
+
+
+#: `logs -t`: how long a follower waits for a server that went away (a restart, an upgrade).
+FOLLOW_RECONNECT_S = 120.0
+#: How many lines a reconnected follower asks for, to print what was logged while it was away.
+FOLLOW_CATCH_UP = 10_000
+
+
+def _follow_logs(args: argparse.Namespace, app: str, params: dict[str, Any]) -> None:
+    """Print the app's log as it grows, until Ctrl-C. When the server goes away, say so once,
+    wait for it to come back and go on from the last line printed: lines logged meanwhile are
+    printed once, none twice (lines are in time order and start with their UTC time)."""
+    import http.client
+
+    import httpx
+
+    from minipaas.client import ApiError
+
+    gone = (OSError, http.client.HTTPException, httpx.TransportError)
+    last, printed_at_last = "", set[str]()  # the newest time printed; its lines printed so far
+    away: float | None = None
+    while True:
+        try:
+            with _client(args) as c:
+                for item in c.stream("GET", f"/api/apps/{app}/logs", params=params):
+                    line = str(item["line"])
+                    stamp = line.split(" ", 1)[0]
+                    if stamp < last or (stamp == last and line in printed_at_last):
+                        continue  # printed before the server went away
+                    if stamp != last:
+                        last, printed_at_last = stamp, set()
+                    printed_at_last.add(line)
+                    if away is not None:
+                        print("minipaas: reconnected.", file=sys.stderr, flush=True)
+                        away = None
+                    print(line, flush=True)
+        except ApiError as exc:
+            if exc.status not in (0, 502, 503, 504):  # 0: unreachable; 5xx: from the router
+                raise
+        except gone:
+            pass
+        if away is None:
+            away = time.monotonic()
+            print("minipaas: the server went away; reconnecting…", file=sys.stderr, flush=True)
+        elif time.monotonic() - away > FOLLOW_RECONNECT_S:
+            raise ApiError(
+                f"The minipaas server did not come back within {FOLLOW_RECONNECT_S:g} s."
+            )
+        params["n"] = FOLLOW_CATCH_UP
+        time.sleep(0.5)
 
 
 def cmd_releases(args: argparse.Namespace) -> int:

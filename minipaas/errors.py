@@ -52,3 +52,9 @@ class DeployError(UserError):
     """A release could not go live (release phase or start failed); the old one keeps serving."""
 
     status = 422
+
+
+class Unavailable(UserError):
+    """The server is stopping (a restart, an upgrade): the same request works again soon."""
+
+    status = 503

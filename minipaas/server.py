@@ -355,6 +355,7 @@ class MinipaasServer:
             await attach.close()
             await asyncio.gather(cron_task, metrics_task, router_task, return_exceptions=True)
             await scheduler.stop()
+            self.logs.end_follows()  # `logs -t` streams end now, not at uvicorn's grace timeout
             for server in servers:
                 server.should_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)

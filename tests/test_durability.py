@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -180,6 +181,45 @@ def test_a_killed_caddy_is_started_again_at_once(
     code, body = paas.curl("minipaas.localhost", "/api/apps")
     assert code == 401, body  # the control plane is routed again too (and wants a token)
     assert f"caddy (pid {killed}) stopped; starting it again" in paas.tail_log(200)
+
+
+def test_logs_tail_follows_through_a_restart_of_the_server(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """`logs -t` outlives an upgrade: it says the server went away, waits, and goes on with
+    every heartbeat logged meanwhile, none twice."""
+    paas, sshd = env
+    deploy_sample(paas, sshd, "worker-web", "beats", tmp_path)
+    paas.cli("ps:scale", "worker=1", "-a", "beats")
+    out, err = tmp_path / "follow.out", tmp_path / "follow.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        follower = subprocess.Popen(
+            [str(paas.exe), "logs", "-t", "-a", "beats", "--dyno", "worker.1", "-n", "0"],
+            env=paas.env, stdout=stdout, stderr=stderr, start_new_session=True,
+        )
+    try:
+
+        def beats() -> list[int]:
+            return [int(ln.rsplit("heartbeat ", 1)[1].split()[0])
+                    for ln in out.read_text().splitlines() if "heartbeat " in ln]
+
+        wait_for(lambda: len(beats()) >= 2, timeout=30)
+        assert paas.proc is not None
+        paas.proc.terminate()  # what an upgrade does; the dynos keep running
+        paas.proc.wait(timeout=60)
+        wait_for(lambda: "went away" in err.read_text(), timeout=30)
+        before = len(beats())
+        paas.restart()
+        wait_for(lambda: len(beats()) >= before + 3, timeout=60)
+        assert follower.poll() is None  # still following
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.wait(timeout=30)
+    numbers = beats()
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
+    assert err.read_text().splitlines() == [
+        "minipaas: the server went away; reconnecting…", "minipaas: reconnected."
+    ]
 
 
 def test_every_app_comes_back_after_a_reboot(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:

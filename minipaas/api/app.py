@@ -28,7 +28,7 @@ from minipaas import __version__, checks, jsonin, names, sshkeys
 from minipaas.api.auth import LOCAL_KEY, TokenAuth, Tokens
 from minipaas.api.metrics import metrics_routes
 from minipaas.deploy import Deployer
-from minipaas.errors import NotFound, TooLarge, UserError
+from minipaas.errors import NotFound, TooLarge, Unavailable, UserError
 from minipaas.logs import LogStore
 from minipaas.metrics import Metrics
 from minipaas.settings import Settings
@@ -358,8 +358,11 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             raise UserError(f"Invalid line count {query.get('n')!r}: use a number.") from exc
         if not 0 <= n <= 100_000:
             raise UserError(f"Invalid line count {n}: use 0 to 100000.")
+        follow = query.get("tail") in ("1", "true")
+        if follow and ctx.logs.follows_ended:
+            raise Unavailable("minipaas is restarting: follow the log again in a moment.")
         lines = ctx.logs.tail(app.name, n=n, source=source, dyno=dyno)
-        if query.get("tail") not in ("1", "true"):
+        if not follow:
             return JSONResponse([{"line": ln.format()} for ln in lines])
 
         async def stream() -> AsyncIterator[bytes]:

@@ -136,6 +136,8 @@ class LogStore:
         self.keep = keep
         self._files: OrderedDict[tuple[str, str, str], BinaryIO] = OrderedDict()
         self._followers: dict[str, set[_Follower]] = {}
+        #: Set by `end_follows`: the server is stopping, new follows end at once.
+        self.follows_ended = False
 
     def _path(self, app: str, source: str, dyno: str) -> Path:
         return self.root / app / f"{source}-{dyno}.log"
@@ -244,11 +246,15 @@ class LogStore:
         check_names(app)
         for key in [k for k in self._files if k[0] == app]:
             self._files.pop(key).close()
-        for follower in self._followers.pop(app, set()):
-            while follower.queue.full():
-                follower.queue.get_nowait()
-            follower.queue.put_nowait(None)
+        _end(self._followers.pop(app, set()))
         shutil.rmtree(self.root / app, ignore_errors=True)
+
+    def end_follows(self) -> None:
+        """End every `follow`, and those started later at once (the server is stopping: its
+        streams must not hold it up)."""
+        self.follows_ended = True
+        for followers in self._followers.values():
+            _end(followers)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -300,6 +306,8 @@ class LogStore:
         how many with a `minipaas` line instead of slowing the writers down.
         """
         check_names(app, source, dyno)
+        if self.follows_ended:
+            return
         follower = _Follower(app, source, dyno)
         self._followers.setdefault(app, set()).add(follower)
         try:
@@ -321,3 +329,11 @@ class LogStore:
                 subscribers.discard(follower)
                 if not subscribers:
                     del self._followers[app]
+
+
+def _end(followers: set[_Follower]) -> None:
+    """Wake each follower with the end mark (made room for: it never waits for a slow one)."""
+    for follower in followers:
+        while follower.queue.full():
+            follower.queue.get_nowait()
+        follower.queue.put_nowait(None)
