@@ -58,3 +58,15 @@ class Unavailable(UserError):
     """The server is stopping (a restart, an upgrade): the same request works again soon."""
 
     status = 503
+
+
+class DiskFull(UserError):
+    """The server's disk (or quota) is full: nothing was changed; it works once space is freed."""
+
+    status = 507
+
+    def __init__(self, where: object) -> None:
+        super().__init__(
+            f"The server's disk is full (no space left for {where}): free some space on it, "
+            "then try again."
+        )

@@ -20,7 +20,7 @@ from tests.support.dirs import app_readable_dir
 from tests.support.ports import free_port
 
 FULL = "No space left on device"
-DISK_FULL = "The server's disk is full"
+DISK_FULL = "The server's disk is full (no space left for "
 
 
 @pytest.fixture

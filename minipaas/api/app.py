@@ -12,7 +12,6 @@ import errno
 import json
 import logging
 import re
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,7 @@ from minipaas import __version__, checks, jsonin, names, sshkeys
 from minipaas.api.auth import LOCAL_KEY, TokenAuth, Tokens
 from minipaas.api.metrics import metrics_routes
 from minipaas.deploy import Deployer
-from minipaas.errors import NotFound, TooLarge, Unavailable, UserError
+from minipaas.errors import DiskFull, NotFound, TooLarge, Unavailable, UserError
 from minipaas.logs import LogStore
 from minipaas.metrics import Metrics
 from minipaas.settings import Settings
@@ -564,14 +563,12 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         assert isinstance(exc, UserError)
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
-    async def storage_error(request: Request, exc: Exception) -> Response:
-        if not disk_full(exc):
+    async def os_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OSError)
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise exc  # a bug: 500, with its traceback in the server's log
-        message = (
-            f"The server's disk is full (no space left in {settings.data_dir}): "
-            "free some space on it, then try again."
-        )
-        return JSONResponse({"error": message}, status_code=507)
+        full = DiskFull(settings.data_dir)
+        return JSONResponse({"error": str(full)}, status_code=full.status)
 
     background: set[asyncio.Task[None]] = set()
     routes: list[BaseRoute] = [
@@ -616,8 +613,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         routes=routes,
         exception_handlers={
             UserError: user_error,
-            OSError: storage_error,
-            sqlite3.Error: storage_error,
+            OSError: os_error,
             404: not_found,
             HTTPException: http_error,
         },
@@ -625,13 +621,6 @@ def create_app(ctx: ApiContext) -> ASGIApp:
     # git does its own basic auth (token as password) so it can answer git's way.
     guarded = TokenAuth(app, ctx.tokens, public=())
     return _GitBypass(app, guarded) if ctx.git_app is not None else guarded
-
-
-def disk_full(exc: BaseException) -> bool:
-    """Whether `exc` says the disk (or the user's quota) is full, from the OS or from SQLite."""
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 class _GitBypass:

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiosqlite
 
-from minipaas.errors import Conflict, NotFound
+from minipaas.errors import Conflict, DiskFull, NotFound
 from minipaas.models import App, Build, Domain, Release, SSHKey
 
 _log = logging.getLogger(__name__)
@@ -107,11 +107,13 @@ class Store:
             try:
                 yield self.db
                 await self.db.commit()
-            except BaseException:
+            except BaseException as exc:
                 # Also when COMMIT itself failed (a full disk): the connection must never stay
                 # inside a transaction, or the next write would join this half-done one.
                 with contextlib.suppress(sqlite3.Error):
                     await self.db.rollback()
+                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                    raise DiskFull(self.path) from exc
                 raise
 
     async def _begin_immediate(self) -> None:
