@@ -146,18 +146,21 @@ class Deployer:
                 self.logs.append(app.name, "build", "build", line)
                 log(line)
 
-            # 1. receive: the pushed tree becomes the build dir, which becomes the slug.
             build_log(f"-----> Building {app.name} ({sha[:7]}) with minipaas")
             slug.parent.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(self.repos.export, app.name, sha, slug)
-
-            # 2. build with buildpacks, in the app's sandbox.
             config = await self.store.config(app)
             scratch = self.paths.run / f"build-{build.id}"
             scratch.mkdir(parents=True, exist_ok=True)
             added: dict[str, str] = {}
             first = await self._never_deployed(app)
             try:
+                # 1. receive: the pushed tree becomes the build dir, which becomes the slug.
+                # (Inside the `try`: a tree refused here, say an unsafe file name, fails the
+                # build like any other error instead of leaving it pending with a half-written
+                # slug.)
+                await asyncio.to_thread(self.repos.export, app.name, sha, slug)
+
+                # 2. build with buildpacks, in the app's sandbox.
                 if first:  # app.json `env` sets a new app up
                     added = await asyncio.to_thread(app_json_config, slug, config)
                     config = {**config, **added}
@@ -176,7 +179,10 @@ class Deployer:
                 )
                 app_json = await asyncio.to_thread(release_settings, slug)
             except UserError as exc:
-                build_log(f" !     {exc}")
+                # Kept in the build's log, not sent to the pusher: the push's gate ends with
+                # this sentence (it was shown twice in a row).
+                lines.append(f" !     {exc}")
+                self.logs.append(app.name, "build", "build", f" !     {exc}")
                 await self.store.finish_build(
                     build, status="failed", log="\n".join(lines), buildpacks=[], slug=None
                 )
