@@ -10,10 +10,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from dulwich.objects import Blob, Commit, Tree
+from dulwich.repo import Repo
 
+from minipaas.errors import UserError
+from minipaas.git.export import MAX_DEPTH
 from minipaas.git.receive import SHALLOW
 from minipaas.git.repos import Repos
 from tests import test_git
@@ -190,3 +195,42 @@ def test_ssh_pusher_hanging_up_mid_deploy_still_moves_the_branch(
         message="the branch to follow the deploy",
     )
 
+
+
+def nested_commit(repos: Repos, app: str, depth: int) -> str:
+    """A commit whose tree nests `depth` directories `d` with a file at the bottom."""
+    with Repo(str(repos.path(app))) as repo:
+        blob = Blob.from_string(b"deep")
+        tree = Tree()
+        tree.add(b"f", 0o100644, blob.id)
+        objects: list[Blob | Tree | Commit] = [blob, tree]
+        for _ in range(depth):
+            parent = Tree()
+            parent.add(b"d", 0o040000, tree.id)
+            objects.append(parent)
+            tree = parent
+        commit = Commit()
+        commit.tree = tree.id
+        commit.author = commit.committer = b"x <x@x>"
+        commit.commit_time = commit.author_time = int(time.time())
+        commit.commit_timezone = commit.author_timezone = 0
+        commit.message = b"deep"
+        objects.append(commit)
+        for obj in objects:
+            repo.object_store.add_object(obj)
+    return commit.id.decode()
+
+
+@pytest.mark.parametrize("git_bin", ["auto", None], ids=["cat-file", "dulwich"])
+def test_export_refuses_a_tree_nested_too_deep_in_one_sentence(
+    tmp_path: Path, git_bin: str | None
+) -> None:
+    """1,100 nested directories (git takes them) used to fail the push with an internal
+    RecursionError, leaving the build pending."""
+    repos = Repos(tmp_path / "repos", git_bin=git_bin)
+    repos.create("deep")
+    with pytest.raises(UserError, match=f"more than {MAX_DEPTH} levels deep"):
+        repos.export("deep", nested_commit(repos, "deep", 1100), tmp_path / "too-deep")
+    fine = tmp_path / "fine"
+    repos.export("deep", nested_commit(repos, "deep", MAX_DEPTH), fine)
+    assert (fine / Path(*["d"] * MAX_DEPTH) / "f").read_text() == "deep"

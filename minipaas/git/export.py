@@ -33,6 +33,9 @@ _GITLINK = 0o160000
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
+MAX_DEPTH = 256
+"""The deepest a tree's directories may nest. Deeper ones are refused in one sentence: they
+broke the export (and the build's own tree walks) with a RecursionError, an internal error."""
 
 
 @dataclass
@@ -74,6 +77,11 @@ def _make_dirs(
     tree = store[tree_id]
     if not isinstance(tree, Tree):
         raise UserError(f"Commit {sha} has a broken tree {tree_id.decode()!r}.")
+    if here.where.count("/") > MAX_DEPTH:
+        raise UserError(
+            f"Commit {sha} nests directories more than {MAX_DEPTH} levels deep; minipaas "
+            "does not build such a tree."
+        )
     dirs.append(here)
     seen: set[bytes] = set()
     for entry in tree.iteritems():
