@@ -158,7 +158,14 @@ class Deployer:
                 # (Inside the `try`: a tree refused here, say an unsafe file name, fails the
                 # build like any other error instead of leaving it pending with a half-written
                 # slug.)
-                await asyncio.to_thread(self.repos.export, app.name, sha, slug)
+                submodules = await asyncio.to_thread(self.repos.export, app.name, sha, slug)
+                for path in submodules:
+                    # Heroku fetches them; minipaas builds what was pushed (and cannot reach
+                    # their URLs in general): say so before the app fails for lack of files.
+                    build_log(
+                        f" !     The submodule {path!r} is not fetched and stays an empty "
+                        "directory: commit its files into the app's repository instead"
+                    )
 
                 # 2. build with buildpacks, in the app's sandbox.
                 if first:  # app.json `env` sets a new app up

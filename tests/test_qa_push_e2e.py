@@ -107,3 +107,21 @@ def test_an_unsafe_tree_fails_its_build_and_keeps_the_release(
     assert sorted(p.name for p in slugs.iterdir()) == [f"b{first}"]
     logs = paas.cli("logs", "-a", "unsafe", "--source", "build", "-n", "200").stdout
     assert "contains an unsafe file name '.GIT'" in logs, logs
+
+
+def test_a_submodule_is_named_in_the_build_log(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    """A submodule used to become an empty directory without a word; the app then failed
+    later for lack of its files."""
+    paas, _sshd = env
+    paas.cli("apps:create", "submod")
+    lib = procfile_app(tmp_path / "lib", "library")
+    repo = procfile_app(tmp_path / "submod")
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "protocol.file.allow=always", "submodule", "add", "-q",
+         f"file://{lib}", "vendor/lib"],
+        check=True, capture_output=True, env=git_env(),
+    )  # fmt: skip
+    commit(repo, "with a submodule")
+    out = deployed(https_push(paas, repo, "submod", token(paas)))
+    assert out.count("The submodule 'vendor/lib' is not fetched") == 1, out
+    assert paas.cli("run", "-a", "submod", "--", "ls -A vendor/lib").stdout.strip() == ""

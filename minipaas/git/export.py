@@ -55,23 +55,32 @@ def write_tree(
     *,
     git_bin: str | None = None,
     git_dir: Path | None = None,
-) -> None:
+) -> list[str]:
     """Write tree `tree_id` (of commit `sha`, named in errors) into the empty directory
-    `root_fd`: first every directory (checking every name), then every file and symlink."""
+    `root_fd`: first every directory (checking every name), then every file and symlink.
+    Returns the paths of the submodules, each left an empty directory."""
     dirs: list[_Dir] = []
-    _make_dirs(store, tree_id, root_fd, _Dir(b"", ""), dirs, sha)
+    submodules: list[str] = []
+    _make_dirs(store, tree_id, root_fd, _Dir(b"", ""), dirs, sha, submodules)
     wanted = [blob_sha for d in dirs for _name, _mode, blob_sha in d.blobs]
     if not wanted:
-        return
+        return submodules
     if git_bin is not None and git_dir is not None:
         with _cat_file(git_bin, git_dir, wanted, sha) as contents:
             _write_blobs(dirs, root_fd, contents, sha)
     else:
         _write_blobs(dirs, root_fd, _from_store(store, wanted), sha)
+    return submodules
 
 
 def _make_dirs(
-    store: BaseObjectStore, tree_id: ObjectID, dir_fd: int, here: _Dir, dirs: list[_Dir], sha: str
+    store: BaseObjectStore,
+    tree_id: ObjectID,
+    dir_fd: int,
+    here: _Dir,
+    dirs: list[_Dir],
+    sha: str,
+    submodules: list[str],
 ) -> None:
     """Create the subdirectories of one tree (recursively) and list its blobs in `here`."""
     tree = store[tree_id]
@@ -103,12 +112,13 @@ def _make_dirs(
                     "refusing to export it."
                 ) from None
             if mode == _GITLINK:
+                submodules.append(f"{here.where}{os.fsdecode(name)}")
                 continue
             fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
             try:
                 path = f"{here.where}{os.fsdecode(name)}/"
                 sub = _Dir(here.path + b"/" + name if here.path else name, path)
-                _make_dirs(store, child, fd, sub, dirs, sha)
+                _make_dirs(store, child, fd, sub, dirs, sha, submodules)
             finally:
                 os.close(fd)
         else:

@@ -122,8 +122,9 @@ class Repos:
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
-    def export(self, app: str, sha: str, dest: Path) -> None:
-        """Write the tree of commit `sha` into `dest`: files with their exec bit, symlinks, no .git.
+    def export(self, app: str, sha: str, dest: Path) -> list[str]:
+        """Write the tree of commit `sha` into `dest`: files with their exec bit, symlinks, no .git;
+        return the paths of its submodules (never fetched: each is an empty directory).
 
         `dest` must not exist or be empty. A tree entry that could escape `dest` (a name such as
         `..`, `.git` or one holding a slash, or a duplicate) is refused with `UserError`.
@@ -143,7 +144,7 @@ class Repos:
                 raise UserError(f"Object {sha} in app {app!r} is not a commit.")
             fd = os.open(dest, _DIR_FLAGS)
             try:
-                write_tree(
+                return write_tree(
                     store, commit.tree, fd, sha, git_bin=self.git_bin, git_dir=self.path(app)
                 )
             finally:
