@@ -195,6 +195,14 @@ class Deployer:
                 )
                 await asyncio.to_thread(shutil.rmtree, slug, True)
                 raise BuildError(str(exc)) from exc
+            except Exception:
+                # A bug, or the machine (a full disk): the push reports an internal error, and
+                # the build must not stay 'pending' with its half-written slug left behind.
+                await self.store.finish_build(
+                    build, status="failed", log="\n".join(lines), buildpacks=[], slug=None
+                )
+                await asyncio.to_thread(shutil.rmtree, slug, True)
+                raise
             finally:
                 await asyncio.to_thread(shutil.rmtree, scratch, True)
             await self.store.finish_build(

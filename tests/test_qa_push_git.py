@@ -234,3 +234,44 @@ def test_export_refuses_a_tree_nested_too_deep_in_one_sentence(
     fine = tmp_path / "fine"
     repos.export("deep", nested_commit(repos, "deep", MAX_DEPTH), fine)
     assert (fine / Path(*["d"] * MAX_DEPTH) / "f").read_text() == "deep"
+
+
+def commit_with(repos: Repos, app: str, name: bytes, mode: int, content: bytes) -> str:
+    """A commit whose tree holds one entry `name` (a file or, with mode 0o120000, a link)."""
+    with Repo(str(repos.path(app))) as repo:
+        blob = Blob.from_string(content)
+        tree = Tree()
+        tree.add(name, mode, blob.id)
+        commit = Commit()
+        commit.tree = tree.id
+        commit.author = commit.committer = b"x <x@x>"
+        commit.commit_time = commit.author_time = int(time.time())
+        commit.commit_timezone = commit.author_timezone = 0
+        commit.message = b"odd"
+        for obj in (blob, tree, commit):
+            repo.object_store.add_object(obj)
+    return commit.id.decode()
+
+
+@pytest.mark.parametrize("git_bin", ["auto", None], ids=["cat-file", "dulwich"])
+@pytest.mark.parametrize(
+    ("name", "mode", "content", "message"),
+    [
+        (b"a" * 256, 0o100644, b"x", "a file name of 256 bytes, longer than the 255"),
+        (b"link", 0o120000, b"t" * 5000, "symbolic link 'link' whose target no file system"),
+        (b"link", 0o120000, b"a\0b", "symbolic link 'link' whose target no file system"),
+    ],
+    ids=["long-name", "long-link", "nul-link"],
+)
+def test_export_refuses_what_no_file_system_takes_in_one_sentence(
+    tmp_path: Path, git_bin: str | None, name: bytes, mode: int, content: bytes, message: str
+) -> None:
+    """git stores such entries (its plumbing makes them); the export used to fail with an
+    OSError, which the push showed as an internal error."""
+    repos = Repos(tmp_path / "repos", git_bin=git_bin)
+    repos.create("odd")
+    with pytest.raises(UserError, match=message):
+        repos.export("odd", commit_with(repos, "odd", name, mode, content), tmp_path / "out")
+    fine = tmp_path / "fine"
+    repos.export("odd", commit_with(repos, "odd", b"a" * 255, 0o100644, b"ok"), fine)
+    assert (fine / ("a" * 255)).read_text() == "ok"

@@ -28,11 +28,15 @@ from dulwich.objects import ObjectID, Tree
 
 from minipaas.errors import NotFound, UserError
 from minipaas.git.packs import git_env
+from minipaas.names import shown
 
 _GITLINK = 0o160000
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
+NAME_MAX = 255
+"""The longest file name (in bytes) Linux file systems take; git itself has no limit."""
+_PATH_MAX = 4096  # a symbolic link's target, with its terminating NUL
 MAX_DEPTH = 256
 """The deepest a tree's directories may nest. Deeper ones are refused in one sentence: they
 broke the export (and the build's own tree walks) with a RecursionError, an internal error."""
@@ -97,6 +101,11 @@ def _make_dirs(
         name, mode, child = entry.path, entry.mode, entry.sha
         if name in (b"", b".", b"..") or b"/" in name or b"\0" in name or name.lower() == b".git":
             raise UserError(f"Commit {sha} contains an unsafe file name {os.fsdecode(name)!r}.")
+        if len(name) > NAME_MAX:
+            raise UserError(
+                f"Commit {sha} has a file name of {len(name)} bytes, longer than the {NAME_MAX} "
+                f"a file system allows: {here.where}{shown(os.fsdecode(name))}."
+            )
         if name in seen:
             raise UserError(
                 f"Commit {sha} lists {here.where}{os.fsdecode(name)!r} twice; "
@@ -140,7 +149,14 @@ def _write_blobs(
                 chunks = next(contents)
                 try:
                     if stat.S_ISLNK(mode):
-                        os.symlink(b"".join(chunks), name, dir_fd=fd)
+                        target = b"".join(chunks)
+                        if len(target) >= _PATH_MAX or b"\0" in target:
+                            raise UserError(
+                                f"Commit {sha} has a symbolic link {d.where}"
+                                f"{shown(os.fsdecode(name))} whose target no file system "
+                                f"takes (over {_PATH_MAX - 1} bytes, or a NUL byte)."
+                            )
+                        os.symlink(target, name, dir_fd=fd)
                     else:
                         _write_file(fd, name, mode, chunks)
                 except FileExistsError:
