@@ -125,3 +125,30 @@ def test_a_submodule_is_named_in_the_build_log(env: tuple[Paas, SSHServer], tmp_
     out = deployed(https_push(paas, repo, "submod", token(paas)))
     assert out.count("The submodule 'vendor/lib' is not fetched") == 1, out
     assert paas.cli("run", "-a", "submod", "--", "ls -A vendor/lib").stdout.strip() == ""
+
+
+def test_a_buildpack_url_cannot_reach_another_apps_repository(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """Buildpacks are fetched on the host as the app's uid: the repositories were readable by
+    every uid, so `BUILDPACK_URL=file:///<data-dir>/repos/OTHER.git` (or that directory) copied
+    another app's source into this app's build."""
+    paas, _sshd = env
+    paas.cli("apps:create", "victim")
+    victim = procfile_app(tmp_path / "victim", "victim's secret")
+    deployed(https_push(paas, victim, "victim", token(paas)))
+    repo_dir = paas.data_dir / "repos" / "victim.git"
+    assert (paas.data_dir / "repos").stat().st_mode & 0o007 == 0
+    assert repo_dir.stat().st_mode & 0o007 == 0
+
+    paas.cli("apps:create", "thief")
+    thief = procfile_app(tmp_path / "thief", "thief")
+    for url, reason in (
+        (f"file://{repo_dir}", "Could not fetch the buildpack"),
+        (str(repo_dir), "could not read the buildpack"),
+    ):
+        paas.cli("config:set", f"BUILDPACK_URL={url}", "-a", "thief")
+        result = https_push(paas, thief, "thief", token(paas))
+        out = result.stdout + result.stderr
+        assert result.returncode != 0, out
+        assert reason in out, out

@@ -14,6 +14,7 @@ import fcntl
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -76,9 +77,15 @@ class Repos:
         """Initialise an empty bare repository whose HEAD is `refs/heads/main`."""
         path = self.path(app)
         self.root.mkdir(parents=True, exist_ok=True)
+        # No access for others, here and on the root: an app's uid fetches buildpacks with git
+        # on the host, and `BUILDPACK_URL=file:///<data-dir>/repos/OTHER.git` (or that path)
+        # cloned another app's source into its build. (Roots made before keep their group.)
+        root_mode = stat.S_IMODE(self.root.stat().st_mode)
+        if root_mode & 0o007:
+            self.root.chmod(root_mode & ~0o007)
         try:
             path.mkdir()
-            path.chmod(0o2775)  # the SSH user's group creates the push lock here
+            path.chmod(0o2770)  # the SSH user's group creates the push lock here
         except FileExistsError:
             raise Conflict(f"A repository for app {app!r} already exists.") from None
         with Repo.init_bare(str(path), shared_repository="group") as repo:
