@@ -61,3 +61,16 @@ async def test_a_buildpack_host_that_never_answers_fails_fast(
     assert silent_http in str(caught.value)
     # git's own reason is in the build log, indented under the "Fetching" line.
     assert any("too slow" in line.lower() for line in lines), lines
+
+
+async def test_a_git_protocol_host_that_never_answers_fails_within_the_fetch_limit(
+    silent_http: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`git://` has no stall detection: the fetch's own limit (not the build step's 15
+    minutes) ends it."""
+    monkeypatch.setattr(buildpack, "FETCH_TIME_LIMIT", 2.0)
+    url = silent_http.replace("http://", "git://")
+    started = time.monotonic()
+    with pytest.raises(BuildError, match=r"took longer than 2 seconds"):
+        await buildpack.fetch(url, tmp_path / "external", uid=None, log=print, time_limit=900)
+    assert time.monotonic() - started < 30

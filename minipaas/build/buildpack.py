@@ -37,6 +37,9 @@ GIT_PROTOCOLS = "file:git:http:https"
 #: Seconds a buildpack fetch over HTTP(S) may go without receiving a byte before git gives up.
 #: Without it an unreachable or stalled host held the push for the whole step timeout.
 FETCH_STALL_SECONDS = 30
+#: The longest one git command of a buildpack fetch may take, whatever the build's step timeout:
+#: a shallow clone takes seconds, and `git://` has no stall detection of its own.
+FETCH_TIME_LIMIT = 120.0
 
 
 def builtin_name(url: str) -> str | None:
@@ -127,6 +130,7 @@ async def fetch(
             f"Buildpack {url!r} is neither a directory path nor a git URL such as "
             "'https://github.com/org/buildpack.git#v1'."
         )
+    time_limit = min(time_limit, FETCH_TIME_LIMIT)
     await asyncio.to_thread(_clone_root, root, uid)
     dest = clone_dir(root, url)
     env = _git_env(root)
