@@ -19,8 +19,8 @@ from dulwich.repo import Repo
 
 from minipaas.errors import UserError
 from minipaas.git.export import MAX_DEPTH
-from minipaas.git.receive import SHALLOW
-from minipaas.git.repos import Repos
+from minipaas.git.receive import BOTH, SHALLOW
+from minipaas.git.repos import DEPLOY_REFS, Repos
 from tests import test_git
 from tests.support.ports import wait_for
 from tests.support.procs import kill_group
@@ -35,7 +35,7 @@ work = test_git.work
 SERVE_PY = """\
 import os, sys, time
 from pathlib import Path
-from minipaas.git.repos import Repos
+from minipaas.git.repos import DEPLOY_REFS, Repos
 from minipaas.git.stdio import serve_stdio
 
 repos = Repos(Path({root!r}))
@@ -275,3 +275,33 @@ def test_export_refuses_what_no_file_system_takes_in_one_sentence(
     fine = tmp_path / "fine"
     repos.export("odd", commit_with(repos, "odd", b"a" * 255, 0o100644, b"ok"), fine)
     assert (fine / ("a" * 255)).read_text() == "ok"
+
+
+def test_main_and_master_to_different_commits_at_once_are_refused(
+    git_server: GitServer, work: Work
+) -> None:
+    """`git push minipaas main master` deployed both in turn, and the last (master's older
+    commit) served while main pointed at the newer one."""
+    git_server.repos.create("both")
+    older = work.commit("older")
+    work.git("branch", "master")
+    work.commit("newer")
+    calls = len(git_server.gate.calls)
+    result = work.git("push", git_server.remote("both"), "main", "master", check=False)
+    assert result.returncode != 0
+    assert f"[remote rejected] main -> main ({BOTH})" in result.stderr, result.stderr
+    assert f"[remote rejected] master -> master ({BOTH})" in result.stderr, result.stderr
+    assert len(git_server.gate.calls) == calls  # nothing was built
+    assert git_server.repos.head_sha("both") is None
+
+    # One at a time works, and main and master at one commit deploy it once.
+    work.git("push", "-q", git_server.remote("both"), "master")
+    assert git_server.repos.head_sha("both") == older
+    work.git("branch", "-f", "master", "main")
+    sha = work.git("rev-parse", "main").stdout.strip()
+    calls = len(git_server.gate.calls)
+    work.git("push", "-q", git_server.remote("both"), "main", "master")
+    assert git_server.gate.calls[calls:] == [("both", sha)]
+    with Repo(str(git_server.repos.path("both"))) as repo:
+        main, master = (repo.refs[ref] for ref in DEPLOY_REFS)
+        assert main == master == sha.encode()

@@ -52,6 +52,10 @@ ONLY_MAIN = (
 )
 NO_DELETE = "minipaas never deletes the deployed branch; use `minipaas apps:destroy` for that"
 MOVED = "the branch moved while you pushed (another push landed first); fetch and push again"
+BOTH = (
+    "main and master were pushed to different commits at once; push the one to deploy, "
+    "e.g. `git push minipaas main`"
+)
 SHALLOW = (
     "shallow update not allowed: this is a shallow clone; run `git fetch --unshallow` "
     "(in CI, check out the full history) and push again"
@@ -108,6 +112,8 @@ class GatedReceivePack(ReceivePackHandler):
         self._held = contextlib.ExitStack()  # the push lock, once taken, until the push ends
         self._locked = False
         self._shallow: list[bytes] = []  # the `shallow` lines of a push from a shallow clone
+        self._deployed: set[bytes] = set()  # commits this push's gate accepted
+        self._both = False  # main and master to different commits in this one push
 
     def capabilities(self) -> Iterator[bytes]:
         # No `atomic`: a ref that fails after the gate deployed another would undo nothing.
@@ -173,6 +179,10 @@ class GatedReceivePack(ReceivePackHandler):
             for _old, _new, ref in refs:
                 yield ref, status
             return
+        # Each deploy ref would be deployed in turn and the last one would serve, whichever
+        # the pusher meant (`git push minipaas main master` served master's older commit).
+        targets = {new for _old, new, ref in refs if ref in DEPLOY_REFS and new != _ZERO}
+        self._both = len(targets) > 1
         for old, new, ref in refs:
             refused = self._on_update(ref, old, new)
             if refused:
@@ -235,6 +245,8 @@ class GatedReceivePack(ReceivePackHandler):
             return ONLY_MAIN
         if new == _ZERO:
             return NO_DELETE
+        if self._both:
+            return BOTH
         if not self._locked:
             self._held.enter_context(self.repos.push_lock(self.app, on_wait=self._waiting))
             self._locked = True
@@ -244,8 +256,13 @@ class GatedReceivePack(ReceivePackHandler):
             current = _ZERO
         if current != old:
             return MOVED
+        if new in self._deployed:
+            return None  # main and master to one commit: it is live already, deployed once
         try:
-            return self.gate(self.app, new.decode("ascii"), self.progress)
+            reason = self.gate(self.app, new.decode("ascii"), self.progress)
+            if reason is None:
+                self._deployed.add(new)
+            return reason
         except UserError as error:
             return str(error)
         except Exception:
