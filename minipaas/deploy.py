@@ -146,18 +146,28 @@ class Deployer:
                 self.logs.append(app.name, "build", "build", line)
                 log(line)
 
-            # 1. receive: the pushed tree becomes the build dir, which becomes the slug.
             build_log(f"-----> Building {app.name} ({sha[:7]}) with minipaas")
             slug.parent.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(self.repos.export, app.name, sha, slug)
-
-            # 2. build with buildpacks, in the app's sandbox.
             config = await self.store.config(app)
             scratch = self.paths.run / f"build-{build.id}"
             scratch.mkdir(parents=True, exist_ok=True)
             added: dict[str, str] = {}
             first = await self._never_deployed(app)
             try:
+                # 1. receive: the pushed tree becomes the build dir, which becomes the slug.
+                # (Inside the `try`: a tree refused here, say an unsafe file name, fails the
+                # build like any other error instead of leaving it pending with a half-written
+                # slug.)
+                submodules = await asyncio.to_thread(self.repos.export, app.name, sha, slug)
+                for path in submodules:
+                    # Heroku fetches them; minipaas builds what was pushed (and cannot reach
+                    # their URLs in general): say so before the app fails for lack of files.
+                    build_log(
+                        f" !     The submodule {path!r} is not fetched and stays an empty "
+                        "directory: commit its files into the app's repository instead"
+                    )
+
+                # 2. build with buildpacks, in the app's sandbox.
                 if first:  # app.json `env` sets a new app up
                     added = await asyncio.to_thread(app_json_config, slug, config)
                     config = {**config, **added}
@@ -176,12 +186,23 @@ class Deployer:
                 )
                 app_json = await asyncio.to_thread(release_settings, slug)
             except UserError as exc:
-                build_log(f" !     {exc}")
+                # Kept in the build's log, not sent to the pusher: the push's gate ends with
+                # this sentence (it was shown twice in a row).
+                lines.append(f" !     {exc}")
+                self.logs.append(app.name, "build", "build", f" !     {exc}")
                 await self.store.finish_build(
                     build, status="failed", log="\n".join(lines), buildpacks=[], slug=None
                 )
                 await asyncio.to_thread(shutil.rmtree, slug, True)
                 raise BuildError(str(exc)) from exc
+            except Exception:
+                # A bug, or the machine (a full disk): the push reports an internal error, and
+                # the build must not stay 'pending' with its half-written slug left behind.
+                await self.store.finish_build(
+                    build, status="failed", log="\n".join(lines), buildpacks=[], slug=None
+                )
+                await asyncio.to_thread(shutil.rmtree, slug, True)
+                raise
             finally:
                 await asyncio.to_thread(shutil.rmtree, scratch, True)
             await self.store.finish_build(

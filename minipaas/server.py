@@ -238,7 +238,9 @@ class MinipaasServer:
             # grant the whole CLI anyway). Dynos run as app uids outside that group.
             gid = grp.getgrnam(self.settings.ssh_user).gr_gid
             os.chown(self.paths.repos, 0, gid)
-            os.chmod(self.paths.repos, 0o2775)  # noqa: S103 - group-writable on purpose, setgid
+            # Group-writable on purpose, setgid; nothing for others: app uids clone buildpacks
+            # on the host (git, as the uid) and must not reach another app's source.
+            os.chmod(self.paths.repos, 0o2770)  # noqa: S103
         self._gid = gid
         loop = asyncio.get_running_loop()
         # SIGTERM/SIGINT/SIGUSR1 stop the server only: dynos keep running and Caddy keeps

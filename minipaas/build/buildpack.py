@@ -34,6 +34,12 @@ LOOKED_FOR = (
 )
 #: Transports a buildpack URL may use (git's `ext::` and friends stay off).
 GIT_PROTOCOLS = "file:git:http:https"
+#: Seconds a buildpack fetch over HTTP(S) may go without receiving a byte before git gives up.
+#: Without it an unreachable or stalled host held the push for the whole step timeout.
+FETCH_STALL_SECONDS = 30
+#: The longest one git command of a buildpack fetch may take, whatever the build's step timeout:
+#: a shallow clone takes seconds, and `git://` has no stall detection of its own.
+FETCH_TIME_LIMIT = 120.0
 
 
 def builtin_name(url: str) -> str | None:
@@ -77,6 +83,9 @@ def _git_env(home: Path) -> dict[str, str]:
         # Written by _clone_root: safe.directory=* (clones run as the app's uid and the source
         # repository may belong to someone else; git 2.39 reads it only from global config).
         "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
+        # Less than 1 byte/s for that long: git (curl) gives up and says so.
+        "GIT_HTTP_LOW_SPEED_LIMIT": "1",
+        "GIT_HTTP_LOW_SPEED_TIME": str(FETCH_STALL_SECONDS),
     }
 
 
@@ -121,6 +130,7 @@ async def fetch(
             f"Buildpack {url!r} is neither a directory path nor a git URL such as "
             "'https://github.com/org/buildpack.git#v1'."
         )
+    time_limit = min(time_limit, FETCH_TIME_LIMIT)
     await asyncio.to_thread(_clone_root, root, uid)
     dest = clone_dir(root, url)
     env = _git_env(root)

@@ -28,11 +28,18 @@ from dulwich.objects import ObjectID, Tree
 
 from minipaas.errors import NotFound, UserError
 from minipaas.git.packs import git_env
+from minipaas.names import shown
 
 _GITLINK = 0o160000
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
+NAME_MAX = 255
+"""The longest file name (in bytes) Linux file systems take; git itself has no limit."""
+_PATH_MAX = 4096  # a symbolic link's target, with its terminating NUL
+MAX_DEPTH = 256
+"""The deepest a tree's directories may nest. Deeper ones are refused in one sentence: they
+broke the export (and the build's own tree walks) with a RecursionError, an internal error."""
 
 
 @dataclass
@@ -52,34 +59,53 @@ def write_tree(
     *,
     git_bin: str | None = None,
     git_dir: Path | None = None,
-) -> None:
+) -> list[str]:
     """Write tree `tree_id` (of commit `sha`, named in errors) into the empty directory
-    `root_fd`: first every directory (checking every name), then every file and symlink."""
+    `root_fd`: first every directory (checking every name), then every file and symlink.
+    Returns the paths of the submodules, each left an empty directory."""
     dirs: list[_Dir] = []
-    _make_dirs(store, tree_id, root_fd, _Dir(b"", ""), dirs, sha)
+    submodules: list[str] = []
+    _make_dirs(store, tree_id, root_fd, _Dir(b"", ""), dirs, sha, submodules)
     wanted = [blob_sha for d in dirs for _name, _mode, blob_sha in d.blobs]
     if not wanted:
-        return
+        return submodules
     if git_bin is not None and git_dir is not None:
         with _cat_file(git_bin, git_dir, wanted, sha) as contents:
             _write_blobs(dirs, root_fd, contents, sha)
     else:
         _write_blobs(dirs, root_fd, _from_store(store, wanted), sha)
+    return submodules
 
 
 def _make_dirs(
-    store: BaseObjectStore, tree_id: ObjectID, dir_fd: int, here: _Dir, dirs: list[_Dir], sha: str
+    store: BaseObjectStore,
+    tree_id: ObjectID,
+    dir_fd: int,
+    here: _Dir,
+    dirs: list[_Dir],
+    sha: str,
+    submodules: list[str],
 ) -> None:
     """Create the subdirectories of one tree (recursively) and list its blobs in `here`."""
     tree = store[tree_id]
     if not isinstance(tree, Tree):
         raise UserError(f"Commit {sha} has a broken tree {tree_id.decode()!r}.")
+    if here.where.count("/") > MAX_DEPTH:
+        raise UserError(
+            f"Commit {sha} nests directories more than {MAX_DEPTH} levels deep; minipaas "
+            "does not build such a tree."
+        )
     dirs.append(here)
     seen: set[bytes] = set()
     for entry in tree.iteritems():
         name, mode, child = entry.path, entry.mode, entry.sha
         if name in (b"", b".", b"..") or b"/" in name or b"\0" in name or name.lower() == b".git":
             raise UserError(f"Commit {sha} contains an unsafe file name {os.fsdecode(name)!r}.")
+        if len(name) > NAME_MAX:
+            raise UserError(
+                f"Commit {sha} has a file name of {len(name)} bytes, longer than the {NAME_MAX} "
+                f"a file system allows: {here.where}{shown(os.fsdecode(name))}."
+            )
         if name in seen:
             raise UserError(
                 f"Commit {sha} lists {here.where}{os.fsdecode(name)!r} twice; "
@@ -95,12 +121,13 @@ def _make_dirs(
                     "refusing to export it."
                 ) from None
             if mode == _GITLINK:
+                submodules.append(f"{here.where}{os.fsdecode(name)}")
                 continue
             fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
             try:
                 path = f"{here.where}{os.fsdecode(name)}/"
                 sub = _Dir(here.path + b"/" + name if here.path else name, path)
-                _make_dirs(store, child, fd, sub, dirs, sha)
+                _make_dirs(store, child, fd, sub, dirs, sha, submodules)
             finally:
                 os.close(fd)
         else:
@@ -122,7 +149,14 @@ def _write_blobs(
                 chunks = next(contents)
                 try:
                     if stat.S_ISLNK(mode):
-                        os.symlink(b"".join(chunks), name, dir_fd=fd)
+                        target = b"".join(chunks)
+                        if len(target) >= _PATH_MAX or b"\0" in target:
+                            raise UserError(
+                                f"Commit {sha} has a symbolic link {d.where}"
+                                f"{shown(os.fsdecode(name))} whose target no file system "
+                                f"takes (over {_PATH_MAX - 1} bytes, or a NUL byte)."
+                            )
+                        os.symlink(target, name, dir_fd=fd)
                     else:
                         _write_file(fd, name, mode, chunks)
                 except FileExistsError:

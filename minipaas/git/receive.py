@@ -17,9 +17,14 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 
-from dulwich.errors import ApplyDeltaError, ChecksumMismatch, ObjectFormatException
+from dulwich.errors import (
+    ApplyDeltaError,
+    ChecksumMismatch,
+    GitProtocolError,
+    ObjectFormatException,
+)
 from dulwich.object_store import PackInputTooLarge
-from dulwich.objects import ObjectID
+from dulwich.objects import Commit, ObjectID
 from dulwich.protocol import (
     CAPABILITY_ATOMIC,
     CAPABILITY_SIDE_BAND_64K,
@@ -47,6 +52,14 @@ ONLY_MAIN = (
 )
 NO_DELETE = "minipaas never deletes the deployed branch; use `minipaas apps:destroy` for that"
 MOVED = "the branch moved while you pushed (another push landed first); fetch and push again"
+BOTH = (
+    "main and master were pushed to different commits at once; push the one to deploy, "
+    "e.g. `git push minipaas main`"
+)
+SHALLOW = (
+    "shallow update not allowed: this is a shallow clone; run `git fetch --unshallow` "
+    "(in CI, check out the full history) and push again"
+)
 
 _ZERO = b"0" * 40
 #: What storing a pack may raise for a bad pack or a vanished client (Dulwich's list).
@@ -98,6 +111,9 @@ class GatedReceivePack(ReceivePackHandler):
         self._client_gone = False
         self._held = contextlib.ExitStack()  # the push lock, once taken, until the push ends
         self._locked = False
+        self._shallow: list[bytes] = []  # the `shallow` lines of a push from a shallow clone
+        self._deployed: set[bytes] = set()  # commits this push's gate accepted
+        self._both = False  # main and master to different commits in this one push
 
     def capabilities(self) -> Iterator[bytes]:
         # No `atomic`: a ref that fails after the gate deployed another would undo nothing.
@@ -114,14 +130,33 @@ class GatedReceivePack(ReceivePackHandler):
         with self._write_lock:  # the gate may report from a thread of its own
             try:
                 self.proto.write_sideband(SIDE_BAND_CHANNEL_PROGRESS, data)
-            except OSError:
-                # The pusher went away (Ctrl-C, network): the deploy carries on regardless.
+            except (OSError, GitProtocolError):
+                # The pusher went away (Ctrl-C, network): the deploy carries on regardless, and
+                # the ref must still follow it. Dulwich's protocol turns a broken pipe into a
+                # GitProtocolError (HangupException): left to escape, it failed the gate over
+                # SSH after the server had deployed, so the new release served while the
+                # branch stayed at the old commit.
                 self._client_gone = True
 
     def has_capability(self, cap: bytes) -> bool:
         return self._client_capabilities is not None and super().has_capability(cap)
 
     def handle(self) -> None:
+        # A shallow clone sends `shallow <sha>` lines before its ref updates; Dulwich would take
+        # them for ref updates and fail with a protocol error ("Invalid ref update line"), which
+        # git shows as "the remote end hung up unexpectedly". They are noted and skipped here;
+        # `_apply_pack` refuses the push in one sentence when this repository lacks the history
+        # below them, as git-receive-pack does ("shallow update not allowed").
+        read_pkt_line = self.proto.read_pkt_line
+
+        def read_skipping_shallow() -> bytes | None:
+            line = read_pkt_line()
+            while line is not None and line.startswith(b"shallow "):
+                self._shallow.append(line.split()[1])
+                line = read_pkt_line()
+            return line
+
+        self.proto.read_pkt_line = read_skipping_shallow  # type: ignore[method-assign]
         with self._held:
             super().handle()
 
@@ -132,13 +167,22 @@ class GatedReceivePack(ReceivePackHandler):
         # refs: `_on_update` refuses those), with the pack stored by `packs.store_pack`.
         status = b"ok"
         if any(new != _ZERO for _old, new, _ref in refs):
-            status = self._store_pack()
+            status = self._store_pack()  # read to the end even when refused: git sends it all
         yield b"unpack", status
+        if status == b"ok" and self._cut_history():
+            # Commits whose parents minipaas lacks: refused whole, before any gate runs.
+            for _old, _new, ref in refs:
+                yield ref, SHALLOW.encode()
+            return
         if status != b"ok":
             # git would only say "remote failed to report status" without a line per ref.
             for _old, _new, ref in refs:
                 yield ref, status
             return
+        # Each deploy ref would be deployed in turn and the last one would serve, whichever
+        # the pusher meant (`git push minipaas main master` served master's older commit).
+        targets = {new for _old, new, ref in refs if ref in DEPLOY_REFS and new != _ZERO}
+        self._both = len(targets) > 1
         for old, new, ref in refs:
             refused = self._on_update(ref, old, new)
             if refused:
@@ -150,6 +194,20 @@ class GatedReceivePack(ReceivePackHandler):
                 yield ref, b"failed to write"
                 continue
             yield ref, b"ok"
+
+    def _cut_history(self) -> bool:
+        """Did a shallow client's push leave a commit here whose parents are missing? (When
+        this repository already has the history below the client's shallow commits, as after
+        an earlier full push, a push from a shallow clone is complete and welcome.)"""
+        store = self.repo.object_store
+        for sha in self._shallow:
+            try:
+                commit = store[ObjectID(sha)]
+            except (KeyError, ValueError):
+                continue  # not sent, not here: nothing pushed reaches it
+            if isinstance(commit, Commit) and any(p not in store for p in commit.parents):
+                return True
+        return False
 
     def _store_pack(self) -> bytes:
         """Receive the pack into the repository; b"ok" or the reason git shows the pusher."""
@@ -187,6 +245,8 @@ class GatedReceivePack(ReceivePackHandler):
             return ONLY_MAIN
         if new == _ZERO:
             return NO_DELETE
+        if self._both:
+            return BOTH
         if not self._locked:
             self._held.enter_context(self.repos.push_lock(self.app, on_wait=self._waiting))
             self._locked = True
@@ -196,8 +256,13 @@ class GatedReceivePack(ReceivePackHandler):
             current = _ZERO
         if current != old:
             return MOVED
+        if new in self._deployed:
+            return None  # main and master to one commit: it is live already, deployed once
         try:
-            return self.gate(self.app, new.decode("ascii"), self.progress)
+            reason = self.gate(self.app, new.decode("ascii"), self.progress)
+            if reason is None:
+                self._deployed.add(new)
+            return reason
         except UserError as error:
             return str(error)
         except Exception:

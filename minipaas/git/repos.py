@@ -14,6 +14,7 @@ import fcntl
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -76,9 +77,15 @@ class Repos:
         """Initialise an empty bare repository whose HEAD is `refs/heads/main`."""
         path = self.path(app)
         self.root.mkdir(parents=True, exist_ok=True)
+        # No access for others, here and on the root: an app's uid fetches buildpacks with git
+        # on the host, and `BUILDPACK_URL=file:///<data-dir>/repos/OTHER.git` (or that path)
+        # cloned another app's source into its build. (Roots made before keep their group.)
+        root_mode = stat.S_IMODE(self.root.stat().st_mode)
+        if root_mode & 0o007:
+            self.root.chmod(root_mode & ~0o007)
         try:
             path.mkdir()
-            path.chmod(0o2775)  # the SSH user's group creates the push lock here
+            path.chmod(0o2770)  # the SSH user's group creates the push lock here
         except FileExistsError:
             raise Conflict(f"A repository for app {app!r} already exists.") from None
         with Repo.init_bare(str(path), shared_repository="group") as repo:
@@ -122,8 +129,9 @@ class Repos:
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
-    def export(self, app: str, sha: str, dest: Path) -> None:
-        """Write the tree of commit `sha` into `dest`: files with their exec bit, symlinks, no .git.
+    def export(self, app: str, sha: str, dest: Path) -> list[str]:
+        """Write the tree of commit `sha` into `dest`: files with their exec bit, symlinks, no .git;
+        return the paths of its submodules (never fetched: each is an empty directory).
 
         `dest` must not exist or be empty. A tree entry that could escape `dest` (a name such as
         `..`, `.git` or one holding a slash, or a duplicate) is refused with `UserError`.
@@ -143,7 +151,7 @@ class Repos:
                 raise UserError(f"Object {sha} in app {app!r} is not a commit.")
             fd = os.open(dest, _DIR_FLAGS)
             try:
-                write_tree(
+                return write_tree(
                     store, commit.tree, fd, sha, git_bin=self.git_bin, git_dir=self.path(app)
                 )
             finally:
