@@ -344,9 +344,12 @@ def cmd_releases(args: argparse.Namespace) -> int:
 
 
 def cmd_releases_info(args: argparse.Namespace) -> int:
+    from minipaas import names
+
     app = _app(args)
+    version = names.release_version(args.version)
     with _client(args) as c:
-        r = c.get(f"/api/apps/{app}/releases/{_segment(args.version)}")
+        r = c.get(f"/api/apps/{app}/releases/v{version}")
     if args.json:
         _print_json(r)
         return 0
@@ -363,13 +366,11 @@ def cmd_releases_info(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    from minipaas import names
+
     app = _app(args)
-    version = None
-    if args.version:
-        raw = args.version.lstrip("v")
-        if not raw.isdigit():
-            raise UsageError(f"Invalid release {args.version!r}: use vN, e.g. v3.")
-        version = int(raw)
+    # `rollback ""` (an empty $VERSION in a script) is a bad release, not "the previous one".
+    version = None if args.version is None else names.release_version(args.version)
     with _client(args) as c:
         result = c.request("POST", f"/api/apps/{app}/rollback", json_body={"version": version})
     print(f"{result['description']} on {app}: released v{result['release']}.")

@@ -15,6 +15,8 @@ RESERVED_APP_NAMES = frozenset({"minipaas", "www"})
 CONFIG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PROCESS_TYPE = re.compile(r"[A-Za-z0-9_-]{1,30}")
 DYNO_NUMBER = re.compile(r"[1-9][0-9]{0,2}")  # web.1 … web.999 (formations stop at 100)
+RELEASE = re.compile(r"v?[0-9]{1,10}")
+MAX_RELEASE = 2**31 - 1
 HOSTNAME_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 SHOWN_CHARS = 100
 """How much of a bad value an error message quotes: enough to recognise it, never 100 kB."""
@@ -78,6 +80,14 @@ def process_type_or_dyno(name: str) -> tuple[str, int | None]:
             "one dyno such as web.1."
         )
     return ptype, int(number)
+
+
+def release_version(text: str) -> int:
+    """`v3` or `3` → 3 (ASCII digits, up to MAX_RELEASE); else `UserError` naming `text`."""
+    number = int(text.removeprefix("v")) if RELEASE.fullmatch(text) else -1
+    if not 0 <= number <= MAX_RELEASE:
+        raise UserError(f"Invalid release {shown(text)}: use vN, e.g. v3.")
+    return number
 
 
 def hostname(name: str) -> str:

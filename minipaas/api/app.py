@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -114,12 +113,9 @@ def key_name(name: str) -> str:
 
 def release_version(value: Any) -> int:
     """A release number from `vN`, `N` or a JSON integer, else `UserError` naming the value."""
-    if isinstance(value, str) and re.fullmatch(r"v?[0-9]{1,10}", value):
-        number = int(value.lstrip("v"))
-    elif isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    else:
-        number = -1
+    if isinstance(value, str):
+        return names.release_version(value)
+    number = value if isinstance(value, int) and not isinstance(value, bool) else -1
     if not 0 <= number <= MAX_RELEASE:
         raise UserError(f"Invalid release {value!r}: use vN, e.g. v3.")
     return number
