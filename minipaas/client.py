@@ -159,6 +159,18 @@ class Client:
             message = body.decode(errors="replace").strip() or f"HTTP {status}"
         return ApiError(str(message), status)
 
+    def _json(self, status: int, path: str, body: bytes | str) -> Any:
+        """A successful answer's JSON; `ApiError` if it is not JSON (a redirect's empty body,
+        or MINIPAAS_URL pointing at something that is not a minipaas server)."""
+        try:
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(
+                f"The server at {self.where} sent a non-JSON answer (HTTP {status}) to {path}; "
+                "is it a minipaas server?",
+                status,
+            ) from None
+
     def _unreachable(self, exc: BaseException) -> ApiError:
         if (
             isinstance(exc, PermissionError)
@@ -211,7 +223,7 @@ class Client:
             conn.close()
         if response.status >= 400:
             raise self._message(response.status, data)
-        return json.loads(data)
+        return self._json(response.status, path, data)
 
     def stream(
         self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
@@ -226,7 +238,7 @@ class Client:
                 raise self._message(response.status, response.read())
             while line := response.readline():
                 if line.strip():
-                    yield json.loads(line)
+                    yield self._json(response.status, path, line)
         finally:
             conn.close()
 
@@ -243,7 +255,7 @@ class Client:
             raise ApiError(f"The request to {self.where} failed: {exc}.") from exc
         if response.status_code >= 400:
             raise self._message(response.status_code, response.content)
-        return response.json()
+        return self._json(response.status_code, path, response.content)
 
     def _remote_stream(
         self, method: str, path: str, json_body: Any, params: dict[str, Any] | None
@@ -258,7 +270,7 @@ class Client:
                     raise self._message(response.status_code, response.read())
                 for line in response.iter_lines():
                     if line.strip():
-                        yield json.loads(line)
+                        yield self._json(response.status_code, path, line)
         except httpx.ConnectError as exc:
             raise self._unreachable(exc) from exc
 
