@@ -99,6 +99,17 @@ def body_dict(data: Any) -> dict[str, Any]:
     return data
 
 
+def text_field(data: dict[str, Any], key: str) -> str:
+    """The string `data[key]` ("" when absent); `UserError` for null, a number, a list…: `str()`
+    would turn `{"hostname": null}` into a domain named "none"."""
+    value = data.get(key, "")
+    if not isinstance(value, str):
+        text = json.dumps(value)
+        shown = text if len(text) <= names.SHOWN_CHARS else f"{text[: names.SHOWN_CHARS]}…"
+        raise UserError(f"The field {key!r} must be a string, not {shown}.")
+    return value
+
+
 def key_name(name: str) -> str:
     """An SSH key's name as given to keys:add / keys:remove, checked."""
     if len(name) > MAX_KEY_NAME or not names.CONFIG_KEY.fullmatch(
@@ -233,7 +244,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
 
     async def apps_create(request: Request) -> Response:
         data = body_dict(await json_body(request))
-        name = names.app_name(str(data.get("name", "")))
+        name = names.app_name(text_field(data, "name"))
         app = await store.create_app(name)
         await asyncio.to_thread(deployer.repos.create, name)
         return JSONResponse(
@@ -326,8 +337,11 @@ def create_app(ctx: ApiContext) -> ASGIApp:
     async def restart(request: Request) -> Response:
         name = app_name(request)
         data = body_dict(await json_body(request))
-        raw = data.get("type")
-        ptype, number = (None, None) if raw is None else names.process_type_or_dyno(str(raw))
+        ptype, number = (
+            (None, None)
+            if data.get("type") is None
+            else names.process_type_or_dyno(text_field(data, "type"))
+        )
         await deployer.restart(name, ptype, number)
         return JSONResponse({"restarted": name, "type": ptype, "number": number})
 
@@ -377,7 +391,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
     async def deploy(request: Request) -> Response:
         name = app_name(request)
         data = body_dict(await json_body(request))
-        sha = str(data.get("sha", ""))
+        sha = text_field(data, "sha")
         if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
             raise UserError(f"Invalid commit {sha!r}: use a full 40-character sha.")
         await store.app(name)
@@ -410,7 +424,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         if action not in ("stop", "start"):
             raise NotFound(f"No such API route: {request.url.path}.")
         data = body_dict(await json_body(request))
-        ptype = names.process_type(str(data.get("type", "")))
+        ptype = names.process_type(text_field(data, "type"))
         stopped = action == "stop"
         await deployer.set_stopped(name, ptype, stopped)
         return JSONResponse({"type": ptype, "stopped": stopped})
@@ -466,7 +480,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
     async def domains_add(request: Request) -> Response:
         app = await store.app(app_name(request))
         data = body_dict(await json_body(request))
-        host = names.hostname(str(data.get("hostname", "")))
+        host = names.hostname(text_field(data, "hostname"))
         if host == f"minipaas.{settings.domain}" or host.endswith(f".{settings.domain}"):
             raise UserError(
                 f"The domain {host!r} is under minipaas's own domain {settings.domain!r}; "
@@ -503,8 +517,8 @@ def create_app(ctx: ApiContext) -> ASGIApp:
 
     async def keys_add(request: Request) -> Response:
         data = body_dict(await json_body(request))
-        name = key_name(str(data.get("name", "")))
-        key = sshkeys.parse_public_key(str(data.get("public_key", "")))
+        name = key_name(text_field(data, "name"))
+        key = sshkeys.parse_public_key(text_field(data, "public_key"))
         record = await store.add_key(name, key.fingerprint, key.line)
         await ctx.sync_keys()
         return JSONResponse(record.to_json(), status_code=201)
