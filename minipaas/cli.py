@@ -272,16 +272,21 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def cmd_ps_scale(args: argparse.Namespace) -> int:
+    from minipaas.names import shown
+
     app = _app(args)
     counts: dict[str, int] = {}
     for pair in args.pairs:
         ptype, sep, raw = pair.partition("=")
         if not sep:
             raise UsageError(f"Expected TYPE=COUNT, got {pair!r}.")
-        try:
-            counts[ptype] = int(raw)
-        except ValueError as exc:
-            raise UsageError(f"Invalid count {raw!r} for {ptype!r}: use a whole number.") from exc
+        # ASCII digits only: int() also reads ' 2', '+1' and '٣' (and `web+1` means "one more"
+        # on Heroku, so '+1' must not quietly mean 1).
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 1000:
+            raise UsageError(
+                f"Invalid count {shown(raw)} for {shown(ptype)}: use a whole number."
+            )
+        counts[ptype] = int(raw)
     with _client(args) as c:
         formation = c.request("PATCH", f"/api/apps/{app}/formation", json_body=counts)
     summary = ", ".join(f"{k}={v}" for k, v in sorted(formation.items()))
@@ -432,8 +437,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("No command given; use `minipaas run -a APP -- COMMAND`.")
     command = shlex.join(words) if len(words) > 1 else words[0]
     local = not os.environ.get("MINIPAAS_URL") or getattr(args, "data_dir", None)
-    if local and sys.stdin.isatty():
-        # Interactive: the dyno gets this very terminal (works through `ssh -t` too).
+    if local and _stdin_attachable():
+        # The dyno gets this very terminal (works through `ssh -t` too), or the pipe or file
+        # on stdin (`echo 'select 1' | minipaas run -- psql`), as Heroku's run does.
         from minipaas.api.attach import run_attached_client
         from minipaas.client import default_data_dir
 
@@ -450,6 +456,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             if "exit" in item:
                 code = int(item["exit"])
     return code
+
+
+def _stdin_attachable() -> bool:
+    """Stdin is a terminal, or a pipe, file or socket that may carry input for the dyno (the
+    API's run has no stdin: it would be silently dropped). /dev/null or a closed stdin: no."""
+    import stat
+
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        return False
+    return os.isatty(0) or stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode)
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
