@@ -1,0 +1,213 @@
+"""Operating an app through the CLI the way a Heroku user would, at the edges QA found wrong:
+input piped into `run`, an empty or odd release number, counts that `int()` reads too kindly,
+and answers that are not JSON. Against a real server, sshd, bubblewrap and Caddy."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from minipaas import names
+from minipaas.client import ApiError, Client
+from minipaas.errors import UserError
+from tests.paas import SAMPLES, Paas, deployed, git_repo, ssh_push, start_paas
+from tests.support.sshd import SshdInstall, SSHServer, start_sshd
+
+APP = "qaops"
+ARABIC_ONE = "v\u0661"  # int() reads it as 1
+ARABIC_THREE = "\u0663"
+
+
+@pytest.fixture(scope="module")
+def env(
+    tmp_path_factory: pytest.TempPathFactory, sshd_install: SshdInstall
+) -> Iterator[tuple[Paas, SSHServer]]:
+    """conftest's `env`, except that sshd hands PYTHONPATH to the forced command: without it,
+    `ssh … run` runs the code of the venv's editable install, not of the tree under test."""
+    work = tmp_path_factory.mktemp("paas")
+    keys = work / "authorized_keys"
+    paas = start_paas(keys, work / "server.log")
+    sshd = None
+    passthrough = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+    try:
+        sshd = start_sshd(work / "sshd", keys, install=sshd_install, env_passthrough=passthrough)
+        paas.cli("keys:add", "tester", input=sshd.client_key.with_suffix(".pub").read_text())
+        yield paas, sshd
+    finally:
+        if sshd is not None:
+            sshd.stop()
+        paas.stop()
+        shutil.rmtree(paas.data_dir.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def app(env: tuple[Paas, SSHServer], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`qaops`, deployed from python-stdlib (v1), then given a config var (v2)."""
+    paas, sshd = env
+    paas.cli("apps:create", APP)
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path_factory.mktemp("qa") / APP)
+    deployed(ssh_push(sshd, repo, APP))
+    paas.cli("config:set", "GREETING=hi", "-a", APP)
+    return APP
+
+
+def releases(paas: Paas, app: str) -> list[dict[str, object]]:
+    result: list[dict[str, object]] = json.loads(paas.cli("releases", "-a", app, "--json").stdout)
+    return result
+
+
+def test_run_reads_piped_stdin(env: tuple[Paas, SSHServer], app: str) -> None:
+    """`seq 3 | minipaas run -- python -c …` fed the dyno nothing (it got /dev/null)."""
+    paas, sshd = env
+    program = "import sys; print(sum(map(int, sys.stdin)))"
+    result = paas.cli("run", "-a", app, "--", "python", "-c", program, input="1\n2\n3\n")
+    assert result.stdout.strip() == "6", result
+    cat = paas.cli("run", "-a", app, "--", "sh", "-c", "cat; exit 5", input="piped\n", check=False)
+    assert (cat.returncode, cat.stdout) == (5, "piped\n"), cat
+    # over SSH without a terminal: stdin is the SSH channel
+    over_ssh = subprocess.run(
+        [*sshd.ssh_argv(), "run", "-a", app, "--", "sh", "-c", "'tr a-z A-Z'"],
+        input="over ssh\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (over_ssh.returncode, over_ssh.stdout) == (0, "OVER SSH\n"), over_ssh
+    # stdin on /dev/null still runs through the API: output and status as before
+    null = subprocess.run(
+        [str(paas.exe), "run", "-a", app, "--", "sh", "-c", "echo $GREETING $DYNO; exit 3"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=paas.env,
+        timeout=60,
+    )
+    assert null.returncode == 3 and null.stdout.startswith("hi run."), null
+
+
+@pytest.mark.parametrize("version", ["", "v", "vv2", ARABIC_ONE, "v1.0", " v1", "v99999999999"])
+def test_rollback_to_a_bad_release_changes_nothing(
+    env: tuple[Paas, SSHServer], app: str, version: str
+) -> None:
+    """`rollback ""` (an empty $VERSION in a script) rolled back to the previous release, and
+    `rollback v` + ARABIC-INDIC DIGIT ONE to v1: a typo must never release anything."""
+    paas, _ = env
+    before = releases(paas, app)
+    result = paas.cli("rollback", version, "-a", app, check=False)
+    assert result.returncode == 1, result
+    assert result.stderr.count("\n") == 1 and "Invalid release" in result.stderr, result.stderr
+    assert releases(paas, app) == before
+
+
+@pytest.mark.parametrize("version", ["", "../x", "v1/2", "%", ARABIC_ONE, "1e3"])
+def test_releases_info_of_garbage_says_so(
+    env: tuple[Paas, SSHServer], app: str, version: str
+) -> None:
+    """`releases:info ""` crashed with a JSONDecodeError traceback (the server redirected the
+    empty segment); `../x` answered "No such API route"."""
+    paas, _ = env
+    result = paas.cli("releases:info", version, "-a", app, check=False)
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr and "Invalid release" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "Release v1 of" in paas.cli("releases:info", "1", "-a", app).stdout
+
+
+@pytest.mark.parametrize(
+    "count",
+    [ARABIC_THREE, "+1", " 1", "1_0", "0x2", "9" * 5000],
+    ids=["arabic-3", "plus-1", "space-1", "1_0", "0x2", "5000-digits"],
+)
+def test_scale_refuses_counts_that_are_not_plain_digits(
+    env: tuple[Paas, SSHServer], app: str, count: str
+) -> None:
+    """int() read `web=` and an Arabic-Indic 3 as 3, and `web=+1` (Heroku's "one more" is
+    `web+1`) as 1."""
+    paas, _ = env
+    before = paas.cli("ps", "-a", app, "--json").stdout
+    result = paas.cli("ps:scale", f"web={count}", "-a", app, check=False)
+    assert result.returncode == 2 and "Invalid count" in result.stderr, result
+    assert len(result.stderr) < 400, result.stderr
+    assert (
+        json.loads(paas.cli("ps", "-a", app, "--json").stdout)["formation"]
+        == json.loads(before)["formation"]
+    )
+
+
+def test_a_redirect_from_the_local_socket_is_an_api_error(env: tuple[Paas, SSHServer]) -> None:
+    """A 307 (the router's trailing-slash redirect) has an empty body: json.loads crashed."""
+    paas, _ = env
+    with (
+        Client(socket=paas.data_dir / "minipaas.sock") as client,
+        pytest.raises(ApiError, match="non-JSON answer \\(HTTP 307\\)"),
+    ):
+        client.get(f"/api/apps/{APP}/releases/")
+
+
+class _Html(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<html>not minipaas</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def not_minipaas() -> Iterator[str]:
+    """A web server on 127.0.0.1 that answers every GET with a 200 HTML page."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Html)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_minipaas_url_at_something_else_is_one_sentence(
+    env: tuple[Paas, SSHServer], not_minipaas: str, tmp_path: Path
+) -> None:
+    """MINIPAAS_URL pointing at a web page printed a JSONDecodeError traceback."""
+    paas, _ = env
+    result = subprocess.run(
+        [str(paas.exe), "apps"],
+        capture_output=True,
+        text=True,
+        env={**paas.env, "MINIPAAS_URL": not_minipaas, "MINIPAAS_TOKEN": "t"},
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "non-JSON answer (HTTP 200) to /api/apps; is it a minipaas server?" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "number"), [("v3", 3), ("3", 3), ("v0", 0), ("v2147483647", 2**31 - 1)]
+)
+def test_release_version_reads_vn(text: str, number: int) -> None:
+    assert names.release_version(text) == number
+
+
+@pytest.mark.parametrize(
+    "text", ["", "v", "vv3", ARABIC_ONE, "v-1", "v3 ", "v2147483648", "x" * 500]
+)
+def test_release_version_refuses_the_rest(text: str) -> None:
+    with pytest.raises(UserError, match=r"^Invalid release .*: use vN, e\.g\. v3\.$") as caught:
+        names.release_version(text)
+    assert len(str(caught.value)) < 160
