@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -281,8 +282,9 @@ def cmd_ps_scale(args: argparse.Namespace) -> int:
         if not sep:
             raise UsageError(f"Expected TYPE=COUNT, got {pair!r}.")
         # ASCII digits only: int() also reads ' 2', '+1' and '٣' (and `web+1` means "one more"
-        # on Heroku, so '+1' must not quietly mean 1).
-        if not (raw.isascii() and raw.isdigit()) or len(raw) > 1000:
+        # on Heroku, so '+1' must not quietly mean 1). A negative count goes on to the server,
+        # which says which counts are allowed.
+        if not re.fullmatch(r"-?[0-9]{1,1000}", raw):
             raise UsageError(
                 f"Invalid count {shown(raw)} for {shown(ptype)}: use a whole number."
             )
@@ -374,8 +376,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from minipaas import names
 
     app = _app(args)
+    version = None
     # `rollback ""` (an empty $VERSION in a script) is a bad release, not "the previous one".
-    version = None if args.version is None else names.release_version(args.version)
+    if args.version is not None:
+        if not re.fullmatch(r"v?[0-9]+", args.version):
+            raise UsageError(f"Invalid release {names.shown(args.version)}: use vN, e.g. v3.")
+        version = names.release_version(args.version)  # and not past the largest one
     with _client(args) as c:
         result = c.request("POST", f"/api/apps/{app}/rollback", json_body={"version": version})
     print(f"{result['description']} on {app}: released v{result['release']}.")
