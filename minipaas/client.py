@@ -45,9 +45,29 @@ def endpoint_from_env(data_dir: Path | None = None) -> dict[str, Any]:
     data dir is given, else the local socket of the data dir (MINIPAAS_DATA_DIR or default)."""
     url = os.environ.get("MINIPAAS_URL")
     if url and data_dir is None:
+        if not url.lower().startswith(("https://", "http://")):
+            raise ApiError(
+                f"MINIPAAS_URL {url[:100]!r} is not a URL: use https://HOST, e.g. "
+                "https://minipaas.example.com."
+            )
         verify: bool | str = os.environ.get("MINIPAAS_CA_FILE") or True
-        return {"url": url, "token": os.environ.get("MINIPAAS_TOKEN"), "verify": verify}
+        return {"url": url, "token": token_from_env(), "verify": verify}
     return {"socket": (data_dir or default_data_dir()) / "minipaas.sock"}
+
+
+def token_from_env() -> str | None:
+    """MINIPAAS_TOKEN without the blanks around it (`$(cat token-file)`, a pasted line); an
+    `ApiError` if it holds what no token does (it goes into an HTTP header): a space, a control
+    character, a non-ASCII letter. The message never shows the value: it is a secret."""
+    token = (os.environ.get("MINIPAAS_TOKEN") or "").strip()
+    if not token:
+        return None
+    if not (token.isascii() and token.isprintable()) or " " in token:
+        raise ApiError(
+            "MINIPAAS_TOKEN is not a minipaas token: it holds a space, a control character or "
+            "a non-ASCII character; `minipaas auth:token` on the server prints the token."
+        )
+    return token
 
 
 def _headers(agent: str, token: str | None) -> dict[str, str]:
@@ -209,7 +229,8 @@ class Client:
             raise self._unreachable(exc) from exc
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise ApiError(f"The request to {self.where} failed: {exc}.") from exc
+            reason = str(exc).rstrip(".")
+            raise ApiError(f"The request to {self.where} failed: {reason}.") from exc
 
     def request(
         self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
@@ -252,7 +273,8 @@ class Client:
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise self._unreachable(exc) from exc
         except httpx.HTTPError as exc:
-            raise ApiError(f"The request to {self.where} failed: {exc}.") from exc
+            reason = str(exc).rstrip(".")
+            raise ApiError(f"The request to {self.where} failed: {reason}.") from exc
         if response.status_code >= 400:
             raise self._message(response.status_code, response.content)
         return self._json(response.status_code, path, response.content)
@@ -442,7 +464,8 @@ class AsyncClient:
         except (httpx.TransportError, OSError) as exc:
             raise self._unreachable(exc) from exc
         except httpx.HTTPError as exc:
-            raise ApiError(f"The request to {self.where} failed: {exc}.") from exc
+            reason = str(exc).rstrip(".")
+            raise ApiError(f"The request to {self.where} failed: {reason}.") from exc
         return response.status_code, response.content
 
     async def request(
