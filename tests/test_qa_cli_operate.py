@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from minipaas import names
@@ -249,3 +250,38 @@ def test_remote_url_without_a_scheme_is_one_sentence(env: tuple[Paas, SSHServer]
     assert result.returncode == 1, result
     assert f"MINIPAAS_URL '127.0.0.1:{paas.api_port}' is not a URL" in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_config_vars_too_large_for_a_process_environment_are_refused(
+    env: tuple[Paas, SSHServer], app: str
+) -> None:
+    """A 140 kB config var was taken, then every start of the app failed ("exited with status
+    127 … printed nothing"): execve() refuses an environment string past 128 KiB."""
+    paas, _ = env
+    token = paas.cli("auth:token").stdout.strip()
+    limit = 128 * 1024
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{paas.api_port}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    ) as api:
+        config = f"/api/apps/{app}/config"
+        before = api.get(config).json()
+        too_long = api.patch(config, json={"BIG": "a" * (limit - len("BIG="))})
+        assert too_long.status_code == 400, too_long.text
+        assert too_long.json()["error"].startswith("The config var 'BIG' takes 128 KiB; one can")
+        assert api.get(config).json() == before
+        # the longest one a process can take is taken, and the app still starts with it
+        at_limit = api.patch(config, json={"BIG": "a" * (limit - len("BIG=") - 1)})
+        assert at_limit.status_code == 200, at_limit.text[:300]
+        current = releases(paas, app)[0]
+        assert current["current"] and current["status"] == "succeeded", current
+        assert "BIG" in paas.cli("run", "-a", app, "--", "sh", "-c", "env | cut -c1-3").stdout
+        # all of them together: at most 1 MiB
+        first = {f"K{i}": "b" * 120_000 for i in range(5)}
+        assert api.patch(config, json=first).status_code == 200
+        more = api.patch(config, json={f"M{i}": "c" * 120_000 for i in range(3)})
+        assert more.status_code == 400, more.text[:300]
+        assert "would take 1065 KiB; they can take at most 1024 KiB" in more.json()["error"]
+        unset = api.patch(config, json=dict.fromkeys(["BIG", *first]))
+        assert unset.status_code == 200 and unset.json() == before

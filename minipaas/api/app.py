@@ -58,6 +58,12 @@ MAX_BODY = 1024 * 1024
 """The largest request body the API reads (config vars, keys, checks: all far smaller)."""
 MAX_RELEASE = 2**31 - 1
 MAX_KEY_NAME = 100
+MAX_CONFIG_VAR = 128 * 1024
+"""The most one config var (`KEY=VALUE` in UTF-8, with its NUL) may take: execve() refuses a
+longer environment string (Linux's MAX_ARG_STRLEN), so every start of the app would fail."""
+MAX_CONFIG_TOTAL = 1024 * 1024
+"""The most all of an app's config vars may take together: a dyno's environment and arguments
+share execve()'s limit (a quarter of the stack limit, 2 MiB by default)."""
 
 
 async def json_body(request: Request) -> Any:
@@ -91,6 +97,11 @@ async def _read_body(request: Request) -> bytes:
             raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _env_size(key: str, value: str) -> int:
+    """What `KEY=VALUE` takes in a process's environment: its UTF-8 bytes and a NUL."""
+    return len(key.encode()) + len(value.encode()) + 2
 
 
 def body_dict(data: Any) -> dict[str, Any]:
@@ -303,10 +314,21 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 raise UserError(
                     f"The value of {key!r} holds a NUL character, which no config var can."
                 )
+            if value is not None and (size := _env_size(key, value)) > MAX_CONFIG_VAR:
+                raise UserError(
+                    f"The config var {key!r} takes {size // 1024} KiB; one can take at most "
+                    f"{MAX_CONFIG_VAR // 1024} KiB (a process's environment holds no longer one)."
+                )
             changes[key] = value
         if not changes:
             raise UserError("No config vars given; use KEY=VALUE.")
-        await store.app(name)
+        merged = {**await store.config(await store.app(name)), **changes}
+        total = sum(_env_size(k, v) for k, v in merged.items() if v is not None)
+        if total > MAX_CONFIG_TOTAL:
+            raise UserError(
+                f"With these changes the config vars of {name!r} would take {total // 1024} KiB; "
+                f"they can take at most {MAX_CONFIG_TOTAL // 1024} KiB together."
+            )
         config = await deployer.set_config(name, changes, who=who(request))
         return JSONResponse(config)
 
