@@ -252,12 +252,21 @@ def cmd_ps(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data)
         return 0
-    wanted = sum(data["formation"].values())
+    stopped = set(data.get("stopped", ()))
+    wanted = sum(v for k, v in data["formation"].items() if k not in stopped)
+    for ptype in sorted(stopped):
+        print(
+            f"=== {ptype} ({data['formation'].get(ptype, 0)}): stopped; "
+            f"`minipaas ps:start {ptype} -a {app}` starts it again.\n"
+        )
     if data.get("start_pending") and len(data["dynos"]) < wanted:
-        formation = " ".join(f"{k}={v}" for k, v in sorted(data["formation"].items()) if v)
+        formation = " ".join(
+            f"{k}={v}" for k, v in sorted(data["formation"].items()) if v and k not in stopped
+        )
         print(f"minipaas has just started: {app}'s dynos ({formation}) are waiting to start.\n")
     elif not data["dynos"]:
-        print(f"No dynos on {app}.")
+        if not stopped:
+            print(f"No dynos on {app}.")
         return 0
     by_type: dict[str, list[dict[str, Any]]] = {}
     for dyno in data["dynos"]:
@@ -291,8 +300,11 @@ def cmd_ps_scale(args: argparse.Namespace) -> int:
         counts[ptype] = int(raw)
     with _client(args) as c:
         formation = c.request("PATCH", f"/api/apps/{app}/formation", json_body=counts)
+        stopped = sorted(set(c.get(f"/api/apps/{app}/dynos").get("stopped", ())) & set(counts))
     summary = ", ".join(f"{k}={v}" for k, v in sorted(formation.items()))
     print(f"Scaled {app} to {summary}.")
+    for ptype in stopped:  # else "Scaled to web=2" while nothing starts
+        print(f"{ptype} is stopped: its dynos start with `minipaas ps:start {ptype} -a {app}`.")
     return 0
 
 

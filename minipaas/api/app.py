@@ -340,6 +340,8 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 "dynos": await dynos_json(app.name),
                 # After a server (re)start: its missing dynos are still to be started.
                 "start_pending": app.name in deployer.waiting,
+                # `ps:stop TYPE`: none run, whatever the formation says, until `ps:start TYPE`.
+                "stopped": sorted(await store.stopped_types(app)),
             }
         )
 
