@@ -589,18 +589,45 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_add(args: argparse.Namespace) -> int:
-    if args.file:
-        text = Path(args.file).read_text()
-    else:
-        if sys.stdin.isatty():
-            raise UsageError(
-                "Pipe the public key in: `minipaas keys:add NAME < ~/.ssh/id_ed25519.pub`."
-            )
-        text = sys.stdin.read()
+    if not args.file and sys.stdin.isatty():
+        raise UsageError(
+            "Pipe the public key in: `minipaas keys:add NAME < ~/.ssh/id_ed25519.pub`."
+        )
+    text = _public_key_text(args.file)
     with _client(args) as c:
         key = c.request("POST", "/api/keys", json_body={"name": args.name, "public_key": text})
     print(f"Added SSH key {key['name']} ({key['fingerprint']}).")
     return 0
+
+
+MAX_PUBLIC_KEY = 64 * 1024
+"""The most `keys:add` reads: a public key line is a few kB at most (RSA 16384: 2.8 kB)."""
+
+
+def _public_key_text(path: str | None) -> str:
+    """The public key from the file `path`, or stdin: read up to MAX_PUBLIC_KEY bytes (not all
+    of `--file /dev/zero`, or of an endless `ssh … keys:add NAME < /dev/zero`), as UTF-8 text
+    (a binary file crashed the CLI with a UnicodeDecodeError)."""
+    from minipaas.errors import UserError
+
+    what = "Standard input" if path is None else f"The file {path!r}"
+    if path is None:
+        raw = sys.stdin.buffer.read(MAX_PUBLIC_KEY + 1)
+    else:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_PUBLIC_KEY + 1)
+    if len(raw) > MAX_PUBLIC_KEY:
+        raise UserError(
+            f"{what} holds more than {MAX_PUBLIC_KEY // 1024} KiB; a public "
+            "key is one line such as 'ssh-ed25519 AAAA… you@host'."
+        )
+    try:
+        return raw.decode("utf-8-sig")  # a byte-order mark, as some editors save it, is no harm
+    except UnicodeDecodeError:
+        raise UserError(
+            f"{what} is not UTF-8 text; a public key is one line such as "
+            "'ssh-ed25519 AAAA… you@host'."
+        ) from None
 
 
 def cmd_keys_remove(args: argparse.Namespace) -> int:

@@ -285,3 +285,80 @@ def test_config_vars_too_large_for_a_process_environment_are_refused(
         assert "would take 1065 KiB; they can take at most 1024 KiB" in more.json()["error"]
         unset = api.patch(config, json=dict.fromkeys(["BIG", *first]))
         assert unset.status_code == 200 and unset.json() == before
+
+
+def test_ps_and_scale_say_a_stopped_type_is_stopped(env: tuple[Paas, SSHServer], app: str) -> None:
+    """After `ps:stop web`, `ps` said "No dynos on APP." and `ps:scale web=2` said "Scaled APP
+    to web=2." while nothing started: neither said that web was stopped."""
+    paas, _ = env
+    paas.cli("ps:stop", "web", "-a", app)
+    try:
+        ps = paas.cli("ps", "-a", app).stdout
+        assert f"=== web (1): stopped; `minipaas ps:start web -a {app}`" in ps, ps
+        assert "No dynos" not in ps
+        scaled = paas.cli("ps:scale", "web=2", "-a", app).stdout
+        assert scaled.splitlines() == [
+            f"Scaled {app} to web=2.",
+            f"web is stopped: its dynos start with `minipaas ps:start web -a {app}`.",
+        ], scaled
+        data = json.loads(paas.cli("ps", "-a", app, "--json").stdout)
+        assert (data["stopped"], data["formation"], data["dynos"]) == (["web"], {"web": 2}, [])
+    finally:
+        paas.cli("ps:start", "web", "-a", app)
+    data = json.loads(paas.cli("ps", "-a", app, "--json").stdout)
+    assert data["stopped"] == [] and len(data["dynos"]) == 2, data
+    assert "stopped" not in paas.cli("ps:scale", "web=1", "-a", app).stdout
+
+
+def test_keys_add_of_binary_or_endless_input_is_one_sentence(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """`keys:add NAME --file key.der` (or binary stdin) crashed with a UnicodeDecodeError
+    traceback; `--file /dev/zero` (or `ssh … keys:add NAME < /dev/zero`) read for ever."""
+    paas, sshd = env
+    binary = tmp_path / "id.der"
+    binary.write_bytes(bytes(range(128, 256)))
+    before = paas.cli("keys", "--json").stdout
+    for args, stdin, message in (
+        (["--file", str(binary)], None, f"The file {str(binary)!r} is not UTF-8 text"),
+        ([], binary.read_bytes(), "Standard input is not UTF-8 text"),
+        (["--file", "/dev/zero"], None, "The file '/dev/zero' holds more than 64 KiB"),
+    ):
+        result = subprocess.run(
+            [str(paas.exe), "keys:add", "bad", *args],
+            input=stdin if stdin is not None else b"",
+            capture_output=True,
+            env=paas.env,
+            timeout=30,
+        )
+        err = result.stderr.decode()
+        assert result.returncode == 1 and message in err, (args, err)
+        assert "Traceback" not in err and err.count("\n") == 1, err
+    over_ssh = subprocess.run(
+        [*sshd.ssh_argv(), "keys:add", "bad"],
+        input=b"\0" * 200_000,
+        capture_output=True,
+        timeout=30,
+    )
+    assert over_ssh.returncode == 1, over_ssh
+    assert "Standard input holds more than 64 KiB" in over_ssh.stderr.decode(), over_ssh
+    assert paas.cli("keys", "--json").stdout == before
+
+
+def test_keys_add_takes_a_key_saved_with_a_byte_order_mark(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    paas, _ = env
+    key = tmp_path / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bom@qa", "-f", str(key)],
+        check=True,
+        timeout=30,
+    )
+    bom = tmp_path / "bom.pub"
+    bom.write_bytes(b"\xef\xbb\xbf" + key.with_suffix(".pub").read_bytes())
+    assert "Added SSH key bom" in paas.cli("keys:add", "bom", "--file", str(bom)).stdout
+    keys = json.loads(paas.cli("keys", "--json").stdout)
+    [added] = [k for k in keys if k["name"] == "bom"]
+    assert added["public_key"].startswith("ssh-ed25519 "), added
+    paas.cli("keys:remove", "bom")
