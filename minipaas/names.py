@@ -49,6 +49,19 @@ def app_name(name: str) -> str:
     return name
 
 
+def new_app_name(name: str) -> str:
+    """`app_name` for an app about to be created: it must also end with a letter or digit, as a
+    DNS label does (`a-.example.com` gets no certificate, so the app could never be reached).
+    Lookups keep the looser `app_name`, so an app created before this rule can be destroyed."""
+    app_name(name)
+    if name.endswith("-"):
+        raise UserError(
+            f"Invalid app name {shown(name)}: end it with a letter or digit, not a dash (it is "
+            "the first label of the app's hostname)."
+        )
+    return name
+
+
 def config_key(key: str) -> str:
     """Return `key` if it is a valid config var name, else raise `UserError`."""
     if not CONFIG_KEY.fullmatch(key):

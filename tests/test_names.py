@@ -20,6 +20,15 @@ def test_invalid_app_names_name_the_value(bad: str) -> None:
     assert repr(bad) in str(info.value)
 
 
+@pytest.mark.parametrize("bad", ["a-", "my-app-", "a" * 29 + "-"])
+def test_new_app_names_do_not_end_with_a_dash(bad: str) -> None:
+    assert names.app_name(bad) == bad  # an app created before the rule can still be named
+    with pytest.raises(UserError, match="end it with a letter or digit") as info:
+        names.new_app_name(bad)
+    assert repr(bad) in str(info.value)
+    assert names.new_app_name(bad.rstrip("-")) == bad.rstrip("-")
+
+
 @pytest.mark.parametrize("reserved", ["minipaas", "www"])
 def test_reserved_app_names(reserved: str) -> None:
     with pytest.raises(UserError, match="reserved"):

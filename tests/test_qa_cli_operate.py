@@ -20,6 +20,7 @@ from minipaas import names
 from minipaas.client import ApiError, Client
 from minipaas.errors import UserError
 from tests.paas import SAMPLES, Paas, deployed, git_repo, ssh_push, start_paas
+from tests.support.ports import wait_for
 from tests.support.sshd import SshdInstall, SSHServer, start_sshd
 
 APP = "qaops"
@@ -362,3 +363,30 @@ def test_keys_add_takes_a_key_saved_with_a_byte_order_mark(
     [added] = [k for k in keys if k["name"] == "bom"]
     assert added["public_key"].startswith("ssh-ed25519 "), added
     paas.cli("keys:remove", "bom")
+
+
+def test_app_names_ending_in_a_dash_are_refused(env: tuple[Paas, SSHServer]) -> None:
+    """`apps:create a-` was taken: its hostname `a-.DOMAIN` is no DNS name, and a public CA
+    gives it no certificate."""
+    paas, _ = env
+    result = paas.cli("apps:create", "qa-", check=False)
+    assert result.returncode == 1, result
+    assert "Invalid app name 'qa-': end it with a letter or digit" in result.stderr
+    assert "qa-" not in [a["name"] for a in json.loads(paas.cli("apps", "--json").stdout)]
+
+
+def test_a_new_app_answers_503_before_its_first_deploy(env: tuple[Paas, SSHServer]) -> None:
+    """A freshly created app had no route until something else re-rendered Caddy's config: its
+    URL failed the TLS handshake ("internal error") instead of answering 503."""
+    paas, _ = env
+    paas.cli("apps:create", "qafresh")
+    seen: list[tuple[int, str]] = []
+
+    def answers_503() -> bool:
+        seen[:] = [paas.curl("qafresh.localhost")]
+        return seen[0][0] == 503
+
+    try:
+        wait_for(answers_503, timeout=20, interval=0.2)
+    except TimeoutError as exc:
+        raise AssertionError(f"qafresh.localhost: {seen}") from exc

@@ -255,9 +255,12 @@ def create_app(ctx: ApiContext) -> ASGIApp:
 
     async def apps_create(request: Request) -> Response:
         data = body_dict(await json_body(request))
-        name = names.app_name(text_field(data, "name"))
+        name = names.new_app_name(text_field(data, "name"))
         app = await store.create_app(name)
         await asyncio.to_thread(deployer.repos.create, name)
+        # Its hostname gets a route (and a certificate) now: until its first deploy it answers
+        # 503 "no dynos" instead of failing the TLS handshake.
+        await deployer.sync_routes()
         return JSONResponse(
             {"name": app.name, "url": settings.app_url(app.name), "git_url": git_url(name)},
             status_code=201,
