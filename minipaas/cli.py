@@ -821,7 +821,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--num", type=int, default=100)
     p.add_argument("-t", "--tail", action="store_true", help="keep following")
     p.add_argument("--source", choices=["app", "router", "build", "release", "minipaas"])
-    p.add_argument("--dyno")
+    p.add_argument("--dyno", help="one dyno (web.1), or every dyno of a type (web)")
     add("releases", cmd_releases, "list releases", app=True, json_out=True)
     p = add("releases:info", cmd_releases_info, "show a release", app=True, json_out=True)
     p.add_argument("version", metavar="vN")

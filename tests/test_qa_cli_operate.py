@@ -390,3 +390,11 @@ def test_a_new_app_answers_503_before_its_first_deploy(env: tuple[Paas, SSHServe
         wait_for(answers_503, timeout=20, interval=0.2)
     except TimeoutError as exc:
         raise AssertionError(f"qafresh.localhost: {seen}") from exc
+
+
+def test_logs_dyno_of_a_process_type(env: tuple[Paas, SSHServer], app: str) -> None:
+    """`logs --dyno web` printed nothing (Heroku prints every web dyno's lines)."""
+    paas, _ = env
+    out = paas.cli("logs", "--dyno", "web", "-n", "1000", "-a", app).stdout
+    dynos = {line.split("[", 1)[1].split("]", 1)[0] for line in out.splitlines()}
+    assert "web.1" in dynos and all(d.startswith("web.") for d in dynos), dynos
