@@ -935,12 +935,32 @@ def _run(parser: argparse.ArgumentParser, argv: list[str], *, over_ssh: bool = F
     except _user_facing() as exc:
         print(f" !    {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # another pipe: the OSError answer below
+        # `minipaas config --json | head -1`: the reader has all it wanted, as with any other
+        # command whose output is cut short; no " !    Broken pipe" on the terminal.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would fail again
+        return 141  # 128 + SIGPIPE, what the shell shows for a command killed by it
     except OSError as exc:
         print(
             f" !    {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "),
             file=sys.stderr,
         )
         return 1
+
+
+def _stdout_closed() -> bool:
+    """Has the reader of our stdout (a pipe or socket) gone away?"""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def _user_facing() -> tuple[type[Exception], ...]:

@@ -398,3 +398,28 @@ def test_logs_dyno_of_a_process_type(env: tuple[Paas, SSHServer], app: str) -> N
     out = paas.cli("logs", "--dyno", "web", "-n", "1000", "-a", app).stdout
     dynos = {line.split("[", 1)[1].split("]", 1)[0] for line in out.splitlines()}
     assert "web.1" in dynos and all(d.startswith("web.") for d in dynos), dynos
+
+
+def test_output_cut_short_by_its_reader_is_not_an_error(
+    env: tuple[Paas, SSHServer], app: str
+) -> None:
+    """`minipaas … | head -1` printed " !    Broken pipe" and exited 1 once the reader left."""
+    paas, _ = env
+    proc = subprocess.Popen(
+        [str(paas.exe), "run", "-a", app, "--", "sh", "-c", "yes | head -c 3000000"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=paas.env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(100) == b"y\n" * 50
+    proc.stdout.close()  # as `head` does once it has its lines
+    try:
+        code = proc.wait(timeout=60)
+        err = proc.stderr.read().decode()
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    assert (code, err) == (141, ""), err
