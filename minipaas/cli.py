@@ -463,7 +463,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
         who = os.environ.get("MINIPAAS_WHO", "admin")
-        return run_attached_client(data_dir / "minipaas-run.sock", app, command, who)
+        sock = data_dir / "minipaas-run.sock"
+        try:
+            return run_attached_client(sock, app, command, who)
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
+            # The API's words ("Cannot reach … is `minipaas server` running?"), not a bare
+            # " !    No such file or directory".
+            from minipaas.client import Client
+
+            raise Client(socket=sock)._unreachable(exc) from exc
+    if not local and _stdin_attachable():
+        print(
+            " !    Over MINIPAAS_URL the dyno gets no standard input (it reads /dev/null) and no "
+            "terminal; to pipe data in or work interactively, run it on the server or over SSH.",
+            file=sys.stderr,
+        )
     code = 1
     with _client(args) as c:
         for item in c.stream("POST", f"/api/apps/{app}/run", json_body={"command": command}):

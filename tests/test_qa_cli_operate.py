@@ -423,3 +423,43 @@ def test_output_cut_short_by_its_reader_is_not_an_error(
         proc.wait()
         proc.stderr.close()
     assert (code, err) == (141, ""), err
+
+
+def test_remote_run_says_that_piped_stdin_does_not_reach_the_dyno(
+    env: tuple[Paas, SSHServer], app: str, tmp_path: Path
+) -> None:
+    paas, _ = env
+    token = paas.cli("auth:token").stdout.strip()
+    remote = {**paas.env, "MINIPAAS_URL": f"http://127.0.0.1:{paas.api_port}"}
+    result = subprocess.run(
+        [str(paas.exe), "run", "-a", app, "--", "sh", "-c", "cat; echo done"],
+        input="lost\n",
+        capture_output=True,
+        text=True,
+        env={**remote, "MINIPAAS_TOKEN": token},
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (0, "done\n"), result
+    assert "Over MINIPAAS_URL the dyno gets no standard input" in result.stderr
+    # where no input can be lost, nothing is said
+    quiet = subprocess.run(
+        [str(paas.exe), "run", "-a", app, "--", "echo", "ok"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env={**remote, "MINIPAAS_TOKEN": token},
+        timeout=60,
+    )
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "ok\n", ""), quiet
+    # and a local run with stdin to pass, with no server there, says so in the API's words
+    gone = subprocess.run(
+        [str(paas.exe), "run", "-a", app, "--", "cat"],
+        input="x\n",
+        capture_output=True,
+        text=True,
+        env={**paas.env, "MINIPAAS_DATA_DIR": str(tmp_path)},
+        timeout=60,
+    )
+    assert gone.returncode == 1, gone
+    assert "Cannot reach the minipaas server at" in gone.stderr, gone.stderr
+    assert gone.stderr.count("\n") == 1, gone.stderr
