@@ -95,6 +95,18 @@ def process_type_or_dyno(name: str) -> tuple[str, int | None]:
     return ptype, int(number)
 
 
+def custom_domain(name: str) -> str:
+    """`hostname` for a domain added to an app: also not an IP address (`1.2.3.4`): no CA
+    issues such a name a certificate, and a top-level label is never all digits (RFC 3696)."""
+    host = hostname(name)
+    if host.rsplit(".", 1)[-1].isdigit():
+        raise UserError(
+            f"Invalid domain {shown(name)}: it is not a DNS name (an IP address, or a last label "
+            "of digits only); use a name such as 'www.example.com'."
+        )
+    return host
+
+
 def release_version(text: str) -> int:
     """`v3` or `3` → 3 (ASCII digits, up to MAX_RELEASE); else `UserError` naming `text`."""
     number = int(text.removeprefix("v")) if RELEASE.fullmatch(text) else -1

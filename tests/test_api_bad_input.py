@@ -329,6 +329,7 @@ BAD_FIELDS: list[tuple[str, str, Any, int, str | None]] = [
     ("POST", f"{A}/domains", {"hostname": None}, 400, "'hostname' must be a string, not null."),
     ("POST", f"{A}/domains", {"hostname": 5}, 400, "'hostname' must be a string, not 5."),
     ("POST", f"{A}/domains", {"hostname": "minipaas.localhost"}, 400, "'minipaas.localhost'"),
+    ("POST", f"{A}/domains", {"hostname": "127.0.0.1"}, 400, "'127.0.0.1': it is not a DNS name"),
     ("POST", f"{A}/domains", {"hostname": "x.localhost"}, 400, "'x.localhost'"),
     # maintenance:on / off
     ("PUT", f"{A}/maintenance", {}, 400, '{"on": true}'),

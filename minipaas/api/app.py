@@ -507,7 +507,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
     async def domains_add(request: Request) -> Response:
         app = await store.app(app_name(request))
         data = body_dict(await json_body(request))
-        host = names.hostname(text_field(data, "hostname"))
+        host = names.custom_domain(text_field(data, "hostname"))
         if host == f"minipaas.{settings.domain}" or host.endswith(f".{settings.domain}"):
             raise UserError(
                 f"The domain {host!r} is under minipaas's own domain {settings.domain!r}; "
