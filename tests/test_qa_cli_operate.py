@@ -8,6 +8,8 @@ import http.server
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -19,7 +21,16 @@ import pytest
 from minipaas import names
 from minipaas.client import ApiError, Client
 from minipaas.errors import UserError
-from tests.paas import SAMPLES, Paas, deployed, git_repo, ssh_push, start_paas
+from tests.paas import (
+    SAMPLES,
+    Paas,
+    commit,
+    deployed,
+    git_env,
+    git_repo,
+    ssh_push,
+    start_paas,
+)
 from tests.support.ports import wait_for
 from tests.support.sshd import SshdInstall, SSHServer, start_sshd
 
@@ -463,3 +474,76 @@ def test_remote_run_says_that_piped_stdin_does_not_reach_the_dyno(
     assert gone.returncode == 1, gone
     assert "Cannot reach the minipaas server at" in gone.stderr, gone.stderr
     assert gone.stderr.count("\n") == 1, gone.stderr
+
+
+WAIT_FOR_GO = """\
+import os, socket, time
+
+while True:  # the release phase holds the deploy until the test opens GO_PORT
+    try:
+        socket.create_connection(("127.0.0.1", int(os.environ["GO_PORT"])), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.1)
+"""
+
+
+def test_changes_during_a_deploy_are_refused_not_made_behind_the_clients_back(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """`apps:destroy` or `config:set` during a long deploy waited for it: the CLI gave up after
+    60 s ("failed: timed out", exit 1), and the server destroyed the app (or set the var) later
+    anyway. Now a change waits up to 20 s, then gets a 409 and nothing is changed."""
+    paas, sshd = env
+    busy = "qabusy"
+    go = socket.socket()
+    go.bind(("127.0.0.1", 0))
+    paas.cli("apps:create", busy)
+    paas.cli("config:set", f"GO_PORT={go.getsockname()[1]}", "-a", busy)
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / busy)
+    (repo / "wait.py").write_text(WAIT_FOR_GO)
+    (repo / "Procfile").write_text("web: python app.py\nrelease: python wait.py\n")
+    commit(repo, "a release phase that waits")
+    pushing = subprocess.Popen(
+        ["git", "-C", str(repo), "push", sshd.url(f"{busy}.git"), "main"],
+        env={**git_env(), "GIT_SSH_COMMAND": sshd.git_ssh_command()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for(
+            lambda: "[release.1]: Starting process" in paas.cli("logs", "-a", busy).stdout,
+            timeout=120,
+            interval=0.3,
+        )
+        changes = [
+            subprocess.Popen(
+                [str(paas.exe), *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=paas.env,
+            )
+            for args in (
+                ["config:set", "LATE=1", "-a", busy],
+                ["apps:destroy", "-a", busy, "--confirm", busy],
+            )
+        ]
+        for change in changes:
+            out, err = change.communicate(timeout=90)
+            assert change.returncode == 1, (out, err)
+            assert f"'{busy}' is busy with a deploy or another change" in err, err
+            assert "nothing was changed" in err and err.count("\n") == 1, err
+        go.listen(8)  # let the release phase finish
+        out, _ = pushing.communicate(timeout=120)
+        assert pushing.returncode == 0 and "Deployed v2" in out, out
+    finally:
+        go.close()
+        if pushing.poll() is None:
+            os.killpg(pushing.pid, signal.SIGKILL)
+            pushing.wait()
+    assert busy in [a["name"] for a in json.loads(paas.cli("apps", "--json").stdout)]
+    assert "LATE" not in json.loads(paas.cli("config", "-a", busy, "--json").stdout)
+    paas.cli("apps:destroy", "-a", busy, "--confirm", busy)

@@ -25,7 +25,7 @@ from minipaas import __version__, checks, jsonin, names, sshkeys
 from minipaas.api.auth import LOCAL_KEY, TokenAuth, Tokens
 from minipaas.api.metrics import metrics_routes
 from minipaas.deploy import Deployer
-from minipaas.errors import NotFound, TooLarge, UserError
+from minipaas.errors import Conflict, NotFound, TooLarge, UserError
 from minipaas.logs import LogStore
 from minipaas.metrics import Metrics
 from minipaas.settings import Settings
@@ -36,6 +36,10 @@ log = logging.getLogger("minipaas.api")
 
 LOG_SOURCES = frozenset({"app", "router", "build", "release", "minipaas"})
 STARTING_WAIT = 10.0
+BUSY_WAIT = 20.0
+"""How long a change to an app waits for the one under way (a deploy, a rolling restart) before
+the API answers 409: the client gives up after 60 s, and the change must not then be made
+behind its back."""
 """How long an answer about dynos waits for a starting server to take back the running ones."""
 
 
@@ -185,6 +189,26 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             return str(data["who"])[:100]
         return "admin"
 
+    async def not_busy(name: str) -> None:
+        """Wait up to BUSY_WAIT for the app's lock, else `Conflict`: before, `apps:destroy` or
+        `config:set` during a long build timed out in the CLI ("failed: timed out") and was
+        then carried out anyway once the build was done."""
+        lock = deployer.lock(name)
+        if not lock.locked():
+            return
+
+        async def free() -> None:
+            async with lock:
+                pass
+
+        try:
+            await asyncio.wait_for(free(), BUSY_WAIT)
+        except TimeoutError:
+            raise Conflict(
+                f"{name!r} is busy with a deploy or another change (for over {BUSY_WAIT:g} s); "
+                "nothing was changed: try again once it is done."
+            ) from None
+
     async def started() -> bool:
         """True once start-up has taken back the dynos still running (waits a little for it):
         until then the supervisor knows none of them and `ps` would list an app as down."""
@@ -297,6 +321,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 f"Destroying {name!r} deletes its code, releases, dynos and logs; confirm with "
                 f"`--confirm {name}`."
             )
+        await not_busy(name)
         await deployer.destroy(name)
         return JSONResponse({"destroyed": name})
 
@@ -332,6 +357,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 f"With these changes the config vars of {name!r} would take {total // 1024} KiB; "
                 f"they can take at most {MAX_CONFIG_TOTAL // 1024} KiB together."
             )
+        await not_busy(name)
         config = await deployer.set_config(name, changes, who=who(request))
         return JSONResponse(config)
 
@@ -359,6 +385,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             counts[ptype] = count
         if not counts:
             raise UserError("No process types given; use TYPE=COUNT, e.g. web=2.")
+        await not_busy(name)
         return JSONResponse(await deployer.scale(name, counts))
 
     async def restart(request: Request) -> Response:
@@ -369,6 +396,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             if data.get("type") is None
             else names.process_type_or_dyno(text_field(data, "type"))
         )
+        await not_busy(name)
         await deployer.restart(name, ptype, number)
         return JSONResponse({"restarted": name, "type": ptype, "number": number})
 
@@ -442,6 +470,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         data = body_dict(await json_body(request))
         raw = data.get("version")
         version = None if raw is None else release_version(raw)
+        await not_busy(name)
         release = await deployer.rollback(name, version, who=who(request, data))
         return JSONResponse({"release": release.version, "description": release.description})
 
@@ -453,6 +482,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         data = body_dict(await json_body(request))
         ptype = names.process_type(text_field(data, "type"))
         stopped = action == "stop"
+        await not_busy(name)
         await deployer.set_stopped(name, ptype, stopped)
         return JSONResponse({"type": ptype, "stopped": stopped})
 
