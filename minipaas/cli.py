@@ -38,6 +38,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _client(args: argparse.Namespace) -> Any:
+    """The client for a command. Changes (`long`: config:set, ps:scale, rollback, …) wait for
+    the answer however long: the server bounds them (new dynos must boot within boot_timeout,
+    a busy app answers 409 after BUSY_WAIT), and a client that gave up after 60 s reported a
+    failure while the change went on and was made."""
     from minipaas.client import Client
 
     data_dir = getattr(args, "data_dir", None)
@@ -818,18 +822,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     add("apps:info", cmd_apps_info, "show an app", app=True, json_out=True)
     p = add("apps:destroy", cmd_apps_destroy, "delete an app and everything it has", app=True)
+    p.set_defaults(long=True)
     p.add_argument("--confirm", help="the app's name, to confirm")
     add("config", cmd_config, "show config vars", app=True, json_out=True)
     p = add("config:get", cmd_config_get, "print one config var", app=True)
     p.add_argument("key")
     p = add("config:set", cmd_config_set, "set config vars (restarts dynos)", app=True)
+    p.set_defaults(long=True)
     p.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
     p = add("config:unset", cmd_config_unset, "unset config vars (restarts dynos)", app=True)
+    p.set_defaults(long=True)
     p.add_argument("keys", nargs="+", metavar="KEY")
     add("ps", cmd_ps, "list dynos", app=True, json_out=True)
     p = add("ps:scale", cmd_ps_scale, "scale process types", app=True)
+    p.set_defaults(long=True)
     p.add_argument("pairs", nargs="+", metavar="TYPE=COUNT")
     p = add("ps:restart", cmd_ps_restart, "restart dynos (all, a type, or one: web.1)", app=True)
+    p.set_defaults(long=True)
     p.add_argument("type", nargs="?", metavar="TYPE|DYNO")
     p = add("logs", cmd_logs, "show logs", app=True)
     p.add_argument("-n", "--num", type=int, default=100)
@@ -845,10 +854,13 @@ def build_parser() -> argparse.ArgumentParser:
         "roll back to an earlier release (default: the previous)",
         app=True,
     )
+    p.set_defaults(long=True)
     p.add_argument("version", nargs="?", metavar="vN")
     p = add("ps:stop", cmd_ps_stop_start("stop"), "stop a process type (remembered)", app=True)
+    p.set_defaults(long=True)
     p.add_argument("type")
     p = add("ps:start", cmd_ps_stop_start("start"), "start a stopped process type", app=True)
+    p.set_defaults(long=True)
     p.add_argument("type")
     add("checks", cmd_checks, "show the web health check", app=True, json_out=True)
     p = add(
