@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -38,6 +39,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _client(args: argparse.Namespace) -> Any:
+    """The client for a command. Changes (`long`: config:set, ps:scale, rollback, …) wait for
+    the answer however long: the server bounds them (new dynos must boot within boot_timeout,
+    a busy app answers 409 after BUSY_WAIT), and a client that gave up after 60 s reported a
+    failure while the change went on and was made."""
     from minipaas.client import Client
 
     data_dir = getattr(args, "data_dir", None)
@@ -252,12 +257,21 @@ def cmd_ps(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data)
         return 0
-    wanted = sum(data["formation"].values())
+    stopped = set(data.get("stopped", ()))
+    wanted = sum(v for k, v in data["formation"].items() if k not in stopped)
+    for ptype in sorted(stopped):
+        print(
+            f"=== {ptype} ({data['formation'].get(ptype, 0)}): stopped; "
+            f"`minipaas ps:start {ptype} -a {app}` starts it again.\n"
+        )
     if data.get("start_pending") and len(data["dynos"]) < wanted:
-        formation = " ".join(f"{k}={v}" for k, v in sorted(data["formation"].items()) if v)
+        formation = " ".join(
+            f"{k}={v}" for k, v in sorted(data["formation"].items()) if v and k not in stopped
+        )
         print(f"minipaas has just started: {app}'s dynos ({formation}) are waiting to start.\n")
     elif not data["dynos"]:
-        print(f"No dynos on {app}.")
+        if not stopped:
+            print(f"No dynos on {app}.")
         return 0
     by_type: dict[str, list[dict[str, Any]]] = {}
     for dyno in data["dynos"]:
@@ -273,20 +287,29 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def cmd_ps_scale(args: argparse.Namespace) -> int:
+    from minipaas.names import shown
+
     app = _app(args)
     counts: dict[str, int] = {}
     for pair in args.pairs:
         ptype, sep, raw = pair.partition("=")
         if not sep:
             raise UsageError(f"Expected TYPE=COUNT, got {pair!r}.")
-        try:
-            counts[ptype] = int(raw)
-        except ValueError as exc:
-            raise UsageError(f"Invalid count {raw!r} for {ptype!r}: use a whole number.") from exc
+        # ASCII digits only: int() also reads ' 2', '+1' and '٣' (and `web+1` means "one more"
+        # on Heroku, so '+1' must not quietly mean 1). A negative count goes on to the server,
+        # which says which counts are allowed.
+        if not re.fullmatch(r"-?[0-9]{1,1000}", raw):
+            raise UsageError(
+                f"Invalid count {shown(raw)} for {shown(ptype)}: use a whole number."
+            )
+        counts[ptype] = int(raw)
     with _client(args) as c:
         formation = c.request("PATCH", f"/api/apps/{app}/formation", json_body=counts)
+        stopped = sorted(set(c.get(f"/api/apps/{app}/dynos").get("stopped", ())) & set(counts))
     summary = ", ".join(f"{k}={v}" for k, v in sorted(formation.items()))
     print(f"Scaled {app} to {summary}.")
+    for ptype in stopped:  # else "Scaled to web=2" while nothing starts
+        print(f"{ptype} is stopped: its dynos start with `minipaas ps:start {ptype} -a {app}`.")
     return 0
 
 
@@ -392,9 +415,12 @@ def cmd_releases(args: argparse.Namespace) -> int:
 
 
 def cmd_releases_info(args: argparse.Namespace) -> int:
+    from minipaas import names
+
     app = _app(args)
+    version = names.release_version(args.version)
     with _client(args) as c:
-        r = c.get(f"/api/apps/{app}/releases/{_segment(args.version)}")
+        r = c.get(f"/api/apps/{app}/releases/v{version}")
     if args.json:
         _print_json(r)
         return 0
@@ -411,13 +437,15 @@ def cmd_releases_info(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    from minipaas import names
+
     app = _app(args)
     version = None
-    if args.version:
-        raw = args.version.lstrip("v")
-        if not raw.isdigit():
-            raise UsageError(f"Invalid release {args.version!r}: use vN, e.g. v3.")
-        version = int(raw)
+    # `rollback ""` (an empty $VERSION in a script) is a bad release, not "the previous one".
+    if args.version is not None:
+        if not re.fullmatch(r"v?[0-9]+", args.version):
+            raise UsageError(f"Invalid release {names.shown(args.version)}: use vN, e.g. v3.")
+        version = names.release_version(args.version)  # and not past the largest one
     with _client(args) as c:
         result = c.request("POST", f"/api/apps/{app}/rollback", json_body={"version": version})
     print(f"{result['description']} on {app}: released v{result['release']}.")
@@ -479,14 +507,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("No command given; use `minipaas run -a APP -- COMMAND`.")
     command = shlex.join(words) if len(words) > 1 else words[0]
     local = not os.environ.get("MINIPAAS_URL") or getattr(args, "data_dir", None)
-    if local and sys.stdin.isatty():
-        # Interactive: the dyno gets this very terminal (works through `ssh -t` too).
+    if local and _stdin_attachable():
+        # The dyno gets this very terminal (works through `ssh -t` too), or the pipe or file
+        # on stdin (`echo 'select 1' | minipaas run -- psql`), as Heroku's run does.
         from minipaas.api.attach import run_attached_client
         from minipaas.client import default_data_dir
 
         data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
         who = os.environ.get("MINIPAAS_WHO", "admin")
-        return run_attached_client(data_dir / "minipaas-run.sock", app, command, who)
+        sock = data_dir / "minipaas-run.sock"
+        try:
+            return run_attached_client(sock, app, command, who)
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
+            # The API's words ("Cannot reach … is `minipaas server` running?"), not a bare
+            # " !    No such file or directory".
+            from minipaas.client import Client
+
+            raise Client(socket=sock)._unreachable(exc) from exc
+    if not local and _stdin_attachable():
+        print(
+            " !    Over MINIPAAS_URL the dyno gets no standard input (it reads /dev/null) and no "
+            "terminal; to pipe data in or work interactively, run it on the server or over SSH.",
+            file=sys.stderr,
+        )
     code = 1
     with _client(args) as c:
         for item in c.stream("POST", f"/api/apps/{app}/run", json_body={"command": command}):
@@ -497,6 +540,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             if "exit" in item:
                 code = int(item["exit"])
     return code
+
+
+def _stdin_attachable() -> bool:
+    """Stdin is a terminal, or a pipe, file or socket that may carry input for the dyno (the
+    API's run has no stdin: it would be silently dropped). /dev/null or a closed stdin: no."""
+    import stat
+
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        return False
+    return os.isatty(0) or stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode)
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
@@ -600,18 +655,45 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_add(args: argparse.Namespace) -> int:
-    if args.file:
-        text = Path(args.file).read_text()
-    else:
-        if sys.stdin.isatty():
-            raise UsageError(
-                "Pipe the public key in: `minipaas keys:add NAME < ~/.ssh/id_ed25519.pub`."
-            )
-        text = sys.stdin.read()
+    if not args.file and sys.stdin.isatty():
+        raise UsageError(
+            "Pipe the public key in: `minipaas keys:add NAME < ~/.ssh/id_ed25519.pub`."
+        )
+    text = _public_key_text(args.file)
     with _client(args) as c:
         key = c.request("POST", "/api/keys", json_body={"name": args.name, "public_key": text})
     print(f"Added SSH key {key['name']} ({key['fingerprint']}).")
     return 0
+
+
+MAX_PUBLIC_KEY = 64 * 1024
+"""The most `keys:add` reads: a public key line is a few kB at most (RSA 16384: 2.8 kB)."""
+
+
+def _public_key_text(path: str | None) -> str:
+    """The public key from the file `path`, or stdin: read up to MAX_PUBLIC_KEY bytes (not all
+    of `--file /dev/zero`, or of an endless `ssh … keys:add NAME < /dev/zero`), as UTF-8 text
+    (a binary file crashed the CLI with a UnicodeDecodeError)."""
+    from minipaas.errors import UserError
+
+    what = "Standard input" if path is None else f"The file {path!r}"
+    if path is None:
+        raw = sys.stdin.buffer.read(MAX_PUBLIC_KEY + 1)
+    else:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_PUBLIC_KEY + 1)
+    if len(raw) > MAX_PUBLIC_KEY:
+        raise UserError(
+            f"{what} holds more than {MAX_PUBLIC_KEY // 1024} KiB; a public "
+            "key is one line such as 'ssh-ed25519 AAAA… you@host'."
+        )
+    try:
+        return raw.decode("utf-8-sig")  # a byte-order mark, as some editors save it, is no harm
+    except UnicodeDecodeError:
+        raise UserError(
+            f"{what} is not UTF-8 text; a public key is one line such as "
+            "'ssh-ed25519 AAAA… you@host'."
+        ) from None
 
 
 def cmd_keys_remove(args: argparse.Namespace) -> int:
@@ -788,24 +870,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     add("apps:info", cmd_apps_info, "show an app", app=True, json_out=True)
     p = add("apps:destroy", cmd_apps_destroy, "delete an app and everything it has", app=True)
+    p.set_defaults(long=True)
     p.add_argument("--confirm", help="the app's name, to confirm")
     add("config", cmd_config, "show config vars", app=True, json_out=True)
     p = add("config:get", cmd_config_get, "print one config var", app=True)
     p.add_argument("key")
     p = add("config:set", cmd_config_set, "set config vars (restarts dynos)", app=True)
+    p.set_defaults(long=True)
     p.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
     p = add("config:unset", cmd_config_unset, "unset config vars (restarts dynos)", app=True)
+    p.set_defaults(long=True)
     p.add_argument("keys", nargs="+", metavar="KEY")
     add("ps", cmd_ps, "list dynos", app=True, json_out=True)
     p = add("ps:scale", cmd_ps_scale, "scale process types", app=True)
+    p.set_defaults(long=True)
     p.add_argument("pairs", nargs="+", metavar="TYPE=COUNT")
     p = add("ps:restart", cmd_ps_restart, "restart dynos (all, a type, or one: web.1)", app=True)
+    p.set_defaults(long=True)
     p.add_argument("type", nargs="?", metavar="TYPE|DYNO")
     p = add("logs", cmd_logs, "show logs", app=True)
     p.add_argument("-n", "--num", type=int, default=100)
     p.add_argument("-t", "--tail", action="store_true", help="keep following")
     p.add_argument("--source", choices=["app", "router", "build", "release", "minipaas"])
-    p.add_argument("--dyno")
+    p.add_argument("--dyno", help="one dyno (web.1), or every dyno of a type (web)")
     add("releases", cmd_releases, "list releases", app=True, json_out=True)
     p = add("releases:info", cmd_releases_info, "show a release", app=True, json_out=True)
     p.add_argument("version", metavar="vN")
@@ -815,10 +902,13 @@ def build_parser() -> argparse.ArgumentParser:
         "roll back to an earlier release (default: the previous)",
         app=True,
     )
+    p.set_defaults(long=True)
     p.add_argument("version", nargs="?", metavar="vN")
     p = add("ps:stop", cmd_ps_stop_start("stop"), "stop a process type (remembered)", app=True)
+    p.set_defaults(long=True)
     p.add_argument("type")
     p = add("ps:start", cmd_ps_stop_start("start"), "start a stopped process type", app=True)
+    p.set_defaults(long=True)
     p.add_argument("type")
     add("checks", cmd_checks, "show the web health check", app=True, json_out=True)
     p = add(
@@ -919,12 +1009,32 @@ def _run(parser: argparse.ArgumentParser, argv: list[str], *, over_ssh: bool = F
     except _user_facing() as exc:
         print(f" !    {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # another pipe: the OSError answer below
+        # `minipaas config --json | head -1`: the reader has all it wanted, as with any other
+        # command whose output is cut short; no " !    Broken pipe" on the terminal.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would fail again
+        return 141  # 128 + SIGPIPE, what the shell shows for a command killed by it
     except OSError as exc:
         print(
             f" !    {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "),
             file=sys.stderr,
         )
         return 1
+
+
+def _stdout_closed() -> bool:
+    """Has the reader of our stdout (a pipe or socket) gone away?"""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def _user_facing() -> tuple[type[Exception], ...]:

@@ -45,9 +45,29 @@ def endpoint_from_env(data_dir: Path | None = None) -> dict[str, Any]:
     data dir is given, else the local socket of the data dir (MINIPAAS_DATA_DIR or default)."""
     url = os.environ.get("MINIPAAS_URL")
     if url and data_dir is None:
+        if not url.lower().startswith(("https://", "http://")):
+            raise ApiError(
+                f"MINIPAAS_URL {url[:100]!r} is not a URL: use https://HOST, e.g. "
+                "https://minipaas.example.com."
+            )
         verify: bool | str = os.environ.get("MINIPAAS_CA_FILE") or True
-        return {"url": url, "token": os.environ.get("MINIPAAS_TOKEN"), "verify": verify}
+        return {"url": url, "token": token_from_env(), "verify": verify}
     return {"socket": (data_dir or default_data_dir()) / "minipaas.sock"}
+
+
+def token_from_env() -> str | None:
+    """MINIPAAS_TOKEN without the blanks around it (`$(cat token-file)`, a pasted line); an
+    `ApiError` if it holds what no token does (it goes into an HTTP header): a space, a control
+    character, a non-ASCII letter. The message never shows the value: it is a secret."""
+    token = (os.environ.get("MINIPAAS_TOKEN") or "").strip()
+    if not token:
+        return None
+    if not (token.isascii() and token.isprintable()) or " " in token:
+        raise ApiError(
+            "MINIPAAS_TOKEN is not a minipaas token: it holds a space, a control character or "
+            "a non-ASCII character; `minipaas auth:token` on the server prints the token."
+        )
+    return token
 
 
 def _headers(agent: str, token: str | None) -> dict[str, str]:
@@ -159,6 +179,18 @@ class Client:
             message = body.decode(errors="replace").strip() or f"HTTP {status}"
         return ApiError(str(message), status)
 
+    def _json(self, status: int, path: str, body: bytes | str) -> Any:
+        """A successful answer's JSON; `ApiError` if it is not JSON (a redirect's empty body,
+        or MINIPAAS_URL pointing at something that is not a minipaas server)."""
+        try:
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(
+                f"The server at {self.where} sent a non-JSON answer (HTTP {status}) to {path}; "
+                "is it a minipaas server?",
+                status,
+            ) from None
+
     def _unreachable(self, exc: BaseException) -> ApiError:
         if (
             isinstance(exc, PermissionError)
@@ -197,7 +229,8 @@ class Client:
             raise self._unreachable(exc) from exc
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise ApiError(f"The request to {self.where} failed: {exc}.") from exc
+            reason = str(exc).rstrip(".")
+            raise ApiError(f"The request to {self.where} failed: {reason}.") from exc
 
     def request(
         self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
@@ -211,7 +244,7 @@ class Client:
             conn.close()
         if response.status >= 400:
             raise self._message(response.status, data)
-        return json.loads(data)
+        return self._json(response.status, path, data)
 
     def stream(
         self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
@@ -226,7 +259,7 @@ class Client:
                 raise self._message(response.status, response.read())
             while line := response.readline():
                 if line.strip():
-                    yield json.loads(line)
+                    yield self._json(response.status, path, line)
         finally:
             conn.close()
 
@@ -240,10 +273,11 @@ class Client:
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise self._unreachable(exc) from exc
         except httpx.HTTPError as exc:
-            raise ApiError(f"The request to {self.where} failed: {exc}.") from exc
+            reason = str(exc).rstrip(".")
+            raise ApiError(f"The request to {self.where} failed: {reason}.") from exc
         if response.status_code >= 400:
             raise self._message(response.status_code, response.content)
-        return response.json()
+        return self._json(response.status_code, path, response.content)
 
     def _remote_stream(
         self, method: str, path: str, json_body: Any, params: dict[str, Any] | None
@@ -258,7 +292,7 @@ class Client:
                     raise self._message(response.status_code, response.read())
                 for line in response.iter_lines():
                     if line.strip():
-                        yield json.loads(line)
+                        yield self._json(response.status_code, path, line)
         except httpx.ConnectError as exc:
             raise self._unreachable(exc) from exc
 
@@ -430,7 +464,8 @@ class AsyncClient:
         except (httpx.TransportError, OSError) as exc:
             raise self._unreachable(exc) from exc
         except httpx.HTTPError as exc:
-            raise ApiError(f"The request to {self.where} failed: {exc}.") from exc
+            reason = str(exc).rstrip(".")
+            raise ApiError(f"The request to {self.where} failed: {reason}.") from exc
         return response.status_code, response.content
 
     async def request(

@@ -15,6 +15,8 @@ RESERVED_APP_NAMES = frozenset({"minipaas", "www"})
 CONFIG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PROCESS_TYPE = re.compile(r"[A-Za-z0-9_-]{1,30}")
 DYNO_NUMBER = re.compile(r"[1-9][0-9]{0,2}")  # web.1 … web.999 (formations stop at 100)
+RELEASE = re.compile(r"v?[0-9]{1,10}")
+MAX_RELEASE = 2**31 - 1
 HOSTNAME_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 SHOWN_CHARS = 100
 """How much of a bad value an error message quotes: enough to recognise it, never 100 kB."""
@@ -44,6 +46,19 @@ def app_name(name: str) -> str:
         )
     if name in RESERVED_APP_NAMES:
         raise UserError(f"The app name {name!r} is reserved; choose another name.")
+    return name
+
+
+def new_app_name(name: str) -> str:
+    """`app_name` for an app about to be created: it must also end with a letter or digit, as a
+    DNS label does (`a-.example.com` gets no certificate, so the app could never be reached).
+    Lookups keep the looser `app_name`, so an app created before this rule can be destroyed."""
+    app_name(name)
+    if name.endswith("-"):
+        raise UserError(
+            f"Invalid app name {shown(name)}: end it with a letter or digit, not a dash (it is "
+            "the first label of the app's hostname)."
+        )
     return name
 
 
@@ -78,6 +93,26 @@ def process_type_or_dyno(name: str) -> tuple[str, int | None]:
             "one dyno such as web.1."
         )
     return ptype, int(number)
+
+
+def custom_domain(name: str) -> str:
+    """`hostname` for a domain added to an app: also not an IP address (`1.2.3.4`): no CA
+    issues such a name a certificate, and a top-level label is never all digits (RFC 3696)."""
+    host = hostname(name)
+    if host.rsplit(".", 1)[-1].isdigit():
+        raise UserError(
+            f"Invalid domain {shown(name)}: it is not a DNS name (an IP address, or a last label "
+            "of digits only); use a name such as 'www.example.com'."
+        )
+    return host
+
+
+def release_version(text: str) -> int:
+    """`v3` or `3` → 3 (ASCII digits, up to MAX_RELEASE); else `UserError` naming `text`."""
+    number = int(text.removeprefix("v")) if RELEASE.fullmatch(text) else -1
+    if not 0 <= number <= MAX_RELEASE:
+        raise UserError(f"Invalid release {shown(text)}: use vN, e.g. v3.")
+    return number
 
 
 def hostname(name: str) -> str:

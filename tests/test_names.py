@@ -20,6 +20,27 @@ def test_invalid_app_names_name_the_value(bad: str) -> None:
     assert repr(bad) in str(info.value)
 
 
+@pytest.mark.parametrize("bad", ["a-", "my-app-", "a" * 29 + "-"])
+def test_new_app_names_do_not_end_with_a_dash(bad: str) -> None:
+    assert names.app_name(bad) == bad  # an app created before the rule can still be named
+    with pytest.raises(UserError, match="end it with a letter or digit") as info:
+        names.new_app_name(bad)
+    assert repr(bad) in str(info.value)
+    assert names.new_app_name(bad.rstrip("-")) == bad.rstrip("-")
+
+
+@pytest.mark.parametrize("bad", ["1.2.3.4", "10.0.0.1.", "example.123", "8"])
+def test_custom_domains_are_not_ip_addresses(bad: str) -> None:
+    with pytest.raises(UserError, match="is not a DNS name") as info:
+        names.custom_domain(bad)
+    assert repr(bad) in str(info.value)
+
+
+@pytest.mark.parametrize("good", ["www.example.com", "1.example.com", "x.y.io", "123abc.com"])
+def test_custom_domains(good: str) -> None:
+    assert names.custom_domain(good.upper()) == good
+
+
 @pytest.mark.parametrize("reserved", ["minipaas", "www"])
 def test_reserved_app_names(reserved: str) -> None:
     with pytest.raises(UserError, match="reserved"):

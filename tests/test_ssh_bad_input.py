@@ -240,7 +240,7 @@ VALUES = [
     case("releases:info -a keeper 'v 1'", 1, "Invalid release 'v 1'"),
     case("releases:info -a keeper 'v1?x'", 1, "Invalid release 'v1?x'"),
     case("releases:info -a keeper v999", 1, "v999"),
-    case("rollback -a keeper v" + "9" * 30, 1, "Invalid release " + "9" * 20),
+    case("rollback -a keeper v" + "9" * 30, 1, "Invalid release 'v" + "9" * 20),
     case("rollback -a keeper v999", 1, "v999"),
     case("checks:set -a keeper path=x", 1, "Invalid health check path 'x'"),
     case("checks:set -a keeper foo", 1, "got 'foo'"),

@@ -11,7 +11,6 @@ import contextlib
 import errno
 import json
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,7 @@ from minipaas import __version__, checks, jsonin, names, sshkeys
 from minipaas.api.auth import LOCAL_KEY, TokenAuth, Tokens
 from minipaas.api.metrics import metrics_routes
 from minipaas.deploy import Deployer
-from minipaas.errors import DiskFull, NotFound, TooLarge, Unavailable, UserError
+from minipaas.errors import Conflict, DiskFull, NotFound, TooLarge, Unavailable, UserError
 from minipaas.logs import LogStore
 from minipaas.metrics import Metrics
 from minipaas.settings import Settings
@@ -38,6 +37,10 @@ log = logging.getLogger("minipaas.api")
 
 LOG_SOURCES = frozenset({"app", "router", "build", "release", "minipaas"})
 STARTING_WAIT = 10.0
+BUSY_WAIT = 20.0
+"""How long a change to an app waits for the one under way (a deploy, a rolling restart) before
+the API answers 409: the client gives up after 60 s, and the change must not then be made
+behind its back."""
 """How long an answer about dynos waits for a starting server to take back the running ones."""
 
 
@@ -60,6 +63,12 @@ MAX_BODY = 1024 * 1024
 """The largest request body the API reads (config vars, keys, checks: all far smaller)."""
 MAX_RELEASE = 2**31 - 1
 MAX_KEY_NAME = 100
+MAX_CONFIG_VAR = 128 * 1024
+"""The most one config var (`KEY=VALUE` in UTF-8, with its NUL) may take: execve() refuses a
+longer environment string (Linux's MAX_ARG_STRLEN), so every start of the app would fail."""
+MAX_CONFIG_TOTAL = 1024 * 1024
+"""The most all of an app's config vars may take together: a dyno's environment and arguments
+share execve()'s limit (a quarter of the stack limit, 2 MiB by default)."""
 
 
 async def json_body(request: Request) -> Any:
@@ -95,10 +104,26 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def _env_size(key: str, value: str) -> int:
+    """What `KEY=VALUE` takes in a process's environment: its UTF-8 bytes and a NUL."""
+    return len(key.encode()) + len(value.encode()) + 2
+
+
 def body_dict(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"The request body must be a JSON object, not {jsonin.kind(data)}.")
     return data
+
+
+def text_field(data: dict[str, Any], key: str) -> str:
+    """The string `data[key]` ("" when absent); `UserError` for null, a number, a list…: `str()`
+    would turn `{"hostname": null}` into a domain named "none"."""
+    value = data.get(key, "")
+    if not isinstance(value, str):
+        text = json.dumps(value)
+        shown = text if len(text) <= names.SHOWN_CHARS else f"{text[: names.SHOWN_CHARS]}…"
+        raise UserError(f"The field {key!r} must be a string, not {shown}.")
+    return value
 
 
 def key_name(name: str) -> str:
@@ -115,12 +140,9 @@ def key_name(name: str) -> str:
 
 def release_version(value: Any) -> int:
     """A release number from `vN`, `N` or a JSON integer, else `UserError` naming the value."""
-    if isinstance(value, str) and re.fullmatch(r"v?[0-9]{1,10}", value):
-        number = int(value.lstrip("v"))
-    elif isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    else:
-        number = -1
+    if isinstance(value, str):
+        return names.release_version(value)
+    number = value if isinstance(value, int) and not isinstance(value, bool) else -1
     if not 0 <= number <= MAX_RELEASE:
         raise UserError(f"Invalid release {value!r}: use vN, e.g. v3.")
     return number
@@ -167,6 +189,26 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         if data and isinstance(data.get("who"), str) and is_local(request):
             return str(data["who"])[:100]
         return "admin"
+
+    async def not_busy(name: str) -> None:
+        """Wait up to BUSY_WAIT for the app's lock, else `Conflict`: before, `apps:destroy` or
+        `config:set` during a long build timed out in the CLI ("failed: timed out") and was
+        then carried out anyway once the build was done."""
+        lock = deployer.lock(name)
+        if not lock.locked():
+            return
+
+        async def free() -> None:
+            async with lock:
+                pass
+
+        try:
+            await asyncio.wait_for(free(), BUSY_WAIT)
+        except TimeoutError:
+            raise Conflict(
+                f"{name!r} is busy with a deploy or another change (for over {BUSY_WAIT:g} s); "
+                "nothing was changed: try again once it is done."
+            ) from None
 
     async def started() -> bool:
         """True once start-up has taken back the dynos still running (waits a little for it):
@@ -238,7 +280,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
 
     async def apps_create(request: Request) -> Response:
         data = body_dict(await json_body(request))
-        name = names.app_name(str(data.get("name", "")))
+        name = names.new_app_name(text_field(data, "name"))
         app = await store.create_app(name)
         try:
             await asyncio.to_thread(deployer.repos.create, name)
@@ -247,6 +289,9 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             with contextlib.suppress(Exception):
                 await store.delete_app(name)
             raise
+        # Its hostname gets a route (and a certificate) now: until its first deploy it answers
+        # 503 "no dynos" instead of failing the TLS handshake.
+        await deployer.sync_routes()
         return JSONResponse(
             {"name": app.name, "url": settings.app_url(app.name), "git_url": git_url(name)},
             status_code=201,
@@ -283,6 +328,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 f"Destroying {name!r} deletes its code, releases, dynos and logs; confirm with "
                 f"`--confirm {name}`."
             )
+        await not_busy(name)
         await deployer.destroy(name)
         return JSONResponse({"destroyed": name})
 
@@ -303,10 +349,22 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 raise UserError(
                     f"The value of {key!r} holds a NUL character, which no config var can."
                 )
+            if value is not None and (size := _env_size(key, value)) > MAX_CONFIG_VAR:
+                raise UserError(
+                    f"The config var {key!r} takes {size // 1024} KiB; one can take at most "
+                    f"{MAX_CONFIG_VAR // 1024} KiB (a process's environment holds no longer one)."
+                )
             changes[key] = value
         if not changes:
             raise UserError("No config vars given; use KEY=VALUE.")
-        await store.app(name)
+        merged = {**await store.config(await store.app(name)), **changes}
+        total = sum(_env_size(k, v) for k, v in merged.items() if v is not None)
+        if total > MAX_CONFIG_TOTAL:
+            raise UserError(
+                f"With these changes the config vars of {name!r} would take {total // 1024} KiB; "
+                f"they can take at most {MAX_CONFIG_TOTAL // 1024} KiB together."
+            )
+        await not_busy(name)
         config = await deployer.set_config(name, changes, who=who(request))
         return JSONResponse(config)
 
@@ -318,6 +376,8 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 "dynos": await dynos_json(app.name),
                 # After a server (re)start: its missing dynos are still to be started.
                 "start_pending": app.name in deployer.waiting,
+                # `ps:stop TYPE`: none run, whatever the formation says, until `ps:start TYPE`.
+                "stopped": sorted(await store.stopped_types(app)),
             }
         )
 
@@ -332,13 +392,18 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             counts[ptype] = count
         if not counts:
             raise UserError("No process types given; use TYPE=COUNT, e.g. web=2.")
+        await not_busy(name)
         return JSONResponse(await deployer.scale(name, counts))
 
     async def restart(request: Request) -> Response:
         name = app_name(request)
         data = body_dict(await json_body(request))
-        raw = data.get("type")
-        ptype, number = (None, None) if raw is None else names.process_type_or_dyno(str(raw))
+        ptype, number = (
+            (None, None)
+            if data.get("type") is None
+            else names.process_type_or_dyno(text_field(data, "type"))
+        )
+        await not_busy(name)
         await deployer.restart(name, ptype, number)
         return JSONResponse({"restarted": name, "type": ptype, "number": number})
 
@@ -391,7 +456,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
     async def deploy(request: Request) -> Response:
         name = app_name(request)
         data = body_dict(await json_body(request))
-        sha = str(data.get("sha", ""))
+        sha = text_field(data, "sha")
         if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
             raise UserError(f"Invalid commit {sha!r}: use a full 40-character sha.")
         await store.app(name)
@@ -415,6 +480,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         data = body_dict(await json_body(request))
         raw = data.get("version")
         version = None if raw is None else release_version(raw)
+        await not_busy(name)
         release = await deployer.rollback(name, version, who=who(request, data))
         return JSONResponse({"release": release.version, "description": release.description})
 
@@ -424,8 +490,9 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         if action not in ("stop", "start"):
             raise NotFound(f"No such API route: {request.url.path}.")
         data = body_dict(await json_body(request))
-        ptype = names.process_type(str(data.get("type", "")))
+        ptype = names.process_type(text_field(data, "type"))
         stopped = action == "stop"
+        await not_busy(name)
         await deployer.set_stopped(name, ptype, stopped)
         return JSONResponse({"type": ptype, "stopped": stopped})
 
@@ -480,7 +547,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
     async def domains_add(request: Request) -> Response:
         app = await store.app(app_name(request))
         data = body_dict(await json_body(request))
-        host = names.hostname(str(data.get("hostname", "")))
+        host = names.custom_domain(text_field(data, "hostname"))
         if host == f"minipaas.{settings.domain}" or host.endswith(f".{settings.domain}"):
             raise UserError(
                 f"The domain {host!r} is under minipaas's own domain {settings.domain!r}; "
@@ -517,8 +584,8 @@ def create_app(ctx: ApiContext) -> ASGIApp:
 
     async def keys_add(request: Request) -> Response:
         data = body_dict(await json_body(request))
-        name = key_name(str(data.get("name", "")))
-        key = sshkeys.parse_public_key(str(data.get("public_key", "")))
+        name = key_name(text_field(data, "name"))
+        key = sshkeys.parse_public_key(text_field(data, "public_key"))
         record = await store.add_key(name, key.fingerprint, key.line)
         await ctx.sync_keys()
         return JSONResponse(record.to_json(), status_code=201)

@@ -77,7 +77,11 @@ class AttachServer:
                 if not isinstance(command, str) or not command.strip():
                     raise UserError("No command given; use `minipaas run -a APP -- COMMAND`.")
                 who = str(header.get("who") or "admin")[:100]
-                code = await self.run(app, command, who, (fds[0], fds[1], fds[2]))
+                code = await self._run_while_connected(
+                    conn, self.run(app, command, who, (fds[0], fds[1], fds[2]))
+                )
+                if code is None:
+                    return  # the client left: the dyno was killed, and nobody is there to tell
                 answer: dict[str, Any] = {"exit": code}
             except UserError as exc:
                 answer = {"error": str(exc), "exit": 1}
@@ -92,6 +96,34 @@ class AttachServer:
             for fd in fds:
                 os.close(fd)
             conn.close()
+
+    @staticmethod
+    async def _run_while_connected(conn: socket.socket, run: Awaitable[int]) -> int | None:
+        """`run`'s exit status; None if the client hung up first (Ctrl-C on a piped `minipaas
+        run`, a dropped SSH session), in which case the run is cancelled, which kills the dyno:
+        it would go on writing to a terminal nobody watches, for up to a day."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(run)
+
+        async def hung_up() -> None:
+            conn.setblocking(False)
+            while await loop.sock_recv(conn, 4096):
+                pass  # the client sends nothing more; read on until it closes
+
+        watch = asyncio.ensure_future(hung_up())
+        try:
+            await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await watch
+            conn.settimeout(10)  # blocking again, for the answer's sendall in a thread
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
 
     async def close(self) -> None:
         for task in list(self._tasks):

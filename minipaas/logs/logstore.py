@@ -73,6 +73,14 @@ def _stamp(ts: datetime) -> str:
     return ts.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
+def dyno_matches(wanted: str | None, dyno: str) -> bool:
+    """Does `--dyno wanted` take the lines of `dyno`? None takes all; `web.1` that dyno; `web`
+    (no dot: a process type, as on Heroku) every `web.N` and a dyno named just `web`."""
+    if wanted is None or wanted == dyno:
+        return True
+    return "." not in wanted and dyno.startswith(wanted + ".")
+
+
 def _parse(app: str, source: str, dyno: str, raw: bytes) -> LogLine | None:
     stamp, sep, text = raw.decode("utf-8", "replace").partition("\t")
     if not sep:
@@ -122,9 +130,7 @@ class _Follower:
     dropped: int = 0
 
     def wants(self, source: str, dyno: str) -> bool:
-        return (self.source is None or self.source == source) and (
-            self.dyno is None or self.dyno == dyno
-        )
+        return (self.source is None or self.source == source) and dyno_matches(self.dyno, dyno)
 
 
 class LogStore:
@@ -268,7 +274,7 @@ class LogStore:
             if match is None or match["source"] not in SOURCES:
                 continue
             src, dyn = match["source"], match["dyno"]
-            if (source is None or source == src) and (dyno is None or dyno == dyn):
+            if (source is None or source == src) and dyno_matches(dyno, dyn):
                 found.add((src, dyn))
         return sorted(found)
 
