@@ -368,6 +368,10 @@ def _follow_logs(args: argparse.Namespace, app: str, params: dict[str, Any]) -> 
         try:
             with _client(args) as c:
                 for item in c.stream("GET", f"/api/apps/{app}/logs", params=params):
+                    if item.get("end") == "destroyed":
+                        raise ApiError(f"The app {app!r} was destroyed.", status=410)
+                    if "line" not in item:
+                        continue  # "end": "restarting" (the server stops), or newer news
                     line = str(item["line"])
                     stamp = line.split(" ", 1)[0]
                     if stamp < last or (stamp == last and line in printed_at_last):

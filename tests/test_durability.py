@@ -222,6 +222,29 @@ def test_logs_tail_follows_through_a_restart_of_the_server(
     ]
 
 
+def test_logs_tail_ends_with_one_sentence_when_the_app_is_destroyed(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    paas, sshd = env
+    deploy_sample(paas, sshd, "python-stdlib", "doomed", tmp_path)
+    out = tmp_path / "follow.out"
+    with out.open("w") as stdout:
+        follower = subprocess.Popen(
+            [str(paas.exe), "logs", "-t", "-a", "doomed"], env=paas.env, text=True,
+            stdout=stdout, stderr=subprocess.PIPE, start_new_session=True,
+        )
+    try:
+        wait_for(lambda: "Deployed v1" in out.read_text(), timeout=30)  # it follows now
+        paas.cli("apps:destroy", "-a", "doomed", "--confirm", "doomed")
+        _, err = follower.communicate(timeout=30)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert follower.returncode == 1
+    assert err.strip() == "!    The app 'doomed' was destroyed.", err
+
+
 def test_every_app_comes_back_after_a_reboot(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
     """A host reboot leaves no process: `minipaas down` stands in for it."""
     paas, sshd = env

@@ -434,6 +434,9 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 yield (json.dumps({"line": ln.format()}) + "\n").encode()
             async for ln in ctx.logs.follow(app.name, source=source, dyno=dyno):
                 yield (json.dumps({"line": ln.format()}) + "\n").encode()
+            # Why the follow ended: the server stops (follow again soon) or the app is gone.
+            end = "restarting" if ctx.logs.follows_ended else "destroyed"
+            yield (json.dumps({"end": end}) + "\n").encode()
 
         return StreamingResponse(stream(), media_type="application/x-ndjson")
 
