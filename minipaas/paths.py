@@ -86,3 +86,6 @@ class Paths:
         for sub in (self.repos, self.slugs, self.cache, self.logs, self.run):
             sub.mkdir(exist_ok=True)
         self.caddy.mkdir(mode=0o700, exist_ok=True)
+        # Only the server reads logs (clients go through the API); app uids, which fetch
+        # buildpacks on the host, must not read other apps' output. Also for older data dirs.
+        os.chmod(self.logs, 0o700)

@@ -281,6 +281,9 @@ def test_sandbox_isolation(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
     assert not (slug_b / "written-by-dyno").exists()
     # The slug itself is private to app B's uid.
     assert slug_b.stat().st_uid == info["uid"] and (slug_b.stat().st_mode & 0o077) == 0
+    # Logs and repositories are the server's: no app uid reads another app's.
+    for private in (paas.data_dir / "logs", paas.data_dir / "repos" / "probb.git"):
+        assert private.stat().st_mode & 0o007 == 0, private
 
 
 def test_bad_input(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
