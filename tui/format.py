@@ -24,6 +24,17 @@ def clean_line(text: str) -> str:
     return _CONTROL.sub("\ufffd", text.rstrip("\r\n")).expandtabs(4)
 
 
+# In a table cell every control character is out of place, line breaks and tabs included (a
+# cell is one line; a newline there would hide the rest of the value).
+_CELL_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean_cell(text: str) -> str:
+    """A value safe to put in a one-line table cell: no control characters (U+FFFD instead),
+    no lone surrogates."""
+    return _CELL_CONTROL.sub("\ufffd", _SURROGATE.sub("\ufffd", text))
+
+
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)? ")
 
 

@@ -1,0 +1,87 @@
+"""QA of the TUI against a REAL server: values that look like Rich markup or carry control
+characters (a Procfile command, config values).
+
+One `minipaas server` for the module with one app pushed over HTTPS: a copy of
+sample-apps/worker-web plus a `weird` process type whose command contains `[/x]` and which
+prints a line with escape sequences and markup-like text.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from minipaas.client import AsyncClient
+from tests.paas import SAMPLES, Paas, commit, git_repo, push, start_paas
+from tests.test_tui import api, open_app, select_row, table, until
+from tui.app import MinipaasApp, create_app
+from tui.format import MASK
+from tui.screens.app_detail import AppScreen
+
+APP = "qa-weird"
+WEIRD = r"""import sys, time
+sys.stdout.write("ansi \x1b[31mred\x1b[0m \x1b]0;PWNED\x07 [bold]b[/bold] [/x]\n")
+sys.stdout.flush()
+time.sleep(3600)
+"""
+
+
+@pytest.fixture(scope="module")
+def paas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paas]:
+    work = tmp_path_factory.mktemp("qa-tui")
+    server = start_paas(work / "authorized_keys", work / "server.log")
+    try:
+        server.cli("apps:create", APP)
+        repo = git_repo(SAMPLES / "worker-web", work / APP)
+        (repo / "weird.py").write_text(WEIRD)
+        with (repo / "Procfile").open("a") as procfile:
+            procfile.write("weird: python weird.py [/x]\n")
+        commit(repo, "a process type whose command looks like markup")
+        token = server.cli("auth:token").stdout.strip()
+        url = f"https://x:{token}@minipaas.localhost:{server.https_port}/git/{APP}.git"
+        result = push(repo, url, env={"GIT_SSL_CAINFO": str(server.ca)})
+        assert result.returncode == 0, result.stdout + result.stderr
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.data_dir.parent, ignore_errors=True)
+
+
+def tui(paas: Paas) -> MinipaasApp:
+    return create_app(lambda: AsyncClient.from_env(paas.data_dir), refresh_every=0.5)
+
+
+def cell(app: MinipaasApp, selector: str, key: str, column: str) -> str:
+    return str(table(app, selector).get_cell(key, column))
+
+
+async def test_markup_like_command_and_config_values_are_shown_as_they_are(paas: Paas) -> None:
+    """A Procfile command or a config value such as `[/x]` crashed the TUI (Rich MarkupError:
+    a DataTable reads str cells as markup); `[bold]` lost its brackets; an escape sequence in a
+    value went to the terminal as it was."""
+    api(
+        paas,
+        f"/api/apps/{APP}/config",
+        "PATCH",
+        {"CLOSE": "[/x] oops", "BOLD": "[bold]b[/bold]", "ESC": "\x1b]0;PWNED\x07t\nu"},
+    )
+    app = tui(paas)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_app(pilot, APP)
+        await until(pilot, lambda: "weird" in table(app, "#formation").row_keys())
+        assert cell(app, "#formation", "weird", "command") == "python weird.py [/x]"
+        await pilot.press("3")
+        await until(pilot, lambda: "CLOSE" in table(app, "#config-table").row_keys())
+        assert cell(app, "#config-table", "CLOSE", "value") == MASK
+        await pilot.press("v")
+        await until(pilot, lambda: cell(app, "#config-table", "CLOSE", "value") == "[/x] oops")
+        assert cell(app, "#config-table", "BOLD", "value") == "[bold]b[/bold]"
+        assert cell(app, "#config-table", "ESC", "value") == "\ufffd]0;PWNED\ufffdt\ufffdu"
+        for _ in range(3):  # drawn, and redrawn by the refreshes, without a crash
+            await pilot.pause(0.2)
+        await pilot.press("1")
+        await select_row(pilot, "#formation", "weird")
+        assert isinstance(app.screen, AppScreen) and app.is_running
+
