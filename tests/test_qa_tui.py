@@ -1,5 +1,5 @@
 """QA of the TUI against a REAL server: values that look like Rich markup or carry control
-characters (a Procfile command, config values).
+characters (a Procfile command, config values), and the logs screen's clear.
 
 One `minipaas server` for the module with one app pushed over HTTPS: a copy of
 sample-apps/worker-web plus a `weird` process type whose command contains `[/x]` and which
@@ -19,6 +19,7 @@ from tests.test_tui import api, open_app, select_row, table, until
 from tui.app import MinipaasApp, create_app
 from tui.format import MASK
 from tui.screens.app_detail import AppScreen
+from tui.screens.logs import LogsScreen
 
 APP = "qa-weird"
 WEIRD = r"""import sys, time
@@ -85,3 +86,34 @@ async def test_markup_like_command_and_config_values_are_shown_as_they_are(paas:
         await select_row(pilot, "#formation", "weird")
         assert isinstance(app.screen, AppScreen) and app.is_running
 
+
+async def test_clear_forgets_the_lines_so_a_search_does_not_bring_them_back(
+    paas: Paas,
+) -> None:
+    """`c` cleared the screen but not the view's memory: the next search (or a resume) drew
+    the cleared lines again."""
+    api(paas, f"/api/apps/{APP}/formation", "PATCH", {"weird": 1})
+    app = tui(paas)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            app.push_screen(LogsScreen(APP, dyno="weird.1"))
+            view = await until(
+                pilot, lambda: isinstance(app.screen, LogsScreen) and app.screen.view
+            )
+            line = await until(
+                pilot, lambda: next((ln for ln in view.lines if "ansi" in ln), None), 30
+            )
+            # Escape sequences are replaced, markup-like text is kept as it is.
+            assert "\x1b" not in line and "\x07" not in line
+            assert "ansi \ufffd[31mred\ufffd[0m \ufffd]0;PWNED\ufffd [bold]b[/bold] [/x]" in line
+            await pilot.press("c")
+            await until(pilot, lambda: view.line_count == 0)
+            await pilot.press("slash", *"ansi", "enter")
+            await until(pilot, lambda: view.search == "ansi")
+            await pilot.pause(0.3)  # a few flushes of the view
+            assert view.line_count == 0 and not any("ansi" in ln for ln in view.lines)
+            await pilot.press("space", "space")  # pause and resume: still nothing old
+            await pilot.pause(0.3)
+            assert view.line_count == 0
+    finally:
+        api(paas, f"/api/apps/{APP}/formation", "PATCH", {"weird": 0})

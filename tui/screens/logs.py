@@ -170,7 +170,7 @@ class LogsScreen(AppBound):
         self.restart_stream()
 
     def action_clear(self) -> None:
-        self.view.clear()
+        self.view.wipe()
 
     def action_follow(self) -> None:
         self.view.scroll_end(animate=False)
