@@ -1,5 +1,6 @@
 """QA of the TUI against a REAL server: values that look like Rich markup or carry control
-characters (a Procfile command, config values), and the logs screen's clear.
+characters (a Procfile command, config values), the logs screen's clear and status line,
+and how a lost server is said in a short terminal (that test starts a server of its own).
 
 One `minipaas server` for the module with one app pushed over HTTPS: a copy of
 sample-apps/worker-web plus a `weird` process type whose command contains `[/x]` and which
@@ -10,8 +11,11 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from textual.widgets import Header, Static
+from textual.widgets._header import HeaderTitle
 
 from minipaas.client import AsyncClient
 from tests.paas import SAMPLES, Paas, commit, git_repo, push, start_paas
@@ -19,7 +23,7 @@ from tests.test_tui import api, open_app, select_row, table, until
 from tui.app import MinipaasApp, create_app
 from tui.format import MASK
 from tui.screens.app_detail import AppScreen
-from tui.screens.logs import LogsScreen
+from tui.screens.logs import DISCONNECTED, QUIET, LogsScreen
 
 APP = "qa-weird"
 WEIRD = r"""import sys, time
@@ -117,3 +121,47 @@ async def test_clear_forgets_the_lines_so_a_search_does_not_bring_them_back(
             assert view.line_count == 0
     finally:
         api(paas, f"/api/apps/{APP}/formation", "PATCH", {"weird": 0})
+
+
+async def test_quiet_logs_and_a_lost_server_are_said_in_a_short_terminal(tmp_path: Path) -> None:
+    """An app with no log lines showed "connecting…" for good (and, after the server came
+    back, "disconnected; retrying…" for good). In a short terminal (the header hidden), once
+    the notification was gone nothing said the server was unreachable and the data stale."""
+    own = start_paas(tmp_path / "authorized_keys", tmp_path / "server.log")
+    try:
+        own.cli("apps:create", "quiet")
+        app = create_app(lambda: AsyncClient.from_env(own.data_dir), refresh_every=0.3)
+        async with app.run_test(size=(40, 12)) as pilot:
+            await open_app(pilot, "quiet")
+            header = app.screen.query_one(Header)
+            assert not header.display  # short terminal: no chrome while all is well
+            await pilot.press("l")
+            screen = await until(pilot, lambda: isinstance(app.screen, LogsScreen) and app.screen)
+
+            def status() -> str:
+                return str(screen.query_one("#logs-status", Static).render())
+
+            await until(pilot, lambda: status() == QUIET)
+            own.stop()
+            await until(pilot, lambda: status() == DISCONNECTED)
+            assert app.sub_title.startswith("disconnected, retrying")
+            await pilot.press("escape")  # the app screen, data from before the loss
+            await until(pilot, lambda: isinstance(app.screen, AppScreen))
+            await until(pilot, lambda: app.screen.query_one(Header).display)
+            app.clear_notifications()  # as when its timeout is over
+            await pilot.pause()
+            title = app.screen.query_one(Header).query_one(HeaderTitle)
+            assert str(title.render()).startswith("minipaas — disconnected, retrying")
+            own.start()
+            await until(pilot, lambda: app.connected, timeout=30)
+            await until(pilot, lambda: not app.screen.query_one(Header).display)
+            await pilot.press("l")
+            screen = await until(pilot, lambda: isinstance(app.screen, LogsScreen) and app.screen)
+            own.stop()
+            await until(pilot, lambda: status() == DISCONNECTED)
+            own.start()
+            await until(pilot, lambda: status() == QUIET, timeout=30)
+    finally:
+        own.stop()
+        shutil.rmtree(own.data_dir.parent, ignore_errors=True)
+

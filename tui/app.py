@@ -73,6 +73,7 @@ class MinipaasApp(App[int]):
         self._first_apps = first_apps  # the first apps list, requested before Textual loaded
         self._warming = False  # the async client is being built in a thread
         self._gone: set[str] = set()
+        self._unstyled: set[Screen[Any]] = set()  # screens styled before the connection changed
 
     @property
     def api(self) -> Api:
@@ -152,6 +153,7 @@ class MinipaasApp(App[int]):
 
     def on_mount(self) -> None:
         self.sub_title = self.where
+        self.screen_change_signal.subscribe(self, self._restyle)
         if self.start_app:
             from tui.screens.app_detail import AppScreen
 
@@ -180,7 +182,11 @@ class MinipaasApp(App[int]):
         if exc.status == 0:
             if self.connected:
                 self.connected = False
-                self.sub_title = f"{self.where} — disconnected, retrying"
+                # The state before the (long) address, so a narrow header still shows it; a
+                # short terminal hides the header, except while disconnected (minipaas.tcss):
+                # once the notification is gone, it is the only sign the data is stale.
+                self.sub_title = f"disconnected, retrying — {self.where}"
+                self._set_disconnected_class(True)
                 self.notify(
                     f"{exc} Retrying every {self.refresh_every:g} s.",
                     title="Lost connection",
@@ -199,7 +205,20 @@ class MinipaasApp(App[int]):
         if not self.connected:
             self.connected = True
             self.sub_title = self.where
+            self._set_disconnected_class(False)
             self.notify(f"Reconnected to {self.where}.", title="Connection back", markup=False)
+
+    def _set_disconnected_class(self, on: bool) -> None:
+        """`-disconnected` on the app (minipaas.tcss shows the header then, even in a short
+        terminal). Textual restyles only the screen on top for an app class: the screens
+        under it are restyled when they come back on top (`_restyle`)."""
+        self.set_class(on, "-disconnected")
+        self._unstyled = set(self.screen_stack[:-1])
+
+    def _restyle(self, screen: Screen[Any]) -> None:
+        if screen in self._unstyled:
+            self._unstyled.discard(screen)
+            screen.update_node_styles(animate=False)
 
     def app_gone(self, name: str) -> None:
         """The app was deleted: say so once and go back to the apps list."""
