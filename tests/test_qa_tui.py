@@ -21,7 +21,7 @@ from minipaas.client import AsyncClient
 from tests.paas import SAMPLES, Paas, commit, git_repo, push, start_paas
 from tests.test_tui import api, open_app, select_row, table, until
 from tui.app import MinipaasApp, create_app
-from tui.format import MASK
+from tui.format import MASK, parse_count
 from tui.screens.app_detail import AppScreen
 from tui.screens.logs import DISCONNECTED, QUIET, LogsScreen
 
@@ -165,3 +165,19 @@ async def test_quiet_logs_and_a_lost_server_are_said_in_a_short_terminal(tmp_pat
         own.stop()
         shutil.rmtree(own.data_dir.parent, ignore_errors=True)
 
+
+def test_the_scale_dialog_takes_ascii_whole_numbers_only() -> None:
+    """`int()` read `1_0` as 10 dynos, and full-width or Arabic-Indic digits as numbers."""
+    assert parse_count(" 0 ") == 0 and parse_count("+2") == 2 and parse_count("-1") == -1
+    for typo in (
+        "1_0",
+        "\uff11\uff10",
+        "\u0661\u0660",
+        "1.5",
+        "2 3",
+        "",
+        "0x10",
+        "1e2",
+        "9" * 5000,
+    ):
+        assert parse_count(typo) is None, typo

@@ -139,10 +139,17 @@ def parse_assignment(text: str) -> tuple[str, str] | None:
     return key, value
 
 
+_COUNT = re.compile(r"[+-]?[0-9]+")
+
+
 def parse_count(text: str) -> int | None:
-    """A whole number (negative ones included: the server says why they are refused)."""
+    """A whole number in ASCII digits (negative ones included: the server says why they are
+    refused). Not Python's `int()` alone: it took `1_0` as 10, and full-width
+    or Arabic-Indic digits as numbers too."""
     text = text.strip()
+    if not _COUNT.fullmatch(text):
+        return None
     try:
         return int(text)
-    except ValueError:
+    except ValueError:  # more digits than int() converts (4,300)
         return None
