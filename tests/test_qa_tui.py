@@ -19,6 +19,7 @@ from textual.widgets._header import HeaderTitle
 
 from minipaas.client import AsyncClient
 from tests.paas import SAMPLES, Paas, commit, git_repo, push, start_paas
+from tests.support.notify import record_notifications
 from tests.test_tui import api, open_app, select_row, table, until
 from tui.app import MinipaasApp, create_app
 from tui.format import MASK, parse_count
@@ -181,3 +182,22 @@ def test_the_scale_dialog_takes_ascii_whole_numbers_only() -> None:
         "9" * 5000,
     ):
         assert parse_count(typo) is None, typo
+
+
+async def test_restarting_a_type_with_no_dynos_says_so_and_keeps_the_screen(
+    paas: Paas,
+) -> None:
+    """`r` on a process type scaled to 0: the server answers 404 ("has no worker dynos to
+    restart"); the TUI took any 404 about the app for the app being deleted, said so and
+    closed the app's screens."""
+    api(paas, f"/api/apps/{APP}/formation", "PATCH", {"worker": 0})
+    app = tui(paas)
+    async with app.run_test(size=(100, 30)) as pilot:
+        seen = record_notifications(app)
+        screen = await open_app(pilot, APP)
+        await select_row(pilot, "#formation", "worker")
+        await pilot.press("r")
+        await until(pilot, lambda: any("no worker dynos to restart" in m for m in seen))
+        await pilot.pause(0.5)  # a few refreshes
+        assert app.screen is screen
+        assert not any("no longer exists" in m for m in seen)

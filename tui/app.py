@@ -197,7 +197,20 @@ class MinipaasApp(App[int]):
             return
         self.reconnected()
         if exc.status == 404 and app_name is not None and "route" not in str(exc):
-            self.app_gone(app_name)
+            # Not every 404 about an app means the app is gone ("has no worker dynos to
+            # restart", "no release v9"): the app itself is asked before its screens close.
+            self.run_worker(self._gone_or_error(app_name, exc), exit_on_error=False)
+            return
+        self.notify(str(exc), severity="error", timeout=8, markup=False)
+
+    async def _gone_or_error(self, name: str, exc: ApiError) -> None:
+        try:
+            await self.api.app(name)
+        except ApiError as again:
+            if again.status == 404:
+                self.app_gone(name)
+            else:
+                self.report(again)
             return
         self.notify(str(exc), severity="error", timeout=8, markup=False)
 
