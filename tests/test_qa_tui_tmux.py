@@ -1,0 +1,90 @@
+"""Quitting the real TUI from every screen, in a real terminal: tmux runs `ssh -t` to a real
+sshd whose forced command opens the TUI against a real server (the conftest `env`).
+
+After Ctrl+C the session's command must exit 0, the terminal must be back to normal (no
+alternate screen, no mouse reporting, cursor shown) and no `minipaas ssh` process may be left.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.paas import Paas
+from tests.support.ports import wait_for
+from tests.support.sshd import SSHServer
+from tests.test_tui_tmux import Tmux
+
+APP = "quitter"
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+# Screen → the keys that open it from the apps list (the app is the only one) and a text it shows.
+SCREENS = {
+    "apps": ([], "Enter opens"),
+    "app": (["Enter"], "SCALE"),
+    "logs": (["Enter", "l"], "search:"),
+    "search": (["Enter", "l", "/"], "Esc clears"),
+    "metrics": (["Enter", "m"], "Throughput"),
+    "host": (["h"], "CPU (all cores)"),
+    "help": (["?"], "this help"),
+    "prompt": (["Enter", "3", "s"], "KEY=VALUE"),
+}
+
+
+@pytest.fixture(scope="module")
+def app_env(env: tuple[Paas, SSHServer]) -> tuple[Paas, SSHServer]:
+    env[0].cli("apps:create", APP)
+    return env
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    mux = Tmux(tmp_path / "tmux.sock")
+    try:
+        yield mux
+    finally:
+        mux.kill()
+
+
+def ssh_processes(paas: Paas) -> list[str]:
+    """The `minipaas ssh` processes serving this server's data dir."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if " ssh " in cmdline and f"--data-dir {paas.data_dir} " in cmdline:
+            found.append(f"{proc.name}: {cmdline}")
+    return found
+
+
+@pytest.mark.parametrize("where", list(SCREENS))
+def test_ctrl_c_quits_cleanly_from_every_screen(
+    app_env: tuple[Paas, SSHServer], tmux: Tmux, where: str
+) -> None:
+    paas, sshd = app_env
+    keys, shown = SCREENS[where]
+    tmux.start(sshd.ssh_argv(tty=True))
+    tmux.wait(APP, "Enter opens")
+    for key in keys:
+        tmux.keys(key)
+    tmux.wait(shown)
+    assert ssh_processes(paas), "the TUI runs in a `minipaas ssh` process"
+    assert tmux.run("display", "-p", "-t", tmux.session, "#{alternate_on}").stdout.strip() == "1"
+    tmux.keys("C-c")
+    screen = tmux.wait("TUI-EXITED 0")
+    assert "Traceback" not in screen
+    flags = tmux.run(
+        "display",
+        "-p",
+        "-t",
+        tmux.session,
+        "#{alternate_on} #{mouse_any_flag} #{mouse_button_flag} #{cursor_flag}",
+    ).stdout.split()
+    assert flags == ["0", "0", "0", "1"], flags  # main screen, no mouse mode, cursor shown
+    wait_for(lambda: not ssh_processes(paas), timeout=10, interval=0.1)
