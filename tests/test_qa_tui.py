@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.widgets import Header, Static
@@ -24,6 +25,7 @@ from tests.test_tui import api, open_app, select_row, table, until
 from tui.app import MinipaasApp, create_app
 from tui.format import MASK, parse_count
 from tui.screens.app_detail import AppScreen
+from tui.screens.apps import AppsScreen
 from tui.screens.logs import DISCONNECTED, QUIET, LogsScreen
 
 APP = "qa-weird"
@@ -201,3 +203,28 @@ async def test_restarting_a_type_with_no_dynos_says_so_and_keeps_the_screen(
         await pilot.pause(0.5)  # a few refreshes
         assert app.screen is screen
         assert not any("no longer exists" in m for m in seen)
+
+
+async def test_a_refresh_that_keeps_failing_is_said_once_and_kept_in_sight(paas: Paas) -> None:
+    """With a bad API token every apps-list refresh failed with 401 and each added the same
+    notification (one every 2 s, stacked for ever), while the list said "Loading apps…"."""
+    client = AsyncClient(url=f"http://127.0.0.1:{paas.api_port}", token="not-the-token")
+    requests = 0
+    request = client.request
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal requests
+        requests += 1
+        return await request(*args, **kwargs)
+
+    client.request = counted  # type: ignore[method-assign]
+    app = create_app(lambda: client, refresh_every=0.1)
+    seen = record_notifications(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        summary = app.screen.query_one("#apps-summary", Static)
+        await until(
+            pilot, lambda: "Cannot list the apps: Invalid API token" in str(summary.render())
+        )
+        await until(pilot, lambda: requests >= 8)  # several rounds, all refused
+        assert sum("Invalid API token" in m for m in seen) == 1
+        assert app.connected and isinstance(app.screen, AppsScreen)

@@ -74,6 +74,8 @@ class MinipaasApp(App[int]):
         self._warming = False  # the async client is being built in a thread
         self._gone: set[str] = set()
         self._unstyled: set[Screen[Any]] = set()  # screens styled before the connection changed
+        # What each periodic refresh that fails is failing with (said once, not every round).
+        self.failing: dict[str, str] = {}
 
     @property
     def api(self) -> Api:
@@ -167,18 +169,30 @@ class MinipaasApp(App[int]):
 
     # -- errors and the connection ---------------------------------------------------------
 
-    async def call(self, awaitable: Awaitable[T], *, app_name: str | None = None) -> T | None:
+    async def call(
+        self, awaitable: Awaitable[T], *, app_name: str | None = None, refresh: str | None = None
+    ) -> T | None:
         """Await an API call; on `ApiError` show it (or handle a lost server / deleted app)
-        and return None."""
+        and return None. `refresh` names a call repeated on a timer (see `report`)."""
         try:
             result = await awaitable
         except ApiError as exc:
-            self.report(exc, app_name=app_name)
+            self.report(exc, app_name=app_name, refresh=refresh)
             return None
-        self.reconnected()
+        self.refreshed(refresh)
         return result
 
-    def report(self, exc: ApiError, *, app_name: str | None = None) -> None:
+    def refreshed(self, refresh: str | None = None) -> None:
+        """A call succeeded: the server is there, and the periodic call `refresh` works again."""
+        self.reconnected()
+        if refresh is not None:
+            self.failing.pop(refresh, None)
+
+    def report(
+        self, exc: ApiError, *, app_name: str | None = None, refresh: str | None = None
+    ) -> None:
+        """Show `exc`. For a periodic call (`refresh`: its name), an error is said once, not
+        again every round while it lasts (a bad token added a notification every 2 s)."""
         if exc.status == 0:
             if self.connected:
                 self.connected = False
@@ -199,11 +213,18 @@ class MinipaasApp(App[int]):
         if exc.status == 404 and app_name is not None and "route" not in str(exc):
             # Not every 404 about an app means the app is gone ("has no worker dynos to
             # restart", "no release v9"): the app itself is asked before its screens close.
-            self.run_worker(self._gone_or_error(app_name, exc), exit_on_error=False)
+            self.run_worker(self._gone_or_error(app_name, exc, refresh), exit_on_error=False)
             return
+        self._say(exc, refresh)
+
+    def _say(self, exc: ApiError, refresh: str | None) -> None:
+        if refresh is not None:
+            if self.failing.get(refresh) == str(exc):
+                return
+            self.failing[refresh] = str(exc)
         self.notify(str(exc), severity="error", timeout=8, markup=False)
 
-    async def _gone_or_error(self, name: str, exc: ApiError) -> None:
+    async def _gone_or_error(self, name: str, exc: ApiError, refresh: str | None) -> None:
         try:
             await self.api.app(name)
         except ApiError as again:
@@ -212,7 +233,7 @@ class MinipaasApp(App[int]):
             else:
                 self.report(again)
             return
-        self.notify(str(exc), severity="error", timeout=8, markup=False)
+        self._say(exc, refresh)
 
     def reconnected(self) -> None:
         if not self.connected:

@@ -194,15 +194,15 @@ class AppScreen(AppBound):
 
     async def _fetch(self) -> None:
         api, name, call, epoch = self.app.api, self.app_name, self.app.call, self._epoch
-        info = await call(api.app(name), app_name=name)
+        info = await call(api.app(name), app_name=name, refresh=f"app {name}")
         if info is None:
             return
         self.app.app_seen(name)
         metrics, releases, config, domains = await asyncio.gather(
-            call(api.metrics(name, since=60), app_name=name),
-            call(api.releases(name), app_name=name),
-            call(api.config(name), app_name=name),
-            call(api.domains(name), app_name=name),
+            call(api.metrics(name, since=60), app_name=name, refresh=f"metrics {name}"),
+            call(api.releases(name), app_name=name, refresh=f"releases {name}"),
+            call(api.config(name), app_name=name, refresh=f"config {name}"),
+            call(api.domains(name), app_name=name, refresh=f"domains {name}"),
         )
         if epoch != self._epoch:
             return  # something changed meanwhile: `reload` fetches again

@@ -104,7 +104,8 @@ class LogsScreen(AppBound):
     @work(exclusive=True, group="logs-app", exit_on_error=False)
     async def watch_app(self) -> None:
         """Keep the dyno list current, and notice when the app is deleted."""
-        data = await self.app.call(self.app.api.dynos(self.app_name), app_name=self.app_name)
+        name = self.app_name
+        data = await self.app.call(self.app.api.dynos(name), app_name=name, refresh=f"dynos {name}")
         if data is not None:
             self.dynos = sorted(str(d.get("name")) for d in data.get("dynos") or [])
             # The status changes with each batch of lines; with none coming (an app never
