@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual import events
 from textual.widgets import Header, Static
 from textual.widgets._header import HeaderTitle
 
@@ -228,3 +229,26 @@ async def test_a_refresh_that_keeps_failing_is_said_once_and_kept_in_sight(paas:
         await until(pilot, lambda: requests >= 8)  # several rounds, all refused
         assert sum("Invalid API token" in m for m in seen) == 1
         assert app.connected and isinstance(app.screen, AppsScreen)
+
+
+async def test_quick_presses_of_plus_add_up(paas: Paas) -> None:
+    """Three `+` that arrive together (key repeat, a slow link): each counted from the
+    server's formation of before the first answer, so all three asked for 1 dyno."""
+    api(paas, f"/api/apps/{APP}/formation", "PATCH", {"worker": 0})
+    app = tui(paas)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            seen = record_notifications(app)
+            await open_app(pilot, APP)
+            await select_row(pilot, "#formation", "worker")
+            for _ in range(3):  # as the driver posts keys read in one go
+                app.post_message(events.Key("plus", "+"))
+            await until(pilot, lambda: "Scaled qa-weird worker to 3." in seen)
+            assert api(paas, f"/api/apps/{APP}")["formation"]["worker"] == 3
+            await until(pilot, lambda: cell(app, "#formation", "worker", "scale") == "3")
+            for _ in range(2):
+                app.post_message(events.Key("minus", "-"))
+            await until(pilot, lambda: "Scaled qa-weird worker to 1." in seen)
+            assert api(paas, f"/api/apps/{APP}")["formation"]["worker"] == 1
+    finally:
+        api(paas, f"/api/apps/{APP}/formation", "PATCH", {"worker": 0})

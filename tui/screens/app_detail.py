@@ -124,6 +124,10 @@ class AppScreen(AppBound):
         self._loading = False
         self._again = False  # a change happened during a fetch: fetch once more after it
         self._epoch = 0  # bumped by each change made here; a fetch from before is stale
+        # Counts asked for with + / - / n and not answered yet: the next press counts from
+        # them (three quick + from 0 sent 1 three times); the requests go out one at a time.
+        self._asked: dict[str, int] = {}
+        self._scaling = asyncio.Lock()
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="▲")
@@ -333,16 +337,23 @@ class AppScreen(AppBound):
         return self.query_one("#formation", KeyedTable).selected_key
 
     def count_of(self, ptype: str) -> int:
+        """The count last asked for from here (not answered yet), else the server's."""
+        if ptype in self._asked:
+            return self._asked[ptype]
         formation: dict[str, int] = self.info.get("formation") or {}
         return int(formation.get(ptype, 0))
 
     def action_scale_up(self) -> None:
         if ptype := self.selected_type():
-            self.scale(ptype, self.count_of(ptype) + 1)
+            self.ask_scale(ptype, self.count_of(ptype) + 1)
 
     def action_scale_down(self) -> None:
         if ptype := self.selected_type():
-            self.scale(ptype, self.count_of(ptype) - 1)
+            self.ask_scale(ptype, self.count_of(ptype) - 1)
+
+    def ask_scale(self, ptype: str, count: int) -> None:
+        self._asked[ptype] = count
+        self.scale(ptype, count)
 
     def action_scale_to(self) -> None:
         ptype = self.selected_type()
@@ -358,7 +369,7 @@ class AppScreen(AppBound):
                     f"Invalid count {text!r}: use a whole number.", severity="error", markup=False
                 )
                 return
-            self.scale(ptype, count)
+            self.ask_scale(ptype, count)
 
         self.app.push_screen(
             PromptScreen(f"How many {ptype} dynos?", value=str(self.count_of(ptype))), answered
@@ -366,9 +377,12 @@ class AppScreen(AppBound):
 
     @work(group="actions", exit_on_error=False)
     async def scale(self, ptype: str, count: int) -> None:
-        formation = await self.app.call(
-            self.app.api.scale(self.app_name, {ptype: count}), app_name=self.app_name
-        )
+        async with self._scaling:
+            formation = await self.app.call(
+                self.app.api.scale(self.app_name, {ptype: count}), app_name=self.app_name
+            )
+        if self._asked.get(ptype) == count:  # the last one asked: counts come from info again
+            del self._asked[ptype]
         if formation is not None:
             self.info["formation"] = formation
             self.app.notify(f"Scaled {self.app_name} {ptype} to {count}.", markup=False)
