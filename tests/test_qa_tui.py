@@ -252,3 +252,19 @@ async def test_quick_presses_of_plus_add_up(paas: Paas) -> None:
             assert api(paas, f"/api/apps/{APP}")["formation"]["worker"] == 1
     finally:
         api(paas, f"/api/apps/{APP}/formation", "PATCH", {"worker": 0})
+
+
+async def test_two_quick_presses_of_m_leave_maintenance_as_it_was(paas: Paas) -> None:
+    """Two `M` before the first answer both asked for "on" (from the same stale state)."""
+    app = tui(paas)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            seen = record_notifications(app)
+            await open_app(pilot, APP)
+            for _ in range(2):
+                app.post_message(events.Key("M", "M"))
+            await until(pilot, lambda: f"Maintenance mode off for {APP}." in seen)
+            assert seen.index(f"Maintenance mode on for {APP}.") == 0
+            assert api(paas, f"/api/apps/{APP}")["maintenance"] is False
+    finally:
+        api(paas, f"/api/apps/{APP}/maintenance", "PUT", {"on": False})

@@ -127,7 +127,8 @@ class AppScreen(AppBound):
         # Counts asked for with + / - / n and not answered yet: the next press counts from
         # them (three quick + from 0 sent 1 three times); the requests go out one at a time.
         self._asked: dict[str, int] = {}
-        self._scaling = asyncio.Lock()
+        self._maintenance_asked: bool | None = None  # the same for maintenance mode
+        self._scaling = asyncio.Lock()  # scale and maintenance requests, one at a time
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="▲")
@@ -570,13 +571,21 @@ class AppScreen(AppBound):
     # -- maintenance, other screens ----------------------------------------------------------
 
     def action_maintenance(self) -> None:
-        self.set_maintenance(not self.info.get("maintenance"))
+        # Like + and -: a second M before the first answer flips what the first asked for
+        # (both asked for "on" from the same stale state).
+        was = self._maintenance_asked
+        on = not (self.info.get("maintenance") if was is None else was)
+        self._maintenance_asked = on
+        self.set_maintenance(on)
 
     @work(group="actions", exit_on_error=False)
     async def set_maintenance(self, on: bool) -> None:
-        done = await self.app.call(
-            self.app.api.maintenance(self.app_name, on), app_name=self.app_name
-        )
+        async with self._scaling:
+            done = await self.app.call(
+                self.app.api.maintenance(self.app_name, on), app_name=self.app_name
+            )
+        if self._maintenance_asked == on:
+            self._maintenance_asked = None
         if done is None:
             return
         self.info["maintenance"] = on
