@@ -27,7 +27,8 @@ from tui.app import MinipaasApp, create_app
 from tui.format import MASK, parse_count
 from tui.screens.app_detail import AppScreen
 from tui.screens.apps import AppsScreen
-from tui.screens.logs import DISCONNECTED, QUIET, LogsScreen
+from tui.screens.help import HELP
+from tui.screens.logs import DISCONNECTED, QUIET, SOURCES, LogsScreen
 
 APP = "qa-weird"
 WEIRD = r"""import sys, time
@@ -268,3 +269,12 @@ async def test_two_quick_presses_of_m_leave_maintenance_as_it_was(paas: Paas) ->
             assert api(paas, f"/api/apps/{APP}")["maintenance"] is False
     finally:
         api(paas, f"/api/apps/{APP}/maintenance", "PUT", {"on": False})
+
+
+def test_help_lists_every_log_source_the_s_key_cycles_through() -> None:
+    """The help said `s` cycles through all, app, router, build, release: minipaas was left
+    out (its own lines: deploys, scaling, dyno states)."""
+    line = next(ln for ln in HELP.splitlines() if "source:" in ln)
+    assert [word.strip() for word in line.split("source:")[1].split(",")] == [
+        source or "all" for source in SOURCES
+    ]
