@@ -74,6 +74,19 @@ def when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
+class PaneTabs(TabbedContent):
+    """The app screen's tabs: a pane changes only with its tab (keys 1-4, the mouse).
+
+    Textual also switches to a pane when a widget in it gets focus, one message hop after the
+    focus: the first table's focus, set as the screen opened, arrived after a quick `3` (Enter
+    then 3 over ssh) and switched back to Dynos, the keys of Config then doing nothing. Here a
+    table is focused only in the pane already shown."""
+
+    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        event.prevent_default()
+        event.stop()
+
+
 class AppBound(Screen[None]):
     """A screen about one app; Escape goes back."""
 
@@ -133,7 +146,7 @@ class AppScreen(AppBound):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="▲")
         yield Static(self.app_name, id="app-summary", classes="summary", markup=False)
-        with TabbedContent(initial="dynos", id="tabs"):
+        with PaneTabs(initial="dynos", id="tabs"):
             with TabPane("Dynos", id="dynos"):
                 yield KeyedTable(
                     [("TYPE", "type"), ("SCALE", "scale"), ("COMMAND", "command")],
