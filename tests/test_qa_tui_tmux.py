@@ -1,5 +1,9 @@
 """Quitting the real TUI from every screen, in a real terminal: tmux runs `ssh -t` to a real
-sshd whose forced command opens the TUI against a real server (the conftest `env`).
+sshd whose forced command (`minipaas ssh`, written by `keys:add`) opens the TUI against a real
+server (the conftest `env`'s).
+
+sshd clears the environment, so the conftest sshd runs the installed package's code; this
+module's own sshd passes PYTHONPATH (this tree) through, so the TUI under test is this tree's.
 
 After Ctrl+C the session's command must exit 0, the terminal must be back to normal (no
 alternate screen, no mouse reporting, cursor shown) and no `minipaas ssh` process may be left.
@@ -15,10 +19,11 @@ import pytest
 
 from tests.paas import Paas
 from tests.support.ports import wait_for
-from tests.support.sshd import SSHServer
+from tests.support.sshd import SshdInstall, SSHServer, start_sshd
 from tests.test_tui_tmux import Tmux
 
 APP = "quitter"
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -36,9 +41,26 @@ SCREENS = {
 
 
 @pytest.fixture(scope="module")
-def app_env(env: tuple[Paas, SSHServer]) -> tuple[Paas, SSHServer]:
-    env[0].cli("apps:create", APP)
-    return env
+def app_env(
+    env: tuple[Paas, SSHServer],
+    tmp_path_factory: pytest.TempPathFactory,
+    sshd_install: SshdInstall,
+) -> Iterator[tuple[Paas, SSHServer]]:
+    """The conftest server with one app, and an sshd of this module's on the same
+    authorized_keys whose sessions import this tree (PYTHONPATH)."""
+    paas, shared = env
+    paas.cli("apps:create", APP)
+    sshd = start_sshd(
+        tmp_path_factory.mktemp("qa-sshd"),
+        shared.authorized_keys,
+        env_passthrough={"PYTHONPATH": str(ROOT)},
+        install=sshd_install,
+    )
+    try:
+        paas.cli("keys:add", "qa-tmux", input=sshd.client_key_pub + "\n")
+        yield paas, sshd
+    finally:
+        sshd.stop()
 
 
 @pytest.fixture
@@ -88,3 +110,30 @@ def test_ctrl_c_quits_cleanly_from_every_screen(
     ).stdout.split()
     assert flags == ["0", "0", "0", "1"], flags  # main screen, no mouse mode, cursor shown
     wait_for(lambda: not ssh_processes(paas), timeout=10, interval=0.1)
+
+
+def test_escape_sequences_in_config_values_do_not_reach_the_terminal(
+    app_env: tuple[Paas, SSHServer], tmux: Tmux
+) -> None:
+    """A revealed config value with an OSC title sequence and a screen clear is drawn with
+    U+FFFD for the escapes; the terminal's title and screen stay the TUI's."""
+    paas, sshd = app_env
+    value = "\x1b]2;PWNED\x07\x1b[2Jafter"
+    # PLAIN widens the column: the check is about the escapes, not the column's width.
+    paas.cli("config:set", f"TRAP={value}", "PLAIN=" + "y" * 30, "-a", APP)
+    try:
+        tmux.start(sshd.ssh_argv(tty=True))
+        tmux.wait(APP, "Enter opens")
+        tmux.keys("Enter")
+        tmux.wait("SCALE")
+        tmux.keys("3")
+        tmux.wait("TRAP")
+        tmux.keys("v")
+        screen = tmux.wait("]2;PWNED", "[2Jafter")
+        assert "Enter opens" not in screen and "TRAP" in screen  # not cleared, still drawn
+        title = tmux.run("display", "-p", "-t", tmux.session, "#{pane_title}").stdout
+        assert "PWNED" not in title
+        tmux.keys("C-c")
+        tmux.wait("TUI-EXITED 0")
+    finally:
+        paas.cli("config:unset", "TRAP", "PLAIN", "-a", APP)
