@@ -73,6 +73,9 @@ class MinipaasApp(App[int]):
         self._first_apps = first_apps  # the first apps list, requested before Textual loaded
         self._warming = False  # the async client is being built in a thread
         self._gone: set[str] = set()
+        self._unstyled: set[Screen[Any]] = set()  # screens styled before the connection changed
+        # What each periodic refresh that fails is failing with (said once, not every round).
+        self.failing: dict[str, str] = {}
 
     @property
     def api(self) -> Api:
@@ -152,6 +155,7 @@ class MinipaasApp(App[int]):
 
     def on_mount(self) -> None:
         self.sub_title = self.where
+        self.screen_change_signal.subscribe(self, self._restyle)
         if self.start_app:
             from tui.screens.app_detail import AppScreen
 
@@ -165,22 +169,38 @@ class MinipaasApp(App[int]):
 
     # -- errors and the connection ---------------------------------------------------------
 
-    async def call(self, awaitable: Awaitable[T], *, app_name: str | None = None) -> T | None:
+    async def call(
+        self, awaitable: Awaitable[T], *, app_name: str | None = None, refresh: str | None = None
+    ) -> T | None:
         """Await an API call; on `ApiError` show it (or handle a lost server / deleted app)
-        and return None."""
+        and return None. `refresh` names a call repeated on a timer (see `report`)."""
         try:
             result = await awaitable
         except ApiError as exc:
-            self.report(exc, app_name=app_name)
+            self.report(exc, app_name=app_name, refresh=refresh)
             return None
-        self.reconnected()
+        self.refreshed(refresh)
         return result
 
-    def report(self, exc: ApiError, *, app_name: str | None = None) -> None:
+    def refreshed(self, refresh: str | None = None) -> None:
+        """A call succeeded: the server is there, and the periodic call `refresh` works again."""
+        self.reconnected()
+        if refresh is not None:
+            self.failing.pop(refresh, None)
+
+    def report(
+        self, exc: ApiError, *, app_name: str | None = None, refresh: str | None = None
+    ) -> None:
+        """Show `exc`. For a periodic call (`refresh`: its name), an error is said once, not
+        again every round while it lasts (a bad token added a notification every 2 s)."""
         if exc.status == 0:
             if self.connected:
                 self.connected = False
-                self.sub_title = f"{self.where} — disconnected, retrying"
+                # The state before the (long) address, so a narrow header still shows it; a
+                # short terminal hides the header, except while disconnected (minipaas.tcss):
+                # once the notification is gone, it is the only sign the data is stale.
+                self.sub_title = f"disconnected, retrying — {self.where}"
+                self._set_disconnected_class(True)
                 self.notify(
                     f"{exc} Retrying every {self.refresh_every:g} s.",
                     title="Lost connection",
@@ -191,15 +211,48 @@ class MinipaasApp(App[int]):
             return
         self.reconnected()
         if exc.status == 404 and app_name is not None and "route" not in str(exc):
-            self.app_gone(app_name)
+            # Not every 404 about an app means the app is gone ("has no worker dynos to
+            # restart", "no release v9"): the app itself is asked before its screens close.
+            self.run_worker(self._gone_or_error(app_name, exc, refresh), exit_on_error=False)
             return
+        self._say(exc, refresh)
+
+    def _say(self, exc: ApiError, refresh: str | None) -> None:
+        if refresh is not None:
+            if self.failing.get(refresh) == str(exc):
+                return
+            self.failing[refresh] = str(exc)
         self.notify(str(exc), severity="error", timeout=8, markup=False)
+
+    async def _gone_or_error(self, name: str, exc: ApiError, refresh: str | None) -> None:
+        try:
+            await self.api.app(name)
+        except ApiError as again:
+            if again.status == 404:
+                self.app_gone(name)
+            else:
+                self.report(again)
+            return
+        self._say(exc, refresh)
 
     def reconnected(self) -> None:
         if not self.connected:
             self.connected = True
             self.sub_title = self.where
+            self._set_disconnected_class(False)
             self.notify(f"Reconnected to {self.where}.", title="Connection back", markup=False)
+
+    def _set_disconnected_class(self, on: bool) -> None:
+        """`-disconnected` on the app (minipaas.tcss shows the header then, even in a short
+        terminal). Textual restyles only the screen on top for an app class: the screens
+        under it are restyled when they come back on top (`_restyle`)."""
+        self.set_class(on, "-disconnected")
+        self._unstyled = set(self.screen_stack[:-1])
+
+    def _restyle(self, screen: Screen[Any]) -> None:
+        if screen in self._unstyled:
+            self._unstyled.discard(screen)
+            screen.update_node_styles(animate=False)
 
     def app_gone(self, name: str) -> None:
         """The app was deleted: say so once and go back to the apps list."""

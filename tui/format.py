@@ -24,6 +24,17 @@ def clean_line(text: str) -> str:
     return _CONTROL.sub("\ufffd", text.rstrip("\r\n")).expandtabs(4)
 
 
+# In a table cell every control character is out of place, line breaks and tabs included (a
+# cell is one line; a newline there would hide the rest of the value).
+_CELL_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean_cell(text: str) -> str:
+    """A value safe to put in a one-line table cell: no control characters (U+FFFD instead),
+    no lone surrogates."""
+    return _CELL_CONTROL.sub("\ufffd", _SURROGATE.sub("\ufffd", text))
+
+
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)? ")
 
 
@@ -128,10 +139,17 @@ def parse_assignment(text: str) -> tuple[str, str] | None:
     return key, value
 
 
+_COUNT = re.compile(r"[+-]?[0-9]+")
+
+
 def parse_count(text: str) -> int | None:
-    """A whole number (negative ones included: the server says why they are refused)."""
+    """A whole number in ASCII digits (negative ones included: the server says why they are
+    refused). Not Python's `int()` alone: it took `1_0` as 10, and full-width
+    or Arabic-Indic digits as numbers too."""
     text = text.strip()
+    if not _COUNT.fullmatch(text):
+        return None
     try:
         return int(text)
-    except ValueError:
+    except ValueError:  # more digits than int() converts (4,300)
         return None

@@ -74,6 +74,19 @@ def when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
+class PaneTabs(TabbedContent):
+    """The app screen's tabs: a pane changes only with its tab (keys 1-4, the mouse).
+
+    Textual also switches to a pane when a widget in it gets focus, one message hop after the
+    focus: the first table's focus, set as the screen opened, arrived after a quick `3` (Enter
+    then 3 over ssh) and switched back to Dynos, the keys of Config then doing nothing. Here a
+    table is focused only in the pane already shown."""
+
+    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        event.prevent_default()
+        event.stop()
+
+
 class AppBound(Screen[None]):
     """A screen about one app; Escape goes back."""
 
@@ -124,11 +137,16 @@ class AppScreen(AppBound):
         self._loading = False
         self._again = False  # a change happened during a fetch: fetch once more after it
         self._epoch = 0  # bumped by each change made here; a fetch from before is stale
+        # Counts asked for with + / - / n and not answered yet: the next press counts from
+        # them (three quick + from 0 sent 1 three times); the requests go out one at a time.
+        self._asked: dict[str, int] = {}
+        self._maintenance_asked: bool | None = None  # the same for maintenance mode
+        self._scaling = asyncio.Lock()  # scale and maintenance requests, one at a time
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="▲")
         yield Static(self.app_name, id="app-summary", classes="summary", markup=False)
-        with TabbedContent(initial="dynos", id="tabs"):
+        with PaneTabs(initial="dynos", id="tabs"):
             with TabPane("Dynos", id="dynos"):
                 yield KeyedTable(
                     [("TYPE", "type"), ("SCALE", "scale"), ("COMMAND", "command")],
@@ -194,15 +212,15 @@ class AppScreen(AppBound):
 
     async def _fetch(self) -> None:
         api, name, call, epoch = self.app.api, self.app_name, self.app.call, self._epoch
-        info = await call(api.app(name), app_name=name)
+        info = await call(api.app(name), app_name=name, refresh=f"app {name}")
         if info is None:
             return
         self.app.app_seen(name)
         metrics, releases, config, domains = await asyncio.gather(
-            call(api.metrics(name, since=60), app_name=name),
-            call(api.releases(name), app_name=name),
-            call(api.config(name), app_name=name),
-            call(api.domains(name), app_name=name),
+            call(api.metrics(name, since=60), app_name=name, refresh=f"metrics {name}"),
+            call(api.releases(name), app_name=name, refresh=f"releases {name}"),
+            call(api.config(name), app_name=name, refresh=f"config {name}"),
+            call(api.domains(name), app_name=name, refresh=f"domains {name}"),
         )
         if epoch != self._epoch:
             return  # something changed meanwhile: `reload` fetches again
@@ -333,16 +351,23 @@ class AppScreen(AppBound):
         return self.query_one("#formation", KeyedTable).selected_key
 
     def count_of(self, ptype: str) -> int:
+        """The count last asked for from here (not answered yet), else the server's."""
+        if ptype in self._asked:
+            return self._asked[ptype]
         formation: dict[str, int] = self.info.get("formation") or {}
         return int(formation.get(ptype, 0))
 
     def action_scale_up(self) -> None:
         if ptype := self.selected_type():
-            self.scale(ptype, self.count_of(ptype) + 1)
+            self.ask_scale(ptype, self.count_of(ptype) + 1)
 
     def action_scale_down(self) -> None:
         if ptype := self.selected_type():
-            self.scale(ptype, self.count_of(ptype) - 1)
+            self.ask_scale(ptype, self.count_of(ptype) - 1)
+
+    def ask_scale(self, ptype: str, count: int) -> None:
+        self._asked[ptype] = count
+        self.scale(ptype, count)
 
     def action_scale_to(self) -> None:
         ptype = self.selected_type()
@@ -358,7 +383,7 @@ class AppScreen(AppBound):
                     f"Invalid count {text!r}: use a whole number.", severity="error", markup=False
                 )
                 return
-            self.scale(ptype, count)
+            self.ask_scale(ptype, count)
 
         self.app.push_screen(
             PromptScreen(f"How many {ptype} dynos?", value=str(self.count_of(ptype))), answered
@@ -366,9 +391,12 @@ class AppScreen(AppBound):
 
     @work(group="actions", exit_on_error=False)
     async def scale(self, ptype: str, count: int) -> None:
-        formation = await self.app.call(
-            self.app.api.scale(self.app_name, {ptype: count}), app_name=self.app_name
-        )
+        async with self._scaling:
+            formation = await self.app.call(
+                self.app.api.scale(self.app_name, {ptype: count}), app_name=self.app_name
+            )
+        if self._asked.get(ptype) == count:  # the last one asked: counts come from info again
+            del self._asked[ptype]
         if formation is not None:
             self.info["formation"] = formation
             self.app.notify(f"Scaled {self.app_name} {ptype} to {count}.", markup=False)
@@ -556,13 +584,21 @@ class AppScreen(AppBound):
     # -- maintenance, other screens ----------------------------------------------------------
 
     def action_maintenance(self) -> None:
-        self.set_maintenance(not self.info.get("maintenance"))
+        # Like + and -: a second M before the first answer flips what the first asked for
+        # (both asked for "on" from the same stale state).
+        was = self._maintenance_asked
+        on = not (self.info.get("maintenance") if was is None else was)
+        self._maintenance_asked = on
+        self.set_maintenance(on)
 
     @work(group="actions", exit_on_error=False)
     async def set_maintenance(self, on: bool) -> None:
-        done = await self.app.call(
-            self.app.api.maintenance(self.app_name, on), app_name=self.app_name
-        )
+        async with self._scaling:
+            done = await self.app.call(
+                self.app.api.maintenance(self.app_name, on), app_name=self.app_name
+            )
+        if self._maintenance_asked == on:
+            self._maintenance_asked = None
         if done is None:
             return
         self.info["maintenance"] = on

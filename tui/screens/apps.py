@@ -127,12 +127,13 @@ class AppsScreen(Screen[None]):
             self._loading = False
 
     async def _fetch(self) -> None:
-        apps = await self.app.call(self.app.apps())
+        apps = await self.app.call(self.app.apps(), refresh="apps")
         if apps is None:
+            summary = self.query_one("#apps-summary", Static)
             if not self.app.connected:
-                self.query_one("#apps-summary", Static).update(
-                    f"Disconnected from {self.app.where}; retrying…"
-                )
+                summary.update(f"Disconnected from {self.app.where}; retrying…")
+            elif failure := self.app.failing.get("apps"):  # said once; kept in sight here
+                summary.update(f"Cannot list the apps: {failure}")
             return
         table = self.query_one(KeyedTable)
         table.sync([(str(a.get("name")), app_row(a)) for a in apps])

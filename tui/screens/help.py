@@ -33,7 +33,7 @@ App
 
 Logs
   space      pause / resume            /        search (Enter keeps, Esc clears)
-  s          source: all, app, router, build, release
+  s          source: all, app, router, build, release, minipaas
   d          dyno: all, then each dyno c  clear   End  follow the newest lines
 
 Metrics

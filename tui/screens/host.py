@@ -100,9 +100,9 @@ class HostScreen(Screen[None]):
         try:
             data = await self.app.api.host_metrics(since=WINDOW)
         except ApiError as exc:
-            self.app.report(exc)
+            self.app.report(exc, refresh="host")
             return
-        self.app.reconnected()
+        self.app.refreshed("host")
         summary = self.query_one("#host-summary", Static)
         if data is None:
             summary.update("host · this server does not collect host metrics (no endpoint).")

@@ -25,6 +25,9 @@ from tui.widgets.logview import LogView
 
 SOURCES: list[str | None] = [None, "app", "router", "build", "release", "minipaas"]
 HISTORY = 200
+CONNECTING = "connecting…"
+DISCONNECTED = "disconnected; retrying…"
+QUIET = "following · no new log lines yet"
 
 
 def next_in(options: list[str | None], current: str | None) -> str | None:
@@ -50,13 +53,14 @@ class LogsScreen(AppBound):
         self.source = source
         self.dyno = dyno
         self.dynos: list[str] = []
+        self._status = CONNECTING  # the status line's text
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="▲")
         yield Static("", id="logs-filters", classes="summary", markup=False)
         yield Input(placeholder="search (Enter keeps it, Esc clears)", id="logs-search")
         yield LogView(id="log")
-        yield Static("connecting…", id="logs-status", classes="status", markup=False)
+        yield Static(CONNECTING, id="logs-status", classes="status", markup=False)
         yield Footer()
 
     @property
@@ -88,7 +92,7 @@ class LogsScreen(AppBound):
                 if exc.status != 0:  # a refused filter, a deleted app: retrying won't help
                     self.status(str(exc))
                     return
-            self.status("disconnected; retrying…")
+            self.status(DISCONNECTED)
             n = 0  # after a reconnect, only new lines (the old ones are on screen)
             await asyncio.sleep(self.app.refresh_every)
 
@@ -100,13 +104,20 @@ class LogsScreen(AppBound):
     @work(exclusive=True, group="logs-app", exit_on_error=False)
     async def watch_app(self) -> None:
         """Keep the dyno list current, and notice when the app is deleted."""
-        data = await self.app.call(self.app.api.dynos(self.app_name), app_name=self.app_name)
+        name = self.app_name
+        data = await self.app.call(self.app.api.dynos(name), app_name=name, refresh=f"dynos {name}")
         if data is not None:
             self.dynos = sorted(str(d.get("name")) for d in data.get("dynos") or [])
+            # The status changes with each batch of lines; with none coming (an app never
+            # deployed, a quiet one after a reconnect) it said "connecting…" or "disconnected"
+            # for good, with the server answering.
+            if self._status in (CONNECTING, DISCONNECTED):
+                self.status(QUIET)
 
     # -- display ---------------------------------------------------------------------------
 
     def status(self, text: str) -> None:
+        self._status = text
         with contextlib.suppress(NoMatches):  # the screen is closing
             self.query_one("#logs-status", Static).update(text)
 
@@ -170,7 +181,7 @@ class LogsScreen(AppBound):
         self.restart_stream()
 
     def action_clear(self) -> None:
-        self.view.clear()
+        self.view.wipe()
 
     def action_follow(self) -> None:
         self.view.scroll_end(animate=False)

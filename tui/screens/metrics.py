@@ -86,9 +86,9 @@ class MetricsScreen(AppBound):
         try:
             data = await api.metrics(name, since=WINDOW)
         except ApiError as exc:
-            self.app.report(exc, app_name=name)
+            self.app.report(exc, app_name=name, refresh=f"metrics {name}")
             return
-        self.app.reconnected()
+        self.app.refreshed(f"metrics {name}")
         summary = self.query_one("#metrics-summary", Static)
         if data is None:
             summary.update(

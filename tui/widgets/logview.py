@@ -105,6 +105,14 @@ class LogView(Log):
             self.scroll_end(animate=False)
         self.post_message(LogStats(self.received, self.shown, self.unseen, 0.0, self.paused))
 
+    def wipe(self) -> None:
+        """Empty the view and forget what it held (`c`): a search or a resume afterwards
+        redraws from the ring, so clearing only the screen brought the old lines back."""
+        self.ring.clear()
+        self.shown = self.unseen = 0
+        self.clear()
+        self.post_message(LogStats(self.received, self.shown, self.unseen, 0.0, self.paused))
+
     def reset(self) -> None:
         """Forget everything (the stream is about to restart with other filters)."""
         self._pending = []

@@ -11,7 +11,18 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import DataTable
 
+from tui.format import clean_cell
+
 Cell = str | Text
+
+
+def as_text(cell: Cell) -> Text:
+    """A cell as plain `Text`: a DataTable reads a `str` cell as Rich markup, so a config value
+    or a Procfile command such as `[/x]` crashed the TUI (MarkupError) and `[bold]` restyled
+    it; control characters (an escape sequence in a value) are replaced, not drawn."""
+    if isinstance(cell, Text):
+        return cell
+    return Text(clean_cell(cell), end="")
 
 
 class KeyedTable(DataTable[Cell]):
@@ -49,7 +60,7 @@ class KeyedTable(DataTable[Cell]):
         A repeated key keeps its first row only (keys must be unique in a DataTable)."""
         unique: dict[str, Sequence[Cell]] = {}
         for key, cells in rows:
-            unique.setdefault(key, cells)
+            unique.setdefault(key, [as_text(cell) for cell in cells])
         rows = list(unique.items())
         wanted = [key for key, _ in rows]
         if wanted != self.row_keys():
