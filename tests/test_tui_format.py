@@ -38,6 +38,10 @@ def test_clean_line_removes_terminal_control_and_surrogates() -> None:
     assert fmt.clean_line("a\x1b[2Jb\tc\r\n") == "a\ufffd[2Jb  c"  # tab stops of 4
     assert fmt.clean_line("bad \udcff byte") == "bad \ufffd byte"
     assert fmt.clean_line("caf\u00e9 \u2713") == "caf\u00e9 \u2713"
+    # bidi overrides and isolates would reorder the rest of the line on the terminal
+    assert fmt.clean_line("ok \u202egnp.exe\u2066x\u200f") == "ok \ufffdgnp.exe\ufffdx\ufffd"
+    assert fmt.clean_cell("a\u202eb\nc") == "a\ufffdb\ufffdc"
+    assert fmt.clean_line("\u05e9\u05dc\u05d5\u05dd") == "\u05e9\u05dc\u05d5\u05dd"  # RTL stays
 
 
 def test_compact_line_keeps_the_time_of_day() -> None:

@@ -14,7 +14,10 @@ MASK = "••••••••"
 
 # C0/C1 control characters (except tab) would reach the terminal as raw escape sequences:
 # a log line could then move the cursor or retitle the window. Shown as U+FFFD instead.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Bidirectional overrides and isolates too: they reorder what follows on the operator's
+# terminal line, so a log line could show text other than what it says ("Trojan Source").
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
@@ -26,7 +29,7 @@ def clean_line(text: str) -> str:
 
 # In a table cell every control character is out of place, line breaks and tabs included (a
 # cell is one line; a newline there would hide the rest of the value).
-_CELL_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CELL_CONTROL = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI}]")
 
 
 def clean_cell(text: str) -> str:
