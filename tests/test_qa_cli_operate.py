@@ -583,3 +583,17 @@ def test_a_run_whose_client_is_gone_is_killed(env: tuple[Paas, SSHServer], app: 
         assert client.stdin is not None
         client.stdin.close()
     wait_for(lambda: not _sleeping(marker), timeout=30, interval=0.1)
+
+
+def test_config_vars_the_platform_sets_in_every_dyno_are_refused(
+    env: tuple[Paas, SSHServer], app: str
+) -> None:
+    """PORT, DYNO and HOME were taken, then silently overridden in every dyno."""
+    paas, _ = env
+    before = paas.cli("config", "-a", app, "--json").stdout
+    for key, says in (("PORT", "the port it listens on"), ("DYNO", "its name"), ("HOME", "/app")):
+        result = paas.cli("config:set", f"{key}=5000", "-a", app, check=False)
+        assert result.returncode == 1, result
+        assert f"{key} is set by minipaas in every dyno ({says}" in result.stderr, result.stderr
+    assert paas.cli("config", "-a", app, "--json").stdout == before
+    paas.cli("config:unset", "PORT", "-a", app)  # unsetting (an older server's var) still works

@@ -63,6 +63,9 @@ MAX_BODY = 1024 * 1024
 """The largest request body the API reads (config vars, keys, checks: all far smaller)."""
 MAX_RELEASE = 2**31 - 1
 MAX_KEY_NAME = 100
+DYNO_SET = {"PORT": "the port it listens on", "DYNO": "its name, e.g. web.1", "HOME": "/app"}
+"""What every dyno's environment holds whatever the config says (the dyno contract): a config
+var of that name would never be seen, so setting one is refused."""
 MAX_CONFIG_VAR = 128 * 1024
 """The most one config var (`KEY=VALUE` in UTF-8, with its NUL) may take: execve() refuses a
 longer environment string (Linux's MAX_ARG_STRLEN), so every start of the app would fail."""
@@ -344,6 +347,11 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             names.config_key(key)
             if value is not None and not isinstance(value, str):
                 raise UserError(f"The value of {key!r} must be a string or null, not {value!r}.")
+            if value is not None and key in DYNO_SET:
+                raise UserError(
+                    f"{key} is set by minipaas in every dyno ({DYNO_SET[key]}); "
+                    "it cannot be a config var."
+                )
             if value is not None and "\0" in value:
                 # execve() cannot pass it: every later start of the app's dynos would fail.
                 raise UserError(
