@@ -422,6 +422,7 @@ def test_remote_cli_with_token_and_domains(env: tuple[Paas, SSHServer], tmp_path
     assert run("apps:destroy", "-a", "remote", "--confirm", "remote").returncode == 0
     assert paas.curl("remote.localhost", https=False)[0] == 404
     assert paas.curl("remote.localhost")[0] != 200
-    for leftover in ("repos/remote.git", "slugs/remote", "cache/remote", "logs/remote"):
+    for leftover in ("repos/remote.git", "slugs/remote", "cache/remote", "logs/remote",
+                     "run/dynos/remote"):
         assert not (paas.data_dir / leftover).exists(), leftover
     assert (paas.data_dir / "repos" / "keeper.git").exists()

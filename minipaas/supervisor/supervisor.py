@@ -512,6 +512,8 @@ class Supervisor:
             dynos = list(self._dynos.get(app, []))
             await asyncio.gather(*(self._stop(d) for d in dynos))
             self._forget(app, dynos)
+            with contextlib.suppress(OSError):  # its dir under run_dir, once empty
+                self._app_dir_path(app).rmdir()
 
     async def stop_all(self) -> None:
         """Stop every dyno of every app (`minipaas down`); one-off dynos are killed."""
@@ -720,7 +722,7 @@ class Supervisor:
     def _homes(self, app: str) -> list[tuple[Path, dict[str, Any]]]:
         """Dyno homes under `run_dir/<app>` not owned by this supervisor, with their dyno.json."""
         owned = {d.home for d in self._dynos.get(app, [])}
-        parent = self.run_dir / app
+        parent = self._app_dir_path(app)
         if not parent.is_dir():
             return []
         found = []
@@ -1137,9 +1139,12 @@ class Supervisor:
         if rest:
             emit(decode([rest]))
 
+    def _app_dir_path(self, app: str) -> Path:
+        return self.run_dir / app
+
     def _app_dir(self, app: str) -> Path:
         # The app's uid must traverse to the layer's mount point, so the dirs are 0755.
-        parent = self.run_dir / app
+        parent = self._app_dir_path(app)
         parent.mkdir(parents=True, exist_ok=True)
         os.chmod(self.run_dir, 0o755)  # noqa: S103 - traversable by app uids, holds no secrets
         os.chmod(parent, 0o755)  # noqa: S103
