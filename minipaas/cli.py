@@ -359,7 +359,7 @@ def _follow_logs(args: argparse.Namespace, app: str, params: dict[str, Any]) -> 
 
     import httpx
 
-    from minipaas.client import ApiError
+    from minipaas.client import FOLLOW_READ, ApiError
 
     gone = (OSError, http.client.HTTPException, httpx.TransportError)
     last, printed_at_last = "", set[str]()  # the newest time printed; its lines printed so far
@@ -367,7 +367,8 @@ def _follow_logs(args: argparse.Namespace, app: str, params: dict[str, Any]) -> 
     while True:
         try:
             with _client(args) as c:
-                for item in c.stream("GET", f"/api/apps/{app}/logs", params=params):
+                logs = f"/api/apps/{app}/logs"
+                for item in c.stream("GET", logs, params=params, read_timeout=FOLLOW_READ):
                     if item.get("end") == "destroyed":
                         raise ApiError(f"The app {app!r} was destroyed.", status=410)
                     if "line" not in item:

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     import asyncio
 
 
+FOLLOW_READ = 45.0
+"""Seconds a `logs` follower waits for a byte over MINIPAAS_URL: three of the server's
+heartbeats (`api.app.FOLLOW_HEARTBEAT`), so a silently dead connection is noticed."""
+
+
 class ApiError(Exception):
     """The server refused a request (or could not be reached); `str()` is the sentence to show."""
 
@@ -247,11 +252,18 @@ class Client:
         return self._json(response.status, path, data)
 
     def stream(
-        self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+        read_timeout: float | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """NDJSON objects as the server sends them."""
+        """NDJSON objects as the server sends them. Over MINIPAAS_URL, `read_timeout` seconds
+        without a byte end the stream with httpx's ReadTimeout (a connection that died)."""
         if self._remote is not None:
-            yield from self._remote_stream(method, path, json_body, params)
+            yield from self._remote_stream(method, path, json_body, params, read_timeout)
             return
         conn, response = self._local(method, path, json_body, params, None)
         try:
@@ -280,13 +292,19 @@ class Client:
         return self._json(response.status_code, path, response.content)
 
     def _remote_stream(
-        self, method: str, path: str, json_body: Any, params: dict[str, Any] | None
+        self,
+        method: str,
+        path: str,
+        json_body: Any,
+        params: dict[str, Any] | None,
+        read_timeout: float | None,
     ) -> Iterator[dict[str, Any]]:
         import httpx
 
+        timeout = httpx.Timeout(30.0, read=read_timeout)
         try:
             with self._remote.stream(
-                method, path, json=json_body, params=params, timeout=httpx.Timeout(30.0, read=None)
+                method, path, json=json_body, params=params, timeout=timeout
             ) as response:
                 if response.status_code >= 400:
                     raise self._message(response.status_code, response.read())
@@ -485,13 +503,20 @@ class AsyncClient:
             ) from exc
 
     async def stream(
-        self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+        read_timeout: float | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """NDJSON objects as the server sends them; a line that is not JSON is skipped."""
+        """NDJSON objects as the server sends them; a line that is not JSON is skipped. Over
+        MINIPAAS_URL, `read_timeout` seconds without a byte end it as unreachable."""
         lines = (
             self._unix_lines(self._unix, method, path, json_body, params)
             if self._unix is not None
-            else self._remote_lines(method, path, json_body, params)
+            else self._remote_lines(method, path, json_body, params, read_timeout)
         )
         async for line in lines:
             if not line.strip():
@@ -533,13 +558,14 @@ class AsyncClient:
             writer.close()
 
     async def _remote_lines(
-        self, method: str, path: str, json_body: Any, params: Any
+        self, method: str, path: str, json_body: Any, params: Any, read_timeout: float | None
     ) -> AsyncIterator[str]:
         import httpx
 
+        timeout = httpx.Timeout(30.0, read=read_timeout)
         try:
             async with self._http.stream(
-                method, path, json=json_body, params=params, timeout=httpx.Timeout(30.0, read=None)
+                method, path, json=json_body, params=params, timeout=timeout
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()

@@ -155,6 +155,25 @@ async def test_follow_ends_when_app_is_removed(tmp_path: Path) -> None:
     assert logs.tail("shop") == []
 
 
+async def test_follow_with_idle_beats_while_quiet_and_ends_when_the_server_stops(
+    tmp_path: Path,
+) -> None:
+    logs = LogStore(tmp_path)
+    got: list[str | None] = []
+
+    async def reader() -> None:
+        async for line in logs.follow("shop", idle=0.05):
+            got.append(None if line is None else line.text)
+            if got.count(None) == 2 and "after" not in got:
+                logs.append("shop", "app", "web.1", "after")
+            if "after" in got and got[-1] is None:
+                logs.end_follows()  # the server stops
+
+    await asyncio.wait_for(reader(), 5)  # ends by itself
+    assert got[:3] == [None, None, "after"] and set(got[3:]) <= {None}
+    assert [line async for line in logs.follow("shop")] == []  # later follows end at once
+
+
 async def test_slow_follower_is_told_about_skipped_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

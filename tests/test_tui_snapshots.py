@@ -222,7 +222,13 @@ class FakeTransport:
         raise ApiError(f"No such API route: {path}.", 404)
 
     async def stream(
-        self, method: str, path: str, *, json_body: Any = None, params: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Any = None,
+        read_timeout: float | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         dyno = (params or {}).get("dyno")
         for line in LOG_LINES:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from minipaas.client import ApiError, Client, Pending
+from minipaas.client import FOLLOW_READ, ApiError, Client, Pending
 
 __all__ = ["Api", "ApiError", "Transport", "first_apps", "prefetched_apps"]
 
@@ -30,7 +30,13 @@ class Transport(Protocol):
     ) -> Any: ...
 
     def stream(
-        self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+        read_timeout: float | None = None,
     ) -> AsyncIterator[dict[str, Any]]: ...
 
     async def aclose(self) -> None: ...
@@ -180,7 +186,10 @@ class Api:
             params["source"] = source
         if dyno:
             params["dyno"] = dyno
-        async for item in self.transport.stream("GET", f"{self._app(name)}/logs", params=params):
+        logs = f"{self._app(name)}/logs"
+        async for item in self.transport.stream(
+            "GET", logs, params=params, read_timeout=FOLLOW_READ
+        ):
             line = item.get("line")
             if isinstance(line, str):
                 yield line

@@ -62,6 +62,8 @@ class ApiContext:
 MAX_BODY = 1024 * 1024
 """The largest request body the API reads (config vars, keys, checks: all far smaller)."""
 MAX_RELEASE = 2**31 - 1
+FOLLOW_HEARTBEAT = 15.0
+"""Seconds between the blank lines a quiet `logs` follow stream sends (`client.FOLLOW_READ`)."""
 MAX_KEY_NAME = 100
 DYNO_SET = {"PORT": "the port it listens on", "DYNO": "its name, e.g. web.1", "HOME": "/app"}
 """What every dyno's environment holds whatever the config says (the dyno contract): a config
@@ -440,8 +442,10 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         async def stream() -> AsyncIterator[bytes]:
             for ln in lines:
                 yield (json.dumps({"line": ln.format()}) + "\n").encode()
-            async for ln in ctx.logs.follow(app.name, source=source, dyno=dyno):
-                yield (json.dumps({"line": ln.format()}) + "\n").encode()
+            async for new in ctx.logs.follow(app.name, source, dyno, idle=FOLLOW_HEARTBEAT):
+                # A blank line while nothing is logged: clients (the CLI, the TUI) read with a
+                # time limit and so notice a connection that died without a word.
+                yield b"\n" if new is None else (json.dumps({"line": new.format()}) + "\n").encode()
             # Why the follow ended: the server stops (follow again soon) or the app is gone.
             end = "restarting" if ctx.logs.follows_ended else "destroyed"
             yield (json.dumps({"end": end}) + "\n").encode()

@@ -304,12 +304,18 @@ class LogStore:
         return merged[-n:] if n > 0 else []
 
     async def follow(
-        self, app: str, source: str | None = None, dyno: str | None = None
-    ) -> AsyncGenerator[LogLine, None]:
+        self,
+        app: str,
+        source: str | None = None,
+        dyno: str | None = None,
+        *,
+        idle: float | None = None,
+    ) -> AsyncGenerator[LogLine | None, None]:
         """Lines appended after the call, as they come, until the caller stops iterating.
 
         A follower that falls more than `FOLLOW_QUEUE` lines behind loses lines; it is told
-        how many with a `minipaas` line instead of slowing the writers down.
+        how many with a `minipaas` line instead of slowing the writers down. With `idle`, a
+        None comes after each `idle` seconds without a line (a stream's heartbeat).
         """
         check_names(app, source, dyno)
         if self.follows_ended:
@@ -325,7 +331,12 @@ class LogStore:
                         datetime.now(UTC), app, "minipaas", "minipaas",
                         f"{skipped} log lines skipped: the reader fell behind",
                     )
-                line = await follower.queue.get()
+                try:
+                    # wait_for hands over a line that arrives as the time runs out
+                    line = await asyncio.wait_for(follower.queue.get(), idle)
+                except TimeoutError:
+                    yield None
+                    continue
                 if line is None:
                     return
                 yield line
