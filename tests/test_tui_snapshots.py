@@ -358,6 +358,17 @@ async def test_lost_connection_is_said_once_and_back_once() -> None:
     assert sum("Reconnected" in m for m in seen) == 1
 
 
+async def test_the_command_palette_offers_no_screenshot_on_the_server() -> None:
+    """Over SSH the TUI runs on the server: a screenshot would land in the SSH user's working
+    directory there."""
+    app, _ = fake_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+    assert "Quit" in titles and "Theme" in titles
+    assert "Screenshot" not in titles
+
+
 async def test_metrics_missing_endpoint_is_explained() -> None:
     app, fake = fake_app()
     fake.metrics_missing = True

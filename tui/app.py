@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
@@ -152,6 +152,13 @@ class MinipaasApp(App[int]):
         # screen, it cost a suspend and two resumes, each redrawing the footer before the first
         # list could be shown (~50 ms of start-up).
         return AppsScreen()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Textual's palette commands but "Screenshot": over SSH it wrote an SVG into the SSH
+        user's working directory on the server, nowhere near the operator."""
+        for command in super().get_system_commands(screen):
+            if command.title != "Screenshot":
+                yield command
 
     def on_mount(self) -> None:
         self.sub_title = self.where
