@@ -287,14 +287,20 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def cmd_ps_scale(args: argparse.Namespace) -> int:
+    from minipaas.errors import UserError
     from minipaas.names import shown
 
     app = _app(args)
     counts: dict[str, int] = {}
+    changes: dict[str, int] = {}  # `web+1` / `worker-2`: relative to the current formation
     for pair in args.pairs:
         ptype, sep, raw = pair.partition("=")
+        if not sep and (relative := re.fullmatch(r"(.+)([+-])([0-9]{1,6})", pair)):
+            ptype, sign, amount = relative.groups()
+            changes[ptype] = int(amount) if sign == "+" else -int(amount)
+            continue
         if not sep:
-            raise UsageError(f"Expected TYPE=COUNT, got {pair!r}.")
+            raise UsageError(f"Expected TYPE=COUNT or TYPE+N / TYPE-N, got {pair!r}.")
         # ASCII digits only: int() also reads ' 2', '+1' and '٣' (and `web+1` means "one more"
         # on Heroku, so '+1' must not quietly mean 1). A negative count goes on to the server,
         # which says which counts are allowed.
@@ -304,6 +310,15 @@ def cmd_ps_scale(args: argparse.Namespace) -> int:
             )
         counts[ptype] = int(raw)
     with _client(args) as c:
+        if changes:
+            current = c.get(f"/api/apps/{app}/dynos").get("formation", {})
+            for ptype, change in changes.items():
+                now = int(current.get(ptype, 0))
+                if now + change < 0:
+                    raise UserError(
+                        f"Cannot scale {shown(ptype)} by {change:+d}: it has {now} dynos."
+                    )
+                counts[ptype] = now + change
         formation = c.request("PATCH", f"/api/apps/{app}/formation", json_body=counts)
         stopped = sorted(set(c.get(f"/api/apps/{app}/dynos").get("stopped", ())) & set(counts))
     summary = ", ".join(f"{k}={v}" for k, v in sorted(formation.items()))
@@ -889,7 +904,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("ps", cmd_ps, "list dynos", app=True, json_out=True)
     p = add("ps:scale", cmd_ps_scale, "scale process types", app=True)
     p.set_defaults(long=True)
-    p.add_argument("pairs", nargs="+", metavar="TYPE=COUNT")
+    p.add_argument("pairs", nargs="+", metavar="TYPE=COUNT|TYPE+N|TYPE-N")
     p = add("ps:restart", cmd_ps_restart, "restart dynos (all, a type, or one: web.1)", app=True)
     p.set_defaults(long=True)
     p.add_argument("type", nargs="?", metavar="TYPE|DYNO")

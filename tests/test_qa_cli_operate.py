@@ -597,3 +597,22 @@ def test_config_vars_the_platform_sets_in_every_dyno_are_refused(
         assert f"{key} is set by minipaas in every dyno ({says}" in result.stderr, result.stderr
     assert paas.cli("config", "-a", app, "--json").stdout == before
     paas.cli("config:unset", "PORT", "-a", app)  # unsetting (an older server's var) still works
+
+
+def test_scale_by_a_relative_amount_as_on_heroku(env: tuple[Paas, SSHServer], app: str) -> None:
+    paas, _ = env
+
+    def web() -> int:
+        formation = json.loads(paas.cli("ps", "-a", app, "--json").stdout)["formation"]
+        return int(formation.get("web", 0))
+
+    start = web()
+    assert "web=" in paas.cli("ps:scale", "web+2", "-a", app).stdout
+    assert web() == start + 2
+    paas.cli("ps:scale", "web-1", "-a", app)
+    assert web() == start + 1
+    below = paas.cli("ps:scale", f"web-{start + 2}", "-a", app, check=False)
+    assert below.returncode == 1, below
+    assert f"Cannot scale 'web' by -{start + 2}: it has {start + 1} dynos." in below.stderr
+    assert web() == start + 1
+    paas.cli("ps:scale", f"web={start}", "-a", app)
