@@ -59,8 +59,8 @@ prefix=/opt/minipaas
 need() { [ "$2" -ge 2 ] || die "$1 needs a value; see install.sh --help."; }
 while [ $# -gt 0 ]; do
     case "$1" in
-        --domain) need "$1" $#; o_domain=$2; shift 2 ;;
-        --email) need "$1" $#; o_email=$2; shift 2 ;;
+        --domain) need "$1" $#; [ -n "$2" ] || die "--domain needs a value such as example.com; see install.sh --help."; o_domain=$2; shift 2 ;;
+        --email) need "$1" $#; [ -n "$2" ] || die "--email needs a value such as me@example.com; see install.sh --help."; o_email=$2; shift 2 ;;
         --key) need "$1" $#; keys="$keys
 $2"; shift 2 ;;
         --binary) need "$1" $#; o_binary=$2; shift 2 ;;
@@ -276,9 +276,13 @@ esac
 for label in $(echo "$domain" | tr . ' '); do
     [ ${#label} -le 63 ] || die "Invalid domain '$domain': the label '$label' is longer than 63 characters."
 done
+case "${domain##*.}" in  # a last label of digits only: an IP address (APP.1.2.3.4 resolves nowhere)
+    *[!0-9]*) ;;
+    *) die "Invalid domain '$domain': an IP address cannot be the domain, apps answer at APP.DOMAIN; use a DNS name with a wildcard record pointing here (with no DNS of your own, $domain.sslip.io)." ;;
+esac
 if [ -n "$email" ]; then
     case "$email" in
-        *@*@*|@*|*@|*[!A-Za-z0-9._%+@-]*) die "Invalid e-mail '$email': use an address such as me@example.com." ;;
+        *@*@*|@*|*@|*@.*|*@*.|*@*..*|*[!A-Za-z0-9._%+@-]*) die "Invalid e-mail '$email': use an address such as me@example.com." ;;
         *@*.*) ;;
         *) die "Invalid e-mail '$email': use an address such as me@example.com." ;;
     esac
@@ -714,7 +718,7 @@ if [ "$start" = 1 ] && [ "$dry_run" = 0 ]; then
             done
             "$cmd" keys:add "$name" --file "$one" --data-dir "$data_dir" \
                 || { rm -f "$one"; die "Could not add the SSH key '$name'; add it later with 'minipaas keys:add NAME < key.pub'."; }
-            existing="$existing \"name\": \"$name\""
+            existing="$existing \"name\": \"$name\" \"$fpr\""  # the same key twice: added once
             rm -f "$one"
         done < "$key_lines"
     else

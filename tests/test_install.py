@@ -17,13 +17,16 @@ from __future__ import annotations
 import contextlib
 import grp
 import hashlib
+import json
 import os
 import pwd
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,10 +151,16 @@ def remove_user(name: str) -> None:
 
 
 def read_pid(path: Path) -> int | None:
+    """The pid in a pid file: a bare number (minipaas.pid) or {"pid": N, ...} (caddy.pid)."""
     try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+        text = path.read_text()
+    except OSError:
         return None
+    with contextlib.suppress(ValueError, IndexError):
+        return int(text.split()[0])
+    with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+        return int(json.loads(text)["pid"])
+    return None
 
 
 def alive(pid: int | None) -> bool:
@@ -280,6 +289,11 @@ def test_bad_input_says_one_sentence_and_installs_nothing(
         (["--domain", "a..b", *base], {}, "Invalid domain 'a..b'"),
         (["--domain", "-x.example.com", *base], {}, "Invalid domain '-x.example.com'"),
         (["--email", "not-an-email", *base], {}, "Invalid e-mail 'not-an-email'"),
+        (["--email", "me@.com", *base], {}, "Invalid e-mail 'me@.com'"),
+        (["--domain", "https://example.com", *base], {}, "Invalid domain 'https://example.com'"),
+        (["--domain", "example.com/x", *base], {}, "Invalid domain 'example.com/x'"),
+        (["--domain", "203.0.113.7", *base], {}, "203.0.113.7.sslip.io"),
+        (["--domain", "", *base], {}, "--domain needs a value"),
         (["--key", str(bad_key), *base], {}, f"Malformed public key in '{bad_key}'"),
         (["--key", str(no_key), *base], {}, "holds no OpenSSH public key"),
         (["--key", str(tmp_path / "missing.pub"), *base], {}, "Cannot read the key file"),
@@ -410,6 +424,26 @@ def test_second_run_changes_nothing(
     assert "up to date" in again.stdout, again.stdout
 
 
+def test_the_same_new_key_given_twice_is_added_once(
+    installed: tuple[Layout, subprocess.CompletedProcess[str]], binary: Path, tmp_path: Path
+) -> None:
+    layout, _ = installed
+    key = tmp_path / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bob@desk", "-f", str(key)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    # The .pub file and an authorized_keys file that holds the same key.
+    listed = tmp_path / "authorized_keys"
+    listed.write_text(key.with_suffix(".pub").read_text())
+    again = install_sh("--binary", str(binary), "--key", str(key.with_suffix(".pub")),
+                       "--key", str(listed), *layout.args())  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "is already authorized" in again.stdout, again.stdout
+    names = paas_of(layout).cli("keys").stdout
+    assert names.count("bob") == 1, names
+
+
 def test_push_over_ssh_as_the_minipaas_user(
     installed: tuple[Layout, subprocess.CompletedProcess[str]],
     key_file: Path,
@@ -446,17 +480,79 @@ def test_push_over_ssh_as_the_minipaas_user(
         sshd.stop()
 
 
+def dyno_pids(layout: Layout) -> set[int]:
+    with sqlite3.connect(layout.data_dir / "minipaas.db") as db:
+        return {row[0] for row in db.execute("SELECT pid FROM dynos WHERE pid IS NOT NULL")}
+
+
+def test_rerun_with_a_new_setting_restarts_the_server_and_keeps_dynos_serving(
+    installed: tuple[Layout, subprocess.CompletedProcess[str]],
+    binary: Path,
+    key_file: Path,
+    tmp_path: Path,
+) -> None:
+    layout, _ = installed
+    paas = paas_of(layout)
+    paas.cli("apps:create", "dynoapp")
+    token = paas.cli("auth:token").stdout.strip()
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "dynoapp")
+    url = f"https://x:{token}@minipaas.localhost:{layout.https_port}/git/dynoapp.git"
+    pushed = push(repo, url, env={"GIT_SSL_CAINFO": str(paas.ca)})
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    paas.wait_body("dynoapp.localhost", "hello from python-stdlib")
+    server = read_pid(layout.data_dir / "minipaas.pid")
+    caddy = read_pid(layout.data_dir / "caddy" / "caddy.pid")
+    dynos = dyno_pids(layout)
+    assert dynos and alive(server) and alive(caddy)
+
+    failures: list[tuple[int, str]] = []
+    served = [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            code, body = paas.curl("dynoapp.localhost")
+            if code == 200 and "hello from python-stdlib" in body:
+                served[0] += 1
+            else:
+                failures.append((code, body[:200]))
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    try:
+        # A changed setting (the ACME e-mail) changes the server's command line: a restart.
+        again = install_sh("--binary", str(binary), "--key", str(key_file), *layout.args(),
+                           "--email", "ops@example.com")  # fmt: skip
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "Restarting minipaas" in again.stdout, again.stdout
+        before = served[0]
+        wait_for(lambda: served[0] > before + 3, timeout=30, message="requests after the rerun")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert failures == [], failures[:5]
+    new_server = read_pid(layout.data_dir / "minipaas.pid")
+    assert new_server != server and alive(new_server) and not alive(server)
+    assert read_pid(layout.data_dir / "caddy" / "caddy.pid") == caddy  # adopted, not restarted
+    assert dyno_pids(layout) == dynos
+    assert "email=ops@example.com" in (layout.prefix / "install.conf").read_text()
+
+
 def test_uninstall_keeps_data_then_purge_removes_it(
     installed: tuple[Layout, subprocess.CompletedProcess[str]],
 ) -> None:
     layout, _ = installed
     server = read_pid(layout.data_dir / "minipaas.pid")
     caddy = read_pid(layout.data_dir / "caddy" / "caddy.pid")
+    dynos = dyno_pids(layout)
+    assert alive(server) and alive(caddy) and dynos, (server, caddy, dynos)
     result = install_sh("--uninstall", *layout.args())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Kept:" in result.stdout
     wait_for(
-        lambda: not alive(server) and not alive(caddy), timeout=60, message="the server to stop"
+        lambda: not alive(server) and not alive(caddy) and not any(map(alive, dynos)),
+        timeout=60,
+        message="the server, Caddy and the dynos to stop",
     )
     assert not layout.prefix.exists() and not (layout.bin_dir / "minipaas").exists()
     assert (layout.data_dir / "minipaas.db").exists() and user_exists(layout.user)
