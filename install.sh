@@ -227,9 +227,11 @@ if [ "$mode" = uninstall ]; then
         say "minipaas is not installed under $prefix; nothing to remove."
         exit 0
     fi
-    if [ -n "$(server_pid)" ] && [ -n "$cmd" ]; then
+    # Also when the server is gone: its dynos and Caddy outlive it by design.
+    if [ -n "$cmd" ] && [ -d "$data_dir" ]; then
         say "Stopping minipaas, its dynos and Caddy"
-        run "$cmd" down --data-dir "$data_dir"
+        run "$cmd" down --data-dir "$data_dir" --timeout 30 \
+            || die "Could not stop minipaas; stop it with '$cmd down --data-dir $data_dir' and run install.sh --uninstall again."
     fi
     if [ -f "$unit" ]; then
         say "Removing the systemd unit $unit"
@@ -491,7 +493,7 @@ fi
 authorized_keys=$home/.ssh/authorized_keys
 
 # -- the program ------------------------------------------------------------------------------
-changed=0
+changed=0 replaced=0 started=""
 run install -d -m 0755 "$prefix"
 if [ "$kind" = binary ]; then
     cmd=$prefix/bin/minipaas
@@ -516,9 +518,11 @@ if [ "$kind" = binary ]; then
     else
         say "Installing the minipaas binary at $cmd"
         # Beside the old one, then renamed: a running minipaas keeps its file until it restarts.
+        # The old one stays as minipaas.previous: it comes back if the new one does not start.
         run install -m 0755 "$binary_file" "$cmd.new"
+        [ ! -f "$cmd" ] || run ln -f "$cmd" "$cmd.previous"
         run mv -f "$cmd.new" "$cmd"
-        changed=1
+        changed=1 replaced=1
     fi
     [ ! -d "$prefix/venv" ] || { say "Removing the earlier checkout install ($prefix/venv)"; run rm -rf "$prefix/venv"; }
 
@@ -605,7 +609,10 @@ args="server --data-dir $data_dir --domain $domain --http-port $http_port --http
 [ -z "$email" ] || args="$args --email $email"
 [ -z "$listen" ] || args="$args --listen $listen"
 # Newer servers let the SSH user reach the API socket and the repos (see the README).
-if [ -x "$cmd" ] && "$cmd" server --help 2>/dev/null | grep -q -- '--ssh-user'; then
+# (A binary that cannot even print its help gets it too: it is broken, and the previous one it
+# is rolled back to must keep it.)
+if [ -x "$cmd" ] && { "$cmd" server --help 2>/dev/null | grep -q -- '--ssh-user' \
+        || ! "$cmd" server --help >/dev/null 2>&1; }; then
     args="$args --ssh-user $user"
 fi
 
@@ -619,6 +626,7 @@ export PATH=$server_path HOME=/root LANG=C.UTF-8
 if $cmd status --data-dir $data_dir >/dev/null 2>&1; then exit 0; fi
 cd /
 nohup setsid $cmd $args >>$log 2>&1 </dev/null &
+echo \$!
 START
 start_changed=$wrote
 
@@ -675,7 +683,7 @@ elif [ "$start" = 1 ]; then
     fi
     if [ -z "$pid" ]; then
         say "No systemd here: starting minipaas in the background with $prefix/start (log: $log)"
-        run "$prefix/start"
+        if [ "$dry_run" = 1 ]; then run "$prefix/start"; else started=$("$prefix/start"); fi
     else
         say "minipaas is running (pid $pid) and up to date"
     fi
@@ -684,16 +692,36 @@ fi
 if [ "$dry_run" = 1 ] && [ -s "$key_lines" ]; then
     say "Would authorize $(wc -l < "$key_lines") SSH key(s) with minipaas keys:add"
 fi
-if [ "$start" = 1 ] && [ "$dry_run" = 0 ]; then
+running() {  # a live process (a zombie nobody reaped yet counts as gone)
+    kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null
+}
+# wait_ready: 0 once the server answers, 1 after 60 s or as soon as the one we started exits.
+wait_ready() {
     i=0
     until "$cmd" status --data-dir "$data_dir" >/dev/null 2>&1; do
         i=$((i + 1))
-        if [ $i -gt 300 ]; then
-            tail -n 20 "$log" 2>/dev/null >&2 || true
-            die "minipaas did not become ready within 60 s; see $log (or journalctl -u minipaas)."
-        fi
+        [ $i -le 300 ] || return 1
+        if [ -n "$started" ] && ! running "$started"; then return 1; fi
         sleep 0.2
     done
+}
+start_again() {
+    if [ "$has_systemd" = 1 ]; then systemctl restart minipaas.service; else started=$("$prefix/start"); fi
+}
+if [ "$start" = 1 ] && [ "$dry_run" = 0 ]; then
+    if ! wait_ready; then
+        tail -n 20 "$log" >&2 2>/dev/null || true
+        if [ "$replaced" = 1 ] && [ -x "$cmd.previous" ] && [ -z "$(server_pid)" ]; then
+            # The new version does not start: the previous one serves again (its data is
+            # untouched unless the new one migrated it; see the log above).
+            mv -f "$cmd.previous" "$cmd"
+            start_again
+            previous=$("$cmd" --version | awk '{print $2}')
+            wait_ready || die "The new minipaas did not start and neither did the previous one ($previous) put back at $cmd; see $log (or journalctl -u minipaas)."
+            die "The new minipaas did not start (see $log above); the previous one, minipaas $previous, is back at $cmd and serving."
+        fi
+        die "minipaas did not become ready within 60 s; see $log (or journalctl -u minipaas)."
+    fi
     say "$("$cmd" status --data-dir "$data_dir")"
 
     # SSH keys: add the ones not there yet (by fingerprint), named after their comment.

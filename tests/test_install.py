@@ -27,6 +27,7 @@ import sqlite3
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -520,9 +521,12 @@ def test_rerun_with_a_new_setting_restarts_the_server_and_keeps_dynos_serving(
     thread = threading.Thread(target=load, daemon=True)
     thread.start()
     try:
-        # A changed setting (the ACME e-mail) changes the server's command line: a restart.
-        again = install_sh("--binary", str(binary), "--key", str(key_file), *layout.args(),
-                           "--email", "ops@example.com")  # fmt: skip
+        # Another binary (a new version: the same program behind a different file) is an
+        # upgrade: the server restarts on it while the dynos and Caddy keep serving.
+        newer = tmp_path / "minipaas"
+        newer.write_text(f'#!/bin/sh\nexec {binary} "$@"\n')
+        newer.chmod(0o755)
+        again = install_sh("--binary", str(newer), "--key", str(key_file), *layout.args())
         assert again.returncode == 0, again.stdout + again.stderr
         assert "Restarting minipaas" in again.stdout, again.stdout
         before = served[0]
@@ -535,7 +539,52 @@ def test_rerun_with_a_new_setting_restarts_the_server_and_keeps_dynos_serving(
     assert new_server != server and alive(new_server) and not alive(server)
     assert read_pid(layout.data_dir / "caddy" / "caddy.pid") == caddy  # adopted, not restarted
     assert dyno_pids(layout) == dynos
+    assert layout.exe.read_text() == newer.read_text()
+
+    # A changed setting (the ACME e-mail) changes the server's command line: a restart too.
+    again = install_sh("--binary", str(newer), "--key", str(key_file), *layout.args(),
+                       "--email", "ops@example.com")  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Restarting minipaas" in again.stdout, again.stdout
     assert "email=ops@example.com" in (layout.prefix / "install.conf").read_text()
+    assert read_pid(layout.data_dir / "caddy" / "caddy.pid") == caddy
+    assert dyno_pids(layout) == dynos
+    paas.wait_body("dynoapp.localhost", "hello from python-stdlib")
+
+
+def test_a_new_binary_that_does_not_start_gives_way_to_the_previous_one(
+    installed: tuple[Layout, subprocess.CompletedProcess[str]], binary: Path, tmp_path: Path
+) -> None:
+    layout, _ = installed
+    paas = paas_of(layout)
+    broken = tmp_path / "minipaas"
+    broken.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = server ]; then echo "broken build: cannot start" >&2; exit 3; fi\n'
+        f'exec {binary} "$@"\n'
+    )
+    broken.chmod(0o755)
+    installed_exe = layout.exe.read_bytes()
+    server = read_pid(layout.data_dir / "minipaas.pid")
+    caddy = read_pid(layout.data_dir / "caddy" / "caddy.pid")
+    dynos = dyno_pids(layout)
+    assert dynos and alive(server)
+    started = time.monotonic()
+    result = install_sh("--binary", str(broken), *layout.args())
+    line = [ln for ln in result.stderr.splitlines() if ln.startswith(" !")]
+    assert result.returncode == 1 and len(line) == 1, result.stdout + result.stderr
+    assert "The new minipaas did not start" in line[0] and "is back at" in line[0], line
+    assert "broken build: cannot start" in result.stderr  # the log's tail shows why
+    assert time.monotonic() - started < 50  # it saw the new server exit: no 60 s wait
+    # The previous binary is back and serving; the dynos and Caddy never stopped.
+    assert layout.exe.read_bytes() == installed_exe
+    assert not Path(f"{layout.exe}.previous").exists()
+    new_server = read_pid(layout.data_dir / "minipaas.pid")
+    assert alive(new_server) and new_server != server
+    assert read_pid(layout.data_dir / "caddy" / "caddy.pid") == caddy and alive(caddy)
+    assert dyno_pids(layout) == dynos
+    assert "dynoapp" in paas.cli("apps").stdout
+    paas.wait_body("dynoapp.localhost", "hello from python-stdlib")
 
 
 def test_uninstall_keeps_data_then_purge_removes_it(
@@ -546,6 +595,11 @@ def test_uninstall_keeps_data_then_purge_removes_it(
     caddy = read_pid(layout.data_dir / "caddy" / "caddy.pid")
     dynos = dyno_pids(layout)
     assert alive(server) and alive(caddy) and dynos, (server, caddy, dynos)
+    # A server that died (killed, crashed): its dynos and Caddy keep running by design, and
+    # the uninstall must stop them too.
+    assert server is not None
+    os.kill(server, signal.SIGKILL)
+    wait_for(lambda: not alive(server), timeout=30, message="the server to die")
     result = install_sh("--uninstall", *layout.args())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Kept:" in result.stdout
