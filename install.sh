@@ -296,6 +296,15 @@ for pair in "--http-port:$http_port" "--https-port:$https_port"; do
 done
 [ "$http_port" != "$https_port" ] || die "--http-port and --https-port are both $http_port: use two different ports."
 case "$listen" in *[!0-9a-fA-F.:]*) die "Invalid --listen '$listen': use an IP address such as 127.0.0.1." ;; esac
+# Another data dir while the server of the earlier one runs: two servers would fight over the
+# ports (and the apps would seem gone); moving the data is not something a rerun does.
+if [ -n "$c_data_dir" ] && [ "$c_data_dir" != "$data_dir" ]; then
+    _pid=$(cat "$c_data_dir/minipaas.pid" 2>/dev/null || true)
+    case "$_pid" in ''|*[!0-9]*) _pid="" ;; esac
+    if [ -n "$_pid" ] && kill -0 "$_pid" 2>/dev/null; then
+        die "minipaas is running with the data dir $c_data_dir (pid $_pid), not $data_dir: keep --data-dir $c_data_dir, or stop it first with 'minipaas down --data-dir $c_data_dir'."
+    fi
+fi
 
 # Keys: the given files, else the invoking user's authorized_keys (checked now, added later).
 # A bad line in a --key file stops the install; in the default source it is only skipped.

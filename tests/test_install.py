@@ -445,6 +445,19 @@ def test_the_same_new_key_given_twice_is_added_once(
     assert names.count("bob") == 1, names
 
 
+def test_another_data_dir_while_the_server_runs_is_refused(
+    installed: tuple[Layout, subprocess.CompletedProcess[str]], binary: Path
+) -> None:
+    layout, _ = installed
+    other = layout.base / "other-data"
+    watched = (layout.prefix, layout.bin_dir, layout.home, layout.base / "units", other)
+    before = snapshot(*watched)
+    args = [*layout.args(), "--data-dir", str(other)]
+    line = one_sentence_error(install_sh("--binary", str(binary), *args))
+    assert f"minipaas is running with the data dir {layout.data_dir}" in line, line
+    assert snapshot(*watched) == before
+
+
 def test_push_over_ssh_as_the_minipaas_user(
     installed: tuple[Layout, subprocess.CompletedProcess[str]],
     key_file: Path,
