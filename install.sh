@@ -58,6 +58,11 @@ prefix=/opt/minipaas
 
 need() { [ "$2" -ge 2 ] || die "$1 needs a value; see install.sh --help."; }
 while [ $# -gt 0 ]; do
+    case "$1" in  # --opt=VALUE is --opt VALUE
+        --uninstall=*|--purge=*|--dry-run=*|--deps-only=*|--no-start=*|--no-systemd=*|--help=*)
+            die "${1%%=*} takes no value; see install.sh --help." ;;
+        --*=*) _opt=${1%%=*} _val=${1#*=}; shift; set -- "$_opt" "$_val" "$@" ;;
+    esac
     case "$1" in
         --domain) need "$1" $#; [ -n "$2" ] || die "--domain needs a value such as example.com; see install.sh --help."; o_domain=$2; shift 2 ;;
         --email) need "$1" $#; [ -n "$2" ] || die "--email needs a value such as me@example.com; see install.sh --help."; o_email=$2; shift 2 ;;
@@ -354,6 +359,9 @@ while IFS= read -r f; do
     # Keep only the key itself (type, base64, comment): authorized_keys options are dropped.
     found=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)$/) { line = $i " " $(i + 1); for (j = i + 2; j <= NF; j++) line = line " " $j; print line; break } }' "$f")
     if [ -z "$found" ]; then
+        if [ -n "$keys" ] && grep -q -- '-----BEGIN .*PRIVATE KEY-----' "$f" 2>/dev/null; then
+            die "The key file '$f' is a private key: pass its public half instead ($f.pub), and keep the private key to yourself."
+        fi
         [ -z "$keys" ] || die "The key file '$f' holds no OpenSSH public key: expected a line such as 'ssh-ed25519 AAAA… you@host'."
         continue
     fi

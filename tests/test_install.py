@@ -225,7 +225,8 @@ def test_dry_run_changes_nothing(binary: Path, key_file: Path) -> None:
     watched = (layout.base, Path("/etc/passwd"), Path("/etc/group"), Path("/etc/shadow"))
     try:
         before = snapshot(*watched)
-        result = install_sh("--dry-run", "--binary", str(binary), "--key", str(key_file),
+        # --key=FILE is --key FILE.
+        result = install_sh("--dry-run", "--binary", str(binary), f"--key={key_file}",
                             *layout.args())  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
         assert snapshot(*watched) == before
@@ -297,6 +298,8 @@ def test_bad_input_says_one_sentence_and_installs_nothing(
         (["--domain", "", *base], {}, "--domain needs a value"),
         (["--key", str(bad_key), *base], {}, f"Malformed public key in '{bad_key}'"),
         (["--key", str(no_key), *base], {}, "holds no OpenSSH public key"),
+        (["--key", str(key_file.with_suffix("")), *base], {}, "is a private key"),
+        (["--dry-run=yes", *base], {}, "--dry-run takes no value"),
         (["--key", str(tmp_path / "missing.pub"), *base], {}, "Cannot read the key file"),
         ([*base, "--http-port", str(taken)], {}, f"Port {taken} is already in use by"),
         ([*base, "--https-port", "99999"], {}, "Invalid --https-port '99999'"),
