@@ -497,6 +497,19 @@ def test_push_over_ssh_as_the_minipaas_user(
         sshd.stop()
 
 
+def processes_under(base: Path) -> list[str]:
+    """The live processes whose command line names a path under `base`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if str(base) + "/" in argv and alive(int(entry.name)):
+                found.append(f"{entry.name}: {argv[:200]}")
+    return found
+
+
 def dyno_pids(layout: Layout) -> set[int]:
     with sqlite3.connect(layout.data_dir / "minipaas.db") as db:
         return {row[0] for row in db.execute("SELECT pid FROM dynos WHERE pid IS NOT NULL")}
@@ -624,6 +637,8 @@ def test_uninstall_keeps_data_then_purge_removes_it(
         timeout=60,
         message="the server, Caddy and the dynos to stop",
     )
+    # Nothing at all runs from the install any more (the router's resolver included).
+    wait_for(lambda: processes_under(layout.base) == [], timeout=30, message="no processes")
     assert not layout.prefix.exists() and not (layout.bin_dir / "minipaas").exists()
     assert (layout.data_dir / "minipaas.db").exists() and user_exists(layout.user)
 
