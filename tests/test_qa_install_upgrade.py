@@ -124,6 +124,7 @@ def test_upgrade_with_an_app_serving_drops_no_request_and_adopts_the_dynos(
     url = f"https://x:{token}@minipaas.localhost:{paas.https_port}/git/upapp.git"
     pushed = push(repo, url, env={"GIT_SSL_CAINFO": str(paas.ca)})
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr + paas.tail_log()
+    paas.cli("config:set", "GREETING=kept", "-a", "upapp")
     paas.cli("ps:scale", "web=2", "-a", "upapp")
     paas.wait_body("upapp.localhost", "hello from python-stdlib")
     wait_for(lambda: len(dyno_pids(paas.data_dir)) == 2, timeout=60, message="two dynos")
@@ -140,6 +141,9 @@ def test_upgrade_with_an_app_serving_drops_no_request_and_adopts_the_dynos(
         paas.proc.wait(timeout=60)
         served_while_down = load.ok
         paas.launcher = []
+        # The new server's own log (the old code logs a known crash of its own on a rolling
+        # restart: two web.1 rows, what migration 0005 fixes).
+        paas.log = tmp_path / "new-server.log"
         paas.start()
         wait_for(lambda: load.ok >= served_while_down + 3, timeout=30, message="requests after")
     assert load.failures == [], load.failures[:5]
@@ -152,6 +156,8 @@ def test_upgrade_with_an_app_serving_drops_no_request_and_adopts_the_dynos(
     assert {f"pid={pid}" for pid in dynos_before} <= set(ps.split()), ps
     releases = paas.cli("releases", "-a", "upapp").stdout
     assert releases.splitlines()[1:] == releases_before.splitlines()[1:], releases
+    assert "GREETING" in paas.cli("config", "-a", "upapp").stdout
+    assert paas.cli("auth:token").stdout.strip() == token
     assert paas.crashes() == []
     paas.wait_body("upapp.localhost", "hello from python-stdlib")
 
