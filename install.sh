@@ -58,9 +58,14 @@ prefix=/opt/minipaas
 
 need() { [ "$2" -ge 2 ] || die "$1 needs a value; see install.sh --help."; }
 while [ $# -gt 0 ]; do
+    case "$1" in  # --opt=VALUE is --opt VALUE
+        --uninstall=*|--purge=*|--dry-run=*|--deps-only=*|--no-start=*|--no-systemd=*|--help=*)
+            die "${1%%=*} takes no value; see install.sh --help." ;;
+        --*=*) _opt=${1%%=*} _val=${1#*=}; shift; set -- "$_opt" "$_val" "$@" ;;
+    esac
     case "$1" in
-        --domain) need "$1" $#; o_domain=$2; shift 2 ;;
-        --email) need "$1" $#; o_email=$2; shift 2 ;;
+        --domain) need "$1" $#; [ -n "$2" ] || die "--domain needs a value such as example.com; see install.sh --help."; o_domain=$2; shift 2 ;;
+        --email) need "$1" $#; [ -n "$2" ] || die "--email needs a value such as me@example.com; see install.sh --help."; o_email=$2; shift 2 ;;
         --key) need "$1" $#; keys="$keys
 $2"; shift 2 ;;
         --binary) need "$1" $#; o_binary=$2; shift 2 ;;
@@ -227,9 +232,11 @@ if [ "$mode" = uninstall ]; then
         say "minipaas is not installed under $prefix; nothing to remove."
         exit 0
     fi
-    if [ -n "$(server_pid)" ] && [ -n "$cmd" ]; then
+    # Also when the server is gone: its dynos and Caddy outlive it by design.
+    if [ -n "$cmd" ] && [ -d "$data_dir" ]; then
         say "Stopping minipaas, its dynos and Caddy"
-        run "$cmd" down --data-dir "$data_dir"
+        run "$cmd" down --data-dir "$data_dir" --timeout 30 \
+            || die "Could not stop minipaas; stop it with '$cmd down --data-dir $data_dir' and run install.sh --uninstall again."
     fi
     if [ -f "$unit" ]; then
         say "Removing the systemd unit $unit"
@@ -276,9 +283,13 @@ esac
 for label in $(echo "$domain" | tr . ' '); do
     [ ${#label} -le 63 ] || die "Invalid domain '$domain': the label '$label' is longer than 63 characters."
 done
+case "${domain##*.}" in  # a last label of digits only: an IP address (APP.1.2.3.4 resolves nowhere)
+    *[!0-9]*) ;;
+    *) die "Invalid domain '$domain': an IP address cannot be the domain, apps answer at APP.DOMAIN; use a DNS name with a wildcard record pointing here (with no DNS of your own, $domain.sslip.io)." ;;
+esac
 if [ -n "$email" ]; then
     case "$email" in
-        *@*@*|@*|*@|*[!A-Za-z0-9._%+@-]*) die "Invalid e-mail '$email': use an address such as me@example.com." ;;
+        *@*@*|@*|*@|*@.*|*@*.|*@*..*|*[!A-Za-z0-9._%+@-]*) die "Invalid e-mail '$email': use an address such as me@example.com." ;;
         *@*.*) ;;
         *) die "Invalid e-mail '$email': use an address such as me@example.com." ;;
     esac
@@ -290,6 +301,15 @@ for pair in "--http-port:$http_port" "--https-port:$https_port"; do
 done
 [ "$http_port" != "$https_port" ] || die "--http-port and --https-port are both $http_port: use two different ports."
 case "$listen" in *[!0-9a-fA-F.:]*) die "Invalid --listen '$listen': use an IP address such as 127.0.0.1." ;; esac
+# Another data dir while the server of the earlier one runs: two servers would fight over the
+# ports (and the apps would seem gone); moving the data is not something a rerun does.
+if [ -n "$c_data_dir" ] && [ "$c_data_dir" != "$data_dir" ]; then
+    _pid=$(cat "$c_data_dir/minipaas.pid" 2>/dev/null || true)
+    case "$_pid" in ''|*[!0-9]*) _pid="" ;; esac
+    if [ -n "$_pid" ] && kill -0 "$_pid" 2>/dev/null; then
+        die "minipaas is running with the data dir $c_data_dir (pid $_pid), not $data_dir: keep --data-dir $c_data_dir, or stop it first with 'minipaas down --data-dir $c_data_dir'."
+    fi
+fi
 
 # Keys: the given files, else the invoking user's authorized_keys (checked now, added later).
 # A bad line in a --key file stops the install; in the default source it is only skipped.
@@ -339,6 +359,9 @@ while IFS= read -r f; do
     # Keep only the key itself (type, base64, comment): authorized_keys options are dropped.
     found=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)$/) { line = $i " " $(i + 1); for (j = i + 2; j <= NF; j++) line = line " " $j; print line; break } }' "$f")
     if [ -z "$found" ]; then
+        if [ -n "$keys" ] && grep -q -- '-----BEGIN .*PRIVATE KEY-----' "$f" 2>/dev/null; then
+            die "The key file '$f' is a private key: pass its public half instead ($f.pub), and keep the private key to yourself."
+        fi
         [ -z "$keys" ] || die "The key file '$f' holds no OpenSSH public key: expected a line such as 'ssh-ed25519 AAAA… you@host'."
         continue
     fi
@@ -487,7 +510,7 @@ fi
 authorized_keys=$home/.ssh/authorized_keys
 
 # -- the program ------------------------------------------------------------------------------
-changed=0
+changed=0 replaced=0 started=""
 run install -d -m 0755 "$prefix"
 if [ "$kind" = binary ]; then
     cmd=$prefix/bin/minipaas
@@ -512,9 +535,11 @@ if [ "$kind" = binary ]; then
     else
         say "Installing the minipaas binary at $cmd"
         # Beside the old one, then renamed: a running minipaas keeps its file until it restarts.
+        # The old one stays as minipaas.previous: it comes back if the new one does not start.
         run install -m 0755 "$binary_file" "$cmd.new"
+        [ ! -f "$cmd" ] || run ln -f "$cmd" "$cmd.previous"
         run mv -f "$cmd.new" "$cmd"
-        changed=1
+        changed=1 replaced=1
     fi
     [ ! -d "$prefix/venv" ] || { say "Removing the earlier checkout install ($prefix/venv)"; run rm -rf "$prefix/venv"; }
 
@@ -601,7 +626,10 @@ args="server --data-dir $data_dir --domain $domain --http-port $http_port --http
 [ -z "$email" ] || args="$args --email $email"
 [ -z "$listen" ] || args="$args --listen $listen"
 # Newer servers let the SSH user reach the API socket and the repos (see the README).
-if [ -x "$cmd" ] && "$cmd" server --help 2>/dev/null | grep -q -- '--ssh-user'; then
+# (A binary that cannot even print its help gets it too: it is broken, and the previous one it
+# is rolled back to must keep it.)
+if [ -x "$cmd" ] && { "$cmd" server --help 2>/dev/null | grep -q -- '--ssh-user' \
+        || ! "$cmd" server --help >/dev/null 2>&1; }; then
     args="$args --ssh-user $user"
 fi
 
@@ -615,6 +643,7 @@ export PATH=$server_path HOME=/root LANG=C.UTF-8
 if $cmd status --data-dir $data_dir >/dev/null 2>&1; then exit 0; fi
 cd /
 nohup setsid $cmd $args >>$log 2>&1 </dev/null &
+echo \$!
 START
 start_changed=$wrote
 
@@ -671,7 +700,7 @@ elif [ "$start" = 1 ]; then
     fi
     if [ -z "$pid" ]; then
         say "No systemd here: starting minipaas in the background with $prefix/start (log: $log)"
-        run "$prefix/start"
+        if [ "$dry_run" = 1 ]; then run "$prefix/start"; else started=$("$prefix/start"); fi
     else
         say "minipaas is running (pid $pid) and up to date"
     fi
@@ -680,16 +709,36 @@ fi
 if [ "$dry_run" = 1 ] && [ -s "$key_lines" ]; then
     say "Would authorize $(wc -l < "$key_lines") SSH key(s) with minipaas keys:add"
 fi
-if [ "$start" = 1 ] && [ "$dry_run" = 0 ]; then
+running() {  # a live process (a zombie nobody reaped yet counts as gone)
+    kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null
+}
+# wait_ready: 0 once the server answers, 1 after 60 s or as soon as the one we started exits.
+wait_ready() {
     i=0
     until "$cmd" status --data-dir "$data_dir" >/dev/null 2>&1; do
         i=$((i + 1))
-        if [ $i -gt 300 ]; then
-            tail -n 20 "$log" 2>/dev/null >&2 || true
-            die "minipaas did not become ready within 60 s; see $log (or journalctl -u minipaas)."
-        fi
+        [ $i -le 300 ] || return 1
+        if [ -n "$started" ] && ! running "$started"; then return 1; fi
         sleep 0.2
     done
+}
+start_again() {
+    if [ "$has_systemd" = 1 ]; then systemctl restart minipaas.service; else started=$("$prefix/start"); fi
+}
+if [ "$start" = 1 ] && [ "$dry_run" = 0 ]; then
+    if ! wait_ready; then
+        tail -n 20 "$log" >&2 2>/dev/null || true
+        if [ "$replaced" = 1 ] && [ -x "$cmd.previous" ] && [ -z "$(server_pid)" ]; then
+            # The new version does not start: the previous one serves again (its data is
+            # untouched unless the new one migrated it; see the log above).
+            mv -f "$cmd.previous" "$cmd"
+            start_again
+            previous=$("$cmd" --version | awk '{print $2}')
+            wait_ready || die "The new minipaas did not start and neither did the previous one ($previous) put back at $cmd; see $log (or journalctl -u minipaas)."
+            die "The new minipaas did not start (see $log above); the previous one, minipaas $previous, is back at $cmd and serving."
+        fi
+        die "minipaas did not become ready within 60 s; see $log (or journalctl -u minipaas)."
+    fi
     say "$("$cmd" status --data-dir "$data_dir")"
 
     # SSH keys: add the ones not there yet (by fingerprint), named after their comment.
@@ -714,7 +763,7 @@ if [ "$start" = 1 ] && [ "$dry_run" = 0 ]; then
             done
             "$cmd" keys:add "$name" --file "$one" --data-dir "$data_dir" \
                 || { rm -f "$one"; die "Could not add the SSH key '$name'; add it later with 'minipaas keys:add NAME < key.pub'."; }
-            existing="$existing \"name\": \"$name\""
+            existing="$existing \"name\": \"$name\" \"$fpr\""  # the same key twice: added once
             rm -f "$one"
         done < "$key_lines"
     else

@@ -746,7 +746,6 @@ def cmd_auth_token(args: argparse.Namespace) -> int:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
-    from minipaas import names
     from minipaas.paths import default_data_dir
     from minipaas.server import run_server
     from minipaas.settings import Settings, default_ports
@@ -754,7 +753,8 @@ def cmd_server(args: argparse.Namespace) -> int:
     http_default, https_default = default_ports()
     domain = args.domain
     if domain != "localhost":
-        domain = names.hostname(domain)
+        domain = server_domain(domain)
+    check_server_tools()
     exe = shutil_which_self()
     settings = Settings(
         data_dir=Path(args.data_dir or os.environ.get("MINIPAAS_DATA_DIR") or default_data_dir()),
@@ -770,6 +770,63 @@ def cmd_server(args: argparse.Namespace) -> int:
         ssh_user=args.ssh_user,
     )
     return run_server(settings)
+
+
+#: The programs `minipaas server` runs, and the Debian package of each.
+SERVER_TOOLS = {
+    "git": "git", "bwrap": "bubblewrap", "choom": "util-linux", "unshare": "util-linux",
+}  # fmt: skip
+#: Run only as root (dynos under their own uids).
+ROOT_TOOLS = {"setpriv": "util-linux", "prlimit": "util-linux"}
+
+
+def missing_tools_message(missing: dict[str, str]) -> str | None:
+    """One sentence naming the programs not found and the packages that bring them (pure)."""
+    if not missing:
+        return None
+    tools = ", ".join(sorted(missing))
+    packages = " ".join(sorted(set(missing.values())))
+    return (
+        f"minipaas server needs {tools}, not found on PATH: install them "
+        f"(apt-get install {packages}) or run install.sh again."
+    )
+
+
+def check_server_tools() -> None:
+    """Raise `UserError` before starting when a program the server needs is missing, rather
+    than failing on the first push or dyno (or with a traceback, for Caddy)."""
+    import shutil
+
+    from minipaas.errors import MinipaasError, UserError
+    from minipaas.router.caddy import find_caddy
+
+    wanted = {**SERVER_TOOLS, **(ROOT_TOOLS if os.geteuid() == 0 else {})}
+    missing = {tool: pkg for tool, pkg in wanted.items() if shutil.which(tool) is None}
+    if message := missing_tools_message(missing):
+        raise UserError(message)
+    try:
+        find_caddy()
+    except MinipaasError as exc:
+        raise UserError(
+            f"{str(exc).removesuffix('.')}, or run install.sh again (it puts Caddy next to "
+            "minipaas)."
+        ) from exc
+
+
+def server_domain(domain: str) -> str:
+    """`--domain` of `minipaas server`: a DNS name whose subdomains are the apps, so not an
+    IP address (APP.1.2.3.4 resolves nowhere)."""
+    from minipaas import names
+    from minipaas.errors import UserError
+
+    host = names.hostname(domain)
+    if host.rsplit(".", 1)[-1].isdigit():
+        raise UserError(
+            f"Invalid domain '{domain}': an IP address cannot be the domain, apps answer at "
+            f"APP.DOMAIN; use a DNS name with a wildcard record pointing here (with no DNS of "
+            f"your own, {host}.sslip.io)."
+        )
+    return host
 
 
 def shutil_which_self() -> str:

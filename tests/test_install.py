@@ -17,13 +17,17 @@ from __future__ import annotations
 import contextlib
 import grp
 import hashlib
+import json
 import os
 import pwd
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,10 +152,16 @@ def remove_user(name: str) -> None:
 
 
 def read_pid(path: Path) -> int | None:
+    """The pid in a pid file: a bare number (minipaas.pid) or {"pid": N, ...} (caddy.pid)."""
     try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+        text = path.read_text()
+    except OSError:
         return None
+    with contextlib.suppress(ValueError, IndexError):
+        return int(text.split()[0])
+    with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+        return int(json.loads(text)["pid"])
+    return None
 
 
 def alive(pid: int | None) -> bool:
@@ -215,7 +225,8 @@ def test_dry_run_changes_nothing(binary: Path, key_file: Path) -> None:
     watched = (layout.base, Path("/etc/passwd"), Path("/etc/group"), Path("/etc/shadow"))
     try:
         before = snapshot(*watched)
-        result = install_sh("--dry-run", "--binary", str(binary), "--key", str(key_file),
+        # --key=FILE is --key FILE.
+        result = install_sh("--dry-run", "--binary", str(binary), f"--key={key_file}",
                             *layout.args())  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
         assert snapshot(*watched) == before
@@ -280,8 +291,15 @@ def test_bad_input_says_one_sentence_and_installs_nothing(
         (["--domain", "a..b", *base], {}, "Invalid domain 'a..b'"),
         (["--domain", "-x.example.com", *base], {}, "Invalid domain '-x.example.com'"),
         (["--email", "not-an-email", *base], {}, "Invalid e-mail 'not-an-email'"),
+        (["--email", "me@.com", *base], {}, "Invalid e-mail 'me@.com'"),
+        (["--domain", "https://example.com", *base], {}, "Invalid domain 'https://example.com'"),
+        (["--domain", "example.com/x", *base], {}, "Invalid domain 'example.com/x'"),
+        (["--domain", "203.0.113.7", *base], {}, "203.0.113.7.sslip.io"),
+        (["--domain", "", *base], {}, "--domain needs a value"),
         (["--key", str(bad_key), *base], {}, f"Malformed public key in '{bad_key}'"),
         (["--key", str(no_key), *base], {}, "holds no OpenSSH public key"),
+        (["--key", str(key_file.with_suffix("")), *base], {}, "is a private key"),
+        (["--dry-run=yes", *base], {}, "--dry-run takes no value"),
         (["--key", str(tmp_path / "missing.pub"), *base], {}, "Cannot read the key file"),
         ([*base, "--http-port", str(taken)], {}, f"Port {taken} is already in use by"),
         ([*base, "--https-port", "99999"], {}, "Invalid --https-port '99999'"),
@@ -410,6 +428,39 @@ def test_second_run_changes_nothing(
     assert "up to date" in again.stdout, again.stdout
 
 
+def test_the_same_new_key_given_twice_is_added_once(
+    installed: tuple[Layout, subprocess.CompletedProcess[str]], binary: Path, tmp_path: Path
+) -> None:
+    layout, _ = installed
+    key = tmp_path / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bob@desk", "-f", str(key)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    # The .pub file and an authorized_keys file that holds the same key.
+    listed = tmp_path / "authorized_keys"
+    listed.write_text(key.with_suffix(".pub").read_text())
+    again = install_sh("--binary", str(binary), "--key", str(key.with_suffix(".pub")),
+                       "--key", str(listed), *layout.args())  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "is already authorized" in again.stdout, again.stdout
+    names = paas_of(layout).cli("keys").stdout
+    assert names.count("bob") == 1, names
+
+
+def test_another_data_dir_while_the_server_runs_is_refused(
+    installed: tuple[Layout, subprocess.CompletedProcess[str]], binary: Path
+) -> None:
+    layout, _ = installed
+    other = layout.base / "other-data"
+    watched = (layout.prefix, layout.bin_dir, layout.home, layout.base / "units", other)
+    before = snapshot(*watched)
+    args = [*layout.args(), "--data-dir", str(other)]
+    line = one_sentence_error(install_sh("--binary", str(binary), *args))
+    assert f"minipaas is running with the data dir {layout.data_dir}" in line, line
+    assert snapshot(*watched) == before
+
+
 def test_push_over_ssh_as_the_minipaas_user(
     installed: tuple[Layout, subprocess.CompletedProcess[str]],
     key_file: Path,
@@ -446,18 +497,148 @@ def test_push_over_ssh_as_the_minipaas_user(
         sshd.stop()
 
 
+def processes_under(base: Path) -> list[str]:
+    """The live processes whose command line names a path under `base`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if str(base) + "/" in argv and alive(int(entry.name)):
+                found.append(f"{entry.name}: {argv[:200]}")
+    return found
+
+
+def dyno_pids(layout: Layout) -> set[int]:
+    with sqlite3.connect(layout.data_dir / "minipaas.db") as db:
+        return {row[0] for row in db.execute("SELECT pid FROM dynos WHERE pid IS NOT NULL")}
+
+
+def test_rerun_with_a_new_setting_restarts_the_server_and_keeps_dynos_serving(
+    installed: tuple[Layout, subprocess.CompletedProcess[str]],
+    binary: Path,
+    key_file: Path,
+    tmp_path: Path,
+) -> None:
+    layout, _ = installed
+    paas = paas_of(layout)
+    paas.cli("apps:create", "dynoapp")
+    token = paas.cli("auth:token").stdout.strip()
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "dynoapp")
+    url = f"https://x:{token}@minipaas.localhost:{layout.https_port}/git/dynoapp.git"
+    pushed = push(repo, url, env={"GIT_SSL_CAINFO": str(paas.ca)})
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    paas.wait_body("dynoapp.localhost", "hello from python-stdlib")
+    server = read_pid(layout.data_dir / "minipaas.pid")
+    caddy = read_pid(layout.data_dir / "caddy" / "caddy.pid")
+    dynos = dyno_pids(layout)
+    assert dynos and alive(server) and alive(caddy)
+
+    failures: list[tuple[int, str]] = []
+    served = [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            code, body = paas.curl("dynoapp.localhost")
+            if code == 200 and "hello from python-stdlib" in body:
+                served[0] += 1
+            else:
+                failures.append((code, body[:200]))
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    try:
+        # Another binary (a new version: the same program behind a different file) is an
+        # upgrade: the server restarts on it while the dynos and Caddy keep serving.
+        newer = tmp_path / "minipaas"
+        newer.write_text(f'#!/bin/sh\nexec {binary} "$@"\n')
+        newer.chmod(0o755)
+        again = install_sh("--binary", str(newer), "--key", str(key_file), *layout.args())
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "Restarting minipaas" in again.stdout, again.stdout
+        before = served[0]
+        wait_for(lambda: served[0] > before + 3, timeout=30, message="requests after the rerun")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert failures == [], failures[:5]
+    new_server = read_pid(layout.data_dir / "minipaas.pid")
+    assert new_server != server and alive(new_server) and not alive(server)
+    assert read_pid(layout.data_dir / "caddy" / "caddy.pid") == caddy  # adopted, not restarted
+    assert dyno_pids(layout) == dynos
+    assert layout.exe.read_text() == newer.read_text()
+
+    # A changed setting (the ACME e-mail) changes the server's command line: a restart too.
+    again = install_sh("--binary", str(newer), "--key", str(key_file), *layout.args(),
+                       "--email", "ops@example.com")  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Restarting minipaas" in again.stdout, again.stdout
+    assert "email=ops@example.com" in (layout.prefix / "install.conf").read_text()
+    assert read_pid(layout.data_dir / "caddy" / "caddy.pid") == caddy
+    assert dyno_pids(layout) == dynos
+    paas.wait_body("dynoapp.localhost", "hello from python-stdlib")
+
+
+def test_a_new_binary_that_does_not_start_gives_way_to_the_previous_one(
+    installed: tuple[Layout, subprocess.CompletedProcess[str]], binary: Path, tmp_path: Path
+) -> None:
+    layout, _ = installed
+    paas = paas_of(layout)
+    broken = tmp_path / "minipaas"
+    broken.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = server ]; then echo "broken build: cannot start" >&2; exit 3; fi\n'
+        f'exec {binary} "$@"\n'
+    )
+    broken.chmod(0o755)
+    installed_exe = layout.exe.read_bytes()
+    server = read_pid(layout.data_dir / "minipaas.pid")
+    caddy = read_pid(layout.data_dir / "caddy" / "caddy.pid")
+    dynos = dyno_pids(layout)
+    assert dynos and alive(server)
+    started = time.monotonic()
+    result = install_sh("--binary", str(broken), *layout.args())
+    line = [ln for ln in result.stderr.splitlines() if ln.startswith(" !")]
+    assert result.returncode == 1 and len(line) == 1, result.stdout + result.stderr
+    assert "The new minipaas did not start" in line[0] and "is back at" in line[0], line
+    assert "broken build: cannot start" in result.stderr  # the log's tail shows why
+    assert time.monotonic() - started < 50  # it saw the new server exit: no 60 s wait
+    # The previous binary is back and serving; the dynos and Caddy never stopped.
+    assert layout.exe.read_bytes() == installed_exe
+    assert not Path(f"{layout.exe}.previous").exists()
+    new_server = read_pid(layout.data_dir / "minipaas.pid")
+    assert alive(new_server) and new_server != server
+    assert read_pid(layout.data_dir / "caddy" / "caddy.pid") == caddy and alive(caddy)
+    assert dyno_pids(layout) == dynos
+    assert "dynoapp" in paas.cli("apps").stdout
+    paas.wait_body("dynoapp.localhost", "hello from python-stdlib")
+
+
 def test_uninstall_keeps_data_then_purge_removes_it(
     installed: tuple[Layout, subprocess.CompletedProcess[str]],
 ) -> None:
     layout, _ = installed
     server = read_pid(layout.data_dir / "minipaas.pid")
     caddy = read_pid(layout.data_dir / "caddy" / "caddy.pid")
+    dynos = dyno_pids(layout)
+    assert alive(server) and alive(caddy) and dynos, (server, caddy, dynos)
+    # A server that died (killed, crashed): its dynos and Caddy keep running by design, and
+    # the uninstall must stop them too.
+    assert server is not None
+    os.kill(server, signal.SIGKILL)
+    wait_for(lambda: not alive(server), timeout=30, message="the server to die")
     result = install_sh("--uninstall", *layout.args())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Kept:" in result.stdout
     wait_for(
-        lambda: not alive(server) and not alive(caddy), timeout=60, message="the server to stop"
+        lambda: not alive(server) and not alive(caddy) and not any(map(alive, dynos)),
+        timeout=60,
+        message="the server, Caddy and the dynos to stop",
     )
+    # Nothing at all runs from the install any more (the router's resolver included).
+    wait_for(lambda: processes_under(layout.base) == [], timeout=30, message="no processes")
     assert not layout.prefix.exists() and not (layout.bin_dir / "minipaas").exists()
     assert (layout.data_dir / "minipaas.db").exists() and user_exists(layout.user)
 

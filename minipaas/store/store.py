@@ -22,7 +22,8 @@ from typing import Any
 
 import aiosqlite
 
-from minipaas.errors import Conflict, DiskFull, NotFound
+from minipaas import __version__
+from minipaas.errors import Conflict, DiskFull, NotFound, UserError
 from minipaas.models import App, Build, Domain, Release, SSHKey
 
 _log = logging.getLogger(__name__)
@@ -68,7 +69,11 @@ class Store:
         await self._db.execute("PRAGMA foreign_keys=ON")
         await self._db.execute(CACHE_SIZE)
         self.path.chmod(0o600)
-        await self._migrate()
+        try:
+            await self._migrate()
+        except BaseException:
+            await self.close()  # its thread would keep the process from exiting
+            raise
 
     async def close(self) -> None:
         # An unclosed aiosqlite connection keeps a non-daemon thread alive and hangs exit.
@@ -89,7 +94,16 @@ class Store:
         )
         rows = await self.db.execute_fetchall("SELECT version FROM schema_migrations")
         done = {row[0] for row in rows}
-        for version, sql in _migrations():
+        known = _migrations()
+        newest = max((version for version, _ in known), default=0)
+        if done and max(done) > newest:
+            # A downgrade: this code would run on tables it does not know (and may misread).
+            raise UserError(
+                f"The database {self.path} has schema version {max(done)} and this minipaas "
+                f"{__version__} knows only up to {newest}: a newer minipaas wrote it; install "
+                "that version again (going back to an older minipaas is not supported)."
+            )
+        for version, sql in known:
             if version in done:
                 continue
             # executescript commits first; the migration and its record commit together.
