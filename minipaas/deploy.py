@@ -530,6 +530,10 @@ class Deployer:
             f"Running cron job {job.index} ({job.schedule}): {job.command}",
         )
         code = await self.supervisor.run_once(spec, lambda _line: None, timeout=3600)
+        try:
+            await self.store.app(job.app)
+        except NotFound:  # destroyed meanwhile (which killed the job): its logs are gone
+            return code
         self.logs.append(
             job.app, "minipaas", "minipaas", f"Cron job {job.index} exited with status {code}"
         )

@@ -219,7 +219,8 @@ class Supervisor:
         # same ports while a dyno boots (the probe cannot reserve a port for it).
         self._port_cursor = secrets.randbelow(port_range[1] - port_range[0] + 1)
         self._one_offs: dict[str, set[int]] = {}  # "app/type" -> numbers of running one-offs
-        self._one_off_groups: set[int] = set()
+        #: Process group of each running one-off dyno -> its app, and set once it is reaped.
+        self._one_off_groups: dict[int, tuple[str, asyncio.Event]] = {}
         self._records: dict[str, tuple[DynoRecord, ...]] = {}
         self._retirements: set[asyncio.Task[None]] = set()  # old dynos stopping after a switch
         # Wakes the output pumps on writes, and all of them every PUMP_SAFETY s (one timer).
@@ -398,7 +399,7 @@ class Supervisor:
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # the dyno leads its own process group
             )
-            self._one_off_groups.add(proc.pid)
+            self._one_off_groups[proc.pid] = (spec.app, asyncio.Event())
             assert proc.stdout is not None
 
             def emit(texts: list[str]) -> None:
@@ -425,7 +426,7 @@ class Supervisor:
                     kill_group(proc.pid, signal.SIGKILL)
                     with contextlib.suppress(ProcessLookupError):
                         await asyncio.shield(proc.wait())
-                self._one_off_groups.discard(proc.pid)
+                self._one_off_reaped(proc.pid)
             if port is not None:
                 self._ports.discard(port)
             used.discard(number)
@@ -481,7 +482,7 @@ class Supervisor:
                 stderr=stderr,
                 start_new_session=not tty,
             )
-            self._one_off_groups.add(proc.pid)
+            self._one_off_groups[proc.pid] = (spec.app, asyncio.Event())
             try:
                 async with asyncio.timeout(timeout):
                     status = await proc.wait()
@@ -500,18 +501,34 @@ class Supervisor:
                         os.kill(proc.pid, signal.SIGKILL)  # before its setsid, it has no group
                     with contextlib.suppress(ProcessLookupError):
                         await asyncio.shield(proc.wait())
-                self._one_off_groups.discard(proc.pid)
+                self._one_off_reaped(proc.pid)
             if port is not None:
                 self._ports.discard(port)
             used.discard(number)
             self._remove_scratch(scratch)
 
     async def stop_app(self, app: str) -> None:
-        """Stop every dyno of the app (graceful, in parallel) and forget them."""
+        """Stop every dyno of the app (graceful, in parallel) and forget them. Its one-off
+        dynos (`run`, cron jobs) are killed, and reaped before this returns: a destroyed app
+        must leave nothing running, nor anything that writes to its logs afterwards."""
+        one_offs = [done for pgid, (owner, done) in self._one_off_groups.items() if owner == app]
+        for pgid in [pgid for pgid, (owner, _) in self._one_off_groups.items() if owner == app]:
+            kill_group(pgid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pgid, signal.SIGKILL)  # an attached run before its setsid has no group
         async with self._lock(app):
             dynos = list(self._dynos.get(app, []))
             await asyncio.gather(*(self._stop(d) for d in dynos))
             self._forget(app, dynos)
+        if one_offs:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    await asyncio.gather(*(done.wait() for done in one_offs))
+
+    def _one_off_reaped(self, pgid: int) -> None:
+        entry = self._one_off_groups.pop(pgid, None)
+        if entry is not None:
+            entry[1].set()
 
     async def stop_all(self) -> None:
         """Stop every dyno of every app (`minipaas down`); one-off dynos are killed."""
