@@ -675,9 +675,21 @@ class Deployer:
         """Restart the app's dynos, those of `process_type`, or the one dyno of that type
         numbered `number` (`ps:restart web.2`)."""
         async with self.lock(app_name):
-            await self.store.app(app_name)
+            app = await self.store.app(app_name)
+            current = await self.store.current_release(app)
+            # The specs as of now: `checks:set` since the dynos started applies to the restart.
+            specs = (
+                {ptype: spec for ptype, (spec, _) in (await self._groups(app, current)).items()}
+                if current is not None and current.slug is not None
+                else {}
+            )
             await self.supervisor.restart(
-                app_name, process_type, switch=self.sync_routes, drain=self.drain, number=number
+                app_name,
+                process_type,
+                switch=self.sync_routes,
+                drain=self.drain,
+                number=number,
+                specs=specs,
             )
             await self.sync_routes()
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -66,4 +67,35 @@ def test_destroy_kills_the_apps_one_off_dynos(
     assert not (paas.data_dir / "logs" / app).exists()
     paas.cli("apps:create", app)  # the name is free again, with no logs of the old app
     assert "sleep" not in paas.cli("logs", "-a", app).stdout
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def _web_pids(paas: Paas, app: str) -> list[int]:
+    dynos = json.loads(paas.cli("ps", "-a", app, "--json").stdout)["dynos"]
+    return sorted(int(d["pid"]) for d in dynos if d["type"] == "web" and d["state"] == "up")
+
+
+def test_checks_set_applies_to_the_next_restart(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """`checks:set` says it "applies from the next deploy or restart", but `ps:restart` reused
+    the check the dynos were started with: a dyno failing the new check went live."""
+    paas, sshd = env
+    app = "qaops-check"
+    paas.cli("apps:create", app)
+    deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / app), app))
+    paas.wait_body(f"{app}.localhost", "hello from python-stdlib")
+    before = _web_pids(paas, app)
+    paas.cli("checks:set", "path=/health", "expect=NOPE", "timeout=2", "-a", app)
+
+    failed = paas.cli("ps:restart", "-a", app, check=False)
+    assert failed.returncode == 1 and "health check" in failed.stderr, failed.stderr
+    assert "The previous dynos keep running" in failed.stderr
+    assert _web_pids(paas, app) == before
+    paas.wait_body(f"{app}.localhost", "hello from python-stdlib")
+
+    paas.cli("checks:set", "path=/health", "expect=hello", "timeout=5", "-a", app)
+    paas.cli("ps:restart", "web", "-a", app)
+    after = _web_pids(paas, app)
+    assert after and after != before
     paas.cli("apps:destroy", "-a", app, "--confirm", app)

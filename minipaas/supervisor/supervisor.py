@@ -545,9 +545,18 @@ class Supervisor:
         drain: Drain | None = None,
         *,
         number: int | None = None,
+        specs: Mapping[str, DynoSpec] | None = None,
     ) -> None:
         """Restart the app's dynos (of one type, or the one dyno `process_type`.`number`): web
-        ones rolling, the others stop-then-start."""
+        ones rolling, the others stop-then-start. `specs` (by process type) replace the specs
+        the dynos were started with when of the same release: a health check set since then
+        (`checks:set`) applies to the restart."""
+
+        def spec_of(d: _Dyno) -> DynoSpec:
+            fresh = (specs or {}).get(d.spec.process_type)
+            same = fresh is not None and (fresh.app, fresh.release) == (d.spec.app, d.spec.release)
+            return fresh if fresh is not None and same else d.spec
+
         async with self._lock(app):
             current = [d for d in self._dynos.get(app, []) if not d.retiring]
             targets = [
@@ -564,10 +573,10 @@ class Supervisor:
                 raise NotFound(f"The app {app!r} has no {what} to restart.")
             web = [d for d in targets if d.spec.process_type == "web"]
             others = [d for d in targets if d.spec.process_type != "web"]
-            await self._rollout(app, [(d.spec, d.number) for d in web], web, switch, drain)
+            await self._rollout(app, [(spec_of(d), d.number) for d in web], web, switch, drain)
             await asyncio.gather(*(self._stop(d) for d in others))
             self._forget(app, others)
-            fresh = [self._launch(d.spec, d.number) for d in others]
+            fresh = [self._launch(spec_of(d), d.number) for d in others]
             self._changed(app)
             await asyncio.gather(*(self._wait_ready(d) for d in fresh))
 
