@@ -47,11 +47,20 @@ class CronScheduler:
         self.running: dict[tuple[str, int], asyncio.Task[None]] = {}
 
     async def run_forever(self) -> None:
+        last: datetime | None = None
         while True:
             now = self._now()
             minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-            await self._sleep((minute - now).total_seconds())
-            await self.tick(minute)
+            if last is not None and minute <= last:
+                # Woke a hair before the minute (the loop's clock is not the wall clock): that
+                # minute has had its tick; never run its jobs twice.
+                minute = last + timedelta(minutes=1)
+            await self._sleep(max(0.0, (minute - now).total_seconds()))
+            try:
+                await self.tick(minute)
+            except Exception:  # the job list (the database) failing once must not end cron
+                log.exception("cron: the jobs due at %s could not be listed", minute)
+            last = minute
 
     async def tick(self, minute: datetime) -> list[CronJob]:
         """Start the jobs due at `minute`; returns the ones started."""
