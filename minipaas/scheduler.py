@@ -44,7 +44,9 @@ class CronScheduler:
         self._run = run
         self._now = now
         self._sleep = sleep
-        self.running: dict[tuple[str, int], asyncio.Task[None]] = {}
+        #: Runs still going, by (app, command, schedule): the job itself, not its position in
+        #: app.json `cron`, which a new release may give to another job.
+        self.running: dict[tuple[str, str, str], asyncio.Task[None]] = {}
 
     async def run_forever(self) -> None:
         last: datetime | None = None
@@ -65,8 +67,9 @@ class CronScheduler:
     async def tick(self, minute: datetime) -> list[CronJob]:
         """Start the jobs due at `minute`; returns the ones started."""
         started = []
+        self.running = {k: t for k, t in self.running.items() if not t.done()}
         for job in await self._jobs():
-            key = (job.app, job.index)
+            key = (job.app, job.command, job.schedule)
             if key in self.running and not self.running[key].done():
                 continue
             try:

@@ -105,3 +105,33 @@ async def test_run_forever_ticks_each_minute_once_and_outlives_a_failing_job_lis
         await scheduler.run_forever()
     assert [t.strftime("%H:%M") for t in ticked] == ["10:05", "10:06", "10:07"]
     await scheduler.stop()
+
+
+async def test_a_slow_job_is_not_stacked_when_a_release_moves_it_in_the_list() -> None:
+    """Runs were tracked by position in app.json `cron`: a new release that put another job
+    first started the slow one again beside itself (now second), and skipped the new first one
+    while the slow one ran."""
+    gate = asyncio.Event()
+    ran: list[str] = []
+
+    async def run(job: CronJob) -> int:
+        ran.append(job.command)
+        await gate.wait()
+        return 0
+
+    jobs = [CronJob("a", 0, "slow", "* * * * *", 1)]
+
+    async def get_jobs() -> list[CronJob]:
+        return jobs
+
+    scheduler = CronScheduler(jobs=get_jobs, run=run)
+    await scheduler.tick(MINUTE)
+    jobs = [CronJob("a", 0, "new", "* * * * *", 2), CronJob("a", 1, "slow", "* * * * *", 2)]
+    assert [j.command for j in await scheduler.tick(MINUTE.replace(minute=6))] == ["new"]
+    await asyncio.sleep(0)
+    assert ran == ["slow", "new"]
+    gate.set()
+    await asyncio.gather(*scheduler.running.values())
+    assert len(await scheduler.tick(MINUTE.replace(minute=7))) == 2
+    assert len(scheduler.running) == 2  # finished runs are not kept for ever
+    await scheduler.stop()
