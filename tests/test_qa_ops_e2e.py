@@ -99,3 +99,48 @@ def test_checks_set_applies_to_the_next_restart(
     after = _web_pids(paas, app)
     assert after and after != before
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_ps_lists_running_one_off_dynos(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    """`ps` never showed a running `run` or cron job (Heroku's lists its one-off processes): a
+    cron job that hung for its hour was invisible."""
+    paas, sshd = env
+    app = "qaops-ps"
+    paas.cli("apps:create", app)
+    deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / app), app))
+    marker = _marker()
+    client = subprocess.Popen(
+        [str(paas.exe), "run", "-a", app, "--", "sh", "-c", f"sleep {marker}"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=paas.env,
+    )
+    try:
+        wait_for(lambda: _sleeping(marker), timeout=30, interval=0.1)
+        data = json.loads(paas.cli("ps", "-a", app, "--json").stdout)
+        [one_off] = data["one_offs"]
+        assert one_off["name"] == "run.1" and one_off["type"] == "run"
+        assert one_off["command"] == f"sh -c 'sleep {marker}'" and one_off["release"] == 1
+        assert [d["name"] for d in data["dynos"]] == ["web.1"]  # not part of the formation
+        text = paas.cli("ps", "-a", app).stdout
+        assert "=== one-off processes (1)" in text
+        assert f"s v1 pid={one_off['pid']}: sh -c 'sleep {marker}'" in text
+        assert "run.1: up " in text
+        paas.cli("ps:scale", "web=0", "-a", app)
+        assert "run.1: up" in paas.cli("ps", "-a", app).stdout  # not "No dynos"
+
+        # and `ps:stop run.1` stops it, as on Heroku (a hung cron job: `ps:stop cron.1`)
+        started = time.monotonic()
+        assert "Stopped run.1 of" in paas.cli("ps:stop", "run.1", "-a", app).stdout
+        assert not _sleeping(marker) and time.monotonic() - started < 8  # SIGTERM did it
+        client.wait(timeout=30)
+        data = json.loads(paas.cli("ps", "-a", app, "--json").stdout)
+        assert data["one_offs"] == [] and data["stopped"] == []
+        for bad, message in (("run.1", "runs no one-off dyno 'run.1'"), ("run.x", "'run.x'")):
+            result = paas.cli("ps:stop", bad, "-a", app, check=False)
+            assert result.returncode == 1 and message in result.stderr, result.stderr
+    finally:
+        client.kill()
+        client.wait()
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)

@@ -91,6 +91,24 @@ class _AdoptedSpec(DynoSpec):
     """The spec of an adopted dyno that matches no group: never equal to a real spec."""
 
 
+@dataclass(frozen=True)
+class OneOffStatus:
+    """A running one-off dyno (`run.N`, `cron.N`) as `ps` lists it."""
+
+    app: str
+    name: str
+    command: str
+    release: int
+    pid: int
+    started_at: float  # wall clock
+
+
+@dataclass(eq=False)
+class _OneOff:
+    status: OneOffStatus
+    reaped: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 @dataclass(eq=False)
 class _Dyno:
     """A dyno the supervisor owns, across its restarts."""
@@ -220,7 +238,7 @@ class Supervisor:
         self._port_cursor = secrets.randbelow(port_range[1] - port_range[0] + 1)
         self._one_offs: dict[str, set[int]] = {}  # "app/type" -> numbers of running one-offs
         #: Process group of each running one-off dyno -> its app, and set once it is reaped.
-        self._one_off_groups: dict[int, tuple[str, asyncio.Event]] = {}
+        self._one_off_groups: dict[int, _OneOff] = {}
         self._records: dict[str, tuple[DynoRecord, ...]] = {}
         self._retirements: set[asyncio.Task[None]] = set()  # old dynos stopping after a switch
         # Wakes the output pumps on writes, and all of them every PUMP_SAFETY s (one timer).
@@ -312,6 +330,30 @@ class Supervisor:
             and not d.stopping
         ]
 
+    async def stop_one_off(self, app: str, name: str, grace: float = 10.0) -> None:
+        """`ps:stop run.1`: SIGTERM to the one-off dyno's processes, SIGKILL after `grace` s;
+        returns once it is reaped. `NotFound` if the app runs no one-off of that name."""
+        found = [
+            (pgid, o)
+            for pgid, o in self._one_off_groups.items()
+            if (o.status.app, o.status.name) == (app, name)
+        ]
+        if not found:
+            raise NotFound(f"The app {app!r} runs no one-off dyno {name!r}; see `minipaas ps`.")
+        pgid, one_off = found[0]
+        kill_group(pgid, signal.SIGTERM)
+        try:
+            async with asyncio.timeout(grace):
+                await one_off.reaped.wait()
+        except TimeoutError:
+            kill_group(pgid, signal.SIGKILL)
+            await one_off.reaped.wait()
+
+    def one_offs(self, app: str) -> list[OneOffStatus]:
+        """The app's running one-off dynos (`run`, cron jobs, the release phase), by name."""
+        found = [o.status for o in self._one_off_groups.values() if o.status.app == app]
+        return sorted(found, key=lambda o: (o.name.partition(".")[0], o.started_at))
+
     def status(self, app: str | None = None) -> list[DynoStatus]:
         """Every dyno of `app` (or of all apps), by app, type and number."""
         apps = [app] if app is not None else sorted(self._dynos)
@@ -399,7 +441,9 @@ class Supervisor:
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # the dyno leads its own process group
             )
-            self._one_off_groups[proc.pid] = (spec.app, asyncio.Event())
+            self._one_off_groups[proc.pid] = _OneOff(
+                OneOffStatus(spec.app, name, spec.command, spec.release, proc.pid, time.time())
+            )
             assert proc.stdout is not None
 
             def emit(texts: list[str]) -> None:
@@ -482,7 +526,9 @@ class Supervisor:
                 stderr=stderr,
                 start_new_session=not tty,
             )
-            self._one_off_groups[proc.pid] = (spec.app, asyncio.Event())
+            self._one_off_groups[proc.pid] = _OneOff(
+                OneOffStatus(spec.app, dyno, spec.command, spec.release, proc.pid, time.time())
+            )
             try:
                 async with asyncio.timeout(timeout):
                     status = await proc.wait()
@@ -511,8 +557,8 @@ class Supervisor:
         """Stop every dyno of the app (graceful, in parallel) and forget them. Its one-off
         dynos (`run`, cron jobs) are killed, and reaped before this returns: a destroyed app
         must leave nothing running, nor anything that writes to its logs afterwards."""
-        one_offs = [done for pgid, (owner, done) in self._one_off_groups.items() if owner == app]
-        for pgid in [pgid for pgid, (owner, _) in self._one_off_groups.items() if owner == app]:
+        one_offs = [o.reaped for o in self._one_off_groups.values() if o.status.app == app]
+        for pgid in [p for p, o in self._one_off_groups.items() if o.status.app == app]:
             kill_group(pgid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pgid, signal.SIGKILL)  # an attached run before its setsid has no group
@@ -528,7 +574,7 @@ class Supervisor:
     def _one_off_reaped(self, pgid: int) -> None:
         entry = self._one_off_groups.pop(pgid, None)
         if entry is not None:
-            entry[1].set()
+            entry.reaped.set()
 
     async def stop_all(self) -> None:
         """Stop every dyno of every app (`minipaas down`); one-off dynos are killed."""
