@@ -281,8 +281,10 @@ def cmd_ps(args: argparse.Namespace) -> int:
         print(f"=== {ptype} ({data['formation'].get(ptype, 0)}): {dynos[0]['command']}")
         for d in dynos:
             up = f" {_ago(d['started_at'])}" if d["state"] == "up" else ""
+            pid = f" pid={d['pid']}" if d["pid"] is not None else ""
             extra = f" restarts={d['restarts']}" if d["restarts"] else ""
-            print(f"{d['name']}: {d['state']}{up} v{d['release']} pid={d['pid']}{extra}")
+            reason = f": {d['reason']}" if d.get("reason") else ""
+            print(f"{d['name']}: {d['state']}{up} v{d['release']}{pid}{extra}{reason}")
         print()
     if one_offs:
         print(f"=== one-off processes ({len(one_offs)})")

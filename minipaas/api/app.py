@@ -232,6 +232,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 "restarts": d.restarts,
                 "command": d.command,
                 "exit_code": d.exit_code,
+                "reason": d.reason,  # why it is crashed or down
             }
             for d in ctx.supervisor.status(app)
         ]
