@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.paas import SAMPLES, Paas, deployed, git_repo, ssh_push
+from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, ssh_push
 from tests.support.ports import wait_for
 from tests.support.sshd import SSHServer
 
@@ -30,9 +30,7 @@ def _marker() -> str:
     return f"{os.getpid()}.{time.monotonic_ns() % 100000}"
 
 
-def test_destroy_kills_the_apps_one_off_dynos(
-    env: tuple[Paas, SSHServer], tmp_path: Path
-) -> None:
+def test_destroy_kills_the_apps_one_off_dynos(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
     """`apps:destroy` left a running `minipaas run` (and so a cron job: the same one-off path)
     running for up to an hour, under the app's uid, and its exit line recreated the destroyed
     app's log directory."""
@@ -143,4 +141,51 @@ def test_ps_lists_running_one_off_dynos(env: tuple[Paas, SSHServer], tmp_path: P
     finally:
         client.kill()
         client.wait()
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_metrics_count_exactly_the_requests_and_404s_sent(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """A known load on a static site (its 404.html answers misses): `metrics` counts exactly
+    the requests and the 4xx answers sent, and no 5xx."""
+    paas, sshd = env
+    app = "qaops-metered"
+    paas.cli("apps:create", app)
+    repo = git_repo(SAMPLES / "static-site", tmp_path / app)
+    (repo / "404.html").write_text("<h1>not here</h1>")
+    commit(repo, "a 404 page")
+    deployed(ssh_push(sshd, repo, app))
+    host = f"{app}.localhost"
+    base = f"https://{host}:{paas.https_port}"
+    urls = [f"{base}/"] * 20 + [f"{base}/missing-{n}" for n in range(10)] + [f"{base}/.env"] * 2
+    out = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--cacert",
+            str(paas.ca),
+            "--resolve",
+            f"{host}:{paas.https_port}:127.0.0.1",
+            "-w",
+            "%{http_code}\n",
+            *["-o", "/dev/null"] * len(urls),
+            *urls,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    assert out.count("200") == 20 and out.count("404") == 12, out
+    assert paas.curl(host, "/nope") == (404, "<h1>not here</h1>")  # the site's own 404 page
+
+    def totals() -> tuple[int, int, int] | None:
+        data = json.loads(paas.cli("metrics", "-a", app, "--json").stdout)
+        step = data["interval"]
+        seen = [round(sum(p[k] * step for p in data["router"])) for k in ("rps", "r4xx", "r5xx")]
+        return (seen[0], seen[1], seen[2]) if seen[0] >= 33 else None
+
+    requests, r4xx, r5xx = wait_for(totals, timeout=30, interval=0.5)
+    assert (requests, r4xx, r5xx) == (33, 13, 0)
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
