@@ -60,7 +60,8 @@ def release_settings(slug: Path) -> dict[str, Any]:
     jobs = []
     for job in parsed.cron:
         cron.parse(job.schedule)
-        jobs.append({"command": job.command, "schedule": job.schedule})
+        if not job.maintenance:  # suspended (Dokku's `"maintenance": true`): never run
+            jobs.append({"command": job.command, "schedule": job.schedule})
     return {
         "check": checks.from_app_json(parsed.healthchecks),
         "cron": jobs,
