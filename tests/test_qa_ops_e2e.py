@@ -135,7 +135,11 @@ def test_ps_lists_running_one_off_dynos(env: tuple[Paas, SSHServer], tmp_path: P
         client.wait(timeout=30)
         data = json.loads(paas.cli("ps", "-a", app, "--json").stdout)
         assert data["one_offs"] == [] and data["stopped"] == []
-        for bad, message in (("run.1", "runs no one-off dyno 'run.1'"), ("run.x", "'run.x'")):
+        for bad, message in (
+            ("run.1", "runs no one-off dyno 'run.1'"),
+            ("web.1", "to stop a process type, use `ps:stop web`"),
+            ("run.x", "'run.x'"),
+        ):
             result = paas.cli("ps:stop", bad, "-a", app, check=False)
             assert result.returncode == 1 and message in result.stderr, result.stderr
     finally:

@@ -339,7 +339,10 @@ class Supervisor:
             if (o.status.app, o.status.name) == (app, name)
         ]
         if not found:
-            raise NotFound(f"The app {app!r} runs no one-off dyno {name!r}; see `minipaas ps`.")
+            raise NotFound(
+                f"The app {app!r} runs no one-off dyno {name!r} (see `minipaas ps`); to stop a "
+                f"process type, use `ps:stop {name.partition('.')[0]}`."
+            )
         pgid, one_off = found[0]
         kill_group(pgid, signal.SIGTERM)
         try:
