@@ -540,6 +540,17 @@ class Deployer:
         )
         return code
 
+    def cron_skipped(self, job: CronJob) -> None:
+        """A due cron job not started because its previous run is still going: say so in the
+        app's logs (a job that silently never runs is hard to explain)."""
+        self.logs.append(
+            job.app,
+            "minipaas",
+            "minipaas",
+            f"Cron job {job.index} ({job.schedule}) not started: its previous run is still "
+            "going (see `minipaas ps`)",
+        )
+
     async def prune_slugs(self, app: App) -> list[str]:
         """Keep the newest `keep_slugs` slugs (and the serving one); delete older ones."""
         current = await self.store.current_release(app)

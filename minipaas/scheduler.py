@@ -39,9 +39,11 @@ class CronScheduler:
         run: Callable[[CronJob], Awaitable[int]],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        skipped: Callable[[CronJob], None] = lambda _job: None,
     ) -> None:
         self._jobs = jobs
         self._run = run
+        self._skipped = skipped  # told of a due job not started: its last run still goes on
         self._now = now
         self._sleep = sleep
         #: Runs still going, by (app, command, schedule): the job itself, not its position in
@@ -70,16 +72,18 @@ class CronScheduler:
         self.running = {k: t for k, t in self.running.items() if not t.done()}
         for job in await self._jobs():
             key = (job.app, job.command, job.schedule)
-            if key in self.running and not self.running[key].done():
-                continue
             try:
                 due = cron.parse(job.schedule).matches(minute)
             except (UserError, ValueError):  # stored by an older, more lenient parser
                 due = False
-            if due:
-                task = asyncio.get_running_loop().create_task(self._one(job))
-                self.running[key] = task
-                started.append(job)
+            if not due:
+                continue
+            if key in self.running:
+                self._skipped(job)
+                continue
+            task = asyncio.get_running_loop().create_task(self._one(job))
+            self.running[key] = task
+            started.append(job)
         return started
 
     async def _one(self, job: CronJob) -> None:
