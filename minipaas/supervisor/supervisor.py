@@ -350,7 +350,9 @@ class Supervisor:
                 await one_off.reaped.wait()
         except TimeoutError:
             kill_group(pgid, signal.SIGKILL)
-            await one_off.reaped.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await one_off.reaped.wait()
 
     def one_offs(self, app: str) -> list[OneOffStatus]:
         """The app's running one-off dynos (`run`, cron jobs, the release phase), by name."""
