@@ -70,6 +70,12 @@ def validate(raw: Mapping[str, Any]) -> dict[str, Any]:
                 f"Invalid health check timeout {_quoted(raw['timeout'])}: use at least 1 s."
             )
         check["timeout"] = timeout
+        if check["min_uptime"] >= timeout:
+            # The dyno must stay up min_uptime s within timeout s: no deploy could pass.
+            raise UserError(
+                f"Invalid health check min_uptime {_quoted(raw.get('min_uptime'))}: it must be "
+                f"less than the timeout ({timeout:g} s), or no dyno could ever pass the check."
+            )
     return check
 
 

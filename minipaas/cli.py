@@ -258,6 +258,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         _print_json(data)
         return 0
     stopped = set(data.get("stopped", ()))
+    one_offs: list[dict[str, Any]] = data.get("one_offs", [])
     wanted = sum(v for k, v in data["formation"].items() if k not in stopped)
     for ptype in sorted(stopped):
         print(
@@ -269,7 +270,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             f"{k}={v}" for k, v in sorted(data["formation"].items()) if v and k not in stopped
         )
         print(f"minipaas has just started: {app}'s dynos ({formation}) are waiting to start.\n")
-    elif not data["dynos"]:
+    elif not data["dynos"] and not one_offs:
         if not stopped:
             print(f"No dynos on {app}.")
         return 0
@@ -280,8 +281,18 @@ def cmd_ps(args: argparse.Namespace) -> int:
         print(f"=== {ptype} ({data['formation'].get(ptype, 0)}): {dynos[0]['command']}")
         for d in dynos:
             up = f" {_ago(d['started_at'])}" if d["state"] == "up" else ""
+            pid = f" pid={d['pid']}" if d["pid"] is not None else ""
             extra = f" restarts={d['restarts']}" if d["restarts"] else ""
-            print(f"{d['name']}: {d['state']}{up} v{d['release']} pid={d['pid']}{extra}")
+            reason = f": {d['reason']}" if d.get("reason") else ""
+            print(f"{d['name']}: {d['state']}{up} v{d['release']}{pid}{extra}{reason}")
+        print()
+    if one_offs:
+        print(f"=== one-off processes ({len(one_offs)})")
+        for o in one_offs:
+            up = _ago(o["started_at"])
+            command = " ".join(str(o["command"]).split())
+            command = command if len(command) <= 80 else command[:79] + "…"
+            print(f"{o['name']}: up {up} v{o['release']} pid={o['pid']}: {command}")
         print()
     return 0
 
@@ -477,7 +488,10 @@ def cmd_ps_stop_start(action: str) -> Handler:
         app = _app(args)
         with _client(args) as c:
             c.request("POST", f"/api/apps/{app}/ps/{action}", json_body={"type": args.type})
-        print(f"{'Stopped' if action == 'stop' else 'Started'} {args.type} dynos of {app}.")
+        if action == "stop" and "." in args.type:
+            print(f"Stopped {args.type} of {app}.")  # a one-off dyno (`ps` lists them)
+        else:
+            print(f"{'Stopped' if action == 'stop' else 'Started'} {args.type} dynos of {app}.")
         return 0
 
     return run
@@ -981,7 +995,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(long=True)
     p.add_argument("version", nargs="?", metavar="vN")
-    p = add("ps:stop", cmd_ps_stop_start("stop"), "stop a process type (remembered)", app=True)
+    p = add(
+        "ps:stop",
+        cmd_ps_stop_start("stop"),
+        "stop a process type (remembered), or a one-off dyno such as run.1",
+        app=True,
+    )
     p.set_defaults(long=True)
     p.add_argument("type")
     p = add("ps:start", cmd_ps_stop_start("start"), "start a stopped process type", app=True)

@@ -1,8 +1,8 @@
 """Cron schedules for app.json `cron` jobs: parsing and "when next" (pure).
 
 Five fields (minute hour day-of-month month day-of-week) with `*`, numbers, lists, ranges and
-`/step`, plus month and weekday names; like Vixie cron, when both day fields are restricted a day
-matches if either does. Times are UTC.
+`/step`, plus month and weekday names, or a shorthand (`@hourly`, `@daily`, `@weekly`, ...);
+like Vixie cron, when both day fields are restricted a day matches if either does. Times are UTC.
 """
 
 from __future__ import annotations
@@ -129,13 +129,27 @@ def _field(text: str, index: int, schedule: str) -> tuple[frozenset[int], bool]:
     return frozenset(values), text != "*"
 
 
+#: Vixie cron's shorthands (Dokku's cron docs use `@daily` in their first example).
+SHORTHANDS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
 def parse(schedule: str) -> Schedule:
-    """Parse a five-field cron schedule, or raise `UserError` naming the bad field."""
-    parts = schedule.split()
+    """Parse a five-field cron schedule (or a shorthand such as `@daily`), or raise
+    `UserError` naming the bad field."""
+    parts = SHORTHANDS.get(schedule.strip().lower(), schedule).split()
     if len(parts) != 5:
         raise UserError(
             f"Invalid cron schedule {shown(schedule)}: use five fields "
-            "(minute hour day month weekday), e.g. '*/5 * * * *'."
+            "(minute hour day month weekday), e.g. '*/5 * * * *', or one of "
+            f"{', '.join(SHORTHANDS)}."
         )
     fields = [_field(p, i, schedule) for i, p in enumerate(parts)]
     days, days_restricted = fields[2]

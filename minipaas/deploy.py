@@ -60,7 +60,8 @@ def release_settings(slug: Path) -> dict[str, Any]:
     jobs = []
     for job in parsed.cron:
         cron.parse(job.schedule)
-        jobs.append({"command": job.command, "schedule": job.schedule})
+        if not job.maintenance:  # suspended (Dokku's `"maintenance": true`): never run
+            jobs.append({"command": job.command, "schedule": job.schedule})
     return {
         "check": checks.from_app_json(parsed.healthchecks),
         "cron": jobs,
@@ -530,10 +531,25 @@ class Deployer:
             f"Running cron job {job.index} ({job.schedule}): {job.command}",
         )
         code = await self.supervisor.run_once(spec, lambda _line: None, timeout=3600)
+        try:
+            await self.store.app(job.app)
+        except NotFound:  # destroyed meanwhile (which killed the job): its logs are gone
+            return code
         self.logs.append(
             job.app, "minipaas", "minipaas", f"Cron job {job.index} exited with status {code}"
         )
         return code
+
+    def cron_skipped(self, job: CronJob) -> None:
+        """A due cron job not started because its previous run is still going: say so in the
+        app's logs (a job that silently never runs is hard to explain)."""
+        self.logs.append(
+            job.app,
+            "minipaas",
+            "minipaas",
+            f"Cron job {job.index} ({job.schedule}) not started: its previous run is still "
+            "going (see `minipaas ps`)",
+        )
 
     async def prune_slugs(self, app: App) -> list[str]:
         """Keep the newest `keep_slugs` slugs (and the serving one); delete older ones."""
@@ -671,9 +687,21 @@ class Deployer:
         """Restart the app's dynos, those of `process_type`, or the one dyno of that type
         numbered `number` (`ps:restart web.2`)."""
         async with self.lock(app_name):
-            await self.store.app(app_name)
+            app = await self.store.app(app_name)
+            current = await self.store.current_release(app)
+            # The specs as of now: `checks:set` since the dynos started applies to the restart.
+            specs = (
+                {ptype: spec for ptype, (spec, _) in (await self._groups(app, current)).items()}
+                if current is not None and current.slug is not None
+                else {}
+            )
             await self.supervisor.restart(
-                app_name, process_type, switch=self.sync_routes, drain=self.drain, number=number
+                app_name,
+                process_type,
+                switch=self.sync_routes,
+                drain=self.drain,
+                number=number,
+                specs=specs,
             )
             await self.sync_routes()
 

@@ -39,35 +39,51 @@ class CronScheduler:
         run: Callable[[CronJob], Awaitable[int]],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        skipped: Callable[[CronJob], None] = lambda _job: None,
     ) -> None:
         self._jobs = jobs
         self._run = run
+        self._skipped = skipped  # told of a due job not started: its last run still goes on
         self._now = now
         self._sleep = sleep
-        self.running: dict[tuple[str, int], asyncio.Task[None]] = {}
+        #: Runs still going, by (app, command, schedule): the job itself, not its position in
+        #: app.json `cron`, which a new release may give to another job.
+        self.running: dict[tuple[str, str, str], asyncio.Task[None]] = {}
 
     async def run_forever(self) -> None:
+        last: datetime | None = None
         while True:
             now = self._now()
             minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-            await self._sleep((minute - now).total_seconds())
-            await self.tick(minute)
+            if last is not None and minute <= last:
+                # Woke a hair before the minute (the loop's clock is not the wall clock): that
+                # minute has had its tick; never run its jobs twice.
+                minute = last + timedelta(minutes=1)
+            await self._sleep(max(0.0, (minute - now).total_seconds()))
+            try:
+                await self.tick(minute)
+            except Exception:  # the job list (the database) failing once must not end cron
+                log.exception("cron: the jobs due at %s could not be listed", minute)
+            last = minute
 
     async def tick(self, minute: datetime) -> list[CronJob]:
         """Start the jobs due at `minute`; returns the ones started."""
         started = []
+        self.running = {k: t for k, t in self.running.items() if not t.done()}
         for job in await self._jobs():
-            key = (job.app, job.index)
-            if key in self.running and not self.running[key].done():
-                continue
+            key = (job.app, job.command, job.schedule)
             try:
                 due = cron.parse(job.schedule).matches(minute)
             except (UserError, ValueError):  # stored by an older, more lenient parser
                 due = False
-            if due:
-                task = asyncio.get_running_loop().create_task(self._one(job))
-                self.running[key] = task
-                started.append(job)
+            if not due:
+                continue
+            if key in self.running:
+                self._skipped(job)
+                continue
+            task = asyncio.get_running_loop().create_task(self._one(job))
+            self.running[key] = task
+            started.append(job)
         return started
 
     async def _one(self, job: CronJob) -> None:

@@ -322,7 +322,11 @@ class MinipaasServer:
         )
         attach.listen()
         attach_task = loop.create_task(attach.serve())
-        scheduler = CronScheduler(jobs=self.deployer.cron_jobs, run=self.deployer.run_cron)
+        scheduler = CronScheduler(
+            jobs=self.deployer.cron_jobs,
+            run=self.deployer.run_cron,
+            skipped=self.deployer.cron_skipped,
+        )
         cron_task = loop.create_task(scheduler.run_forever())
         metrics_task = loop.create_task(self.metrics.run())
         router_task = loop.create_task(self.router.watch())

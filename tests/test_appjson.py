@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -184,3 +185,25 @@ def test_initial_config_refuses_required_vars_without_a_value(
 
 def test_initial_config_needs_nothing_once_the_vars_are_set() -> None:
     assert _initial({"DATABASE_URL": {}}, {"DATABASE_URL": "postgres://x"}) == {}
+
+
+def test_cron_maintenance_suspends_a_job(tmp_path: Path) -> None:
+    """Dokku's `"maintenance": true` suspends a cron task; minipaas ignored the key and ran it."""
+    from minipaas.deploy import release_settings
+
+    doc = {
+        "cron": [
+            {"command": "python off.py", "schedule": "@daily", "maintenance": True},
+            {"command": "python on.py", "schedule": "@hourly", "maintenance": False},
+        ]
+    }
+    assert parse_app_json(json.dumps(doc)).cron == [
+        CronJob("python off.py", "@daily", maintenance=True),
+        CronJob("python on.py", "@hourly"),
+    ]
+    (tmp_path / "app.json").write_text(json.dumps(doc))
+    on = {"command": "python on.py", "schedule": "@hourly"}
+    assert release_settings(tmp_path)["cron"] == [on]
+    bad = '{"cron": [{"command": "x", "schedule": "@daily", "maintenance": "yes"}]}'
+    with pytest.raises(UserError, match=r'cron\[0\].maintenance must be true or false, not "yes"'):
+        parse_app_json(bad)

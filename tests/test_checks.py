@@ -35,6 +35,9 @@ def test_pairs() -> None:
         (["timeout=9999"], "'9999'"),
         (["timeout=0.5"], "at least 1 s"),
         (["colour=red"], "'colour'"),
+        # it must stay up 5 s within 3 s: every deploy would fail its check
+        (["min_uptime=5", "timeout=3"], "min_uptime '5': it must be less than the timeout"),
+        (["min_uptime=3", "timeout=3"], "less than the timeout"),
     ],
 )
 def test_bad_pairs(pairs: list[str], message: str) -> None:
@@ -56,3 +59,5 @@ def test_from_app_json() -> None:
     assert checks.from_app_json({"web": [{"type": "liveness", "path": "/x"}]}) is None
     with pytest.raises(UserError):
         checks.from_app_json({"web": "nope"})
+    with pytest.raises(UserError, match="less than the timeout"):
+        checks.from_app_json({"web": [{"path": "/", "timeout": 10, "uptime": 30}]})

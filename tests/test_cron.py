@@ -26,6 +26,14 @@ NOW = datetime(2026, 11, 22, 10, 3)  # a Sunday
         ("15,45 10 * * *", datetime(2026, 11, 22, 10, 15)),
         ("0 12 * * 7", datetime(2026, 11, 22, 12, 0)),  # 7 is Sunday too
         ("0 0 1 * 3", datetime(2026, 11, 25, 0, 0)),  # day 1 OR Wednesday (both restricted)
+        # Vixie shorthands: Dokku's cron docs open with `"schedule": "@daily"`, refused before
+        ("@hourly", datetime(2026, 11, 22, 11, 0)),
+        ("@daily", datetime(2026, 11, 23, 0, 0)),
+        ("@Midnight", datetime(2026, 11, 23, 0, 0)),
+        ("@weekly", datetime(2026, 11, 29, 0, 0)),
+        ("@monthly", datetime(2026, 12, 1, 0, 0)),
+        ("@yearly", datetime(2027, 1, 1, 0, 0)),
+        ("@annually", datetime(2027, 1, 1, 0, 0)),
     ],
 )
 def test_next_after(schedule: str, expected: datetime) -> None:
@@ -48,6 +56,8 @@ def test_next_after(schedule: str, expected: datetime) -> None:
         "a * * * *",
         "* * * foo *",
         "-1 * * * *",
+        "@reboot",
+        "@every 5m",
     ],
 )
 def test_invalid_schedules_name_the_value(bad: str) -> None:

@@ -110,7 +110,11 @@ def test_crashy_restarts_backs_off_and_crashes(env: tuple[Paas, SSHServer], tmp_
     wait_for(crashed, timeout=120, interval=0.3)
     assert "down" in states  # it waited with backoff between attempts
     assert worker()["pid"] is None and worker()["restarts"] >= 3
-    assert "crashed" in paas.cli("ps", "-a", "crashy").stdout
+    # `ps` says why (the reason never left the supervisor), and no "pid=None"
+    reason = worker()["reason"]
+    assert isinstance(reason, str) and "status 3" in reason, reason
+    listed = paas.cli("ps", "-a", "crashy").stdout
+    assert f"worker.1: crashed v2 restarts={worker()['restarts']}: {reason}" in listed, listed
     logs = paas.cli("logs", "-a", "crashy", "--dyno", "worker.1", "-n", "300").stdout
     assert "crashing at start" in logs
     paas.wait_body("crashy.localhost", "hello from crashy")  # web unaffected

@@ -458,7 +458,7 @@ def test_release_settings_accept(tmp_path: Path, doc: dict[str, Any], expected: 
 @pytest.mark.parametrize(
     ("doc", "expected"),
     [
-        (_cron("@daily"), "Invalid cron schedule '@daily': use five fields"),
+        (_cron("@reboot"), "Invalid cron schedule '@reboot': use five fields"),
         (_cron("* * * *"), "Invalid cron schedule '* * * *': use five fields"),
         (_cron("60 * * * *"), "the minute field '60' is not valid"),
         (_cron("0 0 30 2 *"), "The cron schedule '0 0 30 2 *' never runs: none of its months"),

@@ -279,6 +279,17 @@ async def test_static_root_never_serves_dotfiles(env: Env, tmp_path: Path) -> No
             response = await env.get(client, "site.localhost", path)
             assert response.status_code == 404, path
             assert "SECRET" not in response.text
+        # No 404.html: a short text, not an empty body.
+        assert (await env.get(client, "site.localhost", "/missing")).text == "404 Not Found\n"
+
+        # The site's own 404.html answers what is not found, dotfiles too, with status 404.
+        (root / "404.html").write_text("<h1>custom not found</h1>")
+        for path in ("/missing", "/sub/nope.txt", "/.env", "/sub/.hidden"):
+            response = await env.get(client, "site.localhost", path)
+            assert response.status_code == 404, path
+            assert response.text == "<h1>custom not found</h1>", path
+        assert (await env.get(client, "site.localhost", "/sub/page.txt")).text == "a page"
+        assert (await env.get(client, "site.localhost", "/404.html")).status_code == 200
 
 
 async def test_reapply_is_noop_and_switch_takes_effect(

@@ -68,3 +68,72 @@ async def test_run_forever_sleeps_to_the_minute_and_survives_failures() -> None:
     await asyncio.gather(*scheduler.running.values())
     assert ticks == ["fails"]
     await scheduler.stop()
+
+
+async def test_run_forever_ticks_each_minute_once_and_outlives_a_failing_job_list() -> None:
+    """The loop's sleep may end a hair before the wall clock's minute: the same minute was then
+    ticked twice (a quick job ran twice). A job list that failed (a database error) ended the
+    loop, and with it every app's cron, until the server restarted."""
+    now = datetime(2026, 11, 22, 10, 4, 30, tzinfo=UTC)
+    ticked: list[datetime] = []
+    calls = 0
+
+    async def sleep(seconds: float) -> None:
+        nonlocal now
+        now = now + timedelta(seconds=seconds) - timedelta(milliseconds=3)  # wakes early
+        if len(ticked) >= 3:
+            raise asyncio.CancelledError
+
+    async def run(job: CronJob) -> int:
+        return 0
+
+    async def get_jobs() -> list[CronJob]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError("database is locked")
+        return [CronJob("a", 0, "quick", "* * * * *", 1)]
+
+    scheduler = CronScheduler(jobs=get_jobs, run=run, now=lambda: now, sleep=sleep)
+
+    async def tick(minute: datetime) -> list[CronJob]:
+        ticked.append(minute)
+        return await CronScheduler.tick(scheduler, minute)
+
+    scheduler.tick = tick  # type: ignore[method-assign]
+    with contextlib.suppress(asyncio.CancelledError):
+        await scheduler.run_forever()
+    assert [t.strftime("%H:%M") for t in ticked] == ["10:05", "10:06", "10:07"]
+    await scheduler.stop()
+
+
+async def test_a_slow_job_is_not_stacked_when_a_release_moves_it_in_the_list() -> None:
+    """Runs were tracked by position in app.json `cron`: a new release that put another job
+    first started the slow one again beside itself (now second), and skipped the new first one
+    while the slow one ran."""
+    gate = asyncio.Event()
+    ran: list[str] = []
+
+    async def run(job: CronJob) -> int:
+        ran.append(job.command)
+        await gate.wait()
+        return 0
+
+    jobs = [CronJob("a", 0, "slow", "* * * * *", 1)]
+
+    async def get_jobs() -> list[CronJob]:
+        return jobs
+
+    skipped: list[CronJob] = []
+    scheduler = CronScheduler(jobs=get_jobs, run=run, skipped=skipped.append)
+    await scheduler.tick(MINUTE)
+    jobs = [CronJob("a", 0, "new", "* * * * *", 2), CronJob("a", 1, "slow", "* * * * *", 2)]
+    assert [j.command for j in await scheduler.tick(MINUTE.replace(minute=6))] == ["new"]
+    assert skipped == [jobs[1]]  # said, for the app's logs: not silently left out
+    await asyncio.sleep(0)
+    assert ran == ["slow", "new"]
+    gate.set()
+    await asyncio.gather(*scheduler.running.values())
+    assert len(await scheduler.tick(MINUTE.replace(minute=7))) == 2
+    assert len(scheduler.running) == 2  # finished runs are not kept for ever
+    await scheduler.stop()

@@ -601,3 +601,22 @@ async def test_apply_is_serialized_per_app(sup: Supervisor, base: Path) -> None:
     await sup.retired()
     assert states(sup) == [("web.1", "up", 1)]
     assert len(sup.web_upstreams(APP)) == 1
+
+
+async def test_stop_one_off_stops_a_job_that_traps_sigterm(sup: Supervisor, base: Path) -> None:
+    """`ps:stop run.1` ends a job whose shell traps SIGTERM, within the grace; never hangs."""
+    stubborn = DynoSpec(
+        APP, "run", 1, base / "slug", "trap '' TERM; echo armed; sleep 30 & wait; sleep 30", {}, UID
+    )
+    lines: list[str] = []
+    task = asyncio.ensure_future(sup.run_once(stubborn, lines.append))
+    while lines != ["armed"]:
+        await asyncio.sleep(0.05)
+    assert [o.name for o in sup.one_offs(APP)] == ["run.1"]
+    started = time.monotonic()
+    await sup.stop_one_off(APP, "run.1", grace=0.5)
+    assert time.monotonic() - started < 5
+    assert await asyncio.wait_for(task, 5) in (-15, -9)  # the sandbox's init took TERM, or KILL
+    assert sup.one_offs(APP) == []
+    with pytest.raises(NotFound, match=r"runs no one-off dyno 'run\.1'"):
+        await sup.stop_one_off(APP, "run.1")

@@ -237,6 +237,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 "restarts": d.restarts,
                 "command": d.command,
                 "exit_code": d.exit_code,
+                "reason": d.reason,  # why it is crashed or down
             }
             for d in ctx.supervisor.status(app)
         ]
@@ -388,6 +389,18 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 "start_pending": app.name in deployer.waiting,
                 # `ps:stop TYPE`: none run, whatever the formation says, until `ps:start TYPE`.
                 "stopped": sorted(await store.stopped_types(app)),
+                # Running `run` and cron job dynos, as Heroku's ps lists its one-off processes.
+                "one_offs": [
+                    {
+                        "name": o.name,
+                        "type": o.name.partition(".")[0],
+                        "command": o.command,
+                        "release": o.release,
+                        "pid": o.pid,
+                        "started_at": o.started_at,
+                    }
+                    for o in ctx.supervisor.one_offs(app.name)
+                ],
             }
         )
 
@@ -505,7 +518,14 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         if action not in ("stop", "start"):
             raise NotFound(f"No such API route: {request.url.path}.")
         data = body_dict(await json_body(request))
-        ptype = names.process_type(text_field(data, "type"))
+        raw = text_field(data, "type")
+        if action == "stop" and "." in raw:
+            # `ps:stop run.1` / `cron.2`: a one-off dyno (a hung job), as on Heroku.
+            ptype, number = names.process_type_or_dyno(raw)
+            await store.app(name)
+            await ctx.supervisor.stop_one_off(name, f"{ptype}.{number}")
+            return JSONResponse({"type": raw, "stopped": True})
+        ptype = names.process_type(raw)
         stopped = action == "stop"
         await not_busy(name)
         await deployer.set_stopped(name, ptype, stopped)

@@ -43,10 +43,12 @@ class Formation:
 
 @dataclass(frozen=True)
 class CronJob:
-    """One entry of app.json `cron`: run `command` on `schedule` (cron syntax, kept as given)."""
+    """One entry of app.json `cron`: run `command` on `schedule` (cron syntax, kept as given).
+    `maintenance: true` suspends it (Dokku's key): it is kept but never run."""
 
     command: str
     schedule: str
+    maintenance: bool = False
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,10 @@ def _cron(value: object) -> list[CronJob]:
         command = _text(entry.get("command"), f"cron[{i}].command")
         schedule = _text(entry.get("schedule"), f"cron[{i}].schedule")
         assert command is not None and schedule is not None
-        jobs.append(CronJob(command, schedule.strip()))
+        maintenance = entry.get("maintenance", False)
+        if not isinstance(maintenance, bool):
+            raise _error(f"cron[{i}].maintenance", "true or false", maintenance)
+        jobs.append(CronJob(command, schedule.strip(), maintenance))
     return jobs
 
 

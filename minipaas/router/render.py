@@ -324,16 +324,25 @@ def _app_route(app: AppRoute, server: str, resolver: str | None) -> dict[str, An
 def _static_site(root: str) -> dict[str, Any]:
     # Dotfiles (.git, .env, .profile.d, ...) are never served. file_server's `hide` would also
     # match dot-directories in the root path itself (e.g. ~/.local/share/minipaas), so a path
-    # matcher on the request (cleaned, percent-decoded) path does it instead.
+    # matcher on the request (cleaned, percent-decoded) path does it instead. What is not found
+    # (a dotfile included) gets the site's own /404.html, with status 404, as GitHub Pages and
+    # Netlify do; without one, a short text.
     return {
         "handler": "subroute",
         "routes": [
             {
-                "match": [{"path_regexp": {"pattern": r"/\."}}],
-                "handle": [_text(404, "404 Not Found\n")],
+                "match": [{"not": [{"path_regexp": {"pattern": r"/\."}}]}],
+                "handle": [{"handler": "file_server", "root": root, "pass_thru": True}],
+            },
+            {
+                "match": [{"file": {"root": root, "try_files": ["/404.html"]}}],
+                "handle": [
+                    {"handler": "rewrite", "uri": "/404.html"},
+                    {"handler": "file_server", "root": root, "status_code": 404},
+                ],
                 "terminal": True,
             },
-            {"handle": [{"handler": "file_server", "root": root}]},
+            {"handle": [_text(404, "404 Not Found\n")], "terminal": True},
         ],
     }
 

@@ -91,6 +91,24 @@ class _AdoptedSpec(DynoSpec):
     """The spec of an adopted dyno that matches no group: never equal to a real spec."""
 
 
+@dataclass(frozen=True)
+class OneOffStatus:
+    """A running one-off dyno (`run.N`, `cron.N`) as `ps` lists it."""
+
+    app: str
+    name: str
+    command: str
+    release: int
+    pid: int
+    started_at: float  # wall clock
+
+
+@dataclass(eq=False)
+class _OneOff:
+    status: OneOffStatus
+    reaped: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 @dataclass(eq=False)
 class _Dyno:
     """A dyno the supervisor owns, across its restarts."""
@@ -219,7 +237,8 @@ class Supervisor:
         # same ports while a dyno boots (the probe cannot reserve a port for it).
         self._port_cursor = secrets.randbelow(port_range[1] - port_range[0] + 1)
         self._one_offs: dict[str, set[int]] = {}  # "app/type" -> numbers of running one-offs
-        self._one_off_groups: set[int] = set()
+        #: Process group of each running one-off dyno -> its app, and set once it is reaped.
+        self._one_off_groups: dict[int, _OneOff] = {}
         self._records: dict[str, tuple[DynoRecord, ...]] = {}
         self._retirements: set[asyncio.Task[None]] = set()  # old dynos stopping after a switch
         # Wakes the output pumps on writes, and all of them every PUMP_SAFETY s (one timer).
@@ -311,6 +330,35 @@ class Supervisor:
             and not d.stopping
         ]
 
+    async def stop_one_off(self, app: str, name: str, grace: float = 10.0) -> None:
+        """`ps:stop run.1`: SIGTERM to the one-off dyno's processes, SIGKILL after `grace` s;
+        returns once it is reaped. `NotFound` if the app runs no one-off of that name."""
+        found = [
+            (pgid, o)
+            for pgid, o in self._one_off_groups.items()
+            if (o.status.app, o.status.name) == (app, name)
+        ]
+        if not found:
+            raise NotFound(
+                f"The app {app!r} runs no one-off dyno {name!r} (see `minipaas ps`); to stop a "
+                f"process type, use `ps:stop {name.partition('.')[0]}`."
+            )
+        pgid, one_off = found[0]
+        kill_group(pgid, signal.SIGTERM)
+        try:
+            async with asyncio.timeout(grace):
+                await one_off.reaped.wait()
+        except TimeoutError:
+            kill_group(pgid, signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await one_off.reaped.wait()
+
+    def one_offs(self, app: str) -> list[OneOffStatus]:
+        """The app's running one-off dynos (`run`, cron jobs, the release phase), by name."""
+        found = [o.status for o in self._one_off_groups.values() if o.status.app == app]
+        return sorted(found, key=lambda o: (o.name.partition(".")[0], o.started_at))
+
     def status(self, app: str | None = None) -> list[DynoStatus]:
         """Every dyno of `app` (or of all apps), by app, type and number."""
         apps = [app] if app is not None else sorted(self._dynos)
@@ -398,7 +446,9 @@ class Supervisor:
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # the dyno leads its own process group
             )
-            self._one_off_groups.add(proc.pid)
+            self._one_off_groups[proc.pid] = _OneOff(
+                OneOffStatus(spec.app, name, spec.command, spec.release, proc.pid, time.time())
+            )
             assert proc.stdout is not None
 
             def emit(texts: list[str]) -> None:
@@ -425,7 +475,7 @@ class Supervisor:
                     kill_group(proc.pid, signal.SIGKILL)
                     with contextlib.suppress(ProcessLookupError):
                         await asyncio.shield(proc.wait())
-                self._one_off_groups.discard(proc.pid)
+                self._one_off_reaped(proc.pid)
             if port is not None:
                 self._ports.discard(port)
             used.discard(number)
@@ -481,7 +531,9 @@ class Supervisor:
                 stderr=stderr,
                 start_new_session=not tty,
             )
-            self._one_off_groups.add(proc.pid)
+            self._one_off_groups[proc.pid] = _OneOff(
+                OneOffStatus(spec.app, dyno, spec.command, spec.release, proc.pid, time.time())
+            )
             try:
                 async with asyncio.timeout(timeout):
                     status = await proc.wait()
@@ -500,20 +552,36 @@ class Supervisor:
                         os.kill(proc.pid, signal.SIGKILL)  # before its setsid, it has no group
                     with contextlib.suppress(ProcessLookupError):
                         await asyncio.shield(proc.wait())
-                self._one_off_groups.discard(proc.pid)
+                self._one_off_reaped(proc.pid)
             if port is not None:
                 self._ports.discard(port)
             used.discard(number)
             self._remove_scratch(scratch)
 
     async def stop_app(self, app: str) -> None:
-        """Stop every dyno of the app (graceful, in parallel) and forget them."""
+        """Stop every dyno of the app (graceful, in parallel) and forget them. Its one-off
+        dynos (`run`, cron jobs) are killed, and reaped before this returns: a destroyed app
+        must leave nothing running, nor anything that writes to its logs afterwards."""
+        one_offs = [o.reaped for o in self._one_off_groups.values() if o.status.app == app]
+        for pgid in [p for p, o in self._one_off_groups.items() if o.status.app == app]:
+            kill_group(pgid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pgid, signal.SIGKILL)  # an attached run before its setsid has no group
         async with self._lock(app):
             dynos = list(self._dynos.get(app, []))
             await asyncio.gather(*(self._stop(d) for d in dynos))
             self._forget(app, dynos)
-            with contextlib.suppress(OSError):  # its dir under run_dir, once empty
-                self._app_dir_path(app).rmdir()
+        if one_offs:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    await asyncio.gather(*(done.wait() for done in one_offs))
+        with contextlib.suppress(OSError):  # its dir under run_dir, once empty
+            self._app_dir_path(app).rmdir()
+
+    def _one_off_reaped(self, pgid: int) -> None:
+        entry = self._one_off_groups.pop(pgid, None)
+        if entry is not None:
+            entry.reaped.set()
 
     async def stop_all(self) -> None:
         """Stop every dyno of every app (`minipaas down`); one-off dynos are killed."""
@@ -530,9 +598,18 @@ class Supervisor:
         drain: Drain | None = None,
         *,
         number: int | None = None,
+        specs: Mapping[str, DynoSpec] | None = None,
     ) -> None:
         """Restart the app's dynos (of one type, or the one dyno `process_type`.`number`): web
-        ones rolling, the others stop-then-start."""
+        ones rolling, the others stop-then-start. `specs` (by process type) replace the specs
+        the dynos were started with when of the same release: a health check set since then
+        (`checks:set`) applies to the restart."""
+
+        def spec_of(d: _Dyno) -> DynoSpec:
+            fresh = (specs or {}).get(d.spec.process_type)
+            same = fresh is not None and (fresh.app, fresh.release) == (d.spec.app, d.spec.release)
+            return fresh if fresh is not None and same else d.spec
+
         async with self._lock(app):
             current = [d for d in self._dynos.get(app, []) if not d.retiring]
             targets = [
@@ -549,10 +626,10 @@ class Supervisor:
                 raise NotFound(f"The app {app!r} has no {what} to restart.")
             web = [d for d in targets if d.spec.process_type == "web"]
             others = [d for d in targets if d.spec.process_type != "web"]
-            await self._rollout(app, [(d.spec, d.number) for d in web], web, switch, drain)
+            await self._rollout(app, [(spec_of(d), d.number) for d in web], web, switch, drain)
             await asyncio.gather(*(self._stop(d) for d in others))
             self._forget(app, others)
-            fresh = [self._launch(d.spec, d.number) for d in others]
+            fresh = [self._launch(spec_of(d), d.number) for d in others]
             self._changed(app)
             await asyncio.gather(*(self._wait_ready(d) for d in fresh))
 
