@@ -236,18 +236,33 @@ def cmd_config_set(args: argparse.Namespace) -> int:
         if not sep:
             raise UsageError(f"Expected KEY=VALUE, got {pair!r}.")
         changes[key] = value
-    with _client(args) as c:
-        c.request("PATCH", f"/api/apps/{app}/config", json_body=changes)
-    print(f"Set {', '.join(changes)} on {app} and restarted its dynos.")
+    print(_change_config(args, app, changes, "Set"))
     return 0
 
 
 def cmd_config_unset(args: argparse.Namespace) -> int:
     app = _app(args)
-    with _client(args) as c:
-        c.request("PATCH", f"/api/apps/{app}/config", json_body=dict.fromkeys(args.keys))
-    print(f"Unset {', '.join(args.keys)} on {app} and restarted its dynos.")
+    print(_change_config(args, app, dict.fromkeys(args.keys), "Unset"))
     return 0
+
+
+def _change_config(
+    args: argparse.Namespace, app: str, changes: dict[str, str | None], verb: str
+) -> str:
+    """Apply `changes`; the one line that says what happened (a release, restarted dynos, or
+    nothing at all when every var already was as asked)."""
+    path = f"/api/apps/{app}/config"
+    keys = ", ".join(changes)
+    with _client(args) as c:
+        before = c.get(path)
+        after = c.request("PATCH", path, json_body=changes)
+        info = c.get(f"/api/apps/{app}") if after != before else None
+    if info is None:
+        return f"Nothing to change: {keys} on {app} already as asked."
+    release = f" (v{info['release']})" if info.get("release") else ""
+    if any(d.get("state") in ("up", "starting") for d in info.get("dynos", [])):
+        return f"{verb} {keys} on {app}{release} and restarted its dynos."
+    return f"{verb} {keys} on {app}{release}."
 
 
 def cmd_ps(args: argparse.Namespace) -> int:

@@ -616,3 +616,21 @@ def test_scale_by_a_relative_amount_as_on_heroku(env: tuple[Paas, SSHServer], ap
     assert f"Cannot scale 'web' by -{start + 2}: it has {start + 1} dynos." in below.stderr
     assert web() == start + 1
     paas.cli("ps:scale", f"web={start}", "-a", app)
+
+
+def test_config_set_says_what_it_did(env: tuple[Paas, SSHServer], app: str) -> None:
+    """It said "and restarted its dynos" also when nothing changed, or there were no dynos."""
+    paas, _ = env
+    first = paas.cli("config:set", "SHADE=teal", "-a", app).stdout.strip()
+    version = releases(paas, app)[0]["version"]
+    assert first == f"Set SHADE on {app} (v{version}) and restarted its dynos."
+    again = paas.cli("config:set", "SHADE=teal", "-a", app).stdout.strip()
+    assert again == f"Nothing to change: SHADE on {app} already as asked."
+    assert releases(paas, app)[0]["version"] == version  # no new release either
+    paas.cli("config:unset", "SHADE", "-a", app)
+    paas.cli("apps:create", "quiet")
+    try:
+        bare = paas.cli("config:set", "A=1", "-a", "quiet").stdout.strip()
+        assert bare == "Set A on quiet (v1)."
+    finally:
+        paas.cli("apps:destroy", "-a", "quiet", "--confirm", "quiet")
