@@ -142,7 +142,7 @@ USAGE = [
     case("config:set -a keeper KEEP", 2, "Expected KEY=VALUE, got 'KEEP'."),
     case("config:unset -a keeper", 2, "the following arguments are required: KEY"),
     case("ps:scale -a keeper", 2, "the following arguments are required: TYPE=COUNT"),
-    case("ps:scale -a keeper web", 2, "Expected TYPE=COUNT, got 'web'."),
+    case("ps:scale -a keeper web", 2, "Expected TYPE=COUNT or TYPE+N / TYPE-N, got 'web'."),
     case("ps:scale -a keeper web=two", 2, "Invalid count 'two' for 'web'"),
     case("ps:scale -a keeper web=1.5", 2, "Invalid count '1.5' for 'web'"),
     case("ps:stop -a keeper", 2, "the following arguments are required: type"),
