@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from minipaas.router import AppRoute, Router, RouterError, RouterState, dns, pidfile
+from minipaas.router import AppRoute, Router, RouterError, RouterState, caddy, dns, pidfile
 
 
 def free_port() -> int:
@@ -340,7 +340,9 @@ async def test_restart_converges_and_a_new_router_adopts_caddy(
     first_pid = env.router.pid
     assert first_pid is not None
     environ = Path(f"/proc/{first_pid}/environ").read_bytes().split(b"\0")
-    assert {b"GOGC=400", b"GOMEMLIMIT=256MiB"} <= set(environ)  # caddy.GO_GC
+    procs = caddy.go_procs(len(os.sched_getaffinity(0)))
+    assert {b"GOGC=400", b"GOMEMLIMIT=256MiB", b"GOMAXPROCS=%d" % procs} <= set(environ)
+    assert [caddy.go_procs(n) for n in (1, 2, 3, 8)] == [1, 1, 1, 4]
     async with env.client() as client:
         await env.wait_https(client, "web.localhost")
 
