@@ -150,6 +150,19 @@ class Paas:
             )
         return result
 
+    def run_in_background(
+        self, app: str, command: str, *, stdin: int = subprocess.DEVNULL
+    ) -> subprocess.Popen[bytes]:
+        """`minipaas run -a APP -- sh -c COMMAND` left running (output discarded); stdin a pipe
+        makes it an attached run, /dev/null the streamed one (as cron's)."""
+        return subprocess.Popen(
+            [str(self.exe), "run", "-a", app, "--", "sh", "-c", command],
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=self.env,
+        )
+
     def curl(self, host: str, path: str = "/", *, https: bool = True) -> tuple[int, str]:
         port = self.https_port if https else self.http_port
         scheme = "https" if https else "http"

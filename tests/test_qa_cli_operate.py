@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from tests.paas import (
     ssh_push,
     start_paas,
 )
+from tests.support import sleeper
 from tests.support.ports import wait_for
 from tests.support.sshd import SshdInstall, SSHServer, start_sshd
 
@@ -550,39 +550,22 @@ def test_changes_during_a_deploy_are_refused_not_made_behind_the_clients_back(
     paas.cli("apps:destroy", "-a", busy, "--confirm", busy)
 
 
-def _sleeping(seconds: str) -> bool:
-    """A `sleep SECONDS` process is running on this machine (argv `sleep\0SECONDS\0`: not the
-    CLI, whose argv holds "sleep SECONDS" as one word)."""
-    wanted = b"sleep\0" + seconds.encode() + b"\0"
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and (proc / "cmdline").read_bytes() == wanted:
-                return True
-        except OSError:
-            continue
-    return False
 
 
 def test_a_run_whose_client_is_gone_is_killed(env: tuple[Paas, SSHServer], app: str) -> None:
     """Ctrl-C on `… | minipaas run -- CMD` (or a dropped SSH session) left the dyno running for
     up to a day, still writing to the terminal it was given."""
     paas, _ = env
-    marker = f"{os.getpid()}.{time.monotonic_ns() % 1000}"
-    client = subprocess.Popen(
-        [str(paas.exe), "run", "-a", app, "--", "sh", "-c", f"sleep {marker}; echo done"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=paas.env,
-    )
+    marker = sleeper.marker()
+    client = paas.run_in_background(app, f"sleep {marker}; echo done", stdin=subprocess.PIPE)
     try:
-        wait_for(lambda: _sleeping(marker), timeout=30, interval=0.1)
+        wait_for(lambda: sleeper.sleeping(marker), timeout=30, interval=0.1)
     finally:
         client.kill()
         client.wait()
         assert client.stdin is not None
         client.stdin.close()
-    wait_for(lambda: not _sleeping(marker), timeout=30, interval=0.1)
+    wait_for(lambda: not sleeper.sleeping(marker), timeout=30, interval=0.1)
 
 
 def test_config_vars_the_platform_sets_in_every_dyno_are_refused(

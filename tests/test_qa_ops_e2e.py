@@ -4,30 +4,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
 
 from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, ssh_push
+from tests.support import sleeper
 from tests.support.ports import wait_for
 from tests.support.sshd import SSHServer
-
-
-def _sleeping(seconds: str) -> bool:
-    """A `sleep SECONDS` process runs on this machine (argv exactly `sleep SECONDS`)."""
-    wanted = b"sleep\0" + seconds.encode() + b"\0"
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and (proc / "cmdline").read_bytes() == wanted:
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def _marker() -> str:
-    return f"{os.getpid()}.{time.monotonic_ns() % 100000}"
 
 
 def test_destroy_kills_the_apps_one_off_dynos(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
@@ -38,22 +22,17 @@ def test_destroy_kills_the_apps_one_off_dynos(env: tuple[Paas, SSHServer], tmp_p
     app = "qaops-gone"
     paas.cli("apps:create", app)
     deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / app), app))
-    detached, attached = _marker(), _marker() + "1"
+    detached, attached = sleeper.marker(), sleeper.marker() + "1"
     # stdin /dev/null: the API's streamed run (run_once, as cron); a pipe: the attached run.
     clients = [
-        subprocess.Popen(
-            [str(paas.exe), "run", "-a", app, "--", "sh", "-c", f"sleep {marker}; echo done"],
-            stdin=stdin,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=paas.env,
-        )
+        paas.run_in_background(app, f"sleep {marker}; echo done", stdin=stdin)
         for marker, stdin in ((detached, subprocess.DEVNULL), (attached, subprocess.PIPE))
     ]
     try:
-        wait_for(lambda: _sleeping(detached) and _sleeping(attached), timeout=30, interval=0.1)
+        both = (detached, attached)
+        wait_for(lambda: all(sleeper.sleeping(m) for m in both), timeout=30, interval=0.1)
         paas.cli("apps:destroy", "-a", app, "--confirm", app)
-        assert not _sleeping(detached) and not _sleeping(attached)  # gone before it answered
+        assert not any(sleeper.sleeping(m) for m in both)  # gone before it answered
         for client in clients:
             client.wait(timeout=30)
     finally:
@@ -106,16 +85,10 @@ def test_ps_lists_running_one_off_dynos(env: tuple[Paas, SSHServer], tmp_path: P
     app = "qaops-ps"
     paas.cli("apps:create", app)
     deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / app), app))
-    marker = _marker()
-    client = subprocess.Popen(
-        [str(paas.exe), "run", "-a", app, "--", "sh", "-c", f"sleep {marker}"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=paas.env,
-    )
+    marker = sleeper.marker()
+    client = paas.run_in_background(app, f"sleep {marker}")
     try:
-        wait_for(lambda: _sleeping(marker), timeout=30, interval=0.1)
+        wait_for(lambda: sleeper.sleeping(marker), timeout=30, interval=0.1)
         data = json.loads(paas.cli("ps", "-a", app, "--json").stdout)
         [one_off] = data["one_offs"]
         assert one_off["name"] == "run.1" and one_off["type"] == "run"
@@ -131,7 +104,7 @@ def test_ps_lists_running_one_off_dynos(env: tuple[Paas, SSHServer], tmp_path: P
         # and `ps:stop run.1` stops it, as on Heroku (a hung cron job: `ps:stop cron.1`)
         started = time.monotonic()
         assert "Stopped run.1 of" in paas.cli("ps:stop", "run.1", "-a", app).stdout
-        assert not _sleeping(marker) and time.monotonic() - started < 8  # SIGTERM did it
+        assert not sleeper.sleeping(marker) and time.monotonic() - started < 8  # SIGTERM did it
         client.wait(timeout=30)
         data = json.loads(paas.cli("ps", "-a", app, "--json").stdout)
         assert data["one_offs"] == [] and data["stopped"] == []

@@ -3,8 +3,6 @@ host never answers (no internet on this server, a firewalled host)."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,37 +11,14 @@ import pytest
 
 from minipaas.build import buildpack
 from minipaas.errors import BuildError
+from tests.support.silent import silent_server
 
 
 @pytest.fixture
 def silent_http() -> Iterator[str]:
     """A URL on 127.0.0.1 whose server accepts connections and never says a word."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    sock.settimeout(0.2)
-    stop = threading.Event()
-    held: list[socket.socket] = []
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                held.append(sock.accept()[0])
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/buildpack.git"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        for conn in held:
-            conn.close()
-        sock.close()
+    with silent_server() as port:
+        yield f"http://127.0.0.1:{port}/buildpack.git"
 
 
 async def test_a_buildpack_host_that_never_answers_fails_fast(

@@ -197,6 +197,17 @@ def test_ssh_pusher_hanging_up_mid_deploy_still_moves_the_branch(
 
 
 
+def _commit(tree: Tree, message: bytes) -> Commit:
+    """A root commit of `tree` (not yet stored)."""
+    commit = Commit()
+    commit.tree = tree.id
+    commit.author = commit.committer = b"x <x@x>"
+    commit.commit_time = commit.author_time = int(time.time())
+    commit.commit_timezone = commit.author_timezone = 0
+    commit.message = message
+    return commit
+
+
 def nested_commit(repos: Repos, app: str, depth: int) -> str:
     """A commit whose tree nests `depth` directories `d` with a file at the bottom."""
     with Repo(str(repos.path(app))) as repo:
@@ -209,12 +220,7 @@ def nested_commit(repos: Repos, app: str, depth: int) -> str:
             parent.add(b"d", 0o040000, tree.id)
             objects.append(parent)
             tree = parent
-        commit = Commit()
-        commit.tree = tree.id
-        commit.author = commit.committer = b"x <x@x>"
-        commit.commit_time = commit.author_time = int(time.time())
-        commit.commit_timezone = commit.author_timezone = 0
-        commit.message = b"deep"
+        commit = _commit(tree, b"deep")
         objects.append(commit)
         for obj in objects:
             repo.object_store.add_object(obj)
@@ -242,12 +248,7 @@ def commit_with(repos: Repos, app: str, name: bytes, mode: int, content: bytes) 
         blob = Blob.from_string(content)
         tree = Tree()
         tree.add(name, mode, blob.id)
-        commit = Commit()
-        commit.tree = tree.id
-        commit.author = commit.committer = b"x <x@x>"
-        commit.commit_time = commit.author_time = int(time.time())
-        commit.commit_timezone = commit.author_timezone = 0
-        commit.message = b"odd"
+        commit = _commit(tree, b"odd")
         for obj in (blob, tree, commit):
             repo.object_store.add_object(obj)
     return commit.id.decode()
