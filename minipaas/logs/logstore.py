@@ -331,12 +331,15 @@ class LogStore:
                         datetime.now(UTC), app, "minipaas", "minipaas",
                         f"{skipped} log lines skipped: the reader fell behind",
                     )
-                try:
-                    # wait_for hands over a line that arrives as the time runs out
-                    line = await asyncio.wait_for(follower.queue.get(), idle)
-                except TimeoutError:
-                    yield None
-                    continue
+                if idle is None or not follower.queue.empty():
+                    line = await follower.queue.get()  # no timer per line while lines flow
+                else:
+                    try:
+                        # wait_for hands over a line that arrives as the time runs out
+                        line = await asyncio.wait_for(follower.queue.get(), idle)
+                    except TimeoutError:
+                        yield None
+                        continue
                 if line is None:
                     return
                 yield line
