@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,13 +18,16 @@ pytest_plugins = ["tests.support.fixtures"]
 def env(
     tmp_path_factory: pytest.TempPathFactory, sshd_install: SshdInstall
 ) -> Iterator[tuple[Paas, SSHServer]]:
-    """A real server and a real sshd whose key `tester` is added with `keys:add`."""
+    """A real server and a real sshd whose key `tester` is added with `keys:add`. sshd clears
+    the environment: its sessions (the `minipaas ssh` forced command: TUI, `run`, pushes) get
+    PYTHONPATH so that they run this tree's code, like the server, not the venv's install."""
     work = tmp_path_factory.mktemp("paas")
     keys = work / "authorized_keys"
     paas = start_paas(keys, work / "server.log")
     sshd = None
     try:
-        sshd = start_sshd(work / "sshd", keys, install=sshd_install)
+        tree = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        sshd = start_sshd(work / "sshd", keys, install=sshd_install, env_passthrough=tree)
         paas.cli("keys:add", "tester", input=sshd.client_key.with_suffix(".pub").read_text())
         yield paas, sshd
     finally:

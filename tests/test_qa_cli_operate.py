@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,37 +28,14 @@ from tests.paas import (
     git_env,
     git_repo,
     ssh_push,
-    start_paas,
 )
 from tests.support import sleeper
 from tests.support.ports import wait_for
-from tests.support.sshd import SshdInstall, SSHServer, start_sshd
+from tests.support.sshd import SSHServer
 
 APP = "qaops"
 ARABIC_ONE = "v\u0661"  # int() reads it as 1
 ARABIC_THREE = "\u0663"
-
-
-@pytest.fixture(scope="module")
-def env(
-    tmp_path_factory: pytest.TempPathFactory, sshd_install: SshdInstall
-) -> Iterator[tuple[Paas, SSHServer]]:
-    """conftest's `env`, except that sshd hands PYTHONPATH to the forced command: without it,
-    `ssh … run` runs the code of the venv's editable install, not of the tree under test."""
-    work = tmp_path_factory.mktemp("paas")
-    keys = work / "authorized_keys"
-    paas = start_paas(keys, work / "server.log")
-    sshd = None
-    passthrough = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
-    try:
-        sshd = start_sshd(work / "sshd", keys, install=sshd_install, env_passthrough=passthrough)
-        paas.cli("keys:add", "tester", input=sshd.client_key.with_suffix(".pub").read_text())
-        yield paas, sshd
-    finally:
-        if sshd is not None:
-            sshd.stop()
-        paas.stop()
-        shutil.rmtree(paas.data_dir.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

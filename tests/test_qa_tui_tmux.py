@@ -2,9 +2,6 @@
 sshd whose forced command (`minipaas ssh`, written by `keys:add`) opens the TUI against a real
 server (the conftest `env`'s).
 
-sshd clears the environment, so the conftest sshd runs the installed package's code; this
-module's own sshd passes PYTHONPATH (this tree) through, so the TUI under test is this tree's.
-
 After Ctrl+C the session's command must exit 0, the terminal must be back to normal (no
 alternate screen, no mouse reporting, cursor shown) and no `minipaas ssh` process may be left.
 """
@@ -19,11 +16,10 @@ import pytest
 
 from tests.paas import Paas
 from tests.support.ports import wait_for
-from tests.support.sshd import SshdInstall, SSHServer, start_sshd
+from tests.support.sshd import SSHServer
 from tests.test_tui_tmux import Tmux
 
 APP = "quitter"
-ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -43,26 +39,11 @@ SCREENS: dict[str, list[tuple[str, str]]] = {
 
 
 @pytest.fixture(scope="module")
-def app_env(
-    env: tuple[Paas, SSHServer],
-    tmp_path_factory: pytest.TempPathFactory,
-    sshd_install: SshdInstall,
-) -> Iterator[tuple[Paas, SSHServer]]:
-    """The conftest server with one app, and an sshd of this module's on the same
-    authorized_keys whose sessions import this tree (PYTHONPATH)."""
-    paas, shared = env
+def app_env(env: tuple[Paas, SSHServer]) -> tuple[Paas, SSHServer]:
+    """The conftest server and sshd (its sessions run this tree's TUI) with one app."""
+    paas, sshd = env
     paas.cli("apps:create", APP)
-    sshd = start_sshd(
-        tmp_path_factory.mktemp("qa-sshd"),
-        shared.authorized_keys,
-        env_passthrough={"PYTHONPATH": str(ROOT)},
-        install=sshd_install,
-    )
-    try:
-        paas.cli("keys:add", "qa-tmux", input=sshd.client_key_pub + "\n")
-        yield paas, sshd
-    finally:
-        sshd.stop()
+    return paas, sshd
 
 
 @pytest.fixture
