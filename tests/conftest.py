@@ -35,8 +35,7 @@ def env(
             sshd.stop()
         paas.stop()
         shutil.rmtree(paas.data_dir.parent, ignore_errors=True)
-    crashes = paas.crashes()
-    assert not crashes, "the server logged unexpected errors:\n" + "\n\n".join(crashes)
+    paas.assert_no_crashes()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -104,6 +104,11 @@ class Paas:
             if line.startswith(CRASH_MARKERS)
         ]
 
+    def assert_no_crashes(self) -> None:
+        """Fail with the tracebacks when `crashes` finds any (a fixture's last word)."""
+        crashes = self.crashes()
+        assert not crashes, "the server logged unexpected errors:\n" + "\n\n".join(crashes)
+
     def tail_log(self, n: int = 60) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])

@@ -104,5 +104,4 @@ def test_a_full_disk_is_said_plainly_and_loses_nothing(small_disk: Path, tmp_pat
         assert web_pids(paas, "full") != pids
     finally:
         paas.stop()
-    crashes = paas.crashes()
-    assert not crashes, "the server logged unexpected errors:\n" + "\n\n".join(crashes)
+    paas.assert_no_crashes()

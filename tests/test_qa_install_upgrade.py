@@ -26,7 +26,7 @@ import pytest
 
 from minipaas.errors import UserError
 from minipaas.store.store import Store
-from tests.paas import SAMPLES, Paas, app_readable_dir, git_repo, push
+from tests.paas import SAMPLES, Paas, app_readable_dir, git_repo, https_push
 from tests.support.ports import free_port, wait_for
 from tests.support.server import server_argv
 
@@ -121,8 +121,7 @@ def test_upgrade_with_an_app_serving_drops_no_request_and_adopts_the_dynos(
     paas.cli("apps:create", "upapp")
     token = paas.cli("auth:token").stdout.strip()
     repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "upapp")
-    url = f"https://x:{token}@minipaas.localhost:{paas.https_port}/git/upapp.git"
-    pushed = push(repo, url, env={"GIT_SSL_CAINFO": str(paas.ca)})
+    pushed = https_push(paas, repo, "upapp", token)
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr + paas.tail_log()
     paas.cli("config:set", "GREETING=kept", "-a", "upapp")
     paas.cli("ps:scale", "web=2", "-a", "upapp")
@@ -158,7 +157,7 @@ def test_upgrade_with_an_app_serving_drops_no_request_and_adopts_the_dynos(
     assert releases.splitlines()[1:] == releases_before.splitlines()[1:], releases
     assert "GREETING" in paas.cli("config", "-a", "upapp").stdout
     assert paas.cli("auth:token").stdout.strip() == token
-    assert paas.crashes() == []
+    paas.assert_no_crashes()
     paas.wait_body("upapp.localhost", "hello from python-stdlib")
 
 

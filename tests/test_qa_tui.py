@@ -20,7 +20,7 @@ from textual.widgets import Header, Static
 from textual.widgets._header import HeaderTitle
 
 from minipaas.client import AsyncClient
-from tests.paas import SAMPLES, Paas, commit, git_repo, push, start_paas
+from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, https_push, start_paas
 from tests.support.notify import record_notifications
 from tests.test_tui import api, open_app, select_row, table, until
 from tui.app import MinipaasApp, create_app
@@ -50,13 +50,12 @@ def paas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paas]:
             procfile.write("weird: python weird.py [/x]\n")
         commit(repo, "a process type whose command looks like markup")
         token = server.cli("auth:token").stdout.strip()
-        url = f"https://x:{token}@minipaas.localhost:{server.https_port}/git/{APP}.git"
-        result = push(repo, url, env={"GIT_SSL_CAINFO": str(server.ca)})
-        assert result.returncode == 0, result.stdout + result.stderr
+        deployed(https_push(server, repo, APP, token))
         yield server
     finally:
         server.stop()
         shutil.rmtree(server.data_dir.parent, ignore_errors=True)
+    server.assert_no_crashes()
 
 
 def tui(paas: Paas) -> MinipaasApp:

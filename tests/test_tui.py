@@ -18,7 +18,7 @@ from textual.pilot import Pilot
 from textual.widgets._footer import FooterKey
 
 from minipaas.client import AsyncClient, Client
-from tests.paas import SAMPLES, Paas, commit, git_repo, push, start_paas
+from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, https_push, start_paas
 from tests.support.notify import record_notifications
 from tests.support.ports import async_wait_for
 from tui.app import MinipaasApp, create_app
@@ -64,16 +64,13 @@ def paas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paas]:
             procfile.write("bad: python bad.py\nflood: python flood.py\n")
         commit(repo, "extra process types")
         token = server.cli("auth:token").stdout.strip()
-        url = f"https://x:{token}@minipaas.localhost:{server.https_port}/git/{APP}.git"
-        result = push(repo, url, env={"GIT_SSL_CAINFO": str(server.ca)})
-        assert result.returncode == 0, result.stdout + result.stderr
+        deployed(https_push(server, repo, APP, token))
         server.cli("config:set", "GREETING=hi", "-a", APP)  # v2: something to roll back from
         yield server
     finally:
         server.stop()
         shutil.rmtree(server.data_dir.parent, ignore_errors=True)
-    crashes = server.crashes()
-    assert not crashes, "the server logged unexpected errors:\n" + "\n\n".join(crashes)
+    server.assert_no_crashes()
 
 
 def api(paas: Paas, path: str, method: str = "GET", body: Any = None) -> Any:
