@@ -11,7 +11,7 @@ import pytest
 from tests.paas import Paas, start_paas
 from tests.support.sshd import SshdInstall, SSHServer, start_sshd
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.tmux"]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ alternate screen, no mouse reporting, cursor shown) and no `minipaas ssh` proces
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from tests.paas import Paas
 from tests.support.ports import wait_for
 from tests.support.sshd import SSHServer
-from tests.test_tui_tmux import Tmux
+from tests.support.tmux import Tmux
 
 APP = "quitter"
 
@@ -44,15 +43,6 @@ def app_env(env: tuple[Paas, SSHServer]) -> tuple[Paas, SSHServer]:
     paas, sshd = env
     paas.cli("apps:create", APP)
     return paas, sshd
-
-
-@pytest.fixture
-def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    mux = Tmux(tmp_path / "tmux.sock")
-    try:
-        yield mux
-    finally:
-        mux.kill()
 
 
 def ssh_processes(paas: Paas) -> list[str]:

@@ -8,13 +8,9 @@ and the server. Changes are checked through the API.
 
 from __future__ import annotations
 
-import shlex
 import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,52 +19,11 @@ from minipaas.client import Client
 from tests.paas import SAMPLES, Paas, git_repo, push
 from tests.support.ports import wait_for
 from tests.support.sshd import SshdInstall, SSHServer, start_sshd
+from tests.support.tmux import Tmux
 
 APP = "tmuxed"
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-
-
-@dataclass
-class Tmux:
-    socket: Path
-    session: str = "tui"
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["tmux", "-S", str(self.socket), *args],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-
-    def start(self, argv: list[str], width: int = 100, height: int = 30) -> None:
-        command = shlex.join(argv) + "; echo TUI-EXITED $?; sleep 600"
-        result = self.run(
-            "new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height), command
-        )
-        assert result.returncode == 0, result.stderr
-
-    def screen(self) -> str:
-        return self.run("capture-pane", "-p", "-t", self.session).stdout
-
-    def keys(self, *keys: str) -> None:
-        for key in keys:
-            self.run("send-keys", "-t", self.session, key)
-
-    def wait(self, *needles: str, timeout: float = 30) -> str:
-        def shown() -> str | None:
-            text = self.screen()
-            return text if all(n in text for n in needles) else None
-
-        try:
-            return wait_for(shown, timeout=timeout, interval=0.1)
-        except TimeoutError as exc:
-            raise AssertionError(f"never saw {needles} on screen:\n{self.screen()}") from exc
-
-    def kill(self) -> None:
-        self.run("kill-server")
 
 
 @pytest.fixture(scope="module")
@@ -82,15 +37,6 @@ def deployed_env(
     result = push(repo, sshd.url(f"{APP}.git"), env={"GIT_SSH_COMMAND": sshd.git_ssh_command()})
     assert result.returncode == 0, result.stdout + result.stderr
     return paas, sshd
-
-
-@pytest.fixture
-def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    mux = Tmux(tmp_path / "tmux.sock")
-    try:
-        yield mux
-    finally:
-        mux.kill()
 
 
 def formation(paas: Paas) -> dict[str, int]:
