@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from minipaas.scheduler import CronJob, CronScheduler
 
 MINUTE = datetime(2026, 11, 22, 10, 5, tzinfo=UTC)
+
+
+def gated_runner() -> tuple[Callable[[CronJob], Awaitable[int]], list[str], asyncio.Event]:
+    """A job runner that records each job's command and finishes only once the gate is set."""
+    gate = asyncio.Event()
+    ran: list[str] = []
+
+    async def run(job: CronJob) -> int:
+        ran.append(job.command)
+        await gate.wait()
+        return 0
+
+    return run, ran, gate
 
 
 async def test_due_jobs_start_and_slow_ones_do_not_stack() -> None:
@@ -17,13 +31,7 @@ async def test_due_jobs_start_and_slow_ones_do_not_stack() -> None:
         CronJob("a", 1, "echo five", "*/5 * * * *", 1),
         CronJob("b", 0, "echo never now", "0 3 * * *", 2),
     ]
-    gate = asyncio.Event()
-    ran: list[str] = []
-
-    async def run(job: CronJob) -> int:
-        ran.append(job.command)
-        await gate.wait()
-        return 0
+    run, ran, gate = gated_runner()
 
     async def get_jobs() -> list[CronJob]:
         return jobs
@@ -111,13 +119,7 @@ async def test_a_slow_job_is_not_stacked_when_a_release_moves_it_in_the_list() -
     """Runs were tracked by position in app.json `cron`: a new release that put another job
     first started the slow one again beside itself (now second), and skipped the new first one
     while the slow one ran."""
-    gate = asyncio.Event()
-    ran: list[str] = []
-
-    async def run(job: CronJob) -> int:
-        ran.append(job.command)
-        await gate.wait()
-        return 0
+    run, ran, gate = gated_runner()
 
     jobs = [CronJob("a", 0, "slow", "* * * * *", 1)]
 
