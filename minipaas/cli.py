@@ -336,8 +336,9 @@ def cmd_ps_scale(args: argparse.Namespace) -> int:
             )
         counts[ptype] = int(raw)
     with _client(args) as c:
-        if changes:
-            current = c.get(f"/api/apps/{app}/dynos").get("formation", {})
+        dynos = c.get(f"/api/apps/{app}/dynos") if changes else None
+        if dynos is not None:
+            current = dynos.get("formation", {})
             for ptype, change in changes.items():
                 now = int(current.get(ptype, 0))
                 if now + change < 0:
@@ -346,7 +347,9 @@ def cmd_ps_scale(args: argparse.Namespace) -> int:
                     )
                 counts[ptype] = now + change
         formation = c.request("PATCH", f"/api/apps/{app}/formation", json_body=counts)
-        stopped = sorted(set(c.get(f"/api/apps/{app}/dynos").get("stopped", ())) & set(counts))
+        if dynos is None:  # scaling changes the formation, never which types are stopped
+            dynos = c.get(f"/api/apps/{app}/dynos")
+        stopped = sorted(set(dynos.get("stopped", ())) & set(counts))
     summary = ", ".join(f"{k}={v}" for k, v in sorted(formation.items()))
     print(f"Scaled {app} to {summary}.")
     for ptype in stopped:  # else "Scaled to web=2" while nothing starts

@@ -669,8 +669,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         assert isinstance(exc, OSError)
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise exc  # a bug: 500, with its traceback in the server's log
-        full = DiskFull(settings.data_dir)
-        return JSONResponse({"error": str(full)}, status_code=full.status)
+        return await user_error(request, DiskFull(settings.data_dir))
 
     background: set[asyncio.Task[None]] = set()
     routes: list[BaseRoute] = [
