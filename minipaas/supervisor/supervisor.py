@@ -36,7 +36,7 @@ import signal
 import subprocess
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,16 @@ class OneOffStatus:
     release: int
     pid: int
     started_at: float  # wall clock
+
+
+@dataclass(eq=False)
+class _Slot:
+    """A one-off dyno being run (`Supervisor._one_off`)."""
+
+    name: str
+    job: SandboxJob
+    port: int | None = None
+    proc: asyncio.subprocess.Process | None = None
 
 
 @dataclass(eq=False)
@@ -419,36 +429,18 @@ class Supervisor:
         otherwise). Past `timeout` seconds the dyno is killed and `DeployError` raised. One-off
         dynos read a pipe: they die with their caller anyway.
         """
-        used = self._one_offs.setdefault(f"{spec.app}/{spec.process_type}", set())
-        number = next(n for n in range(1, len(used) + 2) if n not in used)
-        used.add(number)
-        name = f"{spec.process_type}.{number}"
         source = "release" if spec.process_type == "release" else "app"
-        self._log(spec.app, name, f"Starting process with command `{spec.command}`")
-        scratch = self._scratch(spec.app, name)
-        proc: asyncio.subprocess.Process | None = None
-        port: int | None = None
-        try:
-            port = self._allocate_port()  # every dyno has a $PORT, as on Heroku
-            env = self._env(spec, name, port)
-            job = SandboxJob(
-                app_dir=spec.slug,
-                command=dyno_command(spec.command),
-                uid=spec.uid,
-                layer=True,
-                scratch=scratch,
-            )
+        async with self._one_off(spec, spec.process_type, "") as slot:
+            name = slot.name
             proc = await asyncio.create_subprocess_exec(
-                *sandbox_argv(job),
-                env=env,
+                *sandbox_argv(slot.job),
+                env=self._env(spec, name, slot.port),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # the dyno leads its own process group
             )
-            self._one_off_groups[proc.pid] = _OneOff(
-                OneOffStatus(spec.app, name, spec.command, spec.release, proc.pid, time.time())
-            )
+            self._track(spec, slot, proc)
             assert proc.stdout is not None
 
             def emit(texts: list[str]) -> None:
@@ -469,17 +461,6 @@ class Supervisor:
                 ) from None
             self._log(spec.app, name, f"Process exited with {describe_status(status)}")
             return status
-        finally:
-            if proc is not None:
-                if proc.returncode is None or group_alive(proc.pid):
-                    kill_group(proc.pid, signal.SIGKILL)
-                    with contextlib.suppress(ProcessLookupError):
-                        await asyncio.shield(proc.wait())
-                self._one_off_reaped(proc.pid)
-            if port is not None:
-                self._ports.discard(port)
-            used.discard(number)
-            self._remove_scratch(scratch)
 
     async def run_attached(
         self,
@@ -500,24 +481,9 @@ class Supervisor:
         is the user's, not the app's log).
         """
         names.process_type(name)
-        used = self._one_offs.setdefault(f"{spec.app}/{name}", set())
-        number = next(n for n in range(1, len(used) + 2) if n not in used)
-        used.add(number)
-        dyno = f"{name}.{number}"
-        self._log(spec.app, dyno, f"Starting process with command `{spec.command}` (attached)")
-        scratch = self._scratch(spec.app, dyno)
-        proc: asyncio.subprocess.Process | None = None
-        port: int | None = None
-        try:
-            port = self._allocate_port()
-            job = SandboxJob(
-                app_dir=spec.slug,
-                command=dyno_command(spec.command),
-                uid=spec.uid,
-                layer=True,
-                scratch=scratch,
-            )
-            argv = sandbox_argv(job)
+        async with self._one_off(spec, name, " (attached)") as slot:
+            dyno = slot.name
+            argv = sandbox_argv(slot.job)
             tty = os.isatty(stdin)
             if tty:
                 # `setsid --ctty`: a new session whose controlling terminal is stdin, so the
@@ -525,15 +491,13 @@ class Supervisor:
                 argv = ["setsid", "--ctty", *argv]
             proc = await asyncio.create_subprocess_exec(
                 *argv,
-                env=self._env(spec, dyno, port),
+                env=self._env(spec, dyno, slot.port),
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
                 start_new_session=not tty,
             )
-            self._one_off_groups[proc.pid] = _OneOff(
-                OneOffStatus(spec.app, dyno, spec.command, spec.release, proc.pid, time.time())
-            )
+            self._track(spec, slot, proc)
             try:
                 async with asyncio.timeout(timeout):
                     status = await proc.wait()
@@ -544,19 +508,50 @@ class Supervisor:
                 ) from None
             self._log(spec.app, dyno, f"Process exited with {describe_status(status)}")
             return 128 - status if status < 0 else status
+
+    @contextlib.asynccontextmanager
+    async def _one_off(self, spec: DynoSpec, ptype: str, how: str) -> AsyncIterator[_Slot]:
+        """What a one-off dyno runs with: its name (`ptype`.N, the lowest N free), scratch dir,
+        $PORT (every dyno has one, as on Heroku) and sandbox job. Afterwards its process (if
+        `_track`ed) is killed unless gone, and reaped, and the rest is given back."""
+        used = self._one_offs.setdefault(f"{spec.app}/{ptype}", set())
+        number = next(n for n in range(1, len(used) + 2) if n not in used)
+        used.add(number)
+        name = f"{ptype}.{number}"
+        self._log(spec.app, name, f"Starting process with command `{spec.command}`{how}")
+        scratch = self._scratch(spec.app, name)
+        job = SandboxJob(
+            app_dir=spec.slug,
+            command=dyno_command(spec.command),
+            uid=spec.uid,
+            layer=True,
+            scratch=scratch,
+        )
+        slot = _Slot(name, job)
+        try:
+            slot.port = self._allocate_port()
+            yield slot
         finally:
+            proc = slot.proc
             if proc is not None:
                 if proc.returncode is None or group_alive(proc.pid):
                     kill_group(proc.pid, signal.SIGKILL)
                     with contextlib.suppress(ProcessLookupError):
-                        os.kill(proc.pid, signal.SIGKILL)  # before its setsid, it has no group
+                        os.kill(proc.pid, signal.SIGKILL)  # an attached run before its setsid
                     with contextlib.suppress(ProcessLookupError):
                         await asyncio.shield(proc.wait())
                 self._one_off_reaped(proc.pid)
-            if port is not None:
-                self._ports.discard(port)
+            if slot.port is not None:
+                self._ports.discard(slot.port)
             used.discard(number)
             self._remove_scratch(scratch)
+
+    def _track(self, spec: DynoSpec, slot: _Slot, proc: asyncio.subprocess.Process) -> None:
+        """The one-off's process started: `ps` lists it, `stop_app` and `stop_one_off` find it."""
+        slot.proc = proc
+        self._one_off_groups[proc.pid] = _OneOff(
+            OneOffStatus(spec.app, slot.name, spec.command, spec.release, proc.pid, time.time())
+        )
 
     async def stop_app(self, app: str) -> None:
         """Stop every dyno of the app (graceful, in parallel) and forget them. Its one-off
