@@ -82,6 +82,29 @@ def _headers(agent: str, token: str | None) -> dict[str, str]:
     return headers
 
 
+def unreachable(where: str, exc: BaseException) -> ApiError:
+    """The sentence for a server that could not be reached at `where` (or not by this user)."""
+    if (
+        isinstance(exc, PermissionError)
+        or isinstance(exc.__cause__, PermissionError)
+        or "Permission denied" in str(exc)
+    ):
+        return ApiError(
+            f"Permission denied on {where}: only root and the SSH user's group may use the "
+            "minipaas API socket."
+        )
+    return ApiError(
+        f"Cannot reach the minipaas server at {where} ({exc.__class__.__name__}); "
+        "is `minipaas server` running?"
+    )
+
+
+def request_failed(where: str, exc: BaseException) -> ApiError:
+    """The sentence for a request to `where` that broke off (`exc` says how)."""
+    reason = str(exc).rstrip(".")
+    return ApiError(f"The request to {where} failed: {reason}.")
+
+
 class Pending:
     """A request running in a daemon thread: `result()` waits for its answer or raises its
     `ApiError`. The TUI starts its first apps list this way before it imports Textual, so the
@@ -197,19 +220,7 @@ class Client:
             ) from None
 
     def _unreachable(self, exc: BaseException) -> ApiError:
-        if (
-            isinstance(exc, PermissionError)
-            or isinstance(exc.__cause__, PermissionError)
-            or ("Permission denied" in str(exc))
-        ):
-            return ApiError(
-                f"Permission denied on {self.where}: only root and the SSH user's group may "
-                "use the minipaas API socket."
-            )
-        return ApiError(
-            f"Cannot reach the minipaas server at {self.where} ({exc.__class__.__name__}); "
-            "is `minipaas server` running?"
-        )
+        return unreachable(self.where, exc)
 
     def _local(
         self,
@@ -234,8 +245,7 @@ class Client:
             raise self._unreachable(exc) from exc
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            reason = str(exc).rstrip(".")
-            raise ApiError(f"The request to {self.where} failed: {reason}.") from exc
+            raise request_failed(self.where, exc) from exc
 
     def request(
         self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
@@ -285,8 +295,7 @@ class Client:
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise self._unreachable(exc) from exc
         except httpx.HTTPError as exc:
-            reason = str(exc).rstrip(".")
-            raise ApiError(f"The request to {self.where} failed: {reason}.") from exc
+            raise request_failed(self.where, exc) from exc
         if response.status_code >= 400:
             raise self._message(response.status_code, response.content)
         return self._json(response.status_code, path, response.content)
@@ -433,19 +442,7 @@ class AsyncClient:
             await self._http.aclose()
 
     def _unreachable(self, exc: BaseException) -> ApiError:
-        if (
-            isinstance(exc, PermissionError)
-            or "Permission denied" in str(exc)
-            or isinstance(exc.__cause__, PermissionError)
-        ):
-            return ApiError(
-                f"Permission denied on {self.where}: only root and the SSH user's group may "
-                "use the minipaas API socket."
-            )
-        return ApiError(
-            f"Cannot reach the minipaas server at {self.where} ({exc.__class__.__name__}); "
-            "is `minipaas server` running?"
-        )
+        return unreachable(self.where, exc)
 
     @staticmethod
     def _target(path: str, params: dict[str, Any] | None) -> str:
@@ -482,8 +479,7 @@ class AsyncClient:
         except (httpx.TransportError, OSError) as exc:
             raise self._unreachable(exc) from exc
         except httpx.HTTPError as exc:
-            reason = str(exc).rstrip(".")
-            raise ApiError(f"The request to {self.where} failed: {reason}.") from exc
+            raise request_failed(self.where, exc) from exc
         return response.status_code, response.content
 
     async def request(
