@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paas import SAMPLES, Paas, commit, git_repo, push
+from tests.paas import SAMPLES, Paas, commit, git_repo, https_push, push
 from tests.support.ports import free_port, wait_for
 from tests.support.sshd import SshdInstall, start_sshd
 from tests.test_binary import SYSTEM_PATH, built_binary
@@ -405,8 +405,7 @@ def test_install_serves_a_push(
     paas.cli("apps:create", "instapp")
     token = paas.cli("auth:token").stdout.strip()
     repo = git_repo(SAMPLES / "static-site", tmp_path / "instapp")
-    url = f"https://x:{token}@minipaas.localhost:{layout.https_port}/git/instapp.git"
-    pushed = push(repo, url, env={"GIT_SSL_CAINFO": str(paas.ca)})
+    pushed = https_push(paas, repo, "instapp", token)
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
     assert "remote: -----> Deployed v1" in pushed.stderr + pushed.stdout
     paas.wait_body("instapp.localhost", "hello from static-site")
@@ -481,8 +480,7 @@ def test_push_over_ssh_as_the_minipaas_user(
         repo = git_repo(SAMPLES / "static-site", tmp_path / "sshapp")
         # v1 over HTTPS: the server (root) writes the repository first ...
         token = paas.cli("auth:token").stdout.strip()
-        https = f"https://x:{token}@minipaas.localhost:{layout.https_port}/git/sshapp.git"
-        pushed = push(repo, https, env={"GIT_SSL_CAINFO": str(paas.ca)})
+        pushed = https_push(paas, repo, "sshapp", token)
         assert pushed.returncode == 0, pushed.stdout + pushed.stderr
         # ... then v2 over SSH: the forced command, as the SSH user, adds to it.
         index = repo / "index.html"
@@ -526,8 +524,7 @@ def test_rerun_with_a_new_setting_restarts_the_server_and_keeps_dynos_serving(
     paas.cli("apps:create", "dynoapp")
     token = paas.cli("auth:token").stdout.strip()
     repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "dynoapp")
-    url = f"https://x:{token}@minipaas.localhost:{layout.https_port}/git/dynoapp.git"
-    pushed = push(repo, url, env={"GIT_SSL_CAINFO": str(paas.ca)})
+    pushed = https_push(paas, repo, "dynoapp", token)
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
     paas.wait_body("dynoapp.localhost", "hello from python-stdlib")
     server = read_pid(layout.data_dir / "minipaas.pid")
