@@ -31,10 +31,12 @@ def env(
         paas.cli("keys:add", "tester", input=sshd.client_key.with_suffix(".pub").read_text())
         yield paas, sshd
     finally:
-        if sshd is not None:
-            sshd.stop()
-        paas.stop()
-        shutil.rmtree(paas.data_dir.parent, ignore_errors=True)
+        try:
+            if sshd is not None:
+                sshd.stop()
+        finally:  # an sshd that would not stop must not leave the server running
+            paas.stop()
+            shutil.rmtree(paas.data_dir.parent, ignore_errors=True)
     paas.assert_no_crashes()
 
 
