@@ -323,6 +323,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 "maintenance": app.maintenance,
                 "created_at": app.created_at,
                 "formation": await store.formation(app),
+                "sizes": await store.sizes(app),  # `ps:type`; a type missing has no quota
                 "process_types": release.process_types if release else {},
                 "dynos": await dynos_json(app),
                 "start_pending": app.name in deployer.waiting,
