@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, ssh_push
+from tests.support.load import Load
 from tests.support.ports import wait_for
 from tests.support.sshd import SSHServer
 
@@ -125,7 +126,12 @@ def test_ps_type_resizes_without_a_release_and_names_bad_sizes(
     assert "web   -     none" in shown and "no memory quota" in shown, shown
     releases = len(json.loads(paas.cli("releases", "-a", app, "--json").stdout))
 
-    out = paas.cli("ps:type", "web=standard-2x", "-a", app).stdout
+    with Load(paas.http_port, f"{app}.localhost", workers=2) as load:  # rolling, as ps:restart
+        wait_for(lambda: load.total() >= 20, timeout=30)
+        out = paas.cli("ps:type", "web=standard-2x", "-a", app).stdout
+        seen = load.total()
+        wait_for(lambda: load.total() >= seen + 20, timeout=30)
+    assert load.result.failed == 0, load.result.failures
     assert out.strip() == f"Resized web to standard-2x (1G) on {app}; their dynos restart with it."
 
     def resized() -> dict[str, Any] | None:
