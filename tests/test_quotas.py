@@ -198,3 +198,27 @@ def test_app_json_size_applies_once_and_a_bad_one_fails_the_build(
     assert ps(paas, app)["sizes"] == {"web": "128M"}
     dyno = wait_for(lambda: web_up(paas, app), timeout=30, interval=0.2)
     assert dyno["memory"] == 128 * MIB and dyno["release"] == 2
+
+
+def test_a_dyno_adopted_after_a_server_restart_keeps_its_quota(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    paas, sshd = env
+    app = "adopted"
+    paas.cli("apps:create", app)
+    size = {"formation": {"web": {"size": "64M"}}}
+    deployed(ssh_push(sshd, leaky_repo(tmp_path, size), app))
+    first = wait_for(lambda: web_up(paas, app), timeout=30, interval=0.2)
+    paas.kill9()  # the dyno keeps running; the next server adopts it
+    paas.restart()
+    adopted = wait_for(lambda: web_up(paas, app), timeout=30, interval=0.2)
+    assert adopted["pid"] == first["pid"] and adopted["memory"] == 64 * MIB
+
+    paas.curl(f"{app}.localhost", "/alloc?mb=150")
+
+    def restarted() -> dict[str, Any] | None:
+        dyno = web_up(paas, app)
+        return dyno if dyno is not None and dyno["pid"] != first["pid"] else None
+
+    again = wait_for(restarted, timeout=60, interval=0.5)
+    assert again["last_error"].startswith("Error R15 (Memory quota vastly exceeded)"), again
