@@ -292,13 +292,18 @@ def cmd_ps(args: argparse.Namespace) -> int:
     by_type: dict[str, list[dict[str, Any]]] = {}
     for dyno in data["dynos"]:
         by_type.setdefault(dyno["type"], []).append(dyno)
+    sizes: dict[str, str] = data.get("sizes", {})
     for ptype, dynos in sorted(by_type.items()):
-        print(f"=== {ptype} ({data['formation'].get(ptype, 0)}): {dynos[0]['command']}")
+        count = data["formation"].get(ptype, 0)
+        size = f", {_size_text(sizes[ptype])}" if sizes.get(ptype) else ""
+        print(f"=== {ptype} ({count}{size}): {dynos[0]['command']}")
         for d in dynos:
             up = f" {_ago(d['started_at'])}" if d["state"] == "up" else ""
             pid = f" pid={d['pid']}" if d["pid"] is not None else ""
             extra = f" restarts={d['restarts']}" if d["restarts"] else ""
             reason = f": {d['reason']}" if d.get("reason") else ""
+            if not reason and d.get("last_error"):  # up again after minipaas killed it
+                reason = f": restarted after {d['last_error']}"
             print(f"{d['name']}: {d['state']}{up} v{d['release']}{pid}{extra}{reason}")
         print()
     if one_offs:
@@ -354,6 +359,67 @@ def cmd_ps_scale(args: argparse.Namespace) -> int:
     print(f"Scaled {app} to {summary}.")
     for ptype in stopped:  # else "Scaled to web=2" while nothing starts
         print(f"{ptype} is stopped: its dynos start with `minipaas ps:start {ptype} -a {app}`.")
+    return 0
+
+
+def _size_text(size: str | None) -> str:
+    from minipaas import sizes
+
+    return sizes.describe(size)
+
+
+def cmd_ps_type(args: argparse.Namespace) -> int:
+    """`ps:type` shows each process type's size; `ps:type web=standard-2x worker=1G` sets
+    them (`none` clears one), which restarts those types' dynos and makes no release."""
+    from minipaas import sizes
+
+    app = _app(args)
+    changes: dict[str, str | None] = {}
+    for pair in args.pairs:
+        ptype, sep, size = pair.partition("=")
+        if not sep or not ptype:
+            raise UsageError(f"Expected TYPE=SIZE (web=standard-2x, worker=1G), got {pair!r}.")
+        changes[ptype] = None if size.strip().lower() == sizes.NONE else size
+    with _client(args) as c:
+        if changes:
+            after = c.request("PATCH", f"/api/apps/{app}/sizes", json_body=changes)
+            summary = ", ".join(
+                f"{ptype} to {sizes.describe(after.get(ptype))}" for ptype in sorted(changes)
+            )
+            print(f"Resized {summary} on {app}; their dynos restart with it.")
+            return 0
+        data = c.get(f"/api/apps/{app}/dynos")
+    formation: dict[str, int] = data["formation"]
+    current: dict[str, str] = data.get("sizes", {})
+    if args.json:
+        _print_json(
+            [
+                {
+                    "type": ptype,
+                    "size": current.get(ptype),
+                    "memory": sizes.quota_bytes(current.get(ptype)),
+                    "quantity": count,
+                }
+                for ptype, count in sorted(formation.items())
+            ]
+        )
+        return 0
+    if not formation:
+        print(f"No process types on {app} yet: push a Procfile first.")
+        return 0
+    rows = []
+    for ptype, count in sorted(formation.items()):
+        size = current.get(ptype)
+        quota = sizes.quota_bytes(size)
+        rows.append((ptype, size or "-", "none" if quota is None else sizes.human(quota), count))
+    print(f"=== {app} dyno sizes")
+    _table(rows, ("type", "size", "memory quota", "qty"))
+    if len(current) < len(formation):
+        print(
+            "\nA type without a size has no memory quota (the default). Set one with "
+            f"`minipaas ps:type TYPE=SIZE -a {app}`: {', '.join(sizes.SIZES)}, or an amount "
+            "such as 512M or 2G."
+        )
     return 0
 
 
@@ -798,6 +864,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         acme_email=args.email,
         authorized_keys=Path(args.authorized_keys) if args.authorized_keys else None,
         stop_grace=args.stop_grace,
+        metrics_interval=args.metrics_interval,
         minipaas_bin=exe,
         ssh_user=args.ssh_user,
     )
@@ -927,6 +994,17 @@ def _pid_alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
+def _interval(text: str) -> float:
+    """A sampling interval: 0.5 to 60 seconds (anything else is a usage error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.5 <= value <= 60:
+        raise argparse.ArgumentTypeError(f"use 0.5 to 60 seconds, not {text!r}")
+    return value
+
+
 def cmd_ssh(args: argparse.Namespace) -> int:
     from minipaas.ssh import serve_ssh
 
@@ -969,6 +1047,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--stop-grace", type=float, default=30.0, help="seconds between SIGTERM and SIGKILL"
     )
+    p.add_argument(
+        "--metrics-interval",
+        type=_interval,
+        default=5.0,
+        help="seconds between samples of dyno CPU and memory (memory quotas too; default 5)",
+    )
     p = add("down", cmd_down, "stop the server, its dynos and Caddy")
     p.add_argument("--timeout", type=float, default=60.0)
     _ssh_arguments(add("ssh", cmd_ssh, SSH_HELP))
@@ -994,6 +1078,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("ps:scale", cmd_ps_scale, "scale process types", app=True)
     p.set_defaults(long=True)
     p.add_argument("pairs", nargs="+", metavar="TYPE=COUNT|TYPE+N|TYPE-N")
+    for name, what in (("ps:type", "show or set"), ("ps:resize", "(alias of ps:type) show or set")):
+        p = add(
+            name,
+            cmd_ps_type,
+            f"{what} dyno sizes (memory quotas): web=standard-2x worker=1G, or none",
+            app=True,
+            json_out=True,
+        )
+        p.set_defaults(long=True)
+        p.add_argument("pairs", nargs="*", metavar="TYPE=SIZE")
     p = add("ps:restart", cmd_ps_restart, "restart dynos (all, a type, or one: web.1)", app=True)
     p.set_defaults(long=True)
     p.add_argument("type", nargs="?", metavar="TYPE|DYNO")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from minipaas import checks, cron
+from minipaas import checks, cron, sizes
 from minipaas.build import Builder, BuildRequest, initial_config, parse_app_json
 from minipaas.build.runner import read_app_file
 from minipaas.errors import BuildError, DeployError, NotFound, UserError
@@ -49,10 +49,10 @@ again): waiting for readiness overlaps, and boots are not slowed so much that th
 
 def release_settings(slug: Path) -> dict[str, Any]:
     """What a release keeps from the slug's app.json: the web health check, cron jobs, the
-    `formation` counts a process type starts with and the `postdeploy` script.
+    `formation` counts and sizes a process type starts with and the `postdeploy` script.
 
-    Raises `UserError` for an invalid app.json, health check or cron schedule, which fails the
-    build (nothing changes)."""
+    Raises `UserError` for an invalid app.json, health check, cron schedule or dyno size, which
+    fails the build (nothing changes)."""
     text = read_app_file(slug, "app.json")
     if text is None:
         return {}
@@ -66,8 +66,24 @@ def release_settings(slug: Path) -> dict[str, Any]:
         "check": checks.from_app_json(parsed.healthchecks),
         "cron": jobs,
         "formation": {ptype: f.quantity for ptype, f in parsed.formation.items()},
+        "sizes": _app_json_sizes(parsed.formation),
         "postdeploy": parsed.script("postdeploy"),
     }
+
+
+def _app_json_sizes(formation: dict[str, Any]) -> dict[str, str]:
+    """app.json `formation.<type>.size`, each checked as `ps:type` checks it."""
+    found = {ptype: f.size for ptype, f in formation.items() if f.size is not None}
+    if not found:
+        return {}
+    total = sizes.host_memory()
+    out = {}
+    for ptype, size in found.items():
+        try:
+            out[ptype] = sizes.parse_size(size, total)
+        except UserError as exc:
+            raise UserError(f"app.json formation.{ptype}.size: {exc}") from None
+    return out
 
 
 def app_json_config(slug: Path, config: dict[str, str]) -> dict[str, str]:
@@ -299,8 +315,9 @@ class Deployer:
     async def _groups(self, app: App, release: Release) -> dict[str, tuple[DynoSpec, int]]:
         """The desired dynos of `release`: {process type: (spec, count)}.
 
-        A process type seen for the first time starts with its app.json `formation` quantity,
-        else web=1 and the others 0; from then on the app's formation (`ps:scale`) decides.
+        A process type seen for the first time starts with its app.json `formation` quantity
+        (else web=1 and the others 0) and size (else none: no memory quota); from then on the
+        app's formation (`ps:scale`, `ps:type`) decides.
         """
         formation = await self.store.formation(app)
         initial = release.app_json.get("formation") or {}
@@ -311,12 +328,20 @@ class Deployer:
         }
         if defaults:
             formation = await self.store.set_formation(app, defaults)
+            initial_sizes = release.app_json.get("sizes") or {}
+            new_sizes = {p: str(initial_sizes[p]) for p in defaults if p in initial_sizes}
+            if new_sizes:
+                await self.store.set_sizes(app, dict(new_sizes))
+        quotas = {p: sizes.quota_bytes(size) for p, size in (await self.store.sizes(app)).items()}
         stopped = await self.store.stopped_types(app)
         check = await self.store.check(app) or release.app_json.get("check")
         health = HealthCheck(**check) if check else None
         return {
             ptype: (
-                self._spec(app, release, ptype, health if ptype == "web" else None),
+                replace(
+                    self._spec(app, release, ptype, health if ptype == "web" else None),
+                    memory=quotas.get(ptype),
+                ),
                 0 if ptype in stopped else count,
             )
             for ptype, count in formation.items()
@@ -680,6 +705,40 @@ class Deployer:
             summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
             self.logs.append(app.name, "minipaas", "minipaas", f"Scaled to {summary}")
             return formation
+
+    async def resize(self, app_name: str, changes: dict[str, str | None]) -> dict[str, str]:
+        """`ps:type web=standard-2x`: set (or clear, None) process types' sizes, then replace
+        their dynos as a restart does (web rolling, zero downtime). No release, as on Heroku.
+        Returns every type's size."""
+        async with self.lock(app_name):
+            app = await self.store.app(app_name)
+            current = await self.store.current_release(app)
+            known = set(current.process_types) - ONE_OFF_TYPES if current else set()
+            total = await asyncio.to_thread(sizes.host_memory)
+            wanted: dict[str, str | None] = {}
+            for ptype, size in changes.items():
+                if ptype not in known:
+                    listed = ", ".join(sorted(known)) or "none (deploy the app first)"
+                    raise UserError(
+                        f"No process type {ptype!r} in {app_name!r}; its types are: {listed}."
+                    )
+                wanted[ptype] = None if size is None else sizes.parse_size(size, total)
+            before = await self.store.sizes(app)
+            after = await self.store.set_sizes(app, wanted)
+            if after == before:
+                return after
+            assert current is not None
+            try:
+                await self._apply(app, current)
+            except UserError:  # the new dynos failed: the old ones keep running, as they were
+                await self.store.set_sizes(app, {ptype: before.get(ptype) for ptype in wanted})
+                raise
+            await self.sync_routes()
+            summary = ", ".join(
+                f"{ptype}={sizes.describe(after.get(ptype))}" for ptype in sorted(wanted)
+            )
+            self.logs.append(app.name, "minipaas", "minipaas", f"Resized {summary}")
+            return after
 
     async def restart(
         self, app_name: str, process_type: str | None = None, number: int | None = None

@@ -137,7 +137,7 @@ class MinipaasServer:
         self.hosts = HostMap(settings.domain)
         self.metrics = Metrics(
             self.metrics_store,
-            5.0,
+            settings.metrics_interval,
             dynos=lambda: [
                 (d.app, d.name, d.pid)
                 for d in self.supervisor.status()
@@ -147,6 +147,10 @@ class MinipaasServer:
             host_to_app=self.hosts,
             data_dir=self.paths.root,
             on_access_lines=self._router_log,
+            # Memory quotas (R14/R15): the sampler measures, the supervisor acts on its dynos.
+            on_dynos=lambda samples: self.supervisor.check_memory(
+                (s.app, s.pid, s.rss) for s in samples
+            ),
         )
         self.tokens = Tokens()
         self._api_port = 0

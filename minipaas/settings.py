@@ -35,6 +35,8 @@ class Settings:
     authorized_keys: Path | None = None
     #: How long a stopped dyno gets between SIGTERM and SIGKILL (Heroku: 30 s).
     stop_grace: float = 30.0
+    #: Seconds between two samples of dyno CPU/memory (metrics, and memory quota checks).
+    metrics_interval: float = 5.0
     #: How long a new web dyno may take to accept connections before a deploy fails.
     boot_timeout: float = 60.0
     #: A fresh deploy whose web dynos crash-loop within this many seconds is rolled back.

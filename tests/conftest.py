@@ -16,14 +16,18 @@ pytest_plugins = ["tests.support.fixtures", "tests.support.tmux"]
 
 @pytest.fixture(scope="module")
 def env(
-    tmp_path_factory: pytest.TempPathFactory, sshd_install: SshdInstall
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    sshd_install: SshdInstall,
 ) -> Iterator[tuple[Paas, SSHServer]]:
     """A real server and a real sshd whose key `tester` is added with `keys:add`. sshd clears
     the environment: its sessions (the `minipaas ssh` forced command: TUI, `run`, pushes) get
-    PYTHONPATH so that they run this tree's code, like the server, not the venv's install."""
+    PYTHONPATH so that they run this tree's code, like the server, not the venv's install.
+    A test module sets more server flags with a module-level `SERVER_ARGS` list."""
     work = tmp_path_factory.mktemp("paas")
     keys = work / "authorized_keys"
-    paas = start_paas(keys, work / "server.log")
+    extra = getattr(request.module, "SERVER_ARGS", ())
+    paas = start_paas(keys, work / "server.log", server_args=extra)
     sshd = None
     try:
         tree = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}

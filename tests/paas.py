@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,8 @@ class Paas:
     path: str | None = None
     #: Runs the server (e.g. `taskset -c 0` to give it one CPU); empty: run it directly.
     launcher: list[str] = field(default_factory=list)
+    #: More `minipaas server` flags (e.g. `--metrics-interval 1`).
+    server_args: list[str] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -74,7 +77,7 @@ class Paas:
         )
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [*self.launcher, *argv],
+                [*self.launcher, *argv, *self.server_args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=self.env,
@@ -205,10 +208,16 @@ class Paas:
 
 
 def start_paas(
-    authorized_keys: Path, log: Path, *, exe: Path | None = None, path: str | None = None
+    authorized_keys: Path,
+    log: Path,
+    *,
+    exe: Path | None = None,
+    path: str | None = None,
+    server_args: Sequence[str] = (),
 ) -> Paas:
     """A running server; its log goes to `log` (kept in pytest's tmp dirs for post-mortems).
-    `exe` runs another `minipaas` command (a built binary), `path` replaces the PATH after it."""
+    `exe` runs another `minipaas` command (a built binary), `path` replaces the PATH after it,
+    `server_args` are more `minipaas server` flags."""
     base = app_readable_dir()
     paas = Paas(
         data_dir=base / "data",
@@ -219,6 +228,7 @@ def start_paas(
         log=log,
         exe=exe or BIN / "minipaas",
         path=path,
+        server_args=list(server_args),
     )
     try:
         paas.start()

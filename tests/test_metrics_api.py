@@ -397,3 +397,27 @@ async def test_sampling_cost_with_twenty_apps(tmp_path: Path) -> None:
         await store.close()
         for proc in procs:
             kill(proc)
+
+
+async def test_each_round_hands_its_dyno_samples_to_on_dynos(world: World, tmp_path: Path) -> None:
+    """The server enforces memory quotas with them (R14/R15); a failing listener is logged and
+    the round still records its numbers."""
+    seen: list[list[tuple[str, str, int, int]]] = []
+
+    def listener(samples: list[DynoSample]) -> None:
+        seen.append([(s.app, s.dyno, s.pid, s.rss) for s in samples])
+        raise RuntimeError("a listener's bug")
+
+    metrics = Metrics(
+        world.sink,
+        5.0,
+        dynos=lambda: world.dynos,
+        access_log=world.log,
+        host_to_app=lambda _host: None,
+        data_dir=tmp_path,
+        on_dynos=listener,
+    )
+    last = await metrics.sample_once()
+    assert [(app, dyno, pid) for app, dyno, pid, _ in seen[0]] == world.dynos
+    assert all(rss > 0 for *_, rss in seen[0])  # the tree's resident memory, in bytes
+    assert metrics.last is last and len(last.dynos) == 3

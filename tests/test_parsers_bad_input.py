@@ -412,6 +412,10 @@ def _cron(schedule: str) -> dict[str, Any]:
     return {"cron": [{"command": "x", "schedule": schedule}]}
 
 
+def _size(size: str) -> dict[str, Any]:
+    return {"formation": {"web": {"size": size}}}
+
+
 def _check(**entry: Any) -> dict[str, Any]:
     return {"healthchecks": {"web": [entry]}}
 
@@ -419,11 +423,15 @@ def _check(**entry: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("doc", "expected"),
     [
-        ({}, {"check": None, "cron": [], "formation": {}, "postdeploy": None}),
+        ({}, {"check": None, "cron": [], "formation": {}, "sizes": {}, "postdeploy": None}),
         ({"scripts": {"postdeploy": {"command": "python seed.py"}}}, "python seed.py"),
         (
             {"formation": {"web": {"quantity": 2}, "worker": {}, "clock": {"quantity": 0}}},
             {"web": 2, "worker": 1, "clock": 0},
+        ),
+        (
+            {"formation": {"web": {"size": "Standard-2X"}, "worker": {"size": "2048M"}}},
+            {"sizes": {"web": "standard-2x", "worker": "2G"}},
         ),
         (
             {"healthchecks": {"web": [{"path": "/up", "content": "ok", "timeout": 30}]}},
@@ -445,6 +453,8 @@ def test_release_settings_accept(tmp_path: Path, doc: dict[str, Any], expected: 
     got = settings(tmp_path, json.dumps(doc))
     if "cron" in doc:
         assert got["cron"] == expected
+    elif "formation" in doc and "sizes" in expected:
+        assert got["sizes"] == expected["sizes"]
     elif "formation" in doc:
         assert got["formation"] == expected
     elif "scripts" in doc:
@@ -458,6 +468,9 @@ def test_release_settings_accept(tmp_path: Path, doc: dict[str, Any], expected: 
 @pytest.mark.parametrize(
     ("doc", "expected"),
     [
+        (_size("huge"), "app.json formation.web.size: Unknown dyno size 'huge': use one of eco"),
+        (_size("0M"), "app.json formation.web.size: The dyno size '0M' is too small"),
+        (_size("1000000G"), "(1000000G) is more than this server's memory"),
         (_cron("@reboot"), "Invalid cron schedule '@reboot': use five fields"),
         (_cron("* * * *"), "Invalid cron schedule '* * * *': use five fields"),
         (_cron("60 * * * *"), "the minute field '60' is not valid"),

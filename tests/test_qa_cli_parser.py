@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from minipaas.cli import build_parser
+from minipaas.cli import UsageError, build_parser
 
 CHANGES = [
     ["apps:destroy", "-a", "x", "--confirm", "x"],
@@ -20,6 +20,8 @@ CHANGES = [
     ["ps:stop", "web", "-a", "x"],
     ["ps:start", "web", "-a", "x"],
     ["rollback", "-a", "x"],
+    ["ps:type", "web=standard-2x", "-a", "x"],  # restarts the type's dynos, like ps:restart
+    ["ps:resize", "web=1G", "-a", "x"],
 ]
 READS = [["apps"], ["ps", "-a", "x"], ["config", "-a", "x"], ["releases", "-a", "x"]]
 
@@ -32,3 +34,11 @@ def test_changes_wait_for_their_answer(argv: list[str]) -> None:
 @pytest.mark.parametrize("argv", READS, ids=lambda argv: argv[0])
 def test_reads_keep_the_timeout(argv: list[str]) -> None:
     assert getattr(build_parser().parse_args(argv), "long", False) is False
+
+
+def test_metrics_interval_is_a_server_flag_within_bounds() -> None:
+    assert build_parser().parse_args(["server"]).metrics_interval == 5.0
+    assert build_parser().parse_args(["server", "--metrics-interval", "1"]).metrics_interval == 1
+    for bad in ("0", "0.1", "61", "nan", "inf", "soon"):
+        with pytest.raises(UsageError, match=f"use 0.5 to 60 seconds, not '{bad}'"):
+            build_parser().parse_args(["server", "--metrics-interval", bad])

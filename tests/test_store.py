@@ -205,3 +205,38 @@ async def test_dynos_recorded_before_the_pid_key_survive_the_migration(tmp_path:
         ]
     finally:
         await s.close()
+
+
+async def test_sizes_are_set_cleared_and_leave_quantities_alone(store: Store) -> None:
+    app = await store.create_app("web")
+    await store.set_formation(app, {"web": 2, "worker": 1})
+    assert await store.sizes(app) == {}  # no size: no memory quota
+    assert await store.set_sizes(app, {"web": "standard-2x", "worker": "512M"}) == {
+        "web": "standard-2x",
+        "worker": "512M",
+    }
+    assert await store.set_sizes(app, {"worker": None}) == {"web": "standard-2x"}
+    assert await store.formation(app) == {"web": 2, "worker": 1}
+
+
+async def test_formation_before_sizes_survives_the_migration(tmp_path: Path) -> None:
+    import sqlite3
+
+    s = Store(tmp_path / "old.db")
+    await s.open()
+    app = await s.create_app("web")
+    await s.set_formation(app, {"web": 3})
+    await s.close()
+    db = sqlite3.connect(tmp_path / "old.db")
+    with db:  # the table as migrations 0001-0005 left it
+        db.execute("DELETE FROM schema_migrations WHERE version = 6")
+        db.execute("ALTER TABLE formation DROP COLUMN size")
+    db.close()
+    s = Store(tmp_path / "old.db")
+    await s.open()
+    try:
+        assert await s.formation(app) == {"web": 3}
+        assert await s.sizes(app) == {}  # existing apps keep running without a quota
+        assert await s.set_sizes(app, {"web": "1G"}) == {"web": "1G"}
+    finally:
+        await s.close()

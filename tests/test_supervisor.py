@@ -9,6 +9,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -620,3 +621,52 @@ async def test_stop_one_off_stops_a_job_that_traps_sigterm(sup: Supervisor, base
     assert sup.one_offs(APP) == []
     with pytest.raises(NotFound, match=r"runs no one-off dyno 'run\.1'"):
         await sup.stop_one_off(APP, "run.1")
+
+
+async def test_memory_quota_r14_then_r15_kills_and_restarts(sup: Supervisor, base: Path) -> None:
+    """`check_memory` with a round's numbers (the metrics sampler's job, measured for real in
+    tests/test_quotas.py): over the quota an R14 line, at most every R14_EVERY s; over twice
+    the quota R15, SIGKILL, and a restart through the usual path, `last_error` saying why."""
+    quota = 64 * 2**20
+    sized = replace(spec(base, "web", "web"), memory=quota)
+    await sup.apply(APP, {"web": (sized, 1)})
+    first = sup.status(APP)[0]
+    assert first.memory == quota and first.last_error is None
+    assert first.pid is not None
+
+    sup.check_memory([(APP, first.pid, quota - 1), ("other", first.pid, 10 * quota)])
+    assert not [t for t in minipaas_lines(sup, "web.1") if "Error R1" in t]
+    for _ in range(3):  # one line per R14_EVERY seconds, not one per round
+        sup.check_memory([(APP, first.pid, quota + 16 * 2**20)])
+    lines = minipaas_lines(sup, "web.1")
+    assert lines.count("Error R14 (Memory quota exceeded)") == 1
+    assert "Process running mem=80M(125.0%)" in lines
+    assert sup.status(APP)[0].pid == first.pid  # R14 only warns
+
+    sup.check_memory([(APP, first.pid, 2 * quota + 2**20)])
+    await wait_for(
+        lambda: sup.status(APP)[0].state == "up" and sup.status(APP)[0].pid != first.pid,
+        what="restart after R15",
+    )
+    now = sup.status(APP)[0]
+    assert not group_alive(first.pid)
+    assert now.restarts == 1 and now.exit_code == -9
+    assert now.last_error is not None
+    assert now.last_error.startswith("Error R15 (Memory quota vastly exceeded): mem=129M(")
+    lines = minipaas_lines(sup, "web.1")
+    assert "Error R15 (Memory quota vastly exceeded)" in lines
+    assert any(t.startswith("Process exited with signal 9 (Error R15") for t in lines), lines
+
+
+async def test_a_new_memory_quota_replaces_the_dynos(sup: Supervisor, base: Path) -> None:
+    await sup.apply(APP, {"worker": (spec(base, "worker", "worker"), 1)})
+    before = sup.status(APP)[0]
+    assert before.pid is not None
+    sup.check_memory([(APP, before.pid, 2**40)])  # no quota: never touched, whatever it uses
+    assert not [t for t in minipaas_lines(sup) if "Error R1" in t]
+    sized = replace(spec(base, "worker", "worker"), memory=2**30)
+    await sup.apply(APP, {"worker": (sized, 1)})
+    await wait_for(lambda: [s.state for s in sup.status(APP)] == ["up"], what="old one gone")
+    after = sup.status(APP)[0]
+    assert after.pid != before.pid and after.memory == 2**30 and before.memory is None
+    assert after.restarts == 0 and after.last_error is None

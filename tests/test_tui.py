@@ -163,6 +163,22 @@ async def test_scale_up_and_down_with_keys(paas: Paas) -> None:
         await until(pilot, lambda: str(table(app, "#formation").get_cell("worker", "scale")) == "0")
 
 
+async def test_a_process_types_size_shows_beside_its_count(paas: Paas) -> None:
+    app = tui(paas)
+    api(paas, f"/api/apps/{APP}/sizes", "PATCH", {"worker": "128M"})
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await open_app(pilot)
+
+            def scale(ptype: str) -> str:
+                return str(table(app, "#formation").get_cell(ptype, "scale"))
+
+            await until(pilot, lambda: scale("worker") == "0 · 128M")
+            assert scale("web") == "1"  # no size: no memory quota, just the count
+    finally:
+        api(paas, f"/api/apps/{APP}/sizes", "PATCH", {"worker": None})
+
+
 async def test_scale_to_an_invalid_count_shows_the_api_error(paas: Paas) -> None:
     app = tui(paas)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -29,6 +29,7 @@ from minipaas.deploy import Deployer
 from minipaas.errors import Conflict, DiskFull, NotFound, TooLarge, Unavailable, UserError
 from minipaas.logs import LogStore
 from minipaas.metrics import Metrics
+from minipaas.models import App
 from minipaas.settings import Settings
 from minipaas.store import Store
 from minipaas.supervisor import Supervisor
@@ -223,8 +224,9 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 await asyncio.wait_for(deployer.ready.wait(), STARTING_WAIT)
         return deployer.ready.is_set()
 
-    async def dynos_json(app: str) -> list[dict[str, Any]]:
+    async def dynos_json(app: App) -> list[dict[str, Any]]:
         await started()
+        sizes = await store.sizes(app)
         return [
             {
                 "name": d.name,
@@ -238,8 +240,11 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 "command": d.command,
                 "exit_code": d.exit_code,
                 "reason": d.reason,  # why it is crashed or down
+                "size": sizes.get(d.process_type),  # `ps:type`; None: no memory quota
+                "memory": d.memory,  # the quota in bytes it runs with
+                "last_error": d.last_error,  # why minipaas last killed it (R15)
             }
-            for d in ctx.supervisor.status(app)
+            for d in ctx.supervisor.status(app.name)
         ]
 
     async def status(request: Request) -> Response:
@@ -318,8 +323,9 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 "maintenance": app.maintenance,
                 "created_at": app.created_at,
                 "formation": await store.formation(app),
+                "sizes": await store.sizes(app),  # `ps:type`; a type missing has no quota
                 "process_types": release.process_types if release else {},
-                "dynos": await dynos_json(app.name),
+                "dynos": await dynos_json(app),
                 "start_pending": app.name in deployer.waiting,
                 "domains": [d.hostname for d in await store.domains(app)],
                 "uid": deployer.uid(app),
@@ -384,7 +390,9 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         return JSONResponse(
             {
                 "formation": await store.formation(app),
-                "dynos": await dynos_json(app.name),
+                # `ps:type`: a size per process type; a type missing here has no memory quota.
+                "sizes": await store.sizes(app),
+                "dynos": await dynos_json(app),
                 # After a server (re)start: its missing dynos are still to be started.
                 "start_pending": app.name in deployer.waiting,
                 # `ps:stop TYPE`: none run, whatever the formation says, until `ps:start TYPE`.
@@ -417,6 +425,26 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             raise UserError("No process types given; use TYPE=COUNT, e.g. web=2.")
         await not_busy(name)
         return JSONResponse(await deployer.scale(name, counts))
+
+    async def sizes_patch(request: Request) -> Response:
+        """`ps:type web=standard-2x worker=1G` ({type: size, or null for no quota})."""
+        name = app_name(request)
+        data = body_dict(await json_body(request))
+        changes: dict[str, str | None] = {}
+        for ptype, size in data.items():
+            names.process_type(ptype)
+            if size is not None and not isinstance(size, str):
+                text = json.dumps(size)
+                shown = text if len(text) <= names.SHOWN_CHARS else f"{text[: names.SHOWN_CHARS]}…"
+                raise UserError(
+                    f"The size for {ptype!r} must be a string such as standard-2x or 512M "
+                    f"(or null: no quota), not {shown}."
+                )
+            changes[ptype] = None if size is None or size.strip().lower() == "none" else size
+        if not changes:
+            raise UserError("No process types given; use TYPE=SIZE, e.g. web=standard-2x.")
+        await not_busy(name)
+        return JSONResponse(await deployer.resize(name, changes))
 
     async def restart(request: Request) -> Response:
         name = app_name(request)
@@ -682,6 +710,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps/{app}/config", config_patch, methods=["PATCH"]),
         Route("/api/apps/{app}/dynos", dynos),
         Route("/api/apps/{app}/formation", formation_patch, methods=["PATCH"]),
+        Route("/api/apps/{app}/sizes", sizes_patch, methods=["PATCH"]),
         Route("/api/apps/{app}/restart", restart, methods=["POST"]),
         Route("/api/apps/{app}/logs", logs),
         Route("/api/apps/{app}/releases", releases),

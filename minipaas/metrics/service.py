@@ -122,8 +122,11 @@ class Metrics:
         data_dir: Path,
         clock: Callable[[], float] = time.time,
         on_access_lines: Callable[[list[bytes]], None] | None = None,
+        on_dynos: Callable[[list[DynoSample]], None] | None = None,
     ) -> None:
         self.store = store
+        #: Gets each round's dyno samples (the server enforces memory quotas with them).
+        self._on_dynos = on_dynos
         #: Gets each round's raw access-log lines (the router log source is built from them).
         self._on_access_lines = on_access_lines
         self.interval = interval
@@ -165,6 +168,11 @@ class Metrics:
         by_host, sampled, lines = await asyncio.to_thread(self._collect, refs)
         if self._on_access_lines is not None and lines:
             self._on_access_lines(lines)
+        if self._on_dynos is not None:
+            try:
+                self._on_dynos(sampled.dynos)
+            except Exception:  # a listener's bug must not stop the metrics
+                log.exception("the dyno samples listener failed")
         now = self._clock()
         apps = {ref[0] for ref in refs}
         sampled.t = now

@@ -374,6 +374,27 @@ class Store:
         )
         return {r["process_type"]: r["quantity"] for r in rows}
 
+    async def sizes(self, app: App) -> dict[str, str]:
+        """Dyno sizes per process type (`ps:type`); types without one have no memory quota."""
+        rows = await self._all(
+            "SELECT process_type, size FROM formation WHERE app_id = ? AND size IS NOT NULL "
+            "ORDER BY process_type",
+            (app.id,),
+        )
+        return {r["process_type"]: r["size"] for r in rows}
+
+    async def set_sizes(self, app: App, sizes: dict[str, str | None]) -> dict[str, str]:
+        """Set (text) or clear (None) the size of process types; returns the new sizes."""
+        async with self._tx() as db:
+            for ptype, size in sizes.items():
+                await db.execute(
+                    "INSERT INTO formation (app_id, process_type, quantity, size) "
+                    "VALUES (?, ?, 0, ?) "
+                    "ON CONFLICT (app_id, process_type) DO UPDATE SET size = excluded.size",
+                    (app.id, ptype, size),
+                )
+        return await self.sizes(app)
+
     async def stopped_types(self, app: App) -> set[str]:
         rows = await self._all(
             "SELECT process_type FROM formation WHERE app_id = ? AND stopped = 1", (app.id,)

@@ -47,7 +47,8 @@ class DynoSpec:
 
     `env` holds the app's config vars; the supervisor adds PORT, DYNO and HOME. Two dynos whose
     specs compare equal are interchangeable; a different spec (new release, new config, new
-    check) means the dyno is replaced.
+    check, new size) means the dyno is replaced. `memory`: the memory quota in bytes of the
+    dyno's whole process tree (None: none), enforced through `Supervisor.check_memory`.
     """
 
     app: str
@@ -58,6 +59,7 @@ class DynoSpec:
     env: Mapping[str, str]
     uid: int | None = None
     check: HealthCheck | None = None
+    memory: int | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class DynoStatus:
     """A snapshot of one dyno. `started_at` is wall-clock (time.time()) of its latest start.
 
     `state` is one of `STATES`; `reason` says why a dyno is `crashed` or `down` (None otherwise).
+    `memory`: its memory quota in bytes (None: none). `last_error`: why the supervisor last
+    killed it (`Error R15 (Memory quota vastly exceeded): ...`), kept once it runs again.
     """
 
     app: str
@@ -79,6 +83,8 @@ class DynoStatus:
     command: str
     exit_code: int | None
     reason: str | None = None
+    memory: int | None = None
+    last_error: str | None = None
 
 
 @dataclass(frozen=True)

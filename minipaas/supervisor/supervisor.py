@@ -36,7 +36,7 @@ import signal
 import subprocess
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,11 @@ PUMP_MIN = 0.01
 PUMP_MAX = 0.5
 PUMP_SAFETY = 5.0
 META = "dyno.json"
+#: Above this many times its memory quota a dyno is killed (R15); Heroku's factor for Eco,
+#: Basic and Standard dynos.
+MEMORY_KILL_FACTOR = 2
+#: Seconds between two R14 lines of one dyno while it stays above its quota.
+R14_EVERY = 20.0
 
 
 class _AdoptedSpec(DynoSpec):
@@ -136,6 +141,9 @@ class _Dyno:
     started_at: float | None = None
     restarts: int = 0
     exit_code: int | None = None
+    last_error: str | None = None  # why the supervisor last killed it (R15), for `ps`
+    kill_reason: str | None = None  # set while this life is being killed for that reason
+    r14_at: float | None = None  # when its last R14 line was written
     retiring: bool = False
     stopping: bool = False
     detached: bool = False
@@ -392,9 +400,51 @@ class Supervisor:
                         command=d.spec.command,
                         exit_code=d.exit_code,
                         reason=d.reason,
+                        memory=d.spec.memory,
+                        last_error=d.last_error,
                     )
                 )
         return out
+
+    def check_memory(self, usage: Iterable[tuple[str, int, int]]) -> None:
+        """Enforce memory quotas (`DynoSpec.memory`) with one sampling round's numbers: (app,
+        leader pid, RSS of the dyno's whole process tree) per dyno.
+
+        Heroku's rules: above its quota a dyno's log gets `Error R14 (Memory quota exceeded)`
+        (at most every R14_EVERY s while that lasts); above MEMORY_KILL_FACTOR times its quota
+        `Error R15 (Memory quota vastly exceeded)`, then SIGKILL, and the dyno restarts like
+        any dyno that exited (backoff), `ps` saying why. The numbers come from a sampler (the
+        metrics loop): a spike between two rounds is left to the kernel's OOM killer.
+        """
+        by_pid = {
+            (d.app, d.pid): d
+            for dynos in self._dynos.values()
+            for d in dynos
+            if d.pid is not None and d.spec.memory is not None
+        }
+        for app, pid, rss in usage:
+            d = by_pid.get((app, pid))
+            if d is None or d.spec.memory is None or d.kill_reason is not None:
+                continue
+            quota = d.spec.memory
+            if rss <= quota:
+                continue
+            mem = f"mem={rss // 2**20}M({100 * rss / quota:.1f}%)"
+            if rss > MEMORY_KILL_FACTOR * quota:
+                self._log(d.app, d.name, f"Process running {mem}")
+                self._log(d.app, d.name, "Error R15 (Memory quota vastly exceeded)")
+                self._log(d.app, d.name, "Stopping process with SIGKILL")
+                d.kill_reason = (
+                    f"Error R15 (Memory quota vastly exceeded): {mem} of its "
+                    f"{quota // 2**20}M quota"
+                )
+                kill_group(pid, signal.SIGKILL)
+                continue
+            now = self.clock()
+            if d.r14_at is None or now - d.r14_at >= R14_EVERY:
+                d.r14_at = now
+                self._log(d.app, d.name, f"Process running {mem}")
+                self._log(d.app, d.name, "Error R14 (Memory quota exceeded)")
 
     def records(self, app: str) -> list[DynoRecord]:
         """What `on_records` last said (or would say) about the app's running dynos."""
@@ -954,11 +1004,16 @@ class Supervisor:
                 started = self.clock()
                 status = await self._live(d)
                 d.exit_code = status
+                killed, d.kill_reason = d.kill_reason, None
+                if killed is not None:
+                    d.last_error = killed
                 if d.stopping:
                     break
                 now = self.clock()
                 d.runs = [*d.runs[-19:], Run(started, now, status)]
                 exited = f"exited with {describe_status(status)}"
+                if killed is not None:
+                    exited += f" ({killed})"
                 self._log(d.app, d.name, f"Process {exited}")
                 self._event(d, "exited", _exit_detail(status))
                 if d.probation:
@@ -971,7 +1026,8 @@ class Supervisor:
                 decision = decide(d.runs, now, self.backoff)
                 wait = decision.restart_after or 0.0
                 if decision.crashed:
-                    d.reason = f"{decision.reason}; next start in {wait:g} s"
+                    last = f", the last after {killed}" if killed is not None else ""
+                    d.reason = f"{decision.reason}{last}; next start in {wait:g} s"
                     self._set_state(d, "crashed")
                     self._log(d.app, d.name, f"Crashed: {d.reason}")
                     self._event(d, "crashed", decision.reason)

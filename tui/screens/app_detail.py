@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 DYNO_STYLE = {"up": "green", "starting": "yellow", "crashed": "red", "down": "red"}
 
 
+def scale_text(count: int, size: str | None) -> str:
+    """The SCALE cell: the count, and the type's size when it has one (`2 · standard-2x`)."""
+    return str(count) if not size else f"{count} · {size}"
+
+
 def web_first(process_type: str) -> tuple[bool, str]:
     """Sort key: `web` first, then the other process types by name."""
     return process_type != "web", process_type
@@ -253,9 +258,11 @@ class AppScreen(AppBound):
         )
         formation: dict[str, int] = info.get("formation") or {}
         types: dict[str, str] = info.get("process_types") or {}
+        sizes: dict[str, str] = info.get("sizes") or {}  # `ps:type`; none: no memory quota
         names = sorted(set(types) | set(formation), key=web_first)
         self.query_one("#formation", KeyedTable).sync(
-            [(t, [t, str(formation.get(t, 0)), types.get(t, fmt.DASH)]) for t in names]
+            [(t, [t, scale_text(formation.get(t, 0), sizes.get(t)), types.get(t, fmt.DASH)])
+             for t in names]
         )
         now = time.time()
         dynos = sorted(info.get("dynos") or [], key=lambda d: str(d.get("name")))
