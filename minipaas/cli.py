@@ -680,6 +680,54 @@ def cmd_domains_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drains(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        drains = c.get(f"/api/apps/{app}/drains")
+    if args.json:
+        _print_json(drains)
+        return 0
+    if not drains:
+        print(f"{app} has no log drains; add one with `minipaas drains:add URL -a {app}`.")
+        return 0
+    print(f"=== {app} Drains")
+    for d in drains:
+        status = d.get("status") or {}
+        if status.get("failing_since"):
+            state = f"failing for {_ago(status['failing_since'])}: {status.get('error')}"
+        else:
+            state = f"{status.get('delivered', 0)} lines delivered"
+        if status.get("dropped"):
+            state += f", {status['dropped']} dropped"
+        print(f"{_url_shown(d['url'])} ({d['token']}): {state}")
+    return 0
+
+
+def _url_shown(url: str) -> str:
+    from minipaas.drains import redacted
+
+    return redacted(url)
+
+
+def cmd_drains_add(args: argparse.Namespace) -> int:
+    from minipaas.drains import parse_drain_url
+
+    app = _app(args)
+    url = parse_drain_url(args.url)  # the server's rule, checked before a request
+    with _client(args) as c:
+        d = c.request("POST", f"/api/apps/{app}/drains", json_body={"url": url.url})
+    print(f"Added drain {url.shown()} ({d['token']}) to {app}: its new log lines go there.")
+    return 0
+
+
+def cmd_drains_remove(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        d = c.request("DELETE", f"/api/apps/{app}/drains", json_body={"drain": args.drain})
+    print(f"Removed drain {_url_shown(d['url'])} ({d['removed']}) from {app}.")
+    return 0
+
+
 def cmd_maintenance(on: bool) -> Handler:
     def run(args: argparse.Namespace) -> int:
         app = _app(args)
@@ -1048,6 +1096,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("hostname")
     p = add("domains:remove", cmd_domains_remove, "remove a custom domain", app=True)
     p.add_argument("hostname")
+    add("drains", cmd_drains, "list log drains and how they fare", app=True, json_out=True)
+    p = add("drains:add", cmd_drains_add, "copy log lines to syslog(+tls)://H:P or https://…",
+            app=True)
+    p.add_argument("url")
+    p = add("drains:remove", cmd_drains_remove, "remove a log drain (URL or token)", app=True)
+    p.add_argument("drain")
     add("maintenance:on", cmd_maintenance(True), "answer 503 with a maintenance page", app=True)
     add("maintenance:off", cmd_maintenance(False), "serve the app again", app=True)
     add("keys", cmd_keys, "list SSH keys", json_out=True)

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +27,11 @@ from minipaas import __version__, checks, jsonin, names, sshkeys
 from minipaas.api.auth import LOCAL_KEY, TokenAuth, Tokens
 from minipaas.api.metrics import metrics_routes
 from minipaas.deploy import Deployer
+from minipaas.drains import Drains, parse_drain_url, redacted
 from minipaas.errors import Conflict, DiskFull, NotFound, TooLarge, Unavailable, UserError
 from minipaas.logs import LogStore
 from minipaas.metrics import Metrics
+from minipaas.models import Drain
 from minipaas.settings import Settings
 from minipaas.store import Store
 from minipaas.supervisor import Supervisor
@@ -57,6 +60,7 @@ class ApiContext:
     git_app: ASGIApp | None = None
     metrics: Metrics | None = None
     shutdown: Callable[[], None] | None = None
+    drains: Drains | None = None
 
 
 MAX_BODY = 1024 * 1024
@@ -65,6 +69,8 @@ MAX_RELEASE = 2**31 - 1
 FOLLOW_HEARTBEAT = 15.0
 """Seconds between the blank lines a quiet `logs` follow stream sends (`client.FOLLOW_READ`)."""
 MAX_KEY_NAME = 100
+MAX_DRAINS = 5
+"""Drains one app may have (Heroku's limit too)."""
 DYNO_SET = {"PORT": "the port it listens on", "DYNO": "its name, e.g. web.1", "HOME": "/app"}
 """What every dyno's environment holds whatever the config says (the dyno contract): a config
 var of that name would never be seen, so setting one is refused."""
@@ -336,6 +342,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             )
         await not_busy(name)
         await deployer.destroy(name)
+        await reload_drains()
         return JSONResponse({"destroyed": name})
 
     async def config_get(request: Request) -> Response:
@@ -599,6 +606,37 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         await deployer.sync_routes()
         return JSONResponse({"removed": host})
 
+    async def reload_drains() -> None:
+        if ctx.drains is not None:
+            await ctx.drains.reload()
+
+    def drain_json(drain: Drain) -> dict[str, Any]:
+        status = ctx.drains.status(drain.token) if ctx.drains is not None else None
+        return {**drain.to_json(), "status": status.to_json() if status is not None else None}
+
+    async def drains_list(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        return JSONResponse([drain_json(d) for d in await store.drains(app)])
+
+    async def drains_add(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        data = body_dict(await json_body(request))
+        url = parse_drain_url(text_field(data, "url"))
+        token = f"d.{uuid.uuid4()}"
+        drain = await store.add_drain(app, url.url, token, MAX_DRAINS, names.shown(url.shown()))
+        await reload_drains()
+        return JSONResponse(drain_json(drain), status_code=201)
+
+    async def drains_remove(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        data = body_dict(await json_body(request))
+        key = text_field(data, "drain")
+        if not key:
+            raise UserError("No drain given; name it by its URL or its token (d.…).")
+        drain = await store.remove_drain(app, key, names.shown(redacted(key)))
+        await reload_drains()
+        return JSONResponse({"removed": drain.token, "url": drain.url})
+
     async def maintenance(request: Request) -> Response:
         app = await store.app(app_name(request))
         data = body_dict(await json_body(request))
@@ -696,6 +734,9 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps/{app}/domains", domains_list),
         Route("/api/apps/{app}/domains", domains_add, methods=["POST"]),
         Route("/api/apps/{app}/domains/{hostname}", domains_remove, methods=["DELETE"]),
+        Route("/api/apps/{app}/drains", drains_list),
+        Route("/api/apps/{app}/drains", drains_add, methods=["POST"]),
+        Route("/api/apps/{app}/drains", drains_remove, methods=["DELETE"]),
         Route("/api/apps/{app}/maintenance", maintenance, methods=["PUT"]),
         Route("/api/keys", keys_list),
         Route("/api/keys", keys_add, methods=["POST"]),

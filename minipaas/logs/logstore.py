@@ -310,8 +310,10 @@ class LogStore:
         dyno: str | None = None,
         *,
         idle: float | None = None,
+        subscribed: Callable[[], None] | None = None,
     ) -> AsyncGenerator[LogLine | None, None]:
-        """Lines appended after the call, as they come, until the caller stops iterating.
+        """Lines appended after the first `__anext__`, as they come, until the caller stops
+        iterating; `subscribed` is called from there as soon as they are being caught.
 
         A follower that falls more than `FOLLOW_QUEUE` lines behind loses lines; it is told
         how many with a `minipaas` line instead of slowing the writers down. With `idle`, a
@@ -322,6 +324,8 @@ class LogStore:
             return
         follower = _Follower(app, source, dyno)
         self._followers.setdefault(app, set()).add(follower)
+        if subscribed is not None:
+            subscribed()
         try:
             while True:
                 if follower.dropped and follower.queue.empty():
