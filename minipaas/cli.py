@@ -550,14 +550,35 @@ def cmd_checks_unset(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    app = _app(args)
+def _one_off_command(args: argparse.Namespace, word: str) -> str:
+    """The command of `run` / `run:detached`: one argument as it is (a shell line), several
+    quoted for the shell (`run -- echo 'a b'`)."""
     words = list(args.command)
     if words[:1] == ["--"]:
         words = words[1:]
     if not words:
-        raise UsageError("No command given; use `minipaas run -a APP -- COMMAND`.")
-    command = shlex.join(words) if len(words) > 1 else words[0]
+        raise UsageError(f"No command given; use `minipaas {word} -a APP -- COMMAND`.")
+    return shlex.join(words) if len(words) > 1 else words[0]
+
+
+def cmd_run_detached(args: argparse.Namespace) -> int:
+    app = _app(args)
+    command = _one_off_command(args, "run:detached")
+    with _client(args) as c:
+        result = c.request(
+            "POST", f"/api/apps/{app}/run", json_body={"command": command, "detached": True}
+        )
+    dyno = result["dyno"]
+    print(
+        f"Running `{command}` on {app} as {dyno}: see its output with `minipaas logs -a {app} "
+        f"--dyno {dyno}`, stop it with `minipaas ps:stop {dyno} -a {app}`."
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    app = _app(args)
+    command = _one_off_command(args, "run")
     local = not os.environ.get("MINIPAAS_URL") or getattr(args, "data_dir", None)
     if local and _stdin_attachable():
         # The dyno gets this very terminal (works through `ssh -t` too), or the pipe or file
@@ -1082,6 +1103,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
     add("checks:unset", cmd_checks_unset, "remove the health check settings", app=True)
     p = add("run", cmd_run, "run a one-off command in a dyno of the current release", app=True)
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
+    p = add(
+        "run:detached",
+        cmd_run_detached,
+        "run a one-off command in the background; its output goes to the logs",
+        app=True,
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
     p = add(
         "metrics",

@@ -34,7 +34,7 @@ from minipaas.metrics import Metrics
 from minipaas.models import Drain
 from minipaas.settings import Settings
 from minipaas.store import Store
-from minipaas.supervisor import Supervisor
+from minipaas.supervisor import DynoSpec, Supervisor
 
 log = logging.getLogger("minipaas.api")
 
@@ -69,6 +69,8 @@ MAX_RELEASE = 2**31 - 1
 FOLLOW_HEARTBEAT = 15.0
 """Seconds between the blank lines a quiet `logs` follow stream sends (`client.FOLLOW_READ`)."""
 MAX_KEY_NAME = 100
+DETACHED_TIMEOUT = 24 * 3600
+"""Seconds a `run:detached` dyno may run (Heroku's one-off dynos stop after a day too)."""
 MAX_DRAINS = 5
 """Drains one app may have (Heroku's limit too)."""
 DYNO_SET = {"PORT": "the port it listens on", "DYNO": "its name, e.g. web.1", "HOME": "/app"}
@@ -569,7 +571,15 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             raise UserError("No command given; use `minipaas run -a APP -- COMMAND`.")
         if "\0" in command:
             raise UserError(f"Invalid command {command[:100]!r}: it holds a NUL character.")
+        detached = data.get("detached", False)
+        if not isinstance(detached, bool):
+            shown = json.dumps(detached)[: names.SHOWN_CHARS]
+            raise UserError(f"The field 'detached' must be true or false, not {shown}.")
         spec = await deployer.one_off_spec(name, command)
+        if detached:
+            return JSONResponse(
+                {"dyno": await start_detached(spec), "command": command}, status_code=202
+            )
 
         async def go(emit: Emit) -> None:
             try:
@@ -581,6 +591,33 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 emit({"error": str(exc), "exit": 1})
 
         return ndjson_task(go, background)
+
+    async def start_detached(spec: DynoSpec) -> str:
+        """Start a one-off dyno whose output only goes to the app's logs (`run:detached`);
+        its name once it runs. It may run DETACHED_TIMEOUT seconds (`ps:stop run.N` ends it)."""
+        started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def on_start(dyno: str) -> None:
+            started.set_result(dyno)
+
+        async def go() -> None:
+            try:
+                await ctx.supervisor.run_once(
+                    spec, lambda _line: None, timeout=DETACHED_TIMEOUT, on_start=on_start
+                )
+            except asyncio.CancelledError:
+                started.cancel()
+                raise
+            except BaseException as exc:
+                if not started.done():  # not started: the request answers with the reason
+                    started.set_exception(exc)
+                if not isinstance(exc, UserError):  # (UserError: also the time limit's kill)
+                    raise
+
+        task = asyncio.get_running_loop().create_task(go())
+        background.add(task)
+        task.add_done_callback(background.discard)
+        return await started
 
     async def domains_list(request: Request) -> Response:
         app = await store.app(app_name(request))
