@@ -207,6 +207,9 @@ def cmd_config(args: argparse.Namespace) -> int:
         config = c.get(f"/api/apps/{app}/config")
     if args.json:
         _print_json(config)
+    elif args.shell:  # `eval "$(minipaas config --shell)"`, or a .env file, as Heroku's
+        for key, value in config.items():
+            print(f"{key}={shlex.quote(value)}")
     elif not config:
         print(f"{app} has no config vars.")
     else:
@@ -1050,7 +1053,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("apps:destroy", cmd_apps_destroy, "delete an app and everything it has", app=True)
     p.set_defaults(long=True)
     p.add_argument("--confirm", help="the app's name, to confirm")
-    add("config", cmd_config, "show config vars", app=True, json_out=True)
+    p = add("config", cmd_config, "show config vars", app=True, json_out=True)
+    p.add_argument("-s", "--shell", action="store_true", help="KEY=VALUE lines, shell-quoted")
     p = add("config:get", cmd_config_get, "print one config var", app=True)
     p.add_argument("key")
     p = add("config:set", cmd_config_set, "set config vars (restarts dynos)", app=True)
