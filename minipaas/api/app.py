@@ -464,10 +464,17 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         async def stream() -> AsyncIterator[bytes]:
             for ln in lines:
                 yield (json.dumps({"line": ln.format()}) + "\n").encode()
-            async for new in ctx.logs.follow(app.name, source, dyno, idle=FOLLOW_HEARTBEAT):
+            async for batch in ctx.logs.follow_batches(
+                app.name, source, dyno, idle=FOLLOW_HEARTBEAT
+            ):
                 # A blank line while nothing is logged: clients (the CLI, the TUI) read with a
                 # time limit and so notice a connection that died without a word.
-                yield b"\n" if new is None else (json.dumps({"line": new.format()}) + "\n").encode()
+                if batch is None:
+                    yield b"\n"
+                else:
+                    yield "".join(
+                        json.dumps({"line": new.format()}) + "\n" for new in batch
+                    ).encode()
             # Why the follow ended: the server stops (follow again soon) or the app is gone.
             end = "restarting" if ctx.logs.follows_ended else "destroyed"
             yield (json.dumps({"end": end}) + "\n").encode()

@@ -114,15 +114,15 @@ class _Forwarder:
 
     async def _read(self) -> None:
         try:
-            async for line in self.logs.follow(self.spec.app, subscribed=self.subscribed.set):
-                if line is None:
-                    continue
-                if len(self._buffer) >= MAX_BUFFER:
-                    self._buffer.popleft()
-                    self.status.dropped += 1
-                    self._unreported += 1
-                frame = syslog_frame(line.ts, line.app, line.source, line.dyno, line.text)
-                self._buffer.append((next(self._seq), frame))
+            follow = self.logs.follow_batches(self.spec.app, subscribed=self.subscribed.set)
+            async for batch in follow:
+                for line in batch or ():
+                    if len(self._buffer) >= MAX_BUFFER:
+                        self._buffer.popleft()
+                        self.status.dropped += 1
+                        self._unreported += 1
+                    frame = syslog_frame(line.ts, line.app, line.source, line.dyno, line.text)
+                    self._buffer.append((next(self._seq), frame))
                 self._wake.set()
         finally:
             self._ended = True  # the app was destroyed or the server is stopping

@@ -9,6 +9,7 @@ take ours). Each message is framed by octet counting (RFC 6587): `LENGTH SP MESS
 
 from __future__ import annotations
 
+import functools
 import re
 import urllib.parse
 from dataclasses import dataclass
@@ -98,6 +99,15 @@ def _field(value: str, limit: int) -> str:
     return cleaned or "-"
 
 
+@functools.lru_cache(maxsize=1024)
+def _fields(app: str, source: str, dyno: str) -> str:
+    """` HOSTNAME APP-NAME PROCID MSGID SD ` of a message (a few per app: cached)."""
+    return (
+        f" {_field(app, HOSTNAME_MAX)} {_field(source, APP_NAME_MAX)} "
+        f"{_field(dyno, PROCID_MAX)} - - "
+    )
+
+
 def syslog_frame(ts: datetime, app: str, source: str, dyno: str, text: str) -> bytes:
     """One log line as an octet-counted RFC 5424 message, as Heroku's drains send it:
     `<190>1 2026-12-06T10:00:00.123456+00:00 myapp app web.1 - - hello`.
@@ -105,10 +115,8 @@ def syslog_frame(ts: datetime, app: str, source: str, dyno: str, text: str) -> b
     The hostname is the app's name (Heroku sends `host`: one server carries many apps here),
     the app-name the line's source (`app`, `router`, ...), the procid the dyno.
     """
-    stamp = ts.isoformat(timespec="microseconds")
-    header = (
-        f"<{PRIORITY}>1 {stamp} {_field(app, HOSTNAME_MAX)} {_field(source, APP_NAME_MAX)} "
-        f"{_field(dyno, PROCID_MAX)} - - "
-    )
-    message = header.encode() + text.encode("utf-8", "replace")
+    message = (
+        f"<{PRIORITY}>1 {ts.isoformat(timespec='microseconds')}{_fields(app, source, dyno)}"
+        f"{text}"
+    ).encode("utf-8", "replace")
     return b"%d %s" % (len(message), message)
