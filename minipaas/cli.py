@@ -207,6 +207,9 @@ def cmd_config(args: argparse.Namespace) -> int:
         config = c.get(f"/api/apps/{app}/config")
     if args.json:
         _print_json(config)
+    elif args.shell:  # `eval "$(minipaas config --shell)"`, or a .env file, as Heroku's
+        for key, value in config.items():
+            print(f"{key}={shlex.quote(value)}")
     elif not config:
         print(f"{app} has no config vars.")
     else:
@@ -616,14 +619,35 @@ def cmd_checks_unset(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    app = _app(args)
+def _one_off_command(args: argparse.Namespace, word: str) -> str:
+    """The command of `run` / `run:detached`: one argument as it is (a shell line), several
+    quoted for the shell (`run -- echo 'a b'`)."""
     words = list(args.command)
     if words[:1] == ["--"]:
         words = words[1:]
     if not words:
-        raise UsageError("No command given; use `minipaas run -a APP -- COMMAND`.")
-    command = shlex.join(words) if len(words) > 1 else words[0]
+        raise UsageError(f"No command given; use `minipaas {word} -a APP -- COMMAND`.")
+    return shlex.join(words) if len(words) > 1 else words[0]
+
+
+def cmd_run_detached(args: argparse.Namespace) -> int:
+    app = _app(args)
+    command = _one_off_command(args, "run:detached")
+    with _client(args) as c:
+        result = c.request(
+            "POST", f"/api/apps/{app}/run", json_body={"command": command, "detached": True}
+        )
+    dyno = result["dyno"]
+    print(
+        f"Running `{command}` on {app} as {dyno}: see its output with `minipaas logs -a {app} "
+        f"--dyno {dyno}`, stop it with `minipaas ps:stop {dyno} -a {app}`."
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    app = _app(args)
+    command = _one_off_command(args, "run")
     local = not os.environ.get("MINIPAAS_URL") or getattr(args, "data_dir", None)
     if local and _stdin_attachable():
         # The dyno gets this very terminal (works through `ssh -t` too), or the pipe or file
@@ -743,6 +767,54 @@ def cmd_domains_remove(args: argparse.Namespace) -> int:
     with _client(args) as c:
         c.request("DELETE", f"/api/apps/{app}/domains/{host}")
     print(f"Removed {host} from {app}.")
+    return 0
+
+
+def cmd_drains(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        drains = c.get(f"/api/apps/{app}/drains")
+    if args.json:
+        _print_json(drains)
+        return 0
+    if not drains:
+        print(f"{app} has no log drains; add one with `minipaas drains:add URL -a {app}`.")
+        return 0
+    print(f"=== {app} Drains")
+    for d in drains:
+        status = d.get("status") or {}
+        if status.get("failing_since"):
+            state = f"failing for {_ago(status['failing_since'])}: {status.get('error')}"
+        else:
+            state = f"{status.get('delivered', 0)} lines delivered"
+        if status.get("dropped"):
+            state += f", {status['dropped']} dropped"
+        print(f"{_url_shown(d['url'])} ({d['token']}): {state}")
+    return 0
+
+
+def _url_shown(url: str) -> str:
+    from minipaas.drains import redacted
+
+    return redacted(url)
+
+
+def cmd_drains_add(args: argparse.Namespace) -> int:
+    from minipaas.drains import parse_drain_url
+
+    app = _app(args)
+    url = parse_drain_url(args.url)  # the server's rule, checked before a request
+    with _client(args) as c:
+        d = c.request("POST", f"/api/apps/{app}/drains", json_body={"url": url.url})
+    print(f"Added drain {url.shown()} ({d['token']}) to {app}: its new log lines go there.")
+    return 0
+
+
+def cmd_drains_remove(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        d = c.request("DELETE", f"/api/apps/{app}/drains", json_body={"drain": args.drain})
+    print(f"Removed drain {_url_shown(d['url'])} ({d['removed']}) from {app}.")
     return 0
 
 
@@ -1065,7 +1137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("apps:destroy", cmd_apps_destroy, "delete an app and everything it has", app=True)
     p.set_defaults(long=True)
     p.add_argument("--confirm", help="the app's name, to confirm")
-    add("config", cmd_config, "show config vars", app=True, json_out=True)
+    p = add("config", cmd_config, "show config vars", app=True, json_out=True)
+    p.add_argument("-s", "--shell", action="store_true", help="KEY=VALUE lines, shell-quoted")
     p = add("config:get", cmd_config_get, "print one config var", app=True)
     p.add_argument("key")
     p = add("config:set", cmd_config_set, "set config vars (restarts dynos)", app=True)
@@ -1130,6 +1203,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", cmd_run, "run a one-off command in a dyno of the current release", app=True)
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
     p = add(
+        "run:detached",
+        cmd_run_detached,
+        "run a one-off command in the background; its output goes to the logs",
+        app=True,
+    )
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
+    p = add(
         "metrics",
         cmd_metrics,
         "throughput, latency, errors, CPU and memory",
@@ -1142,6 +1222,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("hostname")
     p = add("domains:remove", cmd_domains_remove, "remove a custom domain", app=True)
     p.add_argument("hostname")
+    add("drains", cmd_drains, "list log drains and how they fare", app=True, json_out=True)
+    p = add("drains:add", cmd_drains_add, "copy log lines to syslog(+tls)://H:P or https://…",
+            app=True)
+    p.add_argument("url")
+    p = add("drains:remove", cmd_drains_remove, "remove a log drain (URL or token)", app=True)
+    p.add_argument("drain")
     add("maintenance:on", cmd_maintenance(True), "answer 503 with a maintenance page", app=True)
     add("maintenance:off", cmd_maintenance(False), "serve the app again", app=True)
     add("keys", cmd_keys, "list SSH keys", json_out=True)

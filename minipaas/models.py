@@ -91,6 +91,19 @@ class Domain:
 
 
 @dataclass(frozen=True)
+class Drain:
+    """A log drain of an app (`drains:add`)."""
+
+    token: str
+    app: str
+    url: str
+    created_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class DynoRecord:
     """What the store remembers of a running dyno (written from supervisor events)."""
 

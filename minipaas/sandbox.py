@@ -7,9 +7,16 @@ environment it wants (secrets travel in the environment, never in argv, which ot
 host can read in /proc).
 
 Layout inside the sandbox: an empty tmpfs root, read-only binds of the system dirs, `/app`, a
-private `/tmp`, its own `/proc` (own PID namespace) and a minimal `/dev`. Builds get `/app` bound
-read-write; dynos get a throwaway overlay over the immutable slug (bubblewrap 0.8 on Debian 12 has
-no `--overlay`, so `sandbox_init.sh` mounts it in a private mount namespace first).
+private `/tmp`, `/var/tmp` and `/dev/shm`, its own `/proc` (own PID namespace) and a minimal,
+read-only `/dev`. Builds get `/app` bound read-write; dynos get a throwaway overlay over the
+immutable slug (bubblewrap 0.8 on Debian 12 has no `--overlay`, so `sandbox_init.sh` mounts it in a
+private mount namespace first).
+
+Nothing a sandboxed command writes may grow without bound in RAM: tmpfs pages belong to no
+process, so the kernel's OOM killer cannot free them by killing the writer. A dyno's layer, `/tmp`,
+`/var/tmp` and `/dev/shm` are directories of one tmpfs of `scratch_bytes` (writes beyond it fail
+with ENOSPC, "No space left on device"); a build's are directories on disk (`tmp_dir`), as big
+downloads and wheel builds need room.
 
 As root, the command runs as the job's uid: the init script drops privileges with `setpriv`
 before bubblewrap starts, so bubblewrap itself runs unprivileged inside a user namespace and the
@@ -39,6 +46,23 @@ MAX_PROCESSES = 1024
 #: at `minipaas.server.OOM_SCORE_ADJ` (-500) as root.
 OOM_SCORE_ADJ = 500
 INIT_SCRIPT = Path(__file__).with_name("sandbox_init.sh")
+#: The writable places of a sandbox besides /app: (directory under the scratch space, target).
+TMP_DIRS = (("tmp", "/tmp"), ("vartmp", "/var/tmp"), ("shm", "/dev/shm"))  # noqa: S108
+MIB = 1024 * 1024
+#: Bounds of a dyno's scratch space (its writable layer, /tmp, /var/tmp and /dev/shm together):
+#: an eighth of the host's memory, at least 64 MiB, at most 1 GiB.
+MIN_SCRATCH_BYTES = 64 * MIB
+MAX_SCRATCH_BYTES = 1024 * MIB
+
+
+def scratch_bytes_for(memory_bytes: int) -> int:
+    """A dyno's scratch space on a host with `memory_bytes` of RAM."""
+    return min(MAX_SCRATCH_BYTES, max(MIN_SCRATCH_BYTES, memory_bytes // 8 // MIB * MIB))
+
+
+def default_scratch_bytes() -> int:
+    """`scratch_bytes_for` this host's memory."""
+    return scratch_bytes_for(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
 @dataclass(frozen=True)
@@ -55,8 +79,10 @@ class SandboxJob:
     """Run `command` with `app_dir` at /app.
 
     `layer=True` (dynos) mounts a throwaway writable layer over `app_dir`, which then stays
-    untouched; it needs `scratch`, an empty directory used as the layer's mount point.
-    `layer=False` (builds) binds `app_dir` read-write.
+    untouched; it needs `scratch`, an empty directory used as the mount point of a tmpfs of
+    `scratch_bytes` (None: `default_scratch_bytes()`) that holds the layer and the temporary
+    dirs. `layer=False` (builds) binds `app_dir` read-write and the temporary dirs from `tmp_dir`
+    (see `make_tmp_dirs`).
     """
 
     app_dir: Path
@@ -64,6 +90,8 @@ class SandboxJob:
     uid: int | None = None
     layer: bool = True
     scratch: Path | None = None
+    scratch_bytes: int | None = None
+    tmp_dir: Path | None = None
     binds: Sequence[Bind] = field(default_factory=tuple)
     share_net: bool = True
     cwd: str = "/app"
@@ -92,6 +120,18 @@ def dyno_command(command: str) -> list[str]:
     return ["/bin/sh", "-c", script, "dyno", command]
 
 
+def make_tmp_dirs(tmp_dir: Path, uid: int | None) -> None:
+    """Create `tmp_dir` (private to `uid`) and the temporary dirs a job with that `tmp_dir`
+    binds (sticky and world-writable inside, like /tmp; only `uid` runs in there)."""
+    tmp_dir.mkdir(mode=0o700)
+    for name, _target in TMP_DIRS:
+        (tmp_dir / name).mkdir()
+        (tmp_dir / name).chmod(0o1777)
+    if uid is not None:
+        for path in (tmp_dir, *(tmp_dir / name for name, _target in TMP_DIRS)):
+            os.chown(path, uid, uid)
+
+
 def sandbox_argv(job: SandboxJob, *, as_root: bool | None = None) -> list[str]:
     """The full argv that runs `job` (pure apart from checking which system dirs exist)."""
     if as_root is None:
@@ -100,6 +140,8 @@ def sandbox_argv(job: SandboxJob, *, as_root: bool | None = None) -> list[str]:
         raise ValueError("running as another uid needs root")
     if job.layer and job.scratch is None:
         raise ValueError("a layered sandbox needs a scratch directory")
+    if not job.layer and job.tmp_dir is None:
+        raise ValueError("a sandbox without a layer needs a tmp_dir (see make_tmp_dirs)")
 
     bwrap = ["bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     if not job.share_net:
@@ -110,16 +152,20 @@ def sandbox_argv(job: SandboxJob, *, as_root: bool | None = None) -> list[str]:
             bwrap += ["--ro-bind", path, path]
     for target, link in USR_LINKS:
         bwrap += ["--symlink", target, link]
-    private_tmp = ["--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]  # noqa: S108 - fresh, per sandbox
-    bwrap += ["--proc", "/proc", "--dev", "/dev", *private_tmp]
+    bwrap += ["--proc", "/proc", "--dev", "/dev"]
+    tmp_source = job.scratch if job.layer else job.tmp_dir  # the init script fills scratch
+    assert tmp_source is not None
+    for name, target in TMP_DIRS:
+        bwrap += ["--bind", str(tmp_source / name), target]
     app_source = Path(job.scratch, "app") if job.layer and job.scratch else job.app_dir
     bwrap += ["--bind", str(app_source), "/app"]
     for bind in job.binds:
         bwrap += ["--bind" if bind.writable else "--ro-bind", str(bind.source), bind.target]
     if job.uid is not None:
         bwrap += ["--uid", str(job.uid), "--gid", str(job.uid)]
-    # Only /app and /tmp are writable: the assembled root itself goes read-only last.
-    bwrap += ["--remount-ro", "/", "--chdir", job.cwd, "--", *job.command]
+    # Only /app and the temporary dirs are writable: /dev (a tmpfs of its own, or files could be
+    # written there without a bound) and the assembled root itself go read-only last.
+    bwrap += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", job.cwd, "--", *job.command]
 
     # Root is exempt from RLIMIT_NPROC: the limit bites once the uid is the app's.
     limit = ["choom", "-n", str(OOM_SCORE_ADJ), "--"]
@@ -133,6 +179,7 @@ def sandbox_argv(job: SandboxJob, *, as_root: bool | None = None) -> list[str]:
             "--inh-caps=-all", "--", *bwrap,
         ]
     assert job.scratch is not None
+    size = job.scratch_bytes if job.scratch_bytes is not None else default_scratch_bytes()
     unshare = ["unshare", "--mount", "--propagation", "private"]
     if not as_root:
         # An unprivileged user gets the mount rights for the overlay from a user namespace.
@@ -140,5 +187,5 @@ def sandbox_argv(job: SandboxJob, *, as_root: bool | None = None) -> list[str]:
     uid_arg = "-" if job.uid is None else str(job.uid)
     return [
         *limit, *unshare, "--", "/bin/sh", str(INIT_SCRIPT), str(job.app_dir), str(job.scratch),
-        uid_arg, "--", *bwrap,
+        uid_arg, str(size), "--", *bwrap,
     ]

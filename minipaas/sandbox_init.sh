@@ -1,17 +1,21 @@
 #!/bin/sh
 # minipaas dyno init: runs inside a fresh private mount namespace (made by `unshare --mount`).
-# Gives the dyno a throwaway writable layer over its read-only slug, then drops to the app's uid
-# and execs bubblewrap. Every value arrives as an argument; nothing here is built from strings.
-#   sandbox_init.sh LOWER SCRATCH UID|- -- ARGV...
+# Gives the dyno a throwaway writable layer over its read-only slug and its temporary dirs, all in
+# one tmpfs of SIZE bytes, then drops to the app's uid and execs bubblewrap (which binds
+# SCRATCH/app, tmp, vartmp and shm). Every value arrives as an argument; nothing here is built
+# from strings.
+#   sandbox_init.sh LOWER SCRATCH UID|- SIZE -- ARGV...
 set -eu
 lower=$1
 scratch=$2
 uid=$3
-shift 4
-mount -t tmpfs -o mode=0755 minipaas-layer "$scratch"
+size=$4
+shift 5
+mount -t tmpfs -o "mode=0755,size=$size" minipaas-layer "$scratch"
 mkdir "$scratch/upper" "$scratch/work" "$scratch/app"
+mkdir -m 1777 "$scratch/tmp" "$scratch/vartmp" "$scratch/shm"
 if [ "$uid" != "-" ]; then
-    chown "$uid:$uid" "$scratch/upper" "$scratch/work"
+    chown "$uid:$uid" "$scratch/upper" "$scratch/work" "$scratch/tmp" "$scratch/vartmp" "$scratch/shm"
 fi
 mount -t overlay overlay -o "lowerdir=$lower,upperdir=$scratch/upper,workdir=$scratch/work" "$scratch/app"
 chmod 0755 "$scratch/app"

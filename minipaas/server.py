@@ -33,6 +33,7 @@ from minipaas.api.attach import AttachServer
 from minipaas.api.auth import LocalMarker, Tokens, private_unix_socket
 from minipaas.build import Builder
 from minipaas.deploy import Deployer
+from minipaas.drains import Drains, DrainSpec, parse_drain_url
 from minipaas.errors import UserError
 from minipaas.git import Repos
 from minipaas.git.http import make_git_app
@@ -165,6 +166,7 @@ class MinipaasServer:
             api_upstream=lambda: f"127.0.0.1:{self._api_port}",
             hosts=self.hosts,
         )
+        self.drains = Drains(self.logs, self._drain_specs)
         self._stop = asyncio.Event()
         self._stop_everything = False
         self._gid: int | None = None
@@ -198,6 +200,16 @@ class MinipaasServer:
         await asyncio.to_thread(
             sshkeys.write_authorized_keys, self.settings.authorized_keys_file, text
         )
+
+    async def _drain_specs(self) -> list[DrainSpec]:
+        specs = []
+        for drain in await self.store.drains():
+            try:
+                url = parse_drain_url(drain.url)
+            except UserError:  # stored before a stricter rule: not used, still listed
+                continue
+            specs.append(DrainSpec(drain.app, drain.token, url))
+        return specs
 
     def _router_log(self, lines: list[bytes]) -> None:
         """Caddy's access log as each app's `router` log source (one write per app)."""
@@ -302,6 +314,7 @@ class MinipaasServer:
             git_app=git_app,
             metrics=self.metrics,
             shutdown=lambda: self.request_stop(everything=True),
+            drains=self.drains,
         )
         api = create_app(ctx)
         tcp = _tcp_socket(self.settings.api_port)
@@ -336,6 +349,7 @@ class MinipaasServer:
         router_task = loop.create_task(self.router.watch())
         starting: asyncio.Task[None] | None = None
         try:
+            await self.drains.reload()  # before the dynos: their first lines reach the drains
             await self.deployer.readopt_all()
             # Ready: what ran before is back under supervision. After a reboot the apps start
             # from here on, while the API already answers (`ps` shows them starting).
@@ -363,6 +377,7 @@ class MinipaasServer:
             router_task.cancel()  # before `down` stops Caddy, which must then stay stopped
             attach_task.cancel()
             await attach.close()
+            await self.drains.close()
             await asyncio.gather(cron_task, metrics_task, router_task, return_exceptions=True)
             await scheduler.stop()
             self.logs.end_follows()  # `logs -t` streams end now, not at uvicorn's grace timeout

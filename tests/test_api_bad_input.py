@@ -325,6 +325,17 @@ BAD_FIELDS: list[tuple[str, str, Any, int, str | None]] = [
     ("POST", f"{A}/run", {"command": ["ls"]}, 400, "No command given"),
     ("POST", f"{A}/run", {"command": "ls\x00-la"}, 400, r"'ls\x00-la'"),
     ("POST", f"{A}/run", {"command": "true"}, 400, f"'{APP}'"),
+    ("POST", f"{A}/run", {"command": "true", "detached": "yes"}, 400, "not \"yes\""),
+    ("POST", f"{A}/run", {"command": "true", "detached": 1}, 400, "true or false, not 1."),
+    ("POST", f"{A}/run", {"command": "true", "detached": True}, 400, f"'{APP}'"),
+    # drains:add / drains:remove
+    ("POST", f"{A}/drains", {}, 400, "No drain URL given"),
+    ("POST", f"{A}/drains", {"url": ["x"]}, 400, '["x"]'),
+    ("POST", f"{A}/drains", {"url": "http://x.example/"}, 400, "'http://x.example/'"),
+    ("POST", f"{A}/drains", {"url": "syslog://x.example"}, 400, "needs a port"),
+    ("DELETE", f"{A}/drains", {}, 400, "No drain given"),
+    ("DELETE", f"{A}/drains", {"drain": None}, 400, "not null"),
+    ("DELETE", f"{A}/drains", {"drain": "d.x"}, 404, "'d.x'"),
     # domains:add
     ("POST", f"{A}/domains", {}, 400, "''"),
     ("POST", f"{A}/domains", {"hostname": "bad host"}, 400, "'bad host'"),

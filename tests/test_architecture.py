@@ -3,7 +3,7 @@
 Layers (imports point down):
 
     cli (+ __main__)  →  server  →  deploy, api (+ client, other top-level modules)
-      →  store, git, build, supervisor, router, logs, metrics      (the middle layer)
+      →  store, git, build, supervisor, router, logs, metrics, drains  (the middle layer)
       →  errors, names, jsonin, paths, settings, models, sandbox    (the bottom layer)
 
 Rules:
@@ -11,7 +11,8 @@ Rules:
 - tui/ imports nothing from minipaas except minipaas.client (the API client contract);
   minipaas imports tui only in cli.py, and only inside a function (lazily);
 - the middle-layer packages never import each other (supervisor may import logs, which owns
-  the dyno log files it writes); everyone may import the bottom layer; the bottom layer and
+  the dyno log files it writes, and drains may import logs, whose lines it follows); everyone
+  may import the bottom layer; the bottom layer and
   minipaas.client import only the bottom layer; nothing below imports deploy/api/server/cli;
 - no I/O at import time: no module-level open(), subprocess.*, os.system, asyncio.run, …;
 - no shell=True (nor os.system/os.popen) anywhere in minipaas/ or tui/.
@@ -33,8 +34,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 BOTTOM = frozenset({"", "errors", "names", "jsonin", "paths", "settings", "models", "sandbox"})
-MIDDLE = frozenset({"store", "git", "build", "supervisor", "router", "logs", "metrics"})
-MIDDLE_ALLOWED = frozenset({("supervisor", "logs")})
+MIDDLE = frozenset(
+    {"store", "git", "build", "supervisor", "router", "logs", "metrics", "drains"}
+)
+MIDDLE_ALLOWED = frozenset({("supervisor", "logs"), ("drains", "logs")})
 UPPER = frozenset({"deploy", "api"})
 # Entry points: the `minipaas` command, and what its `ssh` subcommand (the forced command) runs.
 ENTRY = frozenset({"cli", "__main__", "ssh"})

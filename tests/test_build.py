@@ -24,7 +24,14 @@ from minipaas.build import Builder, BuildRequest, BuildResult
 from minipaas.build.buildpack import parse_release
 from minipaas.build.runner import find_uv
 from minipaas.errors import BuildError
-from minipaas.sandbox import SandboxJob, base_env, dyno_command, sandbox_argv
+from minipaas.sandbox import (
+    SandboxJob,
+    base_env,
+    dyno_command,
+    make_tmp_dirs,
+    sandbox_argv,
+    scratch_bytes_for,
+)
 from tests.support.dirs import app_readable_tmp
 from tests.support.forkbomb import FORK_BOMB
 from tests.support.ports import free_port
@@ -504,3 +511,78 @@ def test_a_fork_bomb_stops_at_the_app_uids_process_limit(env: Env) -> None:
     assert words[:3] == ["fork", "failed", "after"], proc.stdout + proc.stderr
     assert 40 < int(words[3]) < 64  # less what the sandbox's own processes take
     assert "Resource temporarily unavailable" in proc.stdout
+
+
+FILL_SCRATCH = """
+import os
+def write(path, mib):
+    try:
+        with open(path, "wb") as f:
+            for _ in range(mib):
+                f.write(b"x" * 1048576)
+                f.flush()
+        print("wrote", path)
+    except OSError as exc:
+        print("full", path, exc.strerror)
+for path, mib in [("/tmp/a", 20), ("/var/tmp/b", 20), ("/dev/shm/c", 20), ("/app/d", 20)]:
+    write(path, mib)
+try:
+    open("/dev/e", "wb").close()
+    print("wrote /dev/e")
+except OSError as exc:
+    print("refused /dev/e", exc.strerror)
+"""
+
+
+def test_a_dynos_layer_and_temporary_dirs_share_one_bounded_tmpfs(env: Env) -> None:
+    """tmpfs pages belong to no process, so the OOM killer cannot free what a dyno leaves in
+    /tmp: before, /tmp, /var/tmp, /dev/shm and the /app layer were tmpfs mounts of half the
+    host's RAM each, and /dev itself was writable (another one). Now they share one tmpfs of
+    `scratch_bytes`: the fourth 20 MiB write into a 64 MiB scratch finds it full."""
+    slug = env.root / "slug"
+    slug.mkdir()
+    (slug / "fill.py").write_text(FILL_SCRATCH)
+    scratch = env.root / "scratch"
+    scratch.mkdir()
+    job = SandboxJob(slug, dyno_command("python3 fill.py"), uid=UID, layer=True,
+                     scratch=scratch, scratch_bytes=64 * 1024 * 1024)
+    proc = subprocess.run(sandbox_argv(job), env=base_env(), capture_output=True, text=True,
+                          timeout=60, start_new_session=True, check=False)
+    assert proc.stdout.splitlines() == [
+        "wrote /tmp/a", "wrote /var/tmp/b", "wrote /dev/shm/c",
+        "full /app/d No space left on device", "refused /dev/e Read-only file system",
+    ], proc.stdout + proc.stderr
+    assert list(scratch.iterdir()) == []  # the tmpfs went with the dyno's mount namespace
+    assert sorted(p.name for p in slug.iterdir()) == ["fill.py"]
+
+
+def test_a_builds_temporary_dirs_are_on_disk(env: Env) -> None:
+    """A build's /tmp, /var/tmp and /dev/shm are the `tmp_dir` on disk (big wheels and
+    downloads need room, and RAM would hold them until the build ends); /dev is read-only."""
+    build = env.root / "build"
+    build.mkdir()
+    (build / "fill.py").write_text(FILL_SCRATCH.replace('("/app/d", 20)', '("/app/d", 1)'))
+    tmp_dir = env.root / "tmp"
+    make_tmp_dirs(tmp_dir, UID)
+    if UID is not None:
+        os.chown(build, UID, UID)
+    job = SandboxJob(build, ["python3", "fill.py"], uid=UID, layer=False, tmp_dir=tmp_dir)
+    proc = subprocess.run(sandbox_argv(job), env=base_env(), capture_output=True, text=True,
+                          timeout=60, start_new_session=True, check=False)
+    assert proc.stdout.splitlines() == [
+        "wrote /tmp/a", "wrote /var/tmp/b", "wrote /dev/shm/c", "wrote /app/d",
+        "refused /dev/e Read-only file system",
+    ], proc.stdout + proc.stderr
+    sizes = {p.relative_to(tmp_dir).as_posix(): p.stat().st_size
+             for p in tmp_dir.rglob("*") if p.is_file()}
+    assert sizes == {"tmp/a": 20 << 20, "vartmp/b": 20 << 20, "shm/c": 20 << 20}
+    assert stat.S_IMODE(tmp_dir.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize(
+    ("memory", "expected"),
+    [(512 << 20, 64 << 20), (1 << 30, 128 << 20), (2 << 30, 256 << 20), (24 << 30, 1 << 30),
+     ((1 << 30) + 12345, 128 << 20)],
+)
+def test_scratch_bytes_for(memory: int, expected: int) -> None:
+    assert scratch_bytes_for(memory) == expected

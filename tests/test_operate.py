@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from tests.paas import SAMPLES, Paas, commit, deploy_sample, deployed, git_repo, ssh_push
+from tests.support import sleeper
 from tests.support.forkbomb import FORK_BOMB
 from tests.support.load import Load
 from tests.support.ports import wait_for
@@ -154,6 +155,42 @@ def test_one_off_run_passes_output_and_status(env: tuple[Paas, SSHServer], tmp_p
     assert over_ssh.returncode == 0 and "42 True" in over_ssh.stdout, over_ssh.stderr
     empty = paas.cli("run", "-a", "runner", check=False)
     assert empty.returncode == 2 and "No command given" in empty.stderr
+
+
+def test_run_detached_runs_in_the_background_with_its_output_in_the_logs(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """`run:detached` (Heroku's word): the command starts, the CLI returns with the dyno's name,
+    the output goes to the app's logs, `ps` lists the dyno and `ps:stop` ends it."""
+    paas, sshd = env
+    app = "detacher"
+    paas.cli("apps:create", app)
+    nothing = paas.cli("run:detached", "-a", app, "--", "true", check=False)
+    assert nothing.returncode == 1 and "has no release" in nothing.stderr, nothing
+    deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / app), app))
+    seconds = sleeper.marker()
+    out = paas.cli(
+        "run:detached", "-a", app, "--", f"echo detached-$DYNO; sleep {seconds}; echo never"
+    ).stdout
+    dyno = out.split(" as ", 1)[1].split(":", 1)[0]
+    assert out == (
+        f"Running `echo detached-$DYNO; sleep {seconds}; echo never` on {app} as {dyno}: see "
+        f"its output with `minipaas logs -a {app} --dyno {dyno}`, stop it with "
+        f"`minipaas ps:stop {dyno} -a {app}`.\n"
+    )
+    assert dyno.startswith("run.")
+    wait_for(lambda: f"detached-{dyno}" in paas.cli("logs", "-a", app, "--dyno", dyno).stdout,
+             timeout=30)
+    assert sleeper.sleeping(seconds)
+    one_offs = json.loads(paas.cli("ps", "-a", app, "--json").stdout)["one_offs"]
+    assert [d["name"] for d in one_offs] == [dyno]
+    paas.cli("ps:stop", dyno, "-a", app)
+    wait_for(lambda: not sleeper.sleeping(seconds), timeout=30)
+    logs = paas.cli("logs", "-a", app, "--dyno", dyno).stdout
+    assert f"app[{dyno}]: never" not in logs and f"[{dyno}]: Process exited with signal 15" in logs
+    empty = paas.cli("run:detached", "-a", app, check=False)
+    assert empty.returncode == 2 and "No command given; use `minipaas run:detached" in empty.stderr
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
 
 
 def test_a_fork_bomb_in_a_dyno_leaves_the_host_able_to_fork(

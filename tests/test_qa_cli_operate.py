@@ -593,3 +593,21 @@ def test_config_set_says_what_it_did(env: tuple[Paas, SSHServer], app: str) -> N
         assert bare == "Set A on quiet (v1)."
     finally:
         paas.cli("apps:destroy", "-a", "quiet", "--confirm", "quiet")
+
+
+def test_config_shell_prints_lines_a_shell_reads_back(env: tuple[Paas, SSHServer]) -> None:
+    """`config --shell` (Heroku's): KEY=VALUE lines, quoted so that `eval` or a .env loader
+    gets the values back exactly, spaces, quotes, `$` and newlines included."""
+    paas, _ = env
+    app = "qaops-shell"
+    paas.cli("apps:create", app)
+    values = {"PLAIN": "x", "TRICKY": "it's a $HOME `x` \"q\"\nline 2", "EMPTY": ""}
+    paas.cli("config:set", *(f"{k}={v}" for k, v in values.items()), "-a", app)
+    out = paas.cli("config", "--shell", "-a", app).stdout
+    assert out.splitlines()[0] == "EMPTY=''"
+    back = subprocess.run(
+        ["sh", "-c", 'eval "$1"; printf "%s\\0" "$EMPTY" "$PLAIN" "$TRICKY"', "sh", out],
+        capture_output=True, text=True, check=True, timeout=10,
+    ).stdout
+    assert back.split("\0")[:3] == [values["EMPTY"], values["PLAIN"], values["TRICKY"]]
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)

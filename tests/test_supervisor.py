@@ -546,7 +546,7 @@ async def test_run_once_streams_output_and_returns_status(sup: Supervisor, base:
 async def test_sandbox_facts(sup: Supervisor, base: Path) -> None:
     script = (
         "id -u; ls /proc | grep -c '^[0-9]'; "
-        "for p in /usr/x /etc/x /opt/x /var/lib/dpkg/x /x /var/tmp/x; do "
+        "for p in /usr/x /etc/x /opt/x /var/lib/dpkg/x /x /dev/x /var/tmp/x /dev/shm/x; do "
         "touch $p 2>/dev/null && echo wrote $p; done; "
         "echo data > /tmp/t && echo tmp ok; "
         "echo new > /app/new.txt && echo extra >> /app/app.py && echo app ok; cat /app/new.txt"
@@ -558,11 +558,13 @@ async def test_sandbox_facts(sup: Supervisor, base: Path) -> None:
     )
     assert lines[0] == str(UID)
     assert int(lines[1]) <= 5  # bwrap's init, sh, ls, grep: no host processes
-    # The host's dirs and the sandbox's own root are read-only; /tmp and /var/tmp are private
-    # tmpfs mounts (gone with the dyno), so their writes never reach the host.
-    assert [x for x in lines if x.startswith("wrote")] == ["wrote /var/tmp/x"]
+    # The host's dirs, the sandbox's own root and /dev are read-only; /tmp, /var/tmp and
+    # /dev/shm are private (in the dyno's scratch tmpfs, gone with it), so their writes never
+    # reach the host.
+    assert [x for x in lines if x.startswith("wrote")] == ["wrote /var/tmp/x", "wrote /dev/shm/x"]
     assert not Path("/x").exists() and not Path("/var/tmp/x").exists()
-    assert lines[3:] == ["tmp ok", "app ok", "new"]
+    assert not Path("/dev/x").exists() and not Path("/dev/shm/x").exists()
+    assert lines[4:] == ["tmp ok", "app ok", "new"]
     assert sorted(p.name for p in (base / "slug").iterdir()) == ["app.py"]  # the slug is untouched
     assert "extra" not in (base / "slug" / "app.py").read_text()
 

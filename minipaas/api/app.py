@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,13 +27,14 @@ from minipaas import __version__, checks, jsonin, names, sshkeys
 from minipaas.api.auth import LOCAL_KEY, TokenAuth, Tokens
 from minipaas.api.metrics import metrics_routes
 from minipaas.deploy import Deployer
+from minipaas.drains import Drains, parse_drain_url, redacted
 from minipaas.errors import Conflict, DiskFull, NotFound, TooLarge, Unavailable, UserError
 from minipaas.logs import LogStore
 from minipaas.metrics import Metrics
-from minipaas.models import App
+from minipaas.models import App, Drain
 from minipaas.settings import Settings
 from minipaas.store import Store
-from minipaas.supervisor import Supervisor
+from minipaas.supervisor import DynoSpec, Supervisor
 
 log = logging.getLogger("minipaas.api")
 
@@ -58,6 +60,7 @@ class ApiContext:
     git_app: ASGIApp | None = None
     metrics: Metrics | None = None
     shutdown: Callable[[], None] | None = None
+    drains: Drains | None = None
 
 
 MAX_BODY = 1024 * 1024
@@ -66,6 +69,10 @@ MAX_RELEASE = 2**31 - 1
 FOLLOW_HEARTBEAT = 15.0
 """Seconds between the blank lines a quiet `logs` follow stream sends (`client.FOLLOW_READ`)."""
 MAX_KEY_NAME = 100
+DETACHED_TIMEOUT = 24 * 3600
+"""Seconds a `run:detached` dyno may run (Heroku's one-off dynos stop after a day too)."""
+MAX_DRAINS = 5
+"""Drains one app may have (Heroku's limit too)."""
 DYNO_SET = {"PORT": "the port it listens on", "DYNO": "its name, e.g. web.1", "HOME": "/app"}
 """What every dyno's environment holds whatever the config says (the dyno contract): a config
 var of that name would never be seen, so setting one is refused."""
@@ -342,6 +349,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             )
         await not_busy(name)
         await deployer.destroy(name)
+        await reload_drains()
         return JSONResponse({"destroyed": name})
 
     async def config_get(request: Request) -> Response:
@@ -483,10 +491,17 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         async def stream() -> AsyncIterator[bytes]:
             for ln in lines:
                 yield (json.dumps({"line": ln.format()}) + "\n").encode()
-            async for new in ctx.logs.follow(app.name, source, dyno, idle=FOLLOW_HEARTBEAT):
+            async for batch in ctx.logs.follow_batches(
+                app.name, source, dyno, idle=FOLLOW_HEARTBEAT
+            ):
                 # A blank line while nothing is logged: clients (the CLI, the TUI) read with a
                 # time limit and so notice a connection that died without a word.
-                yield b"\n" if new is None else (json.dumps({"line": new.format()}) + "\n").encode()
+                if batch is None:
+                    yield b"\n"
+                else:
+                    yield "".join(
+                        json.dumps({"line": new.format()}) + "\n" for new in batch
+                    ).encode()
             # Why the follow ended: the server stops (follow again soon) or the app is gone.
             end = "restarting" if ctx.logs.follows_ended else "destroyed"
             yield (json.dumps({"end": end}) + "\n").encode()
@@ -590,7 +605,15 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             raise UserError("No command given; use `minipaas run -a APP -- COMMAND`.")
         if "\0" in command:
             raise UserError(f"Invalid command {command[:100]!r}: it holds a NUL character.")
+        detached = data.get("detached", False)
+        if not isinstance(detached, bool):
+            shown = json.dumps(detached)[: names.SHOWN_CHARS]
+            raise UserError(f"The field 'detached' must be true or false, not {shown}.")
         spec = await deployer.one_off_spec(name, command)
+        if detached:
+            return JSONResponse(
+                {"dyno": await start_detached(spec), "command": command}, status_code=202
+            )
 
         async def go(emit: Emit) -> None:
             try:
@@ -602,6 +625,33 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 emit({"error": str(exc), "exit": 1})
 
         return ndjson_task(go, background)
+
+    async def start_detached(spec: DynoSpec) -> str:
+        """Start a one-off dyno whose output only goes to the app's logs (`run:detached`);
+        its name once it runs. It may run DETACHED_TIMEOUT seconds (`ps:stop run.N` ends it)."""
+        started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def on_start(dyno: str) -> None:
+            started.set_result(dyno)
+
+        async def go() -> None:
+            try:
+                await ctx.supervisor.run_once(
+                    spec, lambda _line: None, timeout=DETACHED_TIMEOUT, on_start=on_start
+                )
+            except asyncio.CancelledError:
+                started.cancel()
+                raise
+            except BaseException as exc:
+                if not started.done():  # not started: the request answers with the reason
+                    started.set_exception(exc)
+                if not isinstance(exc, UserError):  # (UserError: also the time limit's kill)
+                    raise
+
+        task = asyncio.get_running_loop().create_task(go())
+        background.add(task)
+        task.add_done_callback(background.discard)
+        return await started
 
     async def domains_list(request: Request) -> Response:
         app = await store.app(app_name(request))
@@ -626,6 +676,37 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         await store.remove_domain(app, host)
         await deployer.sync_routes()
         return JSONResponse({"removed": host})
+
+    async def reload_drains() -> None:
+        if ctx.drains is not None:
+            await ctx.drains.reload()
+
+    def drain_json(drain: Drain) -> dict[str, Any]:
+        status = ctx.drains.status(drain.token) if ctx.drains is not None else None
+        return {**drain.to_json(), "status": status.to_json() if status is not None else None}
+
+    async def drains_list(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        return JSONResponse([drain_json(d) for d in await store.drains(app)])
+
+    async def drains_add(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        data = body_dict(await json_body(request))
+        url = parse_drain_url(text_field(data, "url"))
+        token = f"d.{uuid.uuid4()}"
+        drain = await store.add_drain(app, url.url, token, MAX_DRAINS, names.shown(url.shown()))
+        await reload_drains()
+        return JSONResponse(drain_json(drain), status_code=201)
+
+    async def drains_remove(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        data = body_dict(await json_body(request))
+        key = text_field(data, "drain")
+        if not key:
+            raise UserError("No drain given; name it by its URL or its token (d.…).")
+        drain = await store.remove_drain(app, key, names.shown(redacted(key)))
+        await reload_drains()
+        return JSONResponse({"removed": drain.token, "url": drain.url})
 
     async def maintenance(request: Request) -> Response:
         app = await store.app(app_name(request))
@@ -725,6 +806,9 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps/{app}/domains", domains_list),
         Route("/api/apps/{app}/domains", domains_add, methods=["POST"]),
         Route("/api/apps/{app}/domains/{hostname}", domains_remove, methods=["DELETE"]),
+        Route("/api/apps/{app}/drains", drains_list),
+        Route("/api/apps/{app}/drains", drains_add, methods=["POST"]),
+        Route("/api/apps/{app}/drains", drains_remove, methods=["DELETE"]),
         Route("/api/apps/{app}/maintenance", maintenance, methods=["PUT"]),
         Route("/api/keys", keys_list),
         Route("/api/keys", keys_add, methods=["POST"]),

@@ -37,7 +37,7 @@ from minipaas.build.buildpack import (
 from minipaas.build.procfile import parse_procfile
 from minipaas.errors import BuildError, UserError
 from minipaas.names import app_name, config_key
-from minipaas.sandbox import Bind, SandboxJob, base_env, sandbox_argv
+from minipaas.sandbox import Bind, SandboxJob, base_env, make_tmp_dirs, sandbox_argv
 
 #: What buildpacks see as $STACK. Heroku buildpacks check it; Debian 12 is closest to heroku-22.
 STACK = "heroku-22"
@@ -274,6 +274,9 @@ class Builder:
         for key, value in req.env.items():
             (env_dir / config_key(key)).write_text(value)
         (req.scratch / "buildpacks").mkdir()
+        # /tmp, /var/tmp and /dev/shm on disk: wheels and downloads can be big, and RAM (a tmpfs)
+        # would hold whatever a build leaves there until it ends.
+        make_tmp_dirs(req.scratch / "tmp", req.uid)
         if req.uid is not None:
             _chown_tree(req.build_dir, req.uid)
             if req.cache_dir.stat().st_uid != req.uid:  # normally it is: the uid filled it
@@ -352,6 +355,7 @@ class Builder:
             command=command,
             uid=req.uid,
             layer=False,
+            tmp_dir=req.scratch / "tmp",
             binds=[Bind(pack.workdir, "/buildpack", writable=True), *binds],
         )
         env = base_env({"STACK": STACK, **(extra_env or {})})

@@ -13,6 +13,7 @@ write each call's lines with one `write`, so an app printing fast costs one sysc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -310,8 +311,31 @@ class LogStore:
         dyno: str | None = None,
         *,
         idle: float | None = None,
+        subscribed: Callable[[], None] | None = None,
     ) -> AsyncGenerator[LogLine | None, None]:
-        """Lines appended after the call, as they come, until the caller stops iterating.
+        """`follow_batches`, one line at a time."""
+        batches = self.follow_batches(app, source, dyno, idle=idle, subscribed=subscribed)
+        async with contextlib.aclosing(batches):  # closing this closes it: unsubscribed at once
+            async for batch in batches:
+                if batch is None:
+                    yield None
+                else:
+                    for line in batch:
+                        yield line
+
+    async def follow_batches(
+        self,
+        app: str,
+        source: str | None = None,
+        dyno: str | None = None,
+        *,
+        idle: float | None = None,
+        subscribed: Callable[[], None] | None = None,
+    ) -> AsyncGenerator[list[LogLine] | None, None]:
+        """Lines appended after the first `__anext__`, as they come, in the batches they
+        arrived in by the time the caller asks (a flood costs one step per batch, not per
+        line), until the caller stops iterating; `subscribed` is called as soon as lines are
+        being caught.
 
         A follower that falls more than `FOLLOW_QUEUE` lines behind loses lines; it is told
         how many with a `minipaas` line instead of slowing the writers down. With `idle`, a
@@ -322,27 +346,39 @@ class LogStore:
             return
         follower = _Follower(app, source, dyno)
         self._followers.setdefault(app, set()).add(follower)
+        if subscribed is not None:
+            subscribed()
+        queue = follower.queue
         try:
             while True:
-                if follower.dropped and follower.queue.empty():
+                if follower.dropped and queue.empty():
                     # The gap is after everything queued: say so where it happened.
                     skipped, follower.dropped = follower.dropped, 0
-                    yield LogLine(
-                        datetime.now(UTC), app, "minipaas", "minipaas",
-                        f"{skipped} log lines skipped: the reader fell behind",
-                    )
-                if idle is None or not follower.queue.empty():
-                    line = await follower.queue.get()  # no timer per line while lines flow
+                    yield [
+                        LogLine(
+                            datetime.now(UTC), app, "minipaas", "minipaas",
+                            f"{skipped} log lines skipped: the reader fell behind",
+                        )
+                    ]
+                if idle is None or not queue.empty():
+                    line = await queue.get()  # no timer per line while lines flow
                 else:
                     try:
                         # wait_for hands over a line that arrives as the time runs out
-                        line = await asyncio.wait_for(follower.queue.get(), idle)
+                        line = await asyncio.wait_for(queue.get(), idle)
                     except TimeoutError:
                         yield None
                         continue
+                batch: list[LogLine] = []
+                while line is not None:
+                    batch.append(line)
+                    if queue.empty():
+                        break
+                    line = queue.get_nowait()
+                if batch:
+                    yield batch
                 if line is None:
                     return
-                yield line
         finally:
             subscribers = self._followers.get(app)
             if subscribers is not None:

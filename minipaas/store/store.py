@@ -24,7 +24,7 @@ import aiosqlite
 
 from minipaas import __version__
 from minipaas.errors import Conflict, DiskFull, NotFound, UserError
-from minipaas.models import App, Build, Domain, Release, SSHKey
+from minipaas.models import App, Build, Domain, Drain, Release, SSHKey
 
 _log = logging.getLogger(__name__)
 
@@ -500,6 +500,49 @@ class Store:
             )
             if cur.rowcount == 0:
                 raise NotFound(f"The domain {hostname!r} is not added to the app {app.name!r}.")
+
+    # -- log drains ------------------------------------------------------------------------
+
+    async def drains(self, app: App | None = None) -> list[Drain]:
+        sql = (
+            "SELECT d.token, a.name AS app, d.url, d.created_at FROM drains d "
+            "JOIN apps a ON a.id = d.app_id"
+        )
+        params: tuple[Any, ...] = ()
+        if app is not None:
+            sql += " WHERE d.app_id = ?"
+            params = (app.id,)
+        rows = await self._all(sql + " ORDER BY d.id", params)
+        return [Drain(r["token"], r["app"], r["url"], r["created_at"]) for r in rows]
+
+    async def add_drain(self, app: App, url: str, token: str, limit: int, shown: str) -> Drain:
+        """Add a drain (Conflict if the app has it already or has `limit` drains); `shown` is
+        the URL as messages may show it (without its password)."""
+        now = time.time()
+        async with self._tx() as db:
+            cur = await db.execute("SELECT url FROM drains WHERE app_id = ?", (app.id,))
+            urls = [row[0] for row in await cur.fetchall()]
+            if url in urls:
+                raise Conflict(f"The app {app.name!r} already drains its logs to {shown}.")
+            if len(urls) >= limit:
+                raise Conflict(
+                    f"The app {app.name!r} has {len(urls)} drains, the most it may have; "
+                    "remove one with `minipaas drains:remove` first."
+                )
+            await db.execute(
+                "INSERT INTO drains (app_id, token, url, created_at) VALUES (?, ?, ?, ?)",
+                (app.id, token, url, now),
+            )
+        return Drain(token, app.name, url, now)
+
+    async def remove_drain(self, app: App, url_or_token: str, shown: str) -> Drain:
+        """Remove the app's drain with this URL or token (NotFound if it has none)."""
+        for drain in await self.drains(app):
+            if url_or_token in (drain.url, drain.token):
+                async with self._tx() as db:
+                    await db.execute("DELETE FROM drains WHERE token = ?", (drain.token,))
+                return drain
+        raise NotFound(f"The app {app.name!r} has no drain {shown}.")
 
     # -- SSH keys --------------------------------------------------------------------------
 

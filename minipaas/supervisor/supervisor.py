@@ -472,12 +472,14 @@ class Supervisor:
         spec: DynoSpec,
         on_line: Callable[[str], None],
         timeout: float = 3600,  # noqa: ASYNC109 - part of the contract; applied with asyncio.timeout
+        on_start: Callable[[str], None] | None = None,
     ) -> int:
         """Run a one-off dyno (`release.1`, `run.N`), stream its output, return its exit status.
 
         The output also goes to the app's logs (source `release` for the release phase, `app`
         otherwise). Past `timeout` seconds the dyno is killed and `DeployError` raised. One-off
-        dynos read a pipe: they die with their caller anyway.
+        dynos read a pipe: they die with their caller anyway. `on_start` gets the dyno's name
+        once its process runs.
         """
         source = "release" if spec.process_type == "release" else "app"
         async with self._one_off(spec, spec.process_type, "") as slot:
@@ -491,6 +493,8 @@ class Supervisor:
                 start_new_session=True,  # the dyno leads its own process group
             )
             self._track(spec, slot, proc)
+            if on_start is not None:
+                on_start(name)
             assert proc.stdout is not None
 
             def emit(texts: list[str]) -> None:
