@@ -130,6 +130,13 @@ async def fetch(
             f"Buildpack {url!r} is neither a directory path nor a git URL such as "
             "'https://github.com/org/buildpack.git#v1'."
         )
+    if ref is not None and (ref.startswith("-") or not ref.isprintable() or " " in ref):
+        # `git fetch origin REF` would read "--upload-pack=/path/to/script" as an option and
+        # run that script on the host, outside the sandbox.
+        raise BuildError(
+            f"Buildpack {url!r} names the ref {ref!r}, which is not a branch, tag or commit: "
+            "a ref cannot start with '-' or hold spaces or control characters."
+        )
     time_limit = min(time_limit, FETCH_TIME_LIMIT)
     await asyncio.to_thread(_clone_root, root, uid)
     dest = clone_dir(root, url)
@@ -154,7 +161,8 @@ async def fetch(
     if await asyncio.to_thread(os.path.isdir, dest / ".git"):
         # Reuse the clone; bring it up to date when the remote answers.
         target = ref or "HEAD"
-        if await git("-C", str(dest), "fetch", "--quiet", "--depth", "1", "origin", target) == 0:
+        fetch = ["fetch", "--quiet", "--depth", "1", "--end-of-options", "origin", target]
+        if await git("-C", str(dest), *fetch) == 0:
             await git("-C", str(dest), "checkout", "--quiet", "--force", "--detach", "FETCH_HEAD")
         else:
             log(" !     Could not update the buildpack; using the copy fetched before")
