@@ -149,7 +149,6 @@ class MinipaasServer:
             on_access_lines=self._router_log,
         )
         self.tokens = Tokens()
-        self._api_port = 0
         self.deployer = Deployer(
             settings=settings,
             store=self.store,
@@ -158,7 +157,8 @@ class MinipaasServer:
             supervisor=self.supervisor,
             router=self.router,
             logs=self.logs,
-            api_upstream=lambda: f"127.0.0.1:{self._api_port}",
+            # Not the TCP port: see Paths.proxy_socket.
+            api_upstream=lambda: f"unix/{self.paths.proxy_socket}",
             hosts=self.hosts,
         )
         self._stop = asyncio.Event()
@@ -301,8 +301,8 @@ class MinipaasServer:
         )
         api = create_app(ctx)
         tcp = _tcp_socket(self.settings.api_port)
-        self._api_port = tcp.getsockname()[1]
         uds = private_unix_socket(self.paths.socket, self._gid)
+        proxied = private_unix_socket(self.paths.proxy_socket)
         common: dict[str, Any] = {
             "log_level": "warning",
             "access_log": False,
@@ -312,10 +312,12 @@ class MinipaasServer:
         servers = [
             _Server(uvicorn.Config(api, **common)),
             _Server(uvicorn.Config(LocalMarker(api), **common)),
+            _Server(uvicorn.Config(api, **common)),  # Caddy's: tokens checked as on TCP
         ]
         tasks = [
             loop.create_task(servers[0].serve(sockets=[tcp])),
             loop.create_task(servers[1].serve(sockets=[uds])),
+            loop.create_task(servers[2].serve(sockets=[proxied])),
         ]
         attach = AttachServer(
             self.paths.root / "minipaas-run.sock", self.deployer.run_attached, self._gid
@@ -366,8 +368,10 @@ class MinipaasServer:
                 server.should_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)
             self.paths.socket.unlink(missing_ok=True)
+            self.paths.proxy_socket.unlink(missing_ok=True)
             tcp.close()
             uds.close()
+            proxied.close()
 
 
 class _Malloc:

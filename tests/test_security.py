@@ -7,11 +7,13 @@ One server (and one sshd) serves the whole module; each test uses its own apps.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
-from tests.paas import Paas, commit, git_env, git_repo, ssh_push
+from tests.paas import Paas, commit, deployed, git_env, git_repo, ssh_push
 from tests.support.dirs import app_readable_tmp
+from tests.support.ports import wait_for
 from tests.support.sshd import SSHServer
 
 
@@ -70,3 +72,107 @@ def git_repo_with(dest: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():
         _write(src / name, text)
     return git_repo(src, dest)
+
+
+def test_an_ssh_key_cannot_forward_ports_to_loopback_services(env: tuple[Paas, SSHServer]) -> None:
+    """An SSH key reaches the forced command and nothing else: no `ssh -W`/`-L` tunnel to the
+    API's loopback port (or Caddy, or any dyno) through the server."""
+    paas, sshd = env
+    argv = [*sshd.ssh_options(), "-p", str(sshd.port), "-W", f"127.0.0.1:{paas.api_port}"]
+    request = b"GET /api/apps HTTP/1.0\r\nHost: x\r\n\r\n"
+    result = subprocess.run(
+        [*argv, sshd.target], input=request, capture_output=True, timeout=60, check=False
+    )
+    assert result.returncode != 0
+    assert b"HTTP/1" not in result.stdout, result.stdout
+    assert b"forwarding failed" in result.stderr, result.stderr
+
+
+#: A web dyno that also waits for a loopback port to come free, takes it, and answers whatever
+#: reaches it with "stolen" (printing the request: the attacker's log). It lets go of the port
+#: after one connection, so the server can start on it again.
+SQUATTER = """\
+import http.server, os, socket, threading, time
+
+def squat(port):
+    while True:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            s.close()
+            time.sleep(0.02)
+            continue
+        s.listen(16)
+        print("SQUATTING", port, flush=True)
+        c, _ = s.accept()
+        print("STOLEN", c.recv(65536).decode(errors="replace"), flush=True)
+        c.sendall(b"HTTP/1.0 200 OK\\r\\nContent-Length: 6\\r\\n\\r\\nstolen")
+        c.close()
+        s.close()
+        return
+
+threading.Thread(target=squat, args=(int(os.environ["TARGET_PORT"]),), daemon=True).start()
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])),
+                                         http.server.SimpleHTTPRequestHandler)
+server.serve_forever()
+"""
+
+
+def test_a_dyno_cannot_take_over_the_control_plane_while_minipaas_restarts(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """Caddy and the dynos outlive a restart of minipaas. Caddy dialled the API's loopback TCP
+    port, so a dyno that took the port once it came free got every request to minipaas.<domain>
+    meanwhile, with the CLI's or git's admin token in it. Caddy now dials a root-only socket."""
+    paas, sshd = env
+    paas.cli("apps:create", "squat")
+    paas.cli("config:set", "-a", "squat", f"TARGET_PORT={paas.api_port}")
+    repo = git_repo_with(
+        tmp_path / "squat", {"Procfile": "web: python3 squat.py\n", "squat.py": SQUATTER}
+    )
+    deployed(ssh_push(sshd, repo, "squat"))
+    token = (paas.data_dir / "admin-token").read_text().strip()
+    outputs = list((paas.data_dir / "run" / "dynos" / "squat").glob("web.1.*/out"))
+    assert len(outputs) == 1, outputs
+
+    paas.kill9()  # as a crash or an upgrade does; Caddy and the dynos keep running
+    try:
+        wait_for(lambda: "SQUATTING" in outputs[0].read_text(), timeout=20)
+        status, body = _curl_api(paas, token)
+        assert body != "stolen", "Caddy sent the control plane's request to a dyno"
+        assert status == 502, (status, body)
+        # The dyno holds the TCP port all the same (a direct client would still reach it).
+        with socket.create_connection(("127.0.0.1", paas.api_port), timeout=5) as conn:
+            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert conn.recv(1024).endswith(b"stolen")
+        wait_for(lambda: port_is_free(paas.api_port), timeout=10)
+    finally:
+        paas.restart()
+    assert token not in outputs[0].read_text() + paas.cli("logs", "-a", "squat", "-n", "500").stdout
+    assert _curl_api(paas, token)[0] == 200  # the API is back behind Caddy
+
+
+def _curl_api(paas: Paas, token: str) -> tuple[int, str]:
+    """GET /api/apps at minipaas.localhost through Caddy, with the admin token."""
+    host = "minipaas.localhost"
+    argv = [
+        "curl", "-sS", "--max-time", "10", "--cacert", str(paas.ca),
+        "--resolve", f"{host}:{paas.https_port}:127.0.0.1",
+        "-H", f"Authorization: Bearer {token}", "-w", "\n%{http_code}",
+        f"https://{host}:{paas.https_port}/api/apps",
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    body, _, code = out.stdout.rpartition("\n")
+    return int(code or 0), body
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
