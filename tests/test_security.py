@@ -176,3 +176,31 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def test_a_static_site_cannot_make_caddy_open_a_named_pipe(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """A build may leave a FIFO in the site it asks Caddy to serve: each request for it held
+    one of Caddy's threads for ever (the open waits for a writer), and at 10,000 Caddy dies
+    with every app's routes. What is not a file, a directory or an inside link is not served."""
+    paas, sshd = env
+    with app_readable_tmp() as shared:
+        bp = shared / "fifo-bp"
+        _write(bp / "bin" / "detect", "#!/bin/sh\necho Fifo\n", 0o755)
+        compile_ = (
+            "#!/bin/sh\nset -e\nmkdir -p /app/public /app/.minipaas\n"
+            "echo hello > /app/public/index.html\nmkfifo /app/public/pipe\n"
+            "echo public > /app/.minipaas/static_root\n"
+        )
+        _write(bp / "bin" / "compile", compile_, 0o755)
+        _write(bp / "bin" / "release", "#!/bin/sh\necho ---\n", 0o755)
+        bp.chmod(0o755)
+        (bp / "bin").chmod(0o755)
+        paas.cli("apps:create", "fifo")
+        paas.cli("config:set", "-a", "fifo", f"BUILDPACK_URL={bp}")
+        repo = git_repo_with(tmp_path / "fifo", {"x": "x\n"})
+        out = deployed(ssh_push(sshd, repo, "fifo"))
+    paas.wait_body("fifo.localhost", "hello")
+    assert paas.curl("fifo.localhost", "/pipe")[0] == 404  # at once, not after curl's 10 s
+    assert "Not serving pipe: it is not a regular file or a directory." in out, out
