@@ -7,8 +7,11 @@ One server (and one sshd) serves the whole module; each test uses its own apps.
 
 from __future__ import annotations
 
+import http.server
+import json
 import socket
 import subprocess
+import threading
 from pathlib import Path
 
 from tests.paas import Paas, commit, deployed, git_env, git_repo, ssh_push
@@ -204,3 +207,77 @@ def test_a_static_site_cannot_make_caddy_open_a_named_pipe(
     paas.wait_body("fifo.localhost", "hello")
     assert paas.curl("fifo.localhost", "/pipe")[0] == 404  # at once, not after curl's 10 s
     assert "Not serving pipe: it is not a regular file or a directory." in out, out
+
+
+#: A web dyno that listens on [::1]:$PORT only (as Node's `listen(port, "localhost")` can),
+#: once something else answers at 127.0.0.1:$PORT (the attacker, in this test).
+IPV6_ONLY = """\
+import http.server, os, socket, time
+
+port = int(os.environ["PORT"])
+while True:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.05)
+
+class V6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"victim")
+
+V6(("::1", port), Hello).serve_forever()
+"""
+
+
+class _Attacker(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"attacker")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_another_listener_on_127_0_0_1_is_not_taken_for_a_dyno_on_ipv6_loopback(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """Caddy and the health check dial dynos at 127.0.0.1. A dyno listening on [::1] alone
+    counted as listening on its port, so whoever took 127.0.0.1 on that port (another app's
+    dyno) passed the new dyno's checks and was sent its traffic."""
+    paas, sshd = env
+    paas.cli("apps:create", "vsix")
+    paas.cli("checks:set", "-a", "vsix", "path=/", "timeout=5")
+    repo = git_repo_with(
+        tmp_path / "vsix", {"Procfile": "web: python3 v6.py\n", "v6.py": IPV6_ONLY}
+    )
+    results: list[subprocess.CompletedProcess[str]] = []
+    pushing = threading.Thread(target=lambda: results.append(ssh_push(sshd, repo, "vsix")))
+    pushing.start()
+    attacker = None
+    try:
+        dynos = paas.data_dir / "run" / "dynos" / "vsix"
+        meta = wait_for(lambda: next(dynos.glob("web.1.*/dyno.json"), None), timeout=60)
+        port = wait_for(lambda: json.loads(meta.read_text() or "{}").get("port"), timeout=10)
+        attacker = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Attacker)
+        threading.Thread(target=attacker.serve_forever, daemon=True).start()
+        pushing.join(timeout=120)
+        assert results, "the push did not end"
+        assert paas.curl("vsix.localhost")[1] != "attacker", "the app's traffic went elsewhere"
+    finally:
+        if attacker is not None:
+            attacker.shutdown()
+            attacker.server_close()
+        pushing.join(timeout=120)
+    out = results[0].stdout + results[0].stderr
+    assert results[0].returncode != 0, out
+    assert "another process holds that port" in out, out
