@@ -101,7 +101,12 @@ def sandbox_argv(job: SandboxJob, *, as_root: bool | None = None) -> list[str]:
     if job.layer and job.scratch is None:
         raise ValueError("a layered sandbox needs a scratch directory")
 
-    bwrap = ["bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    # No user namespaces inside: the app gets no "root" of its own to reach the kernel's
+    # namespace-only code paths with (the usual start of a local privilege escalation).
+    bwrap = [
+        "bwrap", "--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-ipc",
+        "--unshare-uts",
+    ]
     if not job.share_net:
         bwrap.append("--unshare-net")
     bwrap += ["--hostname", "dyno", "--tmpfs", "/"]

@@ -281,3 +281,16 @@ def test_another_listener_on_127_0_0_1_is_not_taken_for_a_dyno_on_ipv6_loopback(
     out = results[0].stdout + results[0].stderr
     assert results[0].returncode != 0, out
     assert "another process holds that port" in out, out
+
+
+def test_a_dyno_cannot_make_user_namespaces(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    """`unshare -r` gave a dyno a root of its own (and the kernel's namespace-only code paths,
+    where local privilege escalations usually start); bubblewrap now forbids nested ones."""
+    paas, sshd = env
+    paas.cli("apps:create", "nons")
+    repo = git_repo_with(tmp_path / "nons", {"Procfile": "worker: sleep 3600\n"})
+    deployed(ssh_push(sshd, repo, "nons"))
+    result = paas.cli("run", "-a", "nons", "--", "sh", "-c", "unshare -r id -u", check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "unshare failed" in out, out
