@@ -81,6 +81,14 @@ class Paths:
     def app_cache(self, app: str) -> Path:
         return self.cache / app
 
+    @property
+    def buildpacks(self) -> Path:
+        """Clones of git buildpacks, per app (no app name starts with `_`)."""
+        return self.cache / "_buildpacks"
+
+    def app_buildpacks(self, app: str) -> Path:
+        return self.buildpacks / app
+
     def app_logs(self, app: str) -> Path:
         return self.logs / app
 

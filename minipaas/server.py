@@ -132,7 +132,7 @@ class MinipaasServer:
             stop_grace=settings.stop_grace,
             ready_timeout=settings.boot_timeout,
         )
-        self.builder = Builder(external_dir=self.paths.cache / "_buildpacks")
+        self.builder = Builder(external_dir=self.paths.buildpacks)
         self.metrics_store = MetricsStore(self.store)
         self.hosts = HostMap(settings.domain)
         self.metrics = Metrics(

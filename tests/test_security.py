@@ -294,3 +294,37 @@ def test_a_dyno_cannot_make_user_namespaces(env: tuple[Paas, SSHServer], tmp_pat
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
     assert "unshare failed" in out, out
+
+
+def test_destroy_removes_the_apps_buildpack_clones(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """`apps:destroy` left the app's git buildpack clones behind, owned by its uid; a new app
+    of the same name then built with the clone the old owner had fetched."""
+    paas, sshd = env
+    with app_readable_tmp() as shared:
+        work = shared / "bp"
+        _write(work / "bin" / "detect", "#!/bin/sh\necho Cloned\n", 0o755)
+        _write(work / "bin" / "compile", "#!/bin/sh\necho compiled by v1\n", 0o755)
+        _write(work / "bin" / "release", "#!/bin/sh\necho ---\n", 0o755)
+        _git("init", "-q", "-b", "main", cwd=work)
+        _git("add", "bin", cwd=work)
+        _git("commit", "-q", "-m", "v1", cwd=work)
+        for p in [work, *work.rglob("*")]:
+            p.chmod(p.stat().st_mode | 0o555 if p.is_dir() else p.stat().st_mode | 0o444)
+        clones = paas.data_dir / "cache" / "_buildpacks" / "reborn"
+
+        def deploy_reborn(name: str) -> str:
+            paas.cli("apps:create", "reborn")
+            paas.cli("config:set", "-a", "reborn", f"BUILDPACK_URL=file://{work}")
+            return deployed(ssh_push(sshd, git_repo_with(tmp_path / name, {"x": "x\n"}), "reborn"))
+
+        assert "compiled by v1" in deploy_reborn("first")
+        first_uid = clones.stat().st_uid
+        paas.cli("apps:destroy", "-a", "reborn", "--confirm", "reborn")
+        assert not clones.exists()
+
+        _write(work / "bin" / "compile", "#!/bin/sh\necho compiled by v2\n", 0o755)
+        _git("commit", "-q", "-am", "v2", cwd=work)
+        assert "compiled by v2" in deploy_reborn("second")
+        assert clones.stat().st_uid != first_uid or first_uid == 0
