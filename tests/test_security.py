@@ -328,3 +328,30 @@ def test_destroy_removes_the_apps_buildpack_clones(
         _git("commit", "-q", "-am", "v2", cwd=work)
         assert "compiled by v2" in deploy_reborn("second")
         assert clones.stat().st_uid != first_uid or first_uid == 0
+
+
+def test_a_local_buildpack_path_tells_nothing_about_root_only_directories(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """Checked as root, a BUILDPACK_URL path inside a root-only directory failed one way when
+    it existed and another when it did not: an app could map what the host hides from it."""
+    paas, sshd = env
+    paas.cli("apps:create", "oracle")
+    repo = git_repo_with(tmp_path / "oracle", {"x": "x\n"})
+    with app_readable_tmp() as shared:
+        private = shared / "private"
+        (private / "exists" / "bin").mkdir(parents=True)
+        private.chmod(0o700)
+        outputs = {}
+        for name in ("exists", "absent"):
+            url = f"{private / name}"
+            paas.cli("config:set", "-a", "oracle", f"BUILDPACK_URL={url}")
+            commit(repo, name)
+            result = ssh_push(sshd, repo, "oracle")
+            assert result.returncode != 0
+            out = result.stdout + result.stderr
+            outputs[name] = out.replace(url, "URL")
+            expected = f"Buildpack {url!r} is not a directory that the app may read on this server."
+            assert expected in out, out
+        errors = {k: [ln for ln in v.splitlines() if "!" in ln] for k, v in outputs.items()}
+        assert errors["exists"] == errors["absent"]
