@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
+import select
 import socket
 import subprocess
 import threading
@@ -355,3 +357,60 @@ def test_a_local_buildpack_path_tells_nothing_about_root_only_directories(
             assert expected in out, out
         errors = {k: [ln for ln in v.splitlines() if "!" in ln] for k, v in outputs.items()}
         assert errors["exists"] == errors["absent"]
+
+
+#: Types "id # <marker>\n" into its terminal, if the kernel lets it (the marker is spelled from
+#: character codes so that only typed bytes can show it), and says what happened.
+TIOCSTI = """\
+import fcntl, termios
+typed = bytes([105, 100, 32, 35, 32, 80, 87, 78, 69, 68, 10])
+try:
+    for byte in typed:
+        fcntl.ioctl(0, termios.TIOCSTI, bytes([byte]))
+    print("TIOCSTI allowed", flush=True)
+except OSError as exc:
+    print("TIOCSTI refused:", exc.strerror, flush=True)
+"""
+
+
+def test_an_attached_run_cannot_type_into_the_users_terminal(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """`minipaas run` hands the user's terminal to the dyno as its controlling terminal; with
+    TIOCSTI the app's code typed a command there, which the user's shell ran as them (root on
+    the server) once the run ended. A seccomp filter now refuses that ioctl."""
+    paas, sshd = env
+    paas.cli("apps:create", "typer")
+    repo = git_repo_with(
+        tmp_path / "typer", {"Procfile": "worker: sleep 3600\n", "typer.py": TIOCSTI}
+    )
+    deployed(ssh_push(sshd, repo, "typer"))
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            [str(paas.exe), "run", "-a", "typer", "--", "python3 typer.py; sleep 0.2"],
+            stdin=slave, stdout=slave, stderr=slave, env=paas.env, start_new_session=True,
+        )
+        os.close(slave)
+        seen = b""
+        try:
+            while True:
+                ready, _, _ = select.select([master], [], [], 1.0)
+                if not ready:
+                    if proc.poll() is not None:
+                        break
+                    continue
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: every slave descriptor is closed
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+        finally:
+            proc.wait(timeout=60)
+    finally:
+        os.close(master)
+    text = seen.decode(errors="replace")
+    assert "TIOCSTI refused: Operation not permitted" in text, text
+    assert "PWNED" not in text, text  # what was typed is echoed by the terminal
