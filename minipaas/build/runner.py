@@ -279,7 +279,7 @@ class Builder:
         # The sandbox (running as the uid) must traverse scratch to reach the dirs bound from it.
         req.scratch.chmod(0o711)
         env_dir = req.scratch / "env"
-        env_dir.mkdir()
+        env_dir.mkdir(mode=0o700)  # config values go in: owner-only before the first is written
         for key, value in req.env.items():
             (env_dir / config_key(key)).write_text(value)
         (req.scratch / "buildpacks").mkdir()
