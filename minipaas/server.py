@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from minipaas import sshkeys
 from minipaas.api import create_app
@@ -300,7 +301,9 @@ class MinipaasServer:
             shutdown=lambda: self.request_stop(everything=True),
         )
         api = create_app(ctx)
-        tcp = _tcp_socket(self.settings.api_port)
+        # A dyno may bind a loopback port the moment minipaas lets go of it (a restart): only
+        # clients told to use one dial it, never Caddy.
+        tcp = None if self.settings.api_port is None else _tcp_socket(self.settings.api_port)
         uds = private_unix_socket(self.paths.socket, self._gid)
         proxied = private_unix_socket(self.paths.proxy_socket)
         common: dict[str, Any] = {
@@ -309,15 +312,16 @@ class MinipaasServer:
             "lifespan": "off",
             "timeout_graceful_shutdown": 5,
         }
-        servers = [
-            _Server(uvicorn.Config(api, **common)),
-            _Server(uvicorn.Config(LocalMarker(api), **common)),
-            _Server(uvicorn.Config(api, **common)),  # Caddy's: tokens checked as on TCP
+        listeners: list[tuple[ASGIApp, socket.socket]] = [
+            (LocalMarker(api), uds),
+            (api, proxied),  # Caddy's: tokens checked as on TCP
         ]
+        if tcp is not None:
+            listeners.append((api, tcp))
+        servers = [_Server(uvicorn.Config(app, **common)) for app, _sock in listeners]
         tasks = [
-            loop.create_task(servers[0].serve(sockets=[tcp])),
-            loop.create_task(servers[1].serve(sockets=[uds])),
-            loop.create_task(servers[2].serve(sockets=[proxied])),
+            loop.create_task(server.serve(sockets=[sock]))
+            for server, (_app, sock) in zip(servers, listeners, strict=True)
         ]
         attach = AttachServer(
             self.paths.root / "minipaas-run.sock", self.deployer.run_attached, self._gid
@@ -369,9 +373,8 @@ class MinipaasServer:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.paths.socket.unlink(missing_ok=True)
             self.paths.proxy_socket.unlink(missing_ok=True)
-            tcp.close()
-            uds.close()
-            proxied.close()
+            for _app, sock in listeners:
+                sock.close()
 
 
 class _Malloc:

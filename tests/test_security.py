@@ -11,14 +11,16 @@ import http.server
 import json
 import os
 import select
+import shutil
 import socket
 import subprocess
 import threading
 from pathlib import Path
 
 from tests.paas import Paas, commit, deployed, git_env, git_repo, ssh_push
-from tests.support.dirs import app_readable_tmp
-from tests.support.ports import wait_for
+from tests.support.dirs import app_readable_dir, app_readable_tmp
+from tests.support.ports import free_port, wait_for
+from tests.support.server import server_argv
 from tests.support.sshd import SSHServer
 
 
@@ -414,3 +416,49 @@ def test_an_attached_run_cannot_type_into_the_users_terminal(
     text = seen.decode(errors="replace")
     assert "TIOCSTI refused: Operation not permitted" in text, text
     assert "PWNED" not in text, text  # what was typed is echoed by the terminal
+
+
+def test_without_api_port_the_api_listens_on_no_tcp_port(tmp_path: Path) -> None:
+    """Caddy reaches the API on its unix socket, so by default nothing listens on a loopback
+    TCP port for the API: no port for a dyno to take over, nor to guess tokens at."""
+    base = app_readable_dir()
+    keys = tmp_path / "authorized_keys"
+    keys.touch()
+    paas = Paas(
+        data_dir=base / "data", http_port=free_port(), https_port=free_port(),
+        authorized_keys=keys, log=tmp_path / "server.log",
+    )
+    argv = server_argv(
+        paas.exe, paas.data_dir, http_port=paas.http_port, https_port=paas.https_port,
+        api_port=0, authorized_keys=keys,
+    )
+    at = argv.index("--api-port")
+    del argv[at : at + 2]
+    with paas.log.open("ab") as out:
+        paas.proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=paas.env, start_new_session=True
+        )
+    try:
+        wait_for(
+            lambda: paas.cli("status", check=False).returncode == 0 and paas.ca.exists(),
+            timeout=60,
+        )
+        assert _tcp_listeners(paas.proc.pid) == set()
+        token = (paas.data_dir / "admin-token").read_text().strip()
+        assert _curl_api(paas, token)[0] == 200
+    finally:
+        paas.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _tcp_listeners(pid: int) -> set[int]:
+    """The TCP ports process `pid` listens on."""
+    inodes = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":
+                inodes[f"socket:[{fields[9]}]"] = int(fields[1].rsplit(":", 1)[1], 16)
+    fds = Path(f"/proc/{pid}/fd")
+    links = {os.readlink(fd) for fd in fds.iterdir()}
+    return {port for inode, port in inodes.items() if inode in links}
