@@ -50,7 +50,7 @@ BLOCKED_IOCTLS = (0x5412, 0x541C)  # TIOCSTI, TIOCLINUX
 #: ioctl's syscall numbers per audit arch, for each machine the seccomp filter knows (foreign
 #: ABIs included: an x86_64 process may also call the i386 and x32 entry points).
 IOCTL_SYSCALLS: dict[str, dict[int, tuple[int, ...]]] = {
-    "x86_64": {0xC000003E: (16, 0x40000000 | 514), 0x40000003: (54,)},
+    "x86_64": {0xC000003E: (16, 0x40000000 | 16, 0x40000000 | 514), 0x40000003: (54,)},
     "aarch64": {0xC00000B7: (29,), 0x40000028: (54,)},
 }
 _BPF_LD_W_ABS, _BPF_JEQ_K, _BPF_RET_K = 0x20, 0x15, 0x06
