@@ -19,9 +19,11 @@ app never holds root, not even a namespaced one beyond what bubblewrap grants it
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import platform
 import struct
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,21 +148,38 @@ def seccomp_filter(machine: str | None = None) -> bytes | None:
     return b"".join(struct.pack("<HBBI", *ins) for ins in prog)
 
 
-def sandbox_argv(job: SandboxJob, *, as_root: bool | None = None) -> list[str]:
-    """The full argv that runs `job` (pure apart from checking which system dirs exist)."""
+@functools.cache
+def bwrap_can_disable_userns() -> bool:
+    """Does this bubblewrap have `--disable-userns` (0.8 and later; Ubuntu 22.04 has 0.6)?
+    Asked once per process."""
+    try:
+        out = subprocess.run(
+            ["bwrap", "--help"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--disable-userns" in out.stdout + out.stderr
+
+
+def sandbox_argv(
+    job: SandboxJob, *, as_root: bool | None = None, disable_userns: bool | None = None
+) -> list[str]:
+    """The full argv that runs `job` (pure apart from checking which system dirs exist and,
+    unless `disable_userns` says, whether bubblewrap can forbid nested user namespaces)."""
     if as_root is None:
         as_root = os.geteuid() == 0
+    if disable_userns is None:
+        disable_userns = bwrap_can_disable_userns()
     if job.uid is not None and not as_root:
         raise ValueError("running as another uid needs root")
     if job.layer and job.scratch is None:
         raise ValueError("a layered sandbox needs a scratch directory")
 
-    # No user namespaces inside: the app gets no "root" of its own to reach the kernel's
-    # namespace-only code paths with (the usual start of a local privilege escalation).
-    bwrap = [
-        "bwrap", "--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-ipc",
-        "--unshare-uts",
-    ]
+    bwrap = ["bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    if disable_userns:
+        # No user namespaces inside: the app gets no "root" of its own to reach the kernel's
+        # namespace-only code paths with (the usual start of a local privilege escalation).
+        bwrap.insert(2, "--disable-userns")
     if not job.share_net:
         bwrap.append("--unshare-net")
     bwrap += ["--hostname", "dyno", "--tmpfs", "/"]

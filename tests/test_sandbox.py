@@ -5,10 +5,11 @@ tests/test_security.py shows the native one refusing TIOCSTI in a real attached 
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 
-from minipaas.sandbox import seccomp_filter
+from minipaas.sandbox import SandboxJob, sandbox_argv, seccomp_filter
 
 ALLOW = 0x7FFF0000
 EPERM = 0x00050001
@@ -61,3 +62,10 @@ def test_seccomp_filter(machine: str, arch: int, nr: int, arg1: int, expected: i
 
 def test_no_filter_for_an_unknown_machine() -> None:
     assert seccomp_filter("riscv64") is None
+
+
+def test_nested_user_namespaces_are_forbidden_where_bubblewrap_can() -> None:
+    """bubblewrap 0.6 (Ubuntu 22.04) has no --disable-userns: every dyno would fail with it."""
+    job = SandboxJob(Path("/srv/slug"), ["true"], layer=False)
+    assert "--disable-userns" in sandbox_argv(job, as_root=False, disable_userns=True)
+    assert "--disable-userns" not in sandbox_argv(job, as_root=False, disable_userns=False)
