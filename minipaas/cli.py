@@ -1112,7 +1112,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", type=int, default=0)
     p.add_argument("--https-port", type=int, default=0)
     p.add_argument("--listen", default="", help="router listen address (default: all)")
-    p.add_argument("--api-port", type=int, default=0, help="loopback port of the API (0: any)")
+    p.add_argument(
+        "--api-port", type=int, default=None,
+        help="also serve the API on this loopback TCP port (0: any; default: none)",
+    )
     p.add_argument("--email", help="ACME account e-mail for public domains")
     p.add_argument("--authorized-keys", help="authorized_keys file that keys:add maintains")
     p.add_argument("--ssh-user", help="the SSH user whose group may use the API socket and repos")

@@ -774,6 +774,7 @@ class Deployer:
             for path in (
                 self.paths.app_slugs(app.name),
                 self.paths.app_cache(app.name),
+                self.paths.app_buildpacks(app.name),
             ):
                 await asyncio.to_thread(self._discard, path)
             with contextlib.suppress(UserError):

@@ -33,6 +33,13 @@ class Paths:
         return self.root / "minipaas.sock"
 
     @property
+    def proxy_socket(self) -> Path:
+        """The API as Caddy reaches it (token-checked like TCP), in the root-only `caddy/`: a
+        loopback port could be taken over by a dyno while minipaas restarts, and Caddy would
+        hand it every request to `minipaas.<domain>`, admin tokens included."""
+        return self.caddy / "api.sock"
+
+    @property
     def repos(self) -> Path:
         return self.root / "repos"
 
@@ -73,6 +80,14 @@ class Paths:
 
     def app_cache(self, app: str) -> Path:
         return self.cache / app
+
+    @property
+    def buildpacks(self) -> Path:
+        """Clones of git buildpacks, per app (no app name starts with `_`)."""
+        return self.cache / "_buildpacks"
+
+    def app_buildpacks(self, app: str) -> Path:
+        return self.buildpacks / app
 
     def app_logs(self, app: str) -> Path:
         return self.logs / app

@@ -25,7 +25,12 @@ app never holds root, not even a namespaced one beyond what bubblewrap grants it
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
+import platform
+import struct
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +68,20 @@ def scratch_bytes_for(memory_bytes: int) -> int:
 def default_scratch_bytes() -> int:
     """`scratch_bytes_for` this host's memory."""
     return scratch_bytes_for(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+#: ioctl(2) requests a dyno must not make on its terminal. With TIOCSTI it typed into the
+#: terminal of the user who ran `minipaas run` (an attached run's controlling terminal is
+#: theirs), and their shell ran that once the run ended; TIOCLINUX can do the same on a VT.
+BLOCKED_IOCTLS = (0x5412, 0x541C)  # TIOCSTI, TIOCLINUX
+#: ioctl's syscall numbers per audit arch, for each machine the seccomp filter knows (foreign
+#: ABIs included: an x86_64 process may also call the i386 and x32 entry points).
+IOCTL_SYSCALLS: dict[str, dict[int, tuple[int, ...]]] = {
+    "x86_64": {0xC000003E: (16, 0x40000000 | 16, 0x40000000 | 514), 0x40000003: (54,)},
+    "aarch64": {0xC00000B7: (29,), 0x40000028: (54,)},
+}
+_BPF_LD_W_ABS, _BPF_JEQ_K, _BPF_RET_K = 0x20, 0x15, 0x06
+_SECCOMP_RET_ALLOW, _SECCOMP_RET_ERRNO_EPERM = 0x7FFF0000, 0x00050000 | errno.EPERM
+_SECCOMP_ARCH, _SECCOMP_NR, _SECCOMP_ARG1_LOW = 4, 0, 24  # offsets in struct seccomp_data
 
 
 @dataclass(frozen=True)
@@ -132,10 +151,65 @@ def make_tmp_dirs(tmp_dir: Path, uid: int | None) -> None:
             os.chown(path, uid, uid)
 
 
-def sandbox_argv(job: SandboxJob, *, as_root: bool | None = None) -> list[str]:
-    """The full argv that runs `job` (pure apart from checking which system dirs exist)."""
+def seccomp_filter(machine: str | None = None) -> bytes | None:
+    """The classic-BPF seccomp program (for bubblewrap's `--seccomp`) that fails the ioctls of
+    `BLOCKED_IOCTLS` with EPERM and allows everything else; None on a machine it does not know.
+
+    Only the low 32 bits of the request are compared: the kernel ignores the upper ones, and a
+    filter that read all 64 could be passed with 0x1_00005412 (CVE-2019-10063 in Flatpak).
+    """
+    table = IOCTL_SYSCALLS.get(machine or platform.machine())
+    if table is None:
+        return None
+    per_arch = list(table.items())
+    # Layout: load arch; one jump per arch; allow; per arch: load nr, one jump per nr, allow;
+    # then the check: load the request, one jump per blocked one, allow, deny.
+    starts = []
+    at = 1 + len(per_arch) + 1
+    for _arch, nrs in per_arch:
+        starts.append(at)
+        at += 1 + len(nrs) + 1
+    check = at
+    deny = check + 1 + len(BLOCKED_IOCTLS) + 1
+    prog: list[tuple[int, int, int, int]] = [(_BPF_LD_W_ABS, 0, 0, _SECCOMP_ARCH)]
+    for index, (arch, _nrs) in enumerate(per_arch):
+        prog.append((_BPF_JEQ_K, starts[index] - len(prog) - 1, 0, arch))
+    prog.append((_BPF_RET_K, 0, 0, _SECCOMP_RET_ALLOW))
+    for _arch, nrs in per_arch:
+        prog.append((_BPF_LD_W_ABS, 0, 0, _SECCOMP_NR))
+        for nr in nrs:
+            prog.append((_BPF_JEQ_K, check - len(prog) - 1, 0, nr))
+        prog.append((_BPF_RET_K, 0, 0, _SECCOMP_RET_ALLOW))
+    prog.append((_BPF_LD_W_ABS, 0, 0, _SECCOMP_ARG1_LOW))  # little-endian: the low half first
+    for request in BLOCKED_IOCTLS:
+        prog.append((_BPF_JEQ_K, deny - len(prog) - 1, 0, request))
+    prog.append((_BPF_RET_K, 0, 0, _SECCOMP_RET_ALLOW))
+    prog.append((_BPF_RET_K, 0, 0, _SECCOMP_RET_ERRNO_EPERM))
+    return b"".join(struct.pack("<HBBI", *ins) for ins in prog)
+
+
+@functools.cache
+def bwrap_can_disable_userns() -> bool:
+    """Does this bubblewrap have `--disable-userns` (0.8 and later; Ubuntu 22.04 has 0.6)?
+    Asked once per process."""
+    try:
+        out = subprocess.run(
+            ["bwrap", "--help"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--disable-userns" in out.stdout + out.stderr
+
+
+def sandbox_argv(
+    job: SandboxJob, *, as_root: bool | None = None, disable_userns: bool | None = None
+) -> list[str]:
+    """The full argv that runs `job` (pure apart from checking which system dirs exist and,
+    unless `disable_userns` says, whether bubblewrap can forbid nested user namespaces)."""
     if as_root is None:
         as_root = os.geteuid() == 0
+    if disable_userns is None:
+        disable_userns = bwrap_can_disable_userns()
     if job.uid is not None and not as_root:
         raise ValueError("running as another uid needs root")
     if job.layer and job.scratch is None:
@@ -144,6 +218,10 @@ def sandbox_argv(job: SandboxJob, *, as_root: bool | None = None) -> list[str]:
         raise ValueError("a sandbox without a layer needs a tmp_dir (see make_tmp_dirs)")
 
     bwrap = ["bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    if disable_userns:
+        # No user namespaces inside: the app gets no "root" of its own to reach the kernel's
+        # namespace-only code paths with (the usual start of a local privilege escalation).
+        bwrap.insert(2, "--disable-userns")
     if not job.share_net:
         bwrap.append("--unshare-net")
     bwrap += ["--hostname", "dyno", "--tmpfs", "/"]
@@ -163,6 +241,11 @@ def sandbox_argv(job: SandboxJob, *, as_root: bool | None = None) -> list[str]:
         bwrap += ["--bind" if bind.writable else "--ro-bind", str(bind.source), bind.target]
     if job.uid is not None:
         bwrap += ["--uid", str(job.uid), "--gid", str(job.uid)]
+    # Layered jobs (dynos, one-off runs: an attached one has the user's terminal) get the
+    # seccomp filter, which sandbox_init.sh writes out and opens as fd 3 for bubblewrap.
+    seccomp = seccomp_filter() if job.layer else None
+    if seccomp is not None:
+        bwrap += ["--seccomp", "3"]
     # Only /app and the temporary dirs are writable: /dev (a tmpfs of its own, or files could be
     # written there without a bound) and the assembled root itself go read-only last.
     bwrap += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", job.cwd, "--", *job.command]
@@ -185,7 +268,9 @@ def sandbox_argv(job: SandboxJob, *, as_root: bool | None = None) -> list[str]:
         # An unprivileged user gets the mount rights for the overlay from a user namespace.
         unshare = ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
     uid_arg = "-" if job.uid is None else str(job.uid)
+    # As a printf format of octal escapes only (argv cannot carry NUL bytes).
+    filter_arg = "-" if seccomp is None else "".join(f"\\{byte:03o}" for byte in seccomp)
     return [
         *limit, *unshare, "--", "/bin/sh", str(INIT_SCRIPT), str(job.app_dir), str(job.scratch),
-        uid_arg, str(size), "--", *bwrap,
+        uid_arg, str(size), filter_arg, "--", *bwrap,
     ]

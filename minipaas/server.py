@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from minipaas import sshkeys
 from minipaas.api import create_app
@@ -133,7 +134,7 @@ class MinipaasServer:
             stop_grace=settings.stop_grace,
             ready_timeout=settings.boot_timeout,
         )
-        self.builder = Builder(external_dir=self.paths.cache / "_buildpacks")
+        self.builder = Builder(external_dir=self.paths.buildpacks)
         self.metrics_store = MetricsStore(self.store)
         self.hosts = HostMap(settings.domain)
         self.metrics = Metrics(
@@ -154,7 +155,6 @@ class MinipaasServer:
             ),
         )
         self.tokens = Tokens()
-        self._api_port = 0
         self.deployer = Deployer(
             settings=settings,
             store=self.store,
@@ -163,7 +163,8 @@ class MinipaasServer:
             supervisor=self.supervisor,
             router=self.router,
             logs=self.logs,
-            api_upstream=lambda: f"127.0.0.1:{self._api_port}",
+            # Not the TCP port: see Paths.proxy_socket.
+            api_upstream=lambda: f"unix/{self.paths.proxy_socket}",
             hosts=self.hosts,
         )
         self.drains = Drains(self.logs, self._drain_specs)
@@ -317,22 +318,27 @@ class MinipaasServer:
             drains=self.drains,
         )
         api = create_app(ctx)
-        tcp = _tcp_socket(self.settings.api_port)
-        self._api_port = tcp.getsockname()[1]
+        # A dyno may bind a loopback port the moment minipaas lets go of it (a restart): only
+        # clients told to use one dial it, never Caddy.
+        tcp = None if self.settings.api_port is None else _tcp_socket(self.settings.api_port)
         uds = private_unix_socket(self.paths.socket, self._gid)
+        proxied = private_unix_socket(self.paths.proxy_socket)
         common: dict[str, Any] = {
             "log_level": "warning",
             "access_log": False,
             "lifespan": "off",
             "timeout_graceful_shutdown": 5,
         }
-        servers = [
-            _Server(uvicorn.Config(api, **common)),
-            _Server(uvicorn.Config(LocalMarker(api), **common)),
+        listeners: list[tuple[ASGIApp, socket.socket]] = [
+            (LocalMarker(api), uds),
+            (api, proxied),  # Caddy's: tokens checked as on TCP
         ]
+        if tcp is not None:
+            listeners.append((api, tcp))
+        servers = [_Server(uvicorn.Config(app, **common)) for app, _sock in listeners]
         tasks = [
-            loop.create_task(servers[0].serve(sockets=[tcp])),
-            loop.create_task(servers[1].serve(sockets=[uds])),
+            loop.create_task(server.serve(sockets=[sock]))
+            for server, (_app, sock) in zip(servers, listeners, strict=True)
         ]
         attach = AttachServer(
             self.paths.root / "minipaas-run.sock", self.deployer.run_attached, self._gid
@@ -385,8 +391,9 @@ class MinipaasServer:
                 server.should_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)
             self.paths.socket.unlink(missing_ok=True)
-            tcp.close()
-            uds.close()
+            self.paths.proxy_socket.unlink(missing_ok=True)
+            for _app, sock in listeners:
+                sock.close()
 
 
 class _Malloc:

@@ -27,8 +27,9 @@ class Settings:
     https_port: int = 8443
     #: Address the router listens on; "" means every interface (production).
     listen_host: str = ""
-    #: Loopback TCP port of the API that Caddy publishes at minipaas.<domain> (0 = pick one).
-    api_port: int = 0
+    #: Loopback TCP port of the API for direct clients (0 = pick one, None = none). Caddy
+    #: publishes the API at minipaas.<domain> through `Paths.proxy_socket`, not through it.
+    api_port: int | None = None
     acme_email: str | None = None
     #: Where `keys:add` writes the minipaas user's authorized_keys
     #: (None = <data-dir>/authorized_keys).

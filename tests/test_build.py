@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -158,6 +159,24 @@ async def test_python_stdlib_builds_runs_and_reuses_the_venv(env: Env) -> None:
     assert "-----> Requirements unchanged: reusing the cached virtualenv" in env.logs
     print(f"python-stdlib build: cold {cold:.2f}s, warm {warm:.2f}s")
     assert warm < 1.5
+
+
+async def test_config_values_are_written_into_an_owner_only_dir(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENV_DIR was 0755 while the values went in (0700 only afterwards): a local user who
+    guessed run/build-N/env/KEY could open a secret then and keep reading it."""
+    modes: list[int] = []
+    write_text = Path.write_text
+
+    def watched(path: Path, *args: Any, **kwargs: Any) -> int:
+        if path.parent.name == "env":
+            modes.append(stat.S_IMODE(path.parent.stat().st_mode))
+        return write_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", watched)
+    await env.build(env.app(files={"index.html": "hi"}), {"SECRET": "s3cret", "OTHER": "x"})
+    assert modes == [0o700, 0o700]
 
 
 async def test_network_python_flask_with_uv(env: Env) -> None:

@@ -648,6 +648,7 @@ def test_export_files_exec_bits_symlinks(tmp_path: Path, work: Work, git_bin: st
     dest = tmp_path / "out"
     repos.export("exp", sha, dest)
     assert sorted(p.name for p in dest.iterdir()) == ["Procfile", "a", "abs-link", "bin", "link"]
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o700  # other users: not even for a moment
     assert (dest / "Procfile").read_text() == "web: ./bin/run\n"
     assert stat.S_IMODE((dest / "bin/run").stat().st_mode) == 0o755
     assert stat.S_IMODE((dest / "Procfile").stat().st_mode) == 0o644

@@ -145,7 +145,7 @@ def test_a_buildpack_url_cannot_reach_another_apps_repository(
     thief = procfile_app(tmp_path / "thief", "thief")
     for url, reason in (
         (f"file://{repo_dir}", "Could not fetch the buildpack"),
-        (str(repo_dir), "could not read the buildpack"),
+        (str(repo_dir), "is not a directory that the app may read"),
     ):
         paas.cli("config:set", f"BUILDPACK_URL={url}", "-a", "thief")
         result = https_push(paas, thief, "thief", token(paas))

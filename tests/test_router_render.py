@@ -327,6 +327,7 @@ def test_tls_mode(domain: str, mode: str) -> None:
     ("changes", "message"),
     [
         ({"control_upstream": "nonsense"}, "Invalid upstream address 'nonsense'"),
+        ({"control_upstream": "unix/api.sock"}, "Invalid upstream address 'unix/api.sock'"),
         ({"apps": (AppRoute("web", ("web.localhost",), ("127.0.0.1:0",)),)}, "127.0.0.1:0"),
         ({"apps": (AppRoute("web", (), ()),)}, "App 'web' has no host names"),
         (
@@ -339,3 +340,10 @@ def test_tls_mode(domain: str, mode: str) -> None:
 def test_invalid_state_is_rejected(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(RouterError, match=message):
         render(dataclasses.replace(CASES["no_upstreams"], **changes))
+
+
+def test_the_control_plane_is_dialled_on_its_unix_socket() -> None:
+    """What minipaas renders: Caddy reaches the API on a socket no dyno can take over."""
+    dial = f"unix/{WORKDIR / 'api.sock'}"
+    config = render(dataclasses.replace(CASES["no_upstreams"], control_upstream=dial))
+    assert f'"dial": "{dial}"' in json.dumps(config)

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,6 +110,35 @@ def _clone_root(root: Path, uid: int | None) -> None:
         config.write("[safe]\n\tdirectory = *\n")
 
 
+def _readable_dir(path: Path, uid: int | None) -> bool:
+    """Can `uid` (no groups; None: this process) list `path` and reach it from `/`?
+
+    Asked as root, `os.path.isdir` alone answered whether paths inside root-only directories
+    exist (a different message than for an unreadable one); now both get the same answer.
+    """
+    if uid is None:
+        return os.path.isdir(path) and os.access(path, os.R_OK | os.X_OK)
+
+    def allows(st: os.stat_result, bits: int) -> bool:
+        shift = 6 if st.st_uid == uid else 0
+        return (st.st_mode >> shift) & bits == bits
+
+    try:
+        current = Path("/")
+        parts = path.parts[1:]
+        for index, part in enumerate(parts):
+            if not allows(current.stat(), 0o1):  # search
+                return False
+            current = current / part
+            if current.is_symlink():  # checked where it leads (realpath leaves no links)
+                target = Path(os.path.realpath(current), *parts[index + 1 :])
+                return _readable_dir(Path(os.path.realpath(target)), uid)
+        st = current.stat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and allows(st, 0o5)
+
+
 async def fetch(
     url: str,
     root: Path,
@@ -121,14 +151,23 @@ async def fetch(
     under `root` (created for `uid`). Raises `BuildError` when it cannot be had."""
     if is_local(url):
         path = Path(url)
-        if not await asyncio.to_thread(os.path.isdir, path):
-            raise BuildError(f"Buildpack {url!r} is not a directory on this server.")
+        if not await asyncio.to_thread(_readable_dir, path, uid):
+            raise BuildError(
+                f"Buildpack {url!r} is not a directory that the app may read on this server."
+            )
         return path
     base, ref = split_ref(url)
     if not base or not re.match(r"^[a-z][a-z0-9+.-]*://", base):
         raise BuildError(
             f"Buildpack {url!r} is neither a directory path nor a git URL such as "
             "'https://github.com/org/buildpack.git#v1'."
+        )
+    if ref is not None and (ref.startswith("-") or not ref.isprintable() or " " in ref):
+        # `git fetch origin REF` would read "--upload-pack=/path/to/script" as an option and
+        # run that script on the host, outside the sandbox.
+        raise BuildError(
+            f"Buildpack {url!r} names the ref {ref!r}, which is not a branch, tag or commit: "
+            "a ref cannot start with '-' or hold spaces or control characters."
         )
     time_limit = min(time_limit, FETCH_TIME_LIMIT)
     await asyncio.to_thread(_clone_root, root, uid)
@@ -154,7 +193,8 @@ async def fetch(
     if await asyncio.to_thread(os.path.isdir, dest / ".git"):
         # Reuse the clone; bring it up to date when the remote answers.
         target = ref or "HEAD"
-        if await git("-C", str(dest), "fetch", "--quiet", "--depth", "1", "origin", target) == 0:
+        fetch = ["fetch", "--quiet", "--depth", "1", "--end-of-options", "origin", target]
+        if await git("-C", str(dest), *fetch) == 0:
             await git("-C", str(dest), "checkout", "--quiet", "--force", "--detach", "FETCH_HEAD")
         else:
             log(" !     Could not update the buildpack; using the copy fetched before")

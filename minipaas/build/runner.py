@@ -181,21 +181,30 @@ def _static_root(build_dir: Path) -> str | None:
     return str(path)
 
 
-def _drop_escaping_symlinks(top: Path) -> list[str]:
-    """Delete symlinks under `top` that point outside it; return their relative paths.
+def _drop_unservable(top: Path) -> list[tuple[str, str]]:
+    """Delete what Caddy must not serve under `top`; return (relative path, why) for each.
 
     Caddy serves static slugs as root: a committed link to /etc/shadow must not be followed.
+    Nor may it open a named pipe (or a socket, a device) that a build left there: opening a
+    pipe blocks until a writer comes, and each such request held one of Caddy's threads for
+    ever (at 10,000 Caddy dies, with every app's routes).
     """
     dropped = []
     real_top = os.path.realpath(top)
     for dirpath, dirnames, filenames in os.walk(top):
         for name in dirnames + filenames:
             full = os.path.join(dirpath, name)
-            if os.path.islink(full):
+            mode = os.lstat(full).st_mode
+            why = None
+            if stat.S_ISLNK(mode):
                 target = os.path.realpath(full)
                 if os.path.commonpath([real_top, target]) != real_top:
-                    os.unlink(full)
-                    dropped.append(os.path.relpath(full, top))
+                    why = "it is a symlink to outside the site"
+            elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                why = "it is not a regular file or a directory"
+            if why is not None:
+                os.unlink(full)
+                dropped.append((os.path.relpath(full, top), why))
     return dropped
 
 
@@ -254,8 +263,8 @@ class Builder:
             log("       No process types (no Procfile, no defaults from the buildpack)")
         static_root = _static_root(req.build_dir)
         if static_root is not None:
-            for link in _drop_escaping_symlinks(req.build_dir / static_root):
-                log(f" !     Not serving {link}: it is a symlink to outside the site.")
+            for path, why in _drop_unservable(req.build_dir / static_root):
+                log(f" !     Not serving {path}: {why}.")
         return BuildResult(
             buildpacks=[pack.url for pack in packs],
             process_types={**defaults, **procfile},
@@ -270,7 +279,7 @@ class Builder:
         # The sandbox (running as the uid) must traverse scratch to reach the dirs bound from it.
         req.scratch.chmod(0o711)
         env_dir = req.scratch / "env"
-        env_dir.mkdir()
+        env_dir.mkdir(mode=0o700)  # config values go in: owner-only before the first is written
         for key, value in req.env.items():
             (env_dir / config_key(key)).write_text(value)
         (req.scratch / "buildpacks").mkdir()

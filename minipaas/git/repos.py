@@ -138,7 +138,11 @@ class Repos:
         """
         if not _SHA.fullmatch(sha):
             raise UserError(f"Invalid commit id {sha!r}: expected 40 hexadecimal digits.")
-        dest.mkdir(parents=True, exist_ok=True)
+        # Owner-only from the start: the pushed source (secrets committed by mistake included)
+        # must not be readable by other users of the host, even before the build's chown, nor
+        # opened then and kept open.
+        dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+        dest.chmod(0o700)
         if any(dest.iterdir()):
             raise UserError(f"Cannot export into {str(dest)!r}: the directory is not empty.")
         with Repo(str(self.require(app))) as repo:

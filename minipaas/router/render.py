@@ -86,7 +86,9 @@ class RouterState:
     listen_host: str  # "" for all interfaces (production), "127.0.0.1" in tests
     admin_socket: Path
     storage_dir: Path  # Caddy's data (certificates) dir
-    control_upstream: str  # "127.0.0.1:PORT" of minipaas's API, served at minipaas.<domain>
+    # Where minipaas's API (served at minipaas.<domain>) listens: "unix//PATH" (minipaas's
+    # own choice: no dyno can take a unix socket over) or "HOST:PORT".
+    control_upstream: str
     apps: tuple[AppRoute, ...]
     acme_email: str | None = None
     access_log: Path | None = None  # JSON lines, app hosts only, for the router log source
@@ -523,7 +525,8 @@ def _check(state: RouterState, apps: list[AppRoute]) -> None:
     for port in (state.http_port, state.https_port):
         if not 0 < port < 65536:
             raise RouterError(f"Invalid router port {port}: use 1 to 65535.")
-    _check_dial(state.control_upstream)
+    if not _is_unix_dial(state.control_upstream):
+        _check_dial(state.control_upstream)
     if state.resolver is not None:
         _check_dial(state.resolver)
     for app in apps:
@@ -533,6 +536,12 @@ def _check(state: RouterState, apps: list[AppRoute]) -> None:
             _check_dial(upstream)
         if app.static_root is not None and not app.static_root.startswith("/"):
             raise RouterError(f"Invalid static root {app.static_root!r}: use an absolute path.")
+
+
+def _is_unix_dial(address: str) -> bool:
+    """Caddy's `unix//abs/path` dial address (an absolute socket path, nothing else)."""
+    path = address.removeprefix("unix/")
+    return path != address and path.startswith("/") and "\0" not in path
 
 
 def _check_dial(address: str) -> None:

@@ -148,8 +148,19 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+#: Local addresses (as /proc/net/tcp{,6} spell them) of a listener that 127.0.0.1 reaches, where
+#: Caddy and the health check dial dynos: 127.0.0.1, 0.0.0.0, `::` (dual stack) and their
+#: IPv4-mapped forms. A dyno listening on ::1 alone is not reached there: another app that
+#: took 127.0.0.1 on the same port would pass its checks and get its traffic.
+LOOPBACK_V4_LISTENERS = {
+    b"0100007F", b"00000000",
+    b"00000000000000000000000000000000",
+    b"0000000000000000FFFF00000100007F", b"0000000000000000FFFF000000000000",
+}
+
+
 def listening_inodes(port: int) -> set[str]:
-    """Socket inodes listening on TCP `port` (IPv4 and IPv6), from /proc/net."""
+    """Inodes of the sockets listening on TCP `port` that 127.0.0.1:`port` reaches."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -159,12 +170,10 @@ def listening_inodes(port: int) -> set[str]:
             continue
         for line in lines:
             fields = line.split()
-            # local_address is HEXIP:HEXPORT; state 0A is LISTEN
-            if (
-                len(fields) > 9
-                and fields[3] == b"0A"
-                and int(fields[1].rsplit(b":", 1)[1], 16) == port
-            ):
+            if len(fields) <= 9 or fields[3] != b"0A":  # state 0A is LISTEN
+                continue
+            address, _, hex_port = fields[1].rpartition(b":")  # HEXIP:HEXPORT
+            if int(hex_port, 16) == port and address.upper() in LOOPBACK_V4_LISTENERS:
                 inodes.add(fields[9].decode())
     return inodes
 
