@@ -42,6 +42,8 @@ Log = Callable[[str], None]
 
 #: Process types that never run as long-lived dynos.
 ONE_OFF_TYPES = frozenset({"release"})
+INTERRUPTED = "the server stopped while it ran (killed or crashed); push again"
+"""Why a build that a killed server left 'pending' failed (its log line, after ` !     `)."""
 STARTS_PER_CORE = 2
 """Apps whose dynos start-up starts side by side, per CPU core (after a reboot every app starts
 again): waiting for readiness overlaps, and boots are not slowed so much that they time out."""
@@ -733,6 +735,7 @@ class Deployer:
         app without its dynos. After a reboot none are left and `start_missing` starts them.
         """
         self.waiting = set()
+        await self._end_interrupted()
         for app in await self.store.apps():
             try:
                 async with self.lock(app.name):
@@ -742,6 +745,42 @@ class Deployer:
                 continue
             self.waiting.add(app.name)
         self.ready.set()
+
+    async def _end_interrupted(self) -> None:
+        """Server start, before anything runs: what a killed or crashed server left half-done
+        ends here. Its builds fail (their half-written slugs and scratch dirs go), its releases
+        that never went live fail and the app's config vars are those of the release serving
+        again, as when a deploy, `config:set` or rollback fails. (Their build and one-off
+        processes died with the server: see `SandboxJob.die_with_parent`.)"""
+        ended = await self.store.end_interrupted(f" !     {INTERRUPTED}")
+        for app_name, kind, number in ended:
+            if kind == "build":
+                await asyncio.to_thread(self._discard, self.paths.slug(app_name, f"b{number}"))
+                text = f"Build {number} failed: {INTERRUPTED}"
+            else:
+                text = await self._restore_config(app_name, number)
+            self.logs.append(app_name, "minipaas", "minipaas", text)
+        run = self.paths.run
+        scratches = await asyncio.to_thread(
+            lambda: list(run.glob("build-*")) if run.is_dir() else []
+        )
+        for scratch in scratches:  # no build runs yet: every one is left over
+            await asyncio.to_thread(self._discard, scratch)
+
+    async def _restore_config(self, app_name: str, version: int) -> str:
+        """v`version` never went live: the config vars go back to the serving release's."""
+        app = await self.store.app(app_name)
+        current = await self.store.current_release(app)
+        if current is None:
+            return f"Release v{version} failed: the server stopped before it went live"
+        before = await self.store.config(app)
+        if before != current.config:
+            gone = dict.fromkeys(k for k in before if k not in current.config)
+            await self.store.update_config(app, {**gone, **current.config})
+        return (
+            f"Release v{version} failed: the server stopped before it went live; "
+            f"v{current.version} keeps serving"
+        )
 
     async def start_missing(self) -> None:
         """Server start, second half: start the dynos every app's formation lacks (all of them

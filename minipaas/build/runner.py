@@ -353,6 +353,7 @@ class Builder:
             uid=req.uid,
             layer=False,
             binds=[Bind(pack.workdir, "/buildpack", writable=True), *binds],
+            die_with_parent=True,  # a killed server's build must not run on unseen
         )
         env = base_env({"STACK": STACK, **(extra_env or {})})
         try:

@@ -259,6 +259,40 @@ class Store:
                 (status, log, json.dumps(buildpacks), slug, time.time(), build.id),
             )
 
+    async def end_interrupted(self, reason: str) -> list[tuple[str, str, int]]:
+        """At start-up: end what a killed server left unfinished, in one transaction.
+
+        Builds still 'pending' fail with `reason` as their log line. A 'pending' release that
+        is its app's current one had been switched to (the routes pointed at it): it succeeded;
+        any other 'pending' release failed. Returns (app, "build" or "release", build id or
+        version) for each one failed."""
+        ended: list[tuple[str, str, int]] = []
+        async with self._tx() as db:
+            async with db.execute(
+                "SELECT apps.name, builds.id FROM builds JOIN apps ON apps.id = builds.app_id "
+                "WHERE builds.status = 'pending' ORDER BY builds.id"
+            ) as cur:
+                ended += [(r[0], "build", r[1]) for r in await cur.fetchall()]
+            await db.execute(
+                "UPDATE builds SET status = 'failed', finished_at = ?, "
+                "log = log || CASE WHEN log = '' THEN '' ELSE char(10) END || ? "
+                "WHERE status = 'pending'",
+                (time.time(), reason),
+            )
+            await db.execute(
+                "UPDATE releases SET status = 'succeeded' WHERE status = 'pending' AND EXISTS "
+                "(SELECT 1 FROM apps WHERE apps.id = releases.app_id "
+                "AND apps.current_release = releases.version)"
+            )
+            async with db.execute(
+                "SELECT apps.name, releases.version FROM releases "
+                "JOIN apps ON apps.id = releases.app_id "
+                "WHERE releases.status = 'pending' ORDER BY releases.id"
+            ) as cur:
+                ended += [(r[0], "release", r[1]) for r in await cur.fetchall()]
+            await db.execute("UPDATE releases SET status = 'failed' WHERE status = 'pending'")
+        return ended
+
     async def builds(self, app: App, limit: int = 20) -> list[Build]:
         rows = await self._all(
             "SELECT * FROM builds WHERE app_id = ? ORDER BY id DESC LIMIT ?", (app.id, limit)

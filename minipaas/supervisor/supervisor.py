@@ -526,6 +526,7 @@ class Supervisor:
             uid=spec.uid,
             layer=True,
             scratch=scratch,
+            die_with_parent=True,  # one-offs die with their caller, also when it is killed
         )
         slot = _Slot(name, job)
         try:

@@ -1,0 +1,157 @@
+"""Races and crash consistency against a real server: kill -9 of `minipaas server` at known
+points of a deploy, and changes to one app that overlap. SQLite is the source of truth: after
+each, the server converges to it (the previous release serving, the app usable, nothing left
+running or half-written).
+
+Each interleaving is made deterministic by a step that blocks: a buildpack, release command or
+dyno that runs `sleep MARKER` (tests.support.sleeper), found from the host before acting.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, ssh_push
+from tests.support import sleeper
+from tests.support.dirs import app_readable_tmp
+from tests.support.ports import wait_for
+from tests.support.sshd import SSHServer
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory app uids can read (buildpacks the builds copy)."""
+    with app_readable_tmp() as path:
+        yield path
+
+
+def blocking_buildpack(root: Path, marker: str) -> Path:
+    """A buildpack whose compile sleeps MARKER seconds (for good, as far as a test goes)."""
+    bp = root / "blocking-bp"
+    (bp / "bin").mkdir(parents=True)
+    scripts = {
+        "detect": "#!/bin/sh\necho blocking\n",
+        "compile": f"#!/bin/sh\necho compiling\nsleep {marker}\n",
+        "release": "#!/bin/sh\necho ---\n",
+    }
+    for name, text in scripts.items():
+        (bp / "bin" / name).write_text(text)
+        (bp / "bin" / name).chmod(0o755)
+    return bp
+
+
+def builds(paas: Paas, app: str) -> list[tuple[int, str, str]]:
+    """(id, status, log) of the app's builds, oldest first, read from the database itself."""
+    db = sqlite3.connect(f"file:{paas.data_dir / 'minipaas.db'}?mode=ro", uri=True)
+    try:
+        return db.execute(
+            "SELECT b.id, b.status, b.log FROM builds b JOIN apps a ON a.id = b.app_id "
+            "WHERE a.name = ? ORDER BY b.id",
+            (app,),
+        ).fetchall()
+    finally:
+        db.close()
+
+
+def releases(paas: Paas, app: str) -> dict[int, str]:
+    """{version: status}."""
+    out = json.loads(paas.cli("releases", "-a", app, "--json").stdout)
+    return {int(r["version"]): r["status"] for r in out}
+
+
+def current(paas: Paas, app: str) -> int:
+    return int(json.loads(paas.cli("apps:info", "-a", app, "--json").stdout)["release"])
+
+
+def events(paas: Paas, app: str) -> str:
+    return paas.cli("logs", "-a", app, "--source", "minipaas", "-n", "300").stdout
+
+
+def start_push(pool: ThreadPoolExecutor, sshd: SSHServer, repo: Path, app: str) -> Future[str]:
+    def run() -> str:
+        result = ssh_push(sshd, repo, app)
+        return f"exit {result.returncode}\n{result.stdout}{result.stderr}"
+
+    return pool.submit(run)
+
+
+def kill9_and_restart(paas: Paas, marker: str) -> None:
+    """kill -9 the server while `sleep MARKER` runs; what it started must die with it."""
+    paas.kill9()
+    wait_for(lambda: not sleeper.sleeping(marker), timeout=15, message=f"sleep {marker} ended")
+    paas.restart()
+
+
+def test_kill9_during_the_build(
+    env: tuple[Paas, SSHServer], tmp_path: Path, shared_dir: Path
+) -> None:
+    """A build that a killed server left running went on for good (its own session: the server
+    gone, nothing killed it) and stayed 'pending' in the database, its scratch dir and
+    half-written slug on disk."""
+    paas, sshd = env
+    app = "race-build"
+    paas.cli("apps:create", app)
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
+    deployed(ssh_push(sshd, repo, app))
+    marker = sleeper.marker()
+    (repo / ".buildpacks").write_text(f"{blocking_buildpack(shared_dir, marker)}\n")
+    commit(repo, "blocks in the build")
+    with ThreadPoolExecutor(1) as pool:
+        push = start_push(pool, sshd, repo, app)
+        wait_for(lambda: sleeper.sleeping(marker), timeout=60, message="the build started")
+        build_id = builds(paas, app)[-1][0]
+        kill9_and_restart(paas, marker)
+        assert push.result(timeout=60).startswith("exit 1")
+
+    last = builds(paas, app)[-1]
+    assert last[:2] == (build_id, "failed"), last
+    assert "the server stopped while it ran (killed or crashed); push again" in last[2]
+    assert f"Build {build_id} failed: the server stopped while it ran" in events(paas, app)
+    assert not list((paas.data_dir / "run").glob("build-*"))  # scratch dirs
+    assert not (paas.data_dir / "slugs" / app / f"b{build_id}").exists()  # half a slug
+    assert releases(paas, app) == {1: "succeeded"} and current(paas, app) == 1
+    paas.wait_body(f"{app}.localhost", "hello from python-stdlib")
+
+    # The app is usable: its lock is free and the next push deploys.
+    (repo / ".buildpacks").unlink()
+    commit(repo, "no blocking buildpack")
+    assert "Deployed v2" in deployed(ssh_push(sshd, repo, app))
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_kill9_during_the_release_phase(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    """The release command of a killed server ran on (no one would ever read its status) and
+    its release stayed 'pending'."""
+    paas, sshd = env
+    app = "race-release"
+    paas.cli("apps:create", app)
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
+    deployed(ssh_push(sshd, repo, app))
+    marker = sleeper.marker()
+    procfile = (repo / "Procfile").read_text()
+    (repo / "Procfile").write_text(f"{procfile.rstrip()}\nrelease: sleep {marker}\n")
+    commit(repo, "a release phase that blocks")
+    with ThreadPoolExecutor(1) as pool:
+        push = start_push(pool, sshd, repo, app)
+        wait_for(lambda: sleeper.sleeping(marker), timeout=120, message="release phase ran")
+        kill9_and_restart(paas, marker)
+        assert push.result(timeout=60).startswith("exit 1")
+
+    assert releases(paas, app) == {1: "succeeded", 2: "failed"}
+    assert current(paas, app) == 1
+    assert "Release v2 failed: the server stopped before it went live; v1 keeps serving" in (
+        events(paas, app)
+    )
+    assert [b[1] for b in builds(paas, app)] == ["succeeded", "succeeded"]
+    paas.wait_body(f"{app}.localhost", "hello from python-stdlib")
+    (repo / "Procfile").write_text(procfile)
+    commit(repo, "no release phase")
+    assert "Deployed v3" in deployed(ssh_push(sshd, repo, app))
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
