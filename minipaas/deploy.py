@@ -28,7 +28,7 @@ from minipaas import checks, cron
 from minipaas.build import Builder, BuildRequest, initial_config, parse_app_json
 from minipaas.build.runner import read_app_file
 from minipaas.errors import BuildError, DeployError, NotFound, UserError
-from minipaas.git import Repos
+from minipaas.git import MOVED, Repos
 from minipaas.logs import LogStore
 from minipaas.metrics import HostMap
 from minipaas.models import App, Release
@@ -136,10 +136,28 @@ class Deployer:
 
     # -- the pipeline ----------------------------------------------------------------------
 
-    async def deploy(self, app_name: str, sha: str, log: Log, *, who: str) -> DeployResult:
-        """Build commit `sha` of `app_name` and make it the serving release."""
+    async def deploy(
+        self,
+        app_name: str,
+        sha: str,
+        log: Log,
+        *,
+        who: str,
+        ref: str | None = None,
+        old: str | None = None,
+    ) -> DeployResult:
+        """Build commit `sha` of `app_name` and make it the serving release.
+
+        For a push to branch `ref`, which the pusher saw at `old` (None: new branch): refused if
+        the branch has moved since (another deploy went live meanwhile, say one whose pusher
+        hung up and so no longer held the push lock); moved to `sha` the moment the release goes
+        live, by this deploy, not by the pusher, who may be gone by then."""
         async with self.lock(app_name):
             app = await self.store.app(app_name)
+            if ref is not None:
+                now = await asyncio.to_thread(self.repos.ref_sha, app.name, ref)
+                if now != old:
+                    raise DeployError(MOVED[0].upper() + MOVED[1:] + ".")
             build = await self.store.create_build(app, sha)
             slug = self.paths.slug(app.name, f"b{build.id}")
             lines: list[str] = []
@@ -236,6 +254,11 @@ class Deployer:
 
             # 4-6. release phase, start new dynos, switch routes, retire the old ones.
             await self._go_live(app, release, log)
+            if ref is not None and not await asyncio.to_thread(
+                self.repos.move_ref, app.name, ref, old, sha
+            ):  # (never under the app's lock and the push's check above)
+                text = f"{ref} had moved meanwhile and was left as it was"
+                self.logs.append(app.name, "minipaas", "minipaas", text)
             if first and (command := app_json.get("postdeploy")):
                 await self._postdeploy(app, release, str(command), log)
             url = self.settings.app_url(app.name)

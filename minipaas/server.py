@@ -34,7 +34,7 @@ from minipaas.api.auth import LocalMarker, Tokens, private_unix_socket
 from minipaas.build import Builder
 from minipaas.deploy import Deployer
 from minipaas.errors import UserError
-from minipaas.git import Repos
+from minipaas.git import Gate, Repos
 from minipaas.git.http import make_git_app
 from minipaas.logs import LogStore
 from minipaas.metrics import HostMap, Metrics
@@ -79,19 +79,17 @@ def _tcp_socket(port: int) -> socket.socket:
     return sock
 
 
-def make_gate(
-    loop: asyncio.AbstractEventLoop, deployer: Deployer, who: str
-) -> Callable[[str, str, Progress], str | None]:
+def make_gate(loop: asyncio.AbstractEventLoop, deployer: Deployer, who: str) -> Gate:
     """A git push gate for pushes received in this process (smart HTTP).
 
     It runs in a git worker thread: the deploy runs on the event loop and its lines cross back
     through a queue, so sideband writes happen on the worker thread only.
     """
 
-    def gate(app: str, sha: str, progress: Progress) -> str | None:
+    def gate(app: str, sha: str, progress: Progress, *, ref: str, old: str | None) -> str | None:
         lines: queue.Queue[str | None] = queue.Queue()
         future = asyncio.run_coroutine_threadsafe(
-            deployer.deploy(app, sha, lines.put, who=who), loop
+            deployer.deploy(app, sha, lines.put, who=who, ref=ref, old=old), loop
         )
         future.add_done_callback(lambda _: lines.put(None))
         while (line := lines.get()) is not None:
@@ -275,9 +273,11 @@ class MinipaasServer:
     ) -> None:
         gate = make_gate(loop, self.deployer, who="git (https)")
 
-        def gate_then_release(app: str, sha: str, progress: Progress) -> str | None:
+        def gate_then_release(
+            app: str, sha: str, progress: Progress, *, ref: str, old: str | None
+        ) -> str | None:
             try:
-                return gate(app, sha, progress)
+                return gate(app, sha, progress, ref=ref, old=old)
             finally:
                 self.release_memory()  # the pack's buffers, the build's output
 

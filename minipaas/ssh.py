@@ -77,11 +77,13 @@ def _serve_git(data_dir: Path, command: str, who: str) -> int:
     from minipaas.git import Repos
     from minipaas.git.stdio import serve_stdio
 
-    def gate(app: str, sha: str, progress: Progress) -> str | None:
+    def gate(app: str, sha: str, progress: Progress, *, ref: str, old: str | None) -> str | None:
         status = "deploy failed"
         with Client(socket=data_dir / "minipaas.sock", timeout=None) as client:
             try:
-                for item in client.deploy(app, sha, who):
+                # The server moves `ref` once the release is live: if this process is killed
+                # meanwhile (Ctrl-C, a dropped connection), the branch still follows the deploy.
+                for item in client.deploy(app, sha, who, ref=ref, old=old):
                     if "line" in item:
                         progress(str(item["line"]))
                     elif item.get("status") == "ok":

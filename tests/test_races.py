@@ -9,15 +9,20 @@ dyno that runs `sleep MARKER` (tests.support.sleeper), found from the host befor
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import shutil
+import signal
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, ssh_push
+from tests.paas import SAMPLES, Paas, commit, deployed, git_env, git_repo, https_push, ssh_push
 from tests.support import sleeper
 from tests.support.dirs import app_readable_tmp
 from tests.support.ports import wait_for
@@ -44,6 +49,65 @@ def blocking_buildpack(root: Path, marker: str) -> Path:
         (bp / "bin" / name).write_text(text)
         (bp / "bin" / name).chmod(0o755)
     return bp
+
+
+def waiting_buildpack(root: Path) -> Path:
+    """A buildpack whose compile touches `waiting` in the app's build cache, then waits for a
+    file `go` there (the test creates it through the cache dir on the host)."""
+    bp = root / "waiting-bp"
+    (bp / "bin").mkdir(parents=True)
+    scripts = {
+        "detect": "#!/bin/sh\necho waiting\n",
+        "compile": '#!/bin/sh\ntouch "$2/waiting"\nuntil [ -e "$2/go" ]; do sleep 0.05; done\n',
+        "release": "#!/bin/sh\necho ---\n",
+    }
+    for name, text in scripts.items():
+        (bp / "bin" / name).write_text(text)
+        (bp / "bin" / name).chmod(0o755)
+    return bp
+
+
+def head(paas: Paas, app: str) -> str:
+    """What the app's deploy branch points at in its bare repository."""
+    out = subprocess.run(
+        ["git", "-C", str(paas.data_dir / "repos" / f"{app}.git"), "rev-parse", "refs/heads/main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def sha(repo: Path) -> str:
+    out = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+def forced_commands(paas: Paas) -> list[int]:
+    """Pids of the `minipaas ssh --data-dir DIR --key ...` forced commands of this server."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--key" in argv and b"ssh" in argv and str(paas.data_dir).encode() in argv:
+            pids.append(int(proc.name))
+    return pids
+
+
+def push_lock_held(paas: Paas, app: str) -> bool:
+    """Some push holds the app's push lock (an flock: taken for an instant if free)."""
+    fd = os.open(paas.data_dir / "repos" / f"{app}.git" / "minipaas-push.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def builds(paas: Paas, app: str) -> list[tuple[int, str, str]]:
@@ -155,3 +219,87 @@ def test_kill9_during_the_release_phase(env: tuple[Paas, SSHServer], tmp_path: P
     assert "Deployed v3" in deployed(ssh_push(sshd, repo, app))
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
 
+
+def waiting_push(paas: Paas, sshd: SSHServer, tmp_path: Path, shared_dir: Path, app: str) -> Path:
+    """App `app` deployed at v1, and its clone with one more commit whose build waits for
+    `go` in the app's cache; returns the clone."""
+    paas.cli("apps:create", app)
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
+    deployed(ssh_push(sshd, repo, app))
+    shutil.copytree(repo, tmp_path / "other")  # a second clone, still at v1's commit
+    (repo / ".buildpacks").write_text(f"{waiting_buildpack(shared_dir)}\n")
+    (repo / "Procfile").write_text("web: python3 app.py\n")
+    commit(repo, "a build that waits")
+    return repo
+
+
+def test_a_killed_ssh_pusher_still_moves_the_branch(
+    env: tuple[Paas, SSHServer], tmp_path: Path, shared_dir: Path
+) -> None:
+    """The branch moved in the SSH forced command once the server answered: when that process
+    died mid-deploy (Ctrl-C, a dropped connection), the deploy went live but the branch stayed
+    at the old commit, and the next push from another clone, based on that stale ref, deployed
+    over it as if the live release had never been pushed."""
+    paas, sshd = env
+    app = "race-ref"
+    repo = waiting_push(paas, sshd, tmp_path, shared_dir, app)
+    before, pushed = head(paas, app), sha(repo)
+    cache = paas.data_dir / "cache" / app
+    with ThreadPoolExecutor(2) as pool:
+        push = start_push(pool, sshd, repo, app)
+        wait_for(lambda: (cache / "waiting").exists(), timeout=60, message="the build waits")
+        for pid in wait_for(lambda: forced_commands(paas), timeout=10):
+            os.kill(pid, signal.SIGKILL)
+        assert push.result(timeout=60).startswith("exit ")  # the client saw its server go
+
+        # Another clone pushes a commit based on the branch as it was before that deploy.
+        other = tmp_path / "other"
+        (other / "note.txt").write_text("pushed from the other clone\n")
+        commit(other, "other change")
+        late = start_push(pool, sshd, other, app)
+        # Its gate runs (it holds the push lock, free since the first pusher died) and waits
+        # for the app: the branch it saw is the old one.
+        wait_for(lambda: push_lock_held(paas, app), timeout=60, message="second push gated")
+        (cache / "go").touch()  # the first deploy finishes (the second one waited for it)
+        refused = late.result(timeout=120)
+
+    assert current(paas, app) == 2 and releases(paas, app) == {1: "succeeded", 2: "succeeded"}
+    assert head(paas, app) == pushed != before  # the branch follows what serves
+    assert refused.startswith("exit 1"), refused
+    assert "the branch moved while you pushed" in refused.lower(), refused
+    # The next push from the first clone is computed against the right ref and deploys.
+    commit(repo, "next")
+    assert "Deployed v3" in deployed(ssh_push(sshd, repo, app))
+    assert head(paas, app) == sha(repo)
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_a_vanished_https_pusher_still_moves_the_branch(
+    env: tuple[Paas, SSHServer], tmp_path: Path, shared_dir: Path
+) -> None:
+    """The same over HTTPS, where the deploy runs in the server's own git worker."""
+    paas, sshd = env
+    app = "race-ref-https"
+    repo = waiting_push(paas, sshd, tmp_path, shared_dir, app)
+    pushed = sha(repo)
+    cache = paas.data_dir / "cache" / app
+    token = paas.cli("auth:token").stdout.strip().splitlines()[-1]
+    url = f"https://x:{token}@minipaas.localhost:{paas.https_port}/git/{app}.git"
+    client = subprocess.Popen(
+        ["git", "-C", str(repo), "push", url, "main"],
+        env={**git_env(), "GIT_SSL_CAINFO": str(paas.ca)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: (cache / "waiting").exists(), timeout=60, message="the build waits")
+    finally:
+        os.killpg(client.pid, signal.SIGKILL)  # git and its remote-https helper: gone
+        client.wait(timeout=10)
+    (cache / "go").touch()
+    wait_for(lambda: current(paas, app) == 2, timeout=60, message="v2 went live")
+    wait_for(lambda: head(paas, app) == pushed, timeout=10, message="the branch moved")
+    commit(repo, "next")
+    assert "Deployed v3" in deployed(https_push(paas, repo, app, token))
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)

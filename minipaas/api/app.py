@@ -481,18 +481,31 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             {**release.to_json(), "current": release.version == app.current_release}
         )
 
+    def commit_field(data: dict[str, Any], key: str) -> str:
+        sha = text_field(data, key)
+        if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
+            raise UserError(f"Invalid commit {sha!r}: use a full 40-character sha.")
+        return sha
+
     async def deploy(request: Request) -> Response:
         name = app_name(request)
         data = body_dict(await json_body(request))
-        sha = text_field(data, "sha")
-        if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
-            raise UserError(f"Invalid commit {sha!r}: use a full 40-character sha.")
+        sha = commit_field(data, "sha")
+        # A push's branch and the commit it pointed at: the deploy moves it once live.
+        ref = text_field(data, "ref") if data.get("ref") is not None else None
+        if ref is not None and ref not in ("refs/heads/main", "refs/heads/master"):
+            raise UserError(
+                f"Invalid ref {names.shown(ref)}: use refs/heads/main or refs/heads/master."
+            )
+        old = commit_field(data, "old") if ref is not None and data.get("old") is not None else None
         await store.app(name)
         by = who(request, data)
 
         async def run(emit: Emit) -> None:
             try:
-                result = await deployer.deploy(name, sha, lambda ln: emit({"line": ln}), who=by)
+                result = await deployer.deploy(
+                    name, sha, lambda ln: emit({"line": ln}), who=by, ref=ref, old=old
+                )
                 emit({"status": "ok", "release": result.release, "url": result.url})
             except UserError as exc:
                 emit({"status": "failed", "message": str(exc)})
