@@ -19,7 +19,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,9 @@ class Deployer:
         self._api_upstream = api_upstream
         self._hosts = hosts
         self._locks: dict[str, asyncio.Lock] = {}
+        #: Per app: held by `destroy` while it stops the app and by a one-off dyno (cron, run)
+        #: until its process is known to the supervisor, so none starts unseen by the stop.
+        self._starts: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._routes_lock = asyncio.Lock()
         self._trash_lock = asyncio.Lock()  # two deploys ending together empty it once
@@ -545,17 +548,46 @@ class Deployer:
                 )
         return jobs
 
-    async def run_cron(self, job: CronJob) -> int:
-        """One run of a cron job as a one-off dyno (`cron.N`); its output goes to the app log."""
-        spec = await self.one_off_spec(job.app, job.command)
-        spec = replace(spec, process_type="cron")
-        self.logs.append(
-            job.app,
-            "minipaas",
-            "minipaas",
-            f"Running cron job {job.index} ({job.schedule}): {job.command}",
-        )
-        code = await self.supervisor.run_once(spec, lambda _line: None, timeout=3600)
+    @contextlib.asynccontextmanager
+    async def starting(self, app_name: str) -> AsyncIterator[Callable[[], None]]:
+        """Start a one-off dyno of `app_name` inside: the app's start gate is held until the
+        `started` callback given is called (pass it to the supervisor) or the block ends, and
+        `destroy` holds it while it stops the app. A cron job or `run` due as the app is
+        destroyed then either starts before (and is killed by the destroy) or finds the app
+        gone (`NotFound`): never a dyno that outlives its app."""
+        gate = self._starts.setdefault(app_name, asyncio.Lock())
+        await gate.acquire()
+        held = True
+
+        def started() -> None:
+            nonlocal held
+            if held:
+                held = False
+                gate.release()
+
+        try:
+            yield started
+        finally:
+            started()
+
+    async def run_cron(self, job: CronJob) -> int | None:
+        """One run of a cron job as a one-off dyno (`cron.N`); its output goes to the app log.
+        None if the app was destroyed before the job could start."""
+        async with self.starting(job.app) as started:
+            try:
+                spec = await self.one_off_spec(job.app, job.command)
+            except NotFound:  # destroyed since the job list was read: nothing to run
+                return None
+            spec = replace(spec, process_type="cron")
+            self.logs.append(
+                job.app,
+                "minipaas",
+                "minipaas",
+                f"Running cron job {job.index} ({job.schedule}): {job.command}",
+            )
+            code = await self.supervisor.run_once(
+                spec, lambda _line: None, timeout=3600, started=started
+            )
         try:
             await self.store.app(job.app)
         except NotFound:  # destroyed meanwhile (which killed the job): its logs are gone
@@ -664,9 +696,18 @@ class Deployer:
         self, app_name: str, command: str, who: str, stdio: tuple[int, int, int]
     ) -> int:
         """`minipaas run` with the caller's terminal (file descriptors passed to the server)."""
-        spec = await self.one_off_spec(app_name, command)
-        self.logs.append(app_name, "minipaas", "minipaas", f"{who} ran `{command}`")
-        return await self.supervisor.run_attached(spec, *stdio, timeout=24 * 3600)
+        async with self.starting(app_name) as started:
+            spec = await self.one_off_spec(app_name, command)
+            self.logs.append(app_name, "minipaas", "minipaas", f"{who} ran `{command}`")
+            return await self.supervisor.run_attached(
+                spec, *stdio, timeout=24 * 3600, started=started
+            )
+
+    async def run(self, app_name: str, command: str, on_line: Callable[[str], None]) -> int:
+        """`minipaas run` without the caller's terminal: its output goes to `on_line`."""
+        async with self.starting(app_name) as started:
+            spec = await self.one_off_spec(app_name, command)
+            return await self.supervisor.run_once(spec, on_line, timeout=3600, started=started)
 
     async def set_stopped(self, app_name: str, process_type: str, stopped: bool) -> None:
         """`ps:stop TYPE` / `ps:start TYPE`: remembered, the desired count is kept."""
@@ -734,8 +775,9 @@ class Deployer:
         """Remove the app's dynos, routes, repo, slugs, cache and logs, and nothing else."""
         async with self.lock(app_name):
             app = await self.store.app(app_name)
-            await self.supervisor.stop_app(app.name)
-            await self.store.delete_app(app.name)
+            async with self.starting(app.name):  # no cron job or `run` starts meanwhile
+                await self.supervisor.stop_app(app.name)
+                await self.store.delete_app(app.name)
             await self.sync_routes()
             for path in (
                 self.paths.app_slugs(app.name),
@@ -746,6 +788,7 @@ class Deployer:
                 await asyncio.to_thread(self.repos.delete, app.name)
             self.logs.remove_app(app.name)
         self._locks.pop(app_name, None)
+        self._starts.pop(app_name, None)
         self._in_background(self.empty_trash())
 
     # -- start-up and routes ---------------------------------------------------------------

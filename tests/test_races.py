@@ -303,3 +303,57 @@ def test_a_vanished_https_pusher_still_moves_the_branch(
     commit(repo, "next")
     assert "Deployed v3" in deployed(https_push(paas, repo, app, token))
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_a_one_off_started_while_the_app_is_destroyed_does_not_outlive_it(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """`apps:destroy` killed the one-off dynos (`run`, cron jobs) that ran when it began, then
+    stopped the other dynos (up to the stop grace): one started in between (a cron job due in
+    those seconds, a `run`) was never seen and outlived its app, under the app's uid. Both go
+    through `Deployer.starting` now; the destroy is held up by a worker that ignores SIGTERM,
+    and a `run` is started while it waits out the grace."""
+    paas, sshd = env
+    app = "race-destroy"
+    paas.cli("apps:create", app)
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
+    worker = "worker: sh -c 'trap \"echo got TERM\" TERM; echo trap set; while :; do sleep 1; done'"
+    (repo / "Procfile").write_text(f"web: python app.py\n{worker}\n")
+    commit(repo, "a worker that ignores SIGTERM")
+    deployed(ssh_push(sshd, repo, app))
+    paas.cli("ps:scale", "worker=1", "-a", app)
+
+    def logged(text: str) -> bool:
+        return text in paas.cli("logs", "-a", app, "-n", "200", check=False).stdout
+
+    wait_for(lambda: logged("trap set"), timeout=30, message="the worker's trap is set")
+    marker = sleeper.marker()
+    destroy = subprocess.Popen(
+        [str(paas.exe), "apps:destroy", "-a", app, "--confirm", app],
+        env=paas.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    run = None
+    try:
+        wait_for(lambda: logged("got TERM"), timeout=30, message="the destroy stops the worker")
+        run = subprocess.Popen(
+            [str(paas.exe), "run", "-a", app, "--", "sleep", marker],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=paas.env,
+        )
+        out, _ = destroy.communicate(timeout=60)
+        assert destroy.returncode == 0, out
+        said, _ = run.communicate(timeout=60)
+    finally:
+        for proc in (destroy, run):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert not sleeper.sleeping(marker), "the run outlived its destroyed app"
+    assert run.returncode == 1 and f"No app named {app!r}" in said, said
+    assert not (paas.data_dir / "run" / "dynos" / app).exists()

@@ -575,13 +575,11 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             raise UserError("No command given; use `minipaas run -a APP -- COMMAND`.")
         if "\0" in command:
             raise UserError(f"Invalid command {command[:100]!r}: it holds a NUL character.")
-        spec = await deployer.one_off_spec(name, command)
+        await deployer.one_off_spec(name, command)  # no app or no release: 4xx now
 
         async def go(emit: Emit) -> None:
             try:
-                code = await ctx.supervisor.run_once(
-                    spec, lambda ln: emit({"line": ln}), timeout=3600
-                )
+                code = await deployer.run(name, command, lambda ln: emit({"line": ln}))
                 emit({"exit": code})
             except UserError as exc:
                 emit({"error": str(exc), "exit": 1})
