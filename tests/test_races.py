@@ -357,3 +357,50 @@ def test_a_one_off_started_while_the_app_is_destroyed_does_not_outlive_it(
     assert not sleeper.sleeping(marker), "the run outlived its destroyed app"
     assert run.returncode == 1 and f"No app named {app!r}" in said, said
     assert not (paas.data_dir / "run" / "dynos" / app).exists()
+
+
+def test_kill9_while_new_dynos_start(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    """kill -9 while `config:set` waits for the new web dyno's health check: the release that
+    never went live stayed 'pending' and the config vars kept the new value that no serving
+    release has (the next deploy or restart would have used it unasked)."""
+    paas, sshd = env
+    app = "race-start"
+    paas.cli("apps:create", app)
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
+    marker = sleeper.marker()
+    web = f"web: sh -c 'if [ -n \"$BLOCK\" ]; then sleep {marker}; fi; exec python app.py'"
+    (repo / "Procfile").write_text(f"{web}\n")
+    commit(repo, "a web dyno that blocks when BLOCK is set")
+    deployed(ssh_push(sshd, repo, app))
+    paas.cli("config:set", "GREETING=kept", "-a", app)  # v2
+    paas.wait_body(f"{app}.localhost", "hello from python-stdlib kept")
+
+    setting = subprocess.Popen(
+        [str(paas.exe), "config:set", "BLOCK=1", "GREETING=new", "-a", app],
+        env=paas.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: sleeper.sleeping(marker), timeout=60, message="the new dyno started")
+        paas.kill9()
+        setting.wait(timeout=30)
+    finally:
+        if setting.poll() is None:
+            setting.kill()
+            setting.wait()
+    paas.restart()
+
+    assert releases(paas, app) == {1: "succeeded", 2: "succeeded", 3: "failed"}
+    assert current(paas, app) == 2
+    config = json.loads(paas.cli("config", "-a", app, "--json").stdout)
+    assert config == {"GREETING": "kept"}, config
+    assert "Release v3 failed: the server stopped before it went live; v2 keeps serving" in (
+        events(paas, app)
+    )
+    # The dyno of v3 that had started is stopped (it belongs to no serving release).
+    wait_for(lambda: not sleeper.sleeping(marker), timeout=30, message="v3's dyno stopped")
+    paas.wait_body(f"{app}.localhost", "hello from python-stdlib kept")
+    paas.cli("ps:restart", "-a", app)  # restarts with v2's config, not BLOCK=1
+    paas.wait_body(f"{app}.localhost", "hello from python-stdlib kept")
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
