@@ -205,3 +205,35 @@ async def test_dynos_recorded_before_the_pid_key_survive_the_migration(tmp_path:
         ]
     finally:
         await s.close()
+
+
+async def test_end_interrupted_fails_what_never_went_live(store: Store) -> None:
+    """What a killed server left 'pending': builds fail with the reason; a release that had been
+    switched to (it is current) succeeded; any other failed. Finished ones stay as they were."""
+    app = await store.create_app("halfway")
+    other = await store.create_app("other")
+    done = await store.create_build(app, "a" * 40)
+    await store.finish_build(done, status="succeeded", log="ok", buildpacks=[], slug="/s")
+    cut = await store.create_build(app, "b" * 40)
+    kwargs = {
+        "build_id": None,
+        "sha": "a" * 40,
+        "slug": "/s",
+        "static_root": None,
+        "config": {},
+        "process_types": {"web": "x"},
+        "created_by": "t",
+    }
+    live = await store.create_release(app, description="Deploy a", **kwargs)  # type: ignore[arg-type]
+    await store.set_current_release(app, live.version)  # switched to, status not yet written
+    never = await store.create_release(other, description="Deploy b", **kwargs)  # type: ignore[arg-type]
+
+    ended = await store.end_interrupted(" !     stopped")
+    assert ended == [("halfway", "build", cut.id), ("other", "release", never.version)]
+    statuses = {b.id: b.status for b in await store.builds(app)}
+    assert statuses == {done.id: "succeeded", cut.id: "failed"}
+    assert (await store.build(app, cut.id)).log == " !     stopped"
+    assert (await store.build(app, done.id)).log == "ok"
+    assert (await store.release(app, live.version)).status == "succeeded"
+    assert (await store.release(other, never.version)).status == "failed"
+    assert await store.end_interrupted("again") == []
