@@ -404,3 +404,57 @@ def test_kill9_while_new_dynos_start(env: tuple[Paas, SSHServer], tmp_path: Path
     paas.cli("ps:restart", "-a", app)  # restarts with v2's config, not BLOCK=1
     paas.wait_body(f"{app}.localhost", "hello from python-stdlib kept")
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_pushes_during_a_destroy(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    """A push over SSH and one over HTTPS while `apps:destroy` waits out a worker's stop grace:
+    each ends with one sentence (the app is gone), nothing of the app is left (repository,
+    dynos), and the name can be created afresh. The push that waited for the other's push lock
+    was told "the branch moved while you pushed" (the destroyed repository has no branch)."""
+    paas, sshd = env
+    app = "race-destroy-push"
+    paas.cli("apps:create", app)
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
+    worker = "worker: sh -c 'trap \"echo got TERM\" TERM; echo trap set; while :; do sleep 1; done'"
+    (repo / "Procfile").write_text(f"web: python app.py\n{worker}\n")
+    commit(repo, "a worker that ignores SIGTERM")
+    deployed(ssh_push(sshd, repo, app))
+    paas.cli("ps:scale", "worker=1", "-a", app)
+    token = paas.cli("auth:token").stdout.strip().splitlines()[-1]
+
+    def logged(text: str) -> bool:
+        return text in paas.cli("logs", "-a", app, "-n", "200", check=False).stdout
+
+    wait_for(lambda: logged("trap set"), timeout=30, message="the worker's trap is set")
+    commit(repo, "pushed during the destroy")
+    destroy = subprocess.Popen(
+        [str(paas.exe), "apps:destroy", "-a", app, "--confirm", app],
+        env=paas.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: logged("got TERM"), timeout=30, message="the destroy stops the worker")
+        with ThreadPoolExecutor(2) as pool:
+            over_ssh = start_push(pool, sshd, repo, app)
+            over_https = pool.submit(https_push, paas, repo, app, token)
+            out, _ = destroy.communicate(timeout=60)
+            assert destroy.returncode == 0, out
+            ssh_said = over_ssh.result(timeout=120)
+            https_result = over_https.result(timeout=120)
+    finally:
+        if destroy.poll() is None:
+            destroy.kill()
+            destroy.wait()
+    https_said = f"exit {https_result.returncode}\n{https_result.stdout}{https_result.stderr}"
+    for said in (ssh_said, https_said):
+        assert said.startswith("exit 1"), (ssh_said, https_said)
+        assert f"No app named {app!r}" in said, (ssh_said, https_said)
+        assert "Traceback" not in said and "Errno" not in said, said
+    assert not (paas.data_dir / "repos" / f"{app}.git").exists()
+    assert not (paas.data_dir / "run" / "dynos" / app).exists()
+    assert app not in [a["name"] for a in json.loads(paas.cli("apps", "--json").stdout)]
+    paas.cli("apps:create", app)
+    assert releases(paas, app) == {}
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)

@@ -272,9 +272,14 @@ class GatedReceivePack(ReceivePackHandler):
             return NO_DELETE
         if self._both:
             return BOTH
-        if not self._locked:
-            self._held.enter_context(self.repos.push_lock(self.app, on_wait=self._waiting))
-            self._locked = True
+        try:
+            if not self._locked:
+                self._held.enter_context(self.repos.push_lock(self.app, on_wait=self._waiting))
+                self._locked = True
+            # Destroyed while this push waited for the lock: say so, not that the branch moved.
+            self.repos.require(self.app)
+        except UserError as error:
+            return str(error)
         if self._ref(ref) != old:
             return MOVED
         if new in self._deployed:

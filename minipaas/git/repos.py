@@ -135,7 +135,13 @@ class Repos:
         Two pushes to one app must not build and deploy at the same time, and the second one
         must see the ref the first one wrote. `on_wait` is called once if we have to wait.
         """
-        fd = os.open(self.require(app) / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+        try:
+            fd = os.open(
+                self.require(app) / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660
+            )
+        except FileNotFoundError:  # the app was destroyed just now
+            self.require(app)
+            raise
         with contextlib.suppress(PermissionError):
             os.fchmod(fd, 0o660)  # past the umask: root and the SSH user's group share it
         try:
