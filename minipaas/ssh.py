@@ -20,6 +20,11 @@ from minipaas.names import is_utf8, shown
 Progress = Callable[[str], None]
 
 GIT_SERVICES = ("git-receive-pack", "git-upload-pack")
+SERVER_GONE = (
+    "The minipaas server stopped during this deploy (restarted or killed); unless it had "
+    "gone live (see `minipaas releases`), the previous release keeps serving: push again once "
+    "the server is back"
+)
 
 HELP = """\
 minipaas over SSH. Try:
@@ -90,6 +95,9 @@ def _serve_git(data_dir: Path, command: str, who: str) -> int:
                         return None
                     elif item.get("status") == "failed":
                         progress(f" !     {item.get('message', 'the deploy failed')}")
+                        return status
+                # The answer ended without an outcome: the server stopped mid-deploy.
+                progress(f" !     {SERVER_GONE}")
             except ApiError as exc:
                 progress(f" !     {exc}")
         return status

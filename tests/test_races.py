@@ -171,7 +171,9 @@ def test_kill9_during_the_build(
         wait_for(lambda: sleeper.sleeping(marker), timeout=60, message="the build started")
         build_id = builds(paas, app)[-1][0]
         kill9_and_restart(paas, marker)
-        assert push.result(timeout=60).startswith("exit 1")
+        said = push.result(timeout=60)
+        assert said.startswith("exit 1"), said
+        assert "The minipaas server stopped during this deploy" in said, said
 
     last = builds(paas, app)[-1]
     assert last[:2] == (build_id, "failed"), last
@@ -205,7 +207,9 @@ def test_kill9_during_the_release_phase(env: tuple[Paas, SSHServer], tmp_path: P
         push = start_push(pool, sshd, repo, app)
         wait_for(lambda: sleeper.sleeping(marker), timeout=120, message="release phase ran")
         kill9_and_restart(paas, marker)
-        assert push.result(timeout=60).startswith("exit 1")
+        said = push.result(timeout=60)
+        assert said.startswith("exit 1"), said
+        assert "The minipaas server stopped during this deploy" in said, said
 
     assert releases(paas, app) == {1: "succeeded", 2: "failed"}
     assert current(paas, app) == 1
