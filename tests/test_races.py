@@ -462,3 +462,48 @@ def test_pushes_during_a_destroy(env: tuple[Paas, SSHServer], tmp_path: Path) ->
     paas.cli("apps:create", app)
     assert releases(paas, app) == {}
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_changes_and_a_second_push_during_a_deploy(
+    env: tuple[Paas, SSHServer], tmp_path: Path, shared_dir: Path
+) -> None:
+    """While a deploy builds: rollback, ps:scale, ps:restart and ps:stop are each refused in one
+    sentence once they have waited BUSY_WAIT for it (nothing changed, no 500), and a push from
+    another clone is refused (it either waited for the push lock and finds the branch moved, or
+    git itself sees it is behind); the deploy then goes live as if alone."""
+    paas, sshd = env
+    app = "race-busy"
+    repo = waiting_push(paas, sshd, tmp_path, shared_dir, app)
+    cache = paas.data_dir / "cache" / app
+    other = tmp_path / "other"
+    (other / "note.txt").write_text("pushed from the other clone\n")
+    commit(other, "other change")
+    with ThreadPoolExecutor(2) as pool:
+        push = start_push(pool, sshd, repo, app)
+        wait_for(lambda: (cache / "waiting").exists(), timeout=60, message="the build waits")
+        rival = start_push(pool, sshd, other, app)
+        changes = [
+            subprocess.Popen(
+                [str(paas.exe), *args, "-a", app],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=paas.env,
+            )
+            for args in (["rollback"], ["ps:scale", "web=2"], ["ps:restart"], ["ps:stop", "web"])
+        ]
+        for change in changes:
+            out, err = change.communicate(timeout=90)
+            assert change.returncode == 1, (change.args, out, err)
+            assert f"'{app}' is busy with a deploy or another change" in err, err
+            assert "nothing was changed" in err and err.count("\n") == 1, err
+        (cache / "go").touch()
+        deployed_out = push.result(timeout=120)
+        rival_out = rival.result(timeout=120)
+    assert deployed_out.startswith("exit 0") and "Deployed v2" in deployed_out, deployed_out
+    assert rival_out.startswith("exit 1"), rival_out
+    assert "the branch moved while you pushed" in rival_out or "(fetch first)" in rival_out
+    assert releases(paas, app) == {1: "succeeded", 2: "succeeded"} and current(paas, app) == 2
+    dynos = json.loads(paas.cli("ps", "-a", app, "--json").stdout)["dynos"]
+    assert [(d["name"], d["release"]) for d in dynos if d["state"] == "up"] == [("web.1", 2)]
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
