@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from minipaas import checks, cron
+from minipaas import checks, cron, names
 from minipaas.build import Builder, BuildRequest, initial_config, parse_app_json
 from minipaas.build.runner import read_app_file
 from minipaas.errors import BuildError, DeployError, NotFound, UserError
@@ -801,7 +801,6 @@ class Deployer:
         app without its dynos. After a reboot none are left and `start_missing` starts them.
         """
         self.waiting = set()
-        await self._end_interrupted()
         for app in await self.store.apps():
             try:
                 async with self.lock(app.name):
@@ -812,8 +811,8 @@ class Deployer:
             self.waiting.add(app.name)
         self.ready.set()
 
-    async def _end_interrupted(self) -> None:
-        """Server start, before anything runs: what a killed or crashed server left half-done
+    async def end_interrupted(self) -> None:
+        """Server start, before the API answers: what a killed or crashed server left half-done
         ends here. Its builds fail (their half-written slugs and scratch dirs go), its releases
         that never went live fail and the app's config vars are those of the release serving
         again, as when a deploy, `config:set` or rollback fails. (Their build and one-off
@@ -832,6 +831,42 @@ class Deployer:
         )
         for scratch in scratches:  # no build runs yet: every one is left over
             await asyncio.to_thread(self._discard, scratch)
+        await self._converge_app_dirs()
+
+    async def _converge_app_dirs(self) -> None:
+        """The apps' trees on disk follow the apps table. A server killed inside `destroy`
+        (after the app's row went, before its trees) left its repository, slugs, cache and
+        logs behind: the name could never be created again ("A repository for app ... already
+        exists") and would have inherited the old logs. One killed inside `apps:create` left
+        an app without a repository, which no push could reach."""
+        apps = {app.name for app in await self.store.apps()}
+        for path in await asyncio.to_thread(self._leftover_trees, apps):
+            await asyncio.to_thread(self._discard, path)
+        for name in sorted(apps):
+            if not await asyncio.to_thread(self.repos.exists, name):
+                await asyncio.to_thread(self.repos.create, name)
+
+    def _leftover_trees(self, apps: set[str]) -> list[Path]:
+        """The per-app trees under the data dir whose app is not in `apps`."""
+        found = []
+        for root, suffix in (
+            (self.paths.repos, ".git"),
+            (self.paths.slugs, ""),
+            (self.paths.cache, ""),
+            (self.paths.logs, ""),
+        ):
+            for entry in root.iterdir() if root.is_dir() else []:
+                name = entry.name.removesuffix(suffix) if suffix else entry.name
+                if not entry.is_dir() or entry.is_symlink() or name in apps:
+                    continue
+                if suffix and not entry.name.endswith(suffix):
+                    continue
+                try:
+                    names.app_name(name)  # only an app's own tree (not cache/_buildpacks)
+                except UserError:
+                    continue
+                found.append(entry)
+        return found
 
     async def _restore_config(self, app_name: str, version: int) -> str:
         """v`version` never went live: the config vars go back to the serving release's."""

@@ -248,6 +248,7 @@ class MinipaasServer:
         await self.store.open()
         try:
             await self._ensure_admin_token()
+            await self.deployer.end_interrupted()  # before any request can start a change
             await self.sync_keys()
             await self.router.start()
             await self._serve(loop, ready)

@@ -507,3 +507,38 @@ def test_changes_and_a_second_push_during_a_deploy(
     dynos = json.loads(paas.cli("ps", "-a", app, "--json").stdout)["dynos"]
     assert [(d["name"], d["release"]) for d in dynos if d["state"] == "up"] == [("web.1", 2)]
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_app_trees_follow_the_apps_table_after_a_crash(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """A server killed inside `apps:destroy` after the app's row was deleted (its dynos were
+    stopped first) left the repository, slugs, cache and logs: `apps:create` of that name then
+    failed for good ("A repository for app ... already exists"). One killed inside `apps:create`
+    before the repository was made left an app no push could reach. Both states are made here
+    as those kills leave them (the row deleted, the repository removed, with the server down)."""
+    paas, sshd = env
+    ghost, hollow = "race-ghost", "race-hollow"
+    paas.cli("apps:create", ghost)
+    paas.cli("apps:create", hollow)
+    deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / ghost), ghost))
+    paas.cli("ps:scale", "web=0", "-a", ghost)  # destroy stops the dynos before the row goes
+    paas.kill9()
+    db = sqlite3.connect(paas.data_dir / "minipaas.db")
+    try:
+        with db:
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("DELETE FROM apps WHERE name = ?", (ghost,))
+    finally:
+        db.close()
+    shutil.rmtree(paas.data_dir / "repos" / f"{hollow}.git")
+    paas.restart()
+
+    for tree in ("repos/race-ghost.git", "slugs/race-ghost", "cache/race-ghost", "logs/race-ghost"):
+        assert not (paas.data_dir / tree).exists(), tree
+    paas.cli("apps:create", ghost)
+    assert "Deployed" not in paas.cli("logs", "-a", ghost).stdout  # not the old app's logs
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / hollow)
+    assert "Deployed v1" in deployed(ssh_push(sshd, repo, hollow))
+    for app in (ghost, hollow):
+        paas.cli("apps:destroy", "-a", app, "--confirm", app)
