@@ -461,13 +461,22 @@ class Deployer:
             )
             return config
 
-    async def rollback(self, app_name: str, version: int | None, *, who: str) -> Release:
-        """A new release with an earlier release's slug and config: no build, just a restart."""
+    async def rollback(
+        self, app_name: str, version: int | None, *, who: str, only_from: int | None = None
+    ) -> Release:
+        """A new release with an earlier release's slug and config: no build, just a restart.
+        With `only_from`, only while that release is the current one (checked under the app's
+        lock: the automatic rollback decides before it, while a deploy may be under way)."""
         async with self.lock(app_name):
             app = await self.store.app(app_name)
             current = await self.store.current_release(app)
             if current is None:
                 raise UserError(f"{app_name!r} has no release to roll back from; push first.")
+            if only_from is not None and current.version != only_from:
+                raise UserError(
+                    f"v{only_from} is no longer the current release of {app_name!r} "
+                    f"(v{current.version} is); nothing was rolled back."
+                )
             if version is None:
                 earlier = [
                     r
@@ -975,7 +984,9 @@ class Deployer:
         )
         self.logs.append(app.name, "minipaas", "minipaas", message)
         try:
-            release = await self.rollback(app.name, None, who="minipaas (auto-rollback)")
+            release = await self.rollback(
+                app.name, None, who="minipaas (auto-rollback)", only_from=current.version
+            )
         except UserError as exc:
             self.logs.append(app.name, "minipaas", "minipaas", f"Automatic rollback failed: {exc}")
             return

@@ -542,3 +542,48 @@ def test_app_trees_follow_the_apps_table_after_a_crash(
     assert "Deployed v1" in deployed(ssh_push(sshd, repo, hollow))
     for app in (ghost, hollow):
         paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_auto_rollback_never_undoes_a_deploy_that_went_live_meanwhile(
+    env: tuple[Paas, SSHServer], tmp_path: Path, shared_dir: Path
+) -> None:
+    """The automatic rollback of a crash-looping fresh release decided outside the app's lock:
+    when a deploy was under way, it waited for that deploy and then rolled back the new,
+    healthy release, to the crash-looping one."""
+    paas, sshd = env
+    app = "race-autorb"
+    paas.cli("apps:create", app)
+    repo = git_repo(SAMPLES / "crashy", tmp_path / app)
+    deployed(ssh_push(sshd, repo, app))  # v1
+    healthy = (SAMPLES / "crashy" / "app.py").read_text()
+    (repo / "app.py").write_text(
+        "import os, threading\nthreading.Timer(1.5, lambda: os._exit(4)).start()\n" + healthy
+    )
+    commit(repo, "dies after 1.5 s")
+    deployed(ssh_push(sshd, repo, app))  # v2 goes live, then crash-loops
+    (repo / "app.py").write_text(healthy)
+    (repo / ".buildpacks").write_text(f"{waiting_buildpack(shared_dir)}\n")
+    (repo / "Procfile").write_text("web: python3 app.py\n")
+    commit(repo, "the fix, whose build waits")
+    cache = paas.data_dir / "cache" / app
+    with ThreadPoolExecutor(1) as pool:
+        push = start_push(pool, sshd, repo, app)  # v3: holds the app's lock while it builds
+        wait_for(lambda: (cache / "waiting").exists(), timeout=60, message="the build waits")
+        wait_for(
+            lambda: "rolling back automatically" in events(paas, app),
+            timeout=180,
+            interval=0.5,
+            message="v2 is found crash-looping",
+        )
+        (cache / "go").touch()
+        out = push.result(timeout=120)
+    assert out.startswith("exit 0") and "Deployed v3" in out, out
+    wait_for(
+        lambda: "Automatic rollback" in events(paas, app) or 4 in releases(paas, app),
+        timeout=60,
+        message="the automatic rollback ended",
+    )
+    assert current(paas, app) == 3, releases(paas, app)
+    assert "Automatic rollback failed: v2 is no longer the current release" in events(paas, app)
+    paas.wait_body(f"{app}.localhost", "hello from crashy")
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
