@@ -587,3 +587,47 @@ def test_auto_rollback_never_undoes_a_deploy_that_went_live_meanwhile(
     assert "Automatic rollback failed: v2 is no longer the current release" in events(paas, app)
     paas.wait_body(f"{app}.localhost", "hello from crashy")
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_scale_during_a_rolling_restart(env: tuple[Paas, SSHServer], tmp_path: Path) -> None:
+    """`ps:scale` while a rolling restart waits for its new web dyno (a health check with a
+    minimum uptime): the scale waits for the restart, then applies; both succeed and the app
+    ends with the scaled count, every dyno up and none twice."""
+    paas, sshd = env
+    app = "race-scale"
+    paas.cli("apps:create", app)
+    deployed(ssh_push(sshd, git_repo(SAMPLES / "python-stdlib", tmp_path / app), app))
+    paas.cli("checks:set", "path=/", "expect=hello", "min_uptime=3", "timeout=20", "-a", app)
+
+    def web() -> list[dict[str, object]]:
+        dynos = json.loads(paas.cli("ps", "-a", app, "--json").stdout)["dynos"]
+        return [d for d in dynos if d["type"] == "web"]
+
+    restart = subprocess.Popen(
+        [str(paas.exe), "ps:restart", "-a", app],
+        env=paas.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: any(d["state"] == "starting" for d in web()),
+            timeout=30,
+            message="the restart's new web dyno is starting",
+        )
+        scaled = paas.cli("ps:scale", "web=2", "-a", app, check=False)
+        out, _ = restart.communicate(timeout=60)
+    finally:
+        if restart.poll() is None:
+            restart.kill()
+            restart.wait()
+    assert restart.returncode == 0, out
+    assert scaled.returncode == 0, scaled.stdout + scaled.stderr
+    up = wait_for(
+        lambda: (ds := web()) and all(d["state"] == "up" for d in ds) and ds,
+        timeout=30,
+        message="only up web dynos",
+    )
+    assert sorted(str(d["name"]) for d in up) == ["web.1", "web.2"], up
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
