@@ -237,3 +237,19 @@ async def test_end_interrupted_fails_what_never_went_live(store: Store) -> None:
     assert (await store.release(app, live.version)).status == "succeeded"
     assert (await store.release(other, never.version)).status == "failed"
     assert await store.end_interrupted("again") == []
+
+
+async def test_dynos_recorded_as_the_app_is_deleted(store: Store) -> None:
+    """The supervisor reports an app's dynos (a background write) while `apps:destroy` deletes
+    the app: the write read the app's id before its transaction and then inserted rows for the
+    deleted app (FOREIGN KEY constraint failed, in a task nobody awaited)."""
+    import asyncio
+
+    await store.create_app("gone")
+    row = {"name": "web.1", "process_type": "web", "release": 1, "pid": 7, "start_ticks": 70,
+           "port": 5007, "started_at": 1.0, "restarts": 0}
+    write = asyncio.create_task(store.replace_dynos("gone", [row]))
+    await asyncio.sleep(0)  # the write has started
+    await store.delete_app("gone")
+    await write  # raised IntegrityError
+    assert [a.name for a in await store.apps()] == []

@@ -459,10 +459,13 @@ class Store:
 
     async def replace_dynos(self, app_name: str, records: list[dict[str, Any]]) -> None:
         """The app's running dynos, as the supervisor last reported them."""
-        row = await self._one("SELECT id FROM apps WHERE name = ?", (app_name,))
-        if row is None:
-            return  # the app was destroyed meanwhile
         async with self._tx() as db:
+            # Read in the transaction: an app destroyed between a read before it and the
+            # insert failed the write (FOREIGN KEY constraint) in a task nobody awaited.
+            async with db.execute("SELECT id FROM apps WHERE name = ?", (app_name,)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return  # the app was destroyed meanwhile
             await db.execute("DELETE FROM dynos WHERE app_id = ?", (row["id"],))
             await db.executemany(
                 "INSERT INTO dynos (app_id, name, process_type, release, pid, start_ticks, port, "
