@@ -110,6 +110,14 @@ def push_lock_held(paas: Paas, app: str) -> bool:
     return False
 
 
+#: A worker that ignores SIGTERM (a destroy then waits out the stop grace) and says so. Its
+#: output says 42 where its command, which the logs also show, says $((6*7)).
+WORKER = (
+    "worker: sh -c 'trap \"echo got TERM $((6*7))\" TERM; echo trap set $((6*7)); "
+    "while :; do sleep 1; done'"
+)
+
+
 def builds(paas: Paas, app: str) -> list[tuple[int, str, str]]:
     """(id, status, log) of the app's builds, oldest first, read from the database itself."""
     db = sqlite3.connect(f"file:{paas.data_dir / 'minipaas.db'}?mode=ro", uri=True)
@@ -321,7 +329,7 @@ def test_a_one_off_started_while_the_app_is_destroyed_does_not_outlive_it(
     app = "race-destroy"
     paas.cli("apps:create", app)
     repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
-    worker = "worker: sh -c 'trap \"echo got TERM\" TERM; echo trap set; while :; do sleep 1; done'"
+    worker = WORKER
     (repo / "Procfile").write_text(f"web: python app.py\n{worker}\n")
     commit(repo, "a worker that ignores SIGTERM")
     deployed(ssh_push(sshd, repo, app))
@@ -330,7 +338,7 @@ def test_a_one_off_started_while_the_app_is_destroyed_does_not_outlive_it(
     def logged(text: str) -> bool:
         return text in paas.cli("logs", "-a", app, "-n", "200", check=False).stdout
 
-    wait_for(lambda: logged("trap set"), timeout=30, message="the worker's trap is set")
+    wait_for(lambda: logged("trap set 42"), timeout=30, message="the worker's trap is set")
     marker = sleeper.marker()
     destroy = subprocess.Popen(
         [str(paas.exe), "apps:destroy", "-a", app, "--confirm", app],
@@ -341,7 +349,7 @@ def test_a_one_off_started_while_the_app_is_destroyed_does_not_outlive_it(
     )
     run = None
     try:
-        wait_for(lambda: logged("got TERM"), timeout=30, message="the destroy stops the worker")
+        wait_for(lambda: logged("got TERM 42"), timeout=30, message="destroy stops the worker")
         run = subprocess.Popen(
             [str(paas.exe), "run", "-a", app, "--", "sleep", marker],
             stdin=subprocess.DEVNULL,
@@ -419,7 +427,7 @@ def test_pushes_during_a_destroy(env: tuple[Paas, SSHServer], tmp_path: Path) ->
     app = "race-destroy-push"
     paas.cli("apps:create", app)
     repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
-    worker = "worker: sh -c 'trap \"echo got TERM\" TERM; echo trap set; while :; do sleep 1; done'"
+    worker = WORKER
     (repo / "Procfile").write_text(f"web: python app.py\n{worker}\n")
     commit(repo, "a worker that ignores SIGTERM")
     deployed(ssh_push(sshd, repo, app))
@@ -429,7 +437,7 @@ def test_pushes_during_a_destroy(env: tuple[Paas, SSHServer], tmp_path: Path) ->
     def logged(text: str) -> bool:
         return text in paas.cli("logs", "-a", app, "-n", "200", check=False).stdout
 
-    wait_for(lambda: logged("trap set"), timeout=30, message="the worker's trap is set")
+    wait_for(lambda: logged("trap set 42"), timeout=30, message="the worker's trap is set")
     commit(repo, "pushed during the destroy")
     destroy = subprocess.Popen(
         [str(paas.exe), "apps:destroy", "-a", app, "--confirm", app],
@@ -439,7 +447,7 @@ def test_pushes_during_a_destroy(env: tuple[Paas, SSHServer], tmp_path: Path) ->
         text=True,
     )
     try:
-        wait_for(lambda: logged("got TERM"), timeout=30, message="the destroy stops the worker")
+        wait_for(lambda: logged("got TERM 42"), timeout=30, message="destroy stops the worker")
         with ThreadPoolExecutor(2) as pool:
             over_ssh = start_push(pool, sshd, repo, app)
             over_https = pool.submit(https_push, paas, repo, app, token)
