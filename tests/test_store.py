@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -253,3 +254,24 @@ async def test_dynos_recorded_as_the_app_is_deleted(store: Store) -> None:
     await store.delete_app("gone")
     await write  # raised IntegrityError
     assert [a.name for a in await store.apps()] == []
+
+
+async def test_two_adds_of_one_name_at_once(store: Store) -> None:
+    """Two `apps:create` (or `domains:add`, `keys:add`) of one name at once: both passed the
+    check made before the transaction and the second failed on the UNIQUE constraint, an
+    IntegrityError the API answered 500. One wins, the other is told it exists (409)."""
+    import asyncio
+
+    async def both(make: Callable[[], Awaitable[object]]) -> list[object]:
+        first = asyncio.create_task(make())
+        await asyncio.sleep(0)  # the first has started
+        return list(await asyncio.gather(first, make(), return_exceptions=True))
+
+    apps = await both(lambda: store.create_app("twin"))
+    assert sum(isinstance(r, Conflict) for r in apps) == 1, apps
+    assert [a.name for a in await store.apps()] == ["twin"]
+    app = await store.app("twin")
+    domains = await both(lambda: store.add_domain(app, "twin.example.com"))
+    assert sum(isinstance(r, Conflict) for r in domains) == 1, domains
+    keys = await both(lambda: store.add_key("laptop", "SHA256:x", "ssh-ed25519 AAAA"))
+    assert sum(isinstance(r, Conflict) for r in keys) == 1, keys

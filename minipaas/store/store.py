@@ -149,6 +149,13 @@ class Store:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
+    @staticmethod
+    async def _scalar(db: aiosqlite.Connection, sql: str, params: Iterable[Any]) -> Any:
+        """The first column of the first row of `sql` read inside a transaction, or None."""
+        async with db.execute(sql, tuple(params)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else row[0]
+
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         async with self.db.execute(sql, tuple(params)) as cur:
             return await cur.fetchone()
@@ -169,9 +176,11 @@ class Store:
         )
 
     async def create_app(self, name: str) -> App:
-        if await self._one("SELECT 1 FROM apps WHERE name = ?", (name,)):
-            raise Conflict(f"The app {name!r} already exists.")
         async with self._tx() as db:
+            # Checked in the transaction: two creates of one name at once both passed a check
+            # made before it, and the second failed on the UNIQUE constraint (a 500).
+            if await self._scalar(db, "SELECT 1 FROM apps WHERE name = ?", (name,)):
+                raise Conflict(f"The app {name!r} already exists.")
             await db.execute(
                 "INSERT INTO apps (name, created_at) VALUES (?, ?)", (name, time.time())
             )
@@ -496,13 +505,14 @@ class Store:
         ]
 
     async def add_domain(self, app: App, hostname: str) -> Domain:
-        row = await self._one(
-            "SELECT a.name FROM domains d JOIN apps a ON a.id = d.app_id WHERE d.hostname = ?",
-            (hostname,),
-        )
-        if row is not None:
-            raise Conflict(f"The domain {hostname!r} is already added to the app {row[0]!r}.")
         async with self._tx() as db:
+            owner = await self._scalar(
+                db,
+                "SELECT a.name FROM domains d JOIN apps a ON a.id = d.app_id WHERE d.hostname = ?",
+                (hostname,),
+            )
+            if owner is not None:
+                raise Conflict(f"The domain {hostname!r} is already added to the app {owner!r}.")
             await db.execute(
                 "INSERT INTO domains (app_id, hostname, created_at) VALUES (?, ?, ?)",
                 (app.id, hostname, time.time()),
@@ -533,12 +543,14 @@ class Store:
         return [self._key(r) for r in await self._all("SELECT * FROM ssh_keys ORDER BY name")]
 
     async def add_key(self, name: str, fingerprint: str, public_key: str) -> SSHKey:
-        if await self._one("SELECT 1 FROM ssh_keys WHERE name = ?", (name,)):
-            raise Conflict(f"An SSH key named {name!r} already exists.")
-        row = await self._one("SELECT name FROM ssh_keys WHERE fingerprint = ?", (fingerprint,))
-        if row is not None:
-            raise Conflict(f"This public key is already added as {row[0]!r}.")
         async with self._tx() as db:
+            if await self._scalar(db, "SELECT 1 FROM ssh_keys WHERE name = ?", (name,)):
+                raise Conflict(f"An SSH key named {name!r} already exists.")
+            owner = await self._scalar(
+                db, "SELECT name FROM ssh_keys WHERE fingerprint = ?", (fingerprint,)
+            )
+            if owner is not None:
+                raise Conflict(f"This public key is already added as {owner!r}.")
             await db.execute(
                 "INSERT INTO ssh_keys (name, fingerprint, public_key, created_at) "
                 "VALUES (?, ?, ?, ?)",
