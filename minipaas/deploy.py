@@ -118,6 +118,7 @@ class Deployer:
         #: until its process is known to the supervisor, so none starts unseen by the stop.
         self._starts: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._deploys: set[asyncio.Task[Any]] = set()  # the tasks running `deploy`
         self._routes_lock = asyncio.Lock()
         self._trash_lock = asyncio.Lock()  # two deploys ending together empty it once
         #: Set once start-up has taken back the dynos still running (`readopt_all`).
@@ -155,6 +156,27 @@ class Deployer:
         the branch has moved since (another deploy went live meanwhile, say one whose pusher
         hung up and so no longer held the push lock); moved to `sha` the moment the release goes
         live, by this deploy, not by the pusher, who may be gone by then."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._deploys.add(task)
+        try:
+            return await self._deploy(app_name, sha, log, who=who, ref=ref, old=old)
+        finally:
+            self._deploys.discard(task)
+
+    async def stop_deploys(self) -> None:
+        """Server stop: cancel the deploys under way. Their build or release command is killed
+        and what they leave pending fails at the next start (`end_interrupted`); left running,
+        they outlived the API and uvicorn cancelled their streams after its grace (a traceback
+        in the log) or the process exit killed them half-way anyway."""
+        tasks = list(self._deploys)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _deploy(
+        self, app_name: str, sha: str, log: Log, *, who: str, ref: str | None, old: str | None
+    ) -> DeployResult:
         async with self.lock(app_name):
             app = await self.store.app(app_name)
             if ref is not None:

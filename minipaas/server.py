@@ -9,6 +9,7 @@ reverse order.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ctypes
 import grp
@@ -96,6 +97,9 @@ def make_gate(loop: asyncio.AbstractEventLoop, deployer: Deployer, who: str) -> 
             progress(line)
         try:
             future.result()
+        except concurrent.futures.CancelledError:  # the server is stopping
+            progress(" !     The minipaas server stopped during this deploy; push again later.")
+            return "deploy failed"
         except UserError as exc:
             progress(f" !     {exc}")
             return "deploy failed"
@@ -363,6 +367,10 @@ class MinipaasServer:
             await asyncio.gather(cron_task, metrics_task, router_task, return_exceptions=True)
             await scheduler.stop()
             self.logs.end_follows()  # `logs -t` streams end now, not at uvicorn's grace timeout
+            await self.deployer.stop_deploys()  # over HTTPS too, where no stream holds them
+            for stream in list(ctx.streams):  # deploys and `run`s: the pusher is told why
+                stream.cancel()
+            await asyncio.gather(*ctx.streams, return_exceptions=True)
             for server in servers:
                 server.should_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -153,21 +153,28 @@ def start_push(pool: ThreadPoolExecutor, sshd: SSHServer, repo: Path, app: str) 
     return pool.submit(run)
 
 
-def kill9_and_restart(paas: Paas, marker: str) -> None:
-    """kill -9 the server while `sleep MARKER` runs; what it started must die with it."""
-    paas.kill9()
+def kill9_and_restart(paas: Paas, marker: str, how: str = "kill9") -> None:
+    """kill -9 the server (or SIGTERM it: `how`) while `sleep MARKER` runs; what it started
+    must die with it."""
+    if how == "kill9":
+        paas.kill9()
+    else:
+        assert paas.proc is not None
+        paas.proc.terminate()
+        paas.proc.wait(timeout=60)
     wait_for(lambda: not sleeper.sleeping(marker), timeout=15, message=f"sleep {marker} ended")
     paas.restart()
 
 
+@pytest.mark.parametrize("how", ["kill9", "sigterm"])
 def test_kill9_during_the_build(
-    env: tuple[Paas, SSHServer], tmp_path: Path, shared_dir: Path
+    env: tuple[Paas, SSHServer], tmp_path: Path, shared_dir: Path, how: str
 ) -> None:
     """A build that a killed server left running went on for good (its own session: the server
     gone, nothing killed it) and stayed 'pending' in the database, its scratch dir and
-    half-written slug on disk."""
+    half-written slug on disk. A stop (SIGTERM) ends it the same way."""
     paas, sshd = env
-    app = "race-build"
+    app = f"race-build-{how}"
     paas.cli("apps:create", app)
     repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
     deployed(ssh_push(sshd, repo, app))
@@ -178,7 +185,7 @@ def test_kill9_during_the_build(
         push = start_push(pool, sshd, repo, app)
         wait_for(lambda: sleeper.sleeping(marker), timeout=60, message="the build started")
         build_id = builds(paas, app)[-1][0]
-        kill9_and_restart(paas, marker)
+        kill9_and_restart(paas, marker, how)
         said = push.result(timeout=60)
         assert said.startswith("exit 1"), said
         assert "The minipaas server stopped during this deploy" in said, said
@@ -638,4 +645,49 @@ def test_scale_during_a_rolling_restart(env: tuple[Paas, SSHServer], tmp_path: P
         message="only up web dynos",
     )
     assert sorted(str(d["name"]) for d in up) == ["web.1", "web.2"], up
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_a_stop_ends_streamed_runs_and_https_deploys_at_once(
+    env: tuple[Paas, SSHServer], tmp_path: Path, shared_dir: Path
+) -> None:
+    """SIGTERM while a streamed `run` and an HTTPS push's deploy are under way: the stop waited
+    for uvicorn's grace, which then cancelled their answers with a traceback in the server log
+    ('Exception in ASGI application'). Both end at once now, the build and the one-off dyno
+    with them, and the next start fails the build."""
+    paas, sshd = env
+    app = "race-stop"
+    repo = waiting_push(paas, sshd, tmp_path, shared_dir, app)
+    cache = paas.data_dir / "cache" / app
+    token = paas.cli("auth:token").stdout.strip().splitlines()[-1]
+    marker = sleeper.marker()
+    run = subprocess.Popen(
+        [str(paas.exe), "run", "-a", app, "--", "sleep", marker],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=paas.env,
+    )
+    with ThreadPoolExecutor(1) as pool:
+        push = pool.submit(https_push, paas, repo, app, token)
+        try:
+            wait_for(lambda: sleeper.sleeping(marker), timeout=30, message="the run started")
+            wait_for(lambda: (cache / "waiting").exists(), timeout=60, message="the build waits")
+            before = len(paas.crashes())
+            assert paas.proc is not None
+            paas.proc.terminate()
+            paas.proc.wait(timeout=60)
+            run.communicate(timeout=30)
+            pushed = push.result(timeout=60)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    assert len(paas.crashes()) == before, paas.crashes()
+    assert run.returncode != 0 and not sleeper.sleeping(marker)
+    assert pushed.returncode != 0, pushed.stdout + pushed.stderr
+    paas.restart()
+    assert builds(paas, app)[-1][1] == "failed"
+    assert current(paas, app) == 1
     paas.cli("apps:destroy", "-a", app, "--confirm", app)

@@ -12,7 +12,7 @@ import errno
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -57,6 +57,8 @@ class ApiContext:
     git_app: ASGIApp | None = None
     metrics: Metrics | None = None
     shutdown: Callable[[], None] | None = None
+    #: The streamed answers under way (deploys, `run`): a stopping server ends them first.
+    streams: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 MAX_BODY = 1024 * 1024
@@ -682,7 +684,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             raise exc  # a bug: 500, with its traceback in the server's log
         return await user_error(request, DiskFull(settings.data_dir))
 
-    background: set[asyncio.Task[None]] = set()
+    background = ctx.streams
     routes: list[BaseRoute] = [
         Route("/api/status", status),
         Route("/api/apps", apps_list),
