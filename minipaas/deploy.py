@@ -279,9 +279,11 @@ class Deployer:
 
             # 4-6. release phase, start new dynos, switch routes, retire the old ones.
             await self._go_live(app, release, log)
+            # Compare-and-swap: after the check above, under the app's lock, only a write to
+            # the repository from outside minipaas can make it fail.
             if ref is not None and not await asyncio.to_thread(
                 self.repos.move_ref, app.name, ref, old, sha
-            ):  # (never under the app's lock and the push's check above)
+            ):
                 text = f"{ref} had moved meanwhile and was left as it was"
                 self.logs.append(app.name, "minipaas", "minipaas", text)
             if first and (command := app_json.get("postdeploy")):
