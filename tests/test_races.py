@@ -691,3 +691,54 @@ def test_a_stop_ends_streamed_runs_and_https_deploys_at_once(
     assert builds(paas, app)[-1][1] == "failed"
     assert current(paas, app) == 1
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_kill9_after_the_switch_keeps_the_new_release(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """kill -9 once the switch to v3 was recorded, while the old dyno drains (a slow request in
+    flight holds it for up to the stop grace): v3 serves, so it is the release that succeeded,
+    with its config vars; it had stayed 'pending' while current."""
+    paas, sshd = env
+    app = "race-switch"
+    paas.cli("apps:create", app)
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
+    source = (repo / "app.py").read_text()
+    slow = '        if self.path == "/slow":\n            import time; time.sleep(30)\n'
+    handler = "    def do_GET(self):\n"
+    (repo / "app.py").write_text(source.replace(handler, handler + slow, 1))
+    commit(repo, "a slow path")
+    deployed(ssh_push(sshd, repo, app))
+    paas.cli("config:set", "GREETING=old", "-a", app)  # v2
+    paas.wait_body(f"{app}.localhost", "hello from python-stdlib old")
+    holder = subprocess.Popen(
+        ["curl", "-sS", "--max-time", "60", "--cacert", str(paas.ca), "--resolve",
+         f"{app}.localhost:{paas.https_port}:127.0.0.1",
+         f"https://{app}.localhost:{paas.https_port}/slow"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    setting = subprocess.Popen(
+        [str(paas.exe), "config:set", "GREETING=new", "-a", app],
+        env=paas.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def switched_not_finished() -> bool:
+        out = json.loads(paas.cli("releases", "-a", app, "--json").stdout)
+        return any(r["version"] == 3 and r["current"] and r["status"] == "pending" for r in out)
+
+    try:
+        wait_for(switched_not_finished, timeout=30, interval=0.02, message="v3 switched to")
+        paas.kill9()
+    finally:
+        for proc in (setting, holder):
+            proc.kill()
+            proc.wait()
+    paas.restart()
+    assert releases(paas, app) == {1: "succeeded", 2: "succeeded", 3: "succeeded"}
+    assert current(paas, app) == 3
+    assert json.loads(paas.cli("config", "-a", app, "--json").stdout) == {"GREETING": "new"}
+    paas.wait_body(f"{app}.localhost", "hello from python-stdlib new")
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
