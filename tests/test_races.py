@@ -16,6 +16,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -742,3 +743,43 @@ def test_kill9_after_the_switch_keeps_the_new_release(
     assert json.loads(paas.cli("config", "-a", app, "--json").stdout) == {"GREETING": "new"}
     paas.wait_body(f"{app}.localhost", "hello from python-stdlib new")
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_a_cron_job_due_during_a_destroy_does_not_outlive_the_app(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """The cron job of the first bug report: due while `apps:destroy` stops the app (a worker
+    ignoring SIGTERM holds it for the stop grace, which spans the minute the job is due), it
+    started unseen by the stop and outlived its app. It now waits for the destroy and finds
+    the app gone. (Waits for the next minute to be 1 to 2 s away: cron runs on the minute.)"""
+    paas, sshd = env
+    app = "race-cron"
+    paas.cli("apps:create", app)
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
+    marker = sleeper.marker()
+    (repo / "Procfile").write_text(f"web: python app.py\n{WORKER}\n")
+    (repo / "app.json").write_text(
+        json.dumps({"cron": [{"command": f"sleep {marker}", "schedule": "* * * * *"}]})
+    )
+    commit(repo, "a cron job every minute and a worker that ignores SIGTERM")
+    deployed(ssh_push(sshd, repo, app))
+    paas.cli("ps:scale", "worker=1", "-a", app)
+    wait_for(
+        lambda: "trap set 42" in paas.cli("logs", "-a", app, "-n", "200").stdout,
+        timeout=30,
+        message="the worker's trap is set",
+    )
+
+    def to_next_minute() -> float:
+        return 60 - time.time() % 60
+
+    wait_for(lambda: 1.0 <= to_next_minute() <= 2.0, timeout=70, interval=0.02)
+    started = time.time()
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
+    ended = time.time()
+    due = (started // 60 + 1) * 60
+    assert started < due < ended - 1, (started, due, ended)  # the job was due mid-destroy
+    assert not sleeper.sleeping(marker), "a cron job outlived its destroyed app"
+    assert not (paas.data_dir / "run" / "dynos" / app).exists()
+    assert not (paas.data_dir / "logs" / app).exists()
+    assert "cron job 0 of race-cron failed to run" not in paas.tail_log(300)
