@@ -332,8 +332,11 @@ class Client:
         """`get(path)` started in a thread: returns at once, `result()` gives the answer."""
         return Pending(lambda: self.get(path, **params))
 
-    def deploy(self, app: str, sha: str, who: str) -> Iterator[dict[str, Any]]:
-        return self.stream("POST", f"/api/apps/{app}/deploy", json_body={"sha": sha, "who": who})
+    def deploy(
+        self, app: str, sha: str, who: str, *, ref: str | None = None, old: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        body = {"sha": sha, "who": who, "ref": ref, "old": old}
+        return self.stream("POST", f"/api/apps/{app}/deploy", json_body=body)
 
 
 class _UnixStreams:

@@ -19,16 +19,16 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from minipaas import checks, cron, sizes
+from minipaas import checks, cron, names, sizes
 from minipaas.build import Builder, BuildRequest, initial_config, parse_app_json
 from minipaas.build.runner import read_app_file
 from minipaas.errors import BuildError, DeployError, NotFound, UserError
-from minipaas.git import Repos
+from minipaas.git import MOVED, Repos
 from minipaas.logs import LogStore
 from minipaas.metrics import HostMap
 from minipaas.models import App, Release
@@ -42,6 +42,8 @@ Log = Callable[[str], None]
 
 #: Process types that never run as long-lived dynos.
 ONE_OFF_TYPES = frozenset({"release"})
+INTERRUPTED = "the server stopped while it ran (killed or crashed); push again"
+"""Why a build that a killed server left 'pending' failed (its log line, after ` !     `)."""
 STARTS_PER_CORE = 2
 """Apps whose dynos start-up starts side by side, per CPU core (after a reboot every app starts
 again): waiting for readiness overlaps, and boots are not slowed so much that they time out."""
@@ -128,7 +130,11 @@ class Deployer:
         self._api_upstream = api_upstream
         self._hosts = hosts
         self._locks: dict[str, asyncio.Lock] = {}
+        #: Per app: held by `destroy` while it stops the app and by a one-off dyno (cron, run)
+        #: until its process is known to the supervisor, so none starts unseen by the stop.
+        self._starts: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._deploys: set[asyncio.Task[Any]] = set()  # the tasks running `deploy`
         self._routes_lock = asyncio.Lock()
         self._trash_lock = asyncio.Lock()  # two deploys ending together empty it once
         #: Set once start-up has taken back the dynos still running (`readopt_all`).
@@ -150,10 +156,49 @@ class Deployer:
 
     # -- the pipeline ----------------------------------------------------------------------
 
-    async def deploy(self, app_name: str, sha: str, log: Log, *, who: str) -> DeployResult:
-        """Build commit `sha` of `app_name` and make it the serving release."""
+    async def deploy(
+        self,
+        app_name: str,
+        sha: str,
+        log: Log,
+        *,
+        who: str,
+        ref: str | None = None,
+        old: str | None = None,
+    ) -> DeployResult:
+        """Build commit `sha` of `app_name` and make it the serving release.
+
+        For a push to branch `ref`, which the pusher saw at `old` (None: new branch): refused if
+        the branch has moved since (another deploy went live meanwhile, say one whose pusher
+        hung up and so no longer held the push lock); moved to `sha` the moment the release goes
+        live, by this deploy, not by the pusher, who may be gone by then."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._deploys.add(task)
+        try:
+            return await self._deploy(app_name, sha, log, who=who, ref=ref, old=old)
+        finally:
+            self._deploys.discard(task)
+
+    async def stop_deploys(self) -> None:
+        """Server stop: cancel the deploys under way. Their build or release command is killed
+        and what they leave pending fails at the next start (`end_interrupted`); left running,
+        they outlived the API and uvicorn cancelled their streams after its grace (a traceback
+        in the log) or the process exit killed them half-way anyway."""
+        tasks = list(self._deploys)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _deploy(
+        self, app_name: str, sha: str, log: Log, *, who: str, ref: str | None, old: str | None
+    ) -> DeployResult:
         async with self.lock(app_name):
             app = await self.store.app(app_name)
+            if ref is not None:
+                now = await asyncio.to_thread(self.repos.ref_sha, app.name, ref)
+                if now != old:
+                    raise DeployError(MOVED[0].upper() + MOVED[1:] + ".")
             build = await self.store.create_build(app, sha)
             slug = self.paths.slug(app.name, f"b{build.id}")
             lines: list[str] = []
@@ -250,6 +295,13 @@ class Deployer:
 
             # 4-6. release phase, start new dynos, switch routes, retire the old ones.
             await self._go_live(app, release, log)
+            # Compare-and-swap: after the check above, under the app's lock, only a write to
+            # the repository from outside minipaas can make it fail.
+            if ref is not None and not await asyncio.to_thread(
+                self.repos.move_ref, app.name, ref, old, sha
+            ):
+                text = f"{ref} had moved meanwhile and was left as it was"
+                self.logs.append(app.name, "minipaas", "minipaas", text)
             if first and (command := app_json.get("postdeploy")):
                 await self._postdeploy(app, release, str(command), log)
             url = self.settings.app_url(app.name)
@@ -458,13 +510,22 @@ class Deployer:
             )
             return config
 
-    async def rollback(self, app_name: str, version: int | None, *, who: str) -> Release:
-        """A new release with an earlier release's slug and config: no build, just a restart."""
+    async def rollback(
+        self, app_name: str, version: int | None, *, who: str, only_from: int | None = None
+    ) -> Release:
+        """A new release with an earlier release's slug and config: no build, just a restart.
+        With `only_from`, only while that release is the current one (checked under the app's
+        lock: the automatic rollback decides before it, while a deploy may be under way)."""
         async with self.lock(app_name):
             app = await self.store.app(app_name)
             current = await self.store.current_release(app)
             if current is None:
                 raise UserError(f"{app_name!r} has no release to roll back from; push first.")
+            if only_from is not None and current.version != only_from:
+                raise UserError(
+                    f"v{only_from} is no longer the current release of {app_name!r} "
+                    f"(v{current.version} is); nothing was rolled back."
+                )
             if version is None:
                 earlier = [
                     r
@@ -545,17 +606,46 @@ class Deployer:
                 )
         return jobs
 
-    async def run_cron(self, job: CronJob) -> int:
-        """One run of a cron job as a one-off dyno (`cron.N`); its output goes to the app log."""
-        spec = await self.one_off_spec(job.app, job.command)
-        spec = replace(spec, process_type="cron")
-        self.logs.append(
-            job.app,
-            "minipaas",
-            "minipaas",
-            f"Running cron job {job.index} ({job.schedule}): {job.command}",
-        )
-        code = await self.supervisor.run_once(spec, lambda _line: None, timeout=3600)
+    @contextlib.asynccontextmanager
+    async def starting(self, app_name: str) -> AsyncIterator[Callable[[str], None]]:
+        """Start a one-off dyno of `app_name` inside: the app's start gate is held until the
+        `started` callback given is called (pass it to the supervisor) or the block ends, and
+        `destroy` holds it while it stops the app. A cron job or `run` due as the app is
+        destroyed then either starts before (and is killed by the destroy) or finds the app
+        gone (`NotFound`): never a dyno that outlives its app."""
+        gate = self._starts.setdefault(app_name, asyncio.Lock())
+        await gate.acquire()
+        held = True
+
+        def started(_dyno: str = "") -> None:
+            nonlocal held
+            if held:
+                held = False
+                gate.release()
+
+        try:
+            yield started
+        finally:
+            started()
+
+    async def run_cron(self, job: CronJob) -> int | None:
+        """One run of a cron job as a one-off dyno (`cron.N`); its output goes to the app log.
+        None if the app was destroyed before the job could start."""
+        async with self.starting(job.app) as started:
+            try:
+                spec = await self.one_off_spec(job.app, job.command)
+            except NotFound:  # destroyed since the job list was read: nothing to run
+                return None
+            spec = replace(spec, process_type="cron")
+            self.logs.append(
+                job.app,
+                "minipaas",
+                "minipaas",
+                f"Running cron job {job.index} ({job.schedule}): {job.command}",
+            )
+            code = await self.supervisor.run_once(
+                spec, lambda _line: None, timeout=3600, started=started
+            )
         try:
             await self.store.app(job.app)
         except NotFound:  # destroyed meanwhile (which killed the job): its logs are gone
@@ -664,9 +754,34 @@ class Deployer:
         self, app_name: str, command: str, who: str, stdio: tuple[int, int, int]
     ) -> int:
         """`minipaas run` with the caller's terminal (file descriptors passed to the server)."""
-        spec = await self.one_off_spec(app_name, command)
-        self.logs.append(app_name, "minipaas", "minipaas", f"{who} ran `{command}`")
-        return await self.supervisor.run_attached(spec, *stdio, timeout=24 * 3600)
+        async with self.starting(app_name) as started:
+            spec = await self.one_off_spec(app_name, command)
+            self.logs.append(app_name, "minipaas", "minipaas", f"{who} ran `{command}`")
+            return await self.supervisor.run_attached(
+                spec, *stdio, timeout=24 * 3600, started=started
+            )
+
+    async def run(
+        self,
+        app_name: str,
+        command: str,
+        on_line: Callable[[str], None],
+        *,
+        timeout: float = 3600,  # noqa: ASYNC109 - passed on to run_once
+        on_start: Callable[[str], None] = lambda _dyno: None,
+    ) -> int:
+        """`minipaas run` without the caller's terminal (or `run:detached`): its output goes to
+        `on_line`; `on_start` gets the dyno's name once it runs."""
+        async with self.starting(app_name) as started:
+            spec = await self.one_off_spec(app_name, command)
+
+            def now_running(dyno: str) -> None:
+                started(dyno)
+                on_start(dyno)
+
+            return await self.supervisor.run_once(
+                spec, on_line, timeout=timeout, started=now_running
+            )
 
     async def set_stopped(self, app_name: str, process_type: str, stopped: bool) -> None:
         """`ps:stop TYPE` / `ps:start TYPE`: remembered, the desired count is kept."""
@@ -768,8 +883,9 @@ class Deployer:
         """Remove the app's dynos, routes, repo, slugs, cache and logs, and nothing else."""
         async with self.lock(app_name):
             app = await self.store.app(app_name)
-            await self.supervisor.stop_app(app.name)
-            await self.store.delete_app(app.name)
+            async with self.starting(app.name):  # no cron job or `run` starts meanwhile
+                await self.supervisor.stop_app(app.name)
+                await self.store.delete_app(app.name)
             await self.sync_routes()
             for path in (
                 self.paths.app_slugs(app.name),
@@ -781,6 +897,7 @@ class Deployer:
                 await asyncio.to_thread(self.repos.delete, app.name)
             self.logs.remove_app(app.name)
         self._locks.pop(app_name, None)
+        self._starts.pop(app_name, None)
         self._in_background(self.empty_trash())
 
     # -- start-up and routes ---------------------------------------------------------------
@@ -802,6 +919,78 @@ class Deployer:
                 continue
             self.waiting.add(app.name)
         self.ready.set()
+
+    async def end_interrupted(self) -> None:
+        """Server start, before the API answers: what a killed or crashed server left half-done
+        ends here. Its builds fail (their half-written slugs and scratch dirs go), its releases
+        that never went live fail and the app's config vars are those of the release serving
+        again, as when a deploy, `config:set` or rollback fails. (Their build and one-off
+        processes died with the server: see `SandboxJob.die_with_parent`.)"""
+        ended = await self.store.end_interrupted(f" !     {INTERRUPTED}")
+        for app_name, kind, number in ended:
+            if kind == "build":
+                await asyncio.to_thread(self._discard, self.paths.slug(app_name, f"b{number}"))
+                text = f"Build {number} failed: {INTERRUPTED}"
+            else:
+                text = await self._restore_config(app_name, number)
+            self.logs.append(app_name, "minipaas", "minipaas", text)
+        run = self.paths.run
+        scratches = await asyncio.to_thread(
+            lambda: list(run.glob("build-*")) if run.is_dir() else []
+        )
+        for scratch in scratches:  # no build runs yet: every one is left over
+            await asyncio.to_thread(self._discard, scratch)
+        await self._converge_app_dirs()
+
+    async def _converge_app_dirs(self) -> None:
+        """The apps' trees on disk follow the apps table. A server killed inside `destroy`
+        (after the app's row went, before its trees) left its repository, slugs, cache and
+        logs behind: the name could never be created again ("A repository for app ... already
+        exists") and would have inherited the old logs. One killed inside `apps:create` left
+        an app without a repository, which no push could reach."""
+        apps = {app.name for app in await self.store.apps()}
+        for path in await asyncio.to_thread(self._leftover_trees, apps):
+            await asyncio.to_thread(self._discard, path)
+        for name in sorted(apps):
+            if not await asyncio.to_thread(self.repos.exists, name):
+                await asyncio.to_thread(self.repos.create, name)
+
+    def _leftover_trees(self, apps: set[str]) -> list[Path]:
+        """The per-app trees under the data dir whose app is not in `apps`."""
+        found = []
+        for root, suffix in (
+            (self.paths.repos, ".git"),
+            (self.paths.slugs, ""),
+            (self.paths.cache, ""),
+            (self.paths.logs, ""),
+        ):
+            for entry in root.iterdir() if root.is_dir() else []:
+                name = entry.name.removesuffix(suffix) if suffix else entry.name
+                if not entry.is_dir() or entry.is_symlink() or name in apps:
+                    continue
+                if suffix and not entry.name.endswith(suffix):
+                    continue
+                try:
+                    names.app_name(name)  # only an app's own tree (not cache/_buildpacks)
+                except UserError:
+                    continue
+                found.append(entry)
+        return found
+
+    async def _restore_config(self, app_name: str, version: int) -> str:
+        """v`version` never went live: the config vars go back to the serving release's."""
+        app = await self.store.app(app_name)
+        current = await self.store.current_release(app)
+        if current is None:
+            return f"Release v{version} failed: the server stopped before it went live"
+        before = await self.store.config(app)
+        if before != current.config:
+            gone = dict.fromkeys(k for k in before if k not in current.config)
+            await self.store.update_config(app, {**gone, **current.config})
+        return (
+            f"Release v{version} failed: the server stopped before it went live; "
+            f"v{current.version} keeps serving"
+        )
 
     async def start_missing(self) -> None:
         """Server start, second half: start the dynos every app's formation lacks (all of them
@@ -895,7 +1084,9 @@ class Deployer:
         )
         self.logs.append(app.name, "minipaas", "minipaas", message)
         try:
-            release = await self.rollback(app.name, None, who="minipaas (auto-rollback)")
+            release = await self.rollback(
+                app.name, None, who="minipaas (auto-rollback)", only_from=current.version
+            )
         except UserError as exc:
             self.logs.append(app.name, "minipaas", "minipaas", f"Automatic rollback failed: {exc}")
             return

@@ -116,6 +116,11 @@ class SandboxJob:
     cwd: str = "/app"
     #: With `uid`: the RLIMIT_NPROC the command starts with (None: the caller's).
     max_processes: int | None = MAX_PROCESSES
+    #: Killed with everything it started when its parent dies (bwrap's `--die-with-parent`):
+    #: builds and one-off dynos, which nothing takes back after a crash of the server (a
+    #: kill -9 left a silent build or release command running for good). Never for dynos,
+    #: which outlive restarts of the server by design.
+    die_with_parent: bool = False
 
 
 def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -224,6 +229,8 @@ def sandbox_argv(
         bwrap.insert(2, "--disable-userns")
     if not job.share_net:
         bwrap.append("--unshare-net")
+    if job.die_with_parent:
+        bwrap.append("--die-with-parent")
     bwrap += ["--hostname", "dyno", "--tmpfs", "/"]
     for path in SYSTEM_DIRS:
         if os.path.isdir(path):

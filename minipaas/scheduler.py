@@ -36,7 +36,7 @@ class CronScheduler:
         self,
         *,
         jobs: Callable[[], Awaitable[list[CronJob]]],
-        run: Callable[[CronJob], Awaitable[int]],
+        run: Callable[[CronJob], Awaitable[int | None]],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         skipped: Callable[[CronJob], None] = lambda _job: None,

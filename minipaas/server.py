@@ -9,6 +9,7 @@ reverse order.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ctypes
 import grp
@@ -36,7 +37,7 @@ from minipaas.build import Builder
 from minipaas.deploy import Deployer
 from minipaas.drains import Drains, DrainSpec, parse_drain_url
 from minipaas.errors import UserError
-from minipaas.git import Repos
+from minipaas.git import Gate, Repos
 from minipaas.git.http import make_git_app
 from minipaas.logs import LogStore
 from minipaas.metrics import HostMap, Metrics
@@ -81,25 +82,26 @@ def _tcp_socket(port: int) -> socket.socket:
     return sock
 
 
-def make_gate(
-    loop: asyncio.AbstractEventLoop, deployer: Deployer, who: str
-) -> Callable[[str, str, Progress], str | None]:
+def make_gate(loop: asyncio.AbstractEventLoop, deployer: Deployer, who: str) -> Gate:
     """A git push gate for pushes received in this process (smart HTTP).
 
     It runs in a git worker thread: the deploy runs on the event loop and its lines cross back
     through a queue, so sideband writes happen on the worker thread only.
     """
 
-    def gate(app: str, sha: str, progress: Progress) -> str | None:
+    def gate(app: str, sha: str, progress: Progress, *, ref: str, old: str | None) -> str | None:
         lines: queue.Queue[str | None] = queue.Queue()
         future = asyncio.run_coroutine_threadsafe(
-            deployer.deploy(app, sha, lines.put, who=who), loop
+            deployer.deploy(app, sha, lines.put, who=who, ref=ref, old=old), loop
         )
         future.add_done_callback(lambda _: lines.put(None))
         while (line := lines.get()) is not None:
             progress(line)
         try:
             future.result()
+        except concurrent.futures.CancelledError:  # the server is stopping
+            progress(" !     The minipaas server stopped during this deploy; push again later.")
+            return "deploy failed"
         except UserError as exc:
             progress(f" !     {exc}")
             return "deploy failed"
@@ -267,6 +269,7 @@ class MinipaasServer:
         await self.store.open()
         try:
             await self._ensure_admin_token()
+            await self.deployer.end_interrupted()  # before any request can start a change
             await self.sync_keys()
             await self.router.start()
             await self._serve(loop, ready)
@@ -292,9 +295,11 @@ class MinipaasServer:
     ) -> None:
         gate = make_gate(loop, self.deployer, who="git (https)")
 
-        def gate_then_release(app: str, sha: str, progress: Progress) -> str | None:
+        def gate_then_release(
+            app: str, sha: str, progress: Progress, *, ref: str, old: str | None
+        ) -> str | None:
             try:
-                return gate(app, sha, progress)
+                return gate(app, sha, progress, ref=ref, old=old)
             finally:
                 self.release_memory()  # the pack's buffers, the build's output
 
@@ -387,6 +392,10 @@ class MinipaasServer:
             await asyncio.gather(cron_task, metrics_task, router_task, return_exceptions=True)
             await scheduler.stop()
             self.logs.end_follows()  # `logs -t` streams end now, not at uvicorn's grace timeout
+            await self.deployer.stop_deploys()  # over HTTPS too, where no stream holds them
+            for stream in list(ctx.streams):  # deploys and `run`s: the pusher is told why
+                stream.cancel()
+            await asyncio.gather(*ctx.streams, return_exceptions=True)
             for server in servers:
                 server.should_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -20,6 +20,11 @@ from minipaas.names import is_utf8, shown
 Progress = Callable[[str], None]
 
 GIT_SERVICES = ("git-receive-pack", "git-upload-pack")
+SERVER_GONE = (
+    "The minipaas server stopped during this deploy (restarted or killed); unless it had "
+    "gone live (see `minipaas releases`), the previous release keeps serving: push again once "
+    "the server is back"
+)
 
 HELP = """\
 minipaas over SSH. Try:
@@ -77,17 +82,22 @@ def _serve_git(data_dir: Path, command: str, who: str) -> int:
     from minipaas.git import Repos
     from minipaas.git.stdio import serve_stdio
 
-    def gate(app: str, sha: str, progress: Progress) -> str | None:
+    def gate(app: str, sha: str, progress: Progress, *, ref: str, old: str | None) -> str | None:
         status = "deploy failed"
         with Client(socket=data_dir / "minipaas.sock", timeout=None) as client:
             try:
-                for item in client.deploy(app, sha, who):
+                # The server moves `ref` once the release is live: if this process is killed
+                # meanwhile (Ctrl-C, a dropped connection), the branch still follows the deploy.
+                for item in client.deploy(app, sha, who, ref=ref, old=old):
                     if "line" in item:
                         progress(str(item["line"]))
                     elif item.get("status") == "ok":
                         return None
                     elif item.get("status") == "failed":
                         progress(f" !     {item.get('message', 'the deploy failed')}")
+                        return status
+                # The answer ended without an outcome: the server stopped mid-deploy.
+                progress(f" !     {SERVER_GONE}")
             except ApiError as exc:
                 progress(f" !     {exc}")
         return status

@@ -272,6 +272,10 @@ BAD_FIELDS: list[tuple[str, str, Any, int, str | None]] = [
     ("POST", f"{A}/deploy", {"sha": 5}, 400, "'sha' must be a string, not 5."),
     ("POST", f"{A}/deploy", {"sha": ["0" * 40]}, 400, "0000"),
     ("POST", f"{A}/deploy", {"sha": HUGE}, 400, "'" + "a" * 50),
+    # a push's branch and the commit it saw (the deploy moves the branch once live)
+    ("POST", f"{A}/deploy", {"sha": "0" * 40, "ref": "refs/heads/dev"}, 400, "'refs/heads/dev'"),
+    ("POST", f"{A}/deploy", {"sha": "0" * 40, "ref": 5}, 400, "'ref' must be a string, not 5."),
+    ("POST", f"{A}/deploy", {"sha": "0" * 40, "ref": "refs/heads/main", "old": "x"}, 400, "'x'"),
     ("POST", f"{A}/deploy", {"sha": "0" * 39 + "\x00"}, 400, r"\x00"),
     # rollback
     ("POST", f"{A}/rollback", {}, 400, f"'{APP}'"),

@@ -101,7 +101,9 @@ class FakeGate:
     calls: list[tuple[str, str]] = field(default_factory=list)
     wait: threading.Event | None = None
 
-    def __call__(self, app: str, sha: str, progress: Progress) -> str | None:
+    def __call__(
+        self, app: str, sha: str, progress: Progress, *, ref: str, old: str | None
+    ) -> str | None:
         with Repo(str(self.repos.path(app))) as repo:
             message = repo[sha.encode()].message.decode()  # the pack is stored before the gate
         self.calls.append((app, sha))
@@ -446,7 +448,7 @@ from minipaas.git.stdio import serve_stdio
 
 repos = Repos(Path({root!r}))
 
-def gate(app, sha, progress):
+def gate(app, sha, progress, *, ref, old):
     with Repo(str(repos.path(app))) as repo:
         message = repo[sha.encode()].message.decode()
     progress(f"-----> Building {{app}} {{sha[:7]}} over ssh")

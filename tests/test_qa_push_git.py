@@ -41,7 +41,7 @@ from minipaas.git.stdio import serve_stdio
 repos = Repos(Path({root!r}))
 go = Path({go!r})
 
-def gate(app, sha, progress):
+def gate(app, sha, progress, *, ref, old):
     Path({seen!r}).write_text(sha)
     progress(f"-----> Building {{app}} {{sha[:7]}}")
     deadline = time.monotonic() + 30

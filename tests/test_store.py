@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -240,3 +241,72 @@ async def test_formation_before_sizes_survives_the_migration(tmp_path: Path) -> 
         assert await s.set_sizes(app, {"web": "1G"}) == {"web": "1G"}
     finally:
         await s.close()
+
+
+async def test_end_interrupted_fails_what_never_went_live(store: Store) -> None:
+    """What a killed server left 'pending': builds fail with the reason; a release that had been
+    switched to (it is current) succeeded; any other failed. Finished ones stay as they were."""
+    app = await store.create_app("halfway")
+    other = await store.create_app("other")
+    done = await store.create_build(app, "a" * 40)
+    await store.finish_build(done, status="succeeded", log="ok", buildpacks=[], slug="/s")
+    cut = await store.create_build(app, "b" * 40)
+    kwargs = {
+        "build_id": None,
+        "sha": "a" * 40,
+        "slug": "/s",
+        "static_root": None,
+        "config": {},
+        "process_types": {"web": "x"},
+        "created_by": "t",
+    }
+    live = await store.create_release(app, description="Deploy a", **kwargs)  # type: ignore[arg-type]
+    await store.set_current_release(app, live.version)  # switched to, status not yet written
+    never = await store.create_release(other, description="Deploy b", **kwargs)  # type: ignore[arg-type]
+
+    ended = await store.end_interrupted(" !     stopped")
+    assert ended == [("halfway", "build", cut.id), ("other", "release", never.version)]
+    statuses = {b.id: b.status for b in await store.builds(app)}
+    assert statuses == {done.id: "succeeded", cut.id: "failed"}
+    assert (await store.build(app, cut.id)).log == " !     stopped"
+    assert (await store.build(app, done.id)).log == "ok"
+    assert (await store.release(app, live.version)).status == "succeeded"
+    assert (await store.release(other, never.version)).status == "failed"
+    assert await store.end_interrupted("again") == []
+
+
+async def test_dynos_recorded_as_the_app_is_deleted(store: Store) -> None:
+    """The supervisor reports an app's dynos (a background write) while `apps:destroy` deletes
+    the app: the write read the app's id before its transaction and then inserted rows for the
+    deleted app (FOREIGN KEY constraint failed, in a task nobody awaited)."""
+    import asyncio
+
+    await store.create_app("gone")
+    row = {"name": "web.1", "process_type": "web", "release": 1, "pid": 7, "start_ticks": 70,
+           "port": 5007, "started_at": 1.0, "restarts": 0}
+    write = asyncio.create_task(store.replace_dynos("gone", [row]))
+    await asyncio.sleep(0)  # the write has started
+    await store.delete_app("gone")
+    await write  # raised IntegrityError
+    assert [a.name for a in await store.apps()] == []
+
+
+async def test_two_adds_of_one_name_at_once(store: Store) -> None:
+    """Two `apps:create` (or `domains:add`, `keys:add`) of one name at once: both passed the
+    check made before the transaction and the second failed on the UNIQUE constraint, an
+    IntegrityError the API answered 500. One wins, the other is told it exists (409)."""
+    import asyncio
+
+    async def both(make: Callable[[], Awaitable[object]]) -> list[object]:
+        first = asyncio.create_task(make())
+        await asyncio.sleep(0)  # the first has started
+        return list(await asyncio.gather(first, make(), return_exceptions=True))
+
+    apps = await both(lambda: store.create_app("twin"))
+    assert sum(isinstance(r, Conflict) for r in apps) == 1, apps
+    assert [a.name for a in await store.apps()] == ["twin"]
+    app = await store.app("twin")
+    domains = await both(lambda: store.add_domain(app, "twin.example.com"))
+    assert sum(isinstance(r, Conflict) for r in domains) == 1, domains
+    keys = await both(lambda: store.add_key("laptop", "SHA256:x", "ssh-ed25519 AAAA"))
+    assert sum(isinstance(r, Conflict) for r in keys) == 1, keys

@@ -13,7 +13,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -34,7 +34,7 @@ from minipaas.metrics import Metrics
 from minipaas.models import App, Drain
 from minipaas.settings import Settings
 from minipaas.store import Store
-from minipaas.supervisor import DynoSpec, Supervisor
+from minipaas.supervisor import Supervisor
 
 log = logging.getLogger("minipaas.api")
 
@@ -61,6 +61,8 @@ class ApiContext:
     metrics: Metrics | None = None
     shutdown: Callable[[], None] | None = None
     drains: Drains | None = None
+    #: The streamed answers under way (deploys, `run`): a stopping server ends them first.
+    streams: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 MAX_BODY = 1024 * 1024
@@ -524,18 +526,31 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             {**release.to_json(), "current": release.version == app.current_release}
         )
 
+    def commit_field(data: dict[str, Any], key: str) -> str:
+        sha = text_field(data, key)
+        if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
+            raise UserError(f"Invalid commit {sha!r}: use a full 40-character sha.")
+        return sha
+
     async def deploy(request: Request) -> Response:
         name = app_name(request)
         data = body_dict(await json_body(request))
-        sha = text_field(data, "sha")
-        if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
-            raise UserError(f"Invalid commit {sha!r}: use a full 40-character sha.")
+        sha = commit_field(data, "sha")
+        # A push's branch and the commit it pointed at: the deploy moves it once live.
+        ref = text_field(data, "ref") if data.get("ref") is not None else None
+        if ref is not None and ref not in ("refs/heads/main", "refs/heads/master"):
+            raise UserError(
+                f"Invalid ref {names.shown(ref)}: use refs/heads/main or refs/heads/master."
+            )
+        old = commit_field(data, "old") if ref is not None and data.get("old") is not None else None
         await store.app(name)
         by = who(request, data)
 
         async def run(emit: Emit) -> None:
             try:
-                result = await deployer.deploy(name, sha, lambda ln: emit({"line": ln}), who=by)
+                result = await deployer.deploy(
+                    name, sha, lambda ln: emit({"line": ln}), who=by, ref=ref, old=old
+                )
                 emit({"status": "ok", "release": result.release, "url": result.url})
             except UserError as exc:
                 emit({"status": "failed", "message": str(exc)})
@@ -609,24 +624,23 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         if not isinstance(detached, bool):
             shown = json.dumps(detached)[: names.SHOWN_CHARS]
             raise UserError(f"The field 'detached' must be true or false, not {shown}.")
-        spec = await deployer.one_off_spec(name, command)
+        await deployer.one_off_spec(name, command)  # no app or no release: 4xx now
         if detached:
             return JSONResponse(
-                {"dyno": await start_detached(spec), "command": command}, status_code=202
+                {"dyno": await start_detached(name, command), "command": command},
+                status_code=202,
             )
 
         async def go(emit: Emit) -> None:
             try:
-                code = await ctx.supervisor.run_once(
-                    spec, lambda ln: emit({"line": ln}), timeout=3600
-                )
+                code = await deployer.run(name, command, lambda ln: emit({"line": ln}))
                 emit({"exit": code})
             except UserError as exc:
                 emit({"error": str(exc), "exit": 1})
 
         return ndjson_task(go, background)
 
-    async def start_detached(spec: DynoSpec) -> str:
+    async def start_detached(app: str, command: str) -> str:
         """Start a one-off dyno whose output only goes to the app's logs (`run:detached`);
         its name once it runs. It may run DETACHED_TIMEOUT seconds (`ps:stop run.N` ends it)."""
         started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -636,8 +650,8 @@ def create_app(ctx: ApiContext) -> ASGIApp:
 
         async def go() -> None:
             try:
-                await ctx.supervisor.run_once(
-                    spec, lambda _line: None, timeout=DETACHED_TIMEOUT, on_start=on_start
+                await deployer.run(
+                    app, command, lambda _line: None, timeout=DETACHED_TIMEOUT, on_start=on_start
                 )
             except asyncio.CancelledError:
                 started.cancel()
@@ -780,7 +794,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             raise exc  # a bug: 500, with its traceback in the server's log
         return await user_error(request, DiskFull(settings.data_dir))
 
-    background: set[asyncio.Task[None]] = set()
+    background = ctx.streams
     routes: list[BaseRoute] = [
         Route("/api/status", status),
         Route("/api/apps", apps_list),

@@ -366,6 +366,7 @@ class Builder:
             layer=False,
             tmp_dir=req.scratch / "tmp",
             binds=[Bind(pack.workdir, "/buildpack", writable=True), *binds],
+            die_with_parent=True,  # a killed server's build must not run on unseen
         )
         env = base_env({"STACK": STACK, **(extra_env or {})})
         try:

@@ -6,7 +6,7 @@ deploys by itself. Import `minipaas.git.http` or `minipaas.git.stdio` for a tran
 only re-exports the shared types, so the SSH forced command does not pay for the HTTP stack.
 """
 
-from minipaas.git.receive import DEFAULT_MAX_PUSH_BYTES, Gate, Progress
+from minipaas.git.receive import DEFAULT_MAX_PUSH_BYTES, MOVED, Gate, Progress
 from minipaas.git.repos import Repos
 
-__all__ = ["DEFAULT_MAX_PUSH_BYTES", "Gate", "Progress", "Repos"]
+__all__ = ["DEFAULT_MAX_PUSH_BYTES", "MOVED", "Gate", "Progress", "Repos"]

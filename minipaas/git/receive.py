@@ -1,7 +1,10 @@
 """The one receive-pack implementation both transports share, with the deploy *gate*.
 
 A push stores the pack, then, for the deploy branch only, calls the gate (build + deploy) while
-the ref still points at the old commit; the ref moves only if the gate says yes. The gate's
+the ref still points at the old commit; the ref moves only if the gate says yes. The deploy moves
+it itself the moment its release goes live (compare-and-swap from the commit the pusher saw), so
+the branch follows what serves even when the pusher is gone by then (Ctrl-C, a dropped SSH
+connection): the pusher's own write below then finds it moved already. The gate's
 progress lines go to the pusher live on sideband channel 2, which git prints as `remote: ...`.
 Dulwich's `_on_update` hook is the right place: it runs after the pack is in the object store
 and before the ref is written (`_on_pre_receive` runs before the pack is even read).
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import typing
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 
@@ -41,8 +45,18 @@ from minipaas.git.repos import DEPLOY_REFS, Repos
 Progress = Callable[[str], None]
 """Writes one line to the pusher, shown as `remote: <line>`."""
 
-Gate = Callable[[str, str, Progress], str | None]
-"""`gate(app, sha, progress)` builds and deploys `sha`; None to accept, or a short reason."""
+
+
+class Gate(typing.Protocol):
+    """`gate(app, sha, progress, ref=REF, old=OLD)` builds and deploys `sha` as the new value of
+    branch `ref` (e.g. "refs/heads/main"), which the pusher saw at `old` (None: not there yet);
+    None to accept, or a short reason. A deploy that goes live moves the ref from `old` to
+    `sha` itself; one that finds the ref no longer at `old` is refused."""
+
+    def __call__(
+        self, app: str, sha: str, progress: Progress, *, ref: str, old: str | None
+    ) -> str | None: ...
+
 
 DEFAULT_MAX_PUSH_BYTES = 1024**3
 """The largest pack a push may send (1 GiB), like git's `receive.maxInputSize`."""
@@ -189,11 +203,22 @@ class GatedReceivePack(ReceivePackHandler):
                 yield ref, refused
                 continue
             try:
-                self.repo.refs.set_if_equals(ref, old, new)
+                # The deploy moved it already, unless the gate accepted without one (the
+                # same commit to main and master: only the first ref was deployed).
+                if self._ref(ref) != new and not self.repo.refs.set_if_equals(ref, old, new):
+                    yield ref, MOVED.encode()
+                    continue
             except (OSError, KeyError):
                 yield ref, b"failed to write"
                 continue
             yield ref, b"ok"
+
+    def _ref(self, ref: bytes) -> bytes:
+        """What `ref` points at now, read from disk (the zero id if it does not exist)."""
+        try:
+            return bytes(self.repo.refs[Ref(ref)])
+        except KeyError:
+            return _ZERO
 
     def _cut_history(self) -> bool:
         """Did a shallow client's push leave a commit here whose parents are missing? (When
@@ -247,19 +272,26 @@ class GatedReceivePack(ReceivePackHandler):
             return NO_DELETE
         if self._both:
             return BOTH
-        if not self._locked:
-            self._held.enter_context(self.repos.push_lock(self.app, on_wait=self._waiting))
-            self._locked = True
         try:
-            current = bytes(self.repo.refs[Ref(ref)])
-        except KeyError:
-            current = _ZERO
-        if current != old:
+            if not self._locked:
+                self._held.enter_context(self.repos.push_lock(self.app, on_wait=self._waiting))
+                self._locked = True
+            # Destroyed while this push waited for the lock: say so, not that the branch moved.
+            self.repos.require(self.app)
+        except UserError as error:
+            return str(error)
+        if self._ref(ref) != old:
             return MOVED
         if new in self._deployed:
             return None  # main and master to one commit: it is live already, deployed once
         try:
-            reason = self.gate(self.app, new.decode("ascii"), self.progress)
+            reason = self.gate(
+                self.app,
+                new.decode("ascii"),
+                self.progress,
+                ref=ref.decode("ascii"),
+                old=None if old == _ZERO else old.decode("ascii"),
+            )
             if reason is None:
                 self._deployed.add(new)
             return reason

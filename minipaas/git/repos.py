@@ -108,6 +108,26 @@ class Repos:
                     continue
         return None
 
+    def ref_sha(self, app: str, ref: str) -> str | None:
+        """The commit deploy branch `ref` ("refs/heads/main" or ".../master") points at."""
+        with Repo(str(self.require(app))) as repo:
+            try:
+                return repo.refs[_deploy_ref(ref)].decode("ascii")
+            except KeyError:
+                return None
+
+    def move_ref(self, app: str, ref: str, old: str | None, new: str) -> bool:
+        """Point deploy branch `ref` at `new` if it still points at `old` (None: if it does not
+        exist), atomically under git's ref lock; False if it had moved."""
+        if not _SHA.fullmatch(new) or (old is not None and not _SHA.fullmatch(old)):
+            raise UserError(f"Invalid commit id {new!r} or {old!r}: expected 40 hex digits.")
+        with Repo(str(self.require(app))) as repo:
+            expected = ObjectID((old or "0" * 40).encode("ascii"))
+            moved: bool = repo.refs.set_if_equals(
+                _deploy_ref(ref), expected, ObjectID(new.encode("ascii"))
+            )
+            return moved
+
     @contextlib.contextmanager
     def push_lock(self, app: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
         """Hold the app's push lock (an flock, so it also serialises the SSH processes).
@@ -115,7 +135,13 @@ class Repos:
         Two pushes to one app must not build and deploy at the same time, and the second one
         must see the ref the first one wrote. `on_wait` is called once if we have to wait.
         """
-        fd = os.open(self.require(app) / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+        try:
+            fd = os.open(
+                self.require(app) / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660
+            )
+        except FileNotFoundError:  # the app was destroyed just now
+            self.require(app)
+            raise
         with contextlib.suppress(PermissionError):
             os.fchmod(fd, 0o660)  # past the umask: root and the SSH user's group share it
         try:
@@ -160,6 +186,15 @@ class Repos:
                 )
             finally:
                 os.close(fd)
+
+
+def _deploy_ref(ref: str) -> Ref:
+    name = Ref(ref.encode("utf-8", "replace"))
+    if name not in DEPLOY_REFS:
+        raise UserError(
+            f"Invalid branch {names.shown(ref)}: use refs/heads/main or refs/heads/master."
+        )
+    return name
 
 
 class AppsBackend(Backend):

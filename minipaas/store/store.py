@@ -149,6 +149,13 @@ class Store:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
+    @staticmethod
+    async def _scalar(db: aiosqlite.Connection, sql: str, params: Iterable[Any]) -> Any:
+        """The first column of the first row of `sql` read inside a transaction, or None."""
+        async with db.execute(sql, tuple(params)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else row[0]
+
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         async with self.db.execute(sql, tuple(params)) as cur:
             return await cur.fetchone()
@@ -169,9 +176,11 @@ class Store:
         )
 
     async def create_app(self, name: str) -> App:
-        if await self._one("SELECT 1 FROM apps WHERE name = ?", (name,)):
-            raise Conflict(f"The app {name!r} already exists.")
         async with self._tx() as db:
+            # Checked in the transaction: two creates of one name at once both passed a check
+            # made before it, and the second failed on the UNIQUE constraint (a 500).
+            if await self._scalar(db, "SELECT 1 FROM apps WHERE name = ?", (name,)):
+                raise Conflict(f"The app {name!r} already exists.")
             await db.execute(
                 "INSERT INTO apps (name, created_at) VALUES (?, ?)", (name, time.time())
             )
@@ -258,6 +267,40 @@ class Store:
                 "WHERE id = ?",
                 (status, log, json.dumps(buildpacks), slug, time.time(), build.id),
             )
+
+    async def end_interrupted(self, reason: str) -> list[tuple[str, str, int]]:
+        """At start-up: end what a killed server left unfinished, in one transaction.
+
+        Builds still 'pending' fail with `reason` as their log line. A 'pending' release that
+        is its app's current one had been switched to (the routes pointed at it): it succeeded;
+        any other 'pending' release failed. Returns (app, "build" or "release", build id or
+        version) for each one failed."""
+        ended: list[tuple[str, str, int]] = []
+        async with self._tx() as db:
+            async with db.execute(
+                "SELECT apps.name, builds.id FROM builds JOIN apps ON apps.id = builds.app_id "
+                "WHERE builds.status = 'pending' ORDER BY builds.id"
+            ) as cur:
+                ended += [(r[0], "build", r[1]) for r in await cur.fetchall()]
+            await db.execute(
+                "UPDATE builds SET status = 'failed', finished_at = ?, "
+                "log = log || CASE WHEN log = '' THEN '' ELSE char(10) END || ? "
+                "WHERE status = 'pending'",
+                (time.time(), reason),
+            )
+            await db.execute(
+                "UPDATE releases SET status = 'succeeded' WHERE status = 'pending' AND EXISTS "
+                "(SELECT 1 FROM apps WHERE apps.id = releases.app_id "
+                "AND apps.current_release = releases.version)"
+            )
+            async with db.execute(
+                "SELECT apps.name, releases.version FROM releases "
+                "JOIN apps ON apps.id = releases.app_id "
+                "WHERE releases.status = 'pending' ORDER BY releases.id"
+            ) as cur:
+                ended += [(r[0], "release", r[1]) for r in await cur.fetchall()]
+            await db.execute("UPDATE releases SET status = 'failed' WHERE status = 'pending'")
+        return ended
 
     async def builds(self, app: App, limit: int = 20) -> list[Build]:
         rows = await self._all(
@@ -446,10 +489,13 @@ class Store:
 
     async def replace_dynos(self, app_name: str, records: list[dict[str, Any]]) -> None:
         """The app's running dynos, as the supervisor last reported them."""
-        row = await self._one("SELECT id FROM apps WHERE name = ?", (app_name,))
-        if row is None:
-            return  # the app was destroyed meanwhile
         async with self._tx() as db:
+            # Read in the transaction: an app destroyed between a read before it and the
+            # insert failed the write (FOREIGN KEY constraint) in a task nobody awaited.
+            async with db.execute("SELECT id FROM apps WHERE name = ?", (app_name,)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return  # the app was destroyed meanwhile
             await db.execute("DELETE FROM dynos WHERE app_id = ?", (row["id"],))
             await db.executemany(
                 "INSERT INTO dynos (app_id, name, process_type, release, pid, start_ticks, port, "
@@ -480,13 +526,14 @@ class Store:
         ]
 
     async def add_domain(self, app: App, hostname: str) -> Domain:
-        row = await self._one(
-            "SELECT a.name FROM domains d JOIN apps a ON a.id = d.app_id WHERE d.hostname = ?",
-            (hostname,),
-        )
-        if row is not None:
-            raise Conflict(f"The domain {hostname!r} is already added to the app {row[0]!r}.")
         async with self._tx() as db:
+            owner = await self._scalar(
+                db,
+                "SELECT a.name FROM domains d JOIN apps a ON a.id = d.app_id WHERE d.hostname = ?",
+                (hostname,),
+            )
+            if owner is not None:
+                raise Conflict(f"The domain {hostname!r} is already added to the app {owner!r}.")
             await db.execute(
                 "INSERT INTO domains (app_id, hostname, created_at) VALUES (?, ?, ?)",
                 (app.id, hostname, time.time()),
@@ -560,12 +607,14 @@ class Store:
         return [self._key(r) for r in await self._all("SELECT * FROM ssh_keys ORDER BY name")]
 
     async def add_key(self, name: str, fingerprint: str, public_key: str) -> SSHKey:
-        if await self._one("SELECT 1 FROM ssh_keys WHERE name = ?", (name,)):
-            raise Conflict(f"An SSH key named {name!r} already exists.")
-        row = await self._one("SELECT name FROM ssh_keys WHERE fingerprint = ?", (fingerprint,))
-        if row is not None:
-            raise Conflict(f"This public key is already added as {row[0]!r}.")
         async with self._tx() as db:
+            if await self._scalar(db, "SELECT 1 FROM ssh_keys WHERE name = ?", (name,)):
+                raise Conflict(f"An SSH key named {name!r} already exists.")
+            owner = await self._scalar(
+                db, "SELECT name FROM ssh_keys WHERE fingerprint = ?", (fingerprint,)
+            )
+            if owner is not None:
+                raise Conflict(f"This public key is already added as {owner!r}.")
             await db.execute(
                 "INSERT INTO ssh_keys (name, fingerprint, public_key, created_at) "
                 "VALUES (?, ?, ?, ?)",

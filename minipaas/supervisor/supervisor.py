@@ -472,14 +472,14 @@ class Supervisor:
         spec: DynoSpec,
         on_line: Callable[[str], None],
         timeout: float = 3600,  # noqa: ASYNC109 - part of the contract; applied with asyncio.timeout
-        on_start: Callable[[str], None] | None = None,
+        started: Callable[[str], None] = lambda _dyno: None,
     ) -> int:
         """Run a one-off dyno (`release.1`, `run.N`), stream its output, return its exit status.
 
         The output also goes to the app's logs (source `release` for the release phase, `app`
         otherwise). Past `timeout` seconds the dyno is killed and `DeployError` raised. One-off
-        dynos read a pipe: they die with their caller anyway. `on_start` gets the dyno's name
-        once its process runs.
+        dynos read a pipe: they die with their caller anyway. `started` gets the dyno's name
+        once its process runs and `stop_app` would find it.
         """
         source = "release" if spec.process_type == "release" else "app"
         async with self._one_off(spec, spec.process_type, "") as slot:
@@ -493,8 +493,7 @@ class Supervisor:
                 start_new_session=True,  # the dyno leads its own process group
             )
             self._track(spec, slot, proc)
-            if on_start is not None:
-                on_start(name)
+            started(name)
             assert proc.stdout is not None
 
             def emit(texts: list[str]) -> None:
@@ -524,6 +523,7 @@ class Supervisor:
         stderr: int,
         timeout: float | None = None,  # noqa: ASYNC109 - part of the contract
         name: str = "run",
+        started: Callable[[str], None] = lambda _dyno: None,
     ) -> int:
         """Run a one-off dyno (`run.N`) on the given descriptors; return its exit status.
 
@@ -532,7 +532,7 @@ class Supervisor:
         terminal (Ctrl-C, job control; inside, `tty` answers /dev/console). A signal death
         returns 128+signal. On timeout (`DeployError`) or cancellation its process group is
         killed. Nothing reaches the logs but a start and an exit line (an interactive session
-        is the user's, not the app's log).
+        is the user's, not the app's log). `started` as for `run_once`.
         """
         names.process_type(name)
         async with self._one_off(spec, name, " (attached)") as slot:
@@ -552,6 +552,7 @@ class Supervisor:
                 start_new_session=not tty,
             )
             self._track(spec, slot, proc)
+            started(dyno)
             try:
                 async with asyncio.timeout(timeout):
                     status = await proc.wait()
@@ -580,6 +581,7 @@ class Supervisor:
             uid=spec.uid,
             layer=True,
             scratch=scratch,
+            die_with_parent=True,  # one-offs die with their caller, also when it is killed
         )
         slot = _Slot(name, job)
         try:
