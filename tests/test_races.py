@@ -119,6 +119,24 @@ WORKER = (
 )
 
 
+def in_logs(paas: Paas, app: str, text: str) -> bool:
+    return text in paas.cli("logs", "-a", app, "-n", "200", check=False).stdout
+
+
+def deploy_with_stubborn_worker(paas: Paas, sshd: SSHServer, tmp_path: Path, app: str) -> Path:
+    """`app`, deployed from python-stdlib plus WORKER (it ignores SIGTERM, so a destroy waits
+    out its stop grace), scaled to one worker whose trap is set; its repository."""
+    paas.cli("apps:create", app)
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
+    (repo / "Procfile").write_text(f"web: python app.py\n{WORKER}\n")
+    commit(repo, "a worker that ignores SIGTERM")
+    deployed(ssh_push(sshd, repo, app))
+    paas.cli("ps:scale", "worker=1", "-a", app)
+    wait_for(lambda: in_logs(paas, app, "trap set 42"), timeout=30,
+             message="the worker's trap is set")
+    return repo
+
+
 def builds(paas: Paas, app: str) -> list[tuple[int, str, str]]:
     """(id, status, log) of the app's builds, oldest first, read from the database itself."""
     db = sqlite3.connect(f"file:{paas.data_dir / 'minipaas.db'}?mode=ro", uri=True)
@@ -335,18 +353,11 @@ def test_a_one_off_started_while_the_app_is_destroyed_does_not_outlive_it(
     and a `run` is started while it waits out the grace."""
     paas, sshd = env
     app = "race-destroy"
-    paas.cli("apps:create", app)
-    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
-    worker = WORKER
-    (repo / "Procfile").write_text(f"web: python app.py\n{worker}\n")
-    commit(repo, "a worker that ignores SIGTERM")
-    deployed(ssh_push(sshd, repo, app))
-    paas.cli("ps:scale", "worker=1", "-a", app)
+    deploy_with_stubborn_worker(paas, sshd, tmp_path, app)
 
     def logged(text: str) -> bool:
-        return text in paas.cli("logs", "-a", app, "-n", "200", check=False).stdout
+        return in_logs(paas, app, text)
 
-    wait_for(lambda: logged("trap set 42"), timeout=30, message="the worker's trap is set")
     marker = sleeper.marker()
     destroy = subprocess.Popen(
         [str(paas.exe), "apps:destroy", "-a", app, "--confirm", app],
@@ -433,19 +444,12 @@ def test_pushes_during_a_destroy(env: tuple[Paas, SSHServer], tmp_path: Path) ->
     was told "the branch moved while you pushed" (the destroyed repository has no branch)."""
     paas, sshd = env
     app = "race-destroy-push"
-    paas.cli("apps:create", app)
-    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
-    worker = WORKER
-    (repo / "Procfile").write_text(f"web: python app.py\n{worker}\n")
-    commit(repo, "a worker that ignores SIGTERM")
-    deployed(ssh_push(sshd, repo, app))
-    paas.cli("ps:scale", "worker=1", "-a", app)
+    repo = deploy_with_stubborn_worker(paas, sshd, tmp_path, app)
     token = paas.cli("auth:token").stdout.strip().splitlines()[-1]
 
     def logged(text: str) -> bool:
-        return text in paas.cli("logs", "-a", app, "-n", "200", check=False).stdout
+        return in_logs(paas, app, text)
 
-    wait_for(lambda: logged("trap set 42"), timeout=30, message="the worker's trap is set")
     commit(repo, "pushed during the destroy")
     destroy = subprocess.Popen(
         [str(paas.exe), "apps:destroy", "-a", app, "--confirm", app],
