@@ -6,6 +6,7 @@ Everything listens on 127.0.0.1 with free ports; Caddy uses its internal CA for 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from tests.support.dirs import app_readable_dir
 from tests.support.ports import free_port, wait_for
-from tests.support.procs import run_group
+from tests.support.procs import mentioning, run_group
 from tests.support.server import server_argv
 from tests.support.sshd import SSHServer
 
@@ -119,7 +120,9 @@ class Paas:
             return ""
 
     def stop(self) -> None:
-        """`minipaas down` (server, dynos, Caddy); SIGKILL and `down` again if it hangs."""
+        """`minipaas down` (server, dynos, Caddy); SIGKILL and `down` again if it hangs. Then
+        nothing may be left that names the data dir (a second server started over a running
+        one, a cluster `down` missed): it is killed and the test fails, naming it."""
         if self.proc is None:
             return
         try:
@@ -129,6 +132,14 @@ class Paas:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
             self.cli("down", "--data-dir", str(self.data_dir), check=False, timeout=90)
+        try:
+            wait_for(lambda: not mentioning(str(self.data_dir)), timeout=10, interval=0.1)
+        except TimeoutError:
+            left = {pid: _cmdline(pid) for pid in mentioning(str(self.data_dir))}
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"left running after `minipaas down`: {left}") from None
 
     def kill9(self) -> None:
         """SIGKILL the server alone: its dynos and Caddy keep running, by design."""
@@ -137,6 +148,10 @@ class Paas:
         self.proc.wait(timeout=10)
 
     def restart(self) -> None:
+        """Start the server again after `kill9` or a SIGTERM (`proc.terminate()`) has stopped
+        it; a running one would be left running next to the new one, which `down` misses."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise AssertionError("restart() needs the server stopped first (kill9 or terminate)")
         self.start()
 
     def cli(
@@ -205,6 +220,13 @@ class Paas:
         except TimeoutError as exc:
             raise TimeoutError(f"{host}{path} never answered {expected!r}; last: {last}") from exc
         return last[0][1]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    except OSError:
+        return "(gone)"
 
 
 def start_paas(

@@ -367,6 +367,9 @@ def test_drains_outlive_a_restart_of_the_server(drained: Drained) -> None:
     receiver = SyslogReceiver(free_port()).start()
     try:
         token = drained.add(f"syslog://127.0.0.1:{receiver.port}")
+        assert drained.paas.proc is not None
+        drained.paas.proc.terminate()  # a restart or upgrade: dynos and Caddy keep running
+        drained.paas.proc.wait(timeout=60)
         drained.paas.restart()
         drained.say("drain-marker-restarted")
         wait_for(lambda: has(receiver, " - - drain-marker-restarted"), timeout=30)

@@ -47,3 +47,19 @@ def kill_group(pgid: int) -> None:
     """SIGKILL process group `pgid` (a command started with `start_new_session`)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def mentioning(text: str) -> list[int]:
+    """Pids of the processes whose command line contains `text` (a data dir, say), but this one."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if text.encode() in cmdline:
+            found.append(int(entry.name))
+    return found
