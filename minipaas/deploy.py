@@ -27,11 +27,12 @@ from typing import Any
 from minipaas import checks, cron, sizes
 from minipaas.build import Builder, BuildRequest, initial_config, parse_app_json
 from minipaas.build.runner import read_app_file
-from minipaas.errors import BuildError, DeployError, NotFound, UserError
+from minipaas.errors import BuildError, Conflict, DeployError, NotFound, UserError
 from minipaas.git import Repos
 from minipaas.logs import LogStore
 from minipaas.metrics import HostMap
-from minipaas.models import App, Release
+from minipaas.models import Addon, App, Release
+from minipaas.postgres import SERVICE, Cluster, DatabaseInfo, database_name
 from minipaas.router import AppRoute, Router, RouterState
 from minipaas.scheduler import CronJob
 from minipaas.settings import Settings
@@ -116,6 +117,7 @@ class Deployer:
         logs: LogStore,
         api_upstream: Callable[[], str],
         hosts: HostMap | None = None,
+        postgres: Cluster | None = None,
     ) -> None:
         self.settings = settings
         self.paths = settings.paths
@@ -127,6 +129,7 @@ class Deployer:
         self.logs = logs
         self._api_upstream = api_upstream
         self._hosts = hosts
+        self.postgres = postgres
         self._locks: dict[str, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._routes_lock = asyncio.Lock()
@@ -765,9 +768,14 @@ class Deployer:
             await self.sync_routes()
 
     async def destroy(self, app_name: str) -> None:
-        """Remove the app's dynos, routes, repo, slugs, cache and logs, and nothing else."""
+        """Remove the app's dynos, routes, repo, slugs, cache, logs and add-on databases."""
         async with self.lock(app_name):
             app = await self.store.app(app_name)
+            # First: a database that cannot be dropped stops the destroy before anything
+            # else is gone (it would otherwise be left behind, owned by no app).
+            for addon in await self.store.addons(app):
+                await self._cluster().drop_database(addon.name)
+                await self.store.remove_addon(app, addon.service)
             await self.supervisor.stop_app(app.name)
             await self.store.delete_app(app.name)
             await self.sync_routes()
@@ -781,6 +789,93 @@ class Deployer:
             self.logs.remove_app(app.name)
         self._locks.pop(app_name, None)
         self._in_background(self.empty_trash())
+
+    # -- add-ons ---------------------------------------------------------------------------
+
+    def _cluster(self) -> Cluster:
+        if self.postgres is None:
+            raise UserError("This server runs without the PostgreSQL add-on.")
+        return self.postgres
+
+    async def addon(self, app_name: str, service: str = SERVICE) -> Addon:
+        """The app's add-on of `service`; `NotFound` saying how to create one."""
+        app = await self.store.app(app_name)
+        for addon in await self.store.addons(app):
+            if addon.service == service:
+                return addon
+        raise NotFound(
+            f"The app {app_name!r} has no {service} add-on; create one with "
+            f"`minipaas addons:create {service} -a {app_name}`."
+        )
+
+    async def create_addon(self, app_name: str, *, who: str) -> Addon:
+        """A database of its own for the app, its URL set as DATABASE_URL (a config release:
+        dynos restarted with it). Refused if the app has one or sets DATABASE_URL itself."""
+        cluster = self._cluster()
+        app = await self.store.app(app_name)
+        if any(a.service == SERVICE for a in await self.store.addons(app)):
+            raise Conflict(
+                f"The app {app_name!r} already has {SERVICE}; see `minipaas addons -a {app_name}`."
+            )
+        if "DATABASE_URL" in await self.store.config(app):
+            raise Conflict(
+                f"The app {app_name!r} already sets DATABASE_URL itself; nothing was changed "
+                f"(unset it with `minipaas config:unset DATABASE_URL -a {app_name}` first)."
+            )
+        await cluster.ensure()
+        name = database_name(app.name)
+        password = secrets.token_hex(24)
+        await cluster.create_database(name, password)
+        try:
+            addon = await self.store.add_addon(app, SERVICE, name, "DATABASE_URL")
+            try:
+                await self.set_config(
+                    app_name, {"DATABASE_URL": cluster.url(name, password)}, who=who
+                )
+            except BaseException:
+                await self.store.remove_addon(app, SERVICE)
+                raise
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await cluster.drop_database(name)
+            raise
+        self.logs.append(
+            app.name, "minipaas", "minipaas", f"{who} added {SERVICE} ({name}) as DATABASE_URL"
+        )
+        return addon
+
+    async def destroy_addon(self, app_name: str, *, who: str) -> Addon:
+        """Unset DATABASE_URL (a config release), then drop the database and its role."""
+        cluster = self._cluster()
+        addon = await self.addon(app_name)
+        app = await self.store.app(app_name)
+        await self.set_config(app_name, {addon.config_var: None}, who=who)
+        await cluster.drop_database(addon.name)
+        await self.store.remove_addon(app, addon.service)
+        self.logs.append(
+            app.name, "minipaas", "minipaas", f"{who} destroyed {SERVICE} ({addon.name})"
+        )
+        return addon
+
+    async def addon_info(self, app_name: str) -> tuple[Addon, DatabaseInfo]:
+        addon = await self.addon(app_name)
+        return addon, await self._cluster().info(addon.name)
+
+    async def start_addons(self) -> None:
+        """Server start: adopt the cluster left running, or start it if any app has an
+        add-on (a failure is logged in those apps' logs; their dynos start anyway)."""
+        if self.postgres is None:
+            return
+        if await asyncio.to_thread(self.postgres.adopt):
+            return
+        addons = await self.store.addons()
+        if not addons:
+            return
+        try:
+            await self.postgres.start()
+        except UserError as exc:
+            for app in sorted({a.app for a in addons}):
+                self.logs.append(app, "minipaas", "minipaas", f"PostgreSQL: {exc}")
 
     # -- start-up and routes ---------------------------------------------------------------
 
