@@ -265,6 +265,21 @@ def test_the_database_survives_a_server_restart_and_a_kill_9(pg: Pg) -> None:
     assert "postgres (pid" in paas.log.read_text()  # it said why it started one
 
 
+def test_backup_and_restore_as_the_readme_says(pg: Pg) -> None:
+    paas = pg.paas
+    if postmaster(paas) is None:
+        paas.cli("addons:create", "heroku-postgresql", "-a", pg.app)
+        pg.in_dyno("create table notes (t text); insert into notes values ('kept')")
+    dump = paas.cli(
+        "run", "-a", pg.app, "--", "sh", "-c", "pg_dump --no-owner \"$DATABASE_URL\"", input=""
+    ).stdout
+    assert "CREATE TABLE public.notes" in dump, dump[:2000]
+    pg.in_dyno("drop table notes")
+    # Loaded back through `run`'s stdin (the attached path), as the README says.
+    paas.cli("run", "-a", pg.app, "--", "sh", "-c", "psql -X -q \"$DATABASE_URL\"", input=dump)
+    assert pg.in_dyno("select t from notes") == "kept"
+
+
 def test_bad_input(pg: Pg) -> None:
     paas, app = pg.paas, pg.app
     if postmaster(paas) is None:
