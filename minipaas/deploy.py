@@ -873,9 +873,9 @@ class Deployer:
             return
         try:
             await self.postgres.start()
-        except UserError as exc:
+        except Exception as exc:  # the server and the apps start anyway; the apps' logs say why
             for app in sorted({a.app for a in addons}):
-                self.logs.append(app, "minipaas", "minipaas", f"PostgreSQL: {exc}")
+                self.logs.append(app, "minipaas", "minipaas", f"PostgreSQL did not start: {exc}")
 
     # -- start-up and routes ---------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -234,6 +235,11 @@ def test_a_dyno_reaches_its_database_and_another_apps_role_cannot(pg: Pg) -> Non
     assert f"=== DATABASE_URL ({role})" in info and "PG Version:  15." in info, info
     assert re.search(r"Data Size:   \d+\.\d MB", info) and "Connections: " in info, info
     assert password not in info
+    # The cluster's files are its OS user's alone, its log the server's.
+    pgdata = paas.data_dir / "postgres" / "data"
+    assert (pgdata.stat().st_uid, pgdata.stat().st_mode & 0o777) == (
+        pwd.getpwnam("postgres").pw_uid, 0o700)
+    assert (paas.data_dir / "postgres" / "postgres.log").stat().st_mode & 0o777 == 0o600
     # No password in any log: the server's, the cluster's.
     for log in (paas.log, paas.data_dir / "postgres" / "postgres.log"):
         text = log.read_text(errors="replace")
@@ -364,6 +370,31 @@ def test_addons_destroy_and_apps_destroy_drop_the_database(pg: Pg) -> None:
     assert names["gone"] not in superuser_databases(paas)
     paas.cli("apps:destroy", "-a", "dropme", "--confirm", "dropme")
     assert not any(n.startswith("dropme_") for n in superuser_databases(paas))
+
+
+def test_a_lock_file_naming_another_process_after_a_reboot_does_not_keep_postgres_down(
+    pg: Pg,
+) -> None:
+    paas = pg.paas
+    if postmaster(paas) is None:
+        paas.cli("addons:create", "heroku-postgresql", "-a", pg.app)
+        pg.in_dyno("create table notes (t text); insert into notes values ('kept')")
+    paas.stop()  # `down`: the cluster stops cleanly and removes its postmaster.pid
+    assert postmaster(paas) is None
+    # After a reboot the pid in a lock file left by a crash may be some other process's, one
+    # of the same user (PostgreSQL ignores one it may not signal).
+    other = subprocess.Popen(["sleep", "600"], user="postgres", cwd="/")
+    try:
+        lock = paas.data_dir / "postgres" / "data" / "postmaster.pid"
+        lock.write_text(f"{other.pid}\n{lock.parent}\n")
+        paas.start()
+        assert pg.in_dyno("select t from notes") == "kept"
+        now = postmaster(paas)
+        assert now is not None and now[0] != other.pid and now[1] == "ready"
+        assert f"its pid {other.pid} is now another process" in paas.log.read_text()
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_down_stops_a_cluster_a_killed_server_left_behind(pg: Pg) -> None:

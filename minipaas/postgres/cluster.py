@@ -313,6 +313,7 @@ class Cluster:
             return
         bindir = self._bindir(self.version())
         _, owner = self._owner()
+        await asyncio.to_thread(self._forget_stale_lock)
         argv = [str(bindir / "postgres"), "-D", str(self.pgdata)]
         self._wanted.set()
         self._popen = await asyncio.to_thread(self._spawn, argv, owner)
@@ -333,8 +334,30 @@ class Cluster:
                 )
             await asyncio.sleep(0.05)
 
+    def _forget_stale_lock(self) -> None:
+        """Remove a postmaster.pid whose pid is alive but is no postmaster of this cluster.
+
+        After a reboot the pid a lock file left by a crash names may be another process's;
+        if that one runs as the same user (say the distribution's own PostgreSQL), PostgreSQL
+        would refuse to start ("lock file already exists") until someone deletes the file. The
+        file is not what keeps two servers off one cluster's memory: PostgreSQL finds a shared
+        memory segment still in use by orphaned backends from the data dir's inode, and a
+        live postmaster of ours is recognised here by its command line (it is adopted)."""
+        lock = self.pgdata / "postmaster.pid"
+        try:
+            pid = int(lock.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        if _alive(pid) and _postmaster_pid(self.pgdata) is None:
+            log.warning("removing %s: its pid %s is now another process", lock, pid)
+            lock.unlink(missing_ok=True)
+
+    def _open_log(self) -> int:
+        """The log, owner-only (it may name roles and databases); a descriptor to hand over."""
+        return os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
     def _spawn(self, argv: list[str], owner: dict[str, Any]) -> subprocess.Popen[bytes]:
-        with open(self.log_file, "ab") as out:
+        with os.fdopen(self._open_log(), "ab") as out:
             # Own session: a Ctrl-C or SIGTERM to minipaas's process group must not reach it.
             return subprocess.Popen(
                 argv,
@@ -467,7 +490,7 @@ class Cluster:
             "--encoding=UTF8",
             "--no-locale",
         ]
-        with open(self.log_file, "ab") as out:
+        with os.fdopen(self._open_log(), "ab") as out:
             done = subprocess.run(
                 argv,
                 stdin=subprocess.DEVNULL,
