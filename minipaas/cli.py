@@ -182,6 +182,8 @@ def cmd_apps_info(args: argparse.Namespace) -> int:
     formation = " ".join(f"{k}={v}" for k, v in sorted(info["formation"].items())) or "none"
     print(f"Formation: {formation}")
     print(f"Domains:   {', '.join(info['domains']) or 'none'}")
+    addons = [f"{a['service']} ({a['name']})" for a in info.get("addons", [])]
+    print(f"Add-ons:   {', '.join(addons) or 'none'}")
     print(f"Dynos:     {sum(1 for d in info['dynos'] if d['state'] == 'up')} up")
     if info.get("maintenance"):
         print("Maintenance: on")

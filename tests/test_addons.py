@@ -237,6 +237,7 @@ def test_a_dyno_reaches_its_database_and_another_apps_role_cannot(pg: Pg) -> Non
         ("heroku-postgresql", role, "DATABASE_URL")
     ]
     assert password not in json.dumps(mine)
+    assert f"Add-ons:   heroku-postgresql ({role})\n" in paas.cli("apps:info", "-a", app).stdout
     info = paas.cli("pg:info", "-a", app).stdout
     assert f"=== DATABASE_URL ({role})" in info and "PG Version:  15." in info, info
     assert re.search(r"Data Size:   \d+\.\d MB", info) and "Connections: " in info, info

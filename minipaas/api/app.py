@@ -232,6 +232,10 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 await asyncio.wait_for(deployer.ready.wait(), STARTING_WAIT)
         return deployer.ready.is_set()
 
+    def addon_json(addon: Addon) -> dict[str, Any]:
+        # No secret here: the password is only in the config var.
+        return {**addon.to_json(), "plan": "local"}
+
     async def dynos_json(app: App) -> list[dict[str, Any]]:
         await started()
         sizes = await store.sizes(app)
@@ -336,6 +340,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 "dynos": await dynos_json(app),
                 "start_pending": app.name in deployer.waiting,
                 "domains": [d.hostname for d in await store.domains(app)],
+                "addons": [addon_json(a) for a in await store.addons(app)],
                 "uid": deployer.uid(app),
             }
         )
@@ -708,10 +713,6 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         drain = await store.remove_drain(app, key, names.shown(redacted(key)))
         await reload_drains()
         return JSONResponse({"removed": drain.token, "url": drain.url})
-
-    def addon_json(addon: Addon) -> dict[str, Any]:
-        # No secret here: the password is only in the config var.
-        return {**addon.to_json(), "plan": "local"}
 
     async def addons_all(request: Request) -> Response:
         return JSONResponse([addon_json(a) for a in await store.addons()])
