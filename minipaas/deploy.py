@@ -492,28 +492,34 @@ class Deployer:
                 raise UserError(
                     f"The slug of v{target.version} was pruned; roll back to a newer release."
                 )
+            before = await self.store.config(app)
+            # Add-ons are not rolled back (as on Heroku), so neither are their config vars: the
+            # app keeps the URL of the database it has, not one from before (or without) it.
+            config = dict(target.config)
+            for addon in await self.store.addons(app):
+                if addon.config_var in before:
+                    config[addon.config_var] = before[addon.config_var]
             release = await self.store.create_release(
                 app,
                 build_id=target.build_id,
                 sha=target.sha,
                 slug=target.slug,
                 static_root=target.static_root,
-                config=target.config,
+                config=config,
                 process_types=target.process_types,
                 description=f"Rollback to v{target.version}",
                 created_by=who,
                 app_json=target.app_json,
             )
-            before = await self.store.config(app)
             await self.store.update_config(
-                app, {**dict.fromkeys(k for k in before if k not in target.config), **target.config}
+                app, {**dict.fromkeys(k for k in before if k not in config), **config}
             )
             try:
                 await self._apply(app, release)
             except UserError:
                 await self.store.set_release_status(release, "failed")
                 await self.store.update_config(
-                    app, {**dict.fromkeys(k for k in target.config if k not in before), **before}
+                    app, {**dict.fromkeys(k for k in config if k not in before), **before}
                 )
                 raise
             await self.store.set_release_status(release, "succeeded")

@@ -314,6 +314,22 @@ def test_the_database_survives_a_server_restart_and_a_kill_9(pg: Pg) -> None:
     assert "postgres (pid" in paas.log.read_text()  # it said why it started one
 
 
+def test_a_rollback_keeps_the_addons_database_url(pg: Pg) -> None:
+    paas, app = pg.paas, pg.app
+    if postmaster(paas) is None:
+        paas.cli("addons:create", "heroku-postgresql", "-a", app)
+    url = pg.url()
+    releases = json.loads(paas.cli("releases", "-a", app, "--json").stdout)
+    before = max(r["version"] for r in releases if r["version"] < max(
+        x["version"] for x in releases) and r["status"] == "succeeded")
+    assert "DATABASE_URL" not in json.loads(
+        paas.cli("releases:info", f"v{before}", "-a", app, "--json").stdout)["config"]
+    # Back to code and config from before the add-on: the database stays, and so does its URL.
+    paas.cli("rollback", f"v{before}", "-a", app)
+    assert pg.url() == url
+    assert pg.in_dyno("select 1") == "1"
+
+
 def test_backup_and_restore_as_the_readme_says(pg: Pg) -> None:
     paas = pg.paas
     if postmaster(paas) is None:
