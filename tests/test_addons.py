@@ -362,6 +362,16 @@ def test_bad_input(pg: Pg) -> None:
     assert fails("addons:create", "heroku-postgresql", "-a", app) == (
         f" !    The app '{app}' already has heroku-postgresql; see `minipaas addons -a {app}`."
     )
+    # The add-on's var is the add-on's: its password is nowhere else.
+    role = pg.url().rsplit("/", 1)[1]
+    for args in (("config:unset", "DATABASE_URL"), ("config:set", "DATABASE_URL=x", "A=1")):
+        assert fails(*args, "-a", app) == (
+            f" !    DATABASE_URL belongs to the heroku-postgresql add-on of '{app}' ({role}) and "
+            "cannot be set or unset; destroy the add-on with `minipaas addons:destroy "
+            f"heroku-postgresql -a {app} --confirm {app}`."
+        )
+    assert pg.url().endswith(role) and "A" not in json.loads(
+        paas.cli("config", "-a", app, "--json").stdout)
     paas.cli("apps:create", "ownurl")
     paas.cli("config:set", "DATABASE_URL=postgres://me@db.example.com/mine", "-a", "ownurl")
     assert fails("addons:create", "postgresql", "-a", "ownurl") == (

@@ -388,7 +388,16 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             changes[key] = value
         if not changes:
             raise UserError("No config vars given; use KEY=VALUE.")
-        merged = {**await store.config(await store.app(name)), **changes}
+        app = await store.app(name)
+        for addon in await store.addons(app):
+            # Its password is nowhere else: a changed or unset URL would lose the database.
+            if addon.config_var in changes:
+                raise Conflict(
+                    f"{addon.config_var} belongs to the {addon.service} add-on of {name!r} "
+                    f"({addon.name}) and cannot be set or unset; destroy the add-on with "
+                    f"`minipaas addons:destroy {addon.service} -a {name} --confirm {name}`."
+                )
+        merged = {**await store.config(app), **changes}
         total = sum(_env_size(k, v) for k, v in merged.items() if v is not None)
         if total > MAX_CONFIG_TOTAL:
             raise UserError(
