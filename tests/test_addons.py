@@ -86,6 +86,20 @@ def test_without_postgresql_addons_create_says_what_to_install(tmp_path: Path) -
     assert not (tmp_path / "pg").exists()
 
 
+def test_a_data_dir_postgresql_conf_cannot_quote_is_refused_before_initdb(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "it's" / "postgres"
+    cluster = Cluster(root)
+    with pytest.raises(UserError) as caught:
+        asyncio.run(cluster.ensure())
+    assert str(caught.value) == (
+        f"The data dir {root / 'data'} holds a quote or a backslash, which PostgreSQL's "
+        "configuration cannot take; use another data dir."
+    )
+    assert not root.exists()
+
+
 # -- a real server and cluster ---------------------------------------------------------------
 
 

@@ -474,6 +474,12 @@ class Cluster:
                 f"The add-on cluster's socket path {socket_path} is too long for a unix "
                 "socket; use a shorter data dir."
             )
+        if "'" in str(self.pgdata) or "\\" in str(self.pgdata):
+            # It is written into postgresql.conf between single quotes.
+            raise UserError(
+                f"The data dir {self.pgdata} holds a quote or a backslash, which PostgreSQL's "
+                "configuration cannot take; use another data dir."
+            )
         self.root.mkdir(mode=0o755, exist_ok=True)
         os.chmod(self.root, 0o755)  # noqa: S103 (the postgres user traverses it to PGDATA)
         fresh = self.root / "data.new"
