@@ -857,17 +857,18 @@ def cmd_addons_create(args: argparse.Namespace) -> int:
 
 def cmd_addons_destroy(args: argparse.Namespace) -> int:
     app = _app(args)
-    service, _plan = _addon_service(args.service)
+    # The service (heroku-postgresql) or the add-on's own name, as `addons` lists it: the
+    # server knows the names.
     if args.confirm != app:
         raise UsageError(
-            f"Destroying {service} of {app!r} deletes its database and all its data; "
+            f"Destroying {args.service} of {app!r} deletes its database and all its data; "
             f"run again with --confirm {app}."
         )
     with _client(args) as c:
         d = c.request(
-            "DELETE", f"/api/apps/{app}/addons/{service}", params={"confirm": app}
+            "DELETE", f"/api/apps/{app}/addons/{_segment(args.service)}", params={"confirm": app}
         )["destroyed"]
-    print(f"Destroyed {service} {d['name']} of {app}; {d['config_var']} is unset.")
+    print(f"Destroyed {d['service']} {d['name']} of {app}; {d['config_var']} is unset.")
     return 0
 
 
@@ -1324,7 +1325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("service", metavar="SERVICE")
     p.set_defaults(long=True)
     p = add("addons:destroy", cmd_addons_destroy, "destroy an add-on and its data", app=True)
-    p.add_argument("service", metavar="SERVICE")
+    p.add_argument("service", metavar="SERVICE|NAME")
     p.add_argument("--confirm", help="the app's name, to confirm")
     p.set_defaults(long=True)
     add("pg:info", cmd_pg_info, "the app's database: size, connections, version", app=True,

@@ -449,6 +449,15 @@ def test_addons_destroy_and_apps_destroy_drop_the_database(pg: Pg) -> None:
     paas.cli("addons:create", "heroku-postgresql", "-a", "dropme")
     assert pg.url("dropme") != url
 
+    # By the add-on's own name, as `addons` lists it (Heroku takes either).
+    named = pg.url("dropme").rsplit("/", 1)[1]
+    out = paas.cli("addons:destroy", named, "-a", "dropme", "--confirm", "dropme")
+    assert out.stdout == f"Destroyed heroku-postgresql {named} of dropme; DATABASE_URL is unset.\n"
+    # Another app's add-on name is not one of this app's.
+    assert "Unknown add-on" in paas.cli(
+        "addons:destroy", names["gone"], "-a", "dropme", "--confirm", "dropme", check=False
+    ).stderr
+    paas.cli("addons:create", "heroku-postgresql", "-a", "dropme")
     paas.cli("apps:destroy", "-a", "gone", "--confirm", "gone")
     assert names["gone"] not in superuser_databases(paas)
     paas.cli("apps:destroy", "-a", "dropme", "--confirm", "dropme")

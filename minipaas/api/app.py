@@ -742,7 +742,14 @@ def create_app(ctx: ApiContext) -> ASGIApp:
     async def addons_destroy(request: Request) -> Response:
         name = app_name(request)
         await store.app(name)
-        service, _plan = service_name(request.path_params["service"])
+        given = request.path_params["service"]
+        try:
+            service, _plan = service_name(given)
+        except UserError:  # or the add-on's own name (Heroku takes either)
+            named = [a for a in await store.addons(await store.app(name)) if a.name == given]
+            if not named:
+                raise
+            service = named[0].service
         if request.query_params.get("confirm") != name:
             raise UserError(
                 f"Destroying {service} of {name!r} deletes its database and all its data; "
