@@ -315,9 +315,11 @@ class Cluster:
         _, owner = self._owner()
         await asyncio.to_thread(self._forget_stale_lock)
         argv = [str(bindir / "postgres"), "-D", str(self.pgdata)]
-        self._wanted.set()
         self._popen = await asyncio.to_thread(self._spawn, argv, owner)
         self._pid = self._popen.pid
+        # Only now, with a pid to watch: `watch` woken before would take "no pid yet" for a
+        # death, log it and count it towards the backoff of the next real one.
+        self._wanted.set()
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             status = _postmaster_status(self.pgdata)
