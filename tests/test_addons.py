@@ -86,6 +86,14 @@ def test_without_postgresql_addons_create_says_what_to_install(tmp_path: Path) -
     assert not (tmp_path / "pg").exists()
 
 
+def test_dropping_a_database_of_a_cluster_deleted_by_hand_is_not_an_error(
+    tmp_path: Path,
+) -> None:
+    # (apps:destroy drops the app's database first: it must not be stuck for ever on this.)
+    asyncio.run(Cluster(tmp_path / "postgres").drop_database("app_1234abcd"))
+    assert not (tmp_path / "postgres").exists()
+
+
 def test_a_data_dir_postgresql_conf_cannot_quote_is_refused_before_initdb(
     tmp_path: Path,
 ) -> None:

@@ -626,8 +626,12 @@ class Cluster:
                 raise
 
     async def drop_database(self, name: str) -> None:
-        """Drop database and role `name` (connections to it are closed); none is fine."""
+        """Drop database and role `name` (connections to it are closed); none is fine, and so
+        is no cluster at all (its directory deleted by hand: nothing is left to drop)."""
         name = self._checked(name)
+        if not self.exists():
+            log.warning("no cluster in %s: database %s is gone already", self.root, name)
+            return
         async with self._lock:
             await self._start()
             await self._drop(name)
