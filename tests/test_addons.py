@@ -29,7 +29,8 @@ import pytest
 from minipaas.errors import UserError
 from minipaas.postgres import Cluster, find_bindir, scram_verifier, service_name
 from tests.paas import SAMPLES, Paas, deployed, git_repo, https_push, start_paas
-from tests.support.ports import wait_for
+from tests.support.dirs import app_readable_dir
+from tests.support.ports import free_port, wait_for
 
 # -- pure ------------------------------------------------------------------------------------
 
@@ -106,6 +107,36 @@ def test_a_data_dir_postgresql_conf_cannot_quote_is_refused_before_initdb(
         "configuration cannot take; use another data dir."
     )
     assert not root.exists()
+
+
+def test_a_server_without_postgresql_says_what_to_install_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """A real server in a mount namespace where /usr/lib/postgresql is empty, as on a VPS
+    without the package."""
+    hide = 'mount -t tmpfs -o ro none /usr/lib/postgresql && exec "$@"'
+    base = app_readable_dir()
+    paas = Paas(
+        data_dir=base / "data", http_port=free_port(), https_port=free_port(),
+        authorized_keys=tmp_path / "keys", api_port=free_port(), log=tmp_path / "server.log",
+        launcher=["unshare", "--mount", "--propagation", "private", "sh", "-c", hide, "sh"],
+    )
+    try:
+        paas.start()
+        paas.cli("apps:create", "nopg")
+        result = paas.cli("addons:create", "heroku-postgresql", "-a", "nopg", check=False)
+        assert (result.returncode, result.stderr) == (1, (
+            " !    PostgreSQL is not installed on this server (nothing in /usr/lib/postgresql): "
+            "install it with `apt-get install postgresql`, then run addons:create again.\n"
+        )), result
+        assert json.loads(paas.cli("config", "-a", "nopg", "--json").stdout) == {}
+        assert json.loads(paas.cli("releases", "-a", "nopg", "--json").stdout) == []
+        assert json.loads(paas.cli("addons", "--json").stdout) == []
+        assert not (paas.data_dir / "postgres").exists()
+    finally:
+        paas.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    paas.assert_no_crashes()
 
 
 # -- a real server and cluster ---------------------------------------------------------------
