@@ -182,6 +182,8 @@ def cmd_apps_info(args: argparse.Namespace) -> int:
     formation = " ".join(f"{k}={v}" for k, v in sorted(info["formation"].items())) or "none"
     print(f"Formation: {formation}")
     print(f"Domains:   {', '.join(info['domains']) or 'none'}")
+    addons = [f"{a['service']} ({a['name']})" for a in info.get("addons", [])]
+    print(f"Add-ons:   {', '.join(addons) or 'none'}")
     print(f"Dynos:     {sum(1 for d in info['dynos'] if d['state'] == 'up')} up")
     if info.get("maintenance"):
         print("Maintenance: on")
@@ -818,6 +820,93 @@ def cmd_drains_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _addon_service(text: str) -> tuple[str, str | None]:
+    from minipaas.postgres import service_name
+
+    return service_name(text)  # the server's rule, checked before a request
+
+
+def cmd_addons(args: argparse.Namespace) -> int:
+    explicit = args.app or os.environ.get("MINIPAAS_APP") or _app_from_git_remote()
+    app = _app(args) if explicit else None
+    with _client(args) as c:
+        addons = c.get(f"/api/apps/{app}/addons" if app else "/api/addons")
+    if args.json:
+        _print_json(addons)
+        return 0
+    if not addons:
+        where = f"{app} has" if app else "No app has"
+        print(f"{where} no add-ons; create one with `minipaas addons:create heroku-postgresql"
+              f" -a {app or 'APP'}`.")
+        return 0
+    rows = [(a["app"], a["service"], a["name"], a["plan"], a["config_var"]) for a in addons]
+    _table(rows, ["App", "Add-on", "Name", "Plan", "Config var"])
+    return 0
+
+
+def cmd_addons_create(args: argparse.Namespace) -> int:
+    app = _app(args)
+    service, plan = _addon_service(args.service)
+    with _client(args) as c:
+        a = c.request("POST", f"/api/apps/{app}/addons", json_body={"service": args.service})
+    ignored = f" (plan {plan!r} ignored: one local plan)" if plan else ""
+    print(f"Created {service} {a['name']} for {app}{ignored}; its URL is set as "
+          f"{a['config_var']}.")
+    return 0
+
+
+def cmd_addons_destroy(args: argparse.Namespace) -> int:
+    app = _app(args)
+    # The service (heroku-postgresql) or the add-on's own name, as `addons` lists it: the
+    # server knows the names.
+    if args.confirm != app:
+        raise UsageError(
+            f"Destroying {args.service} of {app!r} deletes its database and all its data; "
+            f"run again with --confirm {app}."
+        )
+    with _client(args) as c:
+        d = c.request(
+            "DELETE", f"/api/apps/{app}/addons/{_segment(args.service)}", params={"confirm": app}
+        )["destroyed"]
+    print(f"Destroyed {d['service']} {d['name']} of {app}; {d['config_var']} is unset.")
+    return 0
+
+
+def _bytes(size: int) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return str(size)
+
+
+def cmd_pg_info(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        info = c.get(f"/api/apps/{app}/addons/heroku-postgresql/info")
+    if args.json:
+        _print_json(info)
+        return 0
+    print(f"=== {info['config_var']} ({info['name']})")
+    print(f"Plan:        {info['plan']} (minipaas's own cluster, port {info['port']})")
+    print(f"PG Version:  {info['version']}")
+    print(f"Data Size:   {_bytes(int(info['size']))}")
+    print(f"Connections: {info['connections']}")
+    print(f"Created:     {_when(info['created_at'])}")
+    return 0
+
+
+def cmd_pg_psql(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        c.get(f"/api/apps/{app}/addons/heroku-postgresql/info")  # has one, and it answers
+    command = 'psql "$DATABASE_URL"'
+    if args.sql_command is not None:
+        command += " -c " + shlex.quote(args.sql_command)
+    args.command = [command]
+    return cmd_run(args)
+
+
 def cmd_maintenance(on: bool) -> Handler:
     def run(args: argparse.Namespace) -> int:
         app = _app(args)
@@ -1015,6 +1104,7 @@ def shutil_which_self() -> str:
 def cmd_down(args: argparse.Namespace) -> int:
     """Stop the server, its dynos and Caddy; works even when the server itself is gone."""
     from minipaas.client import ApiError, Client, default_data_dir
+    from minipaas.postgres import stop_orphan as stop_postgres
     from minipaas.router import resolver
     from minipaas.router.caddy import stop_orphan, stop_strays
     from minipaas.supervisor.supervisor import stop_orphans
@@ -1042,10 +1132,12 @@ def cmd_down(args: argparse.Namespace) -> int:
     # And any whose pid file was lost: found by the data dir's paths in their command lines.
     caddy = bool(stop_strays(data_dir / "caddy")) or caddy
     caddy = bool(resolver.stop_strays(data_dir / "caddy")) or caddy
-    if pid is None and not dynos and not caddy:
+    # The add-on PostgreSQL cluster outlives a killed server too (after the dynos, its clients).
+    postgres = stop_postgres(data_dir / "postgres")
+    if pid is None and not dynos and not caddy and not postgres:
         print(f"Nothing of minipaas is running for {data_dir}.")
     else:
-        print("Stopped minipaas, its dynos and Caddy.")
+        print("Stopped minipaas, its dynos and Caddy" + (" and PostgreSQL." if postgres else "."))
     return 0
 
 
@@ -1231,6 +1323,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url")
     p = add("drains:remove", cmd_drains_remove, "remove a log drain (URL or token)", app=True)
     p.add_argument("drain")
+    add("addons", cmd_addons, "list add-ons (of one app with -a)", app=True, json_out=True)
+    p = add("addons:create", cmd_addons_create, "create an add-on: heroku-postgresql", app=True)
+    p.add_argument("service", metavar="SERVICE")
+    p.set_defaults(long=True)
+    p = add("addons:destroy", cmd_addons_destroy, "destroy an add-on and its data", app=True)
+    p.add_argument("service", metavar="SERVICE|NAME")
+    p.add_argument("--confirm", help="the app's name, to confirm")
+    p.set_defaults(long=True)
+    add("pg:info", cmd_pg_info, "the app's database: size, connections, version", app=True,
+        json_out=True)
+    p = add("pg:psql", cmd_pg_psql, "psql connected to the app's database", app=True)
+    p.add_argument("-c", "--command", dest="sql_command", help="run this SQL and exit")
     add("maintenance:on", cmd_maintenance(True), "answer 503 with a maintenance page", app=True)
     add("maintenance:off", cmd_maintenance(False), "serve the app again", app=True)
     add("keys", cmd_keys, "list SSH keys", json_out=True)

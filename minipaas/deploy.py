@@ -27,11 +27,12 @@ from typing import Any
 from minipaas import checks, cron, names, sizes
 from minipaas.build import Builder, BuildRequest, initial_config, parse_app_json
 from minipaas.build.runner import read_app_file
-from minipaas.errors import BuildError, DeployError, NotFound, UserError
+from minipaas.errors import BuildError, Conflict, DeployError, NotFound, UserError
 from minipaas.git import MOVED, Repos
 from minipaas.logs import LogStore
 from minipaas.metrics import HostMap
-from minipaas.models import App, Release
+from minipaas.models import Addon, App, Release
+from minipaas.postgres import SERVICE, Cluster, DatabaseInfo, database_name
 from minipaas.router import AppRoute, Router, RouterState
 from minipaas.scheduler import CronJob
 from minipaas.settings import Settings
@@ -118,6 +119,7 @@ class Deployer:
         logs: LogStore,
         api_upstream: Callable[[], str],
         hosts: HostMap | None = None,
+        postgres: Cluster | None = None,
     ) -> None:
         self.settings = settings
         self.paths = settings.paths
@@ -129,6 +131,7 @@ class Deployer:
         self.logs = logs
         self._api_upstream = api_upstream
         self._hosts = hosts
+        self.postgres = postgres
         self._locks: dict[str, asyncio.Lock] = {}
         #: Per app: held by `destroy` while it stops the app and by a one-off dyno (cron, run)
         #: until its process is known to the supervisor, so none starts unseen by the stop.
@@ -550,28 +553,34 @@ class Deployer:
                 raise UserError(
                     f"The slug of v{target.version} was pruned; roll back to a newer release."
                 )
+            before = await self.store.config(app)
+            # Add-ons are not rolled back (as on Heroku), so neither are their config vars: the
+            # app keeps the URL of the database it has, not one from before (or without) it.
+            config = dict(target.config)
+            for addon in await self.store.addons(app):
+                if addon.config_var in before:
+                    config[addon.config_var] = before[addon.config_var]
             release = await self.store.create_release(
                 app,
                 build_id=target.build_id,
                 sha=target.sha,
                 slug=target.slug,
                 static_root=target.static_root,
-                config=target.config,
+                config=config,
                 process_types=target.process_types,
                 description=f"Rollback to v{target.version}",
                 created_by=who,
                 app_json=target.app_json,
             )
-            before = await self.store.config(app)
             await self.store.update_config(
-                app, {**dict.fromkeys(k for k in before if k not in target.config), **target.config}
+                app, {**dict.fromkeys(k for k in before if k not in config), **config}
             )
             try:
                 await self._apply(app, release)
             except UserError:
                 await self.store.set_release_status(release, "failed")
                 await self.store.update_config(
-                    app, {**dict.fromkeys(k for k in target.config if k not in before), **before}
+                    app, {**dict.fromkeys(k for k in config if k not in before), **before}
                 )
                 raise
             await self.store.set_release_status(release, "succeeded")
@@ -880,9 +889,14 @@ class Deployer:
             await self.sync_routes()
 
     async def destroy(self, app_name: str) -> None:
-        """Remove the app's dynos, routes, repo, slugs, cache and logs, and nothing else."""
+        """Remove the app's dynos, routes, repo, slugs, cache, logs and add-on databases."""
         async with self.lock(app_name):
             app = await self.store.app(app_name)
+            # First: a database that cannot be dropped stops the destroy before anything
+            # else is gone (it would otherwise be left behind, owned by no app).
+            for addon in await self.store.addons(app):
+                await self._cluster().drop_database(addon.name)
+                await self.store.remove_addon(app, addon.service)
             async with self.starting(app.name):  # no cron job or `run` starts meanwhile
                 await self.supervisor.stop_app(app.name)
                 await self.store.delete_app(app.name)
@@ -899,6 +913,93 @@ class Deployer:
         self._locks.pop(app_name, None)
         self._starts.pop(app_name, None)
         self._in_background(self.empty_trash())
+
+    # -- add-ons ---------------------------------------------------------------------------
+
+    def _cluster(self) -> Cluster:
+        if self.postgres is None:
+            raise UserError("This server runs without the PostgreSQL add-on.")
+        return self.postgres
+
+    async def addon(self, app_name: str, service: str = SERVICE) -> Addon:
+        """The app's add-on of `service`; `NotFound` saying how to create one."""
+        app = await self.store.app(app_name)
+        for addon in await self.store.addons(app):
+            if addon.service == service:
+                return addon
+        raise NotFound(
+            f"The app {app_name!r} has no {service} add-on; create one with "
+            f"`minipaas addons:create {service} -a {app_name}`."
+        )
+
+    async def create_addon(self, app_name: str, *, who: str) -> Addon:
+        """A database of its own for the app, its URL set as DATABASE_URL (a config release:
+        dynos restarted with it). Refused if the app has one or sets DATABASE_URL itself."""
+        cluster = self._cluster()
+        app = await self.store.app(app_name)
+        if any(a.service == SERVICE for a in await self.store.addons(app)):
+            raise Conflict(
+                f"The app {app_name!r} already has {SERVICE}; see `minipaas addons -a {app_name}`."
+            )
+        if "DATABASE_URL" in await self.store.config(app):
+            raise Conflict(
+                f"The app {app_name!r} already sets DATABASE_URL itself; nothing was changed "
+                f"(unset it with `minipaas config:unset DATABASE_URL -a {app_name}` first)."
+            )
+        await cluster.ensure()
+        name = database_name(app.name)
+        password = secrets.token_hex(24)
+        await cluster.create_database(name, password)
+        try:
+            addon = await self.store.add_addon(app, SERVICE, name, "DATABASE_URL")
+            try:
+                await self.set_config(
+                    app_name, {"DATABASE_URL": cluster.url(name, password)}, who=who
+                )
+            except BaseException:
+                await self.store.remove_addon(app, SERVICE)
+                raise
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await cluster.drop_database(name)
+            raise
+        self.logs.append(
+            app.name, "minipaas", "minipaas", f"{who} added {SERVICE} ({name}) as DATABASE_URL"
+        )
+        return addon
+
+    async def destroy_addon(self, app_name: str, *, who: str) -> Addon:
+        """Unset DATABASE_URL (a config release), then drop the database and its role."""
+        cluster = self._cluster()
+        addon = await self.addon(app_name)
+        app = await self.store.app(app_name)
+        await self.set_config(app_name, {addon.config_var: None}, who=who)
+        await cluster.drop_database(addon.name)
+        await self.store.remove_addon(app, addon.service)
+        self.logs.append(
+            app.name, "minipaas", "minipaas", f"{who} destroyed {SERVICE} ({addon.name})"
+        )
+        return addon
+
+    async def addon_info(self, app_name: str) -> tuple[Addon, DatabaseInfo]:
+        addon = await self.addon(app_name)
+        return addon, await self._cluster().info(addon.name)
+
+    async def start_addons(self) -> None:
+        """Server start: adopt the cluster left running, or start it if any app has an
+        add-on (a failure is logged in those apps' logs; their dynos start anyway)."""
+        if self.postgres is None:
+            return
+        if await asyncio.to_thread(self.postgres.adopt):
+            return
+        addons = await self.store.addons()
+        if not addons:
+            return
+        try:
+            await self.postgres.start()
+        except Exception as exc:  # the server and the apps start anyway; the apps' logs say why
+            for app in sorted({a.app for a in addons}):
+                self.logs.append(app, "minipaas", "minipaas", f"PostgreSQL did not start: {exc}")
 
     # -- start-up and routes ---------------------------------------------------------------
 

@@ -104,6 +104,21 @@ class Drain:
 
 
 @dataclass(frozen=True)
+class Addon:
+    """An add-on of an app (`addons:create`): the service and the name it has there. No secret:
+    the credentials live in the app's config var (`config_var`)."""
+
+    service: str
+    app: str
+    name: str
+    config_var: str
+    created_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class DynoRecord:
     """What the store remembers of a running dyno (written from supervisor events)."""
 

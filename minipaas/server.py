@@ -1,7 +1,8 @@
 """The composition root: builds every part of `minipaas server`, starts and stops them in order.
 
 Nothing else constructs parts or holds them together. Start order: data dir → store → router
-(Caddy) → API (unix socket + loopback TCP) → dynos of every app → routes. The process takes
+(Caddy) → API (unix socket + loopback TCP) → the add-on PostgreSQL cluster (if any app has
+a database) → dynos of every app → routes. The process takes
 SIGTERM/SIGINT itself (uvicorn's own handling would exit before our cleanup runs) and stops in
 reverse order.
 """
@@ -41,6 +42,7 @@ from minipaas.git import Gate, Repos
 from minipaas.git.http import make_git_app
 from minipaas.logs import LogStore
 from minipaas.metrics import HostMap, Metrics
+from minipaas.postgres import Cluster
 from minipaas.router import Router
 from minipaas.router.accesslog import router_line
 from minipaas.scheduler import CronScheduler
@@ -157,6 +159,8 @@ class MinipaasServer:
             ),
         )
         self.tokens = Tokens()
+        #: The PostgreSQL add-on's cluster: created on the first `addons:create`.
+        self.postgres = Cluster(self.paths.root / "postgres")
         self.deployer = Deployer(
             settings=settings,
             store=self.store,
@@ -168,6 +172,7 @@ class MinipaasServer:
             # Not the TCP port: see Paths.proxy_socket.
             api_upstream=lambda: f"unix/{self.paths.proxy_socket}",
             hosts=self.hosts,
+            postgres=self.postgres,
         )
         self.drains = Drains(self.logs, self._drain_specs)
         self._stop = asyncio.Event()
@@ -277,11 +282,13 @@ class MinipaasServer:
             if self._stop_everything:
                 # `minipaas down`: dynos and Caddy go too (uninstall, tests).
                 await self.supervisor.stop_all()
+                await self.postgres.stop()  # after the dynos, its clients
                 await self.router.stop()
             else:
                 # A restart or upgrade of minipaas: dynos keep running and Caddy keeps
                 # serving them; the next start re-adopts them.
                 await self.supervisor.detach()
+                self.postgres.detach()
                 await self.router.aclose()
             if self._route_sync is not None:
                 await asyncio.gather(self._route_sync, return_exceptions=True)
@@ -358,9 +365,11 @@ class MinipaasServer:
         cron_task = loop.create_task(scheduler.run_forever())
         metrics_task = loop.create_task(self.metrics.run())
         router_task = loop.create_task(self.router.watch())
+        postgres_task = loop.create_task(self.postgres.watch())
         starting: asyncio.Task[None] | None = None
         try:
             await self.drains.reload()  # before the dynos: their first lines reach the drains
+            await self.deployer.start_addons()  # before the dynos: their database is up
             await self.deployer.readopt_all()
             # Ready: what ran before is back under supervision. After a reboot the apps start
             # from here on, while the API already answers (`ps` shows them starting).
@@ -386,10 +395,13 @@ class MinipaasServer:
             cron_task.cancel()
             metrics_task.cancel()
             router_task.cancel()  # before `down` stops Caddy, which must then stay stopped
+            postgres_task.cancel()  # likewise PostgreSQL
             attach_task.cancel()
             await attach.close()
             await self.drains.close()
-            await asyncio.gather(cron_task, metrics_task, router_task, return_exceptions=True)
+            await asyncio.gather(
+                cron_task, metrics_task, router_task, postgres_task, return_exceptions=True
+            )
             await scheduler.stop()
             self.logs.end_follows()  # `logs -t` streams end now, not at uvicorn's grace timeout
             await self.deployer.stop_deploys()  # over HTTPS too, where no stream holds them

@@ -123,6 +123,10 @@ APP_ROUTES: list[tuple[str, str, Any]] = [
     ("DELETE", "/domains/fuzz.example.com", None),
     ("PUT", "/maintenance", {"on": True}),
     ("GET", "/metrics", None),
+    ("GET", "/addons", None),
+    ("POST", "/addons", {"service": "heroku-postgresql"}),
+    ("DELETE", "/addons/heroku-postgresql?confirm=x", None),
+    ("GET", "/addons/heroku-postgresql/info", None),
 ]
 
 
@@ -159,6 +163,7 @@ BODY_ROUTES = [
     ("POST", f"{A}/run"),
     ("POST", f"{A}/domains"),
     ("PUT", f"{A}/maintenance"),
+    ("POST", f"{A}/addons"),
     ("POST", "/api/keys"),
 ]
 
@@ -332,6 +337,11 @@ BAD_FIELDS: list[tuple[str, str, Any, int, str | None]] = [
     ("POST", f"{A}/run", {"command": "true", "detached": "yes"}, 400, "not \"yes\""),
     ("POST", f"{A}/run", {"command": "true", "detached": 1}, 400, "true or false, not 1."),
     ("POST", f"{A}/run", {"command": "true", "detached": True}, 400, f"'{APP}'"),
+    # addons:create (the app has no add-on: destroy and info say so)
+    ("POST", f"{A}/addons", {}, 400, "Unknown add-on ''"),
+    ("POST", f"{A}/addons", {"service": ["pg"]}, 400, '["pg"]'),
+    ("POST", f"{A}/addons", {"service": "heroku-redis"}, 400, "'heroku-redis'"),
+    ("POST", f"{A}/addons", {"service": "pg\x00"}, 400, r"'pg\x00'"),
     # drains:add / drains:remove
     ("POST", f"{A}/drains", {}, 400, "No drain URL given"),
     ("POST", f"{A}/drains", {"url": ["x"]}, 400, '["x"]'),
@@ -474,6 +484,11 @@ BAD_PATHS_AND_QUERIES: list[tuple[str, str, dict[str, str] | None, int, str]] = 
     ("GET", "/api/auth/token", None, 400, "server itself"),
     ("POST", "/api/admin/down", None, 400, "server itself"),
     # no such route, or not with that method
+    ("DELETE", f"{A}/addons/heroku-postgresql", None, 400, "--confirm fuzz"),
+    ("DELETE", f"{A}/addons/redis", {"confirm": APP}, 400, "'redis'"),
+    ("DELETE", f"{A}/addons/heroku-postgresql", {"confirm": APP}, 404, "no heroku-postgresql"),
+    ("GET", f"{A}/addons/heroku-postgresql/info", None, 404, "no heroku-postgresql"),
+    ("GET", f"{A}/addons/mysql/info", None, 400, "'mysql'"),
     ("GET", "/api/nope", None, 404, "/api/nope"),
     ("GET", f"{A}/nope", None, 404, f"{A}/nope"),
     ("GET", "/api/apps/a/b/c/d/e", None, 404, "/api/apps/a/b/c/d/e"),

@@ -3,7 +3,7 @@
 Layers (imports point down):
 
     cli (+ __main__)  →  server  →  deploy, api (+ client, other top-level modules)
-      →  store, git, build, supervisor, router, logs, metrics, drains  (the middle layer)
+      →  store, git, build, supervisor, router, logs, metrics, drains, postgres  (the middle layer)
       →  errors, names, jsonin, paths, settings, models, sandbox    (the bottom layer)
 
 Rules:
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 BOTTOM = frozenset({"", "errors", "names", "jsonin", "paths", "settings", "models", "sandbox"})
 MIDDLE = frozenset(
-    {"store", "git", "build", "supervisor", "router", "logs", "metrics", "drains"}
+    {"store", "git", "build", "supervisor", "router", "logs", "metrics", "drains", "postgres"}
 )
 MIDDLE_ALLOWED = frozenset({("supervisor", "logs"), ("drains", "logs")})
 UPPER = frozenset({"deploy", "api"})

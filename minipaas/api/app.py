@@ -31,7 +31,8 @@ from minipaas.drains import Drains, parse_drain_url, redacted
 from minipaas.errors import Conflict, DiskFull, NotFound, TooLarge, Unavailable, UserError
 from minipaas.logs import LogStore
 from minipaas.metrics import Metrics
-from minipaas.models import App, Drain
+from minipaas.models import Addon, App, Drain
+from minipaas.postgres import service_name
 from minipaas.settings import Settings
 from minipaas.store import Store
 from minipaas.supervisor import Supervisor
@@ -233,6 +234,10 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 await asyncio.wait_for(deployer.ready.wait(), STARTING_WAIT)
         return deployer.ready.is_set()
 
+    def addon_json(addon: Addon) -> dict[str, Any]:
+        # No secret here: the password is only in the config var.
+        return {**addon.to_json(), "plan": "local"}
+
     async def dynos_json(app: App) -> list[dict[str, Any]]:
         await started()
         sizes = await store.sizes(app)
@@ -337,6 +342,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 "dynos": await dynos_json(app),
                 "start_pending": app.name in deployer.waiting,
                 "domains": [d.hostname for d in await store.domains(app)],
+                "addons": [addon_json(a) for a in await store.addons(app)],
                 "uid": deployer.uid(app),
             }
         )
@@ -384,7 +390,16 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             changes[key] = value
         if not changes:
             raise UserError("No config vars given; use KEY=VALUE.")
-        merged = {**await store.config(await store.app(name)), **changes}
+        app = await store.app(name)
+        for addon in await store.addons(app):
+            # Its password is nowhere else: a changed or unset URL would lose the database.
+            if addon.config_var in changes:
+                raise Conflict(
+                    f"{addon.config_var} belongs to the {addon.service} add-on of {name!r} "
+                    f"({addon.name}) and cannot be set or unset; destroy the add-on with "
+                    f"`minipaas addons:destroy {addon.service} -a {name} --confirm {name}`."
+                )
+        merged = {**await store.config(app), **changes}
         total = sum(_env_size(k, v) for k, v in merged.items() if v is not None)
         if total > MAX_CONFIG_TOTAL:
             raise UserError(
@@ -722,6 +737,48 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         await reload_drains()
         return JSONResponse({"removed": drain.token, "url": drain.url})
 
+    async def addons_all(request: Request) -> Response:
+        return JSONResponse([addon_json(a) for a in await store.addons()])
+
+    async def addons_list(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        return JSONResponse([addon_json(a) for a in await store.addons(app)])
+
+    async def addons_create(request: Request) -> Response:
+        name = app_name(request)
+        await store.app(name)
+        data = body_dict(await json_body(request))
+        _service, plan = service_name(text_field(data, "service"))
+        await not_busy(name)
+        addon = await deployer.create_addon(name, who=who(request, data))
+        return JSONResponse({**addon_json(addon), "plan_ignored": plan}, status_code=201)
+
+    async def addons_destroy(request: Request) -> Response:
+        name = app_name(request)
+        await store.app(name)
+        given = request.path_params["service"]
+        try:
+            service, _plan = service_name(given)
+        except UserError:  # or the add-on's own name (Heroku takes either)
+            named = [a for a in await store.addons(await store.app(name)) if a.name == given]
+            if not named:
+                raise
+            service = named[0].service
+        if request.query_params.get("confirm") != name:
+            raise UserError(
+                f"Destroying {service} of {name!r} deletes its database and all its data; "
+                f"confirm with `--confirm {name}`."
+            )
+        await not_busy(name)
+        addon = await deployer.destroy_addon(name, who=who(request))
+        return JSONResponse({"destroyed": addon_json(addon)})
+
+    async def addons_info(request: Request) -> Response:
+        name = app_name(request)
+        service_name(request.path_params["service"])
+        addon, info = await deployer.addon_info(name)
+        return JSONResponse({**addon_json(addon), **info.to_json(), "name": addon.name})
+
     async def maintenance(request: Request) -> Response:
         app = await store.app(app_name(request))
         data = body_dict(await json_body(request))
@@ -824,6 +881,11 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps/{app}/drains", drains_add, methods=["POST"]),
         Route("/api/apps/{app}/drains", drains_remove, methods=["DELETE"]),
         Route("/api/apps/{app}/maintenance", maintenance, methods=["PUT"]),
+        Route("/api/addons", addons_all),
+        Route("/api/apps/{app}/addons", addons_list),
+        Route("/api/apps/{app}/addons", addons_create, methods=["POST"]),
+        Route("/api/apps/{app}/addons/{service}", addons_destroy, methods=["DELETE"]),
+        Route("/api/apps/{app}/addons/{service}/info", addons_info),
         Route("/api/keys", keys_list),
         Route("/api/keys", keys_add, methods=["POST"]),
         Route("/api/keys/by-fingerprint/{fingerprint:path}", whoami_key),

@@ -24,7 +24,7 @@ import aiosqlite
 
 from minipaas import __version__
 from minipaas.errors import Conflict, DiskFull, NotFound, UserError
-from minipaas.models import App, Build, Domain, Drain, Release, SSHKey
+from minipaas.models import Addon, App, Build, Domain, Drain, Release, SSHKey
 
 _log = logging.getLogger(__name__)
 
@@ -590,6 +590,45 @@ class Store:
                     await db.execute("DELETE FROM drains WHERE token = ?", (drain.token,))
                 return drain
         raise NotFound(f"The app {app.name!r} has no drain {shown}.")
+
+    # -- add-ons ---------------------------------------------------------------------------
+
+    async def addons(self, app: App | None = None) -> list[Addon]:
+        sql = (
+            "SELECT d.service, a.name AS app, d.name, d.config_var, d.created_at FROM addons d "
+            "JOIN apps a ON a.id = d.app_id"
+        )
+        params: tuple[Any, ...] = ()
+        if app is not None:
+            sql += " WHERE d.app_id = ?"
+            params = (app.id,)
+        rows = await self._all(sql + " ORDER BY d.id", params)
+        return [
+            Addon(r["service"], r["app"], r["name"], r["config_var"], r["created_at"])
+            for r in rows
+        ]
+
+    async def add_addon(self, app: App, service: str, name: str, config_var: str) -> Addon:
+        """Record the app's add-on (Conflict if the app has this service already)."""
+        now = time.time()
+        async with self._tx() as db:
+            cur = await db.execute(
+                "SELECT 1 FROM addons WHERE app_id = ? AND service = ?", (app.id, service)
+            )
+            if await cur.fetchone() is not None:
+                raise Conflict(f"The app {app.name!r} already has the add-on {service}.")
+            await db.execute(
+                "INSERT INTO addons (app_id, service, name, config_var, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (app.id, service, name, config_var, now),
+            )
+        return Addon(service, app.name, name, config_var, now)
+
+    async def remove_addon(self, app: App, service: str) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "DELETE FROM addons WHERE app_id = ? AND service = ?", (app.id, service)
+            )
 
     # -- SSH keys --------------------------------------------------------------------------
 

@@ -1,0 +1,654 @@
+"""minipaas's own PostgreSQL cluster in `<data-dir>/postgres`, and the apps' databases in it.
+
+Layout: `<data-dir>/postgres/data` is the cluster (PGDATA, owned by the `postgres` system user,
+mode 0700; its unix socket lives in it too), `postgres.log` is the postmaster's output.
+`data/minipaas.conf` holds what minipaas chose (port, listen address, socket dir); the port in
+it is the one every app's DATABASE_URL names, so it is picked once, at `initdb`.
+
+Who may connect (pg_hba.conf): the superuser `postgres` only over the unix socket, and only as
+the cluster's own OS user (peer, mapped); app roles only over TCP on 127.0.0.1 with
+scram-sha-256. Every app database has CONNECT revoked from PUBLIC, so one app's role cannot even
+open another app's database. Passwords never reach an argv or a log: the server is sent a SCRAM
+verifier computed here (`scram_verifier`), on psql's standard input, and errors are reported
+without the statement (`log_min_error_statement = panic`, psql's terse verbosity).
+
+The postmaster runs in its own session, like Caddy: a restart of `minipaas server` leaves it
+serving, and the next start adopts it by `postmaster.pid` (pid + a command line naming this
+data dir, so a recycled pid is never mistaken for it). `watch` restarts it if it dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import logging
+import math
+import os
+import pwd
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from minipaas.errors import Conflict, UserError
+
+log = logging.getLogger(__name__)
+
+#: The add-on's name, Heroku's; `service_name` accepts these others too.
+SERVICE = "heroku-postgresql"
+ALIASES = frozenset({SERVICE, "postgresql", "postgres"})
+#: Where Debian and Ubuntu install each major version (`/usr/lib/postgresql/15/bin`).
+VERSIONS_ROOT = Path("/usr/lib/postgresql")
+#: The system user the cluster runs as when minipaas runs as root (the `postgresql` package's).
+SYSTEM_USER = "postgres"
+SUPERUSER = "postgres"
+#: Ports tried (in random order) for a new cluster: never 5432, the distro's own cluster's.
+PORTS = range(5433, 6000)
+START_TIMEOUT = 60.0
+STOP_GRACE = 30.0
+SQL_TIMEOUT = 120.0
+#: `watch`: a death within this many seconds of the last restart counts as a crash loop ...
+REVIVE_WINDOW = 10.0
+#: ... and waits 1 s, 2 s, 4 s ... up to this long before the next start.
+REVIVE_MAX_WAIT = 30.0
+SCRAM_ITERATIONS = 4096
+_MAX_SOCKET_PATH = 107
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def service_name(text: str) -> tuple[str, str | None]:
+    """(`heroku-postgresql`, the plan given or None) for `heroku-postgresql[:PLAN]` and its
+    aliases; `UserError` naming the value for anything else."""
+    service, _, plan = text.strip().partition(":")
+    if service.lower() not in ALIASES:
+        shown = text if len(text) <= 60 else f"{text[:60]}…"
+        raise UserError(
+            f"Unknown add-on {shown!r}: minipaas offers heroku-postgresql "
+            "(also called postgresql or postgres)."
+        )
+    return SERVICE, (plan or None)
+
+
+def database_name(app: str) -> str:
+    """A new role and database name for `app`: its name (dashes as underscores, which app
+    names never hold, so two apps never map to one) and a random suffix."""
+    return f"{app.replace('-', '_')}_{secrets.token_hex(4)}"
+
+
+def scram_verifier(password: str, salt: bytes | None = None) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5803 / 7677): given
+    instead of the password, the plain text never reaches the server or its logs."""
+    salt = salt if salt is not None else os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, SCRAM_ITERATIONS)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return f"SCRAM-SHA-256${SCRAM_ITERATIONS}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def find_bindir(version: str | None = None, root: Path = VERSIONS_ROOT) -> Path:
+    """The bin dir of PostgreSQL `version` (the newest installed one if None); `UserError`
+    saying what to install when there is none."""
+    found: dict[int, Path] = {}
+    with contextlib.suppress(OSError):
+        for entry in root.iterdir():
+            bindir = entry / "bin"
+            tools = ("postgres", "initdb", "psql")
+            if entry.name.isdigit() and all((bindir / t).is_file() for t in tools):
+                found[int(entry.name)] = bindir
+    if version is not None:
+        if version.isdigit() and int(version) in found:
+            return found[int(version)]
+        raise UserError(
+            f"The add-on database cluster needs PostgreSQL {version}, which is not installed "
+            f"in {root}: install it with `apt-get install postgresql-{version}`."
+        )
+    if not found:
+        raise UserError(
+            f"PostgreSQL is not installed on this server (nothing in {root}): install it with "
+            "`apt-get install postgresql`, then run addons:create again."
+        )
+    return found[max(found)]
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()[0]
+
+
+def _alive(pid: int) -> bool:
+    return _proc_state(pid) not in (None, "Z", "X")
+
+
+def _postmaster_pid(pgdata: Path) -> int | None:
+    """The live postmaster of `pgdata` according to its postmaster.pid, or None: the pid must
+    be alive and its command line must name this very data dir."""
+    try:
+        first = (pgdata / "postmaster.pid").read_text().splitlines()[0]
+        pid = int(first.strip())
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return None
+    if os.fsencode(str(pgdata)) not in argv or not _alive(pid):
+        return None
+    return pid
+
+
+def _postmaster_status(pgdata: Path) -> tuple[int, str] | None:
+    """(pid, status) from postmaster.pid once the postmaster has written its status line."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        return int(lines[0].strip()), lines[7].strip()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def stop_orphan(root: Path, timeout: float = STOP_GRACE) -> bool:
+    """`minipaas down` without a server: stop the cluster in `root` if it runs; True if it did.
+
+    SIGINT is PostgreSQL's fast shutdown (clients disconnected, a clean checkpoint); SIGQUIT
+    after `timeout`, then SIGKILL."""
+    pgdata = root / "data"
+    pid = _postmaster_pid(pgdata)
+    if pid is None:
+        return False
+    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if not _alive(pid):
+            break
+    return True
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    """What `pg:info` shows of one app's database."""
+
+    name: str
+    size: int
+    connections: int
+    version: str
+    port: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "size": self.size,
+            "connections": self.connections,
+            "version": self.version,
+            "port": self.port,
+        }
+
+
+class Cluster:
+    """The cluster in `root` (`<data-dir>/postgres`)."""
+
+    def __init__(self, root: Path, *, bindir: Callable[[str | None], Path] = find_bindir) -> None:
+        self.root = root
+        self._bindir = bindir
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+        self._lock = asyncio.Lock()
+        #: Set while the cluster should run (started or adopted); `watch` restarts it then.
+        self._wanted = asyncio.Event()
+
+    # -- paths and settings ----------------------------------------------------------------
+
+    @property
+    def pgdata(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "postgres.log"
+
+    @property
+    def conf(self) -> Path:
+        return self.pgdata / "minipaas.conf"
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    def exists(self) -> bool:
+        return (self.pgdata / "PG_VERSION").is_file()
+
+    def version(self) -> str:
+        return (self.pgdata / "PG_VERSION").read_text().strip()
+
+    def port(self) -> int:
+        """The TCP port recorded at `initdb` (in `minipaas.conf`)."""
+        match = re.search(r"^port = (\d+)$", self.conf.read_text(), re.MULTILINE)
+        if match is None:
+            raise UserError(f"{self.conf} names no port; the add-on cluster is damaged.")
+        return int(match.group(1))
+
+    def url(self, name: str, password: str) -> str:
+        """The DATABASE_URL of role and database `name` (dynos share the host's network)."""
+        return f"postgres://{name}:{password}@127.0.0.1:{self.port()}/{name}"
+
+    def _owner(self) -> tuple[str, dict[str, Any]]:
+        """The OS user the cluster runs as, and the Popen arguments that switch to it."""
+        if os.geteuid() != 0:
+            return pwd.getpwuid(os.geteuid()).pw_name, {}
+        try:
+            entry = pwd.getpwnam(SYSTEM_USER)
+        except KeyError:
+            raise UserError(
+                f"The system user {SYSTEM_USER!r} does not exist: install PostgreSQL with "
+                "`apt-get install postgresql`, which creates it."
+            ) from None
+        return SYSTEM_USER, {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+    def _env(self) -> dict[str, str]:
+        # Explicit and minimal: minipaas's own environment (tokens, PG* variables) is not the
+        # cluster's business.
+        return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C", "PGAPPNAME": "minipaas"}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def running(self) -> bool:
+        if self._pid is None:
+            return False
+        if self._popen is not None:
+            return self._popen.poll() is None  # also reaps it
+        return _alive(self._pid)
+
+    async def ensure(self) -> None:
+        """Create the cluster if there is none (`initdb`), then make sure it runs."""
+        async with self._lock:
+            if not self.exists():
+                bindir = self._bindir(None)
+                await asyncio.to_thread(self._initdb, bindir)
+                await self._start()
+                await self._superuser_sql(
+                    "REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC;\n"
+                    "REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC;\n"
+                )
+            else:
+                await self._start()
+
+    async def start(self) -> None:
+        """Adopt the postmaster an earlier run left alive, or start one; returns once it is
+        ready for connections. `UserError` if there is no cluster or it would not start."""
+        async with self._lock:
+            await self._start()
+
+    def adopt(self) -> bool:
+        """Take over a postmaster left running (server start); True if there was one."""
+        pid = _postmaster_pid(self.pgdata)
+        if pid is None:
+            return False
+        self._popen, self._pid = None, pid
+        self._wanted.set()
+        return True
+
+    async def _start(self) -> None:
+        if self.running():
+            return
+        if not self.exists():
+            raise UserError(f"There is no add-on database cluster in {self.root} yet.")
+        if self.adopt():
+            return
+        bindir = self._bindir(self.version())
+        _, owner = self._owner()
+        await asyncio.to_thread(self._forget_stale_lock)
+        argv = [str(bindir / "postgres"), "-D", str(self.pgdata)]
+        self._popen = await asyncio.to_thread(self._spawn, argv, owner)
+        self._pid = self._popen.pid
+        # Only now, with a pid to watch: `watch` woken before would take "no pid yet" for a
+        # death, log it and count it towards the backoff of the next real one.
+        self._wanted.set()
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            status = _postmaster_status(self.pgdata)
+            if status is not None and status == (self._pid, "ready"):
+                return
+            if not self.running():
+                raise UserError(
+                    f"PostgreSQL did not start (see {self.log_file}): {self._log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"PostgreSQL did not get ready within {START_TIMEOUT:g} s "
+                    f"(see {self.log_file})."
+                )
+            await asyncio.sleep(0.05)
+
+    def _forget_stale_lock(self) -> None:
+        """Remove a postmaster.pid whose pid is alive but is no postmaster of this cluster.
+
+        After a reboot the pid a lock file left by a crash names may be another process's;
+        if that one runs as the same user (say the distribution's own PostgreSQL), PostgreSQL
+        would refuse to start ("lock file already exists") until someone deletes the file. The
+        file is not what keeps two servers off one cluster's memory: PostgreSQL finds a shared
+        memory segment still in use by orphaned backends from the data dir's inode, and a
+        live postmaster of ours is recognised here by its command line (it is adopted)."""
+        lock = self.pgdata / "postmaster.pid"
+        try:
+            pid = int(lock.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        if _alive(pid) and _postmaster_pid(self.pgdata) is None:
+            log.warning("removing %s: its pid %s is now another process", lock, pid)
+            lock.unlink(missing_ok=True)
+
+    def _open_log(self) -> int:
+        """The log, owner-only (it may name roles and databases); a descriptor to hand over."""
+        return os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def _spawn(self, argv: list[str], owner: dict[str, Any]) -> subprocess.Popen[bytes]:
+        with os.fdopen(self._open_log(), "ab") as out:
+            # Own session: a Ctrl-C or SIGTERM to minipaas's process group must not reach it.
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                env=self._env(),
+                start_new_session=True,
+                **owner,
+            )
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
+
+    async def stop(self) -> None:
+        """Fast shutdown (SIGINT), SIGQUIT after STOP_GRACE, then SIGKILL; `watch` stops
+        restarting it."""
+        self._wanted.clear()
+        async with self._lock:
+            pid = self._pid if self.running() else _postmaster_pid(self.pgdata)
+            if pid is not None:
+                for sig, wait in (
+                    (signal.SIGINT, STOP_GRACE),
+                    (signal.SIGQUIT, 5.0),
+                    (signal.SIGKILL, 5.0),
+                ):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
+                    if await self._wait_dead(pid, wait):
+                        break
+            self._popen, self._pid = None, None
+
+    async def _wait_dead(self, pid: int, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while True:
+            if self._popen is not None and self._popen.pid == pid:
+                if self._popen.poll() is not None:
+                    return True
+            elif not _alive(pid):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+
+    def detach(self) -> None:
+        """A restart of minipaas: the cluster keeps running, the next start adopts it."""
+        self._wanted.clear()
+        if self._popen is not None:
+            # Forget the child without waiting for it (it outlives us on purpose).
+            self._popen.returncode = 0
+        self._popen = None
+
+    async def watch(self) -> None:
+        """Until cancelled: whenever the postmaster stops while it should run (the OOM killer,
+        a crash, a stray kill -9), start it again; deaths in quick succession wait longer and
+        longer (up to 30 s) before the next start. Cancel it before `stop`."""
+        streak, last = 0, -math.inf
+        while True:
+            await self._wanted.wait()
+            await self._until_exit()
+            if not self._wanted.is_set():
+                continue
+            streak = streak + 1 if time.monotonic() - last < REVIVE_WINDOW else 0
+            if streak:
+                await asyncio.sleep(min(REVIVE_MAX_WAIT, 0.5 * 2**streak))
+            last = time.monotonic()
+            if not self._wanted.is_set():
+                continue
+            log.warning("postgres (pid %s) stopped; starting it again", self._pid)
+            try:
+                await self.start()
+            except Exception as exc:  # logged; the next round tries again
+                log.error("could not start postgres again: %s", exc)
+
+    async def _until_exit(self) -> None:
+        """Return once the postmaster is not running (a pidfd, so no polling)."""
+        pid = self._pid
+        if pid is None or not self.running():
+            return
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+
+        def wake() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(fd, wake)
+        try:
+            if self.running():  # opened after the pid was read: a death in between
+                await exited
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+        self.running()  # reaps our child
+
+    # -- initdb ----------------------------------------------------------------------------
+
+    def _initdb(self, bindir: Path) -> None:
+        """A new cluster in `pgdata`: made under another name and renamed when complete, so
+        a failed `initdb` never leaves something that looks like a cluster."""
+        os_user, owner = self._owner()
+        socket_path = self.pgdata / ".s.PGSQL.65535"
+        if len(os.fsencode(socket_path)) > _MAX_SOCKET_PATH:
+            raise UserError(
+                f"The add-on cluster's socket path {socket_path} is too long for a unix "
+                "socket; use a shorter data dir."
+            )
+        if "'" in str(self.pgdata) or "\\" in str(self.pgdata):
+            # It is written into postgresql.conf between single quotes.
+            raise UserError(
+                f"The data dir {self.pgdata} holds a quote or a backslash, which PostgreSQL's "
+                "configuration cannot take; use another data dir."
+            )
+        self.root.mkdir(mode=0o755, exist_ok=True)
+        os.chmod(self.root, 0o755)  # noqa: S103 (the postgres user traverses it to PGDATA)
+        fresh = self.root / "data.new"
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh.mkdir(mode=0o700)
+        if owner:
+            os.chown(fresh, owner["user"], owner["group"])
+        argv = [
+            str(bindir / "initdb"),
+            "-D", str(fresh),
+            "-U", SUPERUSER,
+            "--auth-local=peer",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--no-locale",
+        ]
+        with os.fdopen(self._open_log(), "ab") as out:
+            done = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                env=self._env(),
+                timeout=300,
+                check=False,
+                **owner,
+            )
+        if done.returncode != 0:
+            shutil.rmtree(fresh, ignore_errors=True)
+            raise UserError(f"initdb failed (see {self.log_file}): {self._log_tail()}")
+        port = self._free_port()
+        files = {
+            "minipaas.conf": (
+                "# Written by minipaas at initdb: the port is in every app's DATABASE_URL.\n"
+                "listen_addresses = '127.0.0.1'\n"
+                f"port = {port}\n"
+                f"unix_socket_directories = '{self.pgdata}'\n"
+                "unix_socket_permissions = 0700\n"
+                "password_encryption = 'scram-sha-256'\n"
+                "# Statements hold passwords (as verifiers): none in the log, even failed.\n"
+                "log_min_error_statement = panic\n"
+                "cluster_name = 'minipaas'\n"
+            ),
+            "pg_hba.conf": (
+                "# Written by minipaas. The superuser: over the unix socket only, and only as\n"
+                "# the cluster's OS user. Apps: over TCP with their password.\n"
+                "local   all   postgres   peer   map=minipaas\n"
+                "host    all   postgres   0.0.0.0/0   reject\n"
+                "host    all   all        127.0.0.1/32   scram-sha-256\n"
+            ),
+            "pg_ident.conf": f"minipaas   {os_user}   {SUPERUSER}\n",
+        }
+        for name, text in files.items():
+            (fresh / name).write_text(text)
+        with (fresh / "postgresql.conf").open("a") as conf:
+            conf.write("\ninclude = 'minipaas.conf'\n")
+        for name in (*files, "postgresql.conf"):
+            path = fresh / name
+            path.chmod(0o600)
+            if owner:
+                os.chown(path, owner["user"], owner["group"])
+        os.rename(fresh, self.pgdata)
+
+    @staticmethod
+    def _free_port() -> int:
+        for port in random.sample(PORTS, len(PORTS)):
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+        raise UserError(f"No free port in {PORTS.start}-{PORTS.stop - 1} for PostgreSQL.")
+
+    # -- databases -------------------------------------------------------------------------
+
+    async def _superuser_sql(self, script: str, database: str = "postgres") -> str:
+        """Run `script` as the superuser over the unix socket (on stdin: no secret in an argv);
+        its output. `UserError` with psql's terse message (no statement text) on failure."""
+        bindir = self._bindir(self.version())
+        _, owner = self._owner()
+        argv = [
+            str(bindir / "psql"),
+            "-X", "-q", "-A", "-t", "-F", "|",
+            "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=terse",
+            "-h", str(self.pgdata), "-p", str(self.port()),
+            "-U", SUPERUSER, "-d", database, "-f", "-",
+        ]
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=self.root,
+            env=self._env(),
+            **owner,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(script.encode()), SQL_TIMEOUT)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise UserError(f"PostgreSQL did not answer within {SQL_TIMEOUT:g} s.") from None
+        if proc.returncode != 0:
+            message = err.decode(errors="replace").strip().splitlines()
+            raise UserError(
+                "PostgreSQL refused: " + (message[-1] if message else f"exit {proc.returncode}")
+            )
+        return out.decode(errors="replace")
+
+    @staticmethod
+    def _checked(name: str) -> str:
+        if not _NAME.match(name):
+            raise UserError(f"Invalid database name {name!r}.")
+        return name
+
+    async def create_database(self, name: str, password: str) -> None:
+        """Role `name` (login, nothing more) with `password`, and database `name` owned by it
+        that no other role may connect to."""
+        name = self._checked(name)
+        verifier = scram_verifier(password)
+        async with self._lock:
+            await self._start()
+            # `name` matched _NAME: it holds nothing that could leave the quotes.
+            existing = await self._superuser_sql(
+                f"SELECT 1 FROM pg_roles WHERE rolname = '{name}' "  # noqa: S608
+                f"UNION SELECT 1 FROM pg_database WHERE datname = '{name}';"
+            )
+            if existing.strip():
+                raise Conflict(f"The database {name!r} exists already.")
+            try:
+                await self._superuser_sql(
+                    f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
+                    f"NOREPLICATION PASSWORD '{verifier}';\n"
+                    f'CREATE DATABASE "{name}" OWNER "{name}";\n'
+                    f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC;\n'
+                )
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await self._drop(name)
+                raise
+
+    async def drop_database(self, name: str) -> None:
+        """Drop database and role `name` (connections to it are closed); none is fine, and so
+        is no cluster at all (its directory deleted by hand: nothing is left to drop)."""
+        name = self._checked(name)
+        if not self.exists():
+            log.warning("no cluster in %s: database %s is gone already", self.root, name)
+            return
+        async with self._lock:
+            await self._start()
+            await self._drop(name)
+
+    async def _drop(self, name: str) -> None:
+        await self._superuser_sql(
+            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE);\nDROP ROLE IF EXISTS "{name}";\n'
+        )
+
+    async def info(self, name: str) -> DatabaseInfo:
+        name = self._checked(name)
+        async with self._lock:
+            await self._start()
+            out = await self._superuser_sql(
+                f"SELECT pg_database_size('{name}'), "  # noqa: S608 (`name` matched _NAME)
+                f"(SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}'), "
+                "current_setting('server_version');"
+            )
+        size, connections, version = out.strip().split("|", 2)
+        return DatabaseInfo(name, int(size), int(connections), version, self.port())
