@@ -163,6 +163,17 @@ class Store:
     async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         return list(await self.db.execute_fetchall(sql, tuple(params)))
 
+    async def _of_apps(
+        self, columns: str, table: str, order: str, app: App | None
+    ) -> list[aiosqlite.Row]:
+        """`columns` of `table` (as `d`, joined to its app as `a`) of one app or of all."""
+        sql = f"SELECT {columns} FROM {table} d JOIN apps a ON a.id = d.app_id"  # noqa: S608
+        params: tuple[Any, ...] = ()
+        if app is not None:
+            sql += " WHERE d.app_id = ?"
+            params = (app.id,)
+        return await self._all(f"{sql} ORDER BY {order}", params)
+
     # -- apps ------------------------------------------------------------------------------
 
     @staticmethod
@@ -512,15 +523,9 @@ class Store:
     # -- domains ---------------------------------------------------------------------------
 
     async def domains(self, app: App | None = None) -> list[Domain]:
-        sql = (
-            "SELECT d.hostname, a.name AS app, d.created_at FROM domains d "
-            "JOIN apps a ON a.id = d.app_id"
+        rows = await self._of_apps(
+            "d.hostname, a.name AS app, d.created_at", "domains", "d.hostname", app
         )
-        params: tuple[Any, ...] = ()
-        if app is not None:
-            sql += " WHERE d.app_id = ?"
-            params = (app.id,)
-        rows = await self._all(sql + " ORDER BY d.hostname", params)
         return [
             Domain(hostname=r["hostname"], app=r["app"], created_at=r["created_at"]) for r in rows
         ]
@@ -551,15 +556,9 @@ class Store:
     # -- log drains ------------------------------------------------------------------------
 
     async def drains(self, app: App | None = None) -> list[Drain]:
-        sql = (
-            "SELECT d.token, a.name AS app, d.url, d.created_at FROM drains d "
-            "JOIN apps a ON a.id = d.app_id"
+        rows = await self._of_apps(
+            "d.token, a.name AS app, d.url, d.created_at", "drains", "d.id", app
         )
-        params: tuple[Any, ...] = ()
-        if app is not None:
-            sql += " WHERE d.app_id = ?"
-            params = (app.id,)
-        rows = await self._all(sql + " ORDER BY d.id", params)
         return [Drain(r["token"], r["app"], r["url"], r["created_at"]) for r in rows]
 
     async def add_drain(self, app: App, url: str, token: str, limit: int, shown: str) -> Drain:
@@ -594,15 +593,9 @@ class Store:
     # -- add-ons ---------------------------------------------------------------------------
 
     async def addons(self, app: App | None = None) -> list[Addon]:
-        sql = (
-            "SELECT d.service, a.name AS app, d.name, d.config_var, d.created_at FROM addons d "
-            "JOIN apps a ON a.id = d.app_id"
+        rows = await self._of_apps(
+            "d.service, a.name AS app, d.name, d.config_var, d.created_at", "addons", "d.id", app
         )
-        params: tuple[Any, ...] = ()
-        if app is not None:
-            sql += " WHERE d.app_id = ?"
-            params = (app.id,)
-        rows = await self._all(sql + " ORDER BY d.id", params)
         return [
             Addon(r["service"], r["app"], r["name"], r["config_var"], r["created_at"])
             for r in rows
