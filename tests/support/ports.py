@@ -16,16 +16,27 @@ from typing import TypeVar, overload
 T = TypeVar("T")
 
 
+#: Every port `free_port` has handed out in this process.
+_GIVEN: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the kernel's pick for port 0).
+    """A TCP port that was free a moment ago (the kernel's pick for port 0), and never one
+    this process was given before: the kernel may pick the same port twice in a row, and the
+    HTTP and HTTPS ports of one server then collide (seen in a full run: Caddy refused the
+    config, "listener address repeated").
 
     Another process can still grab it before you bind, so servers started on it should
     retry with a fresh port when the bind fails.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+    raise RuntimeError("the kernel gave only ports handed out before, 100 times")
 
 
 def is_listening(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
