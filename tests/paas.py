@@ -174,15 +174,17 @@ class Paas:
         return result
 
     def run_in_background(
-        self, app: str, command: str, *, stdin: int = subprocess.DEVNULL
-    ) -> subprocess.Popen[bytes]:
-        """`minipaas run -a APP -- sh -c COMMAND` left running (output discarded); stdin a pipe
-        makes it an attached run, /dev/null the streamed one (as cron's)."""
+        self, app: str, command: str, *, stdin: int = subprocess.DEVNULL, output: bool = False
+    ) -> subprocess.Popen[str]:
+        """`minipaas run -a APP -- sh -c COMMAND` left running; stdin a pipe makes it an
+        attached run, /dev/null the streamed one (as cron's). Its output (stdout and stderr, as
+        text) is discarded, or with `output` kept for `communicate`."""
         return subprocess.Popen(
             [str(self.exe), "run", "-a", app, "--", "sh", "-c", command],
             stdin=stdin,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if output else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if output else subprocess.DEVNULL,
+            text=True,
             env=self.env,
         )
 

@@ -369,14 +369,7 @@ def test_a_one_off_started_while_the_app_is_destroyed_does_not_outlive_it(
     run = None
     try:
         wait_for(lambda: logged("got TERM 42"), timeout=30, message="destroy stops the worker")
-        run = subprocess.Popen(
-            [str(paas.exe), "run", "-a", app, "--", "sleep", marker],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=paas.env,
-        )
+        run = paas.run_in_background(app, f"sleep {marker}", output=True)
         out, _ = destroy.communicate(timeout=60)
         assert destroy.returncode == 0, out
         said, _ = run.communicate(timeout=60)
@@ -666,14 +659,7 @@ def test_a_stop_ends_streamed_runs_and_https_deploys_at_once(
     cache = paas.data_dir / "cache" / app
     token = paas.cli("auth:token").stdout.strip().splitlines()[-1]
     marker = sleeper.marker()
-    run = subprocess.Popen(
-        [str(paas.exe), "run", "-a", app, "--", "sleep", marker],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=paas.env,
-    )
+    run = paas.run_in_background(app, f"sleep {marker}")
     with ThreadPoolExecutor(1) as pool:
         push = pool.submit(https_push, paas, repo, app, token)
         try:
