@@ -451,23 +451,14 @@ def test_bad_input(pg: Pg) -> None:
     assert "No app named 'nope'" in fails("addons:create", "postgres", "-a", "nope")
     paas.cli("apps:destroy", "-a", "ownurl", "--confirm", "ownurl")
 
-    # The API checks for itself: 4xx, one sentence.
+    # The API's own answers to bad input: tests/test_api_bad_input.py (addons rows); a second
+    # add-on needs an app that has one, which the table's app has not.
     token = paas.cli("auth:token").stdout.strip()
     base = f"http://127.0.0.1:{paas.api_port}/api/apps/{app}/addons"
     with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
-        for body, status, words in [
-            ({"service": None}, 400, "The field 'service' must be a string, not null."),
-            ({"service": "redis"}, 400, "Unknown add-on 'redis'"),
-            ({}, 400, "Unknown add-on ''"),
-            ({"service": "postgres"}, 409, "already has heroku-postgresql"),
-        ]:
-            answer = c.post(base, json=body)
-            assert answer.status_code == status, answer.text
-            assert words in answer.json()["error"]
-        answer = c.delete(f"{base}/heroku-postgresql")
-        assert answer.status_code == 400 and "confirm with `--confirm" in answer.json()["error"]
-        answer = c.delete(f"{base}/mysql", params={"confirm": app})
-        assert answer.status_code == 400 and "Unknown add-on 'mysql'" in answer.json()["error"]
+        answer = c.post(base, json={"service": "postgres"})
+        assert answer.status_code == 409, answer.text
+        assert "already has heroku-postgresql" in answer.json()["error"]
 
 
 def test_addons_destroy_and_apps_destroy_drop_the_database(pg: Pg) -> None:

@@ -408,22 +408,7 @@ def test_bad_drain_input(drained: Drained) -> None:
     finally:
         for url in urls:
             paas.cli("drains:remove", url, "-a", app)
-    # The API checks for itself (a client that is not our CLI): 4xx, one sentence.
-    token = paas.cli("auth:token").stdout.strip()
-    base = f"http://127.0.0.1:{paas.api_port}/api/apps/{app}/drains"
-    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
-        for body, status, words in [
-            ({"url": None}, 400, "The field 'url' must be a string, not null."),
-            ({"url": "gopher://x:70"}, 400, "must start with syslog://"),
-            ({}, 400, "No drain URL given"),
-        ]:
-            answer = c.post(base, json=body)
-            assert answer.status_code == status, answer.text
-            assert words in answer.json()["error"]
-        answer = c.request("DELETE", base, json={"drain": 5})
-        assert answer.status_code == 400 and "must be a string" in answer.json()["error"]
-        answer = c.request("DELETE", base, json={})
-        assert answer.status_code == 400 and "No drain given" in answer.json()["error"]
+    # The API's own answers to bad input: tests/test_api_bad_input.py (drains rows).
 
 
 def test_destroying_an_app_removes_its_drains(drained: Drained) -> None:
