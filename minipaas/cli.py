@@ -184,6 +184,8 @@ def cmd_apps_info(args: argparse.Namespace) -> int:
     print(f"Domains:   {', '.join(info['domains']) or 'none'}")
     addons = [f"{a['service']} ({a['name']})" for a in info.get("addons", [])]
     print(f"Add-ons:   {', '.join(addons) or 'none'}")
+    buildpacks = info.get("buildpacks", [])
+    print(f"Buildpacks: {_buildpack_list(buildpacks) if buildpacks else 'none (detected)'}")
     print(f"Dynos:     {sum(1 for d in info['dynos'] if d['state'] == 'up')} up")
     if info.get("maintenance"):
         print("Maintenance: on")
@@ -820,6 +822,71 @@ def cmd_drains_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _buildpack_list(urls: Sequence[str]) -> str:
+    return urls[0] if len(urls) == 1 else ", ".join(f"{n}. {u}" for n, u in enumerate(urls, 1))
+
+
+def cmd_buildpacks(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        urls = c.buildpacks(app)
+    if args.json:
+        _print_json([{"index": n, "url": u} for n, u in enumerate(urls, start=1)])
+    elif not urls:
+        print(
+            f"{app} has no buildpacks set: each build detects one (or follows BUILDPACK_URL, "
+            "a .buildpacks file or app.json); set one with `minipaas buildpacks:set URL`."
+        )
+    else:
+        print(f"=== {app} Buildpack URL{'s' if len(urls) > 1 else ''}")
+        for n, url in enumerate(urls, start=1):
+            print(f"{n}. {url}")
+    return 0
+
+
+def _buildpacks_changed(app: str, done: str, urls: Sequence[str]) -> str:
+    """What a `buildpacks:*` change did, Heroku's words, in one line: no release is made."""
+    uses = f"will use {_buildpack_list(urls)}" if urls else "will detect its buildpack"
+    return (
+        f"{done} Next release on {app} {uses}: push to make one (`git commit --allow-empty` "
+        "and push, to rebuild the same code)."
+    )
+
+
+def cmd_buildpacks_set(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        urls = c.set_buildpack(app, args.url, 1 if args.index is None else args.index)
+    print(_buildpacks_changed(app, "Buildpack set.", urls))
+    return 0
+
+
+def cmd_buildpacks_add(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        urls = c.add_buildpack(app, args.url, args.index)
+    print(_buildpacks_changed(app, "Buildpack added.", urls))
+    return 0
+
+
+def cmd_buildpacks_remove(args: argparse.Namespace) -> int:
+    app = _app(args)
+    if (args.url is None) == (args.index is None):
+        raise UsageError("Name the buildpack to remove: buildpacks:remove URL, or -i N.")
+    with _client(args) as c:
+        urls = c.remove_buildpack(app, args.url, args.index)
+    print(_buildpacks_changed(app, "Buildpack removed.", urls))
+    return 0
+
+
+def cmd_buildpacks_clear(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        urls = c.replace_buildpacks(app, [])
+    print(_buildpacks_changed(app, "Buildpacks cleared.", urls))
+    return 0
+
+
 def _addon_service(text: str) -> tuple[str, str | None]:
     from minipaas.postgres import service_name
 
@@ -1323,6 +1390,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url")
     p = add("drains:remove", cmd_drains_remove, "remove a log drain (URL or token)", app=True)
     p.add_argument("drain")
+    add("buildpacks", cmd_buildpacks, "list the app's buildpacks", app=True, json_out=True)
+    for name, handler, what in (
+        ("buildpacks:set", cmd_buildpacks_set, "set the buildpack (replaces number N, default 1)"),
+        ("buildpacks:add", cmd_buildpacks_add, "add a buildpack (at the end, or at number N)"),
+    ):
+        p = add(name, handler, what + "; the next push uses it", app=True)
+        p.add_argument("url", metavar="URL", help="heroku/python, a git URL or a directory")
+        p.add_argument("-i", "--index", type=int, metavar="N", help="1-based position")
+    p = add("buildpacks:remove", cmd_buildpacks_remove, "remove a buildpack (URL or -i N)",
+            app=True)
+    p.add_argument("url", nargs="?", metavar="URL")
+    p.add_argument("-i", "--index", type=int, metavar="N", help="1-based position")
+    add("buildpacks:clear", cmd_buildpacks_clear, "clear the buildpacks: builds detect one",
+        app=True)
     add("addons", cmd_addons, "list add-ons (of one app with -a)", app=True, json_out=True)
     p = add("addons:create", cmd_addons_create, "create an add-on: heroku-postgresql", app=True)
     p.add_argument("service", metavar="SERVICE")

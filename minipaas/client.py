@@ -338,6 +338,35 @@ class Client:
         body = {"sha": sha, "who": who, "ref": ref, "old": old}
         return self.stream("POST", f"/api/apps/{app}/deploy", json_body=body)
 
+    # The app's buildpacks (`buildpacks:*`): each call answers the list as it now is, in order.
+
+    def buildpacks(self, app: str) -> list[str]:
+        return [b["url"] for b in self.get(f"/api/apps/{app}/buildpacks")]
+
+    def _buildpacks(self, method: str, path: str, body: dict[str, Any]) -> list[str]:
+        return [b["url"] for b in self.request(method, path, json_body=body)]
+
+    def add_buildpack(self, app: str, url: str, index: int | None = None) -> list[str]:
+        """Insert `url` at 1-based `index`, or append it."""
+        return self._buildpacks(
+            "POST", f"/api/apps/{app}/buildpacks", {"url": url, "index": index}
+        )
+
+    def set_buildpack(self, app: str, url: str, index: int = 1) -> list[str]:
+        """`url` in place of buildpack `index` (or appended, one past the last)."""
+        return self._buildpacks("PUT", f"/api/apps/{app}/buildpacks/{index}", {"url": url})
+
+    def remove_buildpack(
+        self, app: str, url: str | None = None, index: int | None = None
+    ) -> list[str]:
+        return self._buildpacks(
+            "DELETE", f"/api/apps/{app}/buildpacks", {"url": url, "index": index}
+        )
+
+    def replace_buildpacks(self, app: str, urls: list[str]) -> list[str]:
+        """The whole list at once; [] clears it (builds detect their buildpack again)."""
+        return self._buildpacks("PUT", f"/api/apps/{app}/buildpacks", {"buildpacks": urls})
+
 
 class _UnixStreams:
     """HTTP/1.1 over the server's unix socket with asyncio streams, for `AsyncClient`.

@@ -214,6 +214,7 @@ class Deployer:
             build_log(f"-----> Building {app.name} ({sha[:7]}) with minipaas")
             slug.parent.mkdir(parents=True, exist_ok=True)
             config = await self.store.config(app)
+            buildpacks = await self.store.buildpacks(app)  # `buildpacks:set`; not a release's
             scratch = self.paths.run / f"build-{build.id}"
             scratch.mkdir(parents=True, exist_ok=True)
             added: dict[str, str] = {}
@@ -246,6 +247,7 @@ class Deployer:
                         env=config,
                         uid=self.uid(app),
                         scratch=scratch,
+                        buildpacks=buildpacks,
                     ),
                     build_log,
                 )

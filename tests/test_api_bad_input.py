@@ -127,6 +127,11 @@ APP_ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/addons", {"service": "heroku-postgresql"}),
     ("DELETE", "/addons/heroku-postgresql?confirm=x", None),
     ("GET", "/addons/heroku-postgresql/info", None),
+    ("GET", "/buildpacks", None),
+    ("POST", "/buildpacks", {"url": "heroku/python"}),
+    ("PUT", "/buildpacks", {"buildpacks": []}),
+    ("DELETE", "/buildpacks", {"url": "heroku/python"}),
+    ("PUT", "/buildpacks/1", {"url": "heroku/python"}),
 ]
 
 
@@ -164,6 +169,10 @@ BODY_ROUTES = [
     ("POST", f"{A}/domains"),
     ("PUT", f"{A}/maintenance"),
     ("POST", f"{A}/addons"),
+    ("POST", f"{A}/buildpacks"),
+    ("PUT", f"{A}/buildpacks"),
+    ("PUT", f"{A}/buildpacks/1"),
+    ("DELETE", f"{A}/buildpacks"),
     ("POST", "/api/keys"),
 ]
 
@@ -356,6 +365,48 @@ BAD_FIELDS: list[tuple[str, str, Any, int, str | None]] = [
     ("DELETE", f"{A}/drains", {}, 400, "No drain given"),
     ("DELETE", f"{A}/drains", {"drain": None}, 400, "not null"),
     ("DELETE", f"{A}/drains", {"drain": "d.x"}, 404, "'d.x'"),
+    # buildpacks:add / buildpacks:set / buildpacks:remove / buildpacks:clear (`fuzz` has none)
+    ("POST", f"{A}/buildpacks", {}, 400, "No buildpack given: name a built-in one (heroku/"),
+    ("POST", f"{A}/buildpacks", {"url": 5}, 400, "The field 'url' must be a string, not 5."),
+    ("POST", f"{A}/buildpacks", {"url": None}, 400, "not null."),
+    ("POST", f"{A}/buildpacks", {"url": "heroku/ruby"}, 400, "Unknown buildpack 'heroku/ruby'"),
+    ("POST", f"{A}/buildpacks", {"url": "ruby"}, 400, "'ruby' is neither a directory path"),
+    ("POST", f"{A}/buildpacks", {"url": "https://h/b.git#--upload-pack=/x"}, 400,
+     "names the ref '--upload-pack=/x', which is not a branch, tag or commit"),
+    ("POST", f"{A}/buildpacks", {"url": "ssh://h/b.git"}, 400, "uses ssh://"),
+    ("POST", f"{A}/buildpacks", {"url": "/bp\x00"}, 400, r"'/bp\x00' holds a control character"),
+    ("POST", f"{A}/buildpacks", {"url": "/" + HUGE}, 400, "'/" + "a" * 50),
+    ("POST", f"{A}/buildpacks", {"url": "heroku/python", "index": 0}, 400,
+     "Invalid buildpack index '0'"),
+    ("POST", f"{A}/buildpacks", {"url": "heroku/python", "index": True}, 400, "'true'"),
+    ("POST", f"{A}/buildpacks", {"url": "heroku/python", "index": 1.5}, 400, "'1.5'"),
+    ("POST", f"{A}/buildpacks", {"url": "heroku/python", "index": [1]}, 400, "'[1]'"),
+    ("POST", f"{A}/buildpacks", {"url": "heroku/python", "index": 10**30}, 400, "1000000000"),
+    ("POST", f"{A}/buildpacks", {"url": "heroku/python", "index": 2}, 400,
+     "Invalid index 2: 'fuzz' has 0 buildpacks; use 1."),
+    ("PUT", f"{A}/buildpacks", {}, 400, "'buildpacks' must be a list of URL strings, not null."),
+    ("PUT", f"{A}/buildpacks", {"buildpacks": "heroku/python"}, 400, 'not "heroku/python".'),
+    ("PUT", f"{A}/buildpacks", {"buildpacks": [1]}, 400, "not [1]."),
+    ("PUT", f"{A}/buildpacks", {"buildpacks": ["heroku/python", "python"]}, 409,
+     "The buildpack 'python' is already set on 'fuzz' (number 1)."),
+    ("PUT", f"{A}/buildpacks", {"buildpacks": [f"/bp{n}" for n in range(11)]}, 400,
+     "11 buildpacks are too many: an app may have at most 10."),
+    ("PUT", f"{A}/buildpacks", {"buildpacks": ["heroku/x"]}, 400, "'heroku/x'"),
+    ("PUT", f"{A}/buildpacks/1", {}, 400, "No buildpack given"),
+    ("PUT", f"{A}/buildpacks/1", {"url": "heroku/x"}, 400, "'heroku/x'"),
+    ("PUT", f"{A}/buildpacks/0", {"url": "heroku/python"}, 400, "Invalid buildpack index '0'"),
+    ("PUT", f"{A}/buildpacks/-1", {"url": "heroku/python"}, 400, "'-1'"),
+    ("PUT", f"{A}/buildpacks/x", {"url": "heroku/python"}, 400, "'x'"),
+    ("PUT", f"{A}/buildpacks/%C2%B2", {"url": "heroku/python"}, 400, "'²'"),
+    ("PUT", f"{A}/buildpacks/" + "9" * 30, {"url": "heroku/python"}, 400, "9" * 30),
+    ("PUT", f"{A}/buildpacks/2", {"url": "heroku/python"}, 400, "Invalid index 2: 'fuzz'"),
+    ("DELETE", f"{A}/buildpacks", {}, 400, "No buildpack given: name the one to remove"),
+    ("DELETE", f"{A}/buildpacks", {"url": 5}, 400, "'url' must be a string, not 5."),
+    ("DELETE", f"{A}/buildpacks", {"url": "heroku/python"}, 404,
+     "'fuzz' has no buildpack 'heroku/python'; nothing was removed"),
+    ("DELETE", f"{A}/buildpacks", {"index": 1}, 400, "Invalid index 1: 'fuzz' has no buildpacks."),
+    ("DELETE", f"{A}/buildpacks", {"index": "one"}, 400, "'one'"),
+    ("DELETE", f"{A}/buildpacks", {"url": "/a", "index": 1}, 400, "not both"),
     # domains:add
     ("POST", f"{A}/domains", {}, 400, "''"),
     ("POST", f"{A}/domains", {"hostname": "bad host"}, 400, "'bad host'"),
@@ -604,6 +655,7 @@ def test_server_still_works(env: tuple[Paas, SSHServer], api: httpx.Client) -> N
     assert api.get("/api/status").json()["ok"] is True
     assert api.get(f"{A}/config").json() == {}
     assert api.get(f"{A}/checks").json()["check"] is None
+    assert api.get(f"{A}/buildpacks").json() == []
     assert [k["name"] for k in api.get("/api/keys").json()] == ["tester"]
     log = paas.log.read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]

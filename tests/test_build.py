@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,19 +71,27 @@ class Env:
                 p.chmod(0o755 if p.is_dir() else 0o644)
         return path
 
-    def request(self, build_dir: Path, env: dict[str, str] | None = None) -> BuildRequest:
+    def request(
+        self, build_dir: Path, env: dict[str, str] | None = None, buildpacks: Sequence[str] = ()
+    ) -> BuildRequest:
         self._n += 1
         scratch = self.root / f"scratch{self._n}"
         scratch.mkdir()
-        return BuildRequest("demo", build_dir, self.cache, env or {}, UID, scratch)
+        return BuildRequest("demo", build_dir, self.cache, env or {}, UID, scratch, buildpacks)
 
     async def build(
-        self, build_dir: Path, env: dict[str, str] | None = None, **builder: object
+        self,
+        build_dir: Path,
+        env: dict[str, str] | None = None,
+        *,
+        buildpacks: Sequence[str] = (),
+        **builder: object,
     ) -> BuildResult:
+        """Build `build_dir` with config `env` and the app's own `buildpacks` (buildpacks:set)."""
         self.logs = []
         b = Builder(external_dir=self.external, **builder)  # type: ignore[arg-type]
         try:
-            return await b.build(self.request(build_dir, env), self.logs.append)
+            return await b.build(self.request(build_dir, env, buildpacks), self.logs.append)
         finally:
             print("\n".join(self.logs))  # shown by pytest when the test fails
 
@@ -405,6 +414,41 @@ async def test_app_json_buildpacks_and_detect_refusal(env: Env) -> None:
     # Built-ins may be named too, Heroku style.
     app = env.app(files={"app.json": '{"buildpacks": ["heroku/python"]}', "requirements.txt": ""})
     assert (await env.build(app)).buildpacks == ["heroku/python"]
+
+
+async def test_the_apps_own_buildpacks_come_before_every_other_choice(env: Env) -> None:
+    """buildpacks:set, then BUILDPACK_URL, then .buildpacks, then app.json, then detection;
+    the log says which one was used."""
+    mine = write_buildpack(env.root, "mine", "true\n")
+    theirs = write_buildpack(env.root, "theirs", "true\n")
+    files = {
+        ".buildpacks": f"{theirs}\n",
+        "app.json": f'{{"buildpacks": ["{theirs}"]}}',
+        "requirements.txt": "",
+    }
+    result = await env.build(env.app(files=files), {"BUILDPACK_URL": str(theirs)},
+                             buildpacks=[str(mine)])
+    assert result.buildpacks == [str(mine)]
+    assert env.logs[:3] == [
+        f"-----> Using the app's buildpacks (buildpacks:set): {mine}",
+        " !     BUILDPACK_URL is set too but not used: the app's buildpacks come first",
+        "-----> mine app detected",
+    ]
+    result = await env.build(env.app(files=files), {"BUILDPACK_URL": str(mine)})
+    assert result.buildpacks == [str(mine)]
+    assert f"-----> Using the buildpack set in BUILDPACK_URL: {mine}" in env.logs
+    # Built-ins by any of their names, two at once (multi-buildpack), none detected.
+    result = await env.build(env.app(files={"index.html": "hi", "Procfile": "web: x"}),
+                             buildpacks=["minipaas/procfile", "heroku/static"])
+    assert result.buildpacks == ["minipaas/procfile", "heroku/static"]
+    assert "-----> Procfile app detected" in env.logs and "-----> Static app detected" in env.logs
+    # The rule buildpacks:set applies holds for BUILDPACK_URL at build time too.
+    for url, message in [
+        ("heroku/ruby", "Unknown buildpack 'heroku/ruby': the built-in ones are heroku/python"),
+        ("ssh://h/bp.git", "uses ssh://, which minipaas does not fetch from"),
+    ]:
+        with pytest.raises(BuildError, match=re.escape(message)):
+            await env.build(env.app(files={"x": ""}), {"BUILDPACK_URL": url})
 
 
 def git(*args: str, cwd: Path | None = None) -> None:

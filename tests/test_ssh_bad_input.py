@@ -59,6 +59,7 @@ def state(paas: Paas) -> dict[str, Any]:
             "apps": sorted((a["name"], a["release"]) for a in client.get("/api/apps")),
             "config": client.get(f"/api/apps/{APP}/config"),
             "keys": sorted(k["fingerprint"] for k in client.get("/api/keys")),
+            "buildpacks": client.buildpacks(APP),
         }
 
 
@@ -165,6 +166,11 @@ USAGE = [
     case("apps --data-dir /tmp", 2, "--data-dir '/tmp' is not available over SSH"),
     case("apps --data /tmp", 2, "--data-dir '/tmp' is not available over SSH"),
     case("ps -a keeper --data-dir=/", 2, "--data-dir '/' is not available over SSH"),
+    case("buildpacks:set -a keeper", 2, "the following arguments are required: URL"),
+    case("buildpacks:add -a keeper -i x heroku/python", 2, "-i/--index: invalid int value: 'x'"),
+    case("buildpacks:remove -a keeper", 2, "Name the buildpack to remove: buildpacks:remove URL"),
+    case("buildpacks:remove -a keeper heroku/python -i 1", 2, "buildpacks:remove URL, or -i N."),
+    case("buildpacks:clear -a keeper heroku/python", 2, "unrecognized arguments: heroku/python"),
 ]
 
 BAD_APP_NAMES = [
@@ -257,6 +263,17 @@ VALUES = [
     case("keys:remove 'tester?x'", 1, "Invalid key name 'tester?x'"),
     case("keys:remove a/b", 1, "Invalid key name 'a/b'"),
     case("keys:add x", 1, "Expected exactly one public key line"),
+    _app_case("buildpacks:set", "keeper?", " heroku/python"),
+    case("buildpacks -a ghost", 1, "No app named 'ghost'"),
+    case("buildpacks:set -a keeper heroku/ruby", 1, "Unknown buildpack 'heroku/ruby': the"),
+    case("buildpacks:add -a keeper ruby", 1, "Buildpack 'ruby' is neither a directory path"),
+    case("buildpacks:add -a keeper 'https://h/b.git#--upload-pack=/x'", 1,
+         "names the ref '--upload-pack=/x', which is not a branch, tag or commit"),
+    case("buildpacks:set -a keeper -i 0 heroku/python", 1, "Invalid buildpack index '0'"),
+    case("buildpacks:set -a keeper -i 2 heroku/python", 1, "Invalid index 2: 'keeper' has 0"),
+    case("buildpacks:add -a keeper " + LONG, 1, "Buildpack 'aaaaaaaaaa"),
+    case("buildpacks:remove -a keeper heroku/python", 1, "'keeper' has no buildpack 'heroku/"),
+    case("buildpacks:remove -a keeper -i 1", 1, "Invalid index 1: 'keeper' has no buildpacks."),
 ]
 
 # git-receive-pack / git-upload-pack whose arguments are wrong: refused on stderr.

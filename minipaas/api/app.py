@@ -26,6 +26,7 @@ from starlette.types import ASGIApp
 from minipaas import __version__, checks, jsonin, names, sshkeys
 from minipaas.api.auth import LOCAL_KEY, TokenAuth, Tokens
 from minipaas.api.metrics import metrics_routes
+from minipaas.build import buildpack
 from minipaas.deploy import Deployer
 from minipaas.drains import Drains, parse_drain_url, redacted
 from minipaas.errors import Conflict, DiskFull, NotFound, TooLarge, Unavailable, UserError
@@ -162,6 +163,23 @@ def release_version(value: Any) -> int:
     if not 0 <= number <= MAX_RELEASE:
         raise UserError(f"Invalid release {value!r}: use vN, e.g. v3.")
     return number
+
+
+def buildpack_index(value: Any) -> int | None:
+    """A 1-based buildpack index from JSON (an integer, or null/absent: none given) or from a
+    path segment (digits), else `UserError` naming the value."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_RELEASE:
+        return value
+    text = value if isinstance(value, str) else json.dumps(value)
+    raise UserError(f"Invalid buildpack index {names.shown(text)}: use 1 for the first one.")
+
+
+def buildpacks_json(urls: list[str]) -> list[dict[str, Any]]:
+    return [{"index": n, "url": url} for n, url in enumerate(urls, start=1)]
 
 
 Emit = Callable[[dict[str, Any]], None]
@@ -343,6 +361,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 "start_pending": app.name in deployer.waiting,
                 "domains": [d.hostname for d in await store.domains(app)],
                 "addons": [addon_json(a) for a in await store.addons(app)],
+                "buildpacks": await store.buildpacks(app),  # empty: each build detects one
                 "uid": deployer.uid(app),
             }
         )
@@ -706,6 +725,58 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         await deployer.sync_routes()
         return JSONResponse({"removed": host})
 
+    async def buildpacks_list(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        return JSONResponse(buildpacks_json(await store.buildpacks(app)))
+
+    async def buildpacks_add(request: Request) -> Response:
+        """`buildpacks:add URL [-i N]`: {"url", "index"}. Like every change of the list, no
+        release: the next build uses it (as on Heroku)."""
+        app = await store.app(app_name(request))
+        data = body_dict(await json_body(request))
+        url = buildpack.check_url(text_field(data, "url"))
+        index = buildpack_index(data.get("index"))
+        urls = await store.change_buildpacks(
+            app, lambda urls: buildpack.added(urls, url, index, app.name)
+        )
+        return JSONResponse(buildpacks_json(urls))
+
+    async def buildpacks_set_at(request: Request) -> Response:
+        """`buildpacks:set URL [-i N]`: {"url"} in place of buildpack N (or one past the last)."""
+        app = await store.app(app_name(request))
+        index = buildpack_index(request.path_params["index"])
+        data = body_dict(await json_body(request))
+        url = buildpack.check_url(text_field(data, "url"))
+        urls = await store.change_buildpacks(
+            app, lambda urls: buildpack.set_at(urls, url, index, app.name)
+        )
+        return JSONResponse(buildpacks_json(urls))
+
+    async def buildpacks_replace(request: Request) -> Response:
+        """The whole list: {"buildpacks": [URL, …]} (`buildpacks:clear` sends [])."""
+        app = await store.app(app_name(request))
+        data = body_dict(await json_body(request))
+        given = data.get("buildpacks")
+        if not isinstance(given, list) or not all(isinstance(u, str) for u in given):
+            text = json.dumps(given)
+            shown = text if len(text) <= names.SHOWN_CHARS else f"{text[: names.SHOWN_CHARS]}…"
+            raise UserError(f"The field 'buildpacks' must be a list of URL strings, not {shown}.")
+        urls = await store.change_buildpacks(
+            app, lambda urls: buildpack.replaced(urls, given, app.name)
+        )
+        return JSONResponse(buildpacks_json(urls))
+
+    async def buildpacks_remove(request: Request) -> Response:
+        """`buildpacks:remove URL` or `-i N`: {"url"} or {"index"}."""
+        app = await store.app(app_name(request))
+        data = body_dict(await json_body(request))
+        url = text_field(data, "url") if data.get("url") is not None else None
+        index = buildpack_index(data.get("index"))
+        urls = await store.change_buildpacks(
+            app, lambda urls: buildpack.removed(urls, url, index, app.name)
+        )
+        return JSONResponse(buildpacks_json(urls))
+
     async def reload_drains() -> None:
         if ctx.drains is not None:
             await ctx.drains.reload()
@@ -877,6 +948,11 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps/{app}/domains", domains_list),
         Route("/api/apps/{app}/domains", domains_add, methods=["POST"]),
         Route("/api/apps/{app}/domains/{hostname}", domains_remove, methods=["DELETE"]),
+        Route("/api/apps/{app}/buildpacks", buildpacks_list),
+        Route("/api/apps/{app}/buildpacks", buildpacks_add, methods=["POST"]),
+        Route("/api/apps/{app}/buildpacks", buildpacks_replace, methods=["PUT"]),
+        Route("/api/apps/{app}/buildpacks", buildpacks_remove, methods=["DELETE"]),
+        Route("/api/apps/{app}/buildpacks/{index}", buildpacks_set_at, methods=["PUT"]),
         Route("/api/apps/{app}/drains", drains_list),
         Route("/api/apps/{app}/drains", drains_add, methods=["POST"]),
         Route("/api/apps/{app}/drains", drains_remove, methods=["DELETE"]),

@@ -1,4 +1,6 @@
-"""What a buildpack is to minipaas: the built-in ones, turning a buildpack URL into a local
+"""What a buildpack is to minipaas: the built-in ones, which URLs name a buildpack at all
+(`check_url`, the one rule for `buildpacks:set` and for builds), an app's list of buildpacks as
+`buildpacks:add/set/remove` edit it (pure functions), turning a buildpack URL into a local
 directory (a path as is, a git URL cloned with `git clone --depth 1`), and reading the YAML that
 `bin/release` prints.
 
@@ -15,12 +17,12 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from minipaas.build._process import StepTimeout, run_step
-from minipaas.errors import BuildError, UserError
-from minipaas.names import process_type
+from minipaas.errors import BuildError, Conflict, NotFound, UserError
+from minipaas.names import process_type, shown
 from minipaas.sandbox import DEFAULT_PATH
 
 #: The built-in buildpacks, in the order they are tried when the app names none.
@@ -35,6 +37,10 @@ LOOKED_FOR = (
 )
 #: Transports a buildpack URL may use (git's `ext::` and friends stay off).
 GIT_PROTOCOLS = "file:git:http:https"
+#: The most buildpacks one app may list with `buildpacks:add` (Heroku allows a few too).
+MAX_BUILDPACKS = 10
+#: The longest buildpack URL or path taken.
+MAX_URL = 2048
 #: Seconds a buildpack fetch over HTTP(S) may go without receiving a byte before git gives up.
 #: Without it an unreachable or stalled host held the push for the whole step timeout.
 FETCH_STALL_SECONDS = 30
@@ -55,6 +61,140 @@ def display_name(url: str) -> str:
     if name == "procfile":
         return "procfile-only"
     return name or url
+
+
+def short_names() -> list[str]:
+    """The names that mean a built-in buildpack, as messages list them: Heroku's names where
+    they exist (`heroku/python`), else minipaas's own (`minipaas/procfile`)."""
+    heroku = {builtin: alias for alias, builtin in ALIASES.items()}
+    return [heroku.get(name, f"minipaas/{name}") for name in BUILTINS]
+
+
+def check_url(url: str) -> str:
+    """`url` if it can name a buildpack: a built-in name, an absolute directory path or a git
+    URL (https, http, git or file) whose `#ref` git cannot take for an option; else `UserError`
+    with one sentence naming it. Whether the path or repository is there (and readable by the
+    app) is only known when a build fetches it."""
+    known = ", ".join(short_names())
+    if not url:
+        raise UserError(
+            f"No buildpack given: name a built-in one ({known}), a git URL or a directory path."
+        )
+    if len(url) > MAX_URL:
+        raise UserError(f"Buildpack {shown(url)} is longer than {MAX_URL} characters.")
+    if not url.isprintable():
+        raise UserError(f"Buildpack {shown(url)} holds a control character.")
+    if builtin_name(url) is not None or is_local(url):
+        return url
+    if "://" not in url and url.partition("/")[0] in ("heroku", "minipaas"):
+        raise UserError(
+            f"Unknown buildpack {shown(url)}: the built-in ones are {known}; any other is "
+            "named by its git URL or a directory path."
+        )
+    base, ref = split_ref(url)
+    scheme = re.match(r"^([a-z][a-z0-9+.-]*)://", base)
+    if not base or scheme is None:
+        raise UserError(
+            f"Buildpack {shown(url)} is neither a directory path nor a git URL such as "
+            f"'https://github.com/org/buildpack.git#v1' (nor a built-in one: {known})."
+        )
+    if scheme.group(1) not in GIT_PROTOCOLS.split(":"):
+        raise UserError(
+            f"Buildpack {shown(url)} uses {scheme.group(1)}://, which minipaas does not fetch "
+            "from: use https://, http://, git:// or file://."
+        )
+    if ref is not None and (ref.startswith("-") or " " in ref):
+        # `git fetch origin REF` would read "--upload-pack=/path/to/script" as an option and
+        # run that script on the host, outside the sandbox.
+        raise UserError(
+            f"Buildpack {shown(url)} names the ref {shown(ref)}, which is not a branch, tag or "
+            "commit: a ref cannot start with '-' or hold spaces or control characters."
+        )
+    return url
+
+
+def _same(a: str, b: str) -> bool:
+    """Do two URLs name the same buildpack (`heroku/python` and `python` do)?"""
+    return a == b or (builtin_name(a) is not None and builtin_name(a) == builtin_name(b))
+
+
+def _index(urls: Sequence[str], index: int, app: str, *, past_end: bool) -> int:
+    """The 0-based position of 1-based `index` in `urls` (or just past them, when `past_end`)."""
+    last = len(urls) + (1 if past_end else 0)
+    if not 1 <= index <= last:
+        if last == 0:
+            raise UserError(f"Invalid index {index}: {app!r} has no buildpacks.")
+        has = f"{len(urls)} buildpack{'s' if len(urls) != 1 else ''}"
+        raise UserError(
+            f"Invalid index {index}: {app!r} has {has}; use "
+            + ("1." if last == 1 else f"1 to {last}.")
+        )
+    return index - 1
+
+
+def _not_listed(urls: Sequence[str], url: str, app: str, *, but: int | None = None) -> None:
+    for n, other in enumerate(urls):
+        if n != but and _same(other, url):
+            raise Conflict(
+                f"The buildpack {shown(url)} is already set on {app!r} (number {n + 1})."
+            )
+
+
+def added(urls: Sequence[str], url: str, index: int | None, app: str) -> list[str]:
+    """`buildpacks:add URL [-i N]`: `url` inserted at 1-based `index`, or appended."""
+    check_url(url)
+    _not_listed(urls, url, app)
+    if len(urls) >= MAX_BUILDPACKS:
+        raise Conflict(
+            f"{app!r} has {len(urls)} buildpacks, the most an app may have; remove one first."
+        )
+    at = len(urls) if index is None else _index(urls, index, app, past_end=True)
+    return [*urls[:at], url, *urls[at:]]
+
+
+def set_at(urls: Sequence[str], url: str, index: int | None, app: str) -> list[str]:
+    """`buildpacks:set URL [-i N]`: `url` in place of buildpack N (the first by default), or
+    appended when N is one past the last."""
+    at = _index(urls, 1 if index is None else index, app, past_end=True)
+    check_url(url)
+    _not_listed(urls, url, app, but=at)
+    return [*urls[:at], url, *urls[at + 1 :]]
+
+
+def removed(urls: Sequence[str], url: str | None, index: int | None, app: str) -> list[str]:
+    """`buildpacks:remove URL` or `buildpacks:remove -i N`: the list without that one."""
+    if url is None and index is None:
+        raise UserError(
+            "No buildpack given: name the one to remove by its URL or its index (-i N)."
+        )
+    if url is not None and index is not None:
+        raise UserError("Name the buildpack to remove by its URL or by its index, not both.")
+    if index is not None:
+        at = _index(urls, index, app, past_end=False)
+    else:
+        assert url is not None
+        found = [n for n, other in enumerate(urls) if other == url]
+        if not found:
+            raise NotFound(
+                f"{app!r} has no buildpack {shown(url)}; nothing was removed "
+                f"(`minipaas buildpacks -a {app}` lists them)."
+            )
+        at = found[0]
+    return [*urls[:at], *urls[at + 1 :]]
+
+
+def replaced(urls: Sequence[str], new: Sequence[str], app: str) -> list[str]:
+    """The whole list at once (an empty one: `buildpacks:clear`)."""
+    if len(new) > MAX_BUILDPACKS:
+        raise UserError(
+            f"{len(new)} buildpacks are too many: an app may have at most {MAX_BUILDPACKS}."
+        )
+    result: list[str] = []
+    for url in new:
+        check_url(url)
+        _not_listed(result, url, app)
+        result.append(url)
+    return result
 
 
 def split_ref(url: str) -> tuple[str, str | None]:
@@ -149,6 +289,10 @@ async def fetch(
 ) -> Path:
     """A local directory holding the buildpack `url`: the path itself, or an up-to-date clone
     under `root` (created for `uid`). Raises `BuildError` when it cannot be had."""
+    try:
+        check_url(url)  # the rule `buildpacks:set` applies; BUILDPACK_URL and files meet it here
+    except UserError as exc:
+        raise BuildError(str(exc)) from None
     if is_local(url):
         path = Path(url)
         if not await asyncio.to_thread(_readable_dir, path, uid):
@@ -157,18 +301,6 @@ async def fetch(
             )
         return path
     base, ref = split_ref(url)
-    if not base or not re.match(r"^[a-z][a-z0-9+.-]*://", base):
-        raise BuildError(
-            f"Buildpack {url!r} is neither a directory path nor a git URL such as "
-            "'https://github.com/org/buildpack.git#v1'."
-        )
-    if ref is not None and (ref.startswith("-") or not ref.isprintable() or " " in ref):
-        # `git fetch origin REF` would read "--upload-pack=/path/to/script" as an option and
-        # run that script on the host, outside the sandbox.
-        raise BuildError(
-            f"Buildpack {url!r} names the ref {ref!r}, which is not a branch, tag or commit: "
-            "a ref cannot start with '-' or hold spaces or control characters."
-        )
     time_limit = min(time_limit, FETCH_TIME_LIMIT)
     await asyncio.to_thread(_clone_root, root, uid)
     dest = clone_dir(root, url)

@@ -3,8 +3,9 @@ Heroku buildpacks (`bin/detect`, `bin/compile`, `bin/release`).
 
 Every buildpack step runs in the sandbox (`minipaas.sandbox`) as the app's uid, with the tree at
 /app, the buildpack at /buildpack, the app's cache at /cache and its config vars as files in
-/env (never in the environment, as on Heroku). Buildpacks come from `BUILDPACK_URL`, a
-`.buildpacks` file, app.json `buildpacks`, or else the first built-in whose detect says yes.
+/env (never in the environment, as on Heroku). Buildpacks come from the app's own list
+(`buildpacks:set`), `BUILDPACK_URL`, a `.buildpacks` file, app.json `buildpacks`, in that order,
+or else the first built-in whose detect says yes.
 This module starts no long-lived process and touches no database, git repository of an app or
 router; files inside the tree are read without following symbolic links, because the tree is
 the pusher's and the runner is root.
@@ -62,6 +63,7 @@ class BuildRequest:
     env: Mapping[str, str]  # the app's config vars, handed to buildpacks as ENV_DIR files
     uid: int | None  # the app's uid (as root); None = the current user
     scratch: Path  # an empty work dir for the runner; the caller removes it
+    buildpacks: Sequence[str] = ()  # the app's own list (`buildpacks:set`); first if not empty
 
 
 @dataclass(frozen=True)
@@ -296,7 +298,14 @@ class Builder:
             path.chmod(0o700)
 
     def _requested_buildpacks(self, req: BuildRequest, log: Log) -> list[str] | None:
+        """The buildpacks the app asks for, first found of: its own list, BUILDPACK_URL, a
+        `.buildpacks` file, app.json; None: detect. The log says which one it was."""
         url = req.env.get("BUILDPACK_URL", "").strip()
+        if req.buildpacks:
+            log(f"-----> Using the app's buildpacks (buildpacks:set): {', '.join(req.buildpacks)}")
+            if url:
+                log(" !     BUILDPACK_URL is set too but not used: the app's buildpacks come first")
+            return list(req.buildpacks)
         if url:
             log(f"-----> Using the buildpack set in BUILDPACK_URL: {url}")
             return [url]

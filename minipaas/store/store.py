@@ -14,7 +14,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -417,6 +417,35 @@ class Store:
             "SELECT * FROM releases WHERE app_id = ? ORDER BY version DESC LIMIT ?", (app.id, limit)
         )
         return [self._release(r) for r in rows]
+
+    # -- buildpacks ------------------------------------------------------------------------
+
+    async def buildpacks(self, app: App) -> list[str]:
+        """The app's own buildpacks (`buildpacks:set`), in order; empty: builds detect one."""
+        rows = await self._all(
+            "SELECT url FROM app_buildpacks WHERE app_id = ? ORDER BY position", (app.id,)
+        )
+        return [r["url"] for r in rows]
+
+    async def change_buildpacks(
+        self, app: App, change: Callable[[list[str]], list[str]]
+    ) -> list[str]:
+        """Replace the app's buildpacks with `change(current)` in one transaction, so two
+        changes at once both count; `change` raises (`UserError`) to change nothing."""
+        async with self._tx() as db:
+            if not await self._scalar(db, "SELECT 1 FROM apps WHERE id = ?", (app.id,)):
+                raise NotFound(f"No app named {app.name!r}.")  # destroyed meanwhile
+            async with db.execute(
+                "SELECT url FROM app_buildpacks WHERE app_id = ? ORDER BY position", (app.id,)
+            ) as cur:
+                current = [row[0] for row in await cur.fetchall()]
+            urls = change(current)
+            await db.execute("DELETE FROM app_buildpacks WHERE app_id = ?", (app.id,))
+            await db.executemany(
+                "INSERT INTO app_buildpacks (app_id, position, url) VALUES (?, ?, ?)",
+                [(app.id, n, url) for n, url in enumerate(urls, start=1)],
+            )
+        return urls
 
     # -- formation -------------------------------------------------------------------------
 
