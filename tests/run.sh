@@ -16,4 +16,4 @@ echo "-----> ruff"
 echo "-----> mypy --strict"
 .venv/bin/mypy
 echo "-----> pytest"
-exec .venv/bin/pytest -q -p no:cacheprovider "$@"
+exec .venv/bin/pytest -q -p no:cacheprovider --durations=25 "$@"

@@ -29,6 +29,12 @@ from tests.support.dirs import app_readable_tmp
 from tests.support.ports import wait_for
 from tests.support.sshd import SSHServer
 
+#: The stop grace of this module's server: long enough for what a test starts while a destroy
+#: waits it out (a push, a `run`, a cron job due), short of the default 30 s that each such
+#: test waited in full.
+GRACE = 10
+SERVER_ARGS = ["--stop-grace", str(GRACE)]
+
 
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
@@ -741,7 +747,8 @@ def test_a_cron_job_due_during_a_destroy_does_not_outlive_the_app(
     """The cron job of the first bug report: due while `apps:destroy` stops the app (a worker
     ignoring SIGTERM holds it for the stop grace, which spans the minute the job is due), it
     started unseen by the stop and outlived its app. It now waits for the destroy and finds
-    the app gone. (Waits for the next minute to be 1 to 2 s away: cron runs on the minute.)"""
+    the app gone. (Waits for the next minute to be 1 to GRACE - 4 s away: cron runs on the
+    minute.)"""
     paas, sshd = env
     app = "race-cron"
     paas.cli("apps:create", app)
@@ -763,7 +770,8 @@ def test_a_cron_job_due_during_a_destroy_does_not_outlive_the_app(
     def to_next_minute() -> float:
         return 60 - time.time() % 60
 
-    wait_for(lambda: 1.0 <= to_next_minute() <= 2.0, timeout=70, interval=0.02)
+    # The job must fall due inside the destroy, which waits out the worker's grace.
+    wait_for(lambda: 1.0 <= to_next_minute() <= GRACE - 4, timeout=70, interval=0.02)
     started = time.time()
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
     ended = time.time()
