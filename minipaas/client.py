@@ -28,6 +28,10 @@ FOLLOW_READ = 45.0
 heartbeats (`api.app.FOLLOW_HEARTBEAT`), so a silently dead connection is noticed."""
 
 
+DOWNLOAD_CHUNK = 256 * 1024
+"""Bytes a download (`pg:backups:download`) reads and writes at a time."""
+
+
 class ApiError(Exception):
     """The server refused a request (or could not be reached); `str()` is the sentence to show."""
 
@@ -284,6 +288,42 @@ class Client:
                     yield self._json(response.status, path, line)
         finally:
             conn.close()
+
+    def download(
+        self, path: str, write: Callable[[bytes], object], *, params: dict[str, Any] | None = None
+    ) -> dict[str, str]:
+        """GET `path` and hand its body to `write` chunk by chunk as it arrives (a dump of
+        gigabytes is never held in memory); the answer's headers."""
+        if self._remote is not None:
+            return self._remote_download(path, write, params)
+        conn, response = self._local("GET", path, None, params, self.timeout)
+        try:
+            if response.status >= 400:
+                raise self._message(response.status, response.read())
+            while chunk := response.read(DOWNLOAD_CHUNK):
+                write(chunk)
+            return {k.lower(): v for k, v in response.getheaders()}
+        except (OSError, http.client.HTTPException) as exc:
+            raise request_failed(self.where, exc) from exc
+        finally:
+            conn.close()
+
+    def _remote_download(
+        self, path: str, write: Callable[[bytes], object], params: dict[str, Any] | None
+    ) -> dict[str, str]:
+        import httpx
+
+        try:
+            with self._remote.stream("GET", path, params=params) as response:
+                if response.status_code >= 400:
+                    raise self._message(response.status_code, response.read())
+                for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                    write(chunk)
+                return {k.lower(): v for k, v in response.headers.items()}
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise self._unreachable(exc) from exc
+        except httpx.HTTPError as exc:
+            raise request_failed(self.where, exc) from exc
 
     def _remote_request(
         self, method: str, path: str, json_body: Any, params: dict[str, Any] | None
