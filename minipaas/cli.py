@@ -979,9 +979,21 @@ def cmd_pg_backups_download(args: argparse.Namespace) -> int:
         # truncated dump where a complete one is expected.
         target = Path(output)
         partial = target.with_name(f".{target.name}.partial")
+        files: list[Any] = []  # opened at the first byte: a refused download leaves nothing
+
+        def write(chunk: bytes) -> None:
+            if not files:
+                files.append(partial.open("wb"))
+            files[0].write(chunk)
+
         try:
-            with partial.open("wb") as out:
-                headers = c.download(path, out.write)
+            try:
+                headers = c.download(path, write)
+            finally:
+                for out in files:
+                    out.close()
+            if not files:
+                partial.write_bytes(b"")
             partial.replace(target)
         finally:
             partial.unlink(missing_ok=True)

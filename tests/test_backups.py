@@ -342,11 +342,13 @@ def test_pg_reset_empties_the_database_and_keeps_its_url(
     assert psql(url, "select t from notes") == "old"
 
 
-def test_bad_input(env: tuple[Paas, SSHServer], url: str) -> None:
+def test_bad_input(env: tuple[Paas, SSHServer], url: str, tmp_path: Path) -> None:
     paas, _ = env
-    assert fails(paas, "pg:backups:download", "b099", "-a", APP) == (
+    target = tmp_path / "out.dump"
+    assert fails(paas, "pg:backups:download", "b099", "-a", APP, "-o", str(target)) == (
         f" !    The app {APP!r} has no backup b099; see `minipaas pg:backups -a {APP}`."
     )
+    assert list(tmp_path.iterdir()) == []  # not even a temporary file was left
     assert fails(paas, "pg:backups:restore", "b099", "-a", APP, "--confirm", APP) == (
         f" !    The app {APP!r} has no backup b099; see `minipaas pg:backups -a {APP}`."
     )
