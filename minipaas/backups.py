@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -37,6 +38,8 @@ KEEP_SCHEDULED = 7
 #: Bytes read at a time when a dump is streamed to a client.
 CHUNK = 256 * 1024
 INTERRUPTED = "the server stopped while it ran"
+#: How every dump in pg_dump's custom format begins.
+MAGIC = b"PGDMP"
 SCHEDULED_COMMAND = "pg:backups:capture"
 _ID = re.compile(r"^[bB]0*([0-9]{1,9})$")
 _AT = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
@@ -74,6 +77,12 @@ def expired(backups: list[Backup], keep: int = KEEP_SCHEDULED) -> list[Backup]:
         )
         out += mine[: max(0, len(mine) - keep)]
     return sorted(out, key=lambda b: b.number)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class Backups:
@@ -276,6 +285,43 @@ class Backups:
             app.name, "minipaas", "minipaas", f"Restored backup {backup.id} into {addon.name}"
         )
         return backup, addon
+
+    async def restore_upload(self, app_name: str, chunks: AsyncIterator[bytes]) -> Addon:
+        """Load a custom-format dump the client sends (`chunks`, read only once no other
+        capture, restore or reset of the app runs) into the app's database, as `restore`
+        does. It is held in an unnamed owner-only file in the app's backup dir meanwhile."""
+        app, addon = await self._addon(app_name)
+        async with self._exclusive(app.name, "restore of an uploaded dump"):
+            directory = await asyncio.to_thread(self._directory, app.name)
+            path = os.path.join(directory, f".upload-{secrets.token_hex(8)}.partial")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            os.unlink(path)  # nameless: gone with the descriptor, even if the server dies
+            try:
+                size = 0
+                async for chunk in chunks:
+                    size += len(chunk)
+                    await asyncio.to_thread(_write_all, fd, chunk)
+                if os.pread(fd, len(MAGIC), 0) != MAGIC:
+                    raise UserError(
+                        f"The uploaded file ({size} bytes) is not a dump in pg_dump's custom "
+                        "format (made with `pg_dump -Fc`, as `pg:backups:download` gives): "
+                        f"it does not begin with {MAGIC.decode()}."
+                    )
+                os.lseek(fd, 0, os.SEEK_SET)
+                try:
+                    await self._cluster().restore(addon.name, fd)
+                except UserError as exc:
+                    raise UserError(
+                        f"Restoring the uploaded dump into the database of {app.name!r} failed "
+                        f"and changed nothing: {exc}"
+                    ) from None
+            finally:
+                os.close(fd)
+        self.logs.append(
+            app.name, "minipaas", "minipaas",
+            f"Restored an uploaded dump ({size} bytes) into {addon.name}",
+        )
+        return addon
 
     async def delete(self, app_name: str, ref: str) -> Backup:
         app, _ = await self._addon(app_name)

@@ -1005,17 +1005,38 @@ def cmd_pg_backups_download(args: argparse.Namespace) -> int:
 
 def cmd_pg_backups_restore(args: argparse.Namespace) -> int:
     app = _app(args)
+    if args.dump_file is not None and args.backup is not None:
+        raise UsageError(
+            f"Give a backup id ({args.backup}) or --file, not both: --file restores a dump "
+            "of your own."
+        )
     ref = _backup_segment(args.backup)
     if args.confirm != app:
         raise UsageError(
             f"Restoring a backup into the database of {app!r} overwrites its data; run again "
             f"with --confirm {app}."
         )
+    if args.dump_file is not None:
+        return _restore_upload(args, app)
     with _client(args) as c:
         done = c.request(
             "POST", f"/api/apps/{app}/backups/{ref}/restore", params={"confirm": app}
         )
     print(f"Restored {done['restored']['id']} into {app}'s database {done['database']}.")
+    return 0
+
+
+def _restore_upload(args: argparse.Namespace, app: str) -> int:
+    """pg:backups:restore --file FILE|-: the dump is sent to the server as it is read."""
+    path = f"/api/apps/{app}/backups/upload"
+    shown = "standard input" if args.dump_file == "-" else args.dump_file
+    with _client(args) as c:
+        if args.dump_file == "-":
+            done = c.upload(path, sys.stdin.buffer.read, params={"confirm": app})
+        else:
+            with open(args.dump_file, "rb") as dump:
+                done = c.upload(path, dump.read, params={"confirm": app})
+    print(f"Restored the dump from {shown} into {app}'s database {done['database']}.")
     return 0
 
 
@@ -1507,8 +1528,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE")
     p.set_defaults(long=True)
     p = add("pg:backups:restore", cmd_pg_backups_restore,
-            "restore a backup (default: the newest) into the app's database", app=True)
+            "restore a backup (default: the newest), or a dump of yours (--file), into the "
+            "app's database", app=True)
     p.add_argument("backup", nargs="?", metavar="ID")
+    p.add_argument("--file", dest="dump_file", metavar="FILE|-",
+                   help="a pg_dump -Fc dump to upload and restore (- for standard input)")
     p.add_argument("--confirm", help="the app's name, to confirm")
     p.set_defaults(long=True)
     p = add("pg:backups:delete", cmd_pg_backups_delete, "delete a backup", app=True)
@@ -1665,6 +1689,14 @@ def _refuse_server_paths(args: argparse.Namespace) -> None:
             raise UsageError(f"{option} {shown(value)} is not available over SSH: {instead}.")
     # A download would land in the SSH user's files on the server (latest.dump by default):
     # over SSH it goes to standard output, `ssh minipaas@HOST … -o - > latest.dump`.
+    if getattr(args, "handler", None) is cmd_pg_backups_restore and args.dump_file not in (
+        None, "-"
+    ):
+        raise UsageError(
+            f"--file {shown(args.dump_file)} is not available over SSH: send the dump on "
+            "standard input, `ssh minipaas@HOST pg:backups:restore -a APP --confirm APP "
+            "--file - < latest.dump`."
+        )
     if getattr(args, "handler", None) is cmd_pg_backups_download and args.output != "-":
         raise UsageError(
             f"-o {shown(args.output or 'latest.dump')} is not available over SSH: download to "

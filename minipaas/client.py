@@ -308,6 +308,53 @@ class Client:
         finally:
             conn.close()
 
+    def upload(
+        self,
+        path: str,
+        read: Callable[[int], bytes],
+        *,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        """POST what `read(n)` gives until it gives b"" (a file, stdin) as the body, sent as
+        it is read (chunked: a dump of gigabytes is never held in memory); the JSON answer."""
+
+        def chunks() -> Iterator[bytes]:
+            while chunk := read(DOWNLOAD_CHUNK):
+                yield chunk
+
+        if self._remote is not None:
+            import httpx
+
+            try:
+                response = self._remote.post(
+                    path, content=chunks(), params=params,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                raise self._unreachable(exc) from exc
+            except httpx.HTTPError as exc:
+                raise request_failed(self.where, exc) from exc
+            if response.status_code >= 400:
+                raise self._message(response.status_code, response.content)
+            return self._json(response.status_code, path, response.content)
+        if params:
+            path += "?" + urllib.parse.urlencode(params)
+        headers = {**self._headers, "Content-Type": "application/octet-stream"}
+        conn = _UnixConnection(self.where, self.timeout)
+        try:
+            conn.request("POST", path, body=chunks(), headers=headers, encode_chunked=True)
+            response = conn.getresponse()
+            data = response.read()
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
+            raise self._unreachable(exc) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise request_failed(self.where, exc) from exc
+        finally:
+            conn.close()
+        if response.status >= 400:
+            raise self._message(response.status, data)
+        return self._json(response.status, path, data)
+
     def _remote_download(
         self, path: str, write: Callable[[bytes], object], params: dict[str, Any] | None
     ) -> dict[str, str]:

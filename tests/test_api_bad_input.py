@@ -137,6 +137,7 @@ APP_ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/backups/b001/download", None),
     ("POST", "/backups/b001/restore?confirm=x", None),
     ("DELETE", "/backups/b001?confirm=x", None),
+    ("POST", "/backups/upload?confirm=x", b"PGDMP"),
 ]
 
 
@@ -538,6 +539,9 @@ BAD_PATHS_AND_QUERIES: list[tuple[str, str, dict[str, str] | None, int, str]] = 
     ("DELETE", f"{A}/backups/b001", None, 400, "--confirm fuzz"),
     ("DELETE", f"{A}/backups/latest", {"confirm": APP}, 400, "'latest'"),
     ("DELETE", f"{A}/backups/b001", {"confirm": APP}, 404, "no heroku-postgresql"),
+    ("POST", f"{A}/backups/upload", None, 400, "--confirm fuzz"),
+    ("POST", f"{A}/backups/upload", {"confirm": APP}, 404, "no heroku-postgresql"),
+    ("GET", f"{A}/backups/upload", None, 405, "GET"),
     ("PATCH", f"{A}/backups", None, 405, "PATCH"),
     ("POST", f"{A}/backups/b001/download", None, 405, "POST"),
     ("GET", "/api/nope", None, 404, "/api/nope"),

@@ -279,9 +279,19 @@ def lock_notes(url: str) -> subprocess.Popen[str]:
     return holder
 
 
-def test_one_capture_restore_or_reset_at_a_time(env: tuple[Paas, SSHServer], url: str) -> None:
+def test_one_capture_restore_or_reset_at_a_time(
+    env: tuple[Paas, SSHServer], url: str, tmp_path: Path
+) -> None:
     paas, _ = env
+    # An upload the server refuses before reading it: larger than any socket buffer.
+    big = tmp_path / "big.dump"
+    with big.open("wb") as out:
+        out.write(b"PGDMP")
+        out.truncate(64 * 2**20)
     psql(url, "create table if not exists notes (t text)")
+    if not [b for b in listed(paas) if b["status"] == "completed"]:
+        paas.cli("pg:backups:capture", "-a", APP)  # (when this test runs alone)
+    done = [b for b in listed(paas) if b["status"] == "completed"][-1]["id"]
     before = len(listed(paas))
     holder = lock_notes(url)
     capture = None
@@ -297,8 +307,10 @@ def test_one_capture_restore_or_reset_at_a_time(env: tuple[Paas, SSHServer], url
         busy = (f" !    The database of {APP!r} is busy with a capture of backup "
                 f"{running[0]['id']}; nothing was done: try again once it is finished.")
         assert fails(paas, "pg:backups:capture", "-a", APP) == busy
-        assert fails(paas, "pg:backups:restore", "b001", "-a", APP, "--confirm", APP) == busy
+        assert fails(paas, "pg:backups:restore", str(done), "-a", APP, "--confirm", APP) == busy
         assert fails(paas, "pg:reset", "-a", APP, "--confirm", APP) == busy
+        assert fails(paas, "pg:backups:restore", "-a", APP, "--confirm", APP, "--file",
+                     str(big)) == busy
         assert fails(paas, "pg:backups:delete", str(running[0]["id"]), "-a", APP,
                      "--confirm", APP) == (
             f" !    The backup {running[0]['id']} of {APP!r} is being captured; delete it once "
@@ -340,6 +352,73 @@ def test_pg_reset_empties_the_database_and_keeps_its_url(
     # A restore after a reset brings the backup's tables back.
     paas.cli("pg:backups:restore", "b001", "-a", APP, "--confirm", APP)
     assert psql(url, "select t from notes") == "old"
+
+
+def test_restore_a_dump_of_your_own(
+    env: tuple[Paas, SSHServer], url: str, tmp_path: Path
+) -> None:
+    """`pg:backups:restore --file`: a file, or stdin, locally, over MINIPAAS_URL and over SSH."""
+    paas, sshd = env
+    psql(url, "create table mine (t text); insert into mine values ('uploaded')")
+    paas.cli("pg:backups:capture", "-a", APP)
+    dump = tmp_path / "mine.dump"
+    paas.cli("pg:backups:download", "-a", APP, "-o", str(dump))
+    role = url.rsplit("/", 1)[1]
+    before = listed(paas)
+
+    paas.cli("pg:reset", "-a", APP, "--confirm", APP)
+    out = paas.cli("pg:backups:restore", "-a", APP, "--confirm", APP, "--file", str(dump))
+    assert out.stdout == f"Restored the dump from {dump} into {APP}'s database {role}.\n"
+    assert psql(url, "select t from mine") == "uploaded"
+    assert psql(url, "select tableowner from pg_tables where tablename = 'mine'") == role
+
+    token = paas.cli("auth:token").stdout.strip()
+    remote = {k: v for k, v in paas.env.items() if k != "MINIPAAS_DATA_DIR"}
+    remote |= {"MINIPAAS_URL": f"http://127.0.0.1:{paas.api_port}", "MINIPAAS_TOKEN": token}
+    for argv, environ in (
+        ([str(paas.exe)], remote),
+        ([*sshd.ssh_argv()], None),
+    ):
+        paas.cli("pg:reset", "-a", APP, "--confirm", APP)
+        with dump.open("rb") as stdin:
+            done = subprocess.run(
+                [*argv, "pg:backups:restore", "-a", APP, "--confirm", APP, "--file", "-"],
+                stdin=stdin, env=environ, capture_output=True, text=True, timeout=120,
+                check=False,
+            )
+        assert done.returncode == 0, done
+        assert done.stdout == (
+            f"Restored the dump from standard input into {APP}'s database {role}.\n")
+        assert psql(url, "select t from mine") == "uploaded"
+    # Nothing is kept of the uploads, and no backup is listed for them.
+    assert listed(paas) == before
+    assert not [p for p in (paas.data_dir / "backups" / APP).iterdir()
+                if not p.name.endswith(".dump")]
+
+    # Bad input: not a dump, a file over SSH, an id and a file.
+    text = tmp_path / "notes.sql"
+    text.write_text("create table x (n int);\n")
+    assert fails(paas, "pg:backups:restore", "-a", APP, "--confirm", APP, "--file",
+                 str(text)) == (
+        " !    The uploaded file (24 bytes) is not a dump in pg_dump's custom format (made with "
+        "`pg_dump -Fc`, as `pg:backups:download` gives): it does not begin with PGDMP.")
+    assert psql(url, "select t from mine") == "uploaded"
+    assert fails(paas, "pg:backups:restore", "-a", APP, "--confirm", APP, "--file",
+                 str(tmp_path / "nope.dump")) == (
+        f" !    No such file or directory: {tmp_path / 'nope.dump'}")
+    assert fails(paas, "pg:backups:restore", "b001", "-a", APP, "--confirm", APP, "--file",
+                 str(dump), code=2) == (
+        "Give a backup id (b001) or --file, not both: --file restores a dump of your own.")
+    refused = subprocess.run(
+        [*sshd.ssh_argv(), "pg:backups:restore", "-a", APP, "--confirm", APP, "--file",
+         "/etc/passwd"],
+        capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
+    )
+    assert (refused.returncode, refused.stderr) == (2, (
+        "--file '/etc/passwd' is not available over SSH: send the dump on standard input, "
+        "`ssh minipaas@HOST pg:backups:restore -a APP --confirm APP --file - < latest.dump`.\n"
+    )), refused
+    psql(url, "drop table mine")
 
 
 def test_bad_input(env: tuple[Paas, SSHServer], url: str, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
@@ -831,6 +831,25 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         backup, addon = await backups().restore(name, ref)
         return JSONResponse({"restored": backup.to_json(), "database": addon.name})
 
+    async def backups_upload(request: Request) -> Response:
+        """pg:backups:restore --file: the body is the dump (streamed to disk, any size)."""
+        name = app_name(request)
+        await confirmed(
+            request, name,
+            f"Restoring a dump into the database of {name!r} overwrites its data",
+        )
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in request.stream():
+                    yield chunk
+            except ClientDisconnect:
+                raise UserError(
+                    "The upload broke off before the whole dump arrived; nothing was restored."
+                ) from None
+
+        addon = await backups().restore_upload(name, body())
+        return JSONResponse({"restored": "upload", "database": addon.name})
+
     async def backups_delete(request: Request) -> Response:
         name = app_name(request)
         ref = str(request.path_params["backup"])
@@ -972,6 +991,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps/{app}/addons/{service}/reset", addons_reset, methods=["POST"]),
         Route("/api/apps/{app}/backups", backups_list),
         Route("/api/apps/{app}/backups", backups_capture, methods=["POST"]),
+        Route("/api/apps/{app}/backups/upload", backups_upload, methods=["POST"]),
         Route("/api/apps/{app}/backups/schedule", backups_schedule_get),
         Route("/api/apps/{app}/backups/schedule", backups_schedule_put, methods=["PUT"]),
         Route("/api/apps/{app}/backups/schedule", backups_schedule_delete, methods=["DELETE"]),
