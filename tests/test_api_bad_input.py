@@ -611,6 +611,8 @@ UNAUTHENTICATED = [
     ("PUT", f"{A}/maintenance"),
     ("PATCH", f"{A}/config"),
     ("DELETE", A),
+    ("GET", f"{A}/backups/latest/download"),
+    ("POST", f"{A}/backups/upload"),
     ("GET", "/api/nope"),
     ("GET", "/metrics"),
 ]

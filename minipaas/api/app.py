@@ -838,6 +838,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             request, name,
             f"Restoring a dump into the database of {name!r} overwrites its data",
         )
+
         async def body() -> AsyncIterator[bytes]:
             try:
                 async for chunk in request.stream():
