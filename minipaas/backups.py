@@ -153,6 +153,7 @@ class Backups:
         os.chmod(top, 0o700)
         mine = self.paths.app_backups(app)
         mine.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(mine, 0o700)
         return str(mine)
 
     async def _find(self, app: App, ref: str | None) -> Backup:

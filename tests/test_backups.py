@@ -153,6 +153,10 @@ def test_capture_change_restore(env: tuple[Paas, SSHServer], url: str) -> None:
         f"{APP} has no backups; capture one with `minipaas pg:backups:capture -a {APP}`.\n"
     )
     psql(url, "create table notes (t text); insert into notes values ('old')")
+    # Owner-only even where the directories were made by hand, or by an umask, more open.
+    (paas.data_dir / "backups" / APP).mkdir(mode=0o755, parents=True)
+    os.chmod(paas.data_dir / "backups", 0o755)
+    os.chmod(paas.data_dir / "backups" / APP, 0o755)
     out = paas.cli("pg:backups:capture", "-a", APP).stdout
     assert re.fullmatch(
         rf"Captured b001 of {APP}'s database \(\d+\.\d kB\); download it with "
