@@ -7,10 +7,13 @@ is (number, manual or scheduled, completed or failed and why); numbers are per a
 given twice. The dump and the restore are the cluster's (`pg_dump`/`pg_restore` as its
 superuser over its unix socket: no password anywhere); this module decides where the bytes
 go and keeps one capture, restore or reset of an app at a time (another one is refused with
-409, except a scheduled capture, which waits its turn).
+409, except a scheduled capture, which waits its turn). A dump a user uploads to restore is
+held in a nameless file in the app's dir only while it is loaded. This module starts no
+process and speaks no SQL itself: the cluster and the store do.
 
-Daily backups (`pg:backups:schedule --at HH:MM`, UTC) are cron jobs for the same scheduler
-as app.json's; the newest `KEEP_SCHEDULED` completed ones are kept, manual ones until deleted.
+Daily backups (`pg:backups:schedule --at HH:MM`, UTC) are cron jobs run by a `CronScheduler`
+of their own (the class that runs app.json's jobs); the newest `KEEP_SCHEDULED` completed
+scheduled backups are kept, manual ones until deleted.
 """
 
 from __future__ import annotations
