@@ -200,9 +200,15 @@ def cmd_apps_destroy(args: argparse.Namespace) -> int:
             f"run again with --confirm {app}."
         )
     with _client(args) as c:
-        c.request("DELETE", f"/api/apps/{app}", params={"confirm": app})
-    print(f"Destroyed {app}.")
+        done = c.request("DELETE", f"/api/apps/{app}", params={"confirm": app})
+    print(f"Destroyed {app}{_and_backups(done)}.")
     return 0
+
+
+def _and_backups(answer: dict[str, Any]) -> str:
+    """`and its 2 backups` when a destroy deleted backups of the app's database too."""
+    removed = int(answer.get("backups_removed") or 0)
+    return f" and its {removed} backup{'s' if removed != 1 else ''}" if removed else ""
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -932,10 +938,12 @@ def cmd_addons_destroy(args: argparse.Namespace) -> int:
             f"run again with --confirm {app}."
         )
     with _client(args) as c:
-        d = c.request(
+        done = c.request(
             "DELETE", f"/api/apps/{app}/addons/{_segment(args.service)}", params={"confirm": app}
-        )["destroyed"]
-    print(f"Destroyed {d['service']} {d['name']} of {app}; {d['config_var']} is unset.")
+        )
+    d = done["destroyed"]
+    print(f"Destroyed {d['service']} {d['name']} of {app}{_and_backups(done)}; "
+          f"{d['config_var']} is unset.")
     return 0
 
 
@@ -972,6 +980,180 @@ def cmd_pg_psql(args: argparse.Namespace) -> int:
         command += " -c " + shlex.quote(args.sql_command)
     args.command = [command]
     return cmd_run(args)
+
+
+def _backup_status(b: dict[str, Any]) -> str:
+    if b["status"] == "completed" and b.get("finished_at"):
+        return f"Completed {_when(b['finished_at'])}"
+    if b["status"] == "failed":
+        return f"Failed: {b.get('error') or 'unknown'}"
+    return "Running"
+
+
+def cmd_pg_backups(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        backups = c.get(f"/api/apps/{app}/backups")
+        schedule = c.get(f"/api/apps/{app}/backups/schedule")
+    if args.json:
+        _print_json(backups)
+        return 0
+    if not backups:
+        print(f"{app} has no backups; capture one with `minipaas pg:backups:capture -a {app}`.")
+    else:
+        rows = [
+            (b["id"], _when(b["created_at"]), _backup_status(b),
+             _bytes(int(b["size"])) if b.get("size") is not None else "", b["kind"])
+            for b in reversed(backups)
+        ]
+        _table(rows, ["ID", "Created at", "Status", "Size", "Method"])
+    if schedule.get("at"):
+        print(f"Daily backups at {schedule['at']} UTC (the newest {schedule['keep']} kept).")
+    return 0
+
+
+def cmd_pg_backups_capture(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        b = c.request("POST", f"/api/apps/{app}/backups")
+    print(f"Captured {b['id']} of {app}'s database ({_bytes(int(b['size']))}); download it with "
+          f"`minipaas pg:backups:download {b['id']} -a {app}`.")
+    return 0
+
+
+def _backup_segment(given: str | None) -> str:
+    from minipaas.backups import backup_number
+
+    if given is None:
+        return "latest"
+    return f"b{backup_number(given):03d}"  # the server's rule, checked before a request
+
+
+def cmd_pg_backups_download(args: argparse.Namespace) -> int:
+    app = _app(args)
+    ref = _backup_segment(args.backup)
+    output = args.output or "latest.dump"
+    path = f"/api/apps/{app}/backups/{ref}/download"
+    with _client(args) as c:
+        if output == "-":
+            sink = sys.stdout.buffer
+            headers = c.download(path, sink.write)
+            sink.flush()
+            print(f"Downloaded {headers.get('x-minipaas-backup', ref)} of {app} to standard "
+                  "output.", file=sys.stderr)
+            return 0
+        # Under a temporary name until complete: an interrupted download never leaves a
+        # truncated dump where a complete one is expected.
+        target = Path(output)
+        partial = target.with_name(f".{target.name}.partial")
+        files: list[Any] = []  # opened at the first byte: a refused download leaves nothing
+
+        def write(chunk: bytes) -> None:
+            if not files:
+                files.append(partial.open("wb"))
+            files[0].write(chunk)
+
+        try:
+            try:
+                headers = c.download(path, write)
+            finally:
+                for out in files:
+                    out.close()
+            if not files:
+                partial.write_bytes(b"")
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
+    size = target.stat().st_size
+    print(f"Downloaded {headers.get('x-minipaas-backup', ref)} of {app} to {output} "
+          f"({_bytes(size)}).")
+    return 0
+
+
+def cmd_pg_backups_restore(args: argparse.Namespace) -> int:
+    app = _app(args)
+    if args.dump_file is not None and args.backup is not None:
+        raise UsageError(
+            f"Give a backup id ({args.backup}) or --file, not both: --file restores a dump "
+            "of your own."
+        )
+    ref = _backup_segment(args.backup)
+    if args.confirm != app:
+        raise UsageError(
+            f"Restoring a backup into the database of {app!r} overwrites its data; run again "
+            f"with --confirm {app}."
+        )
+    if args.dump_file is not None:
+        return _restore_upload(args, app)
+    with _client(args) as c:
+        done = c.request(
+            "POST", f"/api/apps/{app}/backups/{ref}/restore", params={"confirm": app}
+        )
+    print(f"Restored {done['restored']['id']} into {app}'s database {done['database']}.")
+    return 0
+
+
+def _restore_upload(args: argparse.Namespace, app: str) -> int:
+    """pg:backups:restore --file FILE|-: the dump is sent to the server as it is read."""
+    path = f"/api/apps/{app}/backups/upload"
+    shown = "standard input" if args.dump_file == "-" else args.dump_file
+    with _client(args) as c:
+        if args.dump_file == "-":
+            done = c.upload(path, sys.stdin.buffer.read, params={"confirm": app})
+        else:
+            with open(args.dump_file, "rb") as dump:
+                done = c.upload(path, dump.read, params={"confirm": app})
+    print(f"Restored the dump from {shown} into {app}'s database {done['database']}.")
+    return 0
+
+
+def cmd_pg_backups_delete(args: argparse.Namespace) -> int:
+    app = _app(args)
+    ref = _backup_segment(args.backup)
+    if args.confirm != app:
+        raise UsageError(
+            f"Deleting backup {ref} of {app!r} cannot be undone; run again with --confirm {app}."
+        )
+    with _client(args) as c:
+        done = c.request("DELETE", f"/api/apps/{app}/backups/{ref}", params={"confirm": app})
+    print(f"Deleted backup {done['deleted']['id']} of {app}.")
+    return 0
+
+
+def cmd_pg_backups_schedule(args: argparse.Namespace) -> int:
+    from minipaas.backups import daily_time
+
+    app = _app(args)
+    at = daily_time(args.at)  # the server's rule, checked before a request
+    with _client(args) as c:
+        done = c.request("PUT", f"/api/apps/{app}/backups/schedule", json_body={"at": at})
+    print(f"Scheduled a daily backup of {app}'s database at {done['at']} UTC (the newest "
+          f"{done['keep']} scheduled ones are kept).")
+    return 0
+
+
+def cmd_pg_backups_unschedule(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        c.request("DELETE", f"/api/apps/{app}/backups/schedule")
+    print(f"Stopped the daily backups of {app}'s database (those made are kept).")
+    return 0
+
+
+def cmd_pg_reset(args: argparse.Namespace) -> int:
+    app = _app(args)
+    if args.confirm != app:
+        raise UsageError(
+            f"Resetting the database of {app!r} deletes all its data; run again with "
+            f"--confirm {app}."
+        )
+    with _client(args) as c:
+        done = c.request(
+            "POST", f"/api/apps/{app}/addons/heroku-postgresql/reset", params={"confirm": app}
+        )
+    print(f"Reset {app}'s database {done['reset']['name']}: it is empty; "
+          f"{done['reset']['config_var']} is unchanged.")
+    return 0
 
 
 def cmd_maintenance(on: bool) -> Handler:
@@ -1416,6 +1598,34 @@ def build_parser() -> argparse.ArgumentParser:
         json_out=True)
     p = add("pg:psql", cmd_pg_psql, "psql connected to the app's database", app=True)
     p.add_argument("-c", "--command", dest="sql_command", help="run this SQL and exit")
+    add("pg:backups", cmd_pg_backups, "the app's database backups", app=True, json_out=True)
+    p = add("pg:backups:capture", cmd_pg_backups_capture, "back up the app's database now",
+            app=True)
+    p.set_defaults(long=True)
+    p = add("pg:backups:download", cmd_pg_backups_download,
+            "download a backup (default: the newest) to FILE (default latest.dump; - for stdout)",
+            app=True)
+    p.add_argument("backup", nargs="?", metavar="ID")
+    p.add_argument("-o", "--output", metavar="FILE")
+    p.set_defaults(long=True)
+    p = add("pg:backups:restore", cmd_pg_backups_restore,
+            "restore a backup (default: the newest), or a dump of yours (--file), into the "
+            "app's database", app=True)
+    p.add_argument("backup", nargs="?", metavar="ID")
+    p.add_argument("--file", dest="dump_file", metavar="FILE|-",
+                   help="a pg_dump -Fc dump to upload and restore (- for standard input)")
+    p.add_argument("--confirm", help="the app's name, to confirm")
+    p.set_defaults(long=True)
+    p = add("pg:backups:delete", cmd_pg_backups_delete, "delete a backup", app=True)
+    p.add_argument("backup", metavar="ID")
+    p.add_argument("--confirm", help="the app's name, to confirm")
+    p = add("pg:backups:schedule", cmd_pg_backups_schedule,
+            "back up the app's database daily at HH:MM UTC", app=True)
+    p.add_argument("--at", required=True, metavar="HH:MM")
+    add("pg:backups:unschedule", cmd_pg_backups_unschedule, "stop the daily backups", app=True)
+    p = add("pg:reset", cmd_pg_reset, "empty the app's database (same URL)", app=True)
+    p.add_argument("--confirm", help="the app's name, to confirm")
+    p.set_defaults(long=True)
     add("maintenance:on", cmd_maintenance(True), "answer 503 with a maintenance page", app=True)
     add("maintenance:off", cmd_maintenance(False), "serve the app again", app=True)
     add("keys", cmd_keys, "list SSH keys", json_out=True)
@@ -1558,6 +1768,21 @@ def _refuse_server_paths(args: argparse.Namespace) -> None:
         value = getattr(args, dest, None)
         if value:
             raise UsageError(f"{option} {shown(value)} is not available over SSH: {instead}.")
+    # A download would land in the SSH user's files on the server (latest.dump by default):
+    # over SSH it goes to standard output, `ssh minipaas@HOST … -o - > latest.dump`.
+    if getattr(args, "handler", None) is cmd_pg_backups_restore and args.dump_file not in (
+        None, "-"
+    ):
+        raise UsageError(
+            f"--file {shown(args.dump_file)} is not available over SSH: send the dump on "
+            "standard input, `ssh minipaas@HOST pg:backups:restore -a APP --confirm APP "
+            "--file - < latest.dump`."
+        )
+    if getattr(args, "handler", None) is cmd_pg_backups_download and args.output != "-":
+        raise UsageError(
+            f"-o {shown(args.output or 'latest.dump')} is not available over SSH: download to "
+            "standard output, `ssh minipaas@HOST pg:backups:download -a APP -o - > latest.dump`."
+        )
 
 
 if __name__ == "__main__":

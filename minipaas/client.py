@@ -28,6 +28,10 @@ FOLLOW_READ = 45.0
 heartbeats (`api.app.FOLLOW_HEARTBEAT`), so a silently dead connection is noticed."""
 
 
+DOWNLOAD_CHUNK = 256 * 1024
+"""Bytes a download (`pg:backups:download`) reads and writes at a time."""
+
+
 class ApiError(Exception):
     """The server refused a request (or could not be reached); `str()` is the sentence to show."""
 
@@ -284,6 +288,89 @@ class Client:
                     yield self._json(response.status, path, line)
         finally:
             conn.close()
+
+    def download(
+        self, path: str, write: Callable[[bytes], object], *, params: dict[str, Any] | None = None
+    ) -> dict[str, str]:
+        """GET `path` and hand its body to `write` chunk by chunk as it arrives (a dump of
+        gigabytes is never held in memory); the answer's headers."""
+        if self._remote is not None:
+            return self._remote_download(path, write, params)
+        conn, response = self._local("GET", path, None, params, self.timeout)
+        try:
+            if response.status >= 400:
+                raise self._message(response.status, response.read())
+            while chunk := response.read(DOWNLOAD_CHUNK):
+                write(chunk)
+            return {k.lower(): v for k, v in response.getheaders()}
+        except (OSError, http.client.HTTPException) as exc:
+            raise request_failed(self.where, exc) from exc
+        finally:
+            conn.close()
+
+    def upload(
+        self,
+        path: str,
+        read: Callable[[int], bytes],
+        *,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        """POST what `read(n)` gives until it gives b"" (a file, stdin) as the body, sent as
+        it is read (chunked: a dump of gigabytes is never held in memory); the JSON answer."""
+
+        def chunks() -> Iterator[bytes]:
+            while chunk := read(DOWNLOAD_CHUNK):
+                yield chunk
+
+        if self._remote is not None:
+            import httpx
+
+            try:
+                response = self._remote.post(
+                    path, content=chunks(), params=params,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                raise self._unreachable(exc) from exc
+            except httpx.HTTPError as exc:
+                raise request_failed(self.where, exc) from exc
+            if response.status_code >= 400:
+                raise self._message(response.status_code, response.content)
+            return self._json(response.status_code, path, response.content)
+        if params:
+            path += "?" + urllib.parse.urlencode(params)
+        headers = {**self._headers, "Content-Type": "application/octet-stream"}
+        conn = _UnixConnection(self.where, self.timeout)
+        try:
+            conn.request("POST", path, body=chunks(), headers=headers, encode_chunked=True)
+            response = conn.getresponse()
+            data = response.read()
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
+            raise self._unreachable(exc) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise request_failed(self.where, exc) from exc
+        finally:
+            conn.close()
+        if response.status >= 400:
+            raise self._message(response.status, data)
+        return self._json(response.status, path, data)
+
+    def _remote_download(
+        self, path: str, write: Callable[[bytes], object], params: dict[str, Any] | None
+    ) -> dict[str, str]:
+        import httpx
+
+        try:
+            with self._remote.stream("GET", path, params=params) as response:
+                if response.status_code >= 400:
+                    raise self._message(response.status_code, response.read())
+                for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                    write(chunk)
+                return {k.lower(): v for k, v in response.headers.items()}
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise self._unreachable(exc) from exc
+        except httpx.HTTPError as exc:
+            raise request_failed(self.where, exc) from exc
 
     def _remote_request(
         self, method: str, path: str, json_body: Any, params: dict[str, Any] | None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from minipaas import checks, cron, names, sizes
+from minipaas.backups import Backups
 from minipaas.build import Builder, BuildRequest, initial_config, parse_app_json
 from minipaas.build.runner import read_app_file
 from minipaas.errors import BuildError, Conflict, DeployError, NotFound, UserError
@@ -120,6 +121,7 @@ class Deployer:
         api_upstream: Callable[[], str],
         hosts: HostMap | None = None,
         postgres: Cluster | None = None,
+        backups: Backups | None = None,
     ) -> None:
         self.settings = settings
         self.paths = settings.paths
@@ -132,6 +134,7 @@ class Deployer:
         self._api_upstream = api_upstream
         self._hosts = hosts
         self.postgres = postgres
+        self.backups = backups
         self._locks: dict[str, asyncio.Lock] = {}
         #: Per app: held by `destroy` while it stops the app and by a one-off dyno (cron, run)
         #: until its process is known to the supervisor, so none starts unseen by the stop.
@@ -890,8 +893,9 @@ class Deployer:
             )
             await self.sync_routes()
 
-    async def destroy(self, app_name: str) -> None:
-        """Remove the app's dynos, routes, repo, slugs, cache, logs and add-on databases."""
+    async def destroy(self, app_name: str) -> int:
+        """Remove the app's dynos, routes, repo, slugs, cache, logs, add-on databases and
+        their backups; the number of backups deleted."""
         async with self.lock(app_name):
             app = await self.store.app(app_name)
             # First: a database that cannot be dropped stops the destroy before anything
@@ -899,6 +903,8 @@ class Deployer:
             for addon in await self.store.addons(app):
                 await self._cluster().drop_database(addon.name)
                 await self.store.remove_addon(app, addon.service)
+            # Dropping the database ends a capture under way (its connection is closed).
+            removed = await self.backups.discard_app(app.name) if self.backups else 0
             async with self.starting(app.name):  # no cron job or `run` starts meanwhile
                 await self.supervisor.stop_app(app.name)
                 await self.store.delete_app(app.name)
@@ -915,6 +921,7 @@ class Deployer:
         self._locks.pop(app_name, None)
         self._starts.pop(app_name, None)
         self._in_background(self.empty_trash())
+        return removed
 
     # -- add-ons ---------------------------------------------------------------------------
 
@@ -970,18 +977,20 @@ class Deployer:
         )
         return addon
 
-    async def destroy_addon(self, app_name: str, *, who: str) -> Addon:
-        """Unset DATABASE_URL (a config release), then drop the database and its role."""
+    async def destroy_addon(self, app_name: str, *, who: str) -> tuple[Addon, int]:
+        """Unset DATABASE_URL (a config release), then drop the database and its role, and
+        delete its backups; the add-on and the number of backups deleted."""
         cluster = self._cluster()
         addon = await self.addon(app_name)
         app = await self.store.app(app_name)
         await self.set_config(app_name, {addon.config_var: None}, who=who)
         await cluster.drop_database(addon.name)
+        removed = await self.backups.discard_app(app.name) if self.backups else 0
         await self.store.remove_addon(app, addon.service)
         self.logs.append(
             app.name, "minipaas", "minipaas", f"{who} destroyed {SERVICE} ({addon.name})"
         )
-        return addon
+        return addon, removed
 
     async def addon_info(self, app_name: str) -> tuple[Addon, DatabaseInfo]:
         addon = await self.addon(app_name)

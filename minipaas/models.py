@@ -119,6 +119,29 @@ class Addon:
 
 
 @dataclass(frozen=True)
+class Backup:
+    """A dump of an app's add-on database (`pg:backups:capture`, or a scheduled one); the
+    dump itself is a file, `<data-dir>/backups/<app>/<id>.dump`."""
+
+    app: str
+    number: int
+    kind: str  # manual | scheduled
+    status: str  # running | completed | failed
+    error: str | None
+    size: int | None
+    created_at: float
+    finished_at: float | None
+
+    @property
+    def id(self) -> str:
+        """Heroku's name for it: b001, b002, …"""
+        return f"b{self.number:03d}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, **asdict(self)}
+
+
+@dataclass(frozen=True)
 class DynoRecord:
     """What the store remembers of a running dyno (written from supervisor events)."""
 

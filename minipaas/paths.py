@@ -78,6 +78,14 @@ class Paths:
     def slug(self, app: str, build_id: str) -> Path:
         return self.slugs / app / build_id
 
+    @property
+    def backups(self) -> Path:
+        """Dumps of the apps' add-on databases (`pg:backups`), owner-only."""
+        return self.root / "backups"
+
+    def app_backups(self, app: str) -> Path:
+        return self.backups / app
+
     def app_cache(self, app: str) -> Path:
         return self.cache / app
 

@@ -34,6 +34,7 @@ from minipaas.api import create_app
 from minipaas.api.app import ApiContext
 from minipaas.api.attach import AttachServer
 from minipaas.api.auth import LocalMarker, Tokens, private_unix_socket
+from minipaas.backups import Backups
 from minipaas.build import Builder
 from minipaas.deploy import Deployer
 from minipaas.drains import Drains, DrainSpec, parse_drain_url
@@ -161,6 +162,9 @@ class MinipaasServer:
         self.tokens = Tokens()
         #: The PostgreSQL add-on's cluster: created on the first `addons:create`.
         self.postgres = Cluster(self.paths.root / "postgres")
+        self.backups = Backups(
+            store=self.store, cluster=self.postgres, paths=self.paths, logs=self.logs
+        )
         self.deployer = Deployer(
             settings=settings,
             store=self.store,
@@ -173,6 +177,7 @@ class MinipaasServer:
             api_upstream=lambda: f"unix/{self.paths.proxy_socket}",
             hosts=self.hosts,
             postgres=self.postgres,
+            backups=self.backups,
         )
         self.drains = Drains(self.logs, self._drain_specs)
         self._stop = asyncio.Event()
@@ -328,6 +333,7 @@ class MinipaasServer:
             metrics=self.metrics,
             shutdown=lambda: self.request_stop(everything=True),
             drains=self.drains,
+            backups=self.backups,
         )
         api = create_app(ctx)
         # A dyno may bind a loopback port the moment minipaas lets go of it (a restart): only
@@ -363,6 +369,12 @@ class MinipaasServer:
             skipped=self.deployer.cron_skipped,
         )
         cron_task = loop.create_task(scheduler.run_forever())
+        # pg:backups:schedule: daily captures, on their own scheduler (a long dump never
+        # holds up an app.json job, nor the other way round).
+        backup_scheduler = CronScheduler(
+            jobs=self.backups.cron_jobs, run=self.backups.run_scheduled
+        )
+        backup_task = loop.create_task(backup_scheduler.run_forever())
         metrics_task = loop.create_task(self.metrics.run())
         router_task = loop.create_task(self.router.watch())
         postgres_task = loop.create_task(self.postgres.watch())
@@ -370,6 +382,7 @@ class MinipaasServer:
         try:
             await self.drains.reload()  # before the dynos: their first lines reach the drains
             await self.deployer.start_addons()  # before the dynos: their database is up
+            await self.backups.recover()
             await self.deployer.readopt_all()
             # Ready: what ran before is back under supervision. After a reboot the apps start
             # from here on, while the API already answers (`ps` shows them starting).
@@ -393,6 +406,7 @@ class MinipaasServer:
                 # Not cancelled: dynos half-way through their start would be left behind.
                 await asyncio.gather(starting, return_exceptions=True)
             cron_task.cancel()
+            backup_task.cancel()
             metrics_task.cancel()
             router_task.cancel()  # before `down` stops Caddy, which must then stay stopped
             postgres_task.cancel()  # likewise PostgreSQL
@@ -400,9 +414,11 @@ class MinipaasServer:
             await attach.close()
             await self.drains.close()
             await asyncio.gather(
-                cron_task, metrics_task, router_task, postgres_task, return_exceptions=True
+                cron_task, backup_task, metrics_task, router_task, postgres_task,
+                return_exceptions=True,
             )
             await scheduler.stop()
+            await backup_scheduler.stop()
             self.logs.end_follows()  # `logs -t` streams end now, not at uvicorn's grace timeout
             await self.deployer.stop_deploys()  # over HTTPS too, where no stream holds them
             for stream in list(ctx.streams):  # deploys and `run`s: the pusher is told why

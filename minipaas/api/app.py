@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
@@ -26,6 +26,7 @@ from starlette.types import ASGIApp
 from minipaas import __version__, checks, jsonin, names, sshkeys
 from minipaas.api.auth import LOCAL_KEY, TokenAuth, Tokens
 from minipaas.api.metrics import metrics_routes
+from minipaas.backups import Backups, backup_number, daily_time
 from minipaas.build import buildpack
 from minipaas.deploy import Deployer
 from minipaas.drains import Drains, parse_drain_url, redacted
@@ -63,6 +64,7 @@ class ApiContext:
     metrics: Metrics | None = None
     shutdown: Callable[[], None] | None = None
     drains: Drains | None = None
+    backups: Backups | None = None
     #: The streamed answers under way (deploys, `run`): a stopping server ends them first.
     streams: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -375,9 +377,9 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 f"`--confirm {name}`."
             )
         await not_busy(name)
-        await deployer.destroy(name)
+        removed = await deployer.destroy(name)
         await reload_drains()
-        return JSONResponse({"destroyed": name})
+        return JSONResponse({"destroyed": name, "backups_removed": removed})
 
     async def config_get(request: Request) -> Response:
         app = await store.app(app_name(request))
@@ -841,14 +843,115 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 f"confirm with `--confirm {name}`."
             )
         await not_busy(name)
-        addon = await deployer.destroy_addon(name, who=who(request))
-        return JSONResponse({"destroyed": addon_json(addon)})
+        addon, removed = await deployer.destroy_addon(name, who=who(request))
+        return JSONResponse({"destroyed": addon_json(addon), "backups_removed": removed})
 
     async def addons_info(request: Request) -> Response:
         name = app_name(request)
         service_name(request.path_params["service"])
         addon, info = await deployer.addon_info(name)
         return JSONResponse({**addon_json(addon), **info.to_json(), "name": addon.name})
+
+    # -- pg:backups and pg:reset ------------------------------------------------------------
+
+    def backups() -> Backups:
+        if ctx.backups is None:
+            raise UserError("This server runs without the PostgreSQL add-on.")
+        return ctx.backups
+
+    def backup_ref(request: Request) -> str | None:
+        """The backup named in the path (checked): None for `latest`, the newest completed."""
+        ref = str(request.path_params["backup"])
+        if ref == "latest":
+            return None
+        backup_number(ref)
+        return ref
+
+    async def confirmed(request: Request, name: str, what: str) -> None:
+        await store.app(name)  # an unknown app is named as such, whatever the confirmation
+        if request.query_params.get("confirm") != name:
+            raise UserError(f"{what}; confirm with `--confirm {name}`.")
+
+    async def backups_list(request: Request) -> Response:
+        found = await backups().of_app(app_name(request))
+        return JSONResponse([b.to_json() for b in found])
+
+    async def backups_capture(request: Request) -> Response:
+        backup = await backups().capture(app_name(request))
+        return JSONResponse(backup.to_json(), status_code=201)
+
+    async def backups_download(request: Request) -> Response:
+        backup, chunks = await backups().download(app_name(request), backup_ref(request))
+        return StreamingResponse(
+            chunks,
+            media_type="application/octet-stream",
+            headers={
+                "Content-Length": str(backup.size),
+                "Content-Disposition": f'attachment; filename="{backup.id}.dump"',
+                "X-Minipaas-Backup": backup.id,
+            },
+        )
+
+    async def backups_restore(request: Request) -> Response:
+        name = app_name(request)
+        ref = backup_ref(request)  # a bad id is named before the confirmation is asked for
+        await confirmed(
+            request, name,
+            f"Restoring a backup into the database of {name!r} overwrites its data",
+        )
+        backup, addon = await backups().restore(name, ref)
+        return JSONResponse({"restored": backup.to_json(), "database": addon.name})
+
+    async def backups_upload(request: Request) -> Response:
+        """pg:backups:restore --file: the body is the dump (streamed to disk, any size)."""
+        name = app_name(request)
+        await confirmed(
+            request, name,
+            f"Restoring a dump into the database of {name!r} overwrites its data",
+        )
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in request.stream():
+                    yield chunk
+            except ClientDisconnect:
+                raise UserError(
+                    "The upload broke off before the whole dump arrived; nothing was restored."
+                ) from None
+
+        addon = await backups().restore_upload(name, body())
+        return JSONResponse({"restored": "upload", "database": addon.name})
+
+    async def backups_delete(request: Request) -> Response:
+        name = app_name(request)
+        ref = str(request.path_params["backup"])
+        backup_number(ref)
+        await confirmed(request, name, f"Deleting backup {ref} of {name!r} cannot be undone")
+        backup = await backups().delete(name, ref)
+        return JSONResponse({"deleted": backup.to_json()})
+
+    async def backups_schedule_get(request: Request) -> Response:
+        at = await backups().schedule_of(app_name(request))
+        return JSONResponse({"at": at, "keep": backups().keep})
+
+    async def backups_schedule_put(request: Request) -> Response:
+        name = app_name(request)
+        data = body_dict(await json_body(request))
+        at = daily_time(text_field(data, "at"))
+        return JSONResponse({"at": await backups().schedule(name, at), "keep": backups().keep})
+
+    async def backups_schedule_delete(request: Request) -> Response:
+        await backups().unschedule(app_name(request))
+        return JSONResponse({"at": None})
+
+    async def addons_reset(request: Request) -> Response:
+        name = app_name(request)
+        service_name(request.path_params["service"])
+        await confirmed(
+            request, name, f"Resetting the database of {name!r} deletes all its data"
+        )
+        addon = await backups().reset(name)
+        return JSONResponse({"reset": addon_json(addon)})
 
     async def maintenance(request: Request) -> Response:
         app = await store.app(app_name(request))
@@ -962,6 +1065,16 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps/{app}/addons", addons_create, methods=["POST"]),
         Route("/api/apps/{app}/addons/{service}", addons_destroy, methods=["DELETE"]),
         Route("/api/apps/{app}/addons/{service}/info", addons_info),
+        Route("/api/apps/{app}/addons/{service}/reset", addons_reset, methods=["POST"]),
+        Route("/api/apps/{app}/backups", backups_list),
+        Route("/api/apps/{app}/backups", backups_capture, methods=["POST"]),
+        Route("/api/apps/{app}/backups/upload", backups_upload, methods=["POST"]),
+        Route("/api/apps/{app}/backups/schedule", backups_schedule_get),
+        Route("/api/apps/{app}/backups/schedule", backups_schedule_put, methods=["PUT"]),
+        Route("/api/apps/{app}/backups/schedule", backups_schedule_delete, methods=["DELETE"]),
+        Route("/api/apps/{app}/backups/{backup}/download", backups_download),
+        Route("/api/apps/{app}/backups/{backup}/restore", backups_restore, methods=["POST"]),
+        Route("/api/apps/{app}/backups/{backup}", backups_delete, methods=["DELETE"]),
         Route("/api/keys", keys_list),
         Route("/api/keys", keys_add, methods=["POST"]),
         Route("/api/keys/by-fingerprint/{fingerprint:path}", whoami_key),

@@ -58,6 +58,8 @@ PORTS = range(5433, 6000)
 START_TIMEOUT = 60.0
 STOP_GRACE = 30.0
 SQL_TIMEOUT = 120.0
+#: The longest a `pg_dump` or `pg_restore` of one app's database may take.
+BACKUP_TIMEOUT = 4 * 3600.0
 #: `watch`: a death within this many seconds of the last restart counts as a crash loop ...
 REVIVE_WINDOW = 10.0
 #: ... and waits 1 s, 2 s, 4 s ... up to this long before the next start.
@@ -640,6 +642,82 @@ class Cluster:
         await self._superuser_sql(
             f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE);\nDROP ROLE IF EXISTS "{name}";\n'
         )
+
+    async def reset_database(self, name: str) -> None:
+        """Drop database `name` (connections to it are closed) and create it again, empty,
+        owned by the same role: the role and its password, so DATABASE_URL, stay valid."""
+        name = self._checked(name)
+        async with self._lock:
+            await self._start()
+            await self._superuser_sql(
+                f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE);\n'
+                f'CREATE DATABASE "{name}" OWNER "{name}";\n'
+                f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC;\n'
+            )
+
+    async def dump(self, name: str, out: int) -> None:
+        """A consistent dump of database `name` in `pg_dump`'s custom format, written to the
+        file descriptor `out` (opened by the caller: `pg_dump` runs as the cluster's OS user
+        and never needs to reach the file's directory). `UserError` saying why it failed."""
+        name = self._checked(name)
+        async with self._lock:
+            await self._start()
+        await self._tool("pg_dump", ["--format=custom", "--dbname", name], stdin=None, out=out)
+
+    async def restore(self, name: str, dump: int) -> None:
+        """Load the custom-format dump readable from the file descriptor `dump` into database
+        `name`, replacing the objects it holds (`--clean --if-exists`). It runs as the app's
+        role (`--role`, and no owner or grant from the dump), so what it creates is the app's,
+        and in one transaction: a dump that fails half-way changes nothing."""
+        name = self._checked(name)
+        async with self._lock:
+            await self._start()
+        await self._tool(
+            "pg_restore",
+            [
+                "--clean", "--if-exists", "--no-owner", "--no-acl", f"--role={name}",
+                "--single-transaction", "--exit-on-error", "--dbname", name,
+            ],
+            stdin=dump,
+            out=subprocess.DEVNULL,
+        )
+
+    async def _tool(self, tool: str, args: list[str], *, stdin: int | None, out: int) -> None:
+        """`tool` (pg_dump, pg_restore) as the superuser over the unix socket (peer: no
+        password anywhere); `UserError` with its last line of complaint if it fails."""
+        bindir = self._bindir(self.version())
+        _, owner = self._owner()
+        argv = [
+            str(bindir / tool),
+            "--host", str(self.pgdata), "--port", str(self.port()), "--username", SUPERUSER,
+            "--no-password", *args,
+        ]
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            cwd=self.root,
+            env=self._env(),
+            **owner,
+        )
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), BACKUP_TIMEOUT)
+        except BaseException as exc:  # the timeout, or a cancel: never leave it running
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            if isinstance(exc, TimeoutError):
+                raise UserError(
+                    f"{tool} did not finish within {BACKUP_TIMEOUT / 3600:g} hours."
+                ) from None
+            raise
+        if proc.returncode != 0:
+            # Its first error line says what went wrong (DETAIL, HINT and the statement follow).
+            lines = err.decode(errors="replace").strip().splitlines()
+            errors = [line for line in lines if line.startswith(f"{tool}: error: ")]
+            why = (errors or lines or [f"exit status {proc.returncode}"])[0]
+            raise UserError(f"{tool} failed: {why.removeprefix(f'{tool}: error: ')}")
 
     async def info(self, name: str) -> DatabaseInfo:
         name = self._checked(name)

@@ -24,7 +24,7 @@ import aiosqlite
 
 from minipaas import __version__
 from minipaas.errors import Conflict, DiskFull, NotFound, UserError
-from minipaas.models import Addon, App, Build, Domain, Drain, Release, SSHKey
+from minipaas.models import Addon, App, Backup, Build, Domain, Drain, Release, SSHKey
 
 _log = logging.getLogger(__name__)
 
@@ -651,6 +651,101 @@ class Store:
             await db.execute(
                 "DELETE FROM addons WHERE app_id = ? AND service = ?", (app.id, service)
             )
+
+    # -- backups ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _backup(row: aiosqlite.Row) -> Backup:
+        return Backup(
+            app=row["app"],
+            number=row["number"],
+            kind=row["kind"],
+            status=row["status"],
+            error=row["error"],
+            size=row["size"],
+            created_at=row["created_at"],
+            finished_at=row["finished_at"],
+        )
+
+    async def backups(self, app: App | None = None, status: str | None = None) -> list[Backup]:
+        """The app's backups (or every app's), oldest first; only those of `status` if given."""
+        rows = await self._of_apps(
+            "d.*, a.name AS app", "backups", "a.name, d.number", app
+        )
+        return [self._backup(r) for r in rows if status is None or r["status"] == status]
+
+    async def add_backup(self, app: App, kind: str) -> Backup:
+        """A new backup of the app (`running`), numbered after every one it ever had."""
+        now = time.time()
+        async with self._tx() as db:
+            last = await self._scalar(
+                db, "SELECT last FROM backup_numbers WHERE app_id = ?", (app.id,)
+            )
+            number = int(last or 0) + 1
+            await db.execute(
+                "INSERT INTO backup_numbers (app_id, last) VALUES (?, ?) "
+                "ON CONFLICT (app_id) DO UPDATE SET last = excluded.last",
+                (app.id, number),
+            )
+            await db.execute(
+                "INSERT INTO backups (app_id, number, kind, status, created_at) "
+                "VALUES (?, ?, ?, 'running', ?)",
+                (app.id, number, kind, now),
+            )
+        return Backup(app.name, number, kind, "running", None, None, now, None)
+
+    async def finish_backup(
+        self, app: App, number: int, *, size: int | None = None, error: str | None = None
+    ) -> None:
+        """Mark the backup completed (with its size) or failed (with why)."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE backups SET status = ?, size = ?, error = ?, finished_at = ? "
+                "WHERE app_id = ? AND number = ?",
+                ("failed" if error else "completed", size, error, time.time(), app.id, number),
+            )
+
+    async def fail_running_backups(self, error: str) -> list[Backup]:
+        """Server start: the backups a stopped server left `running` failed; returns them."""
+        running = await self.backups(status="running")
+        if running:
+            async with self._tx() as db:
+                await db.execute(
+                    "UPDATE backups SET status = 'failed', error = ?, finished_at = ? "
+                    "WHERE status = 'running'",
+                    (error, time.time()),
+                )
+        return running
+
+    async def remove_backups(self, app: App, numbers: Iterable[int] | None = None) -> None:
+        """Forget the app's backups of these numbers (all of them if None)."""
+        async with self._tx() as db:
+            if numbers is None:
+                await db.execute("DELETE FROM backups WHERE app_id = ?", (app.id,))
+                return
+            await db.executemany(
+                "DELETE FROM backups WHERE app_id = ? AND number = ?",
+                [(app.id, n) for n in numbers],
+            )
+
+    async def backup_schedules(self) -> dict[str, str]:
+        """Every app's daily backup time (HH:MM, UTC), by app name."""
+        rows = await self._of_apps("a.name AS app, d.at", "backup_schedules", "a.name", None)
+        return {r["app"]: r["at"] for r in rows}
+
+    async def set_backup_schedule(self, app: App, at: str | None) -> bool:
+        """Set (or with None remove) the app's daily backup time; False if there was none to
+        remove."""
+        async with self._tx() as db:
+            if at is None:
+                cur = await db.execute("DELETE FROM backup_schedules WHERE app_id = ?", (app.id,))
+                return cur.rowcount > 0
+            await db.execute(
+                "INSERT INTO backup_schedules (app_id, at, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (app_id) DO UPDATE SET at = excluded.at",
+                (app.id, at, time.time()),
+            )
+        return True
 
     # -- SSH keys --------------------------------------------------------------------------
 
