@@ -33,7 +33,7 @@ from minipaas.git import MOVED, Repos
 from minipaas.logs import LogStore
 from minipaas.metrics import HostMap
 from minipaas.models import Addon, App, Release
-from minipaas.postgres import SERVICE, Cluster, DatabaseInfo, database_name
+from minipaas.postgres import SERVICE, Cluster, DatabaseInfo, database_name, service_name
 from minipaas.router import AppRoute, Router, RouterState
 from minipaas.scheduler import CronJob
 from minipaas.settings import Settings
@@ -255,6 +255,10 @@ class Deployer:
                     build_log,
                 )
                 app_json = await asyncio.to_thread(release_settings, slug)
+                if first:  # app.json `addons`, last: a build that failed provisions nothing
+                    provided = await self._app_json_addons(app, slug, config, build_log)
+                    added.update(provided)
+                    config = {**config, **provided}
             except UserError as exc:
                 # Kept in the build's log, not sent to the pusher: the push's gate ends with
                 # this sentence (it was shown twice in a row).
@@ -944,7 +948,7 @@ class Deployer:
     async def create_addon(self, app_name: str, *, who: str) -> Addon:
         """A database of its own for the app, its URL set as DATABASE_URL (a config release:
         dynos restarted with it). Refused if the app has one or sets DATABASE_URL itself."""
-        cluster = self._cluster()
+        self._cluster()  # this server runs the add-on at all (UserError if not)
         app = await self.store.app(app_name)
         if any(a.service == SERVICE for a in await self.store.addons(app)):
             raise Conflict(
@@ -955,27 +959,80 @@ class Deployer:
                 f"The app {app_name!r} already sets DATABASE_URL itself; nothing was changed "
                 f"(unset it with `minipaas config:unset DATABASE_URL -a {app_name}` first)."
             )
+        addon, url = await self._provision(app)
+        try:
+            await self.set_config(app_name, {"DATABASE_URL": url}, who=who)
+        except BaseException:
+            await self._unprovision(app, addon)
+            raise
+        self.logs.append(
+            app.name, "minipaas", "minipaas",
+            f"{who} added {SERVICE} ({addon.name}) as DATABASE_URL",
+        )
+        return addon
+
+    async def _provision(self, app: App) -> tuple[Addon, str]:
+        """A database and role of the app's own, recorded as its add-on; the add-on and its
+        URL (the caller sets DATABASE_URL). Nothing is left of it if this fails."""
+        cluster = self._cluster()
         await cluster.ensure()
         name = database_name(app.name)
         password = secrets.token_hex(24)
         await cluster.create_database(name, password)
         try:
             addon = await self.store.add_addon(app, SERVICE, name, "DATABASE_URL")
-            try:
-                await self.set_config(
-                    app_name, {"DATABASE_URL": cluster.url(name, password)}, who=who
-                )
-            except BaseException:
-                await self.store.remove_addon(app, SERVICE)
-                raise
         except BaseException:
             with contextlib.suppress(Exception):
                 await cluster.drop_database(name)
             raise
-        self.logs.append(
-            app.name, "minipaas", "minipaas", f"{who} added {SERVICE} ({name}) as DATABASE_URL"
-        )
-        return addon
+        return addon, cluster.url(name, password)
+
+    async def _unprovision(self, app: App, addon: Addon) -> None:
+        await self.store.remove_addon(app, SERVICE)
+        with contextlib.suppress(Exception):
+            await self._cluster().drop_database(addon.name)
+
+    async def _app_json_addons(
+        self, app: App, slug: Path, config: dict[str, str], log: Log
+    ) -> dict[str, str]:
+        """A new app's app.json `addons`, as Heroku's app setup provisions them: the config
+        vars they add (DATABASE_URL). An add-on minipaas does not offer is skipped, said in
+        the build log (app.json files list monitoring services and the like); one it offers
+        but cannot provide (no PostgreSQL installed) fails the build, naming why."""
+        text = await asyncio.to_thread(read_app_file, slug, "app.json")
+        if text is None:
+            return {}
+        added: dict[str, str] = {}
+        for spec in parse_app_json(text).addons:
+            try:
+                service, plan = service_name(spec.plan)
+            except UserError:
+                log(f" !     app.json asks for the add-on {spec.plan!r}, which minipaas does "
+                    f"not offer: skipped (minipaas offers {SERVICE})")
+                continue
+            if any(a.service == service for a in await self.store.addons(app)):
+                continue  # a first deploy tried again: provisioned the first time
+            if "DATABASE_URL" in config or "DATABASE_URL" in added:
+                log(f" !     app.json asks for {service}, but DATABASE_URL is set already: "
+                    "not provisioned")
+                continue
+            if spec.attach_as not in (None, "DATABASE"):
+                log(f" !     app.json attaches {service} as {spec.attach_as!r}: minipaas "
+                    "attaches it as DATABASE (DATABASE_URL)")
+            try:
+                addon, url = await self._provision(app)
+            except UserError as exc:
+                raise UserError(f"app.json asks for {service}, which could not be provisioned: "
+                                f"{exc}") from None
+            added["DATABASE_URL"] = url
+            ignored = f"; the plan {plan!r} is ignored" if plan else ""
+            log(f"-----> Provisioned {service} ({addon.name}) as DATABASE_URL, as app.json "
+                f"asks{ignored}")
+            self.logs.append(
+                app.name, "minipaas", "minipaas",
+                f"app.json added {SERVICE} ({addon.name}) as DATABASE_URL",
+            )
+        return added
 
     async def destroy_addon(self, app_name: str, *, who: str) -> tuple[Addon, int]:
         """Unset DATABASE_URL (a config release), then drop the database and its role, and

@@ -28,7 +28,7 @@ import pytest
 
 from minipaas.errors import UserError
 from minipaas.postgres import Cluster, find_bindir, scram_verifier, service_name
-from tests.paas import SAMPLES, Paas, deployed, git_repo, https_push, start_paas
+from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, https_push, start_paas
 from tests.support.dirs import app_readable_dir
 from tests.support.ports import free_port, wait_for
 
@@ -130,6 +130,17 @@ def test_a_server_without_postgresql_says_what_to_install_and_changes_nothing(
             "install it with `apt-get install postgresql`, then run addons:create again.\n"
         )), result
         assert json.loads(paas.cli("config", "-a", "nopg", "--json").stdout) == {}
+        assert json.loads(paas.cli("releases", "-a", "nopg", "--json").stdout) == []
+        assert json.loads(paas.cli("addons", "--json").stdout) == []
+        # A first push whose app.json asks for a database fails its build, naming why.
+        repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "nopg")
+        (repo / "app.json").write_text('{"addons": ["heroku-postgresql"]}')
+        commit(repo, "asks for a database")
+        token = paas.cli("auth:token").stdout.strip()
+        pushed = https_push(paas, repo, "nopg", token)
+        assert pushed.returncode != 0
+        assert ("app.json asks for heroku-postgresql, which could not be provisioned: "
+                "PostgreSQL is not installed on this server") in pushed.stderr, pushed.stderr
         assert json.loads(paas.cli("releases", "-a", "nopg", "--json").stdout) == []
         assert json.loads(paas.cli("addons", "--json").stdout) == []
         assert not (paas.data_dir / "postgres").exists()
@@ -399,6 +410,53 @@ def test_backup_and_restore_as_the_readme_says(pg: Pg) -> None:
     # Loaded back through `run`'s stdin (the attached path), as the README says.
     paas.cli("run", "-a", pg.app, "--", "sh", "-c", "psql -X -q \"$DATABASE_URL\"", input=dump)
     assert pg.in_dyno("select t from notes") == "kept"
+
+
+def test_app_json_addons_are_provisioned_by_the_first_deploy(pg: Pg, tmp_path: Path) -> None:
+    """app.json `addons`, as Heroku's app setup reads them: the first deploy creates the
+    database before the release phase (whose command uses DATABASE_URL), skips an add-on
+    minipaas does not offer with a line in the build log, and later deploys provision
+    nothing again, not even after an addons:destroy."""
+    paas = pg.paas
+    app = "jsonpg"
+    paas.cli("apps:create", app)
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
+    (repo / "app.json").write_text(json.dumps(
+        {"addons": ["heroku-postgresql:essential-0", {"plan": "papertrail:choklad"}]}
+    ))
+    release = 'psql "$DATABASE_URL" -X -q -c "create table if not exists seen (n int)"'
+    (repo / "Procfile").write_text(f"web: python app.py\nrelease: {release}\n")
+    commit(repo, "an app.json asking for a database")
+    token = paas.cli("auth:token").stdout.strip()
+    out = deployed(https_push(paas, repo, app, token))
+    provisioned = (r"-----> Provisioned heroku-postgresql \(jsonpg_[0-9a-f]{8}\) as DATABASE_URL, "
+                   r"as app\.json asks; the plan 'essential-0' is ignored")
+    assert re.search(provisioned, out), out
+    assert ("app.json asks for the add-on 'papertrail:choklad', which minipaas does not offer: "
+            "skipped") in out, out
+    addons = json.loads(paas.cli("addons", "-a", app, "--json").stdout)
+    assert [a["service"] for a in addons] == ["heroku-postgresql"]
+    url = pg.url(app)
+    assert url.startswith(f"postgres://{addons[0]['name']}:")
+    # The release phase ran with it, and v1 carries it (no separate config release).
+    assert pg.in_dyno("select count(*) from seen", app) == "0"
+    releases = json.loads(paas.cli("releases", "-a", app, "--json").stdout)
+    assert [r["version"] for r in releases] == [1], releases
+    assert "DATABASE_URL" in json.loads(
+        paas.cli("releases:info", "v1", "-a", app, "--json").stdout)["config"]
+    assert url.split("@")[0].split(":")[-1] not in paas.log.read_text(errors="replace")
+
+    (repo / "note.txt").write_text("a second deploy\n")
+    commit(repo, "second")
+    out = deployed(https_push(paas, repo, app, token))
+    assert "Provisioned" not in out and pg.url(app) == url, out
+    paas.cli("addons:destroy", "heroku-postgresql", "-a", app, "--confirm", app)
+    (repo / "Procfile").write_text("web: python app.py\n")
+    commit(repo, "third, without the release command")
+    out = deployed(https_push(paas, repo, app, token))
+    assert "Provisioned" not in out, out
+    assert json.loads(paas.cli("addons", "-a", app, "--json").stdout) == []
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
 
 
 def test_bad_input(pg: Pg) -> None:

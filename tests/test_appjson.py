@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from minipaas.build.appjson import (
+    AddonSpec,
     AppJson,
     CronJob,
     EnvVar,
@@ -51,6 +52,17 @@ def test_full_document() -> None:
     assert app.formation == {"web": Formation(2, "standard-1x"), "worker": Formation(1)}
     assert app.healthchecks == {"web": [{"type": "startup", "path": "/health", "attempts": 3}]}
     assert app.cron == [CronJob("python tick.py", "*/5 * * * *")]
+    assert app.addons == [AddonSpec("heroku-postgresql")]
+
+
+def test_addons_as_strings_or_objects() -> None:
+    doc = {"addons": [" heroku-postgresql:essential-0 ", {"plan": "papertrail", "as": "LOGS"},
+                      {"plan": "postgres", "as": None, "options": {"version": "15"}}]}
+    assert parse_app_json(json.dumps(doc)).addons == [
+        AddonSpec("heroku-postgresql:essential-0"),
+        AddonSpec("papertrail", "LOGS"),
+        AddonSpec("postgres"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -132,6 +144,10 @@ def test_full_document() -> None:
             '{"cron": [{"command": "x", "schedule": " "}]}',
             'app.json cron[0].schedule must be a non-empty string, not " ".',
         ),
+        ('{"addons": "heroku-postgresql"}', 'app.json addons must be a list, not "heroku-postg'),
+        ('{"addons": [7]}', 'app.json addons[0] must be a plan string or an object with a "plan"'),
+        ('{"addons": [""]}', 'app.json addons[0] must be a non-empty string, not "".'),
+        ('{"addons": [{"as": "DB"}]}', "app.json addons[0].plan must be a non-empty string, not"),
     ],
 )
 def test_rejects(text: str, message: str) -> None:

@@ -134,7 +134,7 @@ def test_app_json_accepts_what_minipaas_can_use() -> None:
     text = json.dumps(
         {
             "name": "x" * MB,  # ignored fields may hold anything
-            "addons": [
+            "environments": [
                 [
                     [
                         [
@@ -291,6 +291,10 @@ SLOTS: list[tuple[str, str, set[str]]] = [
     ("cron[0]", '{"cron": [{}]}', {"object"}),
     ("cron[0].command", '{"cron": [{"command": {}, "schedule": "* * * * *"}]}', {"string"}),
     ("cron[0].schedule", '{"cron": [{"command": "x", "schedule": {}}]}', {"string"}),
+    ("addons", "{}", {"list"}),
+    ("addons[0]", '{"addons": [{}]}', {"string", "object"}),
+    ("addons[0].plan", '{"addons": [{"plan": {}}]}', {"string"}),
+    ("addons[0].as", '{"addons": [{"plan": "x", "as": {}}]}', {"string", "null"}),
 ]
 KINDS = {
     "object": {},

@@ -1,8 +1,8 @@
 """app.json parsing: text in, an `AppJson` value out.
 
 Pure: no file access. Understands the parts of Heroku's app.json that minipaas uses
-(`buildpacks`, `scripts`, `env`, `formation`) plus Dokku-style `healthchecks` and `cron`, and
-ignores the rest (`name`, `description`, `addons`, ...); `initial_config` is what `env` gives a
+(`buildpacks`, `scripts`, `env`, `formation`, `addons`) plus Dokku-style `healthchecks` and
+`cron`, and ignores the rest (`name`, `description`, ...); `initial_config` is what `env` gives a
 new app. Every error is a `UserError` naming the field, e.g.
 `app.json formation.web.quantity must be a whole number from 0 to 100, not "two".`"""
 
@@ -19,8 +19,8 @@ from minipaas.names import config_key, process_type
 
 MAX_QUANTITY = 100
 """The most dynos of one process type app.json may ask for (`ps:scale` allows as many)."""
-FIELDS = ("buildpacks", "scripts", "env", "formation", "healthchecks", "cron")
-"""The top-level fields minipaas reads; the rest (`name`, `addons`, ...) is ignored unchecked."""
+FIELDS = ("buildpacks", "scripts", "env", "formation", "healthchecks", "cron", "addons")
+"""The top-level fields minipaas reads; the rest (`name`, `logo`, ...) is ignored unchecked."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,16 @@ class CronJob:
 
 
 @dataclass(frozen=True)
+class AddonSpec:
+    """One entry of app.json `addons`: `heroku-postgresql[:PLAN]` as a string or as
+    `{"plan": ..., "as": ...}`; `attach_as` is the name its config var is made from (Heroku's
+    `as`: `DATABASE` gives `DATABASE_URL`), None for the add-on's own."""
+
+    plan: str
+    attach_as: str | None = None
+
+
+@dataclass(frozen=True)
 class AppJson:
     """The parts of app.json minipaas understands. An empty `{}` gives all defaults."""
 
@@ -61,6 +71,7 @@ class AppJson:
     formation: dict[str, Formation] = field(default_factory=dict)
     healthchecks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     cron: list[CronJob] = field(default_factory=list)
+    addons: list[AddonSpec] = field(default_factory=list)
 
     def script(self, name: str) -> str | None:
         """The command of script `name` (`postdeploy`, ...), whether given as a string or as
@@ -220,6 +231,23 @@ def _cron(value: object) -> list[CronJob]:
     return jobs
 
 
+def _addons(value: object) -> list[AddonSpec]:
+    addons = []
+    for i, entry in enumerate(_list(value, "addons")):
+        where = f"addons[{i}]"
+        if isinstance(entry, str):
+            plan = _text(entry, where)
+            attach_as = None
+        elif isinstance(entry, dict):
+            plan = _text(entry.get("plan"), f"{where}.plan")
+            attach_as = _text(entry.get("as"), f"{where}.as", optional=True)
+        else:
+            raise _error(where, 'a plan string or an object with a "plan" string', entry)
+        assert plan is not None
+        addons.append(AddonSpec(plan.strip(), attach_as.strip() if attach_as else None))
+    return addons
+
+
 def parse_app_json(text: str) -> AppJson:
     """Parse the text of an app.json file; raise `UserError` naming the bad field."""
     try:
@@ -243,4 +271,5 @@ def parse_app_json(text: str) -> AppJson:
         formation=_formation(data.get("formation", {})),
         healthchecks=_healthchecks(data.get("healthchecks", {})),
         cron=_cron(data.get("cron", [])),
+        addons=_addons(data.get("addons", [])),
     )
