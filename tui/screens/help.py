@@ -23,13 +23,18 @@ Apps
   h          host CPU, memory, disk    r        refresh now
 
 App
-  1 2 3 4    dynos / releases / config / domains
+  1 … 6      dynos / releases / config / domains / add-ons / drains
   + / -      scale the selected process type up / down by one
   n          set the selected type's count    r / R   restart the type / all dynos
   M          maintenance mode on / off        l / m   logs / metrics
   b          roll back to the selected release (asks first)
   v          reveal / hide config values      s       set KEY=VALUE    u   unset (asks first)
   a          add a domain                     x / Del remove one (asks first)
+  add-ons    PostgreSQL's version, size and connections; create / destroy with the CLI:
+             minipaas addons:create heroku-postgresql -a APP
+             minipaas addons:destroy heroku-postgresql -a APP --confirm APP
+  drains     a  add a log drain (syslog://, syslog+tls:// or https:// URL)
+             x / Del remove the selected one (asks first)
 
 Logs
   space      pause / resume            /        search (Enter keeps, Esc clears)
