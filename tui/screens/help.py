@@ -29,12 +29,10 @@ App
   M          maintenance mode on / off        l / m   logs / metrics
   b          roll back to the selected release (asks first)
   v          reveal / hide config values      s       set KEY=VALUE    u   unset (asks first)
-  a          add a domain                     x / Del remove one (asks first)
-  add-ons    PostgreSQL's version, size and connections; create / destroy with the CLI:
+  a          add a domain / a log drain       x / Del remove one (asks first)
+  Add-ons    no keys: create and destroy them with the CLI
              minipaas addons:create heroku-postgresql -a APP
              minipaas addons:destroy heroku-postgresql -a APP --confirm APP
-  drains     a  add a log drain (syslog://, syslog+tls:// or https:// URL)
-             x / Del remove the selected one (asks first)
 
 Logs
   space      pause / resume            /        search (Enter keeps, Esc clears)
