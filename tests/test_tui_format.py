@@ -153,6 +153,15 @@ def test_a_drain_url_is_shown_without_userinfo(url: str, shown: str) -> None:
     assert fmt.without_userinfo(url) == shown
 
 
+def test_a_servers_sentence_about_a_drain_url_loses_the_user_name_too() -> None:
+    said = "The drain URL 'https://bob:***@h.example:x/' is not a valid URL (Port ...)."
+    assert fmt.without_userinfo_in(said) == (
+        "The drain URL 'https://***@h.example:x/' is not a valid URL (Port ...)."
+    )
+    plain = "The app 'shop' already drains its logs to syslog://h.example:514, a@b.example."
+    assert fmt.without_userinfo_in(plain) == plain
+
+
 def test_drain_status_words(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()

@@ -20,6 +20,7 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from minipaas.client import ApiError
+from minipaas.drains import redacted
 from tests.support.notify import record_notifications
 from tests.support.ports import async_wait_for
 from tui.app import MinipaasApp, create_app
@@ -258,9 +259,9 @@ class FakeTransport:
         if tail == "drains" and method == "POST":
             url = str(json_body.get("url", ""))
             if not url.startswith(("syslog://", "syslog+tls://", "https://")):
-                raise ApiError(
-                    f"The drain URL {url!r} must start with syslog://, syslog+tls:// or "
-                    "https:// (plain http would send the logs unencrypted).",
+                raise ApiError(  # as the server says it: the password hidden, not the user
+                    f"The drain URL {redacted(url)!r} must start with syslog://, syslog+tls:// "
+                    "or https:// (plain http would send the logs unencrypted).",
                     400,
                 )
             drain = {"token": f"d.{len(self.drains):08d}-0000-4000-8000-000000000000",
@@ -570,6 +571,10 @@ async def test_a_drain_urls_credentials_are_never_drawn() -> None:
         assert "https://***@collect.example.net/heroku" in app.screen.question
         await pilot.press("y")
         await async_wait_for(lambda: any("Removed drain" in m for m in seen))
+        await pilot.press("a", *"http://bob:pw123@h.example/p", "enter")  # refused: says why
+        await async_wait_for(
+            lambda: any("The drain URL 'http://***@h.example/p' must start" in m for m in seen)
+        )
         await pilot.press("a", *"https://bob:pw123@h.example/p", "enter")
         await async_wait_for(lambda: any("Added drain" in m for m in seen))
         await settle(pilot)

@@ -189,6 +189,15 @@ def without_userinfo(url: str) -> str:
     return f"{scheme}://***@{authority.rsplit('@', 1)[1]}{tail}"
 
 
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@'\"]*@")
+
+
+def without_userinfo_in(text: str) -> str:
+    """`text` (a server's sentence about a drain URL) with every URL's userinfo as `***@`: the
+    server hides a password (`user:***@`), not the user name."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
 def drain_status(status: Mapping[str, Any] | None) -> tuple[str, str, str]:
     """(state, short, long) of a drain from the API's `status`: `delivering` with how many
     lines went, `failing` since when and why (`short`: why only), or `unknown` (the server

@@ -770,12 +770,15 @@ class AppScreen(AppBound):
 
     @work(group="actions", exit_on_error=False)
     async def add_drain(self, url: str) -> None:
-        # The server checks the URL: its sentence (credentials hidden) is the notification.
-        drain = await self.app.call(
-            self.app.api.add_drain(self.app_name, url), app_name=self.app_name
-        )
-        if drain is None:
+        # The server checks the URL: its sentence is the notification, the user name it keeps
+        # in a URL (it hides the password) hidden too.
+        try:
+            drain = await self.app.api.add_drain(self.app_name, url)
+        except ApiError as exc:
+            said = ApiError(fmt.without_userinfo_in(str(exc)), exc.status)
+            self.app.report(said, app_name=self.app_name)
             return
+        self.app.reconnected()
         token = str(drain.get("token", ""))
         shown = fmt.without_userinfo(str(drain.get("url") or url))
         self.app.notify(
