@@ -564,7 +564,8 @@ async def test_tiny_terminal_40x12(paas: Paas) -> None:
     async with app.run_test(size=(40, 12)) as pilot:
         await open_app(pilot)
         assert app.screen.has_class("-short") and app.screen.has_class("-narrow")
-        for key in ("2", "3", "4", "1", "l", "escape", "m", "escape", "question_mark", "escape"):
+        tabs = ("2", "3", "4", "5", "6", "1")
+        for key in (*tabs, "l", "escape", "m", "escape", "question_mark", "escape"):
             await pilot.press(key)
             await pilot.pause()
         assert isinstance(app.screen, AppScreen)
