@@ -112,7 +112,7 @@ def drain_row(drain: dict[str, Any]) -> list[Cell]:
 
 
 class PaneTabs(TabbedContent):
-    """The app screen's tabs: a pane changes only with its tab (keys 1-4, the mouse).
+    """The app screen's tabs: a pane changes only with its tab (keys 1-6, the mouse).
 
     Textual also switches to a pane when a widget in it gets focus, one message hop after the
     focus: the first table's focus, set as the screen opened, arrived after a quick `3` (Enter
