@@ -20,9 +20,10 @@ from textual.widgets._footer import FooterKey
 from minipaas.client import AsyncClient, Client
 from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, https_push, start_paas
 from tests.support.notify import record_notifications
-from tests.support.ports import async_wait_for
+from tests.support.ports import async_wait_for, free_port
+from tests.test_drains import SyslogReceiver
 from tui.app import MinipaasApp, create_app
-from tui.format import MASK
+from tui.format import DASH, MASK, day
 from tui.screens.app_detail import AppScreen
 from tui.screens.apps import AppsScreen
 from tui.screens.host import HostScreen
@@ -311,6 +312,90 @@ async def test_domains_add_and_remove(paas: Paas) -> None:
         assert not any("Traceback" in m for m in seen)
 
 
+async def test_drains_tab_adds_shows_and_removes_real_drains(paas: Paas) -> None:
+    """A drain added with the keys gets the app's lines in a real syslog receiver and shows
+    delivering; one added through the API, to a port where nothing listens and with a password
+    in its URL, shows failing in red and why, its credentials never drawn; x removes it."""
+    drains = f"/api/apps/{APP}/drains"
+    receiver = SyslogReceiver(free_port()).start()
+    secret = f"syslog://tuiuser:s3cret@127.0.0.1:{free_port()}"
+    bad = api(paas, drains, "POST", {"url": secret})["token"]
+    app = tui(paas)
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            seen = record_notifications(app)
+            await open_app(pilot)
+            await pilot.press("6")
+            await until(pilot, lambda: bad in table(app, "#drains-table").row_keys())
+            await pilot.press("a")
+            await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+            await pilot.press(*f"syslog://127.0.0.1:{receiver.port}", "enter")
+            good = await async_wait_for(
+                lambda: next((d["token"] for d in api(paas, drains) if d["token"] != bad), None)
+            )
+            await until(pilot, lambda: good in table(app, "#drains-table").row_keys())
+
+            def status(token: str) -> Any:
+                return table(app, "#drains-table").get_cell(token, "status")
+
+            paas.curl(f"{APP}.localhost")  # a router line, for both drains
+            await async_wait_for(lambda: any("router" in m for m in receiver.messages()))
+            await until(pilot, lambda: str(status(good)).startswith("delivering · "))
+            assert str(status(good)) != "delivering · 0 sent"
+            await until(pilot, lambda: str(status(bad)) == "failing · Connection refused")
+            assert [str(span.style) for span in status(bad).spans] == ["red"]
+            assert [str(span.style) for span in status(good).spans] == ["green"]
+            await select_row(pilot, "#drains-table", bad)
+            note = app.screen.query_one("#drains-note")
+            await until(pilot, lambda: "failing since" in str(note.render()))
+            shown = str(table(app, "#drains-table").get_cell(bad, "url"))
+            assert shown == f"syslog://***@127.0.0.1:{secret.rsplit(':', 1)[1]}"
+
+            await pilot.press("x")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            assert "***@127.0.0.1" in app.screen.question  # type: ignore[attr-defined]
+            await pilot.press("y")
+            await async_wait_for(lambda: [d["token"] for d in api(paas, drains)] == [good])
+            await until(pilot, lambda: table(app, "#drains-table").row_keys() == [good])
+            assert not any("s3cret" in m or "tuiuser" in m for m in seen), seen
+    finally:
+        receiver.stop()
+        for drain in api(paas, drains):
+            api(paas, drains, "DELETE", {"drain": drain["token"]})
+
+
+async def test_addons_tab_shows_a_real_databases_info(paas: Paas) -> None:
+    """The empty state names the CLI command; once an add-on is made with it, the tab shows
+    PostgreSQL's version, size and connections as the server's cluster reports them."""
+    name = "tuipg"
+    paas.cli("apps:create", name)
+    try:
+        app = tui(paas)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await open_app(pilot, name)
+            await pilot.press("5")
+            note = screen.query_one("#addons-note")
+            command = f"`minipaas addons:create heroku-postgresql -a {name}`"
+            await until(pilot, lambda: command in str(note.render()))
+            paas.cli("addons:create", "heroku-postgresql", "-a", name, timeout=180)
+
+            def row() -> list[str]:
+                addons = table(app, "#addons-table")
+                if "heroku-postgresql" not in addons.row_keys():
+                    return [DASH] * 7
+                return [str(c) for c in addons.get_row("heroku-postgresql")]
+
+            await until(pilot, lambda: row()[4] != DASH, timeout=30)  # its info came
+            info = api(paas, f"/api/apps/{name}/addons/heroku-postgresql/info")
+            service, database, plan, created, version, size, connections = row()
+            assert (service, database, plan) == ("heroku-postgresql", info["name"], "local")
+            assert created == day(info["created_at"]) and version == info["version"].split()[0]
+            assert size.endswith("M") and connections.isdigit(), row()
+            assert "DATABASE_URL" in str(note.render())
+    finally:
+        paas.cli("apps:destroy", "-a", name, "--confirm", name)
+
+
 async def test_host_metrics_screen(paas: Paas) -> None:
     app = tui(paas)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -479,7 +564,8 @@ async def test_tiny_terminal_40x12(paas: Paas) -> None:
     async with app.run_test(size=(40, 12)) as pilot:
         await open_app(pilot)
         assert app.screen.has_class("-short") and app.screen.has_class("-narrow")
-        for key in ("2", "3", "4", "1", "l", "escape", "m", "escape", "question_mark", "escape"):
+        tabs = ("2", "3", "4", "5", "6", "1")
+        for key in (*tabs, "l", "escape", "m", "escape", "question_mark", "escape"):
             await pilot.press(key)
             await pilot.pause()
         assert isinstance(app.screen, AppScreen)

@@ -151,6 +151,12 @@ async def test_app_screen(theme: str) -> None:
         await pilot.press("4")
         await settle(pilot)
         readable(app, "www.shop.example.com", "Add", "Remove")
+        await pilot.press("5")
+        await settle(pilot)
+        readable(app, "heroku-postgresql", "15.14", "7.5M", "addons:destroy")
+        await pilot.press("6")
+        await settle(pilot)
+        readable(app, "delivering · 1,234 sent", "failing · Connection refused", "Add drain")
 
     await run(theme, steps)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tui import format as fmt
@@ -132,3 +134,61 @@ def test_waiting_dynos_after_a_reboot() -> None:
     assert waiting_dynos({**info, "start_pending": False}) == []
     every = [{"name": n} for n in ("web.1", "web.2", "worker.1")]
     assert waiting_dynos({**info, "dynos": every}) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("syslog+tls://logs.example.com:6514", "syslog+tls://logs.example.com:6514"),
+        ("https://user:s3cret@h.example/p?q=1", "https://***@h.example/p?q=1"),
+        ("https://user@h.example/", "https://***@h.example/"),  # the user name too
+        ("https://:s3cret@h.example", "https://***@h.example"),
+        ("syslog://u:p@ss@127.0.0.1:514", "syslog://***@127.0.0.1:514"),  # the last @ ends it
+        ("https://h.example/in@box?to=a@b#x@y", "https://h.example/in@box?to=a@b#x@y"),
+        ("https://u:pw@h.example?q@r", "https://***@h.example?q@r"),
+        ("not a url @ all", "not a url @ all"),
+    ],
+)
+def test_a_drain_url_is_shown_without_userinfo(url: str, shown: str) -> None:
+    assert fmt.without_userinfo(url) == shown
+
+
+def test_a_servers_sentence_about_a_drain_url_loses_the_user_name_too() -> None:
+    said = "The drain URL 'https://bob:***@h.example:x/' is not a valid URL (Port ...)."
+    assert fmt.without_userinfo_in(said) == (
+        "The drain URL 'https://***@h.example:x/' is not a valid URL (Port ...)."
+    )
+    plain = "The app 'shop' already drains its logs to syslog://h.example:514, a@b.example."
+    assert fmt.without_userinfo_in(plain) == plain
+
+
+def test_drain_status_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        ok = {"delivered": 1234, "dropped": 0, "failing_since": None, "error": None}
+        assert fmt.drain_status(ok) == ("delivering", "1,234 sent", "delivering: 1,234 lines sent")
+        one = {**ok, "delivered": 1, "dropped": 7}
+        assert fmt.drain_status(one)[2] == (
+            "delivering: 1 line sent, 7 dropped (the drain fell behind)"
+        )
+        failing = {**ok, "failing_since": 1_800_000_000.0, "error": "Connection refused"}
+        assert fmt.drain_status(failing) == (
+            "failing",
+            "Connection refused",
+            "failing since 2027-01-15 08:00: Connection refused; 1,234 lines sent",
+        )
+        assert fmt.drain_status({**failing, "error": None})[1] == "delivery failed"
+        assert fmt.drain_status(None)[0] == "unknown"  # a server running no forwarder for it
+        assert fmt.drain_status({"delivered": "lots"})[1] == "0 sent"  # never a traceback
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_postgres_version_and_dates() -> None:
+    assert fmt.pg_version("15.14 (Debian 15.14-0+deb12u1)") == "15.14"
+    assert fmt.pg_version("16.4") == "16.4"
+    assert fmt.pg_version(None) == fmt.pg_version("") == "\u2013"
+    assert fmt.day(None) == fmt.when(None) == "\u2013"
+    assert len(fmt.day(1_800_000_000.0)) == len("2027-01-15")

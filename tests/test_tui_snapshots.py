@@ -13,11 +13,14 @@ import copy
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Static
 
 from minipaas.client import ApiError
+from minipaas.drains import redacted
 from tests.support.notify import record_notifications
 from tests.support.ports import async_wait_for
 from tui.app import MinipaasApp, create_app
@@ -25,7 +28,9 @@ from tui.screens.app_detail import AppScreen
 from tui.screens.host import HostScreen
 from tui.screens.logs import LogsScreen
 from tui.screens.metrics import MetricsScreen
+from tui.screens.modals import ConfirmScreen
 from tui.widgets.logview import LogView
+from tui.widgets.tables import KeyedTable
 
 NOW = 1_800_000_000.0
 
@@ -73,6 +78,24 @@ RELEASES = [
 ]  # fmt: skip
 
 CONFIG = {"DATABASE_URL": "postgres://shop:s3cret@db/shop", "GREETING": "bonjour"}
+
+ADDONS = [
+    {"service": "heroku-postgresql", "app": "shop", "name": "shop_1a2b3c4d",
+     "config_var": "DATABASE_URL", "created_at": NOW - 86400 * 3, "plan": "local"},
+]  # fmt: skip
+
+PG_INFO = {**ADDONS[0], "size": 7_812_599, "connections": 3, "port": 5433,
+           "version": "15.14 (Debian 15.14-0+deb12u1)"}  # fmt: skip
+
+DRAINS = [
+    {"token": "d.0c5f2a1e-6b1d-4f3e-9a57-2f1e8d9c0b11", "app": "shop",
+     "url": "syslog+tls://logs.example.com:6514", "created_at": NOW - 7200,
+     "status": {"delivered": 1234, "dropped": 0, "failing_since": None, "error": None}},
+    {"token": "d.9e8d7c6b-5a49-4382-a1b0-c9d8e7f6a5b4", "app": "shop",
+     "url": "https://user:s3cret@collect.example.net/heroku", "created_at": NOW - 3600,
+     "status": {"delivered": 10, "dropped": 52, "failing_since": NOW - 600,
+                "error": "Connection refused"}},
+]  # fmt: skip
 
 
 def _points(n: int, f: Any) -> list[dict[str, Any]]:
@@ -149,6 +172,10 @@ class FakeTransport:
         self.domains = [
             {"hostname": h, "app": "shop", "created_at": NOW - 86400} for h in INFO["domains"]
         ]
+        self.addons = copy.deepcopy(ADDONS)
+        self.drains = copy.deepcopy(DRAINS)
+        self.older = False  # a server from before add-ons and drains
+        self.info_error: str | None = None
 
     async def request(
         self, method: str, path: str, *, json_body: Any = None, params: Any = None
@@ -217,6 +244,37 @@ class FakeTransport:
             self.domains = [d for d in self.domains if d["hostname"] != host]
             self.info["domains"].remove(host)
             return {"removed": host}
+        if self.older and tail.startswith(("addons", "drains")):
+            raise ApiError(f"No such API route: {path}.", 404)
+        if tail == "addons":
+            return self.addons
+        if tail == "addons/heroku-postgresql/info":
+            if not self.addons:
+                raise ApiError("The app 'shop' has no heroku-postgresql add-on.", 404)
+            if self.info_error:
+                raise ApiError(self.info_error, 503)
+            return PG_INFO
+        if tail == "drains" and method == "GET":
+            return self.drains
+        if tail == "drains" and method == "POST":
+            url = str(json_body.get("url", ""))
+            if not url.startswith(("syslog://", "syslog+tls://", "https://")):
+                raise ApiError(  # as the server says it: the password hidden, not the user
+                    f"The drain URL {redacted(url)!r} must start with syslog://, syslog+tls:// "
+                    "or https:// (plain http would send the logs unencrypted).",
+                    400,
+                )
+            drain = {"token": f"d.{len(self.drains):08d}-0000-4000-8000-000000000000",
+                     "app": "shop", "url": url, "created_at": NOW, "status": None}  # fmt: skip
+            self.drains.append(drain)
+            return drain
+        if tail == "drains" and method == "DELETE":
+            key = json_body.get("drain")
+            found = [d for d in self.drains if key in (d["token"], d["url"])]
+            if not found:
+                raise ApiError(f"The app 'shop' has no drain {key}.", 404)
+            self.drains.remove(found[0])
+            return {"removed": found[0]["token"], "url": found[0]["url"]}
         if tail == "restart":
             return {"restarted": parts[2], "type": json_body.get("type")}
         raise ApiError(f"No such API route: {path}.", 404)
@@ -263,6 +321,8 @@ async def settle(pilot: Pilot[Any]) -> None:
     app = pilot.app
     if isinstance(app.screen, AppScreen):
         await async_wait_for(lambda: app.screen.info.get("name") == "shop")  # type: ignore[attr-defined]
+        # and the fetch a tab started (Add-ons asks for its database's info when opened)
+        await async_wait_for(lambda: not any(w.is_running for w in app.workers))
     elif isinstance(app.screen, LogsScreen):
         view = app.screen.query_one(LogView)
         await async_wait_for(lambda: view.line_count >= 3)
@@ -328,6 +388,16 @@ def test_add_domain_prompt(snap_compare: Any) -> None:
 
 def test_remove_domain_confirmation(snap_compare: Any) -> None:
     assert snap(snap_compare, "4", "down", "x", push=lambda: AppScreen("shop"))
+
+
+def test_app_addons(snap_compare: Any) -> None:
+    assert snap(snap_compare, "5", push=lambda: AppScreen("shop"))
+
+
+def test_app_drains(snap_compare: Any) -> None:
+    """Delivering in green, failing in red (the cursor's row takes the cursor's colours), the
+    URL without its credentials, the selected drain's status in full under the table."""
+    assert snap(snap_compare, "6", push=lambda: AppScreen("shop"))
 
 
 def test_help(snap_compare: Any) -> None:
@@ -425,3 +495,164 @@ async def test_domain_errors_are_notifications_not_tracebacks() -> None:
         await pilot.pause()
         assert isinstance(app.screen, AppScreen)  # not mistaken for a deleted app
         assert not any("no longer exists" in m for m in seen)
+
+
+def screen_text(app: MinipaasApp) -> str:
+    """Everything drawn on the terminal now (the screen below a modal included)."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(segment.text for segment in strip) for strip in strips)
+
+
+def note(app: MinipaasApp, which: str) -> str:
+    return str(app.screen.query_one(f"#{which}-note", Static).render())
+
+
+async def open_shop(pilot: Pilot[Any], *keys: str) -> AppScreen:
+    app = pilot.app
+    await settle(pilot)
+    app.push_screen(AppScreen("shop"))
+    await settle(pilot)
+    for key in keys:
+        await pilot.press(key)
+        await settle(pilot)
+    assert isinstance(app.screen, AppScreen)
+    return app.screen
+
+
+def info_calls(fake: FakeTransport) -> int:
+    return sum(path.endswith("/addons/heroku-postgresql/info") for _m, path, _b in fake.calls)
+
+
+async def test_drains_add_and_remove_say_what_the_server_says() -> None:
+    app, fake = fake_app()
+    seen = record_notifications(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_shop(pilot, "6")
+        table = app.screen.query_one("#drains-table", KeyedTable)
+        await pilot.press("a", *"http://logs.example.com/x", "enter")
+        await async_wait_for(lambda: any("must start with syslog://" in m for m in seen))
+        await pilot.press("a", *"syslog://logs.example.com:514", "enter")
+        await async_wait_for(lambda: any("Added drain syslog://logs.example.com:514" in m
+                                         for m in seen))  # fmt: skip
+        token = fake.drains[-1]["token"]
+        await async_wait_for(lambda: table.selected_key == token)  # the new one, selected
+        assert str(table.get_cell(token, "status")) == "unknown"  # no status: a word, no colour
+        await pilot.press("x")
+        await async_wait_for(lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await async_wait_for(
+            lambda: ("DELETE", "/api/apps/shop/drains", {"drain": token}) in fake.calls
+        )
+        await async_wait_for(lambda: token not in table.row_keys())
+        assert any("Removed drain syslog://logs.example.com:514 from shop" in m for m in seen)
+
+        gone = fake.drains.pop(0)["token"]  # removed elsewhere meanwhile
+        table.move_cursor(row=table.row_keys().index(gone), animate=False)
+        await pilot.press("x", "y")
+        await async_wait_for(lambda: any(f"has no drain {gone}" in m for m in seen))
+        await async_wait_for(lambda: gone not in table.row_keys())
+        assert isinstance(app.screen, AppScreen)  # not mistaken for a deleted app
+        assert not any("no longer exists" in m for m in seen)
+
+
+async def test_a_drain_urls_credentials_are_never_drawn() -> None:
+    """The API lists a drain's URL as added, user and password included; the table, the
+    note, the confirmation and the notifications show `***@` instead."""
+    app, _ = fake_app()
+    seen = record_notifications(app)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await open_shop(pilot, "6", "down")
+        drawn = [screen_text(app)]
+        assert "https://***@collect.example.net/heroku" in drawn[0]
+        assert "failing since 2027-01-15 07:50: Connection refused" in note(app, "drains")
+        await pilot.press("x")
+        await async_wait_for(lambda: isinstance(app.screen, ConfirmScreen))
+        drawn.append(screen_text(app))
+        assert "https://***@collect.example.net/heroku" in app.screen.question
+        await pilot.press("y")
+        await async_wait_for(lambda: any("Removed drain" in m for m in seen))
+        await pilot.press("a", *"http://bob:pw123@h.example/p", "enter")  # refused: says why
+        await async_wait_for(
+            lambda: any("The drain URL 'http://***@h.example/p' must start" in m for m in seen)
+        )
+        await pilot.press("a", *"https://bob:pw123@h.example/p", "enter")
+        await async_wait_for(lambda: any("Added drain" in m for m in seen))
+        await settle(pilot)
+        drawn.append(screen_text(app))
+    everything = "\n".join(drawn + seen)
+    assert "https://***@h.example/p" in everything
+    for secret in ("s3cret", "user:", "pw123", "bob"):
+        assert secret not in everything
+
+
+async def test_addon_info_is_asked_for_only_while_its_tab_is_open() -> None:
+    """`pg:info` runs SQL on the cluster: asked for when the Add-ons tab opens, then at most
+    every INFO_EVERY seconds, not at each 2 s refresh; on another tab, never."""
+    app, fake = fake_app()
+    app.refresh_every = 0.02
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_shop(pilot)
+
+        async def rounds(n: int) -> None:
+            calls = len(fake.calls)
+            await async_wait_for(lambda: len(fake.calls) >= calls + 6 * n)  # 6 GETs a round
+
+        await rounds(5)
+        assert info_calls(fake) == 0
+        await pilot.press("5")
+        await async_wait_for(lambda: info_calls(fake) == 1)
+        table = screen.query_one("#addons-table", KeyedTable)
+        await async_wait_for(lambda: str(table.get_cell("heroku-postgresql", "size")) == "7.5M")
+        row = [str(c) for c in table.get_row("heroku-postgresql")]
+        assert row == ["heroku-postgresql", "shop_1a2b3c4d", "local", "2027-01-12", "15.14",
+                       "7.5M", "3"]  # fmt: skip
+        assert "DATABASE_URL" in note(app, "addons")
+        await rounds(5)
+        assert info_calls(fake) == 1
+        await pilot.press("1", "5")  # opened again: asked again
+        await async_wait_for(lambda: info_calls(fake) == 2)
+
+
+async def test_addon_info_errors_are_said_once_and_kept_in_sight() -> None:
+    app, fake = fake_app()
+    fake.info_error = "PostgreSQL did not start: see the app's logs."
+    seen = record_notifications(app)
+    app.refresh_every = 0.02
+    async with app.run_test(size=(100, 30)) as pilot:
+        with patch("tui.screens.app_detail.INFO_EVERY", 0.0):  # asked at every round
+            screen = await open_shop(pilot, "5")
+            await async_wait_for(lambda: info_calls(fake) >= 5)
+        said = "PostgreSQL info: PostgreSQL did not start: see the app's logs."
+        await async_wait_for(lambda: note(app, "addons") == said)
+        table = screen.query_one("#addons-table", KeyedTable)
+        assert str(table.get_cell("heroku-postgresql", "version")) == "\u2013"
+    assert sum("PostgreSQL did not start" in m for m in seen) == 1
+
+
+async def test_empty_tabs_say_which_command_adds_one() -> None:
+    app, fake = fake_app()
+    fake.addons.clear()
+    fake.drains.clear()
+    seen = record_notifications(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_shop(pilot, "5")
+        assert note(app, "addons") == (
+            "No add-ons. `minipaas addons:create heroku-postgresql -a shop` adds one."
+        )
+        await pilot.press("6")
+        await settle(pilot)
+        assert note(app, "drains").startswith("No log drains. a adds one")
+    assert info_calls(fake) == 0 and not seen
+
+
+async def test_a_server_without_addons_or_drains_is_said_in_the_tabs_not_as_errors() -> None:
+    app, fake = fake_app()
+    fake.older = True
+    seen = record_notifications(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_shop(pilot, "5")
+        assert "has no add-ons" in note(app, "addons")
+        await pilot.press("6")
+        await settle(pilot)
+        assert "has no log drains" in note(app, "drains")
+    assert not seen

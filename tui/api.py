@@ -146,6 +146,50 @@ class Api:
         path = f"{self._app(name)}/domains/{quote(hostname, safe='')}"
         return _dict(await self.transport.request("DELETE", path), "domain")
 
+    async def _listed(self, name: str, what: str) -> list[dict[str, Any]] | None:
+        """`GET /api/apps/NAME/<what>`, or None when this server has no such endpoint (older
+        than add-ons and drains)."""
+        try:
+            data = await self.transport.request("GET", f"{self._app(name)}/{what}")
+        except ApiError as exc:
+            if exc.status == 404 and "route" in str(exc):
+                return None
+            raise
+        return _list(data, what)
+
+    async def addons(self, name: str) -> list[dict[str, Any]] | None:
+        """The app's add-ons (service, name, plan, config var, created_at); None: the server
+        has no add-ons."""
+        return await self._listed(name, "addons")
+
+    async def addon_info(self, name: str, service: str) -> dict[str, Any]:
+        """What `pg:info` shows (version, size in bytes, connections, ...) of an add-on."""
+        path = f"{self._app(name)}/addons/{quote(service, safe='')}/info"
+        return _dict(await self.transport.request("GET", path), "add-on info")
+
+    async def drains(self, name: str) -> list[dict[str, Any]] | None:
+        """The app's log drains (url, token, created_at, status); None: the server has no
+        drains. The URL is as it was added, credentials included: see `fmt.without_userinfo`."""
+        return await self._listed(name, "drains")
+
+    async def add_drain(self, name: str, url: str) -> dict[str, Any]:
+        """Add a drain; the server checks the URL (and says why it refuses)."""
+        return _dict(
+            await self.transport.request(
+                "POST", f"{self._app(name)}/drains", json_body={"url": url}
+            ),
+            "drain",
+        )
+
+    async def remove_drain(self, name: str, token: str) -> dict[str, Any]:
+        """Remove the drain with this token (`d.…`) or URL."""
+        return _dict(
+            await self.transport.request(
+                "DELETE", f"{self._app(name)}/drains", json_body={"drain": token}
+            ),
+            "drain",
+        )
+
     async def maintenance(self, name: str, on: bool) -> dict[str, Any]:
         return _dict(
             await self.transport.request(

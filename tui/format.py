@@ -1,4 +1,5 @@
-"""Pure formatting for the TUI: durations, sizes, masked secrets, safe log text, series.
+"""Pure formatting for the TUI: durations, sizes, masked secrets, safe log text, series,
+dates, log drains (URL without credentials, status) and add-ons.
 
 Owns: turning API values into short cell text. Must not touch: I/O, widgets or the client.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 DASH = "\u2013"  # en dash: "no value"
@@ -156,3 +158,66 @@ def parse_count(text: str) -> int | None:
         return int(text)
     except ValueError:  # more digits than int() converts (4,300)
         return None
+
+
+def when(ts: float | None) -> str:
+    """`2026-12-06 03:58` in local time (as the releases and domains tabs show dates)."""
+    if not ts:
+        return DASH
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def day(ts: float | None) -> str:
+    """`2026-12-06` in local time."""
+    return when(ts).split(" ")[0]
+
+
+def without_userinfo(url: str) -> str:
+    """A drain URL to show: any `user:password@` replaced by `***@`.
+
+    The API lists a drain's URL as it was added, credentials included (a Papertrail or HTTPS
+    collector URL may carry them); the TUI never draws them, not even the user name. The
+    authority ends at the first `/`, `?` or `#`, as in `urllib.parse.urlsplit`; an `@` in the
+    path is left alone."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rsplit('@', 1)[1]}{tail}"
+
+
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@'\"]*@")
+
+
+def without_userinfo_in(text: str) -> str:
+    """`text` (a server's sentence about a drain URL) with every URL's userinfo as `***@`: the
+    server hides a password (`user:***@`), not the user name."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+def drain_status(status: Mapping[str, Any] | None) -> tuple[str, str, str]:
+    """(state, short, long) of a drain from the API's `status`: `delivering` with how many
+    lines went, `failing` since when and why (`short`: why only), or `unknown` (the server
+    reported no status: it runs no forwarder for the drain). Dropped lines are in `long`."""
+    if not isinstance(status, Mapping):
+        return "unknown", "", "no status from the server yet"
+    delivered = number(status.get("delivered")) or 0
+    dropped = number(status.get("dropped")) or 0
+    sent = f"{delivered:,.0f} line{'s' * (delivered != 1)} sent"
+    lost = f", {dropped:,.0f} dropped (the drain fell behind)" if dropped else ""
+    since = number(status.get("failing_since"))
+    if since is not None:
+        why = status.get("error")
+        why = why if isinstance(why, str) and why else "delivery failed"
+        return "failing", why, f"failing since {when(since)}: {why}; {sent}{lost}"
+    return "delivering", f"{delivered:,.0f} sent", f"delivering: {sent}{lost}"
+
+
+def pg_version(version: Any) -> str:
+    """`15.14` from PostgreSQL's `server_version` (`15.14 (Debian 15.14-0+deb12u1)`)."""
+    if not isinstance(version, str) or not version.strip():
+        return DASH
+    return version.split()[0]

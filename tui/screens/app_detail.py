@@ -1,5 +1,5 @@
 """One app: dynos (scale, restart), releases (rollback), config vars, domains (add, remove),
-maintenance.
+add-ons (with PostgreSQL's info), log drains (add, remove), maintenance.
 
 Owns: the app screen and `AppBound`, the base of every screen about one app (so the app can
 close them all when the app is deleted). Must not touch: anything but `self.app.api` for I/O.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import datetime
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -30,6 +30,11 @@ if TYPE_CHECKING:
     from tui.app import MinipaasApp
 
 DYNO_STYLE = {"up": "green", "starting": "yellow", "crashed": "red", "down": "red"}
+DRAIN_STYLE = {"delivering": "green", "failing": "red", "unknown": ""}
+POSTGRES = "heroku-postgresql"
+# An add-on's info (`pg:info`) runs SQL on the cluster: asked for when the Add-ons tab opens,
+# then at most this often while it stays open (not at every 2 s refresh).
+INFO_EVERY = 10.0
 
 
 def scale_text(count: int, size: str | None) -> str:
@@ -70,17 +75,44 @@ TAB_ACTIONS = {
     "unset_config": "config",
     "add_domain": "domains",
     "remove_domain": "domains",
+    "add_drain": "drains",
+    "remove_drain": "drains",
 }
 
 
-def when(ts: float | None) -> str:
-    if not ts:
-        return fmt.DASH
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+def addon_row(addon: dict[str, Any], info: dict[str, Any] | None) -> list[Cell]:
+    """An Add-ons row: the add-on, then its database's version, size and connections when
+    its info came (PostgreSQL only), else dashes."""
+    info = info or {}
+    connections = fmt.number(info.get("connections"))
+    return [
+        str(addon.get("service", "?")),
+        str(addon.get("name", "")),
+        str(addon.get("plan", "")),
+        fmt.day(fmt.number(addon.get("created_at"))),
+        fmt.pg_version(info.get("version")),
+        fmt.size(fmt.number(info.get("size"))),
+        fmt.DASH if connections is None else f"{connections:.0f}",
+    ]
+
+
+def drain_row(drain: dict[str, Any]) -> list[Cell]:
+    """A Drains row: the URL without its credentials, the status in colour (and in short:
+    the selected drain's in full is under the table), the token."""
+    state, short, _long = fmt.drain_status(drain.get("status"))
+    status = Text(end="")
+    status.append(state, style=DRAIN_STYLE[state])
+    if short:
+        status.append(" · " + fmt.clean_cell(short))
+    return [
+        fmt.without_userinfo(str(drain.get("url", ""))),
+        status,
+        str(drain.get("token", "")),
+    ]
 
 
 class PaneTabs(TabbedContent):
-    """The app screen's tabs: a pane changes only with its tab (keys 1-4, the mouse).
+    """The app screen's tabs: a pane changes only with its tab (keys 1-6, the mouse).
 
     Textual also switches to a pane when a widget in it gets focus, one message hop after the
     focus: the first table's focus, set as the screen opened, arrived after a quick `3` (Enter
@@ -114,6 +146,8 @@ class AppScreen(AppBound):
         Binding("2", "tab('releases')", "Releases", show=False),
         Binding("3", "tab('config')", "Config", show=False),
         Binding("4", "tab('domains')", "Domains", show=False),
+        Binding("5", "tab('addons')", "Add-ons", show=False),
+        Binding("6", "tab('drains')", "Drains", show=False),
         Binding("plus,equals_sign", "scale_up", "Scale +", key_display="+"),
         Binding("minus", "scale_down", "Scale -", key_display="-"),
         Binding("n", "scale_to", "Set count", show=False),
@@ -126,6 +160,8 @@ class AppScreen(AppBound):
         Binding("a", "add_domain", "Add"),
         Binding("x", "remove_domain", "Remove"),
         Binding("delete", "remove_domain", "Remove", show=False),
+        Binding("a", "add_drain", "Add drain"),
+        Binding("x,delete", "remove_drain", "Remove drain", key_display="x"),
         Binding("M", "maintenance", "Maint."),
         Binding("l", "logs", "Logs"),
         Binding("m", "metrics", "Metrics"),
@@ -137,6 +173,12 @@ class AppScreen(AppBound):
         self.config: dict[str, str] = {}
         self.releases: list[dict[str, Any]] = []
         self.domains: list[dict[str, Any]] | None = None  # with dates, once fetched
+        # None until fetched (and when the server has no add-ons or drains endpoint).
+        self.addons: list[dict[str, Any]] | None = None
+        self.drains: list[dict[str, Any]] | None = None
+        self.missing_api: set[str] = set()  # "addons", "drains": the server has no such endpoint
+        self.addon_info: dict[str, dict[str, Any]] = {}  # by service
+        self._info_at = 0.0  # monotonic time of the last info request; 0: ask at the next fetch
         self.revealed = False
         self.cpu_rss: dict[str, tuple[float | None, float | None]] = {}
         self._loading = False
@@ -178,6 +220,25 @@ class AppScreen(AppBound):
                 yield KeyedTable([("KEY", "key"), ("VALUE", "value")], id="config-table")
             with TabPane("Domains", id="domains"):
                 yield KeyedTable([("HOSTNAME", "host"), ("ADDED", "added")], id="domains-table")
+            with TabPane("Add-ons", id="addons"):
+                yield KeyedTable(
+                    [
+                        ("ADD-ON", "service"),
+                        ("NAME", "name"),
+                        ("PLAN", "plan"),
+                        ("CREATED", "created"),
+                        ("VERSION", "version"),
+                        ("SIZE", "size"),
+                        ("CONNS", "connections"),
+                    ],
+                    id="addons-table",
+                )
+                yield Static("Loading add-ons…", id="addons-note", classes="note", markup=False)
+            with TabPane("Drains", id="drains"):
+                yield KeyedTable(
+                    [("URL", "url"), ("STATUS", "status"), ("TOKEN", "token")], id="drains-table"
+                )
+                yield Static("Loading drains…", id="drains-note", classes="note", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -221,12 +282,17 @@ class AppScreen(AppBound):
         if info is None:
             return
         self.app.app_seen(name)
-        metrics, releases, config, domains = await asyncio.gather(
+        metrics, releases, config, domains, addons, drains = await asyncio.gather(
             call(api.metrics(name, since=60), app_name=name, refresh=f"metrics {name}"),
             call(api.releases(name), app_name=name, refresh=f"releases {name}"),
             call(api.config(name), app_name=name, refresh=f"config {name}"),
             call(api.domains(name), app_name=name, refresh=f"domains {name}"),
-        )
+            call(self._optional(api.addons(name), "addons"), app_name=name,
+                 refresh=f"addons {name}"),
+            call(self._optional(api.drains(name), "drains"), app_name=name,
+                 refresh=f"drains {name}"),
+        )  # fmt: skip
+        infos = await self._fetch_info(addons)
         if epoch != self._epoch:
             return  # something changed meanwhile: `reload` fetches again
         self.info = info
@@ -242,7 +308,45 @@ class AppScreen(AppBound):
             self.config = config
         if domains is not None:
             self.domains = domains
+        if addons is not None:
+            self.addons = addons
+            for service in set(self.addon_info) - {str(a.get("service")) for a in addons}:
+                del self.addon_info[service]  # destroyed meanwhile
+        self.addon_info.update(infos)
+        if drains is not None:
+            self.drains = drains
         self.render_all()
+
+    async def _optional(
+        self, listing: Awaitable[list[dict[str, Any]] | None], what: str
+    ) -> list[dict[str, Any]]:
+        """An add-ons or drains list; from a server without that endpoint, [] (and the tab
+        says why)."""
+        items = await listing
+        if items is None:
+            self.missing_api.add(what)
+        else:
+            self.missing_api.discard(what)
+        return items or []
+
+    async def _fetch_info(self, addons: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+        """PostgreSQL's info (version, size, connections) while the Add-ons tab is open, at
+        most every INFO_EVERY seconds; an error is said once (and kept in the tab's note)."""
+        if not addons or self.tab != "addons" or time.monotonic() - self._info_at < INFO_EVERY:
+            return {}
+        self._info_at = time.monotonic()
+        infos: dict[str, dict[str, Any]] = {}
+        for addon in addons:
+            if addon.get("service") == POSTGRES:
+                name = self.app_name
+                info = await self.app.call(
+                    self.app.api.addon_info(name, POSTGRES),
+                    app_name=name,
+                    refresh=f"addon info {name}",
+                )
+                if info is not None:
+                    infos[POSTGRES] = info
+        return infos
 
     def render_all(self) -> None:
         with contextlib.suppress(NoMatches):  # the screen closed while we waited for the server
@@ -302,7 +406,7 @@ class AppScreen(AppBound):
                             f"v{r.get('version')}" + (" ●" if r.get("current") else ""),
                             style="bold" if r.get("current") else "",
                         ),
-                        when(fmt.number(r.get("created_at"))),
+                        fmt.when(fmt.number(r.get("created_at"))),
                         str(r.get("created_by", "")),
                         str(r.get("description", "")),
                     ],
@@ -315,7 +419,7 @@ class AppScreen(AppBound):
         )
         if self.domains is not None:
             domains = [
-                (str(d.get("hostname")), when(fmt.number(d.get("created_at"))))
+                (str(d.get("hostname")), fmt.when(fmt.number(d.get("created_at"))))
                 for d in self.domains
             ]
         else:
@@ -323,6 +427,58 @@ class AppScreen(AppBound):
         self.query_one("#domains-table", KeyedTable).sync(
             [(host, [host, added]) for host, added in sorted(domains)]
         )
+        self._render_addons()
+        self._render_drains()
+
+    def _render_addons(self) -> None:
+        addons = self.addons
+        if addons is not None:
+            rows: list[tuple[str, list[Cell]]] = []
+            for addon in addons:
+                service = str(addon.get("service"))
+                rows.append((service, addon_row(addon, self.addon_info.get(service))))
+            self.query_one("#addons-table", KeyedTable).sync(rows)
+        self.query_one("#addons-note", Static).update(self._addons_note())
+
+    def _addons_note(self) -> str:
+        name = self.app_name
+        if self.addons is None:
+            return "Loading add-ons…"
+        if "addons" in self.missing_api:
+            return "This minipaas server has no add-ons (it is older than the TUI)."
+        if not self.addons:
+            return f"No add-ons. `minipaas addons:create heroku-postgresql -a {name}` adds one."
+        if failure := self.app.failing.get(f"addon info {name}"):
+            return f"PostgreSQL info: {failure}"
+        var = next((str(a.get("config_var")) for a in self.addons if a.get("config_var")), "")
+        return (
+            (f"Its URL is the config var {var}. " if var else "")
+            + f"Destroy it (and its data) with `minipaas addons:destroy heroku-postgresql "
+            f"-a {name} --confirm {name}`."
+        )
+
+    def _render_drains(self) -> None:
+        drains = self.drains
+        if drains is not None:
+            self.query_one("#drains-table", KeyedTable).sync(
+                [(str(d.get("token")), drain_row(d)) for d in drains]
+            )
+        if drains is None:
+            note = "Loading drains…"
+        elif "drains" in self.missing_api:
+            note = "This minipaas server has no log drains (it is older than the TUI)."
+        elif not drains:
+            note = "No log drains. a adds one (a syslog://, syslog+tls:// or https:// URL)."
+        else:
+            token = self.query_one("#drains-table", KeyedTable).selected_key
+            drain = next((d for d in drains if d.get("token") == token), drains[0])
+            _state, _short, long = fmt.drain_status(drain.get("status"))
+            note = f"{fmt.clean_cell(str(drain.get('token', '')))}: {fmt.clean_cell(long)}."
+        self.query_one("#drains-note", Static).update(note)
+
+    def on_data_table_row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:
+        if event.data_table.id == "drains-table":
+            self._render_drains()  # the note tells the selected drain's status in full
 
     # -- which keys show ---------------------------------------------------------------------
 
@@ -342,9 +498,17 @@ class AppScreen(AppBound):
             "releases": "#releases-table",
             "config": "#config-table",
             "domains": "#domains-table",
+            "addons": "#addons-table",
+            "drains": "#drains-table",
         }.get(pane)
         if first:
             self.query_one(first, KeyedTable).focus()
+        if pane == "addons":  # its info now, not at the next round
+            self._info_at = 0.0
+            if self._loading:
+                self._again = True
+            else:
+                self.reload()
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
@@ -585,6 +749,87 @@ class AppScreen(AppBound):
         if self.domains is not None:
             self.domains = [d for d in self.domains if d.get("hostname") != hostname]
         self.info["domains"] = [h for h in self.info.get("domains") or [] if h != hostname]
+        self.render_all()
+        self.reload(changed=True)
+
+    # -- drains ------------------------------------------------------------------------------
+
+    def action_add_drain(self) -> None:
+        def answered(text: str | None) -> None:
+            if text and text.strip():
+                self.add_drain(text.strip())
+
+        self.app.push_screen(
+            PromptScreen(
+                f"Copy {self.app_name}'s log lines to (syslog://HOST:PORT, "
+                "syslog+tls://HOST:PORT or https://HOST/PATH):",
+                placeholder="syslog+tls://logs.example.com:6514",
+            ),
+            answered,
+        )
+
+    @work(group="actions", exit_on_error=False)
+    async def add_drain(self, url: str) -> None:
+        # The server checks the URL: its sentence is the notification, the user name it keeps
+        # in a URL (it hides the password) hidden too.
+        try:
+            drain = await self.app.api.add_drain(self.app_name, url)
+        except ApiError as exc:
+            said = ApiError(fmt.without_userinfo_in(str(exc)), exc.status)
+            self.app.report(said, app_name=self.app_name)
+            return
+        self.app.reconnected()
+        token = str(drain.get("token", ""))
+        shown = fmt.without_userinfo(str(drain.get("url") or url))
+        self.app.notify(
+            f"Added drain {shown} ({token}) to {self.app_name}: its new log lines go there.",
+            markup=False,
+        )
+        if self.drains is not None:
+            self.drains = [d for d in self.drains if d.get("token") != token] + [drain]
+        self.render_all()
+        with contextlib.suppress(NoMatches):
+            table = self.query_one("#drains-table", KeyedTable)
+            if token in (keys := table.row_keys()):
+                table.move_cursor(row=keys.index(token), animate=False)
+        self.reload(changed=True)
+
+    def action_remove_drain(self) -> None:
+        token = self.query_one("#drains-table", KeyedTable).selected_key
+        if not token:
+            return
+        url = next(
+            (str(d.get("url", "")) for d in self.drains or [] if d.get("token") == token), ""
+        )
+        shown = fmt.clean_cell(fmt.without_userinfo(url) or token)
+
+        def answered(yes: bool | None) -> None:
+            if yes and token:
+                self.remove_drain(token, shown)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Remove the drain {shown} from {self.app_name}? Its log lines stop going there.",
+                yes="Remove",
+            ),
+            answered,
+        )
+
+    @work(group="actions", exit_on_error=False)
+    async def remove_drain(self, token: str, shown: str) -> None:
+        try:
+            await self.app.api.remove_drain(self.app_name, token)
+        except ApiError as exc:
+            # A 404 about the drain (removed meanwhile) is not the app being gone.
+            gone_drain = exc.status == 404 and "has no drain" in str(exc)
+            self.app.report(exc, app_name=None if gone_drain else self.app_name)
+            if gone_drain:
+                self.reload(changed=True)
+            return
+        self.app.reconnected()
+        self.app.notify(f"Removed drain {shown} from {self.app_name}.", markup=False)
+        if self.drains is not None:
+            self.drains = [d for d in self.drains if d.get("token") != token]
         self.render_all()
         self.reload(changed=True)
 

@@ -23,13 +23,16 @@ Apps
   h          host CPU, memory, disk    r        refresh now
 
 App
-  1 2 3 4    dynos / releases / config / domains
+  1 … 6      dynos / releases / config / domains / add-ons / drains
   + / -      scale the selected process type up / down by one
   n          set the selected type's count    r / R   restart the type / all dynos
   M          maintenance mode on / off        l / m   logs / metrics
   b          roll back to the selected release (asks first)
   v          reveal / hide config values      s       set KEY=VALUE    u   unset (asks first)
-  a          add a domain                     x / Del remove one (asks first)
+  a          add a domain / a log drain       x / Del remove one (asks first)
+  Add-ons    no keys: create and destroy them with the CLI
+             minipaas addons:create heroku-postgresql -a APP
+             minipaas addons:destroy heroku-postgresql -a APP --confirm APP
 
 Logs
   space      pause / resume            /        search (Enter keeps, Esc clears)
