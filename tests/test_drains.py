@@ -343,6 +343,9 @@ def test_tls_and_https_drains_check_the_certificate(drained: Drained) -> None:
         ]
         listing = drained.paas.cli("drains", "-a", drained.app).stdout
         assert "s3cret" not in listing and f"https://user:***@localhost:{https.port}" in listing
+        # Nor does the API hand it out (`drains --json` prints its answer as is; the TUI).
+        listed = drained.paas.cli("drains", "-a", drained.app, "--json").stdout
+        assert "s3cret" not in listed and "user:***@" in listed, listed
         drained.say("drain-marker-tls")
         wait_for(lambda: has(tls, " - - drain-marker-tls"), timeout=30)
         wait_for(lambda: has(https, " - - drain-marker-tls"), timeout=30)

@@ -784,8 +784,14 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             await ctx.drains.reload()
 
     def drain_json(drain: Drain) -> dict[str, Any]:
+        """A drain as the API shows it: the URL's password never leaves the server (the
+        forwarder needs it; nobody reading a list does), as `***`."""
         status = ctx.drains.status(drain.token) if ctx.drains is not None else None
-        return {**drain.to_json(), "status": status.to_json() if status is not None else None}
+        return {
+            **drain.to_json(),
+            "url": redacted(drain.url),
+            "status": status.to_json() if status is not None else None,
+        }
 
     async def drains_list(request: Request) -> Response:
         app = await store.app(app_name(request))
@@ -808,7 +814,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             raise UserError("No drain given; name it by its URL or its token (d.…).")
         drain = await store.remove_drain(app, key, names.shown(redacted(key)))
         await reload_drains()
-        return JSONResponse({"removed": drain.token, "url": drain.url})
+        return JSONResponse({"removed": drain.token, "url": redacted(drain.url)})
 
     async def addons_all(request: Request) -> Response:
         return JSONResponse([addon_json(a) for a in await store.addons()])
