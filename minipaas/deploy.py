@@ -1101,7 +1101,11 @@ class Deployer:
 
     async def redis_info(self, app_name: str) -> tuple[Addon, RedisInfo]:
         addon = await self.addon(app_name, registry.REDIS.name)
-        return addon, await self._redis().info(app_name)
+        url = (await self.store.config(await self.store.app(app_name))).get(addon.config_var)
+        if url is None:
+            raise UserError(f"The app {app_name!r} has no {addon.config_var}; its add-on's "
+                            "config is damaged.")
+        return addon, await self._redis().info(app_name, url)
 
     async def start_addons(self) -> None:
         """Server start: adopt the cluster and the Redis instances left running, or start

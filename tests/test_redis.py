@@ -8,6 +8,7 @@ redis-server left behind (checked by pid)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
@@ -61,9 +62,15 @@ def test_the_registry_refuses_other_names_naming_what_it_offers(text: str) -> No
 
 
 def test_the_config_binds_loopback_asks_a_password_and_refuses_protected_configs() -> None:
-    lines = render_config(Path("/d/redis/app"), 6400, "s3cret").splitlines()
+    text = render_config(Path("/d/redis/app"), 6400, "s3cret")
+    assert "s3cret" not in text  # only its SHA-256
+    lines = text.splitlines()
+    user = [line for line in lines if line.startswith("user default on #")]
+    assert len(user) == 1 and hashlib.sha256(b"s3cret").hexdigest() in user[0], user
+    assert " +@all " in user[0] and " -config|set " in user[0] and " -acl|setuser " in user[0]
+    assert not any(line.startswith("requirepass") for line in lines)
     for wanted in (
-        "bind 127.0.0.1", "port 6400", "protected-mode yes", 'requirepass "s3cret"',
+        "bind 127.0.0.1", "port 6400", "protected-mode yes",
         "maxmemory 64mb", "maxmemory-policy noeviction", 'dir "/d/redis/app"',
         "appendonly yes", "appendfsync everysec", "enable-protected-configs no",
         "enable-debug-command no", "enable-module-command no", "set-proc-title no",
@@ -238,12 +245,22 @@ def test_a_dyno_reaches_its_redis_and_no_other_password_opens_it(rd: Rd) -> None
     assert ran.stdout.strip() == "41", ran
     assert paas.cli("redis:cli", "-a", app, "-c", "INCR counter", input="").stdout.strip() == "42"
 
-    # A client may not make redis write files elsewhere, load modules or use DEBUG.
+    # A client may not make redis write files elsewhere (its ACL refuses CONFIG SET; behind
+    # it, enable-protected-configs no, which the config test above checks, would too), nor
+    # load modules or use DEBUG (enable-*-command no, checked before the ACL).
     refused = rd.in_dyno("CONFIG", "SET", "dir", "/tmp")
-    assert "can't set protected config" in refused, refused
-    assert "can't set protected config" in rd.in_dyno("CONFIG", "SET", "dbfilename", "x.rdb")
+    assert refused == "NOPERM this user has no permissions to run the 'config|set' command"
+    assert "NOPERM" in rd.in_dyno("CONFIG", "SET", "dbfilename", "x.rdb")
     assert "DEBUG command not allowed" in rd.in_dyno("DEBUG", "SLEEP", "0")
     assert "MODULE command not allowed" in rd.in_dyno("MODULE", "LOAD", "/tmp/x.so")
+    # Nor change where it listens, its password, or stop it; it may read its config.
+    for words in (("CONFIG", "SET", "bind", "0.0.0.0"), ("CONFIG", "SET", "port", "6379"),
+                  ("CONFIG", "SET", "maxmemory", "0"), ("CONFIG", "REWRITE"),
+                  ("ACL", "SETUSER", "default", "+@all"), ("REPLICAOF", "127.0.0.1", "1"),
+                  ("SHUTDOWN",)):
+        refused = rd.in_dyno(*words)
+        assert "NOPERM" in refused, (words, refused)
+    assert rd.in_dyno("CONFIG", "GET", "maxmemory") == "maxmemory\n67108864"
 
     # Another app's password does not open this one, nor a wrong one, nor none.
     paas.cli("apps:create", "other")
@@ -268,6 +285,7 @@ def test_a_dyno_reaches_its_redis_and_no_other_password_opens_it(rd: Rd) -> None
     assert (conf.st_uid, conf.st_mode & 0o777) == (pwd.getpwnam("redis").pw_uid, 0o600)
     assert root.stat().st_mode & 0o777 == 0o700
     assert (root / "appendonlydir").is_dir()
+    assert password not in (root / "redis.conf").read_text()  # only in REDIS_URL
     rss = int(re.findall(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())[0])
     print(f"redis-server idle RSS: {rss} kB")
 

@@ -9,8 +9,11 @@ Every instance listens on 127.0.0.1 only, on its own port (never 6379, the distr
 asks for its password; dynos share the host's network, so any dyno could reach any port: the
 password is what keeps one app out of another's data. The client may not rewrite where redis
 writes files (`enable-protected-configs no`: `CONFIG SET dir` is refused), load modules or use
-DEBUG. The password is only in the config file and the app's REDIS_URL; it never reaches an argv
-or a log (minipaas speaks RESP itself for `redis:info`).
+DEBUG, nor change the config at all (its `default` user's ACL denies CONFIG SET and REWRITE, ACL
+SETUSER, REPLICAOF, SHUTDOWN, …): with plain `requirepass` a client could `CONFIG SET bind
+0.0.0.0` and put its Redis on the network. The config holds the password's SHA-256 only: the
+password itself is only in the app's REDIS_URL (the deployer hands it to `info`), never in an
+argv or a log (minipaas speaks RESP itself).
 
 Like the PostgreSQL cluster, an instance runs in its own session: a restart of `minipaas server`
 leaves it serving and the next start adopts it (its pid file, and a command line naming this very
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 import os
@@ -51,6 +55,13 @@ EXECUTABLE = Path("/usr/bin/redis-server")
 SYSTEM_USER = "redis"
 #: Ports tried (in random order) for a new instance: never 6379, the distribution's own.
 PORTS = range(6380, 7000)
+#: What the app's client (the `default` user) may not do: change the config (where redis listens
+#: or writes, its memory cap), the users (its password), replicate, shut redis down.
+DENIED = (
+    "config|set", "config|rewrite", "config|resetstat", "acl|setuser", "acl|deluser",
+    "acl|load", "acl|save", "replicaof", "slaveof", "failover", "sync", "psync", "shutdown",
+    "debug", "module|load", "module|loadex", "module|unload",
+)
 #: Each instance's memory cap: Heroku's smallest plan has 25 MB; 64 MB leaves room for a busy
 #: job queue while ten apps' instances still fit in under 1 GB.
 MAXMEMORY = "64mb"
@@ -86,13 +97,16 @@ def find_executable(path: Path = EXECUTABLE) -> Path:
 
 def render_config(root: Path, port: int, password: str) -> str:
     """The whole `redis.conf` of the instance in `root` (a pure function: tested as text)."""
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    denied = " ".join(f"-{c}" for c in DENIED)
     return (
         "# Written by minipaas (addons:create heroku-redis); the port and password are in the\n"
         "# app's REDIS_URL.\n"
         "bind 127.0.0.1\n"
         f"port {port}\n"
         "protected-mode yes\n"
-        f'requirepass "{password}"\n'
+        # `requirepass`, with what the client may not do: the password as its SHA-256.
+        f"user default on #{digest} ~* &* +@all {denied}\n"
         "unixsocket \"\"\n"
         "daemonize no\n"
         "supervised no\n"
@@ -171,9 +185,17 @@ class RespError(Exception):
     """An error reply (`-ERR …`) or a broken connection."""
 
 
-async def command(port: int, password: str, *args: str) -> Any:
-    """AUTH with `password`, then run one command on 127.0.0.1:`port`; its reply (str, int,
-    list or None). A minimal RESP2 client: the password never leaves this process's memory."""
+def password_of(url: str) -> str:
+    """The password in a REDIS_URL (`redis://:PASSWORD@127.0.0.1:PORT`)."""
+    match = re.fullmatch(r"redis://[^:@/]*:([^@]*)@[^@]+", url)
+    if match is None:
+        raise UserError("The app's REDIS_URL holds no password; the add-on's config is damaged.")
+    return match.group(1)
+
+
+async def command(port: int, password: str | None, *args: str) -> Any:
+    """AUTH with `password` (unless None), then run one command on 127.0.0.1:`port`; its reply
+    (str, int, list or None). A minimal RESP2 client: the password stays in this process."""
 
     def encode(words: tuple[str, ...]) -> bytes:
         parts = [f"*{len(words)}\r\n".encode()]
@@ -205,9 +227,12 @@ async def command(port: int, password: str, *args: str) -> Any:
     async def talk() -> Any:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            writer.write(encode(("AUTH", password)) + encode(args))
+            if password is not None:
+                writer.write(encode(("AUTH", password)))
+            writer.write(encode(args))
             await writer.drain()
-            await read(reader)
+            if password is not None:
+                await read(reader)
             return await read(reader)
         finally:
             writer.close()
@@ -310,9 +335,9 @@ class Instance:
     def port(self) -> int:
         return int(self._setting("port"))
 
-    def url(self) -> str:
+    def url(self, password: str) -> str:
         """REDIS_URL, Heroku's form (no user name: the default user and its password)."""
-        return f"redis://:{self._setting('requirepass')}@127.0.0.1:{self.port()}"
+        return f"redis://:{password}@127.0.0.1:{self.port()}"
 
     @staticmethod
     def _owner() -> dict[str, Any]:
@@ -388,17 +413,15 @@ class Instance:
         self._popen = await asyncio.to_thread(self._spawn, argv, owner)
         self._pid = self._popen.pid
         self._wanted.set()  # only now, with a pid to watch (see Cluster._start)
-        port, password = self.port(), self._setting("requirepass")
+        port = self.port()
         deadline = time.monotonic() + START_TIMEOUT
         while True:
+            # Without the password: asking for it means it serves (LOADING while it reads
+            # its append-only file).
             try:
-                if await command(port, password, "PING") == "PONG":
-                    return
+                await command(port, None, "PING")
             except RespError as exc:
-                if str(exc).startswith("WRONGPASS"):
-                    # It answers: a client changed its password (CONFIG SET requirepass and
-                    # CONFIG REWRITE), so REDIS_URL no longer opens it; that is the app's own
-                    # doing, and restarting it again would not help.
+                if str(exc).startswith("NOAUTH"):
                     return
             if not self.running():
                 raise UserError(f"redis-server did not start (see {self.log_file}): "
@@ -466,7 +489,7 @@ class Instance:
 
     async def watch(self) -> None:
         """Until cancelled: whenever redis-server stops while it should run (the OOM killer,
-        a kill -9, a client's SHUTDOWN), start it again (it reloads its append-only file);
+        a kill -9, a crash), start it again (it reloads its append-only file);
         deaths in quick succession wait longer and longer (up to 30 s)."""
         streak, last = 0, -math.inf
         while True:
@@ -512,12 +535,12 @@ class Instance:
             os.close(fd)
         self.running()  # reaps our child
 
-    async def info(self) -> RedisInfo:
+    async def info(self, password: str) -> RedisInfo:
         async with self._lock:
             await self._start()
         port = self.port()
         try:
-            text = await command(port, self._setting("requirepass"), "INFO")
+            text = await command(port, password, "INFO")
         except RespError as exc:
             raise UserError(f"Redis did not answer INFO: {exc}") from None
         return parse_info(str(text), port)
@@ -558,7 +581,7 @@ class RedisServers:
         except BaseException:
             await self.destroy(app)
             raise
-        return instance.url()
+        return instance.url(password)
 
     async def start(self, app: str) -> None:
         await self.instance(app).start()
@@ -575,8 +598,9 @@ class RedisServers:
         self._instances.pop(app, None)
         self._changed.set()
 
-    async def info(self, app: str) -> RedisInfo:
-        return await self.instance(app).info()
+    async def info(self, app: str, url: str) -> RedisInfo:
+        """`redis:info` of the app's instance, asked with the password in its `url`."""
+        return await self.instance(app).info(password_of(url))
 
     async def stop_all(self) -> None:
         """`minipaas down`: every instance in `root` stops, adopted or not."""
