@@ -130,6 +130,15 @@ def test_a_server_without_redis_server_says_what_to_install_and_changes_nothing(
         assert json.loads(paas.cli("config", "-a", "nored", "--json").stdout) == {}
         assert json.loads(paas.cli("releases", "-a", "nored", "--json").stdout) == []
         assert json.loads(paas.cli("addons", "--json").stdout) == []
+        # A first push whose app.json asks for Redis fails its build, naming why.
+        repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "nored")
+        (repo / "app.json").write_text('{"addons": ["heroku-redis:mini"]}')
+        commit(repo, "asks for Redis")
+        pushed = https_push(paas, repo, "nored", paas.cli("auth:token").stdout.strip())
+        assert pushed.returncode != 0
+        assert ("app.json asks for heroku-redis, which could not be provisioned: Redis is not "
+                "installed on this server") in pushed.stderr, pushed.stderr
+        assert json.loads(paas.cli("releases", "-a", "nored", "--json").stdout) == []
         assert not (paas.data_dir / "redis").exists()
     finally:
         paas.stop()
