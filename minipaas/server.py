@@ -2,7 +2,7 @@
 
 Nothing else constructs parts or holds them together. Start order: data dir → store → router
 (Caddy) → API (unix socket + loopback TCP) → the add-on PostgreSQL cluster (if any app has
-a database) → dynos of every app → routes. The process takes
+a database) and Redis instances → dynos of every app → routes. The process takes
 SIGTERM/SIGINT itself (uvicorn's own handling would exit before our cleanup runs) and stops in
 reverse order.
 """
@@ -44,6 +44,7 @@ from minipaas.git.http import make_git_app
 from minipaas.logs import LogStore
 from minipaas.metrics import HostMap, Metrics
 from minipaas.postgres import Cluster
+from minipaas.redis import RedisServers
 from minipaas.router import Router
 from minipaas.router.accesslog import router_line
 from minipaas.scheduler import CronScheduler
@@ -162,6 +163,8 @@ class MinipaasServer:
         self.tokens = Tokens()
         #: The PostgreSQL add-on's cluster: created on the first `addons:create`.
         self.postgres = Cluster(self.paths.root / "postgres")
+        #: The Redis add-on's servers, one per app that has it.
+        self.redis = RedisServers(self.paths.root / "redis")
         self.backups = Backups(
             store=self.store, cluster=self.postgres, paths=self.paths, logs=self.logs
         )
@@ -178,6 +181,7 @@ class MinipaasServer:
             hosts=self.hosts,
             postgres=self.postgres,
             backups=self.backups,
+            redis=self.redis,
         )
         self.drains = Drains(self.logs, self._drain_specs)
         self._stop = asyncio.Event()
@@ -288,12 +292,14 @@ class MinipaasServer:
                 # `minipaas down`: dynos and Caddy go too (uninstall, tests).
                 await self.supervisor.stop_all()
                 await self.postgres.stop()  # after the dynos, its clients
+                await self.redis.stop_all()  # likewise
                 await self.router.stop()
             else:
                 # A restart or upgrade of minipaas: dynos keep running and Caddy keeps
                 # serving them; the next start re-adopts them.
                 await self.supervisor.detach()
                 self.postgres.detach()
+                self.redis.detach()
                 await self.router.aclose()
             if self._route_sync is not None:
                 await asyncio.gather(self._route_sync, return_exceptions=True)
@@ -378,6 +384,7 @@ class MinipaasServer:
         metrics_task = loop.create_task(self.metrics.run())
         router_task = loop.create_task(self.router.watch())
         postgres_task = loop.create_task(self.postgres.watch())
+        redis_task = loop.create_task(self.redis.watch())
         starting: asyncio.Task[None] | None = None
         try:
             await self.drains.reload()  # before the dynos: their first lines reach the drains
@@ -410,11 +417,12 @@ class MinipaasServer:
             metrics_task.cancel()
             router_task.cancel()  # before `down` stops Caddy, which must then stay stopped
             postgres_task.cancel()  # likewise PostgreSQL
+            redis_task.cancel()  # and Redis
             attach_task.cancel()
             await attach.close()
             await self.drains.close()
             await asyncio.gather(
-                cron_task, backup_task, metrics_task, router_task, postgres_task,
+                cron_task, backup_task, metrics_task, router_task, postgres_task, redis_task,
                 return_exceptions=True,
             )
             await scheduler.stop()

@@ -469,9 +469,9 @@ def test_bad_input(pg: Pg) -> None:
         assert result.returncode == code, result
         return result.stderr.rstrip("\n")
 
-    assert fails("addons:create", "heroku-redis", "-a", app) == (
-        " !    Unknown add-on 'heroku-redis': minipaas offers heroku-postgresql "
-        "(also called postgresql or postgres)."
+    assert fails("addons:create", "heroku-kafka", "-a", app) == (
+        " !    Unknown add-on 'heroku-kafka': minipaas offers heroku-postgresql "
+        "(also called postgresql or postgres) and heroku-redis (also called redis)."
     )
     assert fails("addons:create", "heroku-postgresql", "-a", app) == (
         f" !    The app '{app}' already has heroku-postgresql; see `minipaas addons -a {app}`."

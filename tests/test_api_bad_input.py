@@ -127,6 +127,7 @@ APP_ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/addons", {"service": "heroku-postgresql"}),
     ("DELETE", "/addons/heroku-postgresql?confirm=x", None),
     ("GET", "/addons/heroku-postgresql/info", None),
+    ("GET", "/addons/heroku-redis/info", None),
     ("GET", "/buildpacks", None),
     ("POST", "/buildpacks", {"url": "heroku/python"}),
     ("PUT", "/buildpacks", {"buildpacks": []}),
@@ -361,11 +362,14 @@ BAD_FIELDS: list[tuple[str, str, Any, int, str | None]] = [
     # addons:create (the app has no add-on: destroy and info say so)
     ("POST", f"{A}/addons", {}, 400, "Unknown add-on ''"),
     ("POST", f"{A}/addons", {"service": ["pg"]}, 400, '["pg"]'),
-    ("POST", f"{A}/addons", {"service": "heroku-redis"}, 400, "'heroku-redis'"),
+    ("POST", f"{A}/addons", {"service": "heroku-kafka"}, 400, "'heroku-kafka'"),
     ("POST", f"{A}/addons", {"service": "pg\x00"}, 400, r"'pg\x00'"),
     ("POST", f"{A}/addons", {"service": None}, 400,
      "The field 'service' must be a string, not null."),
-    ("POST", f"{A}/addons", {"service": "redis"}, 400, "Unknown add-on 'redis'"),
+    ("POST", f"{A}/addons", {"service": "memcached"}, 400, "Unknown add-on 'memcached'"),
+    ("POST", f"{A}/addons", {"service": "redis-ha"}, 400,
+     "Unknown add-on 'redis-ha': minipaas offers heroku-postgresql (also called postgresql or "
+     "postgres) and heroku-redis (also called redis)."),
     # drains:add / drains:remove
     ("POST", f"{A}/drains", {}, 400, "No drain URL given"),
     ("POST", f"{A}/drains", {"url": ["x"]}, 400, '["x"]'),
@@ -562,7 +566,12 @@ BAD_PATHS_AND_QUERIES: list[tuple[str, str, dict[str, str] | None, int, str]] = 
     ("POST", "/api/admin/down", None, 400, "server itself"),
     # no such route, or not with that method
     ("DELETE", f"{A}/addons/heroku-postgresql", None, 400, "--confirm fuzz"),
-    ("DELETE", f"{A}/addons/redis", {"confirm": APP}, 400, "'redis'"),
+    ("DELETE", f"{A}/addons/redis", {"confirm": APP}, 404, "no heroku-redis add-on"),
+    ("DELETE", f"{A}/addons/heroku-redis", None, 400, "deletes its Redis server"),
+    ("GET", f"{A}/addons/heroku-redis/info", None, 404, "no heroku-redis add-on"),
+    ("GET", f"{A}/addons/redis:mini/info", None, 404, "no heroku-redis add-on"),
+    ("POST", f"{A}/addons/heroku-redis/reset", {"confirm": APP}, 400,
+     "Only a heroku-postgresql database can be reset"),
     ("DELETE", f"{A}/addons/mysql", {"confirm": APP}, 400, "Unknown add-on 'mysql'"),
     ("DELETE", f"{A}/addons/heroku-postgresql", {"confirm": APP}, 404, "no heroku-postgresql"),
     ("GET", f"{A}/addons/heroku-postgresql/info", None, 404, "no heroku-postgresql"),

@@ -3,7 +3,8 @@
 Layers (imports point down):
 
     cli (+ __main__)  →  server  →  deploy, api (+ client, other top-level modules)
-      →  store, git, build, supervisor, router, logs, metrics, drains, postgres  (the middle layer)
+      →  store, git, build, supervisor, router, logs, metrics, drains, postgres, redis  (the middle
+         layer)
       →  errors, names, jsonin, paths, settings, models, sandbox    (the bottom layer)
 
 Rules:
@@ -35,7 +36,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 BOTTOM = frozenset({"", "errors", "names", "jsonin", "paths", "settings", "models", "sandbox"})
 MIDDLE = frozenset(
-    {"store", "git", "build", "supervisor", "router", "logs", "metrics", "drains", "postgres"}
+    {"store", "git", "build", "supervisor", "router", "logs", "metrics", "drains", "postgres",
+     "redis"}
 )
 MIDDLE_ALLOWED = frozenset({("supervisor", "logs"), ("drains", "logs")})
 UPPER = frozenset({"deploy", "api"})

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from minipaas import __version__, checks, jsonin, names, sshkeys
+from minipaas import addons as registry
 from minipaas.api.auth import LOCAL_KEY, TokenAuth, Tokens
 from minipaas.api.metrics import metrics_routes
 from minipaas.backups import Backups, backup_number, daily_time
@@ -34,7 +35,6 @@ from minipaas.errors import Conflict, DiskFull, NotFound, TooLarge, Unavailable,
 from minipaas.logs import LogStore
 from minipaas.metrics import Metrics
 from minipaas.models import Addon, App, Drain
-from minipaas.postgres import service_name
 from minipaas.settings import Settings
 from minipaas.store import Store
 from minipaas.supervisor import Supervisor
@@ -827,9 +827,9 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         name = app_name(request)
         await store.app(name)
         data = body_dict(await json_body(request))
-        _service, plan = service_name(text_field(data, "service"))
+        kind, plan = registry.service(text_field(data, "service"))
         await not_busy(name)
-        addon = await deployer.create_addon(name, who=who(request, data))
+        addon = await deployer.create_addon(name, who=who(request, data), service=kind.name)
         return JSONResponse({**addon_json(addon), "plan_ignored": plan}, status_code=201)
 
     async def addons_destroy(request: Request) -> Response:
@@ -837,7 +837,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         await store.app(name)
         given = request.path_params["service"]
         try:
-            service, _plan = service_name(given)
+            service = registry.service(given)[0].name
         except UserError:  # or the add-on's own name (Heroku takes either)
             named = [a for a in await store.addons(await store.app(name)) if a.name == given]
             if not named:
@@ -845,16 +845,20 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             service = named[0].service
         if request.query_params.get("confirm") != name:
             raise UserError(
-                f"Destroying {service} of {name!r} deletes its database and all its data; "
+                f"Destroying {service} of {name!r} deletes its "
+                f"{registry.by_name(service).data} and all its data; "
                 f"confirm with `--confirm {name}`."
             )
         await not_busy(name)
-        addon, removed = await deployer.destroy_addon(name, who=who(request))
+        addon, removed = await deployer.destroy_addon(name, who=who(request), service=service)
         return JSONResponse({"destroyed": addon_json(addon), "backups_removed": removed})
 
     async def addons_info(request: Request) -> Response:
         name = app_name(request)
-        service_name(request.path_params["service"])
+        kind, _plan = registry.service(request.path_params["service"])
+        if kind is registry.REDIS:
+            addon, redis = await deployer.redis_info(name)
+            return JSONResponse({**addon_json(addon), **redis.to_json()})
         addon, info = await deployer.addon_info(name)
         return JSONResponse({**addon_json(addon), **info.to_json(), "name": addon.name})
 
@@ -952,7 +956,11 @@ def create_app(ctx: ApiContext) -> ASGIApp:
 
     async def addons_reset(request: Request) -> Response:
         name = app_name(request)
-        service_name(request.path_params["service"])
+        if registry.service(request.path_params["service"])[0] is not registry.POSTGRES:
+            raise UserError(
+                "Only a heroku-postgresql database can be reset; empty Redis with FLUSHALL "
+                "(`minipaas redis:cli -a APP -c FLUSHALL`)."
+            )
         await confirmed(
             request, name, f"Resetting the database of {name!r} deletes all its data"
         )

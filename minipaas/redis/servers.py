@@ -1,0 +1,650 @@
+"""The Redis add-on (`addons:create heroku-redis`): a `redis-server` of its own per app.
+
+Layout of one app's dir (owned by the `redis` system user, mode 0700): `redis.conf` (0600, written
+by minipaas: the port it picked, the password, the memory cap, persistence and what a client may
+not do), `redis.pid` (written by redis-server), `appendonlydir/` (the append-only file: the data)
+and `redis.log` (its output, the server's user's alone).
+
+Every instance listens on 127.0.0.1 only, on its own port (never 6379, the distribution's), and
+asks for its password; dynos share the host's network, so any dyno could reach any port: the
+password is what keeps one app out of another's data. The client may not rewrite where redis
+writes files (`enable-protected-configs no`: `CONFIG SET dir` is refused), load modules or use
+DEBUG, nor change the config at all (its `default` user's ACL denies CONFIG SET and REWRITE, ACL
+SETUSER, REPLICAOF, SHUTDOWN, …): with plain `requirepass` a client could `CONFIG SET bind
+0.0.0.0` and put its Redis on the network. The config holds the password's SHA-256 only: the
+password itself is only in the app's REDIS_URL (the deployer hands it to `info`), never in an
+argv or a log (minipaas speaks RESP itself).
+
+Like the PostgreSQL cluster, an instance runs in its own session: a restart of `minipaas server`
+leaves it serving and the next start adopts it (its pid file, and a command line naming this very
+config file: `set-proc-title no` keeps it), `watch` starts it again if it dies, `stop_all` (on
+`minipaas down`) stops it. This module never reads the store or config vars.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import pwd
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from minipaas.errors import UserError
+
+log = logging.getLogger(__name__)
+
+#: The add-on's name, Heroku's; `service_name` accepts the alias too.
+SERVICE = "heroku-redis"
+ALIASES = frozenset({SERVICE, "redis"})
+#: Where Debian's `redis-server` package puts the server.
+EXECUTABLE = Path("/usr/bin/redis-server")
+#: The system user the instances run as when minipaas runs as root (the package creates it).
+SYSTEM_USER = "redis"
+#: Ports tried (in random order) for a new instance: never 6379, the distribution's own.
+PORTS = range(6380, 7000)
+#: What the app's client (the `default` user) may not do: change the config (where redis listens
+#: or writes, its memory cap), the users (its password), replicate, shut redis down.
+DENIED = (
+    "config|set", "config|rewrite", "config|resetstat", "acl|setuser", "acl|deluser",
+    "acl|load", "acl|save", "replicaof", "slaveof", "failover", "sync", "psync", "shutdown",
+    "debug", "module|load", "module|loadex", "module|unload",
+)
+#: Each instance's memory cap: Heroku's smallest plan has 25 MB; 64 MB leaves room for a busy
+#: job queue while ten apps' instances still fit in under 1 GB.
+MAXMEMORY = "64mb"
+START_TIMEOUT = 30.0
+STOP_GRACE = 30.0
+COMMAND_TIMEOUT = 10.0
+#: `watch`: a death within this many seconds of the last start counts as a crash loop ...
+REVIVE_WINDOW = 10.0
+#: ... and waits 1 s, 2 s, 4 s ... up to this long before the next start.
+REVIVE_MAX_WAIT = 30.0
+_APP = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
+
+
+def service_name(text: str) -> tuple[str, str | None]:
+    """(`heroku-redis`, the plan given or None) for `heroku-redis[:PLAN]` and `redis`;
+    `UserError` naming the value for anything else."""
+    service, _, plan = text.strip().partition(":")
+    if service.lower() not in ALIASES:
+        shown = text if len(text) <= 60 else f"{text[:60]}…"
+        raise UserError(f"Unknown add-on {shown!r}: this is heroku-redis (also called redis).")
+    return SERVICE, (plan or None)
+
+
+def find_executable(path: Path = EXECUTABLE) -> Path:
+    """`path` if it is an executable file; `UserError` saying what to install otherwise."""
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    raise UserError(
+        f"Redis is not installed on this server (no {path}): install it with "
+        "`apt-get install redis-server`, then run addons:create again."
+    )
+
+
+def render_config(root: Path, port: int, password: str) -> str:
+    """The whole `redis.conf` of the instance in `root` (a pure function: tested as text)."""
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    denied = " ".join(f"-{c}" for c in DENIED)
+    return (
+        "# Written by minipaas (addons:create heroku-redis); the port and password are in the\n"
+        "# app's REDIS_URL.\n"
+        "bind 127.0.0.1\n"
+        f"port {port}\n"
+        "protected-mode yes\n"
+        # `requirepass`, with what the client may not do: the password as its SHA-256.
+        f"user default on #{digest} ~* &* +@all {denied}\n"
+        "unixsocket \"\"\n"
+        "daemonize no\n"
+        "supervised no\n"
+        # The command line keeps naming this file: how minipaas recognises its instance.
+        "set-proc-title no\n"
+        f'pidfile "{root / "redis.pid"}"\n'
+        'logfile ""\n'
+        "always-show-logo no\n"
+        "tcp-backlog 128\n"
+        "maxclients 1000\n"
+        f"maxmemory {MAXMEMORY}\n"
+        "maxmemory-policy noeviction\n"
+        f'dir "{root}"\n'
+        "appendonly yes\n"
+        "appendfsync everysec\n"
+        'appenddirname "appendonlydir"\n'
+        'save ""\n'
+        # What a client must never do: make redis write elsewhere (CONFIG SET dir/dbfilename),
+        # load code into it, or poke at its memory.
+        "enable-protected-configs no\n"
+        "enable-debug-command no\n"
+        "enable-module-command no\n"
+    )
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()[0]
+
+
+def _alive(pid: int) -> bool:
+    return _proc_state(pid) not in (None, "Z", "X")
+
+
+def _server_pid(root: Path) -> int | None:
+    """The live redis-server of `root` according to its pid file, or None: the pid must be
+    alive and its command line must name this very config file."""
+    try:
+        pid = int((root / "redis.pid").read_text().split()[0])
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return None
+    if os.fsencode(str(root / "redis.conf")) not in argv or not _alive(pid):
+        return None
+    return pid
+
+
+def _kill_and_wait(pid: int, timeout: float) -> None:
+    """SIGTERM (redis flushes its append-only file and exits), SIGKILL after `timeout`."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if not _alive(pid):
+            return
+
+
+def stop_orphans(root: Path, timeout: float = STOP_GRACE) -> int:
+    """`minipaas down` without a server: stop every instance in `root`; how many ran."""
+    stopped = 0
+    with contextlib.suppress(OSError):
+        for entry in sorted(root.iterdir()):
+            pid = _server_pid(entry)
+            if pid is not None:
+                _kill_and_wait(pid, timeout)
+                stopped += 1
+    return stopped
+
+
+class RespError(Exception):
+    """An error reply (`-ERR …`) or a broken connection."""
+
+
+def password_of(url: str) -> str:
+    """The password in a REDIS_URL (`redis://:PASSWORD@127.0.0.1:PORT`)."""
+    match = re.fullmatch(r"redis://[^:@/]*:([^@]*)@[^@]+", url)
+    if match is None:
+        raise UserError("The app's REDIS_URL holds no password; the add-on's config is damaged.")
+    return match.group(1)
+
+
+async def command(port: int, password: str | None, *args: str) -> Any:
+    """AUTH with `password` (unless None), then run one command on 127.0.0.1:`port`; its reply
+    (str, int, list or None). A minimal RESP2 client: the password stays in this process."""
+
+    def encode(words: tuple[str, ...]) -> bytes:
+        parts = [f"*{len(words)}\r\n".encode()]
+        for word in words:
+            data = word.encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        return b"".join(parts)
+
+    async def read(reader: asyncio.StreamReader) -> Any:
+        line = (await reader.readline()).rstrip(b"\r\n")
+        if not line:
+            raise RespError("the connection closed")
+        kind, rest = line[:1], line[1:].decode(errors="replace")
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            raise RespError(rest)
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            if int(rest) < 0:
+                return None
+            data = await reader.readexactly(int(rest) + 2)
+            return data[:-2].decode(errors="replace")
+        if kind == b"*":
+            return [await read(reader) for _ in range(max(0, int(rest)))]
+        raise RespError(f"an unexpected reply {line[:40]!r}")
+
+    async def talk() -> Any:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            if password is not None:
+                writer.write(encode(("AUTH", password)))
+            writer.write(encode(args))
+            await writer.drain()
+            if password is not None:
+                await read(reader)
+            return await read(reader)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    try:
+        return await asyncio.wait_for(talk(), COMMAND_TIMEOUT)
+    except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        raise RespError(str(exc) or type(exc).__name__) from None
+
+
+@dataclass(frozen=True)
+class RedisInfo:
+    """What `redis:info` shows of one app's instance."""
+
+    version: str
+    port: int
+    used_memory: int
+    maxmemory: int
+    policy: str
+    clients: int
+    keys: int
+    persistence: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "port": self.port,
+            "used_memory": self.used_memory,
+            "maxmemory": self.maxmemory,
+            "maxmemory_policy": self.policy,
+            "clients": self.clients,
+            "keys": self.keys,
+            "persistence": self.persistence,
+        }
+
+
+def parse_info(text: str, port: int) -> RedisInfo:
+    """`RedisInfo` from the text of INFO (pure)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and not key.startswith("#"):
+            fields[key.strip()] = value.strip()
+    keys = sum(
+        int(m.group(1))
+        for k, v in fields.items()
+        if re.fullmatch(r"db\d+", k) and (m := re.search(r"keys=(\d+)", v))
+    )
+    if fields.get("aof_enabled") == "1":
+        persistence = f"append-only file (last write {fields.get('aof_last_write_status', '?')})"
+    else:
+        persistence = "none"
+    return RedisInfo(
+        version=fields.get("redis_version", "?"),
+        port=port,
+        used_memory=int(fields.get("used_memory", "0")),
+        maxmemory=int(fields.get("maxmemory", "0")),
+        policy=fields.get("maxmemory_policy", "?"),
+        clients=int(fields.get("connected_clients", "0")),
+        keys=keys,
+        persistence=persistence,
+    )
+
+
+class Instance:
+    """One app's redis-server, in `root` (`<data-dir>/redis/<app>`)."""
+
+    def __init__(self, root: Path, *, executable: Path = EXECUTABLE) -> None:
+        self.root = root
+        self.executable = executable
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+        self._lock = asyncio.Lock()
+        #: Set while it should run (started or adopted); `watch` restarts it then.
+        self._wanted = asyncio.Event()
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "redis.conf"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "redis.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    def exists(self) -> bool:
+        return self.conf.is_file()
+
+    def _setting(self, name: str) -> str:
+        match = re.search(rf'^{name} "?([^"\n]+)"?$', self.conf.read_text(), re.MULTILINE)
+        if match is None:
+            raise UserError(f"{self.conf} names no {name}; the add-on's config is damaged.")
+        return match.group(1)
+
+    def port(self) -> int:
+        return int(self._setting("port"))
+
+    def url(self, password: str) -> str:
+        """REDIS_URL, Heroku's form (no user name: the default user and its password)."""
+        return f"redis://:{password}@127.0.0.1:{self.port()}"
+
+    @staticmethod
+    def _owner() -> dict[str, Any]:
+        """The Popen arguments that switch to the `redis` user (none without root)."""
+        if os.geteuid() != 0:
+            return {}
+        try:
+            entry = pwd.getpwnam(SYSTEM_USER)
+        except KeyError:
+            raise UserError(
+                f"The system user {SYSTEM_USER!r} does not exist: install Redis with "
+                "`apt-get install redis-server`, which creates it."
+            ) from None
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+    def create(self, port: int, password: str) -> None:
+        """The dir and config of a new instance (blocking: call it in a thread). Made under
+        another name and renamed when complete."""
+        if any(c in str(self.root) for c in "\"'\\\n"):
+            # It is written into redis.conf between double quotes.
+            raise UserError(
+                f"The data dir {self.root} holds a quote, a backslash or a newline, which "
+                "Redis's configuration cannot take; use another data dir."
+            )
+        owner = self._owner()
+        self.root.parent.mkdir(mode=0o755, exist_ok=True)
+        os.chmod(self.root.parent, 0o755)  # noqa: S103 (the redis user traverses it)
+        fresh = self.root.with_name(f".{self.root.name}.new")
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh.mkdir(mode=0o700)
+        # Written with the final paths: the dir is renamed before redis ever reads it.
+        conf = fresh / "redis.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(render_config(self.root, port, password))
+        if owner:
+            os.chown(conf, owner["user"], owner["group"])
+            os.chown(fresh, owner["user"], owner["group"])
+        os.rename(fresh, self.root)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def running(self) -> bool:
+        if self._pid is None:
+            return False
+        if self._popen is not None:
+            return self._popen.poll() is None  # also reaps it
+        return _alive(self._pid)
+
+    def adopt(self) -> bool:
+        """Take over an instance left running (server start); True if there was one."""
+        pid = _server_pid(self.root)
+        if pid is None:
+            return False
+        self._popen, self._pid = None, pid
+        self._wanted.set()
+        return True
+
+    async def start(self) -> None:
+        """Adopt the instance an earlier run left alive, or start it; returns once it
+        answers. `UserError` if there is none or it would not start."""
+        async with self._lock:
+            await self._start()
+
+    async def _start(self) -> None:
+        if self.running() or self.adopt():
+            return
+        if not self.exists():
+            raise UserError(f"There is no Redis add-on in {self.root}.")
+        executable = find_executable(self.executable)
+        owner = self._owner()
+        argv = [str(executable), str(self.conf)]
+        self._popen = await asyncio.to_thread(self._spawn, argv, owner)
+        self._pid = self._popen.pid
+        self._wanted.set()  # only now, with a pid to watch (see Cluster._start)
+        port = self.port()
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            # Without the password: asking for it means it serves (LOADING while it reads
+            # its append-only file).
+            try:
+                await command(port, None, "PING")
+            except RespError as exc:
+                if str(exc).startswith("NOAUTH"):
+                    return
+            if not self.running():
+                raise UserError(f"redis-server did not start (see {self.log_file}): "
+                                f"{self._log_tail()}")
+            if time.monotonic() > deadline:
+                raise UserError(f"redis-server did not answer within {START_TIMEOUT:g} s "
+                                f"(see {self.log_file}).")
+            await asyncio.sleep(0.02)
+
+    def _spawn(self, argv: list[str], owner: dict[str, Any]) -> subprocess.Popen[bytes]:
+        # Owner-only: it may name the port, never the password (redis does not log it).
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as out:
+            # Own session: a Ctrl-C or SIGTERM to minipaas's process group must not reach it.
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
+                start_new_session=True,
+                **owner,
+            )
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
+
+    async def stop(self) -> None:
+        """SIGTERM (a last write of the append-only file), SIGKILL after STOP_GRACE; `watch`
+        stops restarting it."""
+        self._wanted.clear()
+        async with self._lock:
+            pid = self._pid if self.running() else _server_pid(self.root)
+            if pid is not None:
+                for sig, wait in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, 5.0)):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
+                    if await self._wait_dead(pid, wait):
+                        break
+            self._popen, self._pid = None, None
+
+    async def _wait_dead(self, pid: int, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while True:
+            if self._popen is not None and self._popen.pid == pid:
+                if self._popen.poll() is not None:
+                    return True
+            elif not _alive(pid):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+
+    def detach(self) -> None:
+        """A restart of minipaas: the instance keeps running, the next start adopts it."""
+        self._wanted.clear()
+        if self._popen is not None:
+            self._popen.returncode = 0  # forget the child; it outlives us on purpose
+        self._popen = None
+
+    async def watch(self) -> None:
+        """Until cancelled: whenever redis-server stops while it should run (the OOM killer,
+        a kill -9, a crash), start it again (it reloads its append-only file);
+        deaths in quick succession wait longer and longer (up to 30 s)."""
+        streak, last = 0, -math.inf
+        while True:
+            await self._wanted.wait()
+            await self._until_exit()
+            if not self._wanted.is_set():
+                continue
+            streak = streak + 1 if time.monotonic() - last < REVIVE_WINDOW else 0
+            if streak:
+                await asyncio.sleep(min(REVIVE_MAX_WAIT, 0.5 * 2**streak))
+            last = time.monotonic()
+            if not self._wanted.is_set():
+                continue
+            log.warning("redis-server of %s (pid %s) stopped; starting it again",
+                        self.root.name, self._pid)
+            try:
+                await self.start()
+            except Exception as exc:  # logged; the next round tries again
+                log.error("could not start redis-server of %s again: %s", self.root.name, exc)
+
+    async def _until_exit(self) -> None:
+        """Return once the process is not running (a pidfd, so no polling)."""
+        pid = self._pid
+        if pid is None or not self.running():
+            return
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[None] = loop.create_future()
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+
+        def wake() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(fd, wake)
+        try:
+            if self.running():  # opened after the pid was read: a death in between
+                await exited
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+        self.running()  # reaps our child
+
+    async def info(self, password: str) -> RedisInfo:
+        async with self._lock:
+            await self._start()
+        port = self.port()
+        try:
+            text = await command(port, password, "INFO")
+        except RespError as exc:
+            raise UserError(f"Redis did not answer INFO: {exc}") from None
+        return parse_info(str(text), port)
+
+
+class RedisServers:
+    """Every app's instance under `root` (`<data-dir>/redis`)."""
+
+    def __init__(self, root: Path, *, executable: Path = EXECUTABLE) -> None:
+        self.root = root
+        self.executable = executable
+        self._instances: dict[str, Instance] = {}
+        self._changed = asyncio.Event()
+
+    def instance(self, app: str) -> Instance:
+        if not _APP.match(app):
+            raise UserError(f"Invalid app name {app!r}.")
+        found = self._instances.get(app)
+        if found is None:
+            found = self._instances[app] = Instance(self.root / app, executable=self.executable)
+            self._changed.set()  # `watch` watches it from now on
+        return found
+
+    async def create(self, app: str) -> str:
+        """A new instance for `app`, started; its REDIS_URL. Nothing is left if this fails."""
+        find_executable(self.executable)  # before anything is written
+        instance = self.instance(app)
+        if instance.exists():
+            # The deployer found no add-on for the app: a dir left by a crash half-way
+            # through a create or a destroy, whose data nobody can reach any more.
+            log.warning("removing %s: left over from an earlier add-on", instance.root)
+            await self.destroy(app)
+            instance = self.instance(app)
+        password = secrets.token_hex(32)
+        try:
+            await asyncio.to_thread(instance.create, self._free_port(), password)
+            await instance.start()
+        except BaseException:
+            await self.destroy(app)
+            raise
+        return instance.url(password)
+
+    async def start(self, app: str) -> None:
+        await self.instance(app).start()
+
+    def adopt(self, app: str) -> bool:
+        return self.instance(app).adopt()
+
+    async def destroy(self, app: str) -> None:
+        """Stop the app's instance and delete its dir (its data); none is fine."""
+        instance = self.instance(app)
+        await instance.stop()
+        await asyncio.to_thread(shutil.rmtree, instance.root, True)
+        await asyncio.to_thread(shutil.rmtree, instance.root.with_name(f".{app}.new"), True)
+        self._instances.pop(app, None)
+        self._changed.set()
+
+    async def info(self, app: str, url: str) -> RedisInfo:
+        """`redis:info` of the app's instance, asked with the password in its `url`."""
+        return await self.instance(app).info(password_of(url))
+
+    async def stop_all(self) -> None:
+        """`minipaas down`: every instance in `root` stops, adopted or not."""
+        with contextlib.suppress(OSError):
+            for entry in self.root.iterdir():
+                if _APP.match(entry.name):
+                    self.instance(entry.name)
+        await asyncio.gather(*(i.stop() for i in self._instances.values()))
+
+    def detach(self) -> None:
+        for instance in self._instances.values():
+            instance.detach()
+
+    async def watch(self) -> None:
+        """Until cancelled: one `Instance.watch` per instance known (started, adopted)."""
+        tasks: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                self._changed.clear()
+                for app, instance in self._instances.items():
+                    if app not in tasks:
+                        tasks[app] = asyncio.create_task(instance.watch())
+                for app in [a for a in tasks if a not in self._instances]:
+                    tasks.pop(app).cancel()
+                await self._changed.wait()
+        finally:
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+    def _free_port(self) -> int:
+        """A port no other instance has recorded (running or not) and nothing listens on."""
+        taken: set[int] = set()
+        with contextlib.suppress(OSError):
+            for conf in self.root.glob("*/redis.conf"):
+                with contextlib.suppress(OSError, ValueError, UserError):
+                    taken.add(Instance(conf.parent).port())
+        for port in random.sample(PORTS, len(PORTS)):
+            if port in taken:
+                continue
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+        raise UserError(f"No free port in {PORTS.start}-{PORTS.stop - 1} for Redis.")

@@ -1,0 +1,508 @@
+"""The Redis add-on (`addons:create heroku-redis`): names, the generated config and INFO parsing
+(pure), a real server without redis-server installed, then one real server with real
+redis-server processes: a deployed app's one-off dyno reaching its Redis through REDIS_URL,
+another app's password and a wrong one refused, `CONFIG SET dir` refused, the data surviving a
+restart of the server (same pid) and a kill -9 (restarted, AOF kept), addons:destroy and
+apps:destroy stopping it and deleting its dir, bad input at the CLI and the API, and no
+redis-server left behind (checked by pid)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import pty
+import pwd
+import re
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import termios
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from minipaas import addons
+from minipaas.cli import REDIS_CLI
+from minipaas.errors import UserError
+from minipaas.redis import find_executable, parse_info, render_config
+from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, https_push, start_paas
+from tests.support.dirs import app_readable_dir
+from tests.support.ports import free_port, wait_for
+
+# -- pure ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "service", "plan"),
+    [
+        ("heroku-redis", "heroku-redis", None),
+        ("heroku-redis:mini", "heroku-redis", "mini"),
+        ("redis", "heroku-redis", None),
+        ("Heroku-Redis:premium-0", "heroku-redis", "premium-0"),
+        ("postgres:mini", "heroku-postgresql", "mini"),
+        ("heroku-postgresql", "heroku-postgresql", None),
+    ],
+)
+def test_the_registry_names_each_service(text: str, service: str, plan: str | None) -> None:
+    kind, given = addons.service(text)
+    assert (kind.name, given) == (service, plan)
+    assert kind.config_var == {"heroku-redis": "REDIS_URL"}.get(service, "DATABASE_URL")
+
+
+@pytest.mark.parametrize("text", ["", "heroku-kafka", "redis-ha", "mysql:small"])
+def test_the_registry_refuses_other_names_naming_what_it_offers(text: str) -> None:
+    with pytest.raises(UserError) as caught:
+        addons.service(text)
+    assert str(caught.value) == (
+        f"Unknown add-on {text!r}: minipaas offers heroku-postgresql (also called postgresql "
+        "or postgres) and heroku-redis (also called redis)."
+    )
+
+
+def test_the_config_binds_loopback_asks_a_password_and_refuses_protected_configs() -> None:
+    text = render_config(Path("/d/redis/app"), 6400, "s3cret")
+    assert "s3cret" not in text  # only its SHA-256
+    lines = text.splitlines()
+    user = [line for line in lines if line.startswith("user default on #")]
+    assert len(user) == 1 and hashlib.sha256(b"s3cret").hexdigest() in user[0], user
+    assert " +@all " in user[0] and " -config|set " in user[0] and " -acl|setuser " in user[0]
+    assert not any(line.startswith("requirepass") for line in lines)
+    for wanted in (
+        "bind 127.0.0.1", "port 6400", "protected-mode yes",
+        "maxmemory 64mb", "maxmemory-policy noeviction", 'dir "/d/redis/app"',
+        "appendonly yes", "appendfsync everysec", "enable-protected-configs no",
+        "enable-debug-command no", "enable-module-command no", "set-proc-title no",
+    ):
+        assert wanted in lines, wanted
+
+
+def test_info_is_parsed() -> None:
+    text = (
+        "# Server\r\nredis_version:7.0.15\r\n# Clients\r\nconnected_clients:3\r\n"
+        "# Memory\r\nused_memory:1048576\r\nmaxmemory:67108864\r\n"
+        "maxmemory_policy:noeviction\r\n# Persistence\r\naof_enabled:1\r\n"
+        "aof_last_write_status:ok\r\n# Keyspace\r\ndb0:keys=2,expires=0,avg_ttl=0\r\n"
+        "db3:keys=5,expires=1,avg_ttl=0\r\n"
+    )
+    info = parse_info(text, 6400)
+    assert (info.version, info.clients, info.used_memory, info.maxmemory, info.keys) == (
+        "7.0.15", 3, 1048576, 67108864, 7)
+    assert info.persistence == "append-only file (last write ok)"
+
+
+def test_without_redis_server_the_add_on_says_what_to_install(tmp_path: Path) -> None:
+    with pytest.raises(UserError) as caught:
+        find_executable(tmp_path / "redis-server")
+    assert str(caught.value) == (
+        f"Redis is not installed on this server (no {tmp_path / 'redis-server'}): install it "
+        "with `apt-get install redis-server`, then run addons:create again."
+    )
+
+
+def test_a_server_without_redis_server_says_what_to_install_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """A real server in a mount namespace where /usr/bin/redis-server is not a program (as on
+    a VPS without the package)."""
+    hide = 'mount --bind /dev/null /usr/bin/redis-server && exec "$@"'
+    base = app_readable_dir()
+    paas = Paas(
+        data_dir=base / "data", http_port=free_port(), https_port=free_port(),
+        authorized_keys=tmp_path / "keys", api_port=free_port(), log=tmp_path / "server.log",
+        launcher=["unshare", "--mount", "--propagation", "private", "sh", "-c", hide, "sh"],
+    )
+    try:
+        paas.start()
+        paas.cli("apps:create", "nored")
+        result = paas.cli("addons:create", "heroku-redis", "-a", "nored", check=False)
+        assert (result.returncode, result.stderr) == (1, (
+            " !    Redis is not installed on this server (no /usr/bin/redis-server): install "
+            "it with `apt-get install redis-server`, then run addons:create again.\n"
+        )), result
+        assert json.loads(paas.cli("config", "-a", "nored", "--json").stdout) == {}
+        assert json.loads(paas.cli("releases", "-a", "nored", "--json").stdout) == []
+        assert json.loads(paas.cli("addons", "--json").stdout) == []
+        # A first push whose app.json asks for Redis fails its build, naming why.
+        repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "nored")
+        (repo / "app.json").write_text('{"addons": ["heroku-redis:mini"]}')
+        commit(repo, "asks for Redis")
+        pushed = https_push(paas, repo, "nored", paas.cli("auth:token").stdout.strip())
+        assert pushed.returncode != 0
+        assert ("app.json asks for heroku-redis, which could not be provisioned: Redis is not "
+                "installed on this server") in pushed.stderr, pushed.stderr
+        assert json.loads(paas.cli("releases", "-a", "nored", "--json").stdout) == []
+        assert not (paas.data_dir / "redis").exists()
+    finally:
+        paas.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    paas.assert_no_crashes()
+
+
+# -- a real server and real redis-servers ----------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return raw[raw.rfind(")") + 2 :].split()[0] not in "ZX"
+
+
+def redis_pid(paas: Paas, app: str) -> int | None:
+    """The live redis-server of the app, by its pid file and a command line naming its
+    config."""
+    root = paas.data_dir / "redis" / app
+    try:
+        pid = int((root / "redis.pid").read_text().split()[0])
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if os.fsencode(root / "redis.conf") in argv and _alive(pid) else None
+
+
+def all_redis_pids(paas: Paas) -> list[int]:
+    root = paas.data_dir / "redis"
+    apps = [e.name for e in root.iterdir()] if root.is_dir() else []
+    return [pid for app in apps if (pid := redis_pid(paas, app)) is not None]
+
+
+def host_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """redis-cli on the host against `url`'s port with its password (in the environment)."""
+    match = re.fullmatch(r"redis://:([^@]*)@127\.0\.0\.1:(\d+)", url)
+    assert match is not None, url
+    password, port = match.groups()
+    env = {"PATH": "/usr/bin:/bin", **({"REDISCLI_AUTH": password} if password else {})}
+    return subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", port, *args], capture_output=True, text=True,
+        timeout=30, env=env, check=False,
+    )
+
+
+class Rd:
+    def __init__(self, paas: Paas, app: str, work: Path) -> None:
+        self.paas, self.app, self.work = paas, app, work
+
+    def url(self, app: str | None = None) -> str:
+        return self.paas.cli("config:get", "REDIS_URL", "-a", app or self.app).stdout.strip()
+
+    def in_dyno(self, *words: str, app: str | None = None) -> str:
+        """A Redis command through redis-cli and REDIS_URL inside a one-off dyno (redis-cli
+        7.0's `-u` sends no password when the URL's user is empty, Heroku's form: REDIS_CLI
+        passes it in REDISCLI_AUTH, as `redis:cli` does)."""
+        command = f"{REDIS_CLI} {' '.join(words)}"
+        return self.paas.cli("run", "-a", app or self.app, "--", "sh", "-c", command,
+                             input="").stdout.strip()
+
+    def ensure(self) -> None:
+        """The app has its Redis with `kept` in it (when a test runs alone)."""
+        if redis_pid(self.paas, self.app) is None:
+            self.paas.cli("addons:create", "heroku-redis", "-a", self.app)
+            self.in_dyno("SET", "kept", "yes")
+
+
+@pytest.fixture(scope="module")
+def rd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rd]:
+    work = tmp_path_factory.mktemp("redis")
+    paas = start_paas(work / "authorized_keys", work / "server.log")
+    seen: set[int] = set()
+    try:
+        app = "rdapp"
+        paas.cli("apps:create", app)
+        token = paas.cli("auth:token").stdout.strip()
+        deployed(https_push(paas, git_repo(SAMPLES / "python-stdlib", work / app), app, token))
+        rd = Rd(paas, app, work)
+        yield rd
+    finally:
+        seen.update(all_redis_pids(paas))
+        paas.stop()
+        left = [pid for pid in seen if _alive(pid)]
+        shutil.rmtree(paas.data_dir.parent, ignore_errors=True)
+    assert left == [], f"redis-server processes left after `minipaas down`: {left}"
+    paas.assert_no_crashes()
+
+
+def test_a_dyno_reaches_its_redis_and_no_other_password_opens_it(rd: Rd) -> None:
+    paas, app = rd.paas, rd.app
+    releases = len(json.loads(paas.cli("releases", "-a", app, "--json").stdout))
+    started = time.monotonic()
+    out = paas.cli("addons:create", "heroku-redis:mini", "-a", app).stdout
+    took = time.monotonic() - started
+    assert re.fullmatch(
+        r"Created heroku-redis redis-rdapp-[0-9a-f]{6} for rdapp \(plan 'mini' ignored: one "
+        r"local plan\); its URL is set as REDIS_URL\.\n", out), out
+    url = rd.url()
+    match = re.fullmatch(r"redis://:([0-9a-f]{64})@127\.0\.0\.1:(\d+)", url)
+    assert match is not None, url
+    password, port = match.group(1), int(match.group(2))
+    assert port != 6379
+    # Set through the config path: a release, the web dyno restarted with it.
+    after = json.loads(paas.cli("releases", "-a", app, "--json").stdout)
+    assert len(after) == releases + 1
+    newest = max(after, key=lambda r: r["version"])
+    assert newest["description"] == "Set REDIS_URL", newest
+    print(f"addons:create heroku-redis took {took:.2f} s (config release included)")
+
+    # A one-off dyno reaches it with REDIS_URL.
+    assert rd.in_dyno("PING") == "PONG"
+    assert rd.in_dyno("SET", "greeting", "hello") == "OK"
+    assert rd.in_dyno("GET", "greeting") == "hello"
+    # redis:cli -c: redis-cli in a dyno, the password not on its command line.
+    ran = paas.cli("redis:cli", "-a", app, "-c", "INCRBY counter 41", input="")
+    assert ran.stdout.strip() == "41", ran
+    assert paas.cli("redis:cli", "-a", app, "-c", "INCR counter", input="").stdout.strip() == "42"
+
+    # A client may not make redis write files elsewhere (its ACL refuses CONFIG SET; behind
+    # it, enable-protected-configs no, which the config test above checks, would too), nor
+    # load modules or use DEBUG (enable-*-command no, checked before the ACL).
+    refused = rd.in_dyno("CONFIG", "SET", "dir", "/tmp")
+    assert refused == "NOPERM this user has no permissions to run the 'config|set' command"
+    assert "NOPERM" in rd.in_dyno("CONFIG", "SET", "dbfilename", "x.rdb")
+    assert "DEBUG command not allowed" in rd.in_dyno("DEBUG", "SLEEP", "0")
+    assert "MODULE command not allowed" in rd.in_dyno("MODULE", "LOAD", "/tmp/x.so")
+    # Nor change where it listens, its password, or stop it; it may read its config.
+    for words in (("CONFIG", "SET", "bind", "0.0.0.0"), ("CONFIG", "SET", "port", "6379"),
+                  ("CONFIG", "SET", "maxmemory", "0"), ("CONFIG", "REWRITE"),
+                  ("ACL", "SETUSER", "default", "+@all"), ("REPLICAOF", "127.0.0.1", "1"),
+                  ("SHUTDOWN",)):
+        refused = rd.in_dyno(*words)
+        assert "NOPERM" in refused, (words, refused)
+    assert rd.in_dyno("CONFIG", "GET", "maxmemory") == "maxmemory\n67108864"
+
+    # Another app's password does not open this one, nor a wrong one, nor none.
+    paas.cli("apps:create", "other")
+    paas.cli("addons:create", "redis", "-a", "other")
+    other = rd.url("other")
+    other_pw, other_port = re.findall(r"redis://:([^@]+)@127\.0\.0\.1:(\d+)", other)[0]
+    assert int(other_port) not in (port, 6379)
+    assert host_cli(other, "PING").stdout.strip() == "PONG"
+    assert host_cli(other, "GET", "greeting").stdout.strip() == ""  # its own, empty
+    for pw in (other_pw, "wrong"):
+        refused_run = host_cli(f"redis://:{pw}@127.0.0.1:{port}", "GET", "greeting")
+        assert "WRONGPASS" in refused_run.stdout + refused_run.stderr, refused_run
+    no_auth = host_cli(f"redis://:@127.0.0.1:{port}", "GET", "greeting")
+    assert "NOAUTH" in no_auth.stdout + no_auth.stderr, no_auth
+
+    # What runs: redis-server as the redis user, its config its own and owner-only.
+    root = paas.data_dir / "redis" / app
+    pid = redis_pid(paas, app)
+    assert pid is not None
+    assert Path(f"/proc/{pid}").stat().st_uid == pwd.getpwnam("redis").pw_uid
+    conf = (root / "redis.conf").stat()
+    assert (conf.st_uid, conf.st_mode & 0o777) == (pwd.getpwnam("redis").pw_uid, 0o600)
+    assert root.stat().st_mode & 0o777 == 0o700
+    assert (root / "appendonlydir").is_dir()
+    assert password not in (root / "redis.conf").read_text()  # only in REDIS_URL
+    rss = int(re.findall(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())[0])
+    print(f"redis-server idle RSS: {rss} kB")
+
+    # Listed, described, and protected like DATABASE_URL, never showing the password.
+    listed = paas.cli("addons").stdout
+    assert re.search(r"rdapp +heroku-redis +redis-rdapp-[0-9a-f]{6} +local +REDIS_URL",
+                     listed), listed
+    assert password not in listed
+    info = paas.cli("redis:info", "-a", app).stdout
+    assert re.search(r"=== REDIS_URL \(redis-rdapp-[0-9a-f]{6}\)", info), info
+    assert "Version:     7." in info and "used of 64.0 MB (policy noeviction)" in info, info
+    assert "Keys:        2" in info and "Persistence: append-only file" in info, info
+    assert password not in info
+    assert "heroku-redis (redis-rdapp-" in paas.cli("apps:info", "-a", app).stdout
+    for log in (paas.log, root / "redis.log"):
+        text = log.read_text(errors="replace")
+        assert password not in text and other_pw not in text, log
+
+
+def test_redis_cli_gets_the_callers_terminal(rd: Rd) -> None:
+    """`redis:cli` without -c: an interactive redis-cli on a real terminal (a pty)."""
+    paas = rd.paas
+    rd.ensure()
+    main, tty = pty.openpty()
+    fcntl.ioctl(tty, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(
+        [str(paas.exe), "redis:cli", "-a", rd.app], stdin=tty, stdout=tty, stderr=tty,
+        env={**paas.env, "TERM": "xterm"}, start_new_session=True,
+    )
+    os.close(tty)
+    seen = bytearray()
+
+    def read_until(text: bytes) -> bool:
+        ready, _, _ = select.select([main], [], [], 0.5)
+        if ready:
+            with contextlib.suppress(OSError):
+                seen.extend(os.read(main, 65536))
+        return text in seen
+
+    try:
+        wait_for(lambda: read_until(b"127.0.0.1:"), timeout=60)  # its prompt: a terminal
+        os.write(main, b"ECHO interactive-42\r")
+        wait_for(lambda: read_until(b'"interactive-42"'), timeout=30)
+        os.write(main, b"QUIT\r")
+        assert proc.wait(timeout=30) == 0, seen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)
+
+
+def test_the_data_survives_a_server_restart_and_a_kill_9(rd: Rd) -> None:
+    paas = rd.paas
+    rd.ensure()
+    rd.in_dyno("SET", "kept", "yes")
+    before = redis_pid(paas, rd.app)
+    assert before is not None
+
+    # A restart of minipaas: redis-server keeps running and is adopted, not restarted.
+    assert paas.proc is not None
+    paas.proc.send_signal(signal.SIGTERM)
+    paas.proc.wait(timeout=60)
+    assert redis_pid(paas, rd.app) == before
+    paas.restart()
+    assert redis_pid(paas, rd.app) == before
+    assert rd.in_dyno("GET", "kept") == "yes"
+
+    # kill -9: minipaas starts it again (a new pid), which reloads its append-only file.
+    os.kill(before, signal.SIGKILL)
+    wait_for(lambda: (now := redis_pid(paas, rd.app)) is not None and now != before,
+             timeout=60)
+    assert host_cli(rd.url(), "GET", "kept").stdout.strip() == "yes"
+    assert f"redis-server of {rd.app} (pid {before}) stopped; starting it again" in (
+        paas.log.read_text())
+
+
+def test_a_rollback_keeps_redis_url(rd: Rd) -> None:
+    paas, app = rd.paas, rd.app
+    rd.ensure()
+    url = rd.url()
+    releases = json.loads(paas.cli("releases", "-a", app, "--json").stdout)
+    first = min(r["version"] for r in releases if r["status"] == "succeeded")
+    assert "REDIS_URL" not in json.loads(
+        paas.cli("releases:info", f"v{first}", "-a", app, "--json").stdout)["config"]
+    paas.cli("rollback", f"v{first}", "-a", app)
+    assert rd.url() == url
+    assert rd.in_dyno("GET", "kept") == "yes"
+
+
+def test_app_json_heroku_redis_is_provisioned_by_the_first_deploy(rd: Rd) -> None:
+    paas, app = rd.paas, "jsonrd"
+    paas.cli("apps:create", app)
+    repo = git_repo(SAMPLES / "python-stdlib", rd.work / app)
+    (repo / "app.json").write_text(json.dumps({"addons": ["heroku-redis:mini"]}))
+    release = f"{REDIS_CLI} SET released yes"
+    (repo / "Procfile").write_text(f"web: python app.py\nrelease: {release}\n")
+    commit(repo, "an app.json asking for Redis")
+    token = paas.cli("auth:token").stdout.strip()
+    out = deployed(https_push(paas, repo, app, token))
+    assert re.search(r"-----> Provisioned heroku-redis \(redis-jsonrd-[0-9a-f]{6}\) as "
+                     r"REDIS_URL, as app\.json asks; the plan 'mini' is ignored", out), out
+    assert rd.in_dyno("GET", "released", app=app) == "yes"  # the release phase had it
+    assert "REDIS_URL" in json.loads(
+        paas.cli("releases:info", "v1", "-a", app, "--json").stdout)["config"]
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
+    assert not (paas.data_dir / "redis" / app).exists()
+
+
+def test_bad_input(rd: Rd) -> None:
+    paas, app = rd.paas, rd.app
+    rd.ensure()
+
+    def fails(*args: str, code: int = 1) -> str:
+        result = paas.cli(*args, check=False)
+        assert result.returncode == code, result
+        return result.stderr.rstrip("\n")
+
+    assert fails("addons:create", "heroku-redis", "-a", app) == (
+        f" !    The app '{app}' already has heroku-redis; see `minipaas addons -a {app}`."
+    )
+    assert fails("addons:create", "redis-ha", "-a", app) == (
+        " !    Unknown add-on 'redis-ha': minipaas offers heroku-postgresql (also called "
+        "postgresql or postgres) and heroku-redis (also called redis)."
+    )
+    name = json.loads(paas.cli("addons", "-a", app, "--json").stdout)[0]["name"]
+    for args in (("config:unset", "REDIS_URL"), ("config:set", "REDIS_URL=redis://x", "A=1")):
+        assert fails(*args, "-a", app) == (
+            f" !    REDIS_URL belongs to the heroku-redis add-on of '{app}' ({name}) and "
+            "cannot be set or unset; destroy the add-on with `minipaas addons:destroy "
+            f"heroku-redis -a {app} --confirm {app}`."
+        )
+    paas.cli("apps:create", "ownurl")
+    paas.cli("config:set", "REDIS_URL=redis://cache.example.com:6379", "-a", "ownurl")
+    assert fails("addons:create", "heroku-redis", "-a", "ownurl") == (
+        " !    The app 'ownurl' already sets REDIS_URL itself; nothing was changed "
+        "(unset it with `minipaas config:unset REDIS_URL -a ownurl` first)."
+    )
+    assert rd.url("ownurl") == "redis://cache.example.com:6379"
+    assert not (paas.data_dir / "redis" / "ownurl").exists()
+    assert fails("redis:info", "-a", "ownurl") == (
+        " !    The app 'ownurl' has no heroku-redis add-on; create one with "
+        "`minipaas addons:create heroku-redis -a ownurl`."
+    )
+    assert "has no heroku-redis add-on" in fails("redis:cli", "-a", "ownurl", "-c", "PING")
+    assert "has no heroku-redis add-on" in fails(
+        "addons:destroy", "redis", "-a", "ownurl", "--confirm", "ownurl")
+    assert fails("addons:destroy", "heroku-redis", "-a", app, code=2) == (
+        f"Destroying heroku-redis of '{app}' deletes its Redis server and all its data; "
+        f"run again with --confirm {app}."
+    )
+    assert fails("redis:cli", "-a", app, "-c", " ", code=2) == (
+        "No Redis command given after -c; say one, such as -c PING."
+    )
+    assert "No app named 'nope'" in fails("addons:create", "redis", "-a", "nope")
+    paas.cli("apps:destroy", "-a", "ownurl", "--confirm", "ownurl")
+
+    # The API: a second one is a conflict (the table in test_api_bad_input has the rest).
+    token = paas.cli("auth:token").stdout.strip()
+    base = f"http://127.0.0.1:{paas.api_port}/api/apps/{app}/addons"
+    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+        answer = c.post(base, json={"service": "redis:mini"})
+        assert answer.status_code == 409, answer.text
+        assert "already has heroku-redis" in answer.json()["error"]
+
+
+def test_addons_destroy_and_apps_destroy_stop_it_and_delete_its_dir(rd: Rd) -> None:
+    paas = rd.paas
+    for app in ("dropme", "gone"):
+        paas.cli("apps:create", app)
+        paas.cli("addons:create", "heroku-redis", "-a", app)
+    pids = {app: redis_pid(paas, app) for app in ("dropme", "gone")}
+    assert None not in pids.values(), pids
+    url = rd.url("dropme")
+
+    name = json.loads(paas.cli("addons", "-a", "dropme", "--json").stdout)[0]["name"]
+    out = paas.cli("addons:destroy", "heroku-redis", "-a", "dropme", "--confirm", "dropme")
+    assert out.stdout == f"Destroyed heroku-redis {name} of dropme; REDIS_URL is unset.\n"
+    assert "REDIS_URL" not in json.loads(paas.cli("config", "-a", "dropme", "--json").stdout)
+    assert not _alive(pids["dropme"] or 0)
+    assert not (paas.data_dir / "redis" / "dropme").exists()
+    assert host_cli(url, "PING").returncode != 0 or "PONG" not in host_cli(url, "PING").stdout
+    # A new one: a new password, no old data.
+    paas.cli("addons:create", "heroku-redis", "-a", "dropme")
+    assert rd.url("dropme") != url
+    # By the add-on's own name, as `addons` lists it.
+    named = json.loads(paas.cli("addons", "-a", "dropme", "--json").stdout)[0]["name"]
+    out = paas.cli("addons:destroy", named, "-a", "dropme", "--confirm", "dropme")
+    assert out.stdout == f"Destroyed heroku-redis {named} of dropme; REDIS_URL is unset.\n"
+
+    paas.cli("apps:destroy", "-a", "gone", "--confirm", "gone")
+    assert not _alive(pids["gone"] or 0)
+    assert not (paas.data_dir / "redis" / "gone").exists()
+    paas.cli("apps:destroy", "-a", "dropme", "--confirm", "dropme")
+
+
+def test_down_stops_redis_a_killed_server_left_behind(rd: Rd) -> None:
+    paas = rd.paas
+    rd.ensure()
+    paas.kill9()  # redis-server keeps running, by design, like the dynos and Caddy
+    running = all_redis_pids(paas)
+    assert running, running
+    out = paas.cli("down", "--data-dir", str(paas.data_dir))
+    assert "Redis" in out.stdout, out.stdout
+    wait_for(lambda: not any(_alive(pid) for pid in running), timeout=30)
