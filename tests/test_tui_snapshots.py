@@ -23,6 +23,7 @@ from minipaas.client import ApiError
 from minipaas.drains import redacted
 from tests.support.notify import record_notifications
 from tests.support.ports import async_wait_for
+from tui import format as fmt
 from tui.app import MinipaasApp, create_app
 from tui.screens.app_detail import AppScreen
 from tui.screens.host import HostScreen
@@ -86,6 +87,12 @@ ADDONS = [
 
 PG_INFO = {**ADDONS[0], "size": 7_812_599, "connections": 3, "port": 5433,
            "version": "15.14 (Debian 15.14-0+deb12u1)"}  # fmt: skip
+
+REDIS = {"service": "heroku-redis", "app": "shop", "name": "shop_9f8e7d6c",
+         "config_var": "REDIS_URL", "created_at": NOW - 86400, "plan": "local"}  # fmt: skip
+REDIS_INFO = {"version": "7.0.15", "port": 6380, "used_memory": 1_048_576,
+              "maxmemory": 67_108_864, "maxmemory_policy": "noeviction", "clients": 2,
+              "keys": 5, "persistence": "aof"}  # fmt: skip
 
 DRAINS = [
     {"token": "d.0c5f2a1e-6b1d-4f3e-9a57-2f1e8d9c0b11", "app": "shop",
@@ -254,6 +261,8 @@ class FakeTransport:
             if self.info_error:
                 raise ApiError(self.info_error, 503)
             return PG_INFO
+        if tail == "addons/heroku-redis/info":
+            return REDIS_INFO
         if tail == "drains" and method == "GET":
             return self.drains
         if tail == "drains" and method == "POST":
@@ -613,6 +622,24 @@ async def test_addon_info_is_asked_for_only_while_its_tab_is_open() -> None:
         await async_wait_for(lambda: info_calls(fake) == 2)
 
 
+async def test_a_redis_addon_shows_its_memory_and_clients_and_its_own_destroy_command() -> None:
+    app, fake = fake_app()
+    fake.addons.append(copy.deepcopy(REDIS))
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_shop(pilot, "5")
+        table = screen.query_one("#addons-table", KeyedTable)
+        await async_wait_for(lambda: str(table.get_cell("heroku-redis", "size")) == "1.0M")
+        assert [str(c) for c in table.get_row("heroku-redis")] == [
+            "heroku-redis", "shop_9f8e7d6c", "local", fmt.day(REDIS["created_at"]), "7.0.15",
+            "1.0M", "2"]  # fmt: skip
+        assert "`minipaas addons:destroy heroku-postgresql -a shop" in note(app, "addons")
+        await pilot.press("down")  # the Redis row: the note is about it
+        await async_wait_for(lambda: "REDIS_URL" in note(app, "addons"))
+        assert "`minipaas addons:destroy heroku-redis -a shop --confirm shop`" in note(
+            app, "addons"
+        )
+
+
 async def test_addon_info_errors_are_said_once_and_kept_in_sight() -> None:
     app, fake = fake_app()
     fake.info_error = "PostgreSQL did not start: see the app's logs."
@@ -637,7 +664,8 @@ async def test_empty_tabs_say_which_command_adds_one() -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await open_shop(pilot, "5")
         assert note(app, "addons") == (
-            "No add-ons. `minipaas addons:create heroku-postgresql -a shop` adds one."
+            "No add-ons. `minipaas addons:create heroku-postgresql -a shop` (or heroku-redis) "
+            "adds one."
         )
         await pilot.press("6")
         await settle(pilot)

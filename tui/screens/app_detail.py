@@ -1,5 +1,5 @@
 """One app: dynos (scale, restart), releases (rollback), config vars, domains (add, remove),
-add-ons (with PostgreSQL's info), log drains (add, remove), maintenance.
+add-ons (with each one's info), log drains (add, remove), maintenance.
 
 Owns: the app screen and `AppBound`, the base of every screen about one app (so the app can
 close them all when the app is deleted). Must not touch: anything but `self.app.api` for I/O.
@@ -31,10 +31,16 @@ if TYPE_CHECKING:
 
 DYNO_STYLE = {"up": "green", "starting": "yellow", "crashed": "red", "down": "red"}
 DRAIN_STYLE = {"delivering": "green", "failing": "red", "unknown": ""}
-POSTGRES = "heroku-postgresql"
 # An add-on's info (`pg:info`) runs SQL on the cluster: asked for when the Add-ons tab opens,
 # then at most this often while it stays open (not at every 2 s refresh).
 INFO_EVERY = 10.0
+#: What the Add-ons tab's note calls each service.
+SERVICE_TITLES = {"heroku-postgresql": "PostgreSQL", "heroku-redis": "Redis"}
+
+
+def info_key(app: str, service: str) -> str:
+    """The refresh key of an add-on's info requests (a failure is said once per key)."""
+    return f"addon info {app} {service}"
 
 
 def scale_text(count: int, size: str | None) -> str:
@@ -81,17 +87,18 @@ TAB_ACTIONS = {
 
 
 def addon_row(addon: dict[str, Any], info: dict[str, Any] | None) -> list[Cell]:
-    """An Add-ons row: the add-on, then its database's version, size and connections when
-    its info came (PostgreSQL only), else dashes."""
+    """An Add-ons row: the add-on, then its version, size and connections when its info came,
+    else dashes (PostgreSQL says `size` and `connections`; Redis `used_memory` and `clients`)."""
     info = info or {}
-    connections = fmt.number(info.get("connections"))
+    size = info.get("size", info.get("used_memory"))
+    connections = fmt.number(info.get("connections", info.get("clients")))
     return [
         str(addon.get("service", "?")),
         str(addon.get("name", "")),
         str(addon.get("plan", "")),
         fmt.day(fmt.number(addon.get("created_at"))),
         fmt.pg_version(info.get("version")),
-        fmt.size(fmt.number(info.get("size"))),
+        fmt.size(fmt.number(size)),
         fmt.DASH if connections is None else f"{connections:.0f}",
     ]
 
@@ -330,22 +337,25 @@ class AppScreen(AppBound):
         return items or []
 
     async def _fetch_info(self, addons: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
-        """PostgreSQL's info (version, size, connections) while the Add-ons tab is open, at
-        most every INFO_EVERY seconds; an error is said once (and kept in the tab's note)."""
+        """Each add-on's info (`pg:info`, `redis:info`: version, size, connections) while the
+        Add-ons tab is open, at most every INFO_EVERY seconds; an error is said once (and kept
+        in the tab's note)."""
         if not addons or self.tab != "addons" or time.monotonic() - self._info_at < INFO_EVERY:
             return {}
         self._info_at = time.monotonic()
         infos: dict[str, dict[str, Any]] = {}
+        name = self.app_name
         for addon in addons:
-            if addon.get("service") == POSTGRES:
-                name = self.app_name
-                info = await self.app.call(
-                    self.app.api.addon_info(name, POSTGRES),
-                    app_name=name,
-                    refresh=f"addon info {name}",
-                )
-                if info is not None:
-                    infos[POSTGRES] = info
+            service = str(addon.get("service") or "")
+            if not service:
+                continue
+            info = await self.app.call(
+                self.app.api.addon_info(name, service),
+                app_name=name,
+                refresh=info_key(name, service),
+            )
+            if info is not None:
+                infos[service] = info
         return infos
 
     def render_all(self) -> None:
@@ -447,13 +457,20 @@ class AppScreen(AppBound):
         if "addons" in self.missing_api:
             return "This minipaas server has no add-ons (it is older than the TUI)."
         if not self.addons:
-            return f"No add-ons. `minipaas addons:create heroku-postgresql -a {name}` adds one."
-        if failure := self.app.failing.get(f"addon info {name}"):
-            return f"PostgreSQL info: {failure}"
-        var = next((str(a.get("config_var")) for a in self.addons if a.get("config_var")), "")
+            return (
+                f"No add-ons. `minipaas addons:create heroku-postgresql -a {name}` (or "
+                "heroku-redis) adds one."
+            )
+        for addon in self.addons:
+            service = str(addon.get("service"))
+            if failure := self.app.failing.get(info_key(name, service)):
+                return f"{SERVICE_TITLES.get(service, service)} info: {failure}"
+        key = self.query_one("#addons-table", KeyedTable).selected_key
+        addon = next((a for a in self.addons if a.get("service") == key), self.addons[0])
+        var = str(addon.get("config_var") or "")
         return (
             (f"Its URL is the config var {var}. " if var else "")
-            + f"Destroy it (and its data) with `minipaas addons:destroy heroku-postgresql "
+            + f"Destroy it (and its data) with `minipaas addons:destroy {addon.get('service')} "
             f"-a {name} --confirm {name}`."
         )
 
@@ -477,6 +494,8 @@ class AppScreen(AppBound):
         self.query_one("#drains-note", Static).update(note)
 
     def on_data_table_row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:
+        if event.data_table.id == "addons-table":
+            self.query_one("#addons-note", Static).update(self._addons_note())
         if event.data_table.id == "drains-table":
             self._render_drains()  # the note tells the selected drain's status in full
 
