@@ -115,6 +115,7 @@ def test_a_scheduled_run_deletes_the_expired_dumps(tmp_path: Path) -> None:
 # -- a real server, cluster and sshd ---------------------------------------------------------
 
 APP = "bk"
+DAILY = "bkdaily"
 
 
 def psql(url: str, sql: str) -> str:
@@ -147,6 +148,25 @@ def url(env: tuple[Paas, SSHServer]) -> str:
     return paas.cli("config:get", "DATABASE_URL", "-a", APP).stdout.strip()
 
 
+@pytest.fixture(scope="module")
+def daily(env: tuple[Paas, SSHServer]) -> str:
+    """App DAILY with a database whose daily backup is due at the next whole minute (the one
+    after if this one is nearly over); that time. Set as the first server test starts, so
+    that the minute passes while the other tests run instead of in a wait of its own (the
+    server is killed and restarted only by the module's last test: a capture due while it is
+    down is not caught up)."""
+    paas, _ = env
+    paas.cli("apps:create", DAILY)
+    paas.cli("addons:create", "heroku-postgresql", "-a", DAILY)
+    now = datetime.now(UTC)
+    at = (now + timedelta(minutes=2 if now.second > 50 else 1)).strftime("%H:%M")
+    out = paas.cli("pg:backups:schedule", "-a", DAILY, "--at", at).stdout
+    assert out == (f"Scheduled a daily backup of {DAILY}'s database at {at} UTC (the newest 7 "
+                   "scheduled ones are kept).\n")
+    return at
+
+
+@pytest.mark.usefixtures("daily")  # its minute passes while this and the next tests run
 def test_capture_change_restore(env: tuple[Paas, SSHServer], url: str) -> None:
     paas, _ = env
     assert paas.cli("pg:backups", "-a", APP).stdout == (
@@ -474,6 +494,49 @@ def test_bad_input(env: tuple[Paas, SSHServer], url: str, tmp_path: Path) -> Non
     assert listed(paas)[-1]["id"] == f"b{newest + 1:03d}"
 
 
+def test_a_daily_schedule_captures_at_its_minute(
+    env: tuple[Paas, SSHServer], daily: str
+) -> None:
+    """The schedule the `daily` fixture set as the module's first server test began: its
+    minute has come meanwhile, or comes while this waits."""
+    paas, _ = env
+    assert f"Daily backups at {daily} UTC (the newest 7 kept)." in paas.cli(
+        "pg:backups", "-a", DAILY).stdout
+    scheduled = wait_for(
+        lambda: [b for b in listed(paas, DAILY)
+                 if b["kind"] == "scheduled" and b["status"] != "running"],
+        timeout=180,
+    )
+    assert [b["status"] for b in scheduled] == ["completed"], scheduled
+    out = paas.cli("pg:backups:unschedule", "-a", DAILY).stdout
+    assert out == f"Stopped the daily backups of {DAILY}'s database (those made are kept).\n"
+    assert "Daily backups" not in paas.cli("pg:backups", "-a", DAILY).stdout
+
+
+def test_destroy_deletes_the_backups(env: tuple[Paas, SSHServer], url: str) -> None:
+    paas, _ = env
+    for app in ("gone", "dropped"):
+        paas.cli("apps:create", app)
+        paas.cli("addons:create", "heroku-postgresql", "-a", app)
+        paas.cli("pg:backups:capture", "-a", app)
+    paas.cli("pg:backups:capture", "-a", "dropped")
+    paas.cli("pg:backups:schedule", "-a", "dropped", "--at", "03:00")
+    name = paas.cli("config:get", "DATABASE_URL", "-a", "dropped").stdout.strip().rsplit("/")[-1]
+    out = paas.cli("addons:destroy", "heroku-postgresql", "-a", "dropped", "--confirm", "dropped")
+    assert out.stdout == (f"Destroyed heroku-postgresql {name} of dropped and its 2 backups; "
+                          "DATABASE_URL is unset.\n")
+    assert not (paas.data_dir / "backups" / "dropped").exists()
+    # A new add-on starts without backups or schedule.
+    paas.cli("addons:create", "heroku-postgresql", "-a", "dropped")
+    assert listed(paas, "dropped") == []
+    assert "Daily" not in paas.cli("pg:backups", "-a", "dropped").stdout
+    out = paas.cli("apps:destroy", "-a", "gone", "--confirm", "gone")
+    assert out.stdout == "Destroyed gone and its 1 backup.\n"
+    assert not (paas.data_dir / "backups" / "gone").exists()
+    assert paas.cli("apps:destroy", "-a", "dropped", "--confirm", "dropped").stdout == (
+        "Destroyed dropped.\n")
+
+
 def test_a_capture_a_killed_server_left_half_done_is_failed(
     env: tuple[Paas, SSHServer], url: str
 ) -> None:
@@ -508,47 +571,3 @@ def test_a_capture_a_killed_server_left_half_done_is_failed(
         f" !    The backup {running['id']} of {APP!r} failed (the server stopped while it ran): "
         "it has no dump."
     )
-
-
-def test_a_daily_schedule_captures_at_its_minute(env: tuple[Paas, SSHServer], url: str) -> None:
-    paas, _ = env
-    now = datetime.now(UTC)
-    # The next whole minute, or the one after if this one is nearly over.
-    at = (now + timedelta(minutes=2 if now.second > 50 else 1)).strftime("%H:%M")
-    out = paas.cli("pg:backups:schedule", "-a", APP, "--at", at).stdout
-    assert out == (f"Scheduled a daily backup of {APP}'s database at {at} UTC (the newest 7 "
-                   "scheduled ones are kept).\n")
-    assert f"Daily backups at {at} UTC (the newest 7 kept)." in paas.cli(
-        "pg:backups", "-a", APP).stdout
-    scheduled = wait_for(
-        lambda: [b for b in listed(paas) if b["kind"] == "scheduled" and b["status"] != "running"],
-        timeout=180,
-    )
-    assert [b["status"] for b in scheduled] == ["completed"], scheduled
-    out = paas.cli("pg:backups:unschedule", "-a", APP).stdout
-    assert out == f"Stopped the daily backups of {APP}'s database (those made are kept).\n"
-    assert "Daily backups" not in paas.cli("pg:backups", "-a", APP).stdout
-
-
-def test_destroy_deletes_the_backups(env: tuple[Paas, SSHServer], url: str) -> None:
-    paas, _ = env
-    for app in ("gone", "dropped"):
-        paas.cli("apps:create", app)
-        paas.cli("addons:create", "heroku-postgresql", "-a", app)
-        paas.cli("pg:backups:capture", "-a", app)
-    paas.cli("pg:backups:capture", "-a", "dropped")
-    paas.cli("pg:backups:schedule", "-a", "dropped", "--at", "03:00")
-    name = paas.cli("config:get", "DATABASE_URL", "-a", "dropped").stdout.strip().rsplit("/")[-1]
-    out = paas.cli("addons:destroy", "heroku-postgresql", "-a", "dropped", "--confirm", "dropped")
-    assert out.stdout == (f"Destroyed heroku-postgresql {name} of dropped and its 2 backups; "
-                          "DATABASE_URL is unset.\n")
-    assert not (paas.data_dir / "backups" / "dropped").exists()
-    # A new add-on starts without backups or schedule.
-    paas.cli("addons:create", "heroku-postgresql", "-a", "dropped")
-    assert listed(paas, "dropped") == []
-    assert "Daily" not in paas.cli("pg:backups", "-a", "dropped").stdout
-    out = paas.cli("apps:destroy", "-a", "gone", "--confirm", "gone")
-    assert out.stdout == "Destroyed gone and its 1 backup.\n"
-    assert not (paas.data_dir / "backups" / "gone").exists()
-    assert paas.cli("apps:destroy", "-a", "dropped", "--confirm", "dropped").stdout == (
-        "Destroyed dropped.\n")
