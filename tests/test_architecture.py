@@ -5,7 +5,7 @@ Layers (imports point down):
     cli (+ __main__)  →  server  →  deploy, api (+ client, other top-level modules)
       →  store, git, build, supervisor, router, logs, metrics, drains, postgres, redis  (the middle
          layer)
-      →  errors, names, jsonin, paths, settings, models, sandbox    (the bottom layer)
+      →  errors, names, jsonin, paths, settings, models, sandbox, daemon  (the bottom layer)
 
 Rules:
 - only minipaas/store/ imports sqlite3 or aiosqlite; only minipaas/git/ imports dulwich;
@@ -34,7 +34,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-BOTTOM = frozenset({"", "errors", "names", "jsonin", "paths", "settings", "models", "sandbox"})
+BOTTOM = frozenset(
+    {"", "errors", "names", "jsonin", "paths", "settings", "models", "sandbox", "daemon"}
+)
 MIDDLE = frozenset(
     {"store", "git", "build", "supervisor", "router", "logs", "metrics", "drains", "postgres",
      "redis"}

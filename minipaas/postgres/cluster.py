@@ -14,7 +14,8 @@ without the statement (`log_min_error_statement = panic`, psql's terse verbosity
 
 The postmaster runs in its own session, like Caddy: a restart of `minipaas server` leaves it
 serving, and the next start adopts it by `postmaster.pid` (pid + a command line naming this
-data dir, so a recycled pid is never mistaken for it). `watch` restarts it if it dies.
+data dir, so a recycled pid is never mistaken for it). `watch` restarts it if it dies (the
+process bookkeeping is `minipaas.daemon`'s).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import math
 import os
 import pwd
 import random
@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minipaas.daemon import Daemon, StopSignals, alive, names_in_argv, stop_pid
 from minipaas.errors import Conflict, UserError
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,6 @@ STOP_GRACE = 30.0
 SQL_TIMEOUT = 120.0
 #: The longest a `pg_dump` or `pg_restore` of one app's database may take.
 BACKUP_TIMEOUT = 4 * 3600.0
-#: `watch`: a death within this many seconds of the last restart counts as a crash loop ...
-REVIVE_WINDOW = 10.0
-#: ... and waits 1 s, 2 s, 4 s ... up to this long before the next start.
-REVIVE_MAX_WAIT = 30.0
 SCRAM_ITERATIONS = 4096
 _MAX_SOCKET_PATH = 107
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -128,30 +125,14 @@ def find_bindir(version: str | None = None, root: Path = VERSIONS_ROOT) -> Path:
     return found[max(found)]
 
 
-def _proc_state(pid: int) -> str | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rfind(")") + 2 :].split()[0]
-
-
-def _alive(pid: int) -> bool:
-    return _proc_state(pid) not in (None, "Z", "X")
-
-
 def _postmaster_pid(pgdata: Path) -> int | None:
     """The live postmaster of `pgdata` according to its postmaster.pid, or None: the pid must
     be alive and its command line must name this very data dir."""
     try:
-        first = (pgdata / "postmaster.pid").read_text().splitlines()[0]
-        pid = int(first.strip())
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0].strip())
     except (OSError, ValueError, IndexError):
         return None
-    if os.fsencode(str(pgdata)) not in argv or not _alive(pid):
-        return None
-    return pid
+    return pid if names_in_argv(pid, str(pgdata)) else None
 
 
 def _postmaster_status(pgdata: Path) -> tuple[int, str] | None:
@@ -168,18 +149,10 @@ def stop_orphan(root: Path, timeout: float = STOP_GRACE) -> bool:
 
     SIGINT is PostgreSQL's fast shutdown (clients disconnected, a clean checkpoint); SIGQUIT
     after `timeout`, then SIGKILL."""
-    pgdata = root / "data"
-    pid = _postmaster_pid(pgdata)
+    pid = _postmaster_pid(root / "data")
     if pid is None:
         return False
-    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        if not _alive(pid):
-            break
+    stop_pid(pid, _stop_signals(timeout))
     return True
 
 
@@ -203,17 +176,21 @@ class DatabaseInfo:
         }
 
 
-class Cluster:
-    """The cluster in `root` (`<data-dir>/postgres`)."""
+def _stop_signals(grace: float) -> StopSignals:
+    """Fast shutdown (SIGINT: clients disconnected, a clean checkpoint), SIGQUIT after
+    `grace`, then SIGKILL."""
+    return ((signal.SIGINT, grace), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0))
+
+
+class Cluster(Daemon):
+    """The cluster in `root` (`<data-dir>/postgres`): its postmaster is the daemon."""
+
+    title = "postgres"
+    STOP_SIGNALS = _stop_signals(STOP_GRACE)
 
     def __init__(self, root: Path, *, bindir: Callable[[str | None], Path] = find_bindir) -> None:
-        self.root = root
+        super().__init__(root)
         self._bindir = bindir
-        self._popen: subprocess.Popen[bytes] | None = None
-        self._pid: int | None = None
-        self._lock = asyncio.Lock()
-        #: Set while the cluster should run (started or adopted); `watch` restarts it then.
-        self._wanted = asyncio.Event()
 
     # -- paths and settings ----------------------------------------------------------------
 
@@ -228,10 +205,6 @@ class Cluster:
     @property
     def conf(self) -> Path:
         return self.pgdata / "minipaas.conf"
-
-    @property
-    def pid(self) -> int | None:
-        return self._pid
 
     def exists(self) -> bool:
         return (self.pgdata / "PG_VERSION").is_file()
@@ -270,13 +243,6 @@ class Cluster:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def running(self) -> bool:
-        if self._pid is None:
-            return False
-        if self._popen is not None:
-            return self._popen.poll() is None  # also reaps it
-        return _alive(self._pid)
-
     async def ensure(self) -> None:
         """Create the cluster if there is none (`initdb`), then make sure it runs."""
         async with self._lock:
@@ -291,20 +257,8 @@ class Cluster:
             else:
                 await self._start()
 
-    async def start(self) -> None:
-        """Adopt the postmaster an earlier run left alive, or start one; returns once it is
-        ready for connections. `UserError` if there is no cluster or it would not start."""
-        async with self._lock:
-            await self._start()
-
-    def adopt(self) -> bool:
-        """Take over a postmaster left running (server start); True if there was one."""
-        pid = _postmaster_pid(self.pgdata)
-        if pid is None:
-            return False
-        self._popen, self._pid = None, pid
-        self._wanted.set()
-        return True
+    def live_pid(self) -> int | None:
+        return _postmaster_pid(self.pgdata)
 
     async def _start(self) -> None:
         if self.running():
@@ -317,11 +271,7 @@ class Cluster:
         _, owner = self._owner()
         await asyncio.to_thread(self._forget_stale_lock)
         argv = [str(bindir / "postgres"), "-D", str(self.pgdata)]
-        self._popen = await asyncio.to_thread(self._spawn, argv, owner)
-        self._pid = self._popen.pid
-        # Only now, with a pid to watch: `watch` woken before would take "no pid yet" for a
-        # death, log it and count it towards the backoff of the next real one.
-        self._wanted.set()
+        await self._spawn(argv, owner, self._env(), self.root)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             status = _postmaster_status(self.pgdata)
@@ -352,119 +302,13 @@ class Cluster:
             pid = int(lock.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return
-        if _alive(pid) and _postmaster_pid(self.pgdata) is None:
+        if alive(pid) and _postmaster_pid(self.pgdata) is None:
             log.warning("removing %s: its pid %s is now another process", lock, pid)
             lock.unlink(missing_ok=True)
 
     def _open_log(self) -> int:
         """The log, owner-only (it may name roles and databases); a descriptor to hand over."""
         return os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-
-    def _spawn(self, argv: list[str], owner: dict[str, Any]) -> subprocess.Popen[bytes]:
-        with os.fdopen(self._open_log(), "ab") as out:
-            # Own session: a Ctrl-C or SIGTERM to minipaas's process group must not reach it.
-            return subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.root,
-                env=self._env(),
-                start_new_session=True,
-                **owner,
-            )
-
-    def _log_tail(self) -> str:
-        try:
-            lines = self.log_file.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return lines[-1] if lines else ""
-
-    async def stop(self) -> None:
-        """Fast shutdown (SIGINT), SIGQUIT after STOP_GRACE, then SIGKILL; `watch` stops
-        restarting it."""
-        self._wanted.clear()
-        async with self._lock:
-            pid = self._pid if self.running() else _postmaster_pid(self.pgdata)
-            if pid is not None:
-                for sig, wait in (
-                    (signal.SIGINT, STOP_GRACE),
-                    (signal.SIGQUIT, 5.0),
-                    (signal.SIGKILL, 5.0),
-                ):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, sig)
-                    if await self._wait_dead(pid, wait):
-                        break
-            self._popen, self._pid = None, None
-
-    async def _wait_dead(self, pid: int, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while True:
-            if self._popen is not None and self._popen.pid == pid:
-                if self._popen.poll() is not None:
-                    return True
-            elif not _alive(pid):
-                return True
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.02)
-
-    def detach(self) -> None:
-        """A restart of minipaas: the cluster keeps running, the next start adopts it."""
-        self._wanted.clear()
-        if self._popen is not None:
-            # Forget the child without waiting for it (it outlives us on purpose).
-            self._popen.returncode = 0
-        self._popen = None
-
-    async def watch(self) -> None:
-        """Until cancelled: whenever the postmaster stops while it should run (the OOM killer,
-        a crash, a stray kill -9), start it again; deaths in quick succession wait longer and
-        longer (up to 30 s) before the next start. Cancel it before `stop`."""
-        streak, last = 0, -math.inf
-        while True:
-            await self._wanted.wait()
-            await self._until_exit()
-            if not self._wanted.is_set():
-                continue
-            streak = streak + 1 if time.monotonic() - last < REVIVE_WINDOW else 0
-            if streak:
-                await asyncio.sleep(min(REVIVE_MAX_WAIT, 0.5 * 2**streak))
-            last = time.monotonic()
-            if not self._wanted.is_set():
-                continue
-            log.warning("postgres (pid %s) stopped; starting it again", self._pid)
-            try:
-                await self.start()
-            except Exception as exc:  # logged; the next round tries again
-                log.error("could not start postgres again: %s", exc)
-
-    async def _until_exit(self) -> None:
-        """Return once the postmaster is not running (a pidfd, so no polling)."""
-        pid = self._pid
-        if pid is None or not self.running():
-            return
-        loop = asyncio.get_running_loop()
-        exited: asyncio.Future[None] = loop.create_future()
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            return
-
-        def wake() -> None:
-            if not exited.done():
-                exited.set_result(None)
-
-        loop.add_reader(fd, wake)
-        try:
-            if self.running():  # opened after the pid was read: a death in between
-                await exited
-        finally:
-            loop.remove_reader(fd)
-            os.close(fd)
-        self.running()  # reaps our child
 
     # -- initdb ----------------------------------------------------------------------------
 

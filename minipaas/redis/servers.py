@@ -18,7 +18,8 @@ argv or a log (minipaas speaks RESP itself).
 Like the PostgreSQL cluster, an instance runs in its own session: a restart of `minipaas server`
 leaves it serving and the next start adopts it (its pid file, and a command line naming this very
 config file: `set-proc-title no` keeps it), `watch` starts it again if it dies, `stop_all` (on
-`minipaas down`) stops it. This module never reads the store or config vars.
+`minipaas down`) stops it; the process bookkeeping is `minipaas.daemon`'s. This module never
+reads the store or config vars.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import math
 import os
 import pwd
 import random
@@ -36,12 +36,12 @@ import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minipaas.daemon import Daemon, StopSignals, names_in_argv, stop_pid
 from minipaas.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,6 @@ MAXMEMORY = "64mb"
 START_TIMEOUT = 30.0
 STOP_GRACE = 30.0
 COMMAND_TIMEOUT = 10.0
-#: `watch`: a death within this many seconds of the last start counts as a crash loop ...
-REVIVE_WINDOW = 10.0
-#: ... and waits 1 s, 2 s, 4 s ... up to this long before the next start.
-REVIVE_MAX_WAIT = 30.0
 _APP = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
 
 
@@ -132,41 +128,19 @@ def render_config(root: Path, port: int, password: str) -> str:
     )
 
 
-def _proc_state(pid: int) -> str | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rfind(")") + 2 :].split()[0]
-
-
-def _alive(pid: int) -> bool:
-    return _proc_state(pid) not in (None, "Z", "X")
-
-
 def _server_pid(root: Path) -> int | None:
     """The live redis-server of `root` according to its pid file, or None: the pid must be
     alive and its command line must name this very config file."""
     try:
         pid = int((root / "redis.pid").read_text().split()[0])
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError, IndexError):
         return None
-    if os.fsencode(str(root / "redis.conf")) not in argv or not _alive(pid):
-        return None
-    return pid
+    return pid if names_in_argv(pid, str(root / "redis.conf")) else None
 
 
-def _kill_and_wait(pid: int, timeout: float) -> None:
-    """SIGTERM (redis flushes its append-only file and exits), SIGKILL after `timeout`."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        if not _alive(pid):
-            return
+def _stop_signals(grace: float) -> StopSignals:
+    """SIGTERM (redis flushes its append-only file and exits), SIGKILL after `grace`."""
+    return ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0))
 
 
 def stop_orphans(root: Path, timeout: float = STOP_GRACE) -> int:
@@ -176,7 +150,7 @@ def stop_orphans(root: Path, timeout: float = STOP_GRACE) -> int:
         for entry in sorted(root.iterdir()):
             pid = _server_pid(entry)
             if pid is not None:
-                _kill_and_wait(pid, timeout)
+                stop_pid(pid, _stop_signals(timeout))
                 stopped += 1
     return stopped
 
@@ -299,17 +273,15 @@ def parse_info(text: str, port: int) -> RedisInfo:
     )
 
 
-class Instance:
+class Instance(Daemon):
     """One app's redis-server, in `root` (`<data-dir>/redis/<app>`)."""
 
+    STOP_SIGNALS = _stop_signals(STOP_GRACE)
+
     def __init__(self, root: Path, *, executable: Path = EXECUTABLE) -> None:
-        self.root = root
+        super().__init__(root)
+        self.title = f"redis-server of {root.name}"
         self.executable = executable
-        self._popen: subprocess.Popen[bytes] | None = None
-        self._pid: int | None = None
-        self._lock = asyncio.Lock()
-        #: Set while it should run (started or adopted); `watch` restarts it then.
-        self._wanted = asyncio.Event()
 
     @property
     def conf(self) -> Path:
@@ -318,10 +290,6 @@ class Instance:
     @property
     def log_file(self) -> Path:
         return self.root / "redis.log"
-
-    @property
-    def pid(self) -> int | None:
-        return self._pid
 
     def exists(self) -> bool:
         return self.conf.is_file()
@@ -380,27 +348,8 @@ class Instance:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def running(self) -> bool:
-        if self._pid is None:
-            return False
-        if self._popen is not None:
-            return self._popen.poll() is None  # also reaps it
-        return _alive(self._pid)
-
-    def adopt(self) -> bool:
-        """Take over an instance left running (server start); True if there was one."""
-        pid = _server_pid(self.root)
-        if pid is None:
-            return False
-        self._popen, self._pid = None, pid
-        self._wanted.set()
-        return True
-
-    async def start(self) -> None:
-        """Adopt the instance an earlier run left alive, or start it; returns once it
-        answers. `UserError` if there is none or it would not start."""
-        async with self._lock:
-            await self._start()
+    def live_pid(self) -> int | None:
+        return _server_pid(self.root)
 
     async def _start(self) -> None:
         if self.running() or self.adopt():
@@ -410,9 +359,8 @@ class Instance:
         executable = find_executable(self.executable)
         owner = self._owner()
         argv = [str(executable), str(self.conf)]
-        self._popen = await asyncio.to_thread(self._spawn, argv, owner)
-        self._pid = self._popen.pid
-        self._wanted.set()  # only now, with a pid to watch (see Cluster._start)
+        # Owner-only log: it may name the port, never the password (redis does not log it).
+        await self._spawn(argv, owner, {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}, self.root)
         port = self.port()
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -430,110 +378,6 @@ class Instance:
                 raise UserError(f"redis-server did not answer within {START_TIMEOUT:g} s "
                                 f"(see {self.log_file}).")
             await asyncio.sleep(0.02)
-
-    def _spawn(self, argv: list[str], owner: dict[str, Any]) -> subprocess.Popen[bytes]:
-        # Owner-only: it may name the port, never the password (redis does not log it).
-        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "ab") as out:
-            # Own session: a Ctrl-C or SIGTERM to minipaas's process group must not reach it.
-            return subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.root,
-                env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
-                start_new_session=True,
-                **owner,
-            )
-
-    def _log_tail(self) -> str:
-        try:
-            lines = self.log_file.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return lines[-1] if lines else ""
-
-    async def stop(self) -> None:
-        """SIGTERM (a last write of the append-only file), SIGKILL after STOP_GRACE; `watch`
-        stops restarting it."""
-        self._wanted.clear()
-        async with self._lock:
-            pid = self._pid if self.running() else _server_pid(self.root)
-            if pid is not None:
-                for sig, wait in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, 5.0)):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, sig)
-                    if await self._wait_dead(pid, wait):
-                        break
-            self._popen, self._pid = None, None
-
-    async def _wait_dead(self, pid: int, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while True:
-            if self._popen is not None and self._popen.pid == pid:
-                if self._popen.poll() is not None:
-                    return True
-            elif not _alive(pid):
-                return True
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.02)
-
-    def detach(self) -> None:
-        """A restart of minipaas: the instance keeps running, the next start adopts it."""
-        self._wanted.clear()
-        if self._popen is not None:
-            self._popen.returncode = 0  # forget the child; it outlives us on purpose
-        self._popen = None
-
-    async def watch(self) -> None:
-        """Until cancelled: whenever redis-server stops while it should run (the OOM killer,
-        a kill -9, a crash), start it again (it reloads its append-only file);
-        deaths in quick succession wait longer and longer (up to 30 s)."""
-        streak, last = 0, -math.inf
-        while True:
-            await self._wanted.wait()
-            await self._until_exit()
-            if not self._wanted.is_set():
-                continue
-            streak = streak + 1 if time.monotonic() - last < REVIVE_WINDOW else 0
-            if streak:
-                await asyncio.sleep(min(REVIVE_MAX_WAIT, 0.5 * 2**streak))
-            last = time.monotonic()
-            if not self._wanted.is_set():
-                continue
-            log.warning("redis-server of %s (pid %s) stopped; starting it again",
-                        self.root.name, self._pid)
-            try:
-                await self.start()
-            except Exception as exc:  # logged; the next round tries again
-                log.error("could not start redis-server of %s again: %s", self.root.name, exc)
-
-    async def _until_exit(self) -> None:
-        """Return once the process is not running (a pidfd, so no polling)."""
-        pid = self._pid
-        if pid is None or not self.running():
-            return
-        loop = asyncio.get_running_loop()
-        exited: asyncio.Future[None] = loop.create_future()
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            return
-
-        def wake() -> None:
-            if not exited.done():
-                exited.set_result(None)
-
-        loop.add_reader(fd, wake)
-        try:
-            if self.running():  # opened after the pid was read: a death in between
-                await exited
-        finally:
-            loop.remove_reader(fd)
-            os.close(fd)
-        self.running()  # reaps our child
 
     async def info(self, password: str) -> RedisInfo:
         async with self._lock:
