@@ -323,20 +323,10 @@ class Client:
                 yield chunk
 
         if self._remote is not None:
-            import httpx
-
-            try:
-                response = self._remote.post(
-                    path, content=chunks(), params=params,
-                    headers={"Content-Type": "application/octet-stream"},
-                )
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                raise self._unreachable(exc) from exc
-            except httpx.HTTPError as exc:
-                raise request_failed(self.where, exc) from exc
-            if response.status_code >= 400:
-                raise self._message(response.status_code, response.content)
-            return self._json(response.status_code, path, response.content)
+            return self._remote_request(
+                "POST", path, None, params, content=chunks(),
+                headers={"Content-Type": "application/octet-stream"},
+            )
         if params:
             path += "?" + urllib.parse.urlencode(params)
         headers = {**self._headers, "Content-Type": "application/octet-stream"}
@@ -373,12 +363,23 @@ class Client:
             raise request_failed(self.where, exc) from exc
 
     def _remote_request(
-        self, method: str, path: str, json_body: Any, params: dict[str, Any] | None
+        self,
+        method: str,
+        path: str,
+        json_body: Any,
+        params: dict[str, Any] | None,
+        *,
+        content: Iterator[bytes] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
+        """One request over MINIPAAS_URL (a JSON body, or `content` as it is produced); the
+        JSON answer, or the error it says in one sentence."""
         import httpx
 
         try:
-            response = self._remote.request(method, path, json=json_body, params=params)
+            response = self._remote.request(
+                method, path, json=json_body, params=params, content=content, headers=headers
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise self._unreachable(exc) from exc
         except httpx.HTTPError as exc:
