@@ -231,6 +231,14 @@ def _cmdline(pid: int) -> str:
         return "(gone)"
 
 
+def hiding(mount: str) -> list[str]:
+    """A launcher that starts the server in a private mount namespace once the shell command
+    `mount` ran there: a mount that makes a program or directory look missing, as on a VPS
+    without some package."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mount} && exec "$@"',
+            "sh"]  # fmt: skip
+
+
 def start_paas(
     authorized_keys: Path,
     log: Path,
@@ -238,10 +246,11 @@ def start_paas(
     exe: Path | None = None,
     path: str | None = None,
     server_args: Sequence[str] = (),
+    launcher: Sequence[str] = (),
 ) -> Paas:
     """A running server; its log goes to `log` (kept in pytest's tmp dirs for post-mortems).
     `exe` runs another `minipaas` command (a built binary), `path` replaces the PATH after it,
-    `server_args` are more `minipaas server` flags."""
+    `server_args` are more `minipaas server` flags, `launcher` what runs it (see `hiding`)."""
     base = app_readable_dir()
     paas = Paas(
         data_dir=base / "data",
@@ -253,6 +262,7 @@ def start_paas(
         exe=exe or BIN / "minipaas",
         path=path,
         server_args=list(server_args),
+        launcher=list(launcher),
     )
     try:
         paas.start()

@@ -28,9 +28,17 @@ import pytest
 
 from minipaas.errors import UserError
 from minipaas.postgres import Cluster, find_bindir, scram_verifier, service_name
-from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, https_push, start_paas
-from tests.support.dirs import app_readable_dir
-from tests.support.ports import free_port, wait_for
+from tests.paas import (
+    SAMPLES,
+    Paas,
+    commit,
+    deployed,
+    git_repo,
+    hiding,
+    https_push,
+    start_paas,
+)
+from tests.support.ports import wait_for
 
 # -- pure ------------------------------------------------------------------------------------
 
@@ -114,15 +122,11 @@ def test_a_server_without_postgresql_says_what_to_install_and_changes_nothing(
 ) -> None:
     """A real server in a mount namespace where /usr/lib/postgresql is empty, as on a VPS
     without the package."""
-    hide = 'mount -t tmpfs -o ro none /usr/lib/postgresql && exec "$@"'
-    base = app_readable_dir()
-    paas = Paas(
-        data_dir=base / "data", http_port=free_port(), https_port=free_port(),
-        authorized_keys=tmp_path / "keys", api_port=free_port(), log=tmp_path / "server.log",
-        launcher=["unshare", "--mount", "--propagation", "private", "sh", "-c", hide, "sh"],
+    paas = start_paas(
+        tmp_path / "keys", tmp_path / "server.log",
+        launcher=hiding("mount -t tmpfs -o ro none /usr/lib/postgresql"),
     )
     try:
-        paas.start()
         paas.cli("apps:create", "nopg")
         result = paas.cli("addons:create", "heroku-postgresql", "-a", "nopg", check=False)
         assert (result.returncode, result.stderr) == (1, (
@@ -146,7 +150,7 @@ def test_a_server_without_postgresql_says_what_to_install_and_changes_nothing(
         assert not (paas.data_dir / "postgres").exists()
     finally:
         paas.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(paas.data_dir.parent, ignore_errors=True)
     paas.assert_no_crashes()
 
 

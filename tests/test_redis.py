@@ -33,9 +33,17 @@ from minipaas import addons
 from minipaas.cli import REDIS_CLI
 from minipaas.errors import UserError
 from minipaas.redis import find_executable, parse_info, render_config
-from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, https_push, start_paas
-from tests.support.dirs import app_readable_dir
-from tests.support.ports import free_port, wait_for
+from tests.paas import (
+    SAMPLES,
+    Paas,
+    commit,
+    deployed,
+    git_repo,
+    hiding,
+    https_push,
+    start_paas,
+)
+from tests.support.ports import wait_for
 
 # -- pure ------------------------------------------------------------------------------------
 
@@ -112,15 +120,11 @@ def test_a_server_without_redis_server_says_what_to_install_and_changes_nothing(
 ) -> None:
     """A real server in a mount namespace where /usr/bin/redis-server is not a program (as on
     a VPS without the package)."""
-    hide = 'mount --bind /dev/null /usr/bin/redis-server && exec "$@"'
-    base = app_readable_dir()
-    paas = Paas(
-        data_dir=base / "data", http_port=free_port(), https_port=free_port(),
-        authorized_keys=tmp_path / "keys", api_port=free_port(), log=tmp_path / "server.log",
-        launcher=["unshare", "--mount", "--propagation", "private", "sh", "-c", hide, "sh"],
+    paas = start_paas(
+        tmp_path / "keys", tmp_path / "server.log",
+        launcher=hiding("mount --bind /dev/null /usr/bin/redis-server"),
     )
     try:
-        paas.start()
         paas.cli("apps:create", "nored")
         result = paas.cli("addons:create", "heroku-redis", "-a", "nored", check=False)
         assert (result.returncode, result.stderr) == (1, (
@@ -142,7 +146,7 @@ def test_a_server_without_redis_server_says_what_to_install_and_changes_nothing(
         assert not (paas.data_dir / "redis").exists()
     finally:
         paas.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(paas.data_dir.parent, ignore_errors=True)
     paas.assert_no_crashes()
 
 
