@@ -1,5 +1,6 @@
 """The PostgreSQL add-on (`addons:create heroku-postgresql`): names and the SCRAM verifier
-(pure), then a real server with its real cluster: a deployed app's one-off dyno reaching its
+(pure), a real server without PostgreSQL and Redis installed, then a real server with its real
+cluster: a deployed app's one-off dyno reaching its
 database through DATABASE_URL, another app's role refused, the database surviving a restart of
 the server and a kill -9 of postgres, addons:destroy and apps:destroy dropping it, bad input at
 the CLI and the API, and no postgres process left behind."""
@@ -117,37 +118,46 @@ def test_a_data_dir_postgresql_conf_cannot_quote_is_refused_before_initdb(
     assert not root.exists()
 
 
-def test_a_server_without_postgresql_says_what_to_install_and_changes_nothing(
+def test_a_server_without_postgresql_or_redis_says_what_to_install_and_changes_nothing(
     tmp_path: Path,
 ) -> None:
-    """A real server in a mount namespace where /usr/lib/postgresql is empty, as on a VPS
-    without the package."""
+    """A real server in a mount namespace where /usr/lib/postgresql is empty and
+    /usr/bin/redis-server is no program, as on a VPS without the packages: `addons:create`
+    and a first push whose app.json asks for the add-on each say what to install."""
     paas = start_paas(
         tmp_path / "keys", tmp_path / "server.log",
-        launcher=hiding("mount -t tmpfs -o ro none /usr/lib/postgresql"),
+        launcher=hiding("mount -t tmpfs -o ro none /usr/lib/postgresql && "
+                        "mount --bind /dev/null /usr/bin/redis-server"),
     )
+    missing = {
+        "heroku-postgresql": (
+            "PostgreSQL is not installed on this server (nothing in /usr/lib/postgresql): "
+            "install it with `apt-get install postgresql`, then run addons:create again."
+        ),
+        "heroku-redis": (
+            "Redis is not installed on this server (no /usr/bin/redis-server): install it "
+            "with `apt-get install redis-server`, then run addons:create again."
+        ),
+    }
     try:
-        paas.cli("apps:create", "nopg")
-        result = paas.cli("addons:create", "heroku-postgresql", "-a", "nopg", check=False)
-        assert (result.returncode, result.stderr) == (1, (
-            " !    PostgreSQL is not installed on this server (nothing in /usr/lib/postgresql): "
-            "install it with `apt-get install postgresql`, then run addons:create again.\n"
-        )), result
-        assert json.loads(paas.cli("config", "-a", "nopg", "--json").stdout) == {}
-        assert json.loads(paas.cli("releases", "-a", "nopg", "--json").stdout) == []
-        assert json.loads(paas.cli("addons", "--json").stdout) == []
-        # A first push whose app.json asks for a database fails its build, naming why.
-        repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "nopg")
-        (repo / "app.json").write_text('{"addons": ["heroku-postgresql"]}')
-        commit(repo, "asks for a database")
+        paas.cli("apps:create", "noaddons")
         token = paas.cli("auth:token").stdout.strip()
-        pushed = https_push(paas, repo, "nopg", token)
-        assert pushed.returncode != 0
-        assert ("app.json asks for heroku-postgresql, which could not be provisioned: "
-                "PostgreSQL is not installed on this server") in pushed.stderr, pushed.stderr
-        assert json.loads(paas.cli("releases", "-a", "nopg", "--json").stdout) == []
-        assert json.loads(paas.cli("addons", "--json").stdout) == []
+        repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "noaddons")
+        for service, said in missing.items():
+            result = paas.cli("addons:create", service, "-a", "noaddons", check=False)
+            assert (result.returncode, result.stderr) == (1, f" !    {said}\n"), result
+            assert json.loads(paas.cli("config", "-a", "noaddons", "--json").stdout) == {}
+            assert json.loads(paas.cli("addons", "--json").stdout) == []
+            (repo / "app.json").write_text(json.dumps({"addons": [f"{service}:mini"]}))
+            commit(repo, f"asks for {service}")
+            pushed = https_push(paas, repo, "noaddons", token)
+            assert pushed.returncode != 0
+            assert (f"app.json asks for {service}, which could not be provisioned: "
+                    f"{said.split(':')[0]}") in pushed.stderr, pushed.stderr
+            assert json.loads(paas.cli("releases", "-a", "noaddons", "--json").stdout) == []
+            assert json.loads(paas.cli("addons", "--json").stdout) == []
         assert not (paas.data_dir / "postgres").exists()
+        assert not (paas.data_dir / "redis").exists()
     finally:
         paas.stop()
         shutil.rmtree(paas.data_dir.parent, ignore_errors=True)

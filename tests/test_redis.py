@@ -1,5 +1,5 @@
 """The Redis add-on (`addons:create heroku-redis`): names, the generated config and INFO parsing
-(pure), a real server without redis-server installed, then one real server with real
+(pure; a server without redis-server is in test_addons), then one real server with real
 redis-server processes: a deployed app's one-off dyno reaching its Redis through REDIS_URL,
 another app's password and a wrong one refused, `CONFIG SET dir` refused, the data surviving a
 restart of the server (same pid) and a kill -9 (restarted, AOF kept), addons:destroy and
@@ -39,7 +39,6 @@ from tests.paas import (
     commit,
     deployed,
     git_repo,
-    hiding,
     https_push,
     start_paas,
 )
@@ -113,41 +112,6 @@ def test_without_redis_server_the_add_on_says_what_to_install(tmp_path: Path) ->
         f"Redis is not installed on this server (no {tmp_path / 'redis-server'}): install it "
         "with `apt-get install redis-server`, then run addons:create again."
     )
-
-
-def test_a_server_without_redis_server_says_what_to_install_and_changes_nothing(
-    tmp_path: Path,
-) -> None:
-    """A real server in a mount namespace where /usr/bin/redis-server is not a program (as on
-    a VPS without the package)."""
-    paas = start_paas(
-        tmp_path / "keys", tmp_path / "server.log",
-        launcher=hiding("mount --bind /dev/null /usr/bin/redis-server"),
-    )
-    try:
-        paas.cli("apps:create", "nored")
-        result = paas.cli("addons:create", "heroku-redis", "-a", "nored", check=False)
-        assert (result.returncode, result.stderr) == (1, (
-            " !    Redis is not installed on this server (no /usr/bin/redis-server): install "
-            "it with `apt-get install redis-server`, then run addons:create again.\n"
-        )), result
-        assert json.loads(paas.cli("config", "-a", "nored", "--json").stdout) == {}
-        assert json.loads(paas.cli("releases", "-a", "nored", "--json").stdout) == []
-        assert json.loads(paas.cli("addons", "--json").stdout) == []
-        # A first push whose app.json asks for Redis fails its build, naming why.
-        repo = git_repo(SAMPLES / "python-stdlib", tmp_path / "nored")
-        (repo / "app.json").write_text('{"addons": ["heroku-redis:mini"]}')
-        commit(repo, "asks for Redis")
-        pushed = https_push(paas, repo, "nored", paas.cli("auth:token").stdout.strip())
-        assert pushed.returncode != 0
-        assert ("app.json asks for heroku-redis, which could not be provisioned: Redis is not "
-                "installed on this server") in pushed.stderr, pushed.stderr
-        assert json.loads(paas.cli("releases", "-a", "nored", "--json").stdout) == []
-        assert not (paas.data_dir / "redis").exists()
-    finally:
-        paas.stop()
-        shutil.rmtree(paas.data_dir.parent, ignore_errors=True)
-    paas.assert_no_crashes()
 
 
 # -- a real server and real redis-servers ----------------------------------------------------
