@@ -8,19 +8,13 @@ the CLI and the API, and no postgres process left behind."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import json
 import os
-import pty
 import pwd
 import re
-import select
 import shutil
 import signal
-import struct
 import subprocess
-import termios
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +34,7 @@ from tests.paas import (
     start_paas,
 )
 from tests.support.ports import wait_for
+from tests.support.terminal import terminal
 
 # -- pure ------------------------------------------------------------------------------------
 
@@ -336,35 +331,13 @@ def test_pg_psql_gets_the_callers_terminal(pg: Pg) -> None:
     paas = pg.paas
     if postmaster(paas) is None:
         paas.cli("addons:create", "heroku-postgresql", "-a", pg.app)
-    main, tty = pty.openpty()
-    # A terminal of 24 x 80, as a user's: three lines of result need no pager.
-    fcntl.ioctl(tty, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    proc = subprocess.Popen(
-        [str(paas.exe), "pg:psql", "-a", pg.app], stdin=tty, stdout=tty, stderr=tty,
-        env={**paas.env, "TERM": "xterm"}, start_new_session=True,
-    )
-    os.close(tty)
-    seen = bytearray()
-
-    def read_until(text: bytes) -> bool:
-        ready, _, _ = select.select([main], [], [], 0.5)
-        if ready:
-            with contextlib.suppress(OSError):
-                seen.extend(os.read(main, 65536))
-        return text in seen
-
-    try:
-        wait_for(lambda: read_until(b"=>"), timeout=60)  # psql's prompt: it saw a terminal
-        os.write(main, b"select 6 * 7 as answer;\n")
-        wait_for(lambda: read_until(b"42"), timeout=30)
-        os.write(main, b"\\q\n")
-        assert proc.wait(timeout=30) == 0, seen.decode(errors="replace")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(main)
-    assert b"answer" in seen
+    with terminal([str(paas.exe), "pg:psql", "-a", pg.app], paas.env) as term:
+        term.expect(b"=>", timeout=60)  # psql's prompt: it saw a terminal
+        term.type(b"select 6 * 7 as answer;\n")
+        term.expect(b"42")
+        term.type(b"\\q\n")
+        assert term.wait() == 0, term.seen.decode(errors="replace")
+    assert b"answer" in term.seen
 
 
 def test_the_database_survives_a_server_restart_and_a_kill_9(pg: Pg) -> None:

@@ -8,20 +8,14 @@ redis-server left behind (checked by pid)."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
-import pty
 import pwd
 import re
-import select
 import shutil
 import signal
-import struct
 import subprocess
-import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +37,7 @@ from tests.paas import (
     start_paas,
 )
 from tests.support.ports import wait_for
+from tests.support.terminal import terminal
 
 # -- pure ------------------------------------------------------------------------------------
 
@@ -292,33 +287,12 @@ def test_redis_cli_gets_the_callers_terminal(rd: Rd) -> None:
     """`redis:cli` without -c: an interactive redis-cli on a real terminal (a pty)."""
     paas = rd.paas
     rd.ensure()
-    main, tty = pty.openpty()
-    fcntl.ioctl(tty, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    proc = subprocess.Popen(
-        [str(paas.exe), "redis:cli", "-a", rd.app], stdin=tty, stdout=tty, stderr=tty,
-        env={**paas.env, "TERM": "xterm"}, start_new_session=True,
-    )
-    os.close(tty)
-    seen = bytearray()
-
-    def read_until(text: bytes) -> bool:
-        ready, _, _ = select.select([main], [], [], 0.5)
-        if ready:
-            with contextlib.suppress(OSError):
-                seen.extend(os.read(main, 65536))
-        return text in seen
-
-    try:
-        wait_for(lambda: read_until(b"127.0.0.1:"), timeout=60)  # its prompt: a terminal
-        os.write(main, b"ECHO interactive-42\r")
-        wait_for(lambda: read_until(b'"interactive-42"'), timeout=30)
-        os.write(main, b"QUIT\r")
-        assert proc.wait(timeout=30) == 0, seen.decode(errors="replace")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(main)
+    with terminal([str(paas.exe), "redis:cli", "-a", rd.app], paas.env) as term:
+        term.expect(b"127.0.0.1:", timeout=60)  # its prompt: a terminal
+        term.type(b"ECHO interactive-42\r")
+        term.expect(b'"interactive-42"')
+        term.type(b"QUIT\r")
+        assert term.wait() == 0, term.seen.decode(errors="replace")
 
 
 def test_the_data_survives_a_server_restart_and_a_kill_9(rd: Rd) -> None:
