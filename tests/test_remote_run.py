@@ -212,3 +212,33 @@ def test_the_cli_says_the_same_without_a_valid_token(app: str, remote: dict[str,
     )
     assert result.returncode == 1 and "Invalid API token" in result.stderr, result
     assert "nope" not in result.stderr
+
+
+def test_a_session_outlives_a_change_of_routes(
+    env: tuple[Paas, SSHServer], app: str, remote: dict[str, str]
+) -> None:
+    """Caddy closes the WebSockets it proxies when its config is replaced, and minipaas
+    replaces it on every change of routes (a domain, a deploy, a scale): any app's change
+    would cut every remote shell."""
+    paas, _ = env
+    master, slave = os.openpty()
+    client = subprocess.Popen(
+        localhost_cli.argv("run", "-a", app, "--", "bash"),
+        stdin=slave, stdout=slave, stderr=slave, env=remote,
+    )
+    screen = Screen(master)
+    try:
+        screen.wait("$ ")
+        paas.cli("domains:add", "outlive.example.test", "-a", app)
+        paas.wait_body("outlive.example.test", "hello from python-stdlib")  # Caddy has it
+        screen.type("echo $((6*7))\r")
+        screen.wait("42")
+        screen.type("exit\r")
+        assert client.wait(timeout=30) == 0, screen.read()
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        os.close(master)
+        os.close(slave)
+        paas.cli("domains:remove", "outlive.example.test", "-a", app)
