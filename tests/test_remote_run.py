@@ -242,3 +242,31 @@ def test_a_session_outlives_a_change_of_routes(
         os.close(master)
         os.close(slave)
         paas.cli("domains:remove", "outlive.example.test", "-a", app)
+
+
+def test_the_protocol_frame_by_frame(
+    env: tuple[Paas, SSHServer], app: str, remote: dict[str, str]
+) -> None:
+    """Output comes as it is written (not at the end), on its channel; stdin and its end reach
+    the dyno; the exit frame ends the run. A bad frame mid-run is one sentence, and the run is
+    hung up."""
+    paas, _ = env
+    script = "echo first; read x; echo got:$x; echo warn >&2; cat >/dev/null; exit 7"
+    with attach(paas, app, remote["MINIPAAS_TOKEN"]) as conn:
+        conn.send(json.dumps({"type": "start", "command": script, "tty": False}))
+        assert conn.recv(timeout=30) == b"\x01first\n"  # while the dyno waits for input
+        conn.send(b"\x00hello\n")
+        seen = {conn.recv(timeout=30), conn.recv(timeout=30)}
+        assert seen == {b"\x01got:hello\n", b"\x02warn\n"}
+        conn.send(json.dumps({"type": "resize", "cols": 100, "rows": 30}))  # no tty: ignored
+        conn.send(json.dumps({"type": "eof"}))
+        assert json.loads(conn.recv(timeout=30)) == {"type": "exit", "code": 7}
+
+    marker = sleeper.marker()
+    with attach(paas, app, remote["MINIPAAS_TOKEN"]) as conn:
+        conn.send(json.dumps({"type": "start", "command": f"sleep {marker}"}))
+        wait_for(lambda: sleeper.sleeping(marker), timeout=30, interval=0.1)
+        conn.send(json.dumps({"type": "resize", "cols": -1, "rows": 30}))
+        answer = json.loads(conn.recv(timeout=10))
+    assert answer["type"] == "error" and "'cols'" in answer["error"], answer
+    wait_for(lambda: not sleeper.sleeping(marker), timeout=30, interval=0.1)
