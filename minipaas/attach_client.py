@@ -171,6 +171,10 @@ def run_remote_attached(
                 return _answer(conn)
             except ConnectionClosed as exc:
                 raise request_failed(url, exc) from None
+            except KeyboardInterrupt:
+                # Ctrl-C without a terminal (`cat dump.sql | minipaas run -- psql`): the
+                # connection closes, so the server hangs the dyno up. 128 + SIGINT, quietly.
+                return 130
             finally:
                 with contextlib.suppress(OSError):
                     os.write(wake_w, b"q")

@@ -116,28 +116,33 @@ def test_piped_stdin_reaches_the_dyno_and_stderr_stays_apart(
     assert (result.returncode, result.stdout.strip(), result.stderr) == (4, "2", "oops\n"), result
 
 
-@pytest.mark.parametrize("on_a_terminal", [False, True], ids=["pipes", "tty"])
+@pytest.mark.parametrize(
+    ("on_a_terminal", "how"),
+    [(False, signal.SIGKILL), (True, signal.SIGKILL), (False, signal.SIGINT)],
+    ids=["pipes", "tty", "ctrl-c"],
+)
 def test_a_client_that_goes_away_takes_its_dyno_along(
-    app: str, remote: dict[str, str], on_a_terminal: bool
+    app: str, remote: dict[str, str], on_a_terminal: bool, how: signal.Signals
 ) -> None:
     """Pipes: the dyno's stdin ends and it is killed after HANGUP_GRACE; a terminal hangs up
-    (SIGHUP), which ends `sleep` at once."""
+    (SIGHUP), which ends `sleep` at once. SIGKILL: no goodbye, the connection just drops;
+    Ctrl-C (no terminal, so a real SIGINT): the client closes it and says nothing."""
     marker = sleeper.marker()
     master, slave = os.openpty()
     client = subprocess.Popen(
         localhost_cli.argv("run", "-a", app, "--", f"sleep {marker}"),
         stdin=slave if on_a_terminal else subprocess.PIPE, stdout=subprocess.DEVNULL,
-        env=remote,
+        stderr=subprocess.PIPE, env=remote,
     )
     try:
         wait_for(lambda: sleeper.sleeping(marker), timeout=30, interval=0.1)
     finally:
-        client.send_signal(signal.SIGKILL)  # no goodbye: the connection just drops
-        client.wait()
-        if client.stdin is not None:
-            client.stdin.close()
+        client.send_signal(how)
+        _, err = client.communicate(timeout=30)
         os.close(master)
         os.close(slave)
+    if how == signal.SIGINT:
+        assert (client.returncode, err) == (130, b""), err
     wait_for(lambda: not sleeper.sleeping(marker), timeout=30, interval=0.1)
 
 
