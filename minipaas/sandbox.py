@@ -144,6 +144,33 @@ def dyno_command(command: str) -> list[str]:
     return ["/bin/sh", "-c", script, "dyno", command]
 
 
+def on_terminal(command: Sequence[str]) -> list[str]:
+    """argv that gives the terminal on stdin to `command`'s own process group, then runs it.
+
+    An attached run's session is made outside the sandbox (`setsid --ctty` must run as root
+    to take over the caller's terminal), so the terminal's foreground process group is the
+    sandbox's outer processes', which the dyno cannot see (own PID namespace). Ctrl-C then
+    also hit bubblewrap itself, which died and took the whole run with it (a Python REPL got no
+    KeyboardInterrupt: the session ended), and an interactive `sh` could not give the terminal
+    back on `exit` ("Cannot set tty process group", status 2).
+
+    Here an inner shell with job control (`set -m`) runs `command` as a job: a process group
+    of its own, seen from inside, and the terminal's foreground group while it runs. That
+    shell's own attempt to give the terminal back as it exits fails the same way, which would
+    make its status 2: so it says nothing (stderr to /dev/null by then) and hands the command's
+    status to the outer shell over fd 3 (a command substitution's pipe). Fds 3 and 4 are closed
+    for `command`. A job that died of Ctrl-C makes such a shell send itself SIGINT (it was not
+    in the foreground to get it): its no-op trap lets it report the status (130) all the same.
+    """
+    inner = 'trap : INT QUIT; set -m; "$@" 3>&- 4>&-; echo "$?" >&3; exec 2>/dev/null'
+    script = (
+        "exec 4>&1; "
+        f"status=$(/bin/sh -c '{inner}' dyno-terminal \"$@\" 3>&1 1>&4); "
+        'exec 4>&-; exit "${status:-1}"'
+    )
+    return ["/bin/sh", "-c", script, "dyno-terminal", *command]
+
+
 def make_tmp_dirs(tmp_dir: Path, uid: int | None) -> None:
     """Create `tmp_dir` (private to `uid`) and the temporary dirs a job with that `tmp_dir`
     binds (sticky and world-writable inside, like /tmp; only `uid` runs in there)."""

@@ -82,15 +82,22 @@ def test_a_shell_on_the_callers_terminal(
     # `setsid --ctty`: the client leads a session on that terminal, as in a real one, so a
     # size change reaches it as SIGWINCH.
     client = subprocess.Popen(
-        ["setsid", "--ctty", *localhost_cli.argv("run", "-a", app, "--", "bash")],
+        ["setsid", "--ctty", *localhost_cli.argv("run", "-a", app, "--", "sh")],
         stdin=slave, stdout=slave, stderr=slave, env=remote,
     )
     screen = Screen(master)
     try:
         screen.wait("$ ")
+        # Ctrl-C reaches the command in the foreground, not the sandbox around the shell
+        # (which died of it, and the whole session with it).
+        screen.type("sleep 60; echo not-interrupted\r")
+        wait_for(lambda: "sleep 60" in screen.read(), timeout=30, interval=0.05)
+        screen.type("\x03")
         screen.type("test -t 0 && tty; echo $((6*7))\r")
         screen.wait("42")
-        assert "not a tty" not in screen.text and "/dev/" in screen.text, screen.text
+        # (bwrap shows the terminal as /dev/console, as for a run over `ssh -t`)
+        assert "not a tty" not in screen.text and "/dev/console" in screen.text, screen.text
+        assert "\nnot-interrupted" not in screen.text  # (the typed line holds it too)
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
         screen.type("stty size\r")
         screen.wait("33 101")
@@ -98,6 +105,36 @@ def test_a_shell_on_the_callers_terminal(
         assert client.wait(timeout=30) == 3, screen.read()
         # raw mode is over: the terminal is as the client found it
         assert termios.tcgetattr(slave) == before
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        os.close(master)
+        os.close(slave)
+
+
+def test_ctrl_c_reaches_a_command_that_does_not_take_the_terminal(
+    app: str, remote: dict[str, str]
+) -> None:
+    """A REPL (python, rails console) is no job-control shell: the terminal's foreground group
+    was the sandbox's own, so Ctrl-C killed bubblewrap and the session ended (130)."""
+    master, slave = os.openpty()
+    # (the trapped signal ends `read` early, as dash does: read again)
+    script = 'trap "echo caught" INT; echo ready; x=; until [ "$x" ]; do read x; done; echo got:$x'
+    client = subprocess.Popen(
+        localhost_cli.argv("run", "-a", app, "--", "sh", "-c", script),
+        stdin=slave, stdout=slave, stderr=slave, env=remote,
+    )
+    screen = Screen(master)
+    try:
+        screen.wait("ready")
+        screen.type("\x03")
+        screen.wait("caught")
+        screen.type("hello\r")
+        screen.wait("got:hello")
+        # The dyno's own `sh -c` got the SIGINT too and, as dash does, ends with it once its
+        # command is done: 130, after the session went on.
+        assert client.wait(timeout=30) == 130, screen.read()
     finally:
         if client.poll() is None:
             client.kill()
