@@ -152,7 +152,12 @@ def run_remote_attached(
         )
     except InvalidStatus as exc:
         raise _refused(url, exc.response.status_code, bytes(exc.response.body or b"")) from None
-    except (OSError, InvalidHandshake, TimeoutError) as exc:
+    except InvalidHandshake as exc:  # an answer, but not a WebSocket's (nor an HTTP error)
+        raise ApiError(
+            f"The server at {url} did not take up the run's WebSocket "
+            f"({exc.__class__.__name__}); is it a minipaas server?"
+        ) from None
+    except (OSError, TimeoutError) as exc:
         raise unreachable(url, exc) from None
     start: dict[str, Any] = {"type": "start", "command": command, "tty": is_tty}
     if is_tty:
@@ -206,14 +211,17 @@ def _answer(conn: Any) -> int:
 
 
 def _refused(url: str, status: int, body: bytes) -> ApiError:
-    """The server's one sentence for a refused upgrade (401: no or a wrong token)."""
+    """The server's one sentence for a refused upgrade (401: no or a wrong token), else ours."""
     with contextlib.suppress(ValueError, AttributeError):
         error = json.loads(body).get("error")
-        if isinstance(error, str):
+        if isinstance(error, str) and status not in (403, 404):
             return ApiError(error, status)
-    if status == 404:
+    if status in (403, 404):  # a minipaas from before the attached run over MINIPAAS_URL
         return ApiError(
-            f"The server at {url} has no remote `run` (HTTP 404); upgrade minipaas there.", status
+            f"The server at {url} has no attached `run` (HTTP {status}); upgrade minipaas "
+            "there, or give `run` no stdin (< /dev/null) to have its output streamed.",
+            status,
         )
-    return ApiError(f"The server at {url} refused the run (HTTP {status}).", status)
-
+    return ApiError(
+        f"The server at {url} refused the run (HTTP {status}); is it a minipaas server?", status
+    )

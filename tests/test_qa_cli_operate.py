@@ -185,6 +185,17 @@ def test_minipaas_url_at_something_else_is_one_sentence(
     assert result.returncode == 1, result
     assert "Traceback" not in result.stderr, result.stderr
     assert "non-JSON answer (HTTP 200) to /api/apps; is it a minipaas server?" in result.stderr
+    # the attached run (stdin to pass: a WebSocket) too
+    run = subprocess.run(
+        [str(paas.exe), "run", "-a", "x", "--", "cat"],
+        input="data\n",
+        capture_output=True,
+        text=True,
+        env={**paas.env, "MINIPAAS_URL": not_minipaas, "MINIPAAS_TOKEN": "t"},
+        timeout=60,
+    )
+    assert run.returncode == 1 and run.stderr.count("\n") == 1, run.stderr
+    assert "is it a minipaas server?" in run.stderr and "Traceback" not in run.stderr, run.stderr
 
 
 @pytest.mark.parametrize(

@@ -312,3 +312,19 @@ def test_the_protocol_frame_by_frame(
         answer = json.loads(conn.recv(timeout=10))
     assert answer["type"] == "error" and "'cols'" in answer["error"], answer
     wait_for(lambda: not sleeper.sleeping(marker), timeout=30, interval=0.1)
+
+
+def test_a_server_without_the_route_says_to_upgrade(
+    env: tuple[Paas, SSHServer], remote: dict[str, str]
+) -> None:
+    """A server from before the attached run refuses the upgrade (403, or 404 where uvicorn
+    has no WebSocket support): one sentence saying so, not "refused"; here a path prefix under
+    which no route is makes the server look that old."""
+    paas, _ = env
+    old = {**remote, "MINIPAAS_URL": f"http://127.0.0.1:{paas.api_port}/before"}
+    result = subprocess.run(
+        localhost_cli.argv("run", "-a", APP, "--", "cat"), input="x\n", capture_output=True,
+        text=True, env=old, timeout=60,
+    )
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result
+    assert "has no attached `run` (HTTP 403); upgrade minipaas there" in result.stderr, result
