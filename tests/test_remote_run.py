@@ -312,6 +312,7 @@ def test_the_protocol_frame_by_frame(
         answer = json.loads(conn.recv(timeout=10))
     assert answer["type"] == "error" and "'cols'" in answer["error"], answer
     wait_for(lambda: not sleeper.sleeping(marker), timeout=30, interval=0.1)
+    assert remote["MINIPAAS_TOKEN"] not in paas.log.read_text()  # nor anywhere in the log
 
 
 def test_a_server_without_the_route_says_to_upgrade(
