@@ -167,8 +167,10 @@ def run_remote_attached(
         target=_pump_input, args=(conn, wake_r, is_tty), name="minipaas-stdin", daemon=True
     )
     try:
-        with conn, _signals(wake_w, is_tty), (
-            _raw_terminal(STDIN) if is_tty else contextlib.nullcontext()
+        with (
+            conn,
+            _signals(wake_w, is_tty),
+            _raw_terminal(STDIN) if is_tty else contextlib.nullcontext(),
         ):
             conn.send(json.dumps(start))
             feeder.start()

@@ -66,8 +66,12 @@ class Screen:
         return self.text
 
     def wait(self, wanted: str, timeout: float = 30) -> None:
-        wait_for(lambda: wanted in self.read(), timeout=timeout, interval=0.05,
-                 message=f"{wanted!r} on the screen: {self.text[-500:]!r}")
+        wait_for(
+            lambda: wanted in self.read(),
+            timeout=timeout,
+            interval=0.05,
+            message=f"{wanted!r} on the screen: {self.text[-500:]!r}",
+        )
 
     def type(self, keys: str) -> None:
         os.write(self.master, keys.encode())
@@ -83,7 +87,10 @@ def test_a_shell_on_the_callers_terminal(
     # size change reaches it as SIGWINCH.
     client = subprocess.Popen(
         ["setsid", "--ctty", *localhost_cli.argv("run", "-a", app, "--", "sh")],
-        stdin=slave, stdout=slave, stderr=slave, env=remote,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=remote,
     )
     screen = Screen(master)
     try:
@@ -123,7 +130,10 @@ def test_ctrl_c_reaches_a_command_that_does_not_take_the_terminal(
     script = 'trap "echo caught" INT; echo ready; x=; until [ "$x" ]; do read x; done; echo got:$x'
     client = subprocess.Popen(
         localhost_cli.argv("run", "-a", app, "--", "sh", "-c", script),
-        stdin=slave, stdout=slave, stderr=slave, env=remote,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=remote,
     )
     screen = Screen(master)
     try:
@@ -148,7 +158,11 @@ def test_piped_stdin_reaches_the_dyno_and_stderr_stays_apart(
 ) -> None:
     result = subprocess.run(
         localhost_cli.argv("run", "-a", app, "--", "sh", "-c", "wc -l; echo oops >&2; exit 4"),
-        input="a\nb\n", capture_output=True, text=True, env=remote, timeout=60,
+        input="a\nb\n",
+        capture_output=True,
+        text=True,
+        env=remote,
+        timeout=60,
     )
     assert (result.returncode, result.stdout.strip(), result.stderr) == (4, "2", "oops\n"), result
 
@@ -168,8 +182,10 @@ def test_a_client_that_goes_away_takes_its_dyno_along(
     master, slave = os.openpty()
     client = subprocess.Popen(
         localhost_cli.argv("run", "-a", app, "--", f"sleep {marker}"),
-        stdin=slave if on_a_terminal else subprocess.PIPE, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, env=remote,
+        stdin=slave if on_a_terminal else subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=remote,
     )
     try:
         wait_for(lambda: sleeper.sleeping(marker), timeout=30, interval=0.1)
@@ -191,8 +207,11 @@ def attach(paas: Paas, app: str, token: str | None) -> Iterator[ClientConnection
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with connect(
         f"wss://minipaas.localhost:{paas.https_port}/api/apps/{app}/run/attach",
-        sock=sock, ssl=context, server_hostname="minipaas.localhost",
-        additional_headers=headers, open_timeout=10,
+        sock=sock,
+        ssl=context,
+        server_hostname="minipaas.localhost",
+        additional_headers=headers,
+        open_timeout=10,
     ) as conn:
         yield conn
 
@@ -213,7 +232,10 @@ BAD_STARTS: list[tuple[str | bytes, str]] = [
 
 @pytest.mark.parametrize(("frame", "sentence"), BAD_STARTS)
 def test_a_bad_start_frame_is_answered_with_one_sentence(
-    env: tuple[Paas, SSHServer], app: str, remote: dict[str, str], frame: str | bytes,
+    env: tuple[Paas, SSHServer],
+    app: str,
+    remote: dict[str, str],
+    frame: str | bytes,
     sentence: str,
 ) -> None:
     paas, _ = env
@@ -235,8 +257,9 @@ def test_no_app_no_run(env: tuple[Paas, SSHServer], remote: dict[str, str]) -> N
     assert answer["type"] == "error" and "nosuchapp" in answer["error"], answer
 
 
-@pytest.mark.parametrize(("token", "sentence"), [(None, "Missing API token"),
-                                                  ("nope", "Invalid API token")])
+@pytest.mark.parametrize(
+    ("token", "sentence"), [(None, "Missing API token"), ("nope", "Invalid API token")]
+)
 def test_without_a_valid_token_the_upgrade_is_refused(
     env: tuple[Paas, SSHServer], app: str, token: str | None, sentence: str
 ) -> None:
@@ -249,8 +272,12 @@ def test_without_a_valid_token_the_upgrade_is_refused(
 
 def test_the_cli_says_the_same_without_a_valid_token(app: str, remote: dict[str, str]) -> None:
     result = subprocess.run(
-        localhost_cli.argv("run", "-a", app, "--", "true"), input="", capture_output=True,
-        text=True, env={**remote, "MINIPAAS_TOKEN": "nope"}, timeout=60,
+        localhost_cli.argv("run", "-a", app, "--", "true"),
+        input="",
+        capture_output=True,
+        text=True,
+        env={**remote, "MINIPAAS_TOKEN": "nope"},
+        timeout=60,
     )
     assert result.returncode == 1 and "Invalid API token" in result.stderr, result
     assert "nope" not in result.stderr
@@ -266,7 +293,10 @@ def test_a_session_outlives_a_change_of_routes(
     master, slave = os.openpty()
     client = subprocess.Popen(
         localhost_cli.argv("run", "-a", app, "--", "bash"),
-        stdin=slave, stdout=slave, stderr=slave, env=remote,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=remote,
     )
     screen = Screen(master)
     try:
@@ -324,8 +354,12 @@ def test_a_server_without_the_route_says_to_upgrade(
     paas, _ = env
     old = {**remote, "MINIPAAS_URL": f"http://127.0.0.1:{paas.api_port}/before"}
     result = subprocess.run(
-        localhost_cli.argv("run", "-a", APP, "--", "cat"), input="x\n", capture_output=True,
-        text=True, env=old, timeout=60,
+        localhost_cli.argv("run", "-a", APP, "--", "cat"),
+        input="x\n",
+        capture_output=True,
+        text=True,
+        env=old,
+        timeout=60,
     )
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result
     assert "has no attached `run` (HTTP 403); upgrade minipaas there" in result.stderr, result

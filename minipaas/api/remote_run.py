@@ -70,8 +70,9 @@ def _size(data: dict[str, Any], key: str) -> int:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
         shown = json.dumps(value)[: names.SHOWN_CHARS]
-        raise UserError(f"The field {key!r} must be a number of characters from 1 to {MAX_SIZE}, "
-                        f"not {shown}.")
+        raise UserError(
+            f"The field {key!r} must be a number of characters from 1 to {MAX_SIZE}, not {shown}."
+        )
     return value
 
 
@@ -93,7 +94,7 @@ def parse_start(text: str) -> Start:
     data = control(text, "start frame")
     if data.get("type") != "start":
         shown = json.dumps(data.get("type"))[: names.SHOWN_CHARS]
-        raise UserError(f"The first frame must be of type \"start\", not {shown}.")
+        raise UserError(f'The first frame must be of type "start", not {shown}.')
     command = data.get("command")
     if not isinstance(command, str) or not command.strip():
         raise UserError("No command given; use `minipaas run -a APP -- COMMAND`.")
@@ -133,7 +134,10 @@ async def serve_attach(
 ) -> None:
     """One remote attached run, from the upgrade to the close. Nothing here raises: a bad start
     frame or a refused run is an `error` frame naming it (never an HTTP 500)."""
-    await ws.accept()
+    try:
+        await ws.accept()
+    except (OSError, RuntimeError, WebSocketDisconnect):
+        return  # gone before the handshake was answered
     try:
         try:
             text, _ = await asyncio.wait_for(_receive(ws), START_WAIT)
@@ -142,7 +146,7 @@ async def serve_attach(
                 f"No start frame came within {START_WAIT:g} s of the upgrade."
             ) from None
         if text is None:
-            raise UserError("The first frame must be a JSON text frame of type \"start\".")
+            raise UserError('The first frame must be a JSON text frame of type "start".')
         start = parse_start(text)
         app = names.app_name(ws.path_params["app"])
         await check(app, start.command)  # no such app, no release: said before anything runs
@@ -151,7 +155,13 @@ async def serve_attach(
     except UserError as exc:
         await _Session.fail(ws, str(exc), exc.status)
         return
-    session = _Session(ws, start)
+    try:
+        session = _Session(ws, start)
+    except OSError as exc:  # out of ptys or descriptors: the server's trouble, said as such
+        what = "terminal" if start.tty else "pipes"
+        reason = exc.strerror or exc
+        await _Session.fail(ws, f"The server could not open the run's {what}: {reason}.", 503)
+        return
     await session.run(lambda stdio: run(app, start.command, "admin", stdio), background)
 
 
@@ -326,8 +336,10 @@ class _Session:
                 text, data = await _receive(self.ws)
                 if data is not None:
                     if data[:1] != bytes([STDIN]):
-                        raise UserError("A binary frame from the client must start with the "
-                                        f"stdin channel byte 0, not {data[:1]!r}.")
+                        raise UserError(
+                            "A binary frame from the client must start with the "
+                            f"stdin channel byte 0, not {data[:1]!r}."
+                        )
                     await self._write(data[1:])
                 elif text is not None:
                     self._control(text)
@@ -354,4 +366,4 @@ class _Session:
                 self.stdin = None
         else:
             shown = json.dumps(kind)[: names.SHOWN_CHARS]
-            raise UserError(f"Unknown control frame type {shown}: use \"resize\" or \"eof\".")
+            raise UserError(f'Unknown control frame type {shown}: use "resize" or "eof".')
