@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
-from minipaas.client import ApiError, request_failed, unreachable
+from minipaas.client import ApiError, unreachable
 
 STDIN, STDOUT, STDERR = 0, 1, 2
 CHUNK = 64 * 1024
@@ -176,8 +176,11 @@ def run_remote_attached(
             feeder.start()
             try:
                 return _answer(conn)
-            except ConnectionClosed as exc:
-                raise request_failed(url, exc) from None
+            except ConnectionClosed:
+                # (websockets' own words, "no close frame received or sent", say less)
+                raise ApiError(
+                    f"The connection to {url} broke off before the command ended."
+                ) from None
             except KeyboardInterrupt:
                 # Ctrl-C without a terminal (`cat dump.sql | minipaas run -- psql`): the
                 # connection closes, so the server hangs the dyno up. 128 + SIGINT, quietly.

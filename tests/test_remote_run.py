@@ -363,3 +363,46 @@ def test_a_server_without_the_route_says_to_upgrade(
     )
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result
     assert "has no attached `run` (HTTP 403); upgrade minipaas there" in result.stderr, result
+
+
+@pytest.mark.parametrize("stop", ["terminate", "kill9"])
+def test_a_server_that_goes_away_ends_the_session_and_restores_the_terminal(
+    env: tuple[Paas, SSHServer], app: str, remote: dict[str, str], stop: str
+) -> None:
+    """A restart (SIGTERM) or a crash (kill -9) of the server: the client says so in one
+    sentence, exits 1 and leaves the terminal as it found it (not in raw mode)."""
+    paas, _ = env
+    master, slave = os.openpty()
+    before = termios.tcgetattr(slave)
+    client = subprocess.Popen(
+        localhost_cli.argv("run", "-a", app, "--", "sh"),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=remote,
+    )
+    screen = Screen(master)
+    try:
+        screen.wait("$ ")
+        assert termios.tcgetattr(slave) != before  # raw mode
+        assert paas.proc is not None
+        if stop == "terminate":
+            paas.proc.terminate()
+            paas.proc.wait(timeout=60)
+        else:
+            paas.kill9()
+        assert client.wait(timeout=60) == 1, screen.read()
+        assert termios.tcgetattr(slave) == before
+        said = {
+            "terminate": "The minipaas server stopped during this run.",
+            "kill9": f"The connection to {remote['MINIPAAS_URL']} broke off before the command",
+        }
+        assert said[stop] in screen.read(), screen.text
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        os.close(master)
+        os.close(slave)
+        if paas.proc is None or paas.proc.poll() is not None:
+            paas.restart()
