@@ -132,15 +132,21 @@ def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def dyno_command(command: str) -> list[str]:
+def dyno_command(command: str, *, job_control: bool = False) -> list[str]:
     """argv that sources `/app/.profile.d/*.sh` and then runs a Procfile `command` with /bin/sh.
 
-    The command is passed as a positional argument, never pasted into the script text.
+    The command is passed as a positional argument, never pasted into the script text. With
+    `job_control` (a terminal's run, inside `on_terminal`) the shell runs each of the command's
+    pipelines as a job, which gets the terminal: Ctrl-C then reaches the command alone, not
+    this shell too (dash would end with it once the command is done, whatever the command did
+    with it: a Python REPL's `exit(3)` after a Ctrl-C gave 130).
     """
     script = (
         'for f in /app/.profile.d/*.sh; do if [ -r "$f" ]; then . "$f"; fi; done; unset f; '
         'eval "$1"'
     )
+    if job_control:
+        script = f"set -m; {script}"
     return ["/bin/sh", "-c", script, "dyno", command]
 
 

@@ -541,7 +541,8 @@ class Supervisor:
             tty = os.isatty(stdin)
             job = slot.job
             if tty:
-                job = dataclasses.replace(job, command=on_terminal(job.command))
+                command = dyno_command(spec.command, job_control=True)
+                job = dataclasses.replace(job, command=on_terminal(command))
             argv = sandbox_argv(job)
             if tty:
                 # `setsid --ctty`: a new session whose controlling terminal is stdin, so the
