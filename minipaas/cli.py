@@ -677,11 +677,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             raise Client(socket=sock)._unreachable(exc) from exc
     if not local and _stdin_attachable():
-        print(
-            " !    Over MINIPAAS_URL the dyno gets no standard input (it reads /dev/null) and no "
-            "terminal; to pipe data in or work interactively, run it on the server or over SSH.",
-            file=sys.stderr,
-        )
+        # Over MINIPAAS_URL: a WebSocket carries this terminal's keys and size (or the piped
+        # stdin) to the dyno and its output back (api/remote_run.py).
+        from minipaas.attach_client import run_remote_attached
+        from minipaas.client import endpoint_from_env
+
+        remote = endpoint_from_env()
+        return run_remote_attached(remote["url"], remote["token"], remote["verify"], app, command)
     code = 1
     with _client(args) as c:
         for item in c.stream("POST", f"/api/apps/{app}/run", json_body={"command": command}):

@@ -132,16 +132,49 @@ def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def dyno_command(command: str) -> list[str]:
+def dyno_command(command: str, *, job_control: bool = False) -> list[str]:
     """argv that sources `/app/.profile.d/*.sh` and then runs a Procfile `command` with /bin/sh.
 
-    The command is passed as a positional argument, never pasted into the script text.
+    The command is passed as a positional argument, never pasted into the script text. With
+    `job_control` (a terminal's run, inside `on_terminal`) the shell runs each of the command's
+    pipelines as a job, which gets the terminal: Ctrl-C then reaches the command alone, not
+    this shell too (dash would end with it once the command is done, whatever the command did
+    with it: a Python REPL's `exit(3)` after a Ctrl-C gave 130).
     """
     script = (
         'for f in /app/.profile.d/*.sh; do if [ -r "$f" ]; then . "$f"; fi; done; unset f; '
         'eval "$1"'
     )
+    if job_control:
+        script = f"set -m; {script}"
     return ["/bin/sh", "-c", script, "dyno", command]
+
+
+def on_terminal(command: Sequence[str]) -> list[str]:
+    """argv that gives the terminal on stdin to `command`'s own process group, then runs it.
+
+    An attached run's session is made outside the sandbox (`setsid --ctty` must run as root
+    to take over the caller's terminal), so the terminal's foreground process group is the
+    sandbox's outer processes', which the dyno cannot see (own PID namespace). Ctrl-C then
+    also hit bubblewrap itself, which died and took the whole run with it (a Python REPL got no
+    KeyboardInterrupt: the session ended), and an interactive `sh` could not give the terminal
+    back on `exit` ("Cannot set tty process group", status 2).
+
+    Here an inner shell with job control (`set -m`) runs `command` as a job: a process group
+    of its own, seen from inside, and the terminal's foreground group while it runs. That
+    shell's own attempt to give the terminal back as it exits fails the same way, which would
+    make its status 2: so it says nothing (stderr to /dev/null by then) and hands the command's
+    status to the outer shell over fd 3 (a command substitution's pipe). Fds 3 and 4 are closed
+    for `command`. A job that died of Ctrl-C makes such a shell send itself SIGINT (it was not
+    in the foreground to get it): its no-op trap lets it report the status (130) all the same.
+    """
+    inner = 'trap : INT QUIT; set -m; "$@" 3>&- 4>&-; echo "$?" >&3; exec 2>/dev/null'
+    script = (
+        "exec 4>&1; "
+        f"status=$(/bin/sh -c '{inner}' dyno-terminal \"$@\" 3>&1 1>&4); "
+        'exec 4>&-; exit "${status:-1}"'
+    )
+    return ["/bin/sh", "-c", script, "dyno-terminal", *command]
 
 
 def make_tmp_dirs(tmp_dir: Path, uid: int | None) -> None:

@@ -219,3 +219,13 @@ def test_binary_alone_deploys_over_ssh(
         [*sshd.ssh_argv(), "apps"], capture_output=True, text=True, timeout=60, check=False
     )
     assert words.returncode == 0 and "binapp" in words.stdout, words.stderr
+    # Over MINIPAAS_URL the binary's CLI and server speak WebSocket (the attached `run`):
+    # uvicorn and the client find their WebSocket code in the bundle.
+    token = paas.cli("auth:token").stdout.strip()
+    remote = {k: v for k, v in paas.env.items() if k != "MINIPAAS_DATA_DIR"}
+    remote.update(MINIPAAS_URL=f"http://127.0.0.1:{paas.api_port}", MINIPAAS_TOKEN=token)
+    counted = subprocess.run(
+        [str(exe), "run", "-a", "binapp", "--", "wc", "-l"], input="a\nb\n",
+        capture_output=True, text=True, env=remote, timeout=60, check=False,
+    )
+    assert (counted.returncode, counted.stdout.strip()) == (0, "2"), counted

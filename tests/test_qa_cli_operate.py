@@ -185,6 +185,17 @@ def test_minipaas_url_at_something_else_is_one_sentence(
     assert result.returncode == 1, result
     assert "Traceback" not in result.stderr, result.stderr
     assert "non-JSON answer (HTTP 200) to /api/apps; is it a minipaas server?" in result.stderr
+    # the attached run (stdin to pass: a WebSocket) too
+    run = subprocess.run(
+        [str(paas.exe), "run", "-a", "x", "--", "cat"],
+        input="data\n",
+        capture_output=True,
+        text=True,
+        env={**paas.env, "MINIPAAS_URL": not_minipaas, "MINIPAAS_TOKEN": "t"},
+        timeout=60,
+    )
+    assert run.returncode == 1 and run.stderr.count("\n") == 1, run.stderr
+    assert "is it a minipaas server?" in run.stderr and "Traceback" not in run.stderr, run.stderr
 
 
 @pytest.mark.parametrize(
@@ -413,23 +424,24 @@ def test_output_cut_short_by_its_reader_is_not_an_error(
     assert (code, err) == (141, ""), err
 
 
-def test_remote_run_says_that_piped_stdin_does_not_reach_the_dyno(
+def test_remote_run_passes_piped_stdin_to_the_dyno(
     env: tuple[Paas, SSHServer], app: str, tmp_path: Path
 ) -> None:
+    """Over MINIPAAS_URL the dyno read /dev/null (and the CLI said so): now the remote run's
+    WebSocket carries stdin, here over plain HTTP on the API port (ws://)."""
     paas, _ = env
     token = paas.cli("auth:token").stdout.strip()
     remote = {**paas.env, "MINIPAAS_URL": f"http://127.0.0.1:{paas.api_port}"}
     result = subprocess.run(
         [str(paas.exe), "run", "-a", app, "--", "sh", "-c", "cat; echo done"],
-        input="lost\n",
+        input="kept\n",
         capture_output=True,
         text=True,
         env={**remote, "MINIPAAS_TOKEN": token},
         timeout=60,
     )
-    assert (result.returncode, result.stdout) == (0, "done\n"), result
-    assert "Over MINIPAAS_URL the dyno gets no standard input" in result.stderr
-    # where no input can be lost, nothing is said
+    assert (result.returncode, result.stdout, result.stderr) == (0, "kept\ndone\n", ""), result
+    # stdin /dev/null: no input to carry, the streamed run (POST …/run) as before
     quiet = subprocess.run(
         [str(paas.exe), "run", "-a", app, "--", "echo", "ok"],
         stdin=subprocess.DEVNULL,

@@ -20,13 +20,15 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp
+from starlette.websockets import WebSocket
 
 from minipaas import __version__, checks, jsonin, names, sshkeys
 from minipaas import addons as registry
 from minipaas.api.auth import LOCAL_KEY, TokenAuth, Tokens
 from minipaas.api.metrics import metrics_routes
+from minipaas.api.remote_run import serve_attach
 from minipaas.backups import Backups, backup_number, daily_time
 from minipaas.build import buildpack
 from minipaas.deploy import Deployer
@@ -676,6 +678,10 @@ def create_app(ctx: ApiContext) -> ASGIApp:
 
         return ndjson_task(go, background)
 
+    async def run_attach(websocket: WebSocket) -> None:
+        """`minipaas run` over MINIPAAS_URL with the caller's stdin and terminal (remote_run)."""
+        await serve_attach(websocket, deployer.run_attached, deployer.one_off_spec, background)
+
     async def start_detached(app: str, command: str) -> str:
         """Start a one-off dyno whose output only goes to the app's logs (`run:detached`);
         its name once it runs. It may run DETACHED_TIMEOUT seconds (`ps:stop run.N` ends it)."""
@@ -1062,6 +1068,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps/{app}/checks", checks_put, methods=["PUT"]),
         Route("/api/apps/{app}/checks", checks_delete, methods=["DELETE"]),
         Route("/api/apps/{app}/run", run, methods=["POST"]),
+        WebSocketRoute("/api/apps/{app}/run/attach", run_attach),
         Route("/api/apps/{app}/domains", domains_list),
         Route("/api/apps/{app}/domains", domains_add, methods=["POST"]),
         Route("/api/apps/{app}/domains/{hostname}", domains_remove, methods=["DELETE"]),

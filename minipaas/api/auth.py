@@ -66,7 +66,8 @@ class LocalMarker:
 
 
 class TokenAuth:
-    """401 for TCP requests without a valid token; local-socket requests pass."""
+    """401 for TCP requests (and WebSocket upgrades) without a valid token; local-socket
+    requests pass."""
 
     def __init__(self, app: ASGIApp, tokens: Tokens, public: tuple[str, ...] = ()) -> None:
         self.app = app
@@ -74,7 +75,9 @@ class TokenAuth:
         self.public = public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get(LOCAL_KEY) or scope["path"] in self.public:
+        kind = scope["type"]
+        guarded = kind in ("http", "websocket") and not scope.get(LOCAL_KEY)
+        if not guarded or scope["path"] in self.public:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -82,6 +85,13 @@ class TokenAuth:
         if self.tokens.valid(credentials(auth)):
             await self.app(scope, receive, send)
             return
+        # A WebSocket upgrade (the remote `run`) is refused with the same 401 answer, through
+        # ASGI's denial response (uvicorn has it), after the handshake's connect event.
+        prefix = "http"
+        if kind == "websocket":
+            if (await receive())["type"] != "websocket.connect":
+                return
+            prefix = "websocket.http"
         message = (
             "Missing API token: send it as a Bearer token (MINIPAAS_TOKEN) or as the basic-auth "
             "password."
@@ -91,7 +101,7 @@ class TokenAuth:
         body = json.dumps({"error": message}).encode()
         await send(
             {
-                "type": "http.response.start",
+                "type": f"{prefix}.response.start",
                 "status": 401,
                 "headers": [
                     (b"content-type", b"application/json"),
@@ -100,7 +110,7 @@ class TokenAuth:
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": f"{prefix}.response.body", "body": body})
 
 
 def private_unix_socket(path: Path, gid: int | None = None) -> socket.socket:

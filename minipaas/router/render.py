@@ -39,6 +39,10 @@ FAIL_DURATION = "2s"
 RESOLVER_REFRESH = f"{REFRESH_MS}ms"
 RESOLVER_GRACE = "5s"
 
+# How long the control plane's upgraded connections (remote `run` sessions) stay open after
+# the config they came in under is replaced: a one-off dyno's longest life.
+STREAM_CLOSE_DELAY = "24h"
+
 ACCESS_LOGGER = "router"  # emitted as "http.log.access.router"
 
 # Names that no public CA will ever certify (RFC 6761/6762/8375 and friends).
@@ -396,6 +400,11 @@ def _control_route(state: RouterState, server: str) -> dict[str, Any]:
     # Build logs and log tails are streamed (NDJSON/SSE): flush every write. Caddy's HTTP
     # transport has no read timeout by default, so long git pushes are not cut off.
     proxy["flush_interval"] = -1
+    # A proxied WebSocket (a remote `minipaas run` session) outlives config changes: Caddy
+    # closes upgraded connections when the config they came in under is replaced, which
+    # minipaas does on every change of routes, any app's. They stay open up to a one-off
+    # dyno's longest life instead (ended sooner by either side, as always).
+    proxy["stream_close_delay"] = STREAM_CLOSE_DELAY
     return {
         "@id": f"{server}.control",
         "match": [{"host": [state.control_host]}],

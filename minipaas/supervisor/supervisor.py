@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -44,7 +45,7 @@ from typing import Any
 from minipaas import names
 from minipaas.errors import DeployError, NotFound, UserError
 from minipaas.logs import LogStore
-from minipaas.sandbox import SandboxJob, base_env, dyno_command, sandbox_argv
+from minipaas.sandbox import SandboxJob, base_env, dyno_command, on_terminal, sandbox_argv
 from minipaas.supervisor._health import Probe
 from minipaas.supervisor._inotify import Inotify
 from minipaas.supervisor._output import RawOutput, decode, split_output
@@ -537,11 +538,16 @@ class Supervisor:
         names.process_type(name)
         async with self._one_off(spec, name, " (attached)") as slot:
             dyno = slot.name
-            argv = sandbox_argv(slot.job)
             tty = os.isatty(stdin)
+            job = slot.job
+            if tty:
+                command = dyno_command(spec.command, job_control=True)
+                job = dataclasses.replace(job, command=on_terminal(command))
+            argv = sandbox_argv(job)
             if tty:
                 # `setsid --ctty`: a new session whose controlling terminal is stdin, so the
-                # terminal's ^C reaches the command and shells get job control.
+                # terminal's ^C reaches the command and shells get job control; inside, the
+                # command's own process group takes the terminal (`sandbox.on_terminal`).
                 argv = ["setsid", "--ctty", *argv]
             proc = await asyncio.create_subprocess_exec(
                 *argv,
