@@ -30,6 +30,8 @@ from minipaas.client import ApiError, unreachable
 STDIN, STDOUT, STDERR = 0, 1, 2
 CHUNK = 64 * 1024
 OPEN_TIMEOUT = 30.0
+#: How long closing waits for the server's side of the closing handshake (after Ctrl-C, say).
+CLOSE_TIMEOUT = 3.0
 
 
 def attach_url(url: str, app: str) -> str:
@@ -111,7 +113,7 @@ def _pump_input(conn: Any, wake: int, is_tty: bool) -> None:
             readable, _, _ = select.select([STDIN, wake] if stdin_open else [wake], [], [])
             if wake in readable:
                 poked = os.read(wake, 64)
-                if b"q" in poked:
+                if not poked or b"q" in poked:  # b"": the other end is closed, as good as "q"
                     return
                 if is_tty:
                     cols, rows = _terminal_size()
@@ -149,6 +151,7 @@ def run_remote_attached(
             user_agent_header=None,
             compression=None,  # keystrokes are tiny; latency matters more
             open_timeout=OPEN_TIMEOUT,
+            close_timeout=CLOSE_TIMEOUT,
         )
     except InvalidStatus as exc:
         raise _refused(url, exc.response.status_code, bytes(exc.response.body or b"")) from None
@@ -174,21 +177,18 @@ def run_remote_attached(
         ):
             conn.send(json.dumps(start))
             feeder.start()
-            try:
-                return _answer(conn)
-            except ConnectionClosed:
-                # (websockets' own words, "no close frame received or sent", say less)
-                raise ApiError(
-                    f"The connection to {url} broke off before the command ended."
-                ) from None
-            except KeyboardInterrupt:
-                # Ctrl-C without a terminal (`cat dump.sql | minipaas run -- psql`): the
-                # connection closes, so the server hangs the dyno up. 128 + SIGINT, quietly.
-                return 130
-            finally:
-                with contextlib.suppress(OSError):
-                    os.write(wake_w, b"q")
+            return _answer(conn)
+    except ConnectionClosed:
+        # (websockets' own words, "no close frame received or sent", say less)
+        raise ApiError(f"The connection to {url} broke off before the command ended.") from None
+    except KeyboardInterrupt:
+        # Ctrl-C without a terminal (`cat dump.sql | minipaas run -- psql`), whenever it comes:
+        # the connection is closed (above), so the server hangs the dyno up. 128 + SIGINT,
+        # quietly.
+        return 130
     finally:
+        with contextlib.suppress(OSError):
+            os.write(wake_w, b"q")
         os.close(wake_w)
         # The input thread ends on the b"q" or on the closed connection; one stuck in a read
         # (a daemon thread) never holds the exit, and then keeps its end of the pipe.
