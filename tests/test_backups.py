@@ -48,10 +48,23 @@ def test_bad_backup_ids_are_named(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "at"), [("02:00", "02:00"), ("2:05", "02:05"), ("23:59", "23:59")]
+    ("text", "at"),
+    [("02:00", "02:00"), ("2:05", "02:05"), ("23:59", "23:59"), ("02:00 UTC", "02:00"),
+     (" 2:05  Etc/UTC ", "02:05")],
 )
 def test_daily_times(text: str, at: str) -> None:
     assert daily_time(text) == at
+
+
+def test_a_time_zone_other_than_utc_is_named_not_read_as_utc() -> None:
+    """Heroku's `--at '02:00 America/Los_Angeles'`: refused by its zone, not taken as 02:00
+    UTC, which would back up at another hour than the one asked for."""
+    with pytest.raises(UserError) as caught:
+        daily_time("02:00 America/Los_Angeles")
+    assert str(caught.value) == (
+        "Invalid time zone 'America/Los_Angeles' in '02:00 America/Los_Angeles': daily backups "
+        "run at a UTC time; use HH:MM in UTC (or HH:MM UTC), e.g. 02:00."
+    )
 
 
 @pytest.mark.parametrize("text", ["24:00", "12:60", "noon", "12", "1:2", "", "12:00:00", "-1:00"])
