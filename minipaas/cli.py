@@ -1078,6 +1078,24 @@ def _backup_segment(given: str | None) -> str:
     return f"b{backup_number(given):03d}"  # the server's rule, checked before a request
 
 
+def _writable_file(target: Path, given: str) -> None:
+    """Refuse, before any request, an -o that cannot be written: said of the path given, not
+    of the temporary file next to it, and not as a failed request to the server."""
+    from minipaas.errors import UserError
+    from minipaas.names import shown
+
+    if given.endswith("/") or target.is_dir():
+        raise UserError(f"Cannot write the backup to {shown(given)}: it is a directory; name a "
+                        f"file in it, e.g. -o {target / 'latest.dump'}.")
+    parent = target.parent
+    if not parent.is_dir():
+        raise UserError(f"Cannot write the backup to {shown(given)}: there is no directory "
+                        f"{shown(str(parent))}.")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"Cannot write the backup to {shown(given)}: the directory "
+                        f"{shown(str(parent))} is not writable.")
+
+
 def cmd_pg_backups_download(args: argparse.Namespace) -> int:
     app = _app(args)
     ref = _backup_segment(args.backup)
@@ -1094,6 +1112,7 @@ def cmd_pg_backups_download(args: argparse.Namespace) -> int:
         # Under a temporary name until complete: an interrupted download never leaves a
         # truncated dump where a complete one is expected.
         target = Path(output)
+        _writable_file(target, output)
         partial = target.with_name(f".{target.name}.partial")
         files: list[Any] = []  # opened at the first byte: a refused download leaves nothing
 

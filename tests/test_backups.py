@@ -482,6 +482,17 @@ def test_bad_input(env: tuple[Paas, SSHServer], url: str, tmp_path: Path) -> Non
     assert fails(paas, "pg:backups:schedule", "-a", APP, "--at", "25:00") == (
         " !    Invalid time '25:00': use HH:MM in UTC, from 00:00 to 23:59, e.g. 02:00."
     )
+    # -o that cannot be written: named as given, before any request (not as a failed request
+    # to the server about a hidden temporary file).
+    assert fails(paas, "pg:backups:download", "-a", APP, "-o", str(tmp_path / "no" / "x")) == (
+        f" !    Cannot write the backup to {str(tmp_path / 'no' / 'x')!r}: there is no "
+        f"directory {str(tmp_path / 'no')!r}."
+    )
+    assert fails(paas, "pg:backups:download", "-a", APP, "-o", f"{tmp_path}/") == (
+        f" !    Cannot write the backup to {f'{tmp_path}/'!r}: it is a directory; name a file "
+        f"in it, e.g. -o {tmp_path / 'latest.dump'}."
+    )
+    assert list(tmp_path.iterdir()) == []
     assert "the following arguments are required: --at" in fails(
         paas, "pg:backups:schedule", "-a", APP, code=2)
     assert fails(paas, "pg:backups:unschedule", "-a", APP) == (
