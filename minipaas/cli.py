@@ -963,8 +963,38 @@ def _bytes(size: int) -> str:
     return str(size)
 
 
+#: What Heroku's optional DATABASE argument (`pg:backups:capture DATABASE_URL`) may say for each
+#: add-on besides the add-on's own name: an app has at most one of each kind here.
+ADDON_WORDS = {
+    "heroku-postgresql": ("DATABASE_URL", "DATABASE", "heroku-postgresql"),
+    "heroku-redis": ("REDIS_URL", "REDIS", "heroku-redis"),
+}
+
+
+def _check_addon_arg(args: argparse.Namespace, app: str, service: str) -> None:
+    """Heroku's `[DATABASE]` argument of the pg: and redis: words (`pg:reset DATABASE_URL`,
+    `redis:cli REDIS_URL`): accepted when it names the app's add-on of that kind, refused in
+    one sentence otherwise (a Heroku app may have several databases; a minipaas app has one)."""
+    from minipaas.errors import UserError
+    from minipaas.names import shown
+
+    given = getattr(args, "addon", None)
+    if given is None or given in ADDON_WORDS[service]:
+        return
+    with _client(args) as c:
+        names = [a["name"] for a in c.get(f"/api/apps/{app}/addons") if a["service"] == service]
+    if given in names:
+        return
+    words = " or ".join([ADDON_WORDS[service][0], *names])
+    raise UserError(
+        f"The app {app!r} has no {service} add-on named {shown(given)}: name it {words}, or "
+        f"leave it out (an app has one)."
+    )
+
+
 def cmd_pg_info(args: argparse.Namespace) -> int:
     app = _app(args)
+    _check_addon_arg(args, app, "heroku-postgresql")
     with _client(args) as c:
         info = c.get(f"/api/apps/{app}/addons/heroku-postgresql/info")
     if args.json:
@@ -981,6 +1011,7 @@ def cmd_pg_info(args: argparse.Namespace) -> int:
 
 def cmd_pg_psql(args: argparse.Namespace) -> int:
     app = _app(args)
+    _check_addon_arg(args, app, "heroku-postgresql")
     with _client(args) as c:
         c.get(f"/api/apps/{app}/addons/heroku-postgresql/info")  # has one, and it answers
     command = 'psql "$DATABASE_URL"'
@@ -992,6 +1023,7 @@ def cmd_pg_psql(args: argparse.Namespace) -> int:
 
 def cmd_redis_info(args: argparse.Namespace) -> int:
     app = _app(args)
+    _check_addon_arg(args, app, "heroku-redis")
     with _client(args) as c:
         info = c.get(f"/api/apps/{app}/addons/heroku-redis/info")
     if args.json:
@@ -1019,6 +1051,7 @@ REDIS_CLI = (
 
 def cmd_redis_cli(args: argparse.Namespace) -> int:
     app = _app(args)
+    _check_addon_arg(args, app, "heroku-redis")
     with _client(args) as c:
         c.get(f"/api/apps/{app}/addons/heroku-redis/info")  # has one, and it answers
     command = REDIS_CLI
@@ -1063,6 +1096,7 @@ def cmd_pg_backups(args: argparse.Namespace) -> int:
 
 def cmd_pg_backups_capture(args: argparse.Namespace) -> int:
     app = _app(args)
+    _check_addon_arg(args, app, "heroku-postgresql")
     with _client(args) as c:
         b = c.request("POST", f"/api/apps/{app}/backups")
     print(f"Captured {b['id']} of {app}'s database ({_bytes(int(b['size']))}); download it with "
@@ -1138,8 +1172,36 @@ def cmd_pg_backups_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _restore_source(args: argparse.Namespace, app: str) -> None:
+    """Heroku's `pg:backups:restore [BACKUP] [DATABASE]`, in place: `b001 DATABASE_URL`,
+    `DATABASE_URL` alone (the newest backup), and `APP::b001` for this app's own backups."""
+    from minipaas.errors import UserError
+    from minipaas.names import shown
+
+    given = args.backup
+    if given is None:
+        return
+    # A database alone (the newest backup): its words, Heroku's colour names
+    # (HEROKU_POSTGRESQL_RED, refused by name below) or an add-on name (`demo_1a2b3c4d`).
+    if args.addon is None and (given in ADDON_WORDS["heroku-postgresql"]
+                               or given.startswith("HEROKU_POSTGRESQL")
+                               or re.fullmatch(r"[a-z][a-z0-9_]*_[0-9a-f]{8}", given)):
+        args.backup, args.addon = None, given
+        return
+    owner, sep, backup = given.partition("::")
+    if sep:
+        if owner != app:
+            raise UserError(
+                f"Restoring another app's backup ({shown(given)}) is not offered: download it "
+                f"with `minipaas pg:backups:download {backup} -a {owner}` and restore that file "
+                f"with --file."
+            )
+        args.backup = backup
+
+
 def cmd_pg_backups_restore(args: argparse.Namespace) -> int:
     app = _app(args)
+    _restore_source(args, app)
     if args.dump_file is not None and args.backup is not None:
         raise UsageError(
             f"Give a backup id ({args.backup}) or --file, not both: --file restores a dump "
@@ -1151,6 +1213,7 @@ def cmd_pg_backups_restore(args: argparse.Namespace) -> int:
             f"Restoring a backup into the database of {app!r} overwrites its data; run again "
             f"with --confirm {app}."
         )
+    _check_addon_arg(args, app, "heroku-postgresql")
     if args.dump_file is not None:
         return _restore_upload(args, app)
     with _client(args) as c:
@@ -1192,6 +1255,7 @@ def cmd_pg_backups_schedule(args: argparse.Namespace) -> int:
     from minipaas.backups import daily_time
 
     app = _app(args)
+    _check_addon_arg(args, app, "heroku-postgresql")
     at = daily_time(args.at)  # the server's rule, checked before a request
     with _client(args) as c:
         done = c.request("PUT", f"/api/apps/{app}/backups/schedule", json_body={"at": at})
@@ -1215,6 +1279,7 @@ def cmd_pg_reset(args: argparse.Namespace) -> int:
             f"Resetting the database of {app!r} deletes all its data; run again with "
             f"--confirm {app}."
         )
+    _check_addon_arg(args, app, "heroku-postgresql")
     with _client(args) as c:
         done = c.request(
             "POST", f"/api/apps/{app}/addons/heroku-postgresql/reset", params={"confirm": app}
@@ -1667,13 +1732,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("service", metavar="SERVICE|NAME")
     p.add_argument("--confirm", help="the app's name, to confirm")
     p.set_defaults(long=True)
-    add("pg:info", cmd_pg_info, "the app's database: size, connections, version", app=True,
-        json_out=True)
+    p = add("pg:info", cmd_pg_info, "the app's database: size, connections, version",
+            app=True, json_out=True)
+    _database_argument(p)
     p = add("pg:psql", cmd_pg_psql, "psql connected to the app's database", app=True)
+    _database_argument(p)
     p.add_argument("-c", "--command", dest="sql_command", help="run this SQL and exit")
     add("pg:backups", cmd_pg_backups, "the app's database backups", app=True, json_out=True)
     p = add("pg:backups:capture", cmd_pg_backups_capture, "back up the app's database now",
             app=True)
+    _database_argument(p)
     p.set_defaults(long=True)
     p = add("pg:backups:download", cmd_pg_backups_download,
             "download a backup (default: the newest) to FILE (default latest.dump; - for stdout)",
@@ -1685,6 +1753,7 @@ def build_parser() -> argparse.ArgumentParser:
             "restore a backup (default: the newest), or a dump of yours (--file), into the "
             "app's database", app=True)
     p.add_argument("backup", nargs="?", metavar="ID")
+    _database_argument(p)
     p.add_argument("--file", dest="dump_file", metavar="FILE|-",
                    help="a pg_dump -Fc dump to upload and restore (- for standard input)")
     p.add_argument("--confirm", help="the app's name, to confirm")
@@ -1694,14 +1763,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confirm", help="the app's name, to confirm")
     p = add("pg:backups:schedule", cmd_pg_backups_schedule,
             "back up the app's database daily at HH:MM UTC", app=True)
+    _database_argument(p)
     p.add_argument("--at", required=True, metavar="HH:MM")
     add("pg:backups:unschedule", cmd_pg_backups_unschedule, "stop the daily backups", app=True)
     p = add("pg:reset", cmd_pg_reset, "empty the app's database (same URL)", app=True)
+    _database_argument(p)
     p.add_argument("--confirm", help="the app's name, to confirm")
     p.set_defaults(long=True)
-    add("redis:info", cmd_redis_info, "the app's Redis: version, memory, clients, keys",
-        app=True, json_out=True)
+    p = add("redis:info", cmd_redis_info, "the app's Redis: version, memory, clients, keys",
+            app=True, json_out=True)
+    _database_argument(p, "REDIS_URL")
     p = add("redis:cli", cmd_redis_cli, "redis-cli connected to the app's Redis", app=True)
+    _database_argument(p, "REDIS_URL")
     p.add_argument("-c", "--command", dest="redis_command",
                    help="run this Redis command and exit")
     add("maintenance:on", cmd_maintenance(True), "answer 503 with a maintenance page", app=True)
@@ -1719,6 +1792,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("auth:token", cmd_auth_token, "print the admin API token")
     add("tui", cmd_tui, "the terminal UI: apps, dynos, logs, metrics, scaling")
     return parser
+
+
+def _database_argument(p: argparse.ArgumentParser, var: str = "DATABASE_URL") -> None:
+    """Heroku's optional `[DATABASE]` argument: typed from Heroku's docs, it names the one
+    add-on of its kind an app has here (`_check_addon_arg`)."""
+    p.add_argument("addon", nargs="?", metavar="DATABASE",
+                   help=f"{var} or the add-on's name, as Heroku's commands take it (optional)")
 
 
 SSH_HELP = "the SSH forced command (authorized_keys)"

@@ -221,15 +221,20 @@ def test_capture_change_restore(env: tuple[Paas, SSHServer], url: str) -> None:
     assert psql(url, "select tableowner from pg_tables where tablename = 'notes'") == role
     psql(url, "insert into notes values ('after'); update notes set t = t || '!'")
     assert psql(url, "select string_agg(t, ',' order by t) from notes") == "after!,old!"
-    # Without an id: the newest completed backup.
+    # Without an id: the newest completed backup; Heroku's words (`[BACKUP] [DATABASE]`,
+    # `APP::ID`) as its docs type them.
     out = paas.cli("pg:backups:restore", "-a", APP, "--confirm", APP).stdout
     assert out.startswith("Restored b001 ")
     assert psql(url, "select t from notes") == "old"
+    for words in (("b001", "DATABASE_URL"), ("DATABASE_URL",), (f"{APP}::b001", role)):
+        out = paas.cli("pg:backups:restore", *words, "-a", APP, "--confirm", APP).stdout
+        assert out == f"Restored b001 into {APP}'s database {role}.\n", words
     # A restore that fails half-way changes nothing (one transaction): `zeta` is dropped
     # first (the reverse of the dump's order), then a view of the app's on `notes` keeps
     # `DROP TABLE notes` from working.
     psql(url, "create table zeta (n int); insert into zeta values (7)")
-    assert paas.cli("pg:backups:capture", "-a", APP).stdout.startswith("Captured b002 ")
+    assert paas.cli("pg:backups:capture", "DATABASE_URL", "--app", APP).stdout.startswith(
+        "Captured b002 ")
     psql(url, "insert into notes values ('newer'); create view v as select * from notes")
     failed = fails(paas, "pg:backups:restore", "b002", "-a", APP, "--confirm", APP)
     assert failed.startswith(
@@ -377,7 +382,7 @@ def test_pg_reset_empties_the_database_and_keeps_its_url(
         f"Resetting the database of {APP!r} deletes all its data; run again with --confirm {APP}."
     )
     role = url.rsplit("/", 1)[1]
-    out = paas.cli("pg:reset", "-a", APP, "--confirm", APP).stdout
+    out = paas.cli("pg:reset", "DATABASE_URL", "-a", APP, "--confirm", APP).stdout
     assert out == f"Reset {APP}'s database {role}: it is empty; DATABASE_URL is unchanged.\n"
     assert psql(url, "select count(*) from pg_tables where schemaname = 'public'") == "0"
     # The same URL works, and the role owns the new database (it may create tables).
@@ -493,6 +498,18 @@ def test_bad_input(env: tuple[Paas, SSHServer], url: str, tmp_path: Path) -> Non
         f"in it, e.g. -o {tmp_path / 'latest.dump'}."
     )
     assert list(tmp_path.iterdir()) == []
+    # Heroku's DATABASE argument names the app's one database, or is refused by name.
+    role = url.rsplit("/", 1)[1]
+    assert fails(paas, "pg:backups:restore", "b001", "HEROKU_POSTGRESQL_RED", "-a", APP,
+                 "--confirm", APP) == (
+        f" !    The app {APP!r} has no heroku-postgresql add-on named 'HEROKU_POSTGRESQL_RED': "
+        f"name it DATABASE_URL or {role}, or leave it out (an app has one)."
+    )
+    assert "named 'REDIS_URL'" in fails(paas, "pg:backups:capture", "REDIS_URL", "-a", APP)
+    assert fails(paas, "pg:backups:restore", "other::b001", "-a", APP, "--confirm", APP) == (
+        " !    Restoring another app's backup ('other::b001') is not offered: download it with "
+        "`minipaas pg:backups:download b001 -a other` and restore that file with --file."
+    )
     assert "the following arguments are required: --at" in fails(
         paas, "pg:backups:schedule", "-a", APP, code=2)
     assert fails(paas, "pg:backups:unschedule", "-a", APP) == (

@@ -397,6 +397,13 @@ def test_bad_input(rd: Rd) -> None:
     assert fails("redis:cli", "-a", app, "-c", " ", code=2) == (
         "No Redis command given after -c; say one, such as -c PING."
     )
+    # Heroku's DATABASE argument (`redis:info REDIS_URL`) names the app's one Redis.
+    assert json.loads(paas.cli("redis:info", "REDIS_URL", "-a", app, "--json").stdout)[
+        "name"] == name
+    assert fails("redis:info", "DATABASE_URL", "-a", app) == (
+        f" !    The app '{app}' has no heroku-redis add-on named 'DATABASE_URL': name it "
+        f"REDIS_URL or {name}, or leave it out (an app has one)."
+    )
     assert "No app named 'nope'" in fails("addons:create", "redis", "-a", "nope")
     paas.cli("apps:destroy", "-a", "ownurl", "--confirm", "ownurl")
 
