@@ -1051,6 +1051,11 @@ REDIS_CLI = (
 
 def cmd_redis_cli(args: argparse.Namespace) -> int:
     app = _app(args)
+    if args.confirm is not None and args.confirm != app:  # Heroku's flag, for its paid plans
+        from minipaas.names import shown
+
+        raise UsageError(f"--confirm {shown(args.confirm)} does not name the app {app!r}; "
+                         f"leave it out or say --confirm {app}.")
     _check_addon_arg(args, app, "heroku-redis")
     with _client(args) as c:
         c.get(f"/api/apps/{app}/addons/heroku-redis/info")  # has one, and it answers
@@ -1777,6 +1782,7 @@ def build_parser() -> argparse.ArgumentParser:
     _database_argument(p, "REDIS_URL")
     p.add_argument("-c", "--command", dest="redis_command",
                    help="run this Redis command and exit")
+    p.add_argument("--confirm", help="the app's name (Heroku's flag; not needed here)")
     add("maintenance:on", cmd_maintenance(True), "answer 503 with a maintenance page", app=True)
     add("maintenance:off", cmd_maintenance(False), "serve the app again", app=True)
     add("keys", cmd_keys, "list SSH keys", json_out=True)

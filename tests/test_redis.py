@@ -404,6 +404,9 @@ def test_bad_input(rd: Rd) -> None:
         f" !    The app '{app}' has no heroku-redis add-on named 'DATABASE_URL': name it "
         f"REDIS_URL or {name}, or leave it out (an app has one)."
     )
+    assert fails("redis:cli", "-a", app, "--confirm", "other", code=2) == (
+        f"--confirm 'other' does not name the app '{app}'; leave it out or say --confirm {app}."
+    )
     assert "No app named 'nope'" in fails("addons:create", "redis", "-a", "nope")
     paas.cli("apps:destroy", "-a", "ownurl", "--confirm", "ownurl")
 
