@@ -337,7 +337,8 @@ def test_app_json_heroku_redis_is_provisioned_by_the_first_deploy(rd: Rd) -> Non
     paas, app = rd.paas, "jsonrd"
     paas.cli("apps:create", app)
     repo = git_repo(SAMPLES / "python-stdlib", rd.work / app)
-    (repo / "app.json").write_text(json.dumps({"addons": ["heroku-redis:mini"]}))
+    (repo / "app.json").write_text(json.dumps(
+        {"addons": ["heroku-redis:mini", {"plan": "heroku-redis", "as": "CACHE"}]}))
     release = f"{REDIS_CLI} SET released yes"
     (repo / "Procfile").write_text(f"web: python app.py\nrelease: {release}\n")
     commit(repo, "an app.json asking for Redis")
@@ -345,6 +346,9 @@ def test_app_json_heroku_redis_is_provisioned_by_the_first_deploy(rd: Rd) -> Non
     out = deployed(https_push(paas, repo, app, token))
     assert re.search(r"-----> Provisioned heroku-redis \(redis-jsonrd-[0-9a-f]{6}\) as "
                      r"REDIS_URL, as app\.json asks; the plan 'mini' is ignored", out), out
+    # A second one (Heroku attaches it as CACHE_URL) is said to be skipped, not left unsaid.
+    assert ("remote:  !     app.json asks for heroku-redis again (as 'CACHE'): an app has one "
+            "heroku-redis add-on here, its REDIS_URL; skipped") in out, out
     assert rd.in_dyno("GET", "released", app=app) == "yes"  # the release phase had it
     assert "REDIS_URL" in json.loads(
         paas.cli("releases:info", "v1", "-a", app, "--json").stdout)["config"]
