@@ -33,6 +33,18 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        # A mistyped command: argparse would list every one of the ~90 words, cut at 300
+        # characters; one sentence and the nearest word instead.
+        unknown = re.match(r"argument COMMAND: invalid choice: '(.*?)' \(choose from (.*)\)$",
+                           message, re.DOTALL)
+        if unknown is not None:
+            import difflib
+
+            words = re.findall(r"'([^']*)'", unknown.group(2))
+            close = difflib.get_close_matches(unknown.group(1), words, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise UsageError(f"Unknown command {unknown.group(1)!r}; {hint}`minipaas help` "
+                             "lists them.")
         # argparse quotes every unrecognized argument: cut a 100 kB `ssh host apps x x x …`.
         cut = message if len(message) <= 300 else message[:300] + "…"
         raise UsageError(f"{self.prog}: {cut}")
@@ -1305,6 +1317,17 @@ def cmd_maintenance(on: bool) -> Handler:
     return run
 
 
+def cmd_help(args: argparse.Namespace) -> int:
+    """`help [COMMAND]`, Heroku's word: the list of commands, or one command's flags (an
+    unknown one is named by `_Parser.error`, with the nearest word)."""
+    parser = build_parser()
+    if args.topic is None:
+        parser.print_help()
+        return 0
+    parser.parse_args([args.topic, "--help"])  # prints it and exits 0, as `COMMAND --help`
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     with _client(args) as c:
         keys = c.get("/api/keys")
@@ -1797,6 +1820,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--https", action="store_true")
     add("auth:token", cmd_auth_token, "print the admin API token")
     add("tui", cmd_tui, "the terminal UI: apps, dynos, logs, metrics, scaling")
+    p = add("help", cmd_help, "list the commands, or show one's flags: help pg:backups:restore")
+    p.add_argument("topic", nargs="?", metavar="COMMAND")
     return parser
 
 
