@@ -933,6 +933,12 @@ def cmd_addons(args: argparse.Namespace) -> int:
 def cmd_addons_create(args: argparse.Namespace) -> int:
     app = _app(args)
     service, plan = _addon_service(args.service)
+    var = ADDON_WORDS[service][0]
+    if args.attach_as is not None and args.attach_as.removesuffix("_URL") != var[:-4]:
+        from minipaas.names import shown
+
+        raise UsageError(f"--as {shown(args.attach_as)} is not offered: an app has one "
+                         f"{service} add-on here, always attached as {var}.")
     with _client(args) as c:
         a = c.request("POST", f"/api/apps/{app}/addons", json_body={"service": args.service})
     ignored = f" (plan {plan!r} ignored: one local plan)" if plan else ""
@@ -943,6 +949,9 @@ def cmd_addons_create(args: argparse.Namespace) -> int:
 
 def cmd_addons_destroy(args: argparse.Namespace) -> int:
     app = _app(args)
+    for service, words in ADDON_WORDS.items():  # Heroku's attachment: DATABASE_URL, DATABASE
+        if args.service in words[:2]:
+            args.service = service
     # The service (heroku-postgresql) or the add-on's own name, as `addons` lists it: the
     # server knows the names.
     if args.confirm != app:
@@ -1755,6 +1764,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("addons:create", cmd_addons_create,
             "create an add-on: heroku-postgresql or heroku-redis", app=True)
     p.add_argument("service", metavar="SERVICE")
+    p.add_argument("--wait", action="store_true",
+                   help="Heroku's flag: taken; addons:create returns once the add-on is ready")
+    p.add_argument("--as", dest="attach_as", metavar="NAME",
+                   help="Heroku's attachment name: only DATABASE (or REDIS), the one offered")
     p.set_defaults(long=True)
     p = add("addons:destroy", cmd_addons_destroy, "destroy an add-on and its data", app=True)
     p.add_argument("service", metavar="SERVICE|NAME")

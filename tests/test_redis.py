@@ -368,6 +368,18 @@ def test_bad_input(rd: Rd) -> None:
     assert fails("addons:create", "heroku-redis", "-a", app) == (
         f" !    The app '{app}' already has heroku-redis; see `minipaas addons -a {app}`."
     )
+    # Heroku's flags: --wait is taken (creating returns once it is ready), --as names the
+    # one attachment offered or is refused, and addons:destroy takes the config var's name.
+    assert "already has heroku-redis" in fails("addons:create", "heroku-redis", "--wait",
+                                               "--as", "REDIS", "-a", app)
+    assert fails("addons:create", "heroku-redis", "--as", "CACHE", "-a", app, code=2) == (
+        "--as 'CACHE' is not offered: an app has one heroku-redis add-on here, always "
+        "attached as REDIS_URL."
+    )
+    assert fails("addons:destroy", "REDIS_URL", "-a", app, code=2) == (
+        f"Destroying heroku-redis of '{app}' deletes its Redis server and all its data; "
+        f"run again with --confirm {app}."
+    )
     assert fails("addons:create", "redis-ha", "-a", app) == (
         " !    Unknown add-on 'redis-ha': minipaas offers heroku-postgresql (also called "
         "postgresql or postgres) and heroku-redis (also called redis)."
