@@ -181,6 +181,7 @@ def cmd_apps_create(args: argparse.Namespace) -> int:
 
 
 def cmd_apps_info(args: argparse.Namespace) -> int:
+    _app_positional(args)
     app = _app(args)
     with _client(args) as c:
         info = c.get(f"/api/apps/{app}")
@@ -204,7 +205,21 @@ def cmd_apps_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _app_positional(args: argparse.Namespace) -> None:
+    """Heroku's `apps:info [APP]` and `apps:destroy [APP] --confirm APP`: the app named
+    without -a; both given must agree."""
+    from minipaas.names import shown
+
+    if args.app_name is None:
+        return
+    if args.app is not None and args.app != args.app_name:
+        raise UsageError(f"Two apps given, {shown(args.app_name)} and -a {shown(args.app)}: "
+                         "name one.")
+    args.app = args.app_name
+
+
 def cmd_apps_destroy(args: argparse.Namespace) -> int:
+    _app_positional(args)
     app = _app(args)
     if args.confirm != app:
         raise UsageError(
@@ -1651,8 +1666,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("apps", cmd_apps, "list apps", json_out=True)
     p = add("apps:create", cmd_apps_create, "create an app")
     p.add_argument("name")
-    add("apps:info", cmd_apps_info, "show an app", app=True, json_out=True)
+    p = add("apps:info", cmd_apps_info, "show an app", app=True, json_out=True)
+    p.add_argument("app_name", nargs="?", metavar="APP", help="the app, as -a says it")
     p = add("apps:destroy", cmd_apps_destroy, "delete an app and everything it has", app=True)
+    p.add_argument("app_name", nargs="?", metavar="APP", help="the app, as -a says it")
     p.set_defaults(long=True)
     p.add_argument("--confirm", help="the app's name, to confirm")
     p = add("config", cmd_config, "show config vars", app=True, json_out=True)
