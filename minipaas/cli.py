@@ -964,9 +964,9 @@ def cmd_addons_create(args: argparse.Namespace) -> int:
 
 def cmd_addons_destroy(args: argparse.Namespace) -> int:
     app = _app(args)
-    for service, words in ADDON_WORDS.items():  # Heroku's attachment: DATABASE_URL, DATABASE
+    for kind, words in ADDON_WORDS.items():  # Heroku's attachment: DATABASE_URL, DATABASE
         if args.service in words[:2]:
-            args.service = service
+            args.service = kind
     # The service (heroku-postgresql) or the add-on's own name, as `addons` lists it: the
     # server knows the names.
     if args.confirm != app:
