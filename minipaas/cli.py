@@ -1135,6 +1135,38 @@ def cmd_pg_backups(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pg_backups_info(args: argparse.Namespace) -> int:
+    """Heroku's `pg:backups:info [ID]`: one backup (the newest without ID) in full."""
+    from minipaas.errors import UserError
+
+    app = _app(args)
+    wanted = None if args.backup is None else _backup_segment(args.backup)
+    with _client(args) as c:
+        backups = c.get(f"/api/apps/{app}/backups")
+    found = [b for b in backups if wanted in (None, b["id"])]
+    if not found:
+        raise UserError(
+            f"The app {app!r} has no backup {wanted}; see `minipaas pg:backups -a {app}`."
+            if wanted else
+            f"{app} has no backups; capture one with `minipaas pg:backups:capture -a {app}`."
+        )
+    b = max(found, key=lambda b: int(b["number"]))
+    if args.json:
+        _print_json(b)
+        return 0
+    print(f"=== Backup {b['id']}")
+    print(f"Started at:  {_when(b['created_at'])}")
+    if b.get("finished_at"):
+        print(f"Finished at: {_when(b['finished_at'])}")
+    status = {"completed": "Completed", "failed": "Failed", "running": "Running"}
+    print(f"Status:      {status.get(b['status'], b['status'])}"
+          f"{': ' + b['error'] if b.get('error') else ''}")
+    print(f"Type:        {str(b['kind']).capitalize()}")
+    if b.get("size") is not None:
+        print(f"Backup size: {_bytes(int(b['size']))}")
+    return 0
+
+
 def cmd_pg_backups_capture(args: argparse.Namespace) -> int:
     app = _app(args)
     _check_addon_arg(args, app, "heroku-postgresql")
@@ -1797,6 +1829,9 @@ def build_parser() -> argparse.ArgumentParser:
     _database_argument(p)
     p.add_argument("-c", "--command", dest="sql_command", help="run this SQL and exit")
     add("pg:backups", cmd_pg_backups, "the app's database backups", app=True, json_out=True)
+    p = add("pg:backups:info", cmd_pg_backups_info, "one backup in full (default: the newest)",
+            app=True, json_out=True)
+    p.add_argument("backup", nargs="?", metavar="ID")
     p = add("pg:backups:capture", cmd_pg_backups_capture, "back up the app's database now",
             app=True)
     _database_argument(p)

@@ -210,6 +210,12 @@ def test_capture_change_restore(env: tuple[Paas, SSHServer], url: str) -> None:
     table = paas.cli("pg:backups", "-a", APP).stdout
     assert re.search(r"b001 +\d{4}-\d\d-\d\d \S+ UTC +Completed \d{4}-\d\d-\d\d \S+ UTC "
                      r"+\d+\.\d kB +manual", table), table
+    # Heroku's pg:backups:info: one backup in full, the newest without an id.
+    info = paas.cli("pg:backups:info", "-a", APP).stdout
+    assert re.fullmatch(r"=== Backup b001\nStarted at:  \S+ \S+ UTC\nFinished at: \S+ \S+ UTC\n"
+                        r"Status:      Completed\nType:        Manual\n"
+                        r"Backup size: \d+\.\d kB\n", info), info
+    assert json.loads(paas.cli("pg:backups:info", "b001", "-a", APP, "--json").stdout) == b
 
     # Change the data, then restore: the old rows are back, and still the app's role's.
     psql(url, "delete from notes; insert into notes values ('new'); "
@@ -473,6 +479,9 @@ def test_bad_input(env: tuple[Paas, SSHServer], url: str, tmp_path: Path) -> Non
     assert fails(paas, "pg:backups:restore", "b099", "-a", APP, "--confirm", APP) == (
         f" !    The app {APP!r} has no backup b099; see `minipaas pg:backups -a {APP}`."
     )
+    assert fails(paas, "pg:backups:info", "b099", "-a", APP) == (
+        f" !    The app {APP!r} has no backup b099; see `minipaas pg:backups -a {APP}`."
+    )
     assert fails(paas, "pg:backups:download", "x9", "-a", APP) == (
         " !    Invalid backup id 'x9': use an id as `minipaas pg:backups` lists it, e.g. b001."
     )
@@ -518,7 +527,8 @@ def test_bad_input(env: tuple[Paas, SSHServer], url: str, tmp_path: Path) -> Non
     paas.cli("apps:create", "nodb")
     no_addon = (" !    The app 'nodb' has no heroku-postgresql add-on, so no backups; create "
                 "one with `minipaas addons:create heroku-postgresql -a nodb`.")
-    for args in (("pg:backups",), ("pg:backups:capture",), ("pg:backups:download", "-o", "x"),
+    for args in (("pg:backups",), ("pg:backups:info",), ("pg:backups:capture",),
+                 ("pg:backups:download", "-o", "x"),
                  ("pg:backups:restore", "--confirm", "nodb"), ("pg:reset", "--confirm", "nodb"),
                  ("pg:backups:schedule", "--at", "02:00"), ("pg:backups:unschedule",)):
         assert fails(paas, *args, "-a", "nodb") == no_addon, args
