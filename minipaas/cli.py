@@ -1223,9 +1223,15 @@ def cmd_pg_backups_download(args: argparse.Namespace) -> int:
         partial = target.with_name(f".{target.name}.partial")
         files: list[Any] = []  # opened at the first byte: a refused download leaves nothing
 
+        def owner_only() -> Any:
+            # A dump holds the whole database (users, password hashes…): the caller's alone,
+            # as the server keeps its own copies, whatever the umask.
+            partial.unlink(missing_ok=True)
+            return os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
         def write(chunk: bytes) -> None:
             if not files:
-                files.append(partial.open("wb"))
+                files.append(owner_only())
             files[0].write(chunk)
 
         try:
@@ -1235,7 +1241,7 @@ def cmd_pg_backups_download(args: argparse.Namespace) -> int:
                 for out in files:
                     out.close()
             if not files:
-                partial.write_bytes(b"")
+                owner_only().close()
             partial.replace(target)
         finally:
             partial.unlink(missing_ok=True)

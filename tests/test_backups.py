@@ -281,6 +281,8 @@ def test_download_locally_remotely_and_over_ssh(
                         r"\(\d+\.\d kB\)\.\n", out), out
     assert mine.read_bytes() == original
     assert "TABLE public notes" in pg_restore_list(mine)
+    # The whole database: the caller's alone whatever the umask, as on the server.
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o600
 
     # A remote client (MINIPAAS_URL + token): Heroku's default file name, in its directory.
     token = paas.cli("auth:token").stdout.strip()
@@ -291,6 +293,7 @@ def test_download_locally_remotely_and_over_ssh(
     assert done.returncode == 0, done
     assert done.stdout.startswith(f"Downloaded {newest['id']} of {APP} to latest.dump (")
     assert (tmp_path / "latest.dump").read_bytes() == original
+    assert stat.S_IMODE((tmp_path / "latest.dump").stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.dump", "mine.dump"]
 
     # Over SSH: to standard output only (a file would be the SSH user's, on the server).
