@@ -8,6 +8,7 @@ redis-server left behind (checked by pid)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ import pytest
 from minipaas import addons
 from minipaas.cli import REDIS_CLI
 from minipaas.errors import UserError
-from minipaas.redis import find_executable, parse_info, render_config
+from minipaas.redis import find_executable, parse_info, render_config, servers
 from tests.paas import (
     SAMPLES,
     Paas,
@@ -36,7 +37,7 @@ from tests.paas import (
     https_push,
     start_paas,
 )
-from tests.support.ports import wait_for
+from tests.support.ports import free_port, wait_for
 from tests.support.terminal import terminal
 
 # -- pure ------------------------------------------------------------------------------------
@@ -98,6 +99,31 @@ def test_info_is_parsed() -> None:
     assert (info.version, info.clients, info.used_memory, info.maxmemory, info.keys) == (
         "7.0.15", 3, 1048576, 67108864, 7)
     assert info.persistence == "append-only file (last write ok)"
+
+
+def test_a_redis_that_does_not_answer_is_said_in_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopped (SIGSTOP) or overloaded redis-server: `redis:info` said 'Redis did not answer
+    INFO: TimeoutError'; now how long it waited, and a refused port by its reason."""
+    monkeypatch.setattr(servers, "COMMAND_TIMEOUT", 0.2)
+
+    async def ask() -> tuple[str, str]:
+        async def silent(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            await asyncio.sleep(5)  # accepts, reads nothing, answers nothing
+            w.close()
+
+        listening = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = listening.sockets[0].getsockname()[1]
+        said = []
+        for target in (port, free_port()):
+            with pytest.raises(servers.RespError) as caught:
+                await servers.command(target, "pw", "INFO")
+            said.append(str(caught.value))
+        listening.close()
+        return said[0], said[1]
+
+    stuck, closed = asyncio.run(ask())
+    assert stuck == "no answer within 0.2 s"
+    assert closed == "Connection refused"
 
 
 def test_without_redis_server_the_add_on_says_what_to_install(tmp_path: Path) -> None:
