@@ -904,7 +904,12 @@ def cmd_buildpacks_add(args: argparse.Namespace) -> int:
 
 def cmd_buildpacks_remove(args: argparse.Namespace) -> int:
     app = _app(args)
-    if (args.url is None) == (args.index is None):
+    if args.url is not None and args.index is not None:
+        from minipaas.names import shown
+
+        raise UsageError(f"Give the buildpack to remove by URL ({shown(args.url)}) or by -i "
+                         f"{args.index}, not both.")
+    if args.url is None and args.index is None:
         raise UsageError("Name the buildpack to remove: buildpacks:remove URL, or -i N.")
     with _client(args) as c:
         urls = c.remove_buildpack(app, args.url, args.index)
