@@ -175,7 +175,6 @@ USAGE = [
     case("buildpacks:remove -a keeper", 2, "Name the buildpack to remove: buildpacks:remove URL"),
     case("buildpacks:remove heroku/python -i 1 -a keeper", 2,
          "Give the buildpack to remove by URL ('heroku/python') or by -i 1, not both."),
-    case("buildpacks:remove -a keeper heroku/python -i 1", 2, "buildpacks:remove URL, or -i N."),
     case("buildpacks:clear -a keeper heroku/python", 2, "unrecognized arguments: heroku/python"),
 ]
 
