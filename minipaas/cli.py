@@ -1348,6 +1348,22 @@ def cmd_pg_backups_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pg_backups_schedules(args: argparse.Namespace) -> int:
+    """Heroku's `pg:backups:schedules`: the app's daily backup time, if any."""
+    app = _app(args)
+    with _client(args) as c:
+        schedule = c.get(f"/api/apps/{app}/backups/schedule")
+    if args.json:
+        _print_json(schedule)
+    elif schedule.get("at"):
+        print(f"=== Backup Schedules\nDATABASE_URL: daily at {schedule['at']} UTC (the newest "
+              f"{schedule['keep']} scheduled backups kept)")
+    else:
+        print(f"{app} has no backup schedule; set one with "
+              f"`minipaas pg:backups:schedule --at 02:00 -a {app}`.")
+    return 0
+
+
 def cmd_pg_backups_unschedule(args: argparse.Namespace) -> int:
     app = _app(args)
     with _client(args) as c:
@@ -1869,6 +1885,8 @@ def build_parser() -> argparse.ArgumentParser:
             "back up the app's database daily at HH:MM UTC", app=True)
     _database_argument(p)
     p.add_argument("--at", required=True, metavar="HH:MM")
+    add("pg:backups:schedules", cmd_pg_backups_schedules, "show the daily backup time",
+        app=True, json_out=True)
     add("pg:backups:unschedule", cmd_pg_backups_unschedule, "stop the daily backups", app=True)
     p = add("pg:reset", cmd_pg_reset, "empty the app's database (same URL)", app=True)
     _database_argument(p)

@@ -533,7 +533,8 @@ def test_bad_input(env: tuple[Paas, SSHServer], url: str, tmp_path: Path) -> Non
     for args in (("pg:backups",), ("pg:backups:info",), ("pg:backups:capture",),
                  ("pg:backups:download", "-o", "x"),
                  ("pg:backups:restore", "--confirm", "nodb"), ("pg:reset", "--confirm", "nodb"),
-                 ("pg:backups:schedule", "--at", "02:00"), ("pg:backups:unschedule",)):
+                 ("pg:backups:schedule", "--at", "02:00"), ("pg:backups:unschedule",),
+                 ("pg:backups:schedules",)):
         assert fails(paas, *args, "-a", "nodb") == no_addon, args
     assert "No app named 'ghost'" in fails(paas, "pg:backups", "-a", "ghost")
     paas.cli("apps:destroy", "-a", "nodb", "--confirm", "nodb")
@@ -556,6 +557,9 @@ def test_a_daily_schedule_captures_at_its_minute(
     paas, _ = env
     assert f"Daily backups at {daily} UTC (the newest 7 kept)." in paas.cli(
         "pg:backups", "-a", DAILY).stdout
+    assert paas.cli("pg:backups:schedules", "-a", DAILY).stdout == (  # Heroku's word
+        f"=== Backup Schedules\nDATABASE_URL: daily at {daily} UTC (the newest 7 scheduled "
+        "backups kept)\n")
     scheduled = wait_for(
         lambda: [b for b in listed(paas, DAILY)
                  if b["kind"] == "scheduled" and b["status"] != "running"],
@@ -565,6 +569,7 @@ def test_a_daily_schedule_captures_at_its_minute(
     out = paas.cli("pg:backups:unschedule", "-a", DAILY).stdout
     assert out == f"Stopped the daily backups of {DAILY}'s database (those made are kept).\n"
     assert "Daily backups" not in paas.cli("pg:backups", "-a", DAILY).stdout
+    assert json.loads(paas.cli("pg:backups:schedules", "-a", DAILY, "--json").stdout)["at"] is None
 
 
 def test_destroy_deletes_the_backups(env: tuple[Paas, SSHServer], url: str) -> None:
