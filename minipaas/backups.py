@@ -60,8 +60,17 @@ def backup_number(text: str) -> int:
 
 
 def daily_time(text: str) -> str:
-    """`HH:MM` (UTC) normalised (`2:05` → `02:05`); `UserError` naming anything else."""
-    match = _AT.match(text.strip())
+    """`HH:MM` (UTC) normalised (`2:05` → `02:05`); `UserError` naming anything else. Heroku's
+    `--at '02:00 America/Los_Angeles'` form is taken with UTC as its zone (`02:00 UTC`); any
+    other zone is refused by name rather than read as UTC."""
+    clock, _, zone = text.strip().partition(" ")
+    zone = zone.strip()
+    if zone and zone.upper() not in ("UTC", "ETC/UTC", "Z", "GMT"):
+        raise UserError(
+            f"Invalid time zone {shown(zone)} in {shown(text)}: daily backups run at a UTC "
+            f"time; use HH:MM in UTC (or HH:MM UTC), e.g. 02:00."
+        )
+    match = _AT.match(clock)
     if match is None:
         raise UserError(
             f"Invalid time {shown(text)}: use HH:MM in UTC, from 00:00 to 23:59, e.g. 02:00."

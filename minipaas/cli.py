@@ -33,6 +33,18 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        # A mistyped command: argparse would list every one of the ~90 words, cut at 300
+        # characters; one sentence and the nearest word instead.
+        unknown = re.match(r"argument COMMAND: invalid choice: '(.*?)' \(choose from (.*)\)$",
+                           message, re.DOTALL)
+        if unknown is not None:
+            import difflib
+
+            words = re.findall(r"'([^']*)'", unknown.group(2))
+            close = difflib.get_close_matches(unknown.group(1), words, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise UsageError(f"Unknown command {unknown.group(1)!r}; {hint}`minipaas help` "
+                             "lists them.")
         # argparse quotes every unrecognized argument: cut a 100 kB `ssh host apps x x x …`.
         cut = message if len(message) <= 300 else message[:300] + "…"
         raise UsageError(f"{self.prog}: {cut}")
@@ -169,6 +181,7 @@ def cmd_apps_create(args: argparse.Namespace) -> int:
 
 
 def cmd_apps_info(args: argparse.Namespace) -> int:
+    _app_positional(args)
     app = _app(args)
     with _client(args) as c:
         info = c.get(f"/api/apps/{app}")
@@ -192,7 +205,21 @@ def cmd_apps_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _app_positional(args: argparse.Namespace) -> None:
+    """Heroku's `apps:info [APP]` and `apps:destroy [APP] --confirm APP`: the app named
+    without -a; both given must agree."""
+    from minipaas.names import shown
+
+    if args.app_name is None:
+        return
+    if args.app is not None and args.app != args.app_name:
+        raise UsageError(f"Two apps given, {shown(args.app_name)} and -a {shown(args.app)}: "
+                         "name one.")
+    args.app = args.app_name
+
+
 def cmd_apps_destroy(args: argparse.Namespace) -> int:
+    _app_positional(args)
     app = _app(args)
     if args.confirm != app:
         raise UsageError(
@@ -879,7 +906,12 @@ def cmd_buildpacks_add(args: argparse.Namespace) -> int:
 
 def cmd_buildpacks_remove(args: argparse.Namespace) -> int:
     app = _app(args)
-    if (args.url is None) == (args.index is None):
+    if args.url is not None and args.index is not None:
+        from minipaas.names import shown
+
+        raise UsageError(f"Give the buildpack to remove by URL ({shown(args.url)}) or by -i "
+                         f"{args.index}, not both.")
+    if args.url is None and args.index is None:
         raise UsageError("Name the buildpack to remove: buildpacks:remove URL, or -i N.")
     with _client(args) as c:
         urls = c.remove_buildpack(app, args.url, args.index)
@@ -923,6 +955,12 @@ def cmd_addons(args: argparse.Namespace) -> int:
 def cmd_addons_create(args: argparse.Namespace) -> int:
     app = _app(args)
     service, plan = _addon_service(args.service)
+    var = ADDON_WORDS[service][0]
+    if args.attach_as is not None and args.attach_as.removesuffix("_URL") != var[:-4]:
+        from minipaas.names import shown
+
+        raise UsageError(f"--as {shown(args.attach_as)} is not offered: an app has one "
+                         f"{service} add-on here, always attached as {var}.")
     with _client(args) as c:
         a = c.request("POST", f"/api/apps/{app}/addons", json_body={"service": args.service})
     ignored = f" (plan {plan!r} ignored: one local plan)" if plan else ""
@@ -933,6 +971,9 @@ def cmd_addons_create(args: argparse.Namespace) -> int:
 
 def cmd_addons_destroy(args: argparse.Namespace) -> int:
     app = _app(args)
+    for kind, words in ADDON_WORDS.items():  # Heroku's attachment: DATABASE_URL, DATABASE
+        if args.service in words[:2]:
+            args.service = kind
     # The service (heroku-postgresql) or the add-on's own name, as `addons` lists it: the
     # server knows the names.
     if args.confirm != app:
@@ -965,8 +1006,38 @@ def _bytes(size: int) -> str:
     return str(size)
 
 
+#: What Heroku's optional DATABASE argument (`pg:backups:capture DATABASE_URL`) may say for each
+#: add-on besides the add-on's own name: an app has at most one of each kind here.
+ADDON_WORDS = {
+    "heroku-postgresql": ("DATABASE_URL", "DATABASE", "heroku-postgresql"),
+    "heroku-redis": ("REDIS_URL", "REDIS", "heroku-redis"),
+}
+
+
+def _check_addon_arg(args: argparse.Namespace, app: str, service: str) -> None:
+    """Heroku's `[DATABASE]` argument of the pg: and redis: words (`pg:reset DATABASE_URL`,
+    `redis:cli REDIS_URL`): accepted when it names the app's add-on of that kind, refused in
+    one sentence otherwise (a Heroku app may have several databases; a minipaas app has one)."""
+    from minipaas.errors import UserError
+    from minipaas.names import shown
+
+    given = getattr(args, "addon", None)
+    if given is None or given in ADDON_WORDS[service]:
+        return
+    with _client(args) as c:
+        names = [a["name"] for a in c.get(f"/api/apps/{app}/addons") if a["service"] == service]
+    if given in names:
+        return
+    words = " or ".join([ADDON_WORDS[service][0], *names])
+    raise UserError(
+        f"The app {app!r} has no {service} add-on named {shown(given)}: name it {words}, or "
+        f"leave it out (an app has one)."
+    )
+
+
 def cmd_pg_info(args: argparse.Namespace) -> int:
     app = _app(args)
+    _check_addon_arg(args, app, "heroku-postgresql")
     with _client(args) as c:
         info = c.get(f"/api/apps/{app}/addons/heroku-postgresql/info")
     if args.json:
@@ -983,6 +1054,7 @@ def cmd_pg_info(args: argparse.Namespace) -> int:
 
 def cmd_pg_psql(args: argparse.Namespace) -> int:
     app = _app(args)
+    _check_addon_arg(args, app, "heroku-postgresql")
     with _client(args) as c:
         c.get(f"/api/apps/{app}/addons/heroku-postgresql/info")  # has one, and it answers
     command = 'psql "$DATABASE_URL"'
@@ -994,6 +1066,7 @@ def cmd_pg_psql(args: argparse.Namespace) -> int:
 
 def cmd_redis_info(args: argparse.Namespace) -> int:
     app = _app(args)
+    _check_addon_arg(args, app, "heroku-redis")
     with _client(args) as c:
         info = c.get(f"/api/apps/{app}/addons/heroku-redis/info")
     if args.json:
@@ -1021,6 +1094,12 @@ REDIS_CLI = (
 
 def cmd_redis_cli(args: argparse.Namespace) -> int:
     app = _app(args)
+    if args.confirm is not None and args.confirm != app:  # Heroku's flag, for its paid plans
+        from minipaas.names import shown
+
+        raise UsageError(f"--confirm {shown(args.confirm)} does not name the app {app!r}; "
+                         f"leave it out or say --confirm {app}.")
+    _check_addon_arg(args, app, "heroku-redis")
     with _client(args) as c:
         c.get(f"/api/apps/{app}/addons/heroku-redis/info")  # has one, and it answers
     command = REDIS_CLI
@@ -1063,8 +1142,41 @@ def cmd_pg_backups(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pg_backups_info(args: argparse.Namespace) -> int:
+    """Heroku's `pg:backups:info [ID]`: one backup (the newest without ID) in full."""
+    from minipaas.errors import UserError
+
+    app = _app(args)
+    wanted = None if args.backup is None else _backup_segment(args.backup)
+    with _client(args) as c:
+        backups = c.get(f"/api/apps/{app}/backups")
+    found = [b for b in backups if wanted in (None, b["id"])]
+    if not found:
+        raise UserError(
+            f"The app {app!r} has no backup {wanted}; see `minipaas pg:backups -a {app}`."
+            if wanted else
+            f"{app} has no backups; capture one with `minipaas pg:backups:capture -a {app}`."
+        )
+    b = max(found, key=lambda b: int(b["number"]))
+    if args.json:
+        _print_json(b)
+        return 0
+    print(f"=== Backup {b['id']}")
+    print(f"Started at:  {_when(b['created_at'])}")
+    if b.get("finished_at"):
+        print(f"Finished at: {_when(b['finished_at'])}")
+    status = {"completed": "Completed", "failed": "Failed", "running": "Running"}
+    print(f"Status:      {status.get(b['status'], b['status'])}"
+          f"{': ' + b['error'] if b.get('error') else ''}")
+    print(f"Type:        {str(b['kind']).capitalize()}")
+    if b.get("size") is not None:
+        print(f"Backup size: {_bytes(int(b['size']))}")
+    return 0
+
+
 def cmd_pg_backups_capture(args: argparse.Namespace) -> int:
     app = _app(args)
+    _check_addon_arg(args, app, "heroku-postgresql")
     with _client(args) as c:
         b = c.request("POST", f"/api/apps/{app}/backups")
     print(f"Captured {b['id']} of {app}'s database ({_bytes(int(b['size']))}); download it with "
@@ -1078,6 +1190,24 @@ def _backup_segment(given: str | None) -> str:
     if given is None:
         return "latest"
     return f"b{backup_number(given):03d}"  # the server's rule, checked before a request
+
+
+def _writable_file(target: Path, given: str) -> None:
+    """Refuse, before any request, an -o that cannot be written: said of the path given, not
+    of the temporary file next to it, and not as a failed request to the server."""
+    from minipaas.errors import UserError
+    from minipaas.names import shown
+
+    if given.endswith("/") or target.is_dir():
+        raise UserError(f"Cannot write the backup to {shown(given)}: it is a directory; name a "
+                        f"file in it, e.g. -o {target / 'latest.dump'}.")
+    parent = target.parent
+    if not parent.is_dir():
+        raise UserError(f"Cannot write the backup to {shown(given)}: there is no directory "
+                        f"{shown(str(parent))}.")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"Cannot write the backup to {shown(given)}: the directory "
+                        f"{shown(str(parent))} is not writable.")
 
 
 def cmd_pg_backups_download(args: argparse.Namespace) -> int:
@@ -1096,12 +1226,19 @@ def cmd_pg_backups_download(args: argparse.Namespace) -> int:
         # Under a temporary name until complete: an interrupted download never leaves a
         # truncated dump where a complete one is expected.
         target = Path(output)
+        _writable_file(target, output)
         partial = target.with_name(f".{target.name}.partial")
         files: list[Any] = []  # opened at the first byte: a refused download leaves nothing
 
+        def owner_only() -> Any:
+            # A dump holds the whole database (users, password hashes…): the caller's alone,
+            # as the server keeps its own copies, whatever the umask.
+            partial.unlink(missing_ok=True)
+            return os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
         def write(chunk: bytes) -> None:
             if not files:
-                files.append(partial.open("wb"))
+                files.append(owner_only())
             files[0].write(chunk)
 
         try:
@@ -1111,7 +1248,7 @@ def cmd_pg_backups_download(args: argparse.Namespace) -> int:
                 for out in files:
                     out.close()
             if not files:
-                partial.write_bytes(b"")
+                owner_only().close()
             partial.replace(target)
         finally:
             partial.unlink(missing_ok=True)
@@ -1121,8 +1258,36 @@ def cmd_pg_backups_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _restore_source(args: argparse.Namespace, app: str) -> None:
+    """Heroku's `pg:backups:restore [BACKUP] [DATABASE]`, in place: `b001 DATABASE_URL`,
+    `DATABASE_URL` alone (the newest backup), and `APP::b001` for this app's own backups."""
+    from minipaas.errors import UserError
+    from minipaas.names import shown
+
+    given = args.backup
+    if given is None:
+        return
+    # A database alone (the newest backup): its words, Heroku's colour names
+    # (HEROKU_POSTGRESQL_RED, refused by name below) or an add-on name (`demo_1a2b3c4d`).
+    if args.addon is None and (given in ADDON_WORDS["heroku-postgresql"]
+                               or given.startswith("HEROKU_POSTGRESQL")
+                               or re.fullmatch(r"[a-z][a-z0-9_]*_[0-9a-f]{8}", given)):
+        args.backup, args.addon = None, given
+        return
+    owner, sep, backup = given.partition("::")
+    if sep:
+        if owner != app:
+            raise UserError(
+                f"Restoring another app's backup ({shown(given)}) is not offered: download it "
+                f"with `minipaas pg:backups:download {backup} -a {owner}` and restore that file "
+                f"with --file."
+            )
+        args.backup = backup
+
+
 def cmd_pg_backups_restore(args: argparse.Namespace) -> int:
     app = _app(args)
+    _restore_source(args, app)
     if args.dump_file is not None and args.backup is not None:
         raise UsageError(
             f"Give a backup id ({args.backup}) or --file, not both: --file restores a dump "
@@ -1134,6 +1299,7 @@ def cmd_pg_backups_restore(args: argparse.Namespace) -> int:
             f"Restoring a backup into the database of {app!r} overwrites its data; run again "
             f"with --confirm {app}."
         )
+    _check_addon_arg(args, app, "heroku-postgresql")
     if args.dump_file is not None:
         return _restore_upload(args, app)
     with _client(args) as c:
@@ -1175,11 +1341,28 @@ def cmd_pg_backups_schedule(args: argparse.Namespace) -> int:
     from minipaas.backups import daily_time
 
     app = _app(args)
+    _check_addon_arg(args, app, "heroku-postgresql")
     at = daily_time(args.at)  # the server's rule, checked before a request
     with _client(args) as c:
         done = c.request("PUT", f"/api/apps/{app}/backups/schedule", json_body={"at": at})
     print(f"Scheduled a daily backup of {app}'s database at {done['at']} UTC (the newest "
           f"{done['keep']} scheduled ones are kept).")
+    return 0
+
+
+def cmd_pg_backups_schedules(args: argparse.Namespace) -> int:
+    """Heroku's `pg:backups:schedules`: the app's daily backup time, if any."""
+    app = _app(args)
+    with _client(args) as c:
+        schedule = c.get(f"/api/apps/{app}/backups/schedule")
+    if args.json:
+        _print_json(schedule)
+    elif schedule.get("at"):
+        print(f"=== Backup Schedules\nDATABASE_URL: daily at {schedule['at']} UTC (the newest "
+              f"{schedule['keep']} scheduled backups kept)")
+    else:
+        print(f"{app} has no backup schedule; set one with "
+              f"`minipaas pg:backups:schedule --at 02:00 -a {app}`.")
     return 0
 
 
@@ -1198,6 +1381,7 @@ def cmd_pg_reset(args: argparse.Namespace) -> int:
             f"Resetting the database of {app!r} deletes all its data; run again with "
             f"--confirm {app}."
         )
+    _check_addon_arg(args, app, "heroku-postgresql")
     with _client(args) as c:
         done = c.request(
             "POST", f"/api/apps/{app}/addons/heroku-postgresql/reset", params={"confirm": app}
@@ -1216,6 +1400,17 @@ def cmd_maintenance(on: bool) -> Handler:
         return 0
 
     return run
+
+
+def cmd_help(args: argparse.Namespace) -> int:
+    """`help [COMMAND]`, Heroku's word: the list of commands, or one command's flags (an
+    unknown one is named by `_Parser.error`, with the nearest word)."""
+    parser = build_parser()
+    if args.topic is None:
+        parser.print_help()
+        return 0
+    parser.parse_args([args.topic, "--help"])  # prints it and exits 0, as `COMMAND --help`
+    return 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -1532,8 +1727,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("apps", cmd_apps, "list apps", json_out=True)
     p = add("apps:create", cmd_apps_create, "create an app")
     p.add_argument("name")
-    add("apps:info", cmd_apps_info, "show an app", app=True, json_out=True)
+    p = add("apps:info", cmd_apps_info, "show an app", app=True, json_out=True)
+    p.add_argument("app_name", nargs="?", metavar="APP", help="the app, as -a says it")
     p = add("apps:destroy", cmd_apps_destroy, "delete an app and everything it has", app=True)
+    p.add_argument("app_name", nargs="?", metavar="APP", help="the app, as -a says it")
     p.set_defaults(long=True)
     p.add_argument("--confirm", help="the app's name, to confirm")
     p = add("config", cmd_config, "show config vars", app=True, json_out=True)
@@ -1645,18 +1842,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("addons:create", cmd_addons_create,
             "create an add-on: heroku-postgresql or heroku-redis", app=True)
     p.add_argument("service", metavar="SERVICE")
+    p.add_argument("--wait", action="store_true",
+                   help="Heroku's flag: taken; addons:create returns once the add-on is ready")
+    p.add_argument("--as", dest="attach_as", metavar="NAME",
+                   help="Heroku's attachment name: only DATABASE (or REDIS), the one offered")
     p.set_defaults(long=True)
     p = add("addons:destroy", cmd_addons_destroy, "destroy an add-on and its data", app=True)
     p.add_argument("service", metavar="SERVICE|NAME")
     p.add_argument("--confirm", help="the app's name, to confirm")
     p.set_defaults(long=True)
-    add("pg:info", cmd_pg_info, "the app's database: size, connections, version", app=True,
-        json_out=True)
+    p = add("pg:info", cmd_pg_info, "the app's database: size, connections, version",
+            app=True, json_out=True)
+    _database_argument(p)
     p = add("pg:psql", cmd_pg_psql, "psql connected to the app's database", app=True)
+    _database_argument(p)
     p.add_argument("-c", "--command", dest="sql_command", help="run this SQL and exit")
     add("pg:backups", cmd_pg_backups, "the app's database backups", app=True, json_out=True)
+    p = add("pg:backups:info", cmd_pg_backups_info, "one backup in full (default: the newest)",
+            app=True, json_out=True)
+    p.add_argument("backup", nargs="?", metavar="ID")
     p = add("pg:backups:capture", cmd_pg_backups_capture, "back up the app's database now",
             app=True)
+    _database_argument(p)
     p.set_defaults(long=True)
     p = add("pg:backups:download", cmd_pg_backups_download,
             "download a backup (default: the newest) to FILE (default latest.dump; - for stdout)",
@@ -1668,6 +1875,7 @@ def build_parser() -> argparse.ArgumentParser:
             "restore a backup (default: the newest), or a dump of yours (--file), into the "
             "app's database", app=True)
     p.add_argument("backup", nargs="?", metavar="ID")
+    _database_argument(p)
     p.add_argument("--file", dest="dump_file", metavar="FILE|-",
                    help="a pg_dump -Fc dump to upload and restore (- for standard input)")
     p.add_argument("--confirm", help="the app's name, to confirm")
@@ -1677,16 +1885,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confirm", help="the app's name, to confirm")
     p = add("pg:backups:schedule", cmd_pg_backups_schedule,
             "back up the app's database daily at HH:MM UTC", app=True)
+    _database_argument(p)
     p.add_argument("--at", required=True, metavar="HH:MM")
+    add("pg:backups:schedules", cmd_pg_backups_schedules, "show the daily backup time",
+        app=True, json_out=True)
     add("pg:backups:unschedule", cmd_pg_backups_unschedule, "stop the daily backups", app=True)
     p = add("pg:reset", cmd_pg_reset, "empty the app's database (same URL)", app=True)
+    _database_argument(p)
     p.add_argument("--confirm", help="the app's name, to confirm")
     p.set_defaults(long=True)
-    add("redis:info", cmd_redis_info, "the app's Redis: version, memory, clients, keys",
-        app=True, json_out=True)
+    p = add("redis:info", cmd_redis_info, "the app's Redis: version, memory, clients, keys",
+            app=True, json_out=True)
+    _database_argument(p, "REDIS_URL")
     p = add("redis:cli", cmd_redis_cli, "redis-cli connected to the app's Redis", app=True)
+    _database_argument(p, "REDIS_URL")
     p.add_argument("-c", "--command", dest="redis_command",
                    help="run this Redis command and exit")
+    p.add_argument("--confirm", help="the app's name (Heroku's flag; not needed here)")
     add("maintenance:on", cmd_maintenance(True), "answer 503 with a maintenance page", app=True)
     add("maintenance:off", cmd_maintenance(False), "serve the app again", app=True)
     add("keys", cmd_keys, "list SSH keys", json_out=True)
@@ -1701,7 +1916,16 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--https", action="store_true")
     add("auth:token", cmd_auth_token, "print the admin API token")
     add("tui", cmd_tui, "the terminal UI: apps, dynos, logs, metrics, scaling")
+    p = add("help", cmd_help, "list the commands, or show one's flags: help pg:backups:restore")
+    p.add_argument("topic", nargs="?", metavar="COMMAND")
     return parser
+
+
+def _database_argument(p: argparse.ArgumentParser, var: str = "DATABASE_URL") -> None:
+    """Heroku's optional `[DATABASE]` argument: typed from Heroku's docs, it names the one
+    add-on of its kind an app has here (`_check_addon_arg`)."""
+    p.add_argument("addon", nargs="?", metavar="DATABASE",
+                   help=f"{var} or the add-on's name, as Heroku's commands take it (optional)")
 
 
 SSH_HELP = "the SSH forced command (authorized_keys)"

@@ -1047,6 +1047,11 @@ class Deployer:
                     f"{', '.join(s.name for s in registry.SERVICES)})")
                 continue
             service, var = kind.name, kind.config_var
+            if var in added:  # app.json asks for a second one (`"as": "OTHER_DB"`)
+                log(f" !     app.json asks for {service} again"
+                    f"{f' (as {spec.attach_as!r})' if spec.attach_as else ''}: an app has "
+                    f"one {service} add-on here, its {var}; skipped")
+                continue
             if any(a.service == service for a in await self.store.addons(app)):
                 continue  # a first deploy tried again: provisioned the first time
             if var in config or var in added:

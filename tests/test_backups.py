@@ -48,10 +48,23 @@ def test_bad_backup_ids_are_named(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "at"), [("02:00", "02:00"), ("2:05", "02:05"), ("23:59", "23:59")]
+    ("text", "at"),
+    [("02:00", "02:00"), ("2:05", "02:05"), ("23:59", "23:59"), ("02:00 UTC", "02:00"),
+     (" 2:05  Etc/UTC ", "02:05")],
 )
 def test_daily_times(text: str, at: str) -> None:
     assert daily_time(text) == at
+
+
+def test_a_time_zone_other_than_utc_is_named_not_read_as_utc() -> None:
+    """Heroku's `--at '02:00 America/Los_Angeles'`: refused by its zone, not taken as 02:00
+    UTC, which would back up at another hour than the one asked for."""
+    with pytest.raises(UserError) as caught:
+        daily_time("02:00 America/Los_Angeles")
+    assert str(caught.value) == (
+        "Invalid time zone 'America/Los_Angeles' in '02:00 America/Los_Angeles': daily backups "
+        "run at a UTC time; use HH:MM in UTC (or HH:MM UTC), e.g. 02:00."
+    )
 
 
 @pytest.mark.parametrize("text", ["24:00", "12:60", "noon", "12", "1:2", "", "12:00:00", "-1:00"])
@@ -197,6 +210,12 @@ def test_capture_change_restore(env: tuple[Paas, SSHServer], url: str) -> None:
     table = paas.cli("pg:backups", "-a", APP).stdout
     assert re.search(r"b001 +\d{4}-\d\d-\d\d \S+ UTC +Completed \d{4}-\d\d-\d\d \S+ UTC "
                      r"+\d+\.\d kB +manual", table), table
+    # Heroku's pg:backups:info: one backup in full, the newest without an id.
+    info = paas.cli("pg:backups:info", "-a", APP).stdout
+    assert re.fullmatch(r"=== Backup b001\nStarted at:  \S+ \S+ UTC\nFinished at: \S+ \S+ UTC\n"
+                        r"Status:      Completed\nType:        Manual\n"
+                        r"Backup size: \d+\.\d kB\n", info), info
+    assert json.loads(paas.cli("pg:backups:info", "b001", "-a", APP, "--json").stdout) == b
 
     # Change the data, then restore: the old rows are back, and still the app's role's.
     psql(url, "delete from notes; insert into notes values ('new'); "
@@ -208,15 +227,20 @@ def test_capture_change_restore(env: tuple[Paas, SSHServer], url: str) -> None:
     assert psql(url, "select tableowner from pg_tables where tablename = 'notes'") == role
     psql(url, "insert into notes values ('after'); update notes set t = t || '!'")
     assert psql(url, "select string_agg(t, ',' order by t) from notes") == "after!,old!"
-    # Without an id: the newest completed backup.
+    # Without an id: the newest completed backup; Heroku's words (`[BACKUP] [DATABASE]`,
+    # `APP::ID`) as its docs type them.
     out = paas.cli("pg:backups:restore", "-a", APP, "--confirm", APP).stdout
     assert out.startswith("Restored b001 ")
     assert psql(url, "select t from notes") == "old"
+    for words in (("b001", "DATABASE_URL"), ("DATABASE_URL",), (f"{APP}::b001", role)):
+        out = paas.cli("pg:backups:restore", *words, "-a", APP, "--confirm", APP).stdout
+        assert out == f"Restored b001 into {APP}'s database {role}.\n", words
     # A restore that fails half-way changes nothing (one transaction): `zeta` is dropped
     # first (the reverse of the dump's order), then a view of the app's on `notes` keeps
     # `DROP TABLE notes` from working.
     psql(url, "create table zeta (n int); insert into zeta values (7)")
-    assert paas.cli("pg:backups:capture", "-a", APP).stdout.startswith("Captured b002 ")
+    assert paas.cli("pg:backups:capture", "DATABASE_URL", "--app", APP).stdout.startswith(
+        "Captured b002 ")
     psql(url, "insert into notes values ('newer'); create view v as select * from notes")
     failed = fails(paas, "pg:backups:restore", "b002", "-a", APP, "--confirm", APP)
     assert failed.startswith(
@@ -257,6 +281,8 @@ def test_download_locally_remotely_and_over_ssh(
                         r"\(\d+\.\d kB\)\.\n", out), out
     assert mine.read_bytes() == original
     assert "TABLE public notes" in pg_restore_list(mine)
+    # The whole database: the caller's alone whatever the umask, as on the server.
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o600
 
     # A remote client (MINIPAAS_URL + token): Heroku's default file name, in its directory.
     token = paas.cli("auth:token").stdout.strip()
@@ -267,6 +293,7 @@ def test_download_locally_remotely_and_over_ssh(
     assert done.returncode == 0, done
     assert done.stdout.startswith(f"Downloaded {newest['id']} of {APP} to latest.dump (")
     assert (tmp_path / "latest.dump").read_bytes() == original
+    assert stat.S_IMODE((tmp_path / "latest.dump").stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.dump", "mine.dump"]
 
     # Over SSH: to standard output only (a file would be the SSH user's, on the server).
@@ -364,7 +391,7 @@ def test_pg_reset_empties_the_database_and_keeps_its_url(
         f"Resetting the database of {APP!r} deletes all its data; run again with --confirm {APP}."
     )
     role = url.rsplit("/", 1)[1]
-    out = paas.cli("pg:reset", "-a", APP, "--confirm", APP).stdout
+    out = paas.cli("pg:reset", "DATABASE_URL", "-a", APP, "--confirm", APP).stdout
     assert out == f"Reset {APP}'s database {role}: it is empty; DATABASE_URL is unchanged.\n"
     assert psql(url, "select count(*) from pg_tables where schemaname = 'public'") == "0"
     # The same URL works, and the role owns the new database (it may create tables).
@@ -455,6 +482,9 @@ def test_bad_input(env: tuple[Paas, SSHServer], url: str, tmp_path: Path) -> Non
     assert fails(paas, "pg:backups:restore", "b099", "-a", APP, "--confirm", APP) == (
         f" !    The app {APP!r} has no backup b099; see `minipaas pg:backups -a {APP}`."
     )
+    assert fails(paas, "pg:backups:info", "b099", "-a", APP) == (
+        f" !    The app {APP!r} has no backup b099; see `minipaas pg:backups -a {APP}`."
+    )
     assert fails(paas, "pg:backups:download", "x9", "-a", APP) == (
         " !    Invalid backup id 'x9': use an id as `minipaas pg:backups` lists it, e.g. b001."
     )
@@ -469,6 +499,29 @@ def test_bad_input(env: tuple[Paas, SSHServer], url: str, tmp_path: Path) -> Non
     assert fails(paas, "pg:backups:schedule", "-a", APP, "--at", "25:00") == (
         " !    Invalid time '25:00': use HH:MM in UTC, from 00:00 to 23:59, e.g. 02:00."
     )
+    # -o that cannot be written: named as given, before any request (not as a failed request
+    # to the server about a hidden temporary file).
+    assert fails(paas, "pg:backups:download", "-a", APP, "-o", str(tmp_path / "no" / "x")) == (
+        f" !    Cannot write the backup to {str(tmp_path / 'no' / 'x')!r}: there is no "
+        f"directory {str(tmp_path / 'no')!r}."
+    )
+    assert fails(paas, "pg:backups:download", "-a", APP, "-o", f"{tmp_path}/") == (
+        f" !    Cannot write the backup to {f'{tmp_path}/'!r}: it is a directory; name a file "
+        f"in it, e.g. -o {tmp_path / 'latest.dump'}."
+    )
+    assert list(tmp_path.iterdir()) == []
+    # Heroku's DATABASE argument names the app's one database, or is refused by name.
+    role = url.rsplit("/", 1)[1]
+    assert fails(paas, "pg:backups:restore", "b001", "HEROKU_POSTGRESQL_RED", "-a", APP,
+                 "--confirm", APP) == (
+        f" !    The app {APP!r} has no heroku-postgresql add-on named 'HEROKU_POSTGRESQL_RED': "
+        f"name it DATABASE_URL or {role}, or leave it out (an app has one)."
+    )
+    assert "named 'REDIS_URL'" in fails(paas, "pg:backups:capture", "REDIS_URL", "-a", APP)
+    assert fails(paas, "pg:backups:restore", "other::b001", "-a", APP, "--confirm", APP) == (
+        " !    Restoring another app's backup ('other::b001') is not offered: download it with "
+        "`minipaas pg:backups:download b001 -a other` and restore that file with --file."
+    )
     assert "the following arguments are required: --at" in fails(
         paas, "pg:backups:schedule", "-a", APP, code=2)
     assert fails(paas, "pg:backups:unschedule", "-a", APP) == (
@@ -477,9 +530,11 @@ def test_bad_input(env: tuple[Paas, SSHServer], url: str, tmp_path: Path) -> Non
     paas.cli("apps:create", "nodb")
     no_addon = (" !    The app 'nodb' has no heroku-postgresql add-on, so no backups; create "
                 "one with `minipaas addons:create heroku-postgresql -a nodb`.")
-    for args in (("pg:backups",), ("pg:backups:capture",), ("pg:backups:download", "-o", "x"),
+    for args in (("pg:backups",), ("pg:backups:info",), ("pg:backups:capture",),
+                 ("pg:backups:download", "-o", "x"),
                  ("pg:backups:restore", "--confirm", "nodb"), ("pg:reset", "--confirm", "nodb"),
-                 ("pg:backups:schedule", "--at", "02:00"), ("pg:backups:unschedule",)):
+                 ("pg:backups:schedule", "--at", "02:00"), ("pg:backups:unschedule",),
+                 ("pg:backups:schedules",)):
         assert fails(paas, *args, "-a", "nodb") == no_addon, args
     assert "No app named 'ghost'" in fails(paas, "pg:backups", "-a", "ghost")
     paas.cli("apps:destroy", "-a", "nodb", "--confirm", "nodb")
@@ -502,6 +557,9 @@ def test_a_daily_schedule_captures_at_its_minute(
     paas, _ = env
     assert f"Daily backups at {daily} UTC (the newest 7 kept)." in paas.cli(
         "pg:backups", "-a", DAILY).stdout
+    assert paas.cli("pg:backups:schedules", "-a", DAILY).stdout == (  # Heroku's word
+        f"=== Backup Schedules\nDATABASE_URL: daily at {daily} UTC (the newest 7 scheduled "
+        "backups kept)\n")
     scheduled = wait_for(
         lambda: [b for b in listed(paas, DAILY)
                  if b["kind"] == "scheduled" and b["status"] != "running"],
@@ -511,6 +569,7 @@ def test_a_daily_schedule_captures_at_its_minute(
     out = paas.cli("pg:backups:unschedule", "-a", DAILY).stdout
     assert out == f"Stopped the daily backups of {DAILY}'s database (those made are kept).\n"
     assert "Daily backups" not in paas.cli("pg:backups", "-a", DAILY).stdout
+    assert json.loads(paas.cli("pg:backups:schedules", "-a", DAILY, "--json").stdout)["at"] is None
 
 
 def test_destroy_deletes_the_backups(env: tuple[Paas, SSHServer], url: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from minipaas.cli import UsageError, build_parser
+from minipaas.cli import UsageError, build_parser, main
 
 CHANGES = [
     ["apps:destroy", "-a", "x", "--confirm", "x"],
@@ -42,3 +42,31 @@ def test_metrics_interval_is_a_server_flag_within_bounds() -> None:
     for bad in ("0", "0.1", "61", "nan", "inf", "soon"):
         with pytest.raises(UsageError, match=f"use 0.5 to 60 seconds, not '{bad}'"):
             build_parser().parse_args(["server", "--metrics-interval", bad])
+
+
+def test_help_lists_the_commands_and_shows_one(capsys: pytest.CaptureFixture[str]) -> None:
+    """`minipaas help` (Heroku's word) was an 'invalid choice' listing ~90 words cut at 300
+    characters; `help COMMAND` is that command's --help."""
+    assert main(["help"]) == 0
+    assert "pg:backups:restore" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        main(["help", "pg:reset"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: minipaas pg:reset ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["pg:backup", "-a", "x"],
+         "Unknown command 'pg:backup'; did you mean pg:backups? `minipaas help` lists them."),
+        (["help", "redis:clie"],
+         "Unknown command 'redis:clie'; did you mean redis:cli? `minipaas help` lists them."),
+        (["frobnicate"], "Unknown command 'frobnicate'; `minipaas help` lists them."),
+    ],
+)
+def test_an_unknown_command_is_one_sentence(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert capsys.readouterr().err == said + "\n"

@@ -8,6 +8,7 @@ redis-server left behind (checked by pid)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ import pytest
 from minipaas import addons
 from minipaas.cli import REDIS_CLI
 from minipaas.errors import UserError
-from minipaas.redis import find_executable, parse_info, render_config
+from minipaas.redis import find_executable, parse_info, render_config, servers
 from tests.paas import (
     SAMPLES,
     Paas,
@@ -36,7 +37,7 @@ from tests.paas import (
     https_push,
     start_paas,
 )
-from tests.support.ports import wait_for
+from tests.support.ports import free_port, wait_for
 from tests.support.terminal import terminal
 
 # -- pure ------------------------------------------------------------------------------------
@@ -98,6 +99,31 @@ def test_info_is_parsed() -> None:
     assert (info.version, info.clients, info.used_memory, info.maxmemory, info.keys) == (
         "7.0.15", 3, 1048576, 67108864, 7)
     assert info.persistence == "append-only file (last write ok)"
+
+
+def test_a_redis_that_does_not_answer_is_said_in_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopped (SIGSTOP) or overloaded redis-server: `redis:info` said 'Redis did not answer
+    INFO: TimeoutError'; now how long it waited, and a refused port by its reason."""
+    monkeypatch.setattr(servers, "COMMAND_TIMEOUT", 0.2)
+
+    async def ask() -> tuple[str, str]:
+        async def silent(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            await asyncio.sleep(5)  # accepts, reads nothing, answers nothing
+            w.close()
+
+        listening = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = listening.sockets[0].getsockname()[1]
+        said = []
+        for target in (port, free_port()):
+            with pytest.raises(servers.RespError) as caught:
+                await servers.command(target, "pw", "INFO")
+            said.append(str(caught.value))
+        listening.close()
+        return said[0], said[1]
+
+    stuck, closed = asyncio.run(ask())
+    assert stuck == "no answer within 0.2 s"
+    assert closed == "Connection refused"
 
 
 def test_without_redis_server_the_add_on_says_what_to_install(tmp_path: Path) -> None:
@@ -337,7 +363,8 @@ def test_app_json_heroku_redis_is_provisioned_by_the_first_deploy(rd: Rd) -> Non
     paas, app = rd.paas, "jsonrd"
     paas.cli("apps:create", app)
     repo = git_repo(SAMPLES / "python-stdlib", rd.work / app)
-    (repo / "app.json").write_text(json.dumps({"addons": ["heroku-redis:mini"]}))
+    (repo / "app.json").write_text(json.dumps(
+        {"addons": ["heroku-redis:mini", {"plan": "heroku-redis", "as": "CACHE"}]}))
     release = f"{REDIS_CLI} SET released yes"
     (repo / "Procfile").write_text(f"web: python app.py\nrelease: {release}\n")
     commit(repo, "an app.json asking for Redis")
@@ -345,6 +372,9 @@ def test_app_json_heroku_redis_is_provisioned_by_the_first_deploy(rd: Rd) -> Non
     out = deployed(https_push(paas, repo, app, token))
     assert re.search(r"-----> Provisioned heroku-redis \(redis-jsonrd-[0-9a-f]{6}\) as "
                      r"REDIS_URL, as app\.json asks; the plan 'mini' is ignored", out), out
+    # A second one (Heroku attaches it as CACHE_URL) is said to be skipped, not left unsaid.
+    assert ("remote:  !     app.json asks for heroku-redis again (as 'CACHE'): an app has one "
+            "heroku-redis add-on here, its REDIS_URL; skipped") in out, out
     assert rd.in_dyno("GET", "released", app=app) == "yes"  # the release phase had it
     assert "REDIS_URL" in json.loads(
         paas.cli("releases:info", "v1", "-a", app, "--json").stdout)["config"]
@@ -363,6 +393,18 @@ def test_bad_input(rd: Rd) -> None:
 
     assert fails("addons:create", "heroku-redis", "-a", app) == (
         f" !    The app '{app}' already has heroku-redis; see `minipaas addons -a {app}`."
+    )
+    # Heroku's flags: --wait is taken (creating returns once it is ready), --as names the
+    # one attachment offered or is refused, and addons:destroy takes the config var's name.
+    assert "already has heroku-redis" in fails("addons:create", "heroku-redis", "--wait",
+                                               "--as", "REDIS", "-a", app)
+    assert fails("addons:create", "heroku-redis", "--as", "CACHE", "-a", app, code=2) == (
+        "--as 'CACHE' is not offered: an app has one heroku-redis add-on here, always "
+        "attached as REDIS_URL."
+    )
+    assert fails("addons:destroy", "REDIS_URL", "-a", app, code=2) == (
+        f"Destroying heroku-redis of '{app}' deletes its Redis server and all its data; "
+        f"run again with --confirm {app}."
     )
     assert fails("addons:create", "redis-ha", "-a", app) == (
         " !    Unknown add-on 'redis-ha': minipaas offers heroku-postgresql (also called "
@@ -396,6 +438,16 @@ def test_bad_input(rd: Rd) -> None:
     )
     assert fails("redis:cli", "-a", app, "-c", " ", code=2) == (
         "No Redis command given after -c; say one, such as -c PING."
+    )
+    # Heroku's DATABASE argument (`redis:info REDIS_URL`) names the app's one Redis.
+    assert json.loads(paas.cli("redis:info", "REDIS_URL", "-a", app, "--json").stdout)[
+        "name"] == name
+    assert fails("redis:info", "DATABASE_URL", "-a", app) == (
+        f" !    The app '{app}' has no heroku-redis add-on named 'DATABASE_URL': name it "
+        f"REDIS_URL or {name}, or leave it out (an app has one)."
+    )
+    assert fails("redis:cli", "-a", app, "--confirm", "other", code=2) == (
+        f"--confirm 'other' does not name the app '{app}'; leave it out or say --confirm {app}."
     )
     assert "No app named 'nope'" in fails("addons:create", "redis", "-a", "nope")
     paas.cli("apps:destroy", "-a", "ownurl", "--confirm", "ownurl")

@@ -138,6 +138,10 @@ USAGE = [
     case("apps:info -a", 2, "argument -a/--app: expected one argument"),
     case("apps:destroy -a keeper", 2, "run again with --confirm keeper"),
     case("apps:destroy -a keeper --confirm other", 2, "--confirm keeper"),
+    case("apps:destroy keeper", 2, "run again with --confirm keeper"),  # Heroku's [APP]
+    case("apps:destroy keeper -a other --confirm keeper", 2,
+         "Two apps given, 'keeper' and -a 'other': name one."),
+    case("apps:info keeper -a other", 2, "Two apps given, 'keeper' and -a 'other': name one."),
     case("config:get -a keeper", 2, "the following arguments are required: key"),
     case("config:set -a keeper", 2, "the following arguments are required: KEY=VALUE"),
     case("config:set -a keeper KEEP", 2, "Expected KEY=VALUE, got 'KEEP'."),
@@ -169,7 +173,8 @@ USAGE = [
     case("buildpacks:set -a keeper", 2, "the following arguments are required: URL"),
     case("buildpacks:add -a keeper -i x heroku/python", 2, "-i/--index: invalid int value: 'x'"),
     case("buildpacks:remove -a keeper", 2, "Name the buildpack to remove: buildpacks:remove URL"),
-    case("buildpacks:remove -a keeper heroku/python -i 1", 2, "buildpacks:remove URL, or -i N."),
+    case("buildpacks:remove heroku/python -i 1 -a keeper", 2,
+         "Give the buildpack to remove by URL ('heroku/python') or by -i 1, not both."),
     case("buildpacks:clear -a keeper heroku/python", 2, "unrecognized arguments: heroku/python"),
 ]
 

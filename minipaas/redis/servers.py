@@ -215,8 +215,13 @@ async def command(port: int, password: str | None, *args: str) -> Any:
 
     try:
         return await asyncio.wait_for(talk(), COMMAND_TIMEOUT)
-    except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
-        raise RespError(str(exc) or type(exc).__name__) from None
+    except TimeoutError:  # before OSError, its base class; str() of it is empty
+        raise RespError(f"no answer within {COMMAND_TIMEOUT:g} s") from None
+    except asyncio.IncompleteReadError:
+        raise RespError("the connection closed") from None
+    except OSError as exc:
+        # asyncio's strerror is "Connect call failed ('127.0.0.1', 6380)": the errno's words.
+        raise RespError(os.strerror(exc.errno) if exc.errno else str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -386,7 +391,9 @@ class Instance(Daemon):
         try:
             text = await command(port, password, "INFO")
         except RespError as exc:
-            raise UserError(f"Redis did not answer INFO: {exc}") from None
+            raise UserError(
+                f"The Redis server on port {port} did not answer INFO: {exc}."
+            ) from None
         return parse_info(str(text), port)
 
 
