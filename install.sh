@@ -453,6 +453,8 @@ install_packages() {
     done
     if ! command -v node >/dev/null 2>&1; then missing="$missing nodejs"; fi
     if ! command -v npm >/dev/null 2>&1; then missing="$missing npm"; fi
+    # MINIPAAS_MISSING="pkg …" with --dry-run shows what installing those would do (tests).
+    if [ -n "${MINIPAAS_MISSING:-}" ] && [ "$dry_run" = 1 ]; then missing=" $MINIPAAS_MISSING"; fi
     if [ -z "$missing" ]; then
         say "System packages are installed"
         return 0
@@ -473,6 +475,21 @@ install_packages() {
         die "apt-get could not install:$missing; fix the package sources (apt-get install$missing shows why), then run install.sh again."
     fi
     [ -z "$policy" ] || rm -f "$policy"
+    # minipaas runs its own PostgreSQL and Redis for the add-ons (as their users, on ports it
+    # picks). The distribution's services, started by installing the packages, would only
+    # hold memory and listen on 5432 and 6379, where every app's dynos (the host's network)
+    # reach them: Debian's Redis takes no password, so apps that fall back to
+    # redis://localhost:6379 would share one store. Stopped and disabled when this run
+    # installed them (one that was there before is the admin's, and left alone).
+    if [ "$has_systemd" = 1 ]; then
+        for _pkg in $missing; do
+            case "$_pkg" in
+                postgresql|redis-server)
+                    note "Stopping and disabling the distribution's $_pkg service (minipaas runs its own)"
+                    quiet systemctl disable --now "$_pkg.service" 2>/dev/null || true ;;
+            esac
+        done
+    fi
 }
 
 if [ "$mode" = deps ]; then

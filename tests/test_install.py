@@ -256,6 +256,19 @@ def test_dry_run_changes_nothing(binary: Path, key_file: Path) -> None:
                      "OOMScoreAdjust=-500",
                      "systemctl restart minipaas.service"):  # fmt: skip
             assert line in unit, (line, unit)
+        # Installing PostgreSQL and Redis starts the distribution's services (5432, and 6379
+        # without a password, which every dyno reaches): those this run installs are stopped.
+        result = install_sh("--dry-run", "--binary", str(binary), *layout.args(),
+                            env={"MINIPAAS_SYSTEMD": "1",
+                                 "MINIPAAS_MISSING": "tmux postgresql redis-server"})  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        out = result.stdout
+        assert "Installing system packages: tmux postgresql redis-server" in out, out
+        for unit_name in ("postgresql.service", "redis-server.service"):
+            assert f"[dry-run] systemctl disable --now {unit_name}" in out, out
+        assert "tmux.service" not in out
+        # Without them to install, the distribution's services (an admin's own) are left alone.
+        assert "systemctl disable --now postgresql" not in unit
         assert snapshot(*watched) == before
     finally:
         shutil.rmtree(layout.base, ignore_errors=True)
