@@ -15,6 +15,8 @@ import struct
 import subprocess
 import termios
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -77,23 +79,44 @@ class Screen:
         os.write(self.master, keys.encode())
 
 
-def test_a_shell_on_the_callers_terminal(
-    env: tuple[Paas, SSHServer], app: str, remote: dict[str, str]
-) -> None:
+@dataclass
+class Session:
+    """The CLI's `run` over MINIPAAS_URL on a terminal of its own (a pty of 24 x 80)."""
+
+    client: subprocess.Popen[bytes]
+    screen: Screen  # what it printed; typing
+    slave: int  # its side of the terminal, for sizes and modes
+    before: list[Any]  # the terminal's modes before it started
+
+
+@contextlib.contextmanager
+def session(remote: dict[str, str], *args: str, ctty: bool = False) -> Iterator[Session]:
+    """`minipaas run ARGS…` on a new terminal; `ctty`: it leads a session on that terminal (as
+    in a real one), so a size change reaches it as SIGWINCH. Killed if still running at the
+    end."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     before = termios.tcgetattr(slave)
-    # `setsid --ctty`: the client leads a session on that terminal, as in a real one, so a
-    # size change reaches it as SIGWINCH.
+    argv = localhost_cli.argv("run", *args)
     client = subprocess.Popen(
-        ["setsid", "--ctty", *localhost_cli.argv("run", "-a", app, "--", "sh")],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=remote,
-    )
-    screen = Screen(master)
+        ["setsid", "--ctty", *argv] if ctty else argv,
+        stdin=slave, stdout=slave, stderr=slave, env=remote,
+    )  # fmt: skip
     try:
+        yield Session(client, Screen(master), slave, before)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_shell_on_the_callers_terminal(
+    env: tuple[Paas, SSHServer], app: str, remote: dict[str, str]
+) -> None:
+    with session(remote, "-a", app, "--", "sh", ctty=True) as run:
+        screen = run.screen
         screen.wait("$ ")
         # Ctrl-C reaches the command in the foreground, not the sandbox around the shell
         # (which died of it, and the whole session with it).
@@ -105,47 +128,27 @@ def test_a_shell_on_the_callers_terminal(
         # (bwrap shows the terminal as /dev/console, as for a run over `ssh -t`)
         assert "not a tty" not in screen.text and "/dev/console" in screen.text, screen.text
         assert "\nnot-interrupted" not in screen.text  # (the typed line holds it too)
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+        fcntl.ioctl(run.slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
         screen.type("stty size\r")
         screen.wait("33 101")
         screen.type("exit 3\r")
-        assert client.wait(timeout=30) == 3, screen.read()
+        assert run.client.wait(timeout=30) == 3, screen.read()
         # raw mode is over: the terminal is as the client found it
-        assert termios.tcgetattr(slave) == before
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
-        os.close(master)
-        os.close(slave)
+        assert termios.tcgetattr(run.slave) == run.before
 
 
 def test_ctrl_c_reaches_a_repl_and_the_session_goes_on(app: str, remote: dict[str, str]) -> None:
     """A REPL is no job-control shell: the terminal's foreground group was the sandbox's own, so
     Ctrl-C killed bubblewrap and the session ended (130); then the dyno's `sh -c` still ended
     with it, whatever the REPL's exit status. As on `heroku run python`: KeyboardInterrupt."""
-    master, slave = os.openpty()
-    client = subprocess.Popen(
-        localhost_cli.argv("run", "-a", app, "--", "python", "-q"),
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=remote,
-    )
-    screen = Screen(master)
-    try:
+    with session(remote, "-a", app, "--", "python", "-q") as run:
+        screen = run.screen
         screen.wait(">>> ")
         screen.type("import time; time.sleep(60)\r")
         screen.type("\x03")
         screen.wait("KeyboardInterrupt")
         screen.type("exit(3)\r")
-        assert client.wait(timeout=30) == 3, screen.read()
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
-        os.close(master)
-        os.close(slave)
+        assert run.client.wait(timeout=30) == 3, screen.read()
 
 
 def test_piped_stdin_reaches_the_dyno_and_stderr_stays_apart(
@@ -285,29 +288,16 @@ def test_a_session_outlives_a_change_of_routes(
     replaces it on every change of routes (a domain, a deploy, a scale): any app's change
     would cut every remote shell."""
     paas, _ = env
-    master, slave = os.openpty()
-    client = subprocess.Popen(
-        localhost_cli.argv("run", "-a", app, "--", "bash"),
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=remote,
-    )
-    screen = Screen(master)
     try:
-        screen.wait("$ ")
-        paas.cli("domains:add", "outlive.example.test", "-a", app)
-        paas.wait_body("outlive.example.test", "hello from python-stdlib")  # Caddy has it
-        screen.type("echo $((6*7))\r")
-        screen.wait("42")
-        screen.type("exit\r")
-        assert client.wait(timeout=30) == 0, screen.read()
+        with session(remote, "-a", app, "--", "bash") as run:
+            run.screen.wait("$ ")
+            paas.cli("domains:add", "outlive.example.test", "-a", app)
+            paas.wait_body("outlive.example.test", "hello from python-stdlib")  # Caddy has it
+            run.screen.type("echo $((6*7))\r")
+            run.screen.wait("42")
+            run.screen.type("exit\r")
+            assert run.client.wait(timeout=30) == 0, run.screen.read()
     finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
-        os.close(master)
-        os.close(slave)
         paas.cli("domains:remove", "outlive.example.test", "-a", app)
 
 
@@ -367,37 +357,24 @@ def test_a_server_that_goes_away_ends_the_session_and_restores_the_terminal(
     """A restart (SIGTERM) or a crash (kill -9) of the server: the client says so in one
     sentence, exits 1 and leaves the terminal as it found it (not in raw mode)."""
     paas, _ = env
-    master, slave = os.openpty()
-    before = termios.tcgetattr(slave)
-    client = subprocess.Popen(
-        localhost_cli.argv("run", "-a", app, "--", "sh"),
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=remote,
-    )
-    screen = Screen(master)
     try:
-        screen.wait("$ ")
-        assert termios.tcgetattr(slave) != before  # raw mode
-        assert paas.proc is not None
-        if stop == "terminate":
-            paas.proc.terminate()
-            paas.proc.wait(timeout=60)
-        else:
-            paas.kill9()
-        assert client.wait(timeout=60) == 1, screen.read()
-        assert termios.tcgetattr(slave) == before
-        said = {
-            "terminate": "The minipaas server stopped during this run.",
-            "kill9": f"The connection to {remote['MINIPAAS_URL']} broke off before the command",
-        }
-        assert said[stop] in screen.read(), screen.text
+        with session(remote, "-a", app, "--", "sh") as run:
+            run.screen.wait("$ ")
+            assert termios.tcgetattr(run.slave) != run.before  # raw mode
+            assert paas.proc is not None
+            if stop == "terminate":
+                paas.proc.terminate()
+                paas.proc.wait(timeout=60)
+            else:
+                paas.kill9()
+            assert run.client.wait(timeout=60) == 1, run.screen.read()
+            assert termios.tcgetattr(run.slave) == run.before
+            said = {
+                "terminate": "The minipaas server stopped during this run.",
+                "kill9": f"The connection to {remote['MINIPAAS_URL']} broke off before the "
+                "command",
+            }
+            assert said[stop] in run.screen.read(), run.screen.text
     finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
-        os.close(master)
-        os.close(slave)
         if paas.proc is None or paas.proc.poll() is not None:
             paas.restart()
