@@ -555,6 +555,9 @@ def test_redis_maxmemory_evicts_instead_of_failing_now_and_after_restarts(rd: Rd
         "allkeys-lru evict the least recently used keys out of all keys.\n"
     )
     assert redis_pid(paas, app) == pid  # applied live, not by a restart
+    conf_stat = (root / "redis.conf").stat()  # rewritten: still the redis user's, owner-only
+    assert (conf_stat.st_uid, conf_stat.st_mode & 0o777) == (pwd.getpwnam("redis").pw_uid, 0o600)
+    assert "\nmaxmemory-policy allkeys-lru\n" in (root / "redis.conf").read_text()
     after = fill(url, "b")
     assert set(after) == {"+OK"}, [r for r in after if r != "+OK"][:1]
     assert resp(url, ("EXISTS", "a0"), ("EXISTS", "b999"))[1:] == [":0", ":1"]

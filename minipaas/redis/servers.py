@@ -446,11 +446,11 @@ class Instance(Daemon):
         fresh = self.conf.with_name(".redis.conf.new")
         with contextlib.suppress(FileNotFoundError):
             fresh.unlink()
-        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as out:
+            if owner:  # by the descriptor: the dir is the redis user's, the name could change
+                os.fchown(fd, owner["user"], owner["group"])
             out.write(text)
-        if owner:
-            os.chown(fresh, owner["user"], owner["group"])
         os.replace(fresh, self.conf)
 
     def _write_policy(self, policy: str) -> str:
