@@ -1084,6 +1084,19 @@ def cmd_redis_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_redis_maxmemory(args: argparse.Namespace) -> int:
+    app = _app(args)
+    _check_addon_arg(args, app, "heroku-redis")
+    with _client(args) as c:
+        done = c.request("PUT", f"/api/apps/{app}/addons/heroku-redis/maxmemory",
+                         json_body={"policy": args.policy})
+    # Heroku's two lines.
+    print(f"Maxmemory policy for {done['name']} ({done['config_var']}) set to "
+          f"{done['maxmemory_policy']}.")
+    print(f"{done['maxmemory_policy']} {done['description']}.")
+    return 0
+
+
 #: redis-cli connected to REDIS_URL, the password passed in its environment (REDISCLI_AUTH),
 #: not in its argv, where any user of the host could read it in `ps`.
 REDIS_CLI = (
@@ -1897,6 +1910,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("redis:info", cmd_redis_info, "the app's Redis: version, memory, clients, keys",
             app=True, json_out=True)
     _database_argument(p, "REDIS_URL")
+    p = add("redis:maxmemory", cmd_redis_maxmemory,
+            "set the key eviction policy of the app's Redis when it reaches its memory cap",
+            app=True)
+    _database_argument(p, "REDIS_URL")
+    p.add_argument("-p", "--policy", required=True,
+                   help="noeviction, allkeys-lfu, volatile-lfu, allkeys-lru, volatile-lru, "
+                        "allkeys-random, volatile-random or volatile-ttl")
     p = add("redis:cli", cmd_redis_cli, "redis-cli connected to the app's Redis", app=True)
     _database_argument(p, "REDIS_URL")
     p.add_argument("-c", "--command", dest="redis_command",

@@ -35,7 +35,7 @@ from minipaas.logs import LogStore
 from minipaas.metrics import HostMap
 from minipaas.models import Addon, App, Release
 from minipaas.postgres import SERVICE, Cluster, DatabaseInfo, database_name
-from minipaas.redis import RedisInfo, RedisServers
+from minipaas.redis import RedisInfo, RedisServers, check_policy
 from minipaas.router import AppRoute, Router, RouterState
 from minipaas.scheduler import CronJob
 from minipaas.settings import Settings
@@ -1111,6 +1111,21 @@ class Deployer:
             raise UserError(f"The app {app_name!r} has no {addon.config_var}; its add-on's "
                             "config is damaged.")
         return addon, await self._redis().info(app_name, url)
+
+    async def redis_maxmemory(self, app_name: str, policy: str, *, who: str) -> tuple[Addon, str]:
+        """`redis:maxmemory --policy`: the app's Redis evicts keys by `policy` from now on
+        (without a restart; kept across restarts); the add-on and the policy. An unknown
+        policy is refused before the add-on is looked for."""
+        await self.store.app(app_name)
+        policy = check_policy(policy)
+        addon = await self.addon(app_name, registry.REDIS.name)
+        restarted = await self._redis().set_policy(app_name, policy)
+        self.logs.append(
+            app_name, "minipaas", "minipaas",
+            f"{who} set the maxmemory policy of {addon.name} to {policy}"
+            + (" (its redis-server restarted to take it)" if restarted else ""),
+        )
+        return addon, policy
 
     async def start_addons(self) -> None:
         """Server start: adopt the cluster and the Redis instances left running, or start

@@ -128,6 +128,7 @@ APP_ROUTES: list[tuple[str, str, Any]] = [
     ("DELETE", "/addons/heroku-postgresql?confirm=x", None),
     ("GET", "/addons/heroku-postgresql/info", None),
     ("GET", "/addons/heroku-redis/info", None),
+    ("PUT", "/addons/heroku-redis/maxmemory", {"policy": "allkeys-lru"}),
     ("GET", "/buildpacks", None),
     ("POST", "/buildpacks", {"url": "heroku/python"}),
     ("PUT", "/buildpacks", {"buildpacks": []}),
@@ -186,6 +187,7 @@ BODY_ROUTES = [
     ("PUT", f"{A}/buildpacks/1"),
     ("DELETE", f"{A}/buildpacks"),
     ("PUT", f"{A}/backups/schedule"),
+    ("PUT", f"{A}/addons/heroku-redis/maxmemory"),
     ("POST", "/api/keys"),
 ]
 
@@ -370,6 +372,22 @@ BAD_FIELDS: list[tuple[str, str, Any, int, str | None]] = [
     ("POST", f"{A}/addons", {"service": "redis-ha"}, 400,
      "Unknown add-on 'redis-ha': minipaas offers heroku-postgresql (also called postgresql or "
      "postgres) and heroku-redis (also called redis)."),
+    # redis:maxmemory (the app has no add-on: a good policy gets as far as saying so)
+    ("PUT", f"{A}/addons/heroku-redis/maxmemory", {}, 400, "Unknown maxmemory policy ''"),
+    ("PUT", f"{A}/addons/heroku-redis/maxmemory", {"policy": None}, 400,
+     "The field 'policy' must be a string, not null."),
+    ("PUT", f"{A}/addons/heroku-redis/maxmemory", {"policy": ["lru"]}, 400, '["lru"]'),
+    ("PUT", f"{A}/addons/heroku-redis/maxmemory", {"policy": "lru"}, 400,
+     "Unknown maxmemory policy 'lru': choose one of noeviction, allkeys-lfu, volatile-lfu, "
+     "allkeys-lru, volatile-lru, allkeys-random, volatile-random, volatile-ttl."),
+    ("PUT", f"{A}/addons/heroku-redis/maxmemory", {"policy": "lru\x00"}, 400, r"'lru\x00'"),
+    ("PUT", f"{A}/addons/heroku-redis/maxmemory", {"policy": "x" * 5000}, 400, "'" + "x" * 60),
+    ("PUT", f"{A}/addons/redis/maxmemory", {"policy": "allkeys-lru"}, 404,
+     "no heroku-redis add-on"),
+    ("PUT", f"{A}/addons/heroku-postgresql/maxmemory", {"policy": "allkeys-lru"}, 400,
+     "Only a heroku-redis add-on has a maxmemory policy."),
+    ("PUT", f"{A}/addons/mysql/maxmemory", {"policy": "allkeys-lru"}, 400,
+     "Unknown add-on 'mysql'"),
     # drains:add / drains:remove
     ("POST", f"{A}/drains", {}, 400, "No drain URL given"),
     ("POST", f"{A}/drains", {"url": ["x"]}, 400, '["x"]'),
@@ -576,6 +594,7 @@ BAD_PATHS_AND_QUERIES: list[tuple[str, str, dict[str, str] | None, int, str]] = 
     ("DELETE", f"{A}/addons/heroku-postgresql", {"confirm": APP}, 404, "no heroku-postgresql"),
     ("GET", f"{A}/addons/heroku-postgresql/info", None, 404, "no heroku-postgresql"),
     ("GET", f"{A}/addons/mysql/info", None, 400, "'mysql'"),
+    ("GET", f"{A}/addons/heroku-redis/maxmemory", None, 405, "GET"),
     # pg:reset and pg:backups (the app `fuzz` has no add-on: each says so, once its other
     # input is valid)
     ("POST", f"{A}/addons/heroku-postgresql/reset", None, 400, "--confirm fuzz"),

@@ -2,7 +2,8 @@
 (pure; a server without redis-server is in test_addons), then one real server with real
 redis-server processes: a deployed app's one-off dyno reaching its Redis through REDIS_URL,
 another app's password and a wrong one refused, `CONFIG SET dir` refused, the data surviving a
-restart of the server (same pid) and a kill -9 (restarted, AOF kept), addons:destroy and
+restart of the server (same pid) and a kill -9 (restarted, AOF kept), `redis:maxmemory`
+(evicting instead of OOM at 64 MB, live and across restarts), addons:destroy and
 apps:destroy stopping it and deleting its dir, bad input at the CLI and the API, and no
 redis-server left behind (checked by pid)."""
 
@@ -16,6 +17,7 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,7 +29,14 @@ import pytest
 from minipaas import addons
 from minipaas.cli import REDIS_CLI
 from minipaas.errors import UserError
-from minipaas.redis import find_executable, parse_info, render_config, servers
+from minipaas.redis import (
+    POLICIES,
+    check_policy,
+    find_executable,
+    parse_info,
+    render_config,
+    servers,
+)
 from tests.paas import (
     SAMPLES,
     Paas,
@@ -85,6 +94,35 @@ def test_the_config_binds_loopback_asks_a_password_and_refuses_protected_configs
         "enable-debug-command no", "enable-module-command no", "set-proc-title no",
     ):
         assert wanted in lines, wanted
+
+
+def test_the_config_has_minipaas_own_user_and_the_policy_given() -> None:
+    text = render_config(Path("/d/redis/app"), 6400, "s3cret", admin_password="adm1n",
+                         policy="allkeys-lru")
+    assert "adm1n" not in text
+    lines = text.splitlines()
+    admin = [line for line in lines if line.startswith("user minipaas on #")]
+    assert admin == [f"user minipaas on #{hashlib.sha256(b'adm1n').hexdigest()} resetkeys "
+                     "resetchannels -@all +config|set"], admin
+    assert "maxmemory-policy allkeys-lru" in lines and "maxmemory 64mb" in lines
+    assert "maxmemory-policy noeviction" in render_config(Path("/d"), 6400, "s").splitlines()
+
+
+def test_a_policy_is_one_of_herokus() -> None:
+    assert list(POLICIES) == [
+        "noeviction", "allkeys-lfu", "volatile-lfu", "allkeys-lru", "volatile-lru",
+        "allkeys-random", "volatile-random", "volatile-ttl",
+    ]
+    assert check_policy(" AllKeys-LRU ") == "allkeys-lru"
+    for bad in ("", "lru", "allkeys_lru", "noeviction x", "x" * 100):
+        with pytest.raises(UserError) as caught:
+            check_policy(bad)
+        shown = bad if len(bad) <= 60 else f"{bad[:60]}…"
+        assert str(caught.value) == (
+            f"Unknown maxmemory policy {shown!r}: choose one of noeviction, allkeys-lfu, "
+            "volatile-lfu, allkeys-lru, volatile-lru, allkeys-random, volatile-random, "
+            "volatile-ttl."
+        )
 
 
 def test_info_is_parsed() -> None:
@@ -174,6 +212,32 @@ def host_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
         ["redis-cli", "-h", "127.0.0.1", "-p", port, *args], capture_output=True, text=True,
         timeout=30, env=env, check=False,
     )
+
+
+def resp(url: str, *commands: tuple[str, ...]) -> list[str]:
+    """Each command's reply's first line (`+OK`, `-OOM …`, `:1`), on one connection to `url`'s
+    port, after AUTH with its password (its reply first)."""
+    match = re.fullmatch(r"redis://:([^@]*)@127\.0\.0\.1:(\d+)", url)
+    assert match is not None, url
+    password, port = match.groups()
+    replies = []
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        for words in (("AUTH", password), *commands):
+            data = [w.encode() for w in words]
+            sock.sendall(b"*%d\r\n" % len(data)
+                         + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in data))
+            replies.append(reader.readline().decode().rstrip("\r\n"))
+    return replies
+
+
+def fill(url: str, prefix: str, count: int = 1000, size: int = 100_000) -> list[str]:
+    """SET `prefix`0 … `prefix`N-1 to `size` bytes each (100 MB in all: past the 64 MB cap) as
+    the app's client; each SET's reply."""
+    value = "x" * size
+    replies = resp(url, *(("SET", f"{prefix}{i}", value) for i in range(count)))
+    assert replies[0] == "+OK", replies[0]  # AUTH
+    return replies[1:]
 
 
 class Rd:
@@ -459,6 +523,134 @@ def test_bad_input(rd: Rd) -> None:
         answer = c.post(base, json={"service": "redis:mini"})
         assert answer.status_code == 409, answer.text
         assert "already has heroku-redis" in answer.json()["error"]
+
+
+def test_redis_maxmemory_evicts_instead_of_failing_now_and_after_restarts(rd: Rd) -> None:
+    """A cache that fills its 64 MB: with noeviction (the default) writes fail with OOM;
+    `redis:maxmemory --policy allkeys-lru` changes the running redis-server (same pid) and
+    writes succeed, the oldest keys evicted; the policy survives a restart of minipaas and a
+    kill -9 of redis-server. The app's client still cannot CONFIG SET."""
+    paas, app = rd.paas, "cache"
+    paas.cli("apps:create", app)
+    paas.cli("addons:create", "heroku-redis", "-a", app)
+    url, root = rd.url(app), paas.data_dir / "redis" / app
+    pid = redis_pid(paas, app)
+    assert pid is not None
+    assert "(policy noeviction)" in paas.cli("redis:info", "-a", app).stdout
+
+    before = fill(url, "a")
+    assert before[0] == "+OK"
+    oom = [r for r in before if r != "+OK"]
+    assert oom and all(r.startswith("-OOM command not allowed") for r in oom), oom[:1]
+    print(f"noeviction: {len(before) - len(oom)} of {len(before)} 100 kB SETs taken, "
+          "then OOM")
+
+    name = json.loads(paas.cli("addons", "-a", app, "--json").stdout)[0]["name"]
+    started = time.monotonic()
+    out = paas.cli("redis:maxmemory", "-a", app, "--policy", "allkeys-lru").stdout
+    took = time.monotonic() - started
+    print(f"redis:maxmemory took {took:.2f} s from the CLI")
+    assert out == (
+        f"Maxmemory policy for {name} (REDIS_URL) set to allkeys-lru.\n"
+        "allkeys-lru evict the least recently used keys out of all keys.\n"
+    )
+    assert redis_pid(paas, app) == pid  # applied live, not by a restart
+    conf_stat = (root / "redis.conf").stat()  # rewritten: still the redis user's, owner-only
+    assert (conf_stat.st_uid, conf_stat.st_mode & 0o777) == (pwd.getpwnam("redis").pw_uid, 0o600)
+    assert "\nmaxmemory-policy allkeys-lru\n" in (root / "redis.conf").read_text()
+    after = fill(url, "b")
+    assert set(after) == {"+OK"}, [r for r in after if r != "+OK"][:1]
+    assert resp(url, ("EXISTS", "a0"), ("EXISTS", "b999"))[1:] == [":0", ":1"]
+    info = json.loads(paas.cli("redis:info", "REDIS_URL", "-a", app, "--json").stdout)
+    assert info["maxmemory_policy"] == "allkeys-lru", info
+    assert "(policy allkeys-lru)" in paas.cli("redis:info", "-a", app).stdout
+    assert f"set the maxmemory policy of {name} to allkeys-lru" in paas.cli(
+        "logs", "-a", app, "-n", "20").stdout
+
+    # The app's client still may not change the config, and its password is not minipaas's.
+    assert resp(url, ("CONFIG", "SET", "maxmemory-policy", "noeviction"))[1] == (
+        "-NOPERM this user has no permissions to run the 'config|set' command")
+    app_password = servers.password_of(url)
+    assert resp(url, ("AUTH", "minipaas", app_password))[1].startswith("-WRONGPASS")
+    # minipaas's password: owner-only, the server's user's (not redis's), nowhere else.
+    secret = root / "minipaas.secret"
+    stat = secret.stat()
+    assert (stat.st_uid, stat.st_mode & 0o777) == (os.geteuid(), 0o600)
+    admin = secret.read_text().strip()
+    assert len(admin) == 64 and admin not in (root / "redis.conf").read_text()
+    for text in (paas.log.read_text(errors="replace"), (root / "redis.log").read_text(),
+                 paas.cli("config", "-a", app, "--json").stdout):
+        assert admin not in text
+    # It may only CONFIG SET (no data).
+    assert resp(url, ("AUTH", "minipaas", admin), ("GET", "b999"))[2].startswith("-NOPERM")
+
+    # A restart of minipaas (redis-server adopted), then a kill -9 (started from its config).
+    def policy() -> str:
+        return host_cli(url, "CONFIG", "GET", "maxmemory-policy").stdout.split()[-1]
+
+    assert paas.proc is not None
+    paas.proc.send_signal(signal.SIGTERM)
+    paas.proc.wait(timeout=60)
+    paas.restart()
+    assert redis_pid(paas, app) == pid and policy() == "allkeys-lru"
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: (now := redis_pid(paas, app)) is not None and now != pid, timeout=60)
+    wait_for(lambda: "PONG" in host_cli(url, "PING").stdout, timeout=60)
+    assert policy() == "allkeys-lru"
+    assert resp(url, ("EXISTS", "b999"))[1] == ":1"  # its append-only file, read back
+
+    # An instance made before minipaas had its own user in it gets one on its next start …
+    conf = root / "redis.conf"
+    conf.write_text(re.sub(r"^user minipaas .*\n", "", conf.read_text(), flags=re.MULTILINE))
+    secret.unlink()
+    pid = redis_pid(paas, app)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: (now := redis_pid(paas, app)) is not None and now != pid, timeout=60)
+    wait_for(lambda: "PONG" in host_cli(url, "PING").stdout, timeout=60)
+    assert secret.is_file() and "\nuser minipaas on #" in conf.read_text()
+    # … and one whose config names a password its running process does not know (upgraded
+    # while it ran) is restarted to take the policy, its data kept.
+    pid = redis_pid(paas, app)
+    secret.write_text("0" * 64)
+    conf.write_text(re.sub(r"^user minipaas .*\n", servers.admin_line("0" * 64),
+                           conf.read_text(), flags=re.MULTILINE))
+    paas.cli("redis:maxmemory", "REDIS_URL", "-a", app, "-p", "volatile-ttl")
+    assert redis_pid(paas, app) not in (None, pid)
+    assert policy() == "volatile-ttl"
+    assert resp(url, ("EXISTS", "b999"))[1] == ":1"
+    assert f"restarting redis-server of {app} to set its maxmemory-policy" in (
+        paas.log.read_text())
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_redis_maxmemory_bad_input(rd: Rd) -> None:
+    paas, app = rd.paas, rd.app
+    rd.ensure()
+
+    def fails(*args: str, code: int = 1) -> str:
+        result = paas.cli(*args, check=False)
+        assert result.returncode == code, result
+        return result.stderr.rstrip("\n")
+
+    assert fails("redis:maxmemory", "-a", app, "--policy", "lru") == (
+        " !    Unknown maxmemory policy 'lru': choose one of noeviction, allkeys-lfu, "
+        "volatile-lfu, allkeys-lru, volatile-lru, allkeys-random, volatile-random, "
+        "volatile-ttl."
+    )
+    assert "--policy" in fails("redis:maxmemory", "-a", app, code=2)
+    assert fails("redis:maxmemory", "DATABASE_URL", "-a", app, "-p", "allkeys-lru").startswith(
+        f" !    The app '{app}' has no heroku-redis add-on named 'DATABASE_URL'")
+    paas.cli("apps:create", "nocache")
+    assert fails("redis:maxmemory", "-a", "nocache", "-p", "allkeys-lru") == (
+        " !    The app 'nocache' has no heroku-redis add-on; create one with "
+        "`minipaas addons:create heroku-redis -a nocache`."
+    )
+    paas.cli("apps:destroy", "-a", "nocache", "--confirm", "nocache")
+    assert "No app named 'nope'" in fails("redis:maxmemory", "-a", "nope", "-p", "noeviction")
+    # Nothing changed.
+    assert json.loads(paas.cli("redis:info", "-a", app, "--json").stdout)[
+        "maxmemory_policy"] == "noeviction"
 
 
 def test_addons_destroy_and_apps_destroy_stop_it_and_delete_its_dir(rd: Rd) -> None:

@@ -37,6 +37,7 @@ from minipaas.errors import Conflict, DiskFull, NotFound, TooLarge, Unavailable,
 from minipaas.logs import LogStore
 from minipaas.metrics import Metrics
 from minipaas.models import Addon, App, Drain
+from minipaas.redis import POLICIES
 from minipaas.settings import Settings
 from minipaas.store import Store
 from minipaas.supervisor import Supervisor
@@ -868,6 +869,19 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         addon, info = await deployer.addon_info(name)
         return JSONResponse({**addon_json(addon), **info.to_json(), "name": addon.name})
 
+    async def addons_maxmemory(request: Request) -> Response:
+        """`redis:maxmemory`: {"policy": "allkeys-lru"} sets the eviction policy of the app's
+        Redis."""
+        name = app_name(request)
+        if registry.service(request.path_params["service"])[0] is not registry.REDIS:
+            raise UserError("Only a heroku-redis add-on has a maxmemory policy.")
+        data = body_dict(await json_body(request))
+        addon, policy = await deployer.redis_maxmemory(
+            name, text_field(data, "policy"), who=who(request, data)
+        )
+        return JSONResponse({**addon_json(addon), "maxmemory_policy": policy,
+                             "description": POLICIES[policy]})
+
     # -- pg:backups and pg:reset ------------------------------------------------------------
 
     def backups() -> Backups:
@@ -1087,6 +1101,8 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps/{app}/addons/{service}", addons_destroy, methods=["DELETE"]),
         Route("/api/apps/{app}/addons/{service}/info", addons_info),
         Route("/api/apps/{app}/addons/{service}/reset", addons_reset, methods=["POST"]),
+        Route("/api/apps/{app}/addons/{service}/maxmemory", addons_maxmemory,
+              methods=["PUT"]),
         Route("/api/apps/{app}/backups", backups_list),
         Route("/api/apps/{app}/backups", backups_capture, methods=["POST"]),
         Route("/api/apps/{app}/backups/upload", backups_upload, methods=["POST"]),

@@ -7,10 +7,12 @@ the store or config vars: the deployer decides which app gets one and hands out 
 """
 
 from minipaas.redis.servers import (
+    POLICIES,
     SERVICE,
     Instance,
     RedisInfo,
     RedisServers,
+    check_policy,
     find_executable,
     parse_info,
     render_config,
@@ -19,10 +21,12 @@ from minipaas.redis.servers import (
 )
 
 __all__ = [
+    "POLICIES",
     "SERVICE",
     "Instance",
     "RedisInfo",
     "RedisServers",
+    "check_policy",
     "find_executable",
     "parse_info",
     "render_config",

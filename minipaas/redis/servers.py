@@ -15,6 +15,14 @@ SETUSER, REPLICAOF, SHUTDOWN, …): with plain `requirepass` a client could `CON
 password itself is only in the app's REDIS_URL (the deployer hands it to `info`), never in an
 argv or a log (minipaas speaks RESP itself).
 
+`redis:maxmemory` changes the eviction policy of a running instance: minipaas rewrites the
+`maxmemory-policy` line of redis.conf (so a restart keeps it), then says `CONFIG SET` as a second
+ACL user, `minipaas`, which may do nothing else (`-@all +config|set`). Its password is in
+`minipaas.secret` (0600, the server's own user's, never the `redis` user's, never in the app's
+env, an argv or a log); the config holds its SHA-256. An instance made before that user existed
+gets it on its next start; `set_policy` restarts such an instance (its append-only file keeps
+the data).
+
 Like the PostgreSQL cluster, an instance runs in its own session: a restart of `minipaas server`
 leaves it serving and the next start adopts it (its pid file, and a command line naming this very
 config file: `set-proc-title no` keeps it), `watch` starts it again if it dies, `stop_all` (on
@@ -65,6 +73,23 @@ DENIED = (
 #: Each instance's memory cap: Heroku's smallest plan has 25 MB; 64 MB leaves room for a busy
 #: job queue while ten apps' instances still fit in under 1 GB.
 MAXMEMORY = "64mb"
+#: `redis:maxmemory --policy`: Heroku's policies, in the order its CLI lists them, and what
+#: each does.
+POLICIES = {
+    "noeviction": "return errors when memory limit is reached",
+    "allkeys-lfu": "evict the least frequently used keys out of all keys",
+    "volatile-lfu": "evict the least frequently used keys out of keys with an expire set",
+    "allkeys-lru": "evict the least recently used keys out of all keys",
+    "volatile-lru": "evict the least recently used keys out of keys with an expire set",
+    "allkeys-random": "evict random keys out of all keys",
+    "volatile-random": "evict random keys out of keys with an expire set",
+    "volatile-ttl": "evict the keys with the shortest time to live out of keys with an expire set",
+}
+#: Heroku's default, and a new instance's.
+DEFAULT_POLICY = "noeviction"
+#: The ACL user minipaas changes the policy as; its password file in the instance's dir.
+ADMIN_USER = "minipaas"
+ADMIN_SECRET = "minipaas.secret"  # noqa: S105 (a file name)
 START_TIMEOUT = 30.0
 STOP_GRACE = 30.0
 COMMAND_TIMEOUT = 10.0
@@ -81,6 +106,18 @@ def service_name(text: str) -> tuple[str, str | None]:
     return SERVICE, (plan or None)
 
 
+def check_policy(text: str) -> str:
+    """`text` if it names one of `POLICIES` (any case, spaces around); `UserError` naming it and
+    the policies offered otherwise."""
+    policy = text.strip().lower()
+    if policy in POLICIES:
+        return policy
+    shown = text if len(text) <= 60 else f"{text[:60]}…"
+    raise UserError(
+        f"Unknown maxmemory policy {shown!r}: choose one of {', '.join(POLICIES)}."
+    )
+
+
 def find_executable(path: Path = EXECUTABLE) -> Path:
     """`path` if it is an executable file; `UserError` saying what to install otherwise."""
     if path.is_file() and os.access(path, os.X_OK):
@@ -91,10 +128,20 @@ def find_executable(path: Path = EXECUTABLE) -> Path:
     )
 
 
-def render_config(root: Path, port: int, password: str) -> str:
+def admin_line(admin_password: str) -> str:
+    """The config line of minipaas's own ACL user: it may only CONFIG SET (the policy)."""
+    digest = hashlib.sha256(admin_password.encode()).hexdigest()
+    return f"user {ADMIN_USER} on #{digest} resetkeys resetchannels -@all +config|set\n"
+
+
+def render_config(
+    root: Path, port: int, password: str, *, admin_password: str | None = None,
+    policy: str = DEFAULT_POLICY,
+) -> str:
     """The whole `redis.conf` of the instance in `root` (a pure function: tested as text)."""
     digest = hashlib.sha256(password.encode()).hexdigest()
     denied = " ".join(f"-{c}" for c in DENIED)
+    admin = admin_line(admin_password) if admin_password is not None else ""
     return (
         "# Written by minipaas (addons:create heroku-redis); the port and password are in the\n"
         "# app's REDIS_URL.\n"
@@ -103,6 +150,7 @@ def render_config(root: Path, port: int, password: str) -> str:
         "protected-mode yes\n"
         # `requirepass`, with what the client may not do: the password as its SHA-256.
         f"user default on #{digest} ~* &* +@all {denied}\n"
+        f"{admin}"
         "unixsocket \"\"\n"
         "daemonize no\n"
         "supervised no\n"
@@ -114,7 +162,7 @@ def render_config(root: Path, port: int, password: str) -> str:
         "tcp-backlog 128\n"
         "maxclients 1000\n"
         f"maxmemory {MAXMEMORY}\n"
-        "maxmemory-policy noeviction\n"
+        f"maxmemory-policy {check_policy(policy)}\n"
         f'dir "{root}"\n'
         "appendonly yes\n"
         "appendfsync everysec\n"
@@ -155,6 +203,15 @@ def stop_orphans(root: Path, timeout: float = STOP_GRACE) -> int:
     return stopped
 
 
+def _write_private(path: Path, text: str) -> None:
+    """`text` in a new owner-only file at `path` (replacing one there)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 class RespError(Exception):
     """An error reply (`-ERR …`) or a broken connection."""
 
@@ -167,9 +224,10 @@ def password_of(url: str) -> str:
     return match.group(1)
 
 
-async def command(port: int, password: str | None, *args: str) -> Any:
-    """AUTH with `password` (unless None), then run one command on 127.0.0.1:`port`; its reply
-    (str, int, list or None). A minimal RESP2 client: the password stays in this process."""
+async def command(port: int, password: str | None, *args: str, user: str | None = None) -> Any:
+    """AUTH with `password` (unless None; as `user` if given, else the default user), then run
+    one command on 127.0.0.1:`port`; its reply (str, int, list or None). A minimal RESP2
+    client: the password stays in this process."""
 
     def encode(words: tuple[str, ...]) -> bytes:
         parts = [f"*{len(words)}\r\n".encode()]
@@ -202,7 +260,8 @@ async def command(port: int, password: str | None, *args: str) -> Any:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             if password is not None:
-                writer.write(encode(("AUTH", password)))
+                auth = ("AUTH", password) if user is None else ("AUTH", user, password)
+                writer.write(encode(auth))
             writer.write(encode(args))
             await writer.drain()
             if password is not None:
@@ -341,15 +400,97 @@ class Instance(Daemon):
         fresh = self.root.with_name(f".{self.root.name}.new")
         shutil.rmtree(fresh, ignore_errors=True)
         fresh.mkdir(mode=0o700)
+        admin = secrets.token_hex(32)
+        _write_private(fresh / ADMIN_SECRET, admin)  # the server's own user's, not redis's
         # Written with the final paths: the dir is renamed before redis ever reads it.
         conf = fresh / "redis.conf"
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(render_config(self.root, port, password))
+            out.write(render_config(self.root, port, password, admin_password=admin))
         if owner:
             os.chown(conf, owner["user"], owner["group"])
             os.chown(fresh, owner["user"], owner["group"])
         os.rename(fresh, self.root)
+
+    # -- the eviction policy (`redis:maxmemory`) ----------------------------------------------
+
+    @property
+    def admin_secret(self) -> Path:
+        return self.root / ADMIN_SECRET
+
+    def policy(self) -> str:
+        """The `maxmemory-policy` of the config (what a start uses)."""
+        return self._setting("maxmemory-policy")
+
+    def _admin_password(self) -> str:
+        """minipaas's own ACL user's password; an instance made before that user existed gets
+        one now (its config a `user minipaas` line: it knows it from its next start). Blocking."""
+        text = self.conf.read_text()
+        with contextlib.suppress(OSError):
+            password = self.admin_secret.read_text().strip()
+            if password and admin_line(password) in text:
+                return password
+        password = secrets.token_hex(32)
+        text = re.sub(rf"^user {ADMIN_USER} .*\n", "", text, flags=re.MULTILINE)
+        at = re.search(r"^user default .*\n", text, re.MULTILINE)
+        if at is None:
+            raise UserError(f"{self.conf} names no default user; the add-on's config is damaged.")
+        _write_private(self.admin_secret, password)
+        self._rewrite_config(text[: at.end()] + admin_line(password) + text[at.end() :])
+        return password
+
+    def _rewrite_config(self, text: str) -> None:
+        """Replace redis.conf whole (a new file renamed over it: redis never reads half of it),
+        with its owner and mode."""
+        owner = self._owner()
+        fresh = self.conf.with_name(".redis.conf.new")
+        with contextlib.suppress(FileNotFoundError):
+            fresh.unlink()
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as out:
+            if owner:  # by the descriptor: the dir is the redis user's, the name could change
+                os.fchown(fd, owner["user"], owner["group"])
+            out.write(text)
+        os.replace(fresh, self.conf)
+
+    def _write_policy(self, policy: str) -> str:
+        """Put `policy` in the config; the admin password (blocking)."""
+        password = self._admin_password()
+        text = self.conf.read_text()
+        new, found = re.subn(r"^maxmemory-policy .*$", f"maxmemory-policy {policy}", text,
+                             flags=re.MULTILINE)
+        if not found:
+            raise UserError(f"{self.conf} names no maxmemory-policy; the add-on's config is "
+                            "damaged.")
+        if new != text:
+            self._rewrite_config(new)
+        return password
+
+    async def set_policy(self, policy: str) -> bool:
+        """Make `policy` the instance's eviction policy, now (CONFIG SET, no restart) and from
+        its next start on (the config); True if it had to be restarted (made before minipaas
+        had its own user in it). `UserError` for an unknown policy."""
+        policy = check_policy(policy)
+        async with self._lock:
+            if not self.exists():
+                raise UserError(f"There is no Redis add-on in {self.root}.")
+            password = await asyncio.to_thread(self._write_policy, policy)
+            await self._start()  # a stopped one starts with the new config
+            port = self.port()
+            try:
+                await command(port, password, "CONFIG", "SET", "maxmemory-policy", policy,
+                              user=ADMIN_USER)
+                return False
+            except RespError as exc:
+                if not str(exc).startswith("WRONGPASS"):
+                    raise UserError(f"The Redis server on port {port} did not take the policy: "
+                                    f"{exc}.") from None
+        # It runs a config from before its `minipaas` user: a restart reads the new one (its
+        # append-only file is flushed on SIGTERM and read back).
+        log.warning("restarting %s to set its maxmemory-policy", self.title)
+        await self.stop()
+        await self.start()
+        return True
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -362,6 +503,7 @@ class Instance(Daemon):
         if not self.exists():
             raise UserError(f"There is no Redis add-on in {self.root}.")
         executable = find_executable(self.executable)
+        await asyncio.to_thread(self._admin_password)  # an older instance's config gets it
         owner = self._owner()
         argv = [str(executable), str(self.conf)]
         # Owner-only log: it may name the port, never the password (redis does not log it).
@@ -452,6 +594,11 @@ class RedisServers:
     async def info(self, app: str, url: str) -> RedisInfo:
         """`redis:info` of the app's instance, asked with the password in its `url`."""
         return await self.instance(app).info(password_of(url))
+
+    async def set_policy(self, app: str, policy: str) -> bool:
+        """`redis:maxmemory`: the app's instance evicts by `policy` from now on; True if it
+        was restarted for it (see `Instance.set_policy`)."""
+        return await self.instance(app).set_policy(policy)
 
     async def stop_all(self) -> None:
         """`minipaas down`: every instance in `root` stops, adopted or not."""
