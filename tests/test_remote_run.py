@@ -184,6 +184,10 @@ def test_a_client_that_goes_away_takes_its_dyno_along(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=remote,
+        # SIGINT as a terminal's user has it: a test run started in the background (`&` in a
+        # script) ignores SIGINT, its children inherit that, and Python then never raises
+        # KeyboardInterrupt (the ctrl-c case waited for good).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         wait_for(lambda: sleeper.sleeping(marker), timeout=30, interval=0.1)
