@@ -165,6 +165,22 @@ def test_a_client_that_goes_away_leaves_nothing_behind(
     web_1(paas)  # the dyno itself lives on
 
 
+def test_a_terminal_session_that_goes_away_takes_its_jobs_along(
+    env: tuple[Paas, SSHServer], app: str
+) -> None:
+    """On a terminal the shell has job control: each job is a process group of its own, which
+    killing the session leader's group would miss (a background job lived on in the dyno)."""
+    paas, _ = env
+    marker = sleeper.marker()
+    with terminal([str(paas.exe), "ps:exec", "-a", app, "--", "sh"], paas.env) as term:
+        term.type(f"sleep {marker} & echo started\r".encode())
+        term.expect(b"started")
+        wait_for(lambda: sleeper.sleeping(marker), timeout=30, interval=0.1)
+        term.proc.kill()
+        term.proc.wait(timeout=30)
+    wait_for(lambda: not sleeper.sleeping(marker), timeout=30, interval=0.1)
+
+
 def test_it_ends_with_the_dyno(env: tuple[Paas, SSHServer], app: str) -> None:
     paas, _ = env
     marker = sleeper.marker()
