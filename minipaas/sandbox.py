@@ -29,6 +29,7 @@ import errno
 import functools
 import os
 import platform
+import shutil
 import struct
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -332,6 +333,13 @@ _SECCOMP_EXEC = (
 )
 
 
+def host_tool(name: str) -> str:
+    """The absolute path of a system tool (`DEFAULT_PATH`), for a command that runs as root with
+    an app's environment: each tool of a chain finds the next on $PATH, and the app's config
+    may set PATH (to a directory of its own slug, say)."""
+    return shutil.which(name, path=DEFAULT_PATH) or name
+
+
 def inner_pid(outer_pid: int) -> int | None:
     """The first process inside the sandbox that `sandbox_argv` started as `outer_pid`: the
     child bubblewrap forked into the new PID namespace (its init, pid 1 in there), or None when
@@ -374,16 +382,17 @@ def exec_argv(
     command is a process of the sandbox's PID namespace: it ends (SIGKILL from the kernel) when
     the sandbox's init does. `python` is the interpreter that installs the seccomp filter.
     """
-    argv = ["choom", "-n", str(OOM_SCORE_ADJ), "--"]
+    argv = [host_tool("choom"), "-n", str(OOM_SCORE_ADJ), "--"]
     if max_processes is not None:
-        argv += ["prlimit", f"--nproc={max_processes}:{max_processes}", "--"]
+        argv += [host_tool("prlimit"), f"--nproc={max_processes}:{max_processes}", "--"]
     seccomp = seccomp_filter()
     if seccomp is not None:
         argv += [python, "-I", "-S", "-c", _SECCOMP_EXEC, seccomp.hex()]
     argv += [
-        "nsenter", f"--target={target}", "--mount", "--pid", "--ipc", "--uts", "--net",
+        host_tool("nsenter"), f"--target={target}", "--mount", "--pid", "--ipc", "--uts", "--net",
         "--root", "--wd", "--",
-        "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+        host_tool("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+        "--inh-caps=-all",
         "--bounding-set=-all", "--no-new-privs", "--",
         # nsenter's --wd is the target's working directory: /app for a dyno, which bubblewrap
         # starts there (`--chdir`); said again here, for a command that changed its own.

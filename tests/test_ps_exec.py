@@ -235,3 +235,35 @@ def test_bad_targets(env: tuple[Paas, SSHServer], app: str, remote: dict[str, st
     finally:
         one_off.kill()
         one_off.wait()
+
+
+def test_the_apps_path_does_not_choose_the_tools_run_as_root(
+    env: tuple[Paas, SSHServer], app: str, tmp_path: Path
+) -> None:
+    """ps:exec's host side runs as root with the dyno's environment, whose PATH the app's
+    config may set: each tool of the chain (setsid, choom, prlimit, nsenter, setpriv) must be
+    the system's, not one of the same name in a directory of the app's choosing."""
+    paas, _ = env
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    tools.chmod(0o755)
+    for name in ("setsid", "choom", "prlimit", "nsenter", "setpriv"):
+        fake = tools / name
+        real = shutil.which(name)
+        fake.write_text(f'#!/bin/sh\ntouch "{tools}/ran-{name}"\nexec {real} "$@"\n')
+        fake.chmod(0o755)
+    path = f"{tools}:/usr/local/bin:/usr/bin:/bin"
+    paas.cli("config:set", f"PATH={path}", "-a", app)
+    try:
+        wait_for(lambda: web_1(paas)["pid"] and True, timeout=60, interval=0.2)
+        for ran in tools.glob("ran-*"):  # (what started the dyno itself is not this test's)
+            ran.unlink()
+        result = paas.cli("ps:exec", "-a", app, "--", "sh", "-c", "echo $PATH")
+        # the dyno's environment as it is (.profile.d put the app's venv first)
+        assert result.stdout.endswith(f":{path}\n"), result
+        with terminal([str(paas.exe), "ps:exec", "-a", app, "--", "true"], paas.env) as term:
+            assert term.wait() == 0
+        assert sorted(p.name for p in tools.glob("ran-*")) == []
+    finally:
+        paas.cli("config:unset", "PATH", "-a", app)
+        web_1(paas)

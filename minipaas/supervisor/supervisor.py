@@ -53,6 +53,7 @@ from minipaas.sandbox import (
     base_env,
     dyno_command,
     exec_argv,
+    host_tool,
     inner_pid,
     on_terminal,
     sandbox_argv,
@@ -626,7 +627,8 @@ class Supervisor:
             inner = on_terminal(inner)
         argv = exec_argv(target, d.spec.uid, inner, python=sys.executable)
         if tty:
-            argv = ["setsid", "--ctty", *argv]  # as in run_attached: the terminal is the command's
+            # as in run_attached: the terminal is the command's
+            argv = [host_tool("setsid"), "--ctty", *argv]
         dyno = d.name
         self._log(app, dyno, f"Running `{command}` in {dyno} (ps:exec)")
         proc = await asyncio.create_subprocess_exec(
