@@ -256,7 +256,9 @@ def sandbox_argv(
     if not job.layer and job.tmp_dir is None:
         raise ValueError("a sandbox without a layer needs a tmp_dir (see make_tmp_dirs)")
 
-    bwrap = ["bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    bwrap = [
+        host_tool("bwrap"), "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"
+    ]
     if disable_userns:
         # No user namespaces inside: the app gets no "root" of its own to reach the kernel's
         # namespace-only code paths with (the usual start of a local privilege escalation).
@@ -292,22 +294,26 @@ def sandbox_argv(
     bwrap += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", job.cwd, "--", *job.command]
 
     # Root is exempt from RLIMIT_NPROC: the limit bites once the uid is the app's.
-    limit = ["choom", "-n", str(OOM_SCORE_ADJ), "--"]
+    # Each tool by its absolute path: they run as root with the job's environment, whose PATH
+    # an app's config may set (`host_tool`).
+    limit = [host_tool("choom"), "-n", str(OOM_SCORE_ADJ), "--"]
     if job.uid is not None and job.max_processes is not None:
-        limit += ["prlimit", f"--nproc={job.max_processes}:{job.max_processes}", "--"]
+        limit += [host_tool("prlimit"), f"--nproc={job.max_processes}:{job.max_processes}", "--"]
     if not job.layer:
         if job.uid is None:
             return [*limit, *bwrap]
         return [
-            *limit, "setpriv", f"--reuid={job.uid}", f"--regid={job.uid}", "--clear-groups",
-            "--inh-caps=-all", "--", *bwrap,
+            *limit, host_tool("setpriv"), f"--reuid={job.uid}", f"--regid={job.uid}",
+            "--clear-groups", "--inh-caps=-all", "--", *bwrap,
         ]
     assert job.scratch is not None
     size = job.scratch_bytes if job.scratch_bytes is not None else default_scratch_bytes()
-    unshare = ["unshare", "--mount", "--propagation", "private"]
+    unshare = [host_tool("unshare"), "--mount", "--propagation", "private"]
     if not as_root:
         # An unprivileged user gets the mount rights for the overlay from a user namespace.
-        unshare = ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
+        unshare = [
+            host_tool("unshare"), "--user", "--map-root-user", "--mount", "--propagation", "private"
+        ]
     uid_arg = "-" if job.uid is None else str(job.uid)
     # As a printf format of octal escapes only (argv cannot carry NUL bytes).
     filter_arg = "-" if seccomp is None else "".join(f"\\{byte:03o}" for byte in seccomp)

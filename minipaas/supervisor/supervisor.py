@@ -561,7 +561,7 @@ class Supervisor:
                 # `setsid --ctty`: a new session whose controlling terminal is stdin, so the
                 # terminal's ^C reaches the command and shells get job control; inside, the
                 # command's own process group takes the terminal (`sandbox.on_terminal`).
-                argv = ["setsid", "--ctty", *argv]
+                argv = [host_tool("setsid"), "--ctty", *argv]
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 env=self._env(spec, dyno, slot.port),
