@@ -612,7 +612,11 @@ class Supervisor:
             raise UserError(f"Invalid command {command[:100]!r}: it holds a NUL character.")
         d = self._exec_target(app, dyno)
         target = inner_pid(d.pid) if d.pid is not None else None
-        if target is None:
+        try:
+            pid_ns = os.readlink(f"/proc/{target}/ns/pid") if target is not None else None
+        except OSError:
+            pid_ns = None
+        if target is None or pid_ns is None:
             raise UserError(f"The dyno {d.name} of {app!r} is not running; see `minipaas ps`.")
         if d.spec.uid is None or os.geteuid() != 0:
             raise UserError(
@@ -648,7 +652,7 @@ class Supervisor:
                 f"The command `{command}` in {dyno} did not finish within {timeout:g} s."
             ) from None
         finally:
-            kill_session(proc.pid)
+            kill_session(proc.pid, pid_ns)  # what is left runs in the dyno's PID namespace
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
