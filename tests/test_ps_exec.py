@@ -269,3 +269,19 @@ def test_the_apps_path_does_not_choose_the_tools_run_as_root(
     finally:
         paas.cli("config:unset", "PATH", "-a", app)
         web_1(paas)
+
+
+def test_a_dyno_adopted_after_a_restart_of_the_server(
+    env: tuple[Paas, SSHServer], app: str
+) -> None:
+    """Dynos outlive `minipaas server`: the new server knows them by their recorded pid only,
+    and ps:exec finds the namespaces from there (the dyno's /tmp still holds what it wrote)."""
+    paas, _ = env
+    before = web_1(paas)["pid"]
+    assert paas.proc is not None
+    paas.proc.terminate()  # what an upgrade does; the dynos keep running
+    paas.proc.wait(timeout=60)
+    paas.restart()
+    assert web_1(paas)["pid"] == before  # adopted, not restarted
+    result = paas.cli("ps:exec", "-a", app, "--", "cat", "/tmp/marker")
+    assert result.stdout == "marker-of-web.1\n", result
