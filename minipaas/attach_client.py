@@ -132,10 +132,16 @@ def _pump_input(conn: Any, wake: int, is_tty: bool) -> None:
 
 
 def run_remote_attached(
-    url: str, token: str | None, verify: bool | str, app: str, command: str
+    url: str,
+    token: str | None,
+    verify: bool | str,
+    app: str,
+    command: str,
+    dyno: str | None = None,
 ) -> int:
-    """Run `command` in a one-off dyno of `app` on the server at `url` with this process's
-    stdin, stdout, stderr (and terminal); the dyno's exit status."""
+    """Run `command` in a one-off dyno of `app` (or, with `dyno`, inside that running dyno:
+    `ps:exec`) on the server at `url` with this process's stdin, stdout, stderr (and
+    terminal); the exit status."""
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
     from websockets.sync.client import connect
 
@@ -163,6 +169,8 @@ def run_remote_attached(
     except (OSError, TimeoutError) as exc:
         raise unreachable(url, exc) from None
     start: dict[str, Any] = {"type": "start", "command": command, "tty": is_tty}
+    if dyno is not None:
+        start["dyno"] = dyno
     if is_tty:
         start["cols"], start["rows"] = _terminal_size()
     wake_r, wake_w = os.pipe()

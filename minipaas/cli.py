@@ -723,6 +723,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_ps_exec(args: argparse.Namespace) -> int:
+    """`ps:exec`: a command (default: a shell) inside a running dyno, with this terminal or
+    these pipes, through the same plumbing as `run` (local socket, `ssh -t`, MINIPAAS_URL)."""
+    app = _app(args)
+    words = list(args.command)
+    if words[:1] == ["--"]:
+        words = words[1:]
+    command = shlex.join(words) if len(words) > 1 else "".join(words)
+    dyno = args.dyno
+    if not os.environ.get("MINIPAAS_URL") or getattr(args, "data_dir", None):
+        from minipaas.api.attach import run_attached_client
+        from minipaas.client import default_data_dir
+
+        data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+        who = os.environ.get("MINIPAAS_WHO", "admin")
+        sock = data_dir / "minipaas-run.sock"
+        try:
+            return run_attached_client(sock, app, command, who, dyno=dyno)
+        except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
+            from minipaas.client import Client
+
+            raise Client(socket=sock)._unreachable(exc) from exc
+    from minipaas.attach_client import run_remote_attached
+    from minipaas.client import endpoint_from_env
+
+    remote = endpoint_from_env()
+    return run_remote_attached(
+        remote["url"], remote["token"], remote["verify"], app, command, dyno=dyno
+    )
+
+
 def _stdin_attachable() -> bool:
     """Stdin is a terminal, or a pipe, file or socket that may carry input for the dyno (the
     API's run has no stdin: it would be silently dropped). /dev/null or a closed stdin: no."""
@@ -1770,6 +1801,14 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.set_defaults(long=True)
         p.add_argument("pairs", nargs="*", metavar="TYPE=SIZE")
+    p = add(
+        "ps:exec",
+        cmd_ps_exec,
+        "run a command (default: a shell) inside a running dyno, as it sees things",
+        app=True,
+    )
+    p.add_argument("-d", "--dyno", default="web.1", help="the dyno to enter (default web.1)")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
     p = add("ps:restart", cmd_ps_restart, "restart dynos (all, a type, or one: web.1)", app=True)
     p.set_defaults(long=True)
     p.add_argument("type", nargs="?", metavar="TYPE|DYNO")

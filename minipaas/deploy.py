@@ -773,9 +773,25 @@ class Deployer:
         return self._spec(app, release, "run", command=command)
 
     async def run_attached(
-        self, app_name: str, command: str, who: str, stdio: tuple[int, int, int]
+        self,
+        app_name: str,
+        command: str,
+        who: str,
+        stdio: tuple[int, int, int],
+        dyno: str | None = None,
     ) -> int:
-        """`minipaas run` with the caller's terminal (file descriptors passed to the server)."""
+        """`minipaas run` with the caller's terminal (file descriptors passed to the server);
+        with `dyno`, `ps:exec`: the command runs inside that running dyno instead."""
+        if dyno is not None:
+            await self.store.app(app_name)  # NotFound for an app that does not exist
+
+            def entered(name: str) -> None:
+                line = f"Started ps:exec on {name} by {who}"
+                self.logs.append(app_name, "minipaas", "minipaas", line)
+
+            return await self.supervisor.exec_attached(
+                app_name, dyno, command, *stdio, timeout=24 * 3600, started=entered
+            )
         async with self.starting(app_name) as started:
             spec = await self.one_off_spec(app_name, command)
             self.logs.append(app_name, "minipaas", "minipaas", f"{who} ran `{command}`")

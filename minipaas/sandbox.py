@@ -29,6 +29,7 @@ import errno
 import functools
 import os
 import platform
+import shutil
 import struct
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -255,7 +256,9 @@ def sandbox_argv(
     if not job.layer and job.tmp_dir is None:
         raise ValueError("a sandbox without a layer needs a tmp_dir (see make_tmp_dirs)")
 
-    bwrap = ["bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    bwrap = [
+        host_tool("bwrap"), "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"
+    ]
     if disable_userns:
         # No user namespaces inside: the app gets no "root" of its own to reach the kernel's
         # namespace-only code paths with (the usual start of a local privilege escalation).
@@ -291,22 +294,26 @@ def sandbox_argv(
     bwrap += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", job.cwd, "--", *job.command]
 
     # Root is exempt from RLIMIT_NPROC: the limit bites once the uid is the app's.
-    limit = ["choom", "-n", str(OOM_SCORE_ADJ), "--"]
+    # Each tool by its absolute path: they run as root with the job's environment, whose PATH
+    # an app's config may set (`host_tool`).
+    limit = [host_tool("choom"), "-n", str(OOM_SCORE_ADJ), "--"]
     if job.uid is not None and job.max_processes is not None:
-        limit += ["prlimit", f"--nproc={job.max_processes}:{job.max_processes}", "--"]
+        limit += [host_tool("prlimit"), f"--nproc={job.max_processes}:{job.max_processes}", "--"]
     if not job.layer:
         if job.uid is None:
             return [*limit, *bwrap]
         return [
-            *limit, "setpriv", f"--reuid={job.uid}", f"--regid={job.uid}", "--clear-groups",
-            "--inh-caps=-all", "--", *bwrap,
+            *limit, host_tool("setpriv"), f"--reuid={job.uid}", f"--regid={job.uid}",
+            "--clear-groups", "--inh-caps=-all", "--", *bwrap,
         ]
     assert job.scratch is not None
     size = job.scratch_bytes if job.scratch_bytes is not None else default_scratch_bytes()
-    unshare = ["unshare", "--mount", "--propagation", "private"]
+    unshare = [host_tool("unshare"), "--mount", "--propagation", "private"]
     if not as_root:
         # An unprivileged user gets the mount rights for the overlay from a user namespace.
-        unshare = ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
+        unshare = [
+            host_tool("unshare"), "--user", "--map-root-user", "--mount", "--propagation", "private"
+        ]
     uid_arg = "-" if job.uid is None else str(job.uid)
     # As a printf format of octal escapes only (argv cannot carry NUL bytes).
     filter_arg = "-" if seccomp is None else "".join(f"\\{byte:03o}" for byte in seccomp)
@@ -314,3 +321,87 @@ def sandbox_argv(
         *limit, *unshare, "--", "/bin/sh", str(INIT_SCRIPT), str(job.app_dir), str(job.scratch),
         uid_arg, str(size), filter_arg, "--", *bwrap,
     ]
+
+
+#: Installs a seccomp program (hex, argv[1]) with no_new_privs, then execs argv[2:]. Run with
+#: the server's own interpreter on the host side, before anything enters a sandbox's namespaces:
+#: a filter is kept across fork, exec and setns, so everything `exec_argv` starts carries it.
+_SECCOMP_EXEC = (
+    "import ctypes, os, sys\n"
+    "prog = bytes.fromhex(sys.argv[1])\n"
+    "class Fprog(ctypes.Structure):\n"
+    "    _fields_ = [('len', ctypes.c_ushort), ('filter', ctypes.c_char_p)]\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "fprog = Fprog(len(prog) // 8, prog)\n"
+    "if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.byref(fprog), 0, 0):\n"
+    "    sys.exit(f'cannot install the seccomp filter: {os.strerror(ctypes.get_errno())}')\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def host_tool(name: str) -> str:
+    """The absolute path of a system tool (`DEFAULT_PATH`), for a command that runs as root with
+    an app's environment: each tool of a chain finds the next on $PATH, and the app's config
+    may set PATH (to a directory of its own slug, say)."""
+    return shutil.which(name, path=DEFAULT_PATH) or name
+
+
+def inner_pid(outer_pid: int) -> int | None:
+    """The first process inside the sandbox that `sandbox_argv` started as `outer_pid`: the
+    child bubblewrap forked into the new PID namespace (its init, pid 1 in there), or None when
+    there is none (not started yet, or gone).
+
+    The outer process (bwrap, after the exec chain of choom, prlimit, unshare, the init script
+    and setpriv) stays in the host's PID namespace and in the init script's mount namespace,
+    not in the dyno's: only its child holds the namespaces the dyno's command sees.
+    """
+    try:
+        children = Path(f"/proc/{outer_pid}/task/{outer_pid}/children").read_text().split()
+        ours = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    for child in children:
+        try:
+            if os.readlink(f"/proc/{child}/ns/pid") != ours:
+                return int(child)
+        except OSError:
+            continue
+    return None
+
+
+def exec_argv(
+    target: int,
+    uid: int,
+    command: Sequence[str],
+    *,
+    max_processes: int | None = MAX_PROCESSES,
+    python: str = "python3",
+) -> list[str]:
+    """argv that runs `command` inside a running sandbox (`minipaas ps:exec`): in the mount,
+    PID, IPC, UTS and network namespaces of `target` (see `inner_pid`), with its root, as `uid`
+    with no groups, no capabilities (bounding set empty too) and no_new_privs, in /app, under
+    the same seccomp filter, OOM score and process limit as the sandbox's own commands.
+
+    Run as root (entering another user's namespaces needs it). The sandbox's user namespace is
+    not entered: the command keeps the host's view of `uid` (the same number bubblewrap maps it
+    to), and nothing of the namespace's "root" can be reached. `nsenter` forks so that the
+    command is a process of the sandbox's PID namespace: it ends (SIGKILL from the kernel) when
+    the sandbox's init does. `python` is the interpreter that installs the seccomp filter.
+    """
+    argv = [host_tool("choom"), "-n", str(OOM_SCORE_ADJ), "--"]
+    if max_processes is not None:
+        argv += [host_tool("prlimit"), f"--nproc={max_processes}:{max_processes}", "--"]
+    seccomp = seccomp_filter()
+    if seccomp is not None:
+        argv += [python, "-I", "-S", "-c", _SECCOMP_EXEC, seccomp.hex()]
+    argv += [
+        host_tool("nsenter"), f"--target={target}", "--mount", "--pid", "--ipc", "--uts", "--net",
+        "--root", "--wd", "--",
+        host_tool("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all", "--no-new-privs", "--",
+        # nsenter's --wd is the target's working directory: /app for a dyno, which bubblewrap
+        # starts there (`--chdir`); said again here, for a command that changed its own.
+        "/bin/sh", "-c", 'cd /app && exec "$@"', "dyno-exec", *command,
+    ]
+    return argv

@@ -8,6 +8,10 @@
 # SECCOMP: bubblewrap's seccomp program as a printf format of octal escapes (`\040\000…`),
 # written into the layer's tmpfs and opened as fd 3 (ARGV then says `--seccomp 3`).
 set -eu
+# This runs as root with the dyno's environment, whose PATH the app's config may set: the tools
+# here are the system's, and the app's PATH is given back for bubblewrap and the dyno.
+app_path=${PATH-}
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
 lower=$1
 scratch=$2
 uid=$3
@@ -37,7 +41,9 @@ if [ "$uid" != "-" ]; then
 fi
 mount -t overlay overlay -o "lowerdir=$lower,upperdir=$scratch/upper,workdir=$scratch/work" "$scratch/app"
 chmod 0755 "$scratch/app"
+setpriv=$(command -v setpriv)
+PATH=$app_path
 if [ "$uid" = "-" ]; then
     exec "$@"
 fi
-exec setpriv --reuid="$uid" --regid="$uid" --clear-groups --inh-caps=-all -- "$@"
+exec "$setpriv" --reuid="$uid" --regid="$uid" --clear-groups --inh-caps=-all -- "$@"

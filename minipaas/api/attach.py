@@ -1,8 +1,9 @@
 """Attached one-off dynos: `minipaas run` with the caller's own terminal.
 
 The client (the CLI, often as the SSH forced command of `ssh -t minipaas@host run …`) connects
-to `<data-dir>/minipaas-run.sock` and sends one JSON line (app, command, who) together with its
-stdin, stdout and stderr file descriptors (SCM_RIGHTS). The server starts the one-off dyno with
+to `<data-dir>/minipaas-run.sock` and sends one JSON line (app, command, who, and for `ps:exec`
+the running dyno to enter) together with its stdin, stdout and stderr file descriptors
+(SCM_RIGHTS). The server starts the one-off dyno with
 those descriptors as its stdio, so the user's terminal is the dyno's terminal: no bytes are
 proxied. The answer is one JSON line, `{"exit": N}` or `{"error": sentence}`. The socket has the
 same owner and mode as the API socket.
@@ -15,16 +16,30 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from minipaas import names
 from minipaas.api.auth import private_unix_socket
 from minipaas.errors import UserError
 
-#: (app, command) -> exit status, running the one-off with the given fds as its stdio.
-RunAttached = Callable[[str, str, str, tuple[int, int, int]], Awaitable[int]]
+
+class RunAttached(Protocol):
+    """(app, command, who, stdio) -> exit status, running the one-off with the given fds as its
+    stdio; with `dyno`, running the command inside that running dyno instead (`ps:exec`)."""
+
+    def __call__(
+        self,
+        app: str,
+        command: str,
+        who: str,
+        stdio: tuple[int, int, int],
+        dyno: str | None = None,
+        /,
+    ) -> Awaitable[int]: ...
+
+
 MAX_HEADER = 64 * 1024
 
 
@@ -73,12 +88,15 @@ class AttachServer:
                 if len(fds) != 3:
                     raise UserError("Send stdin, stdout and stderr with the run request.")
                 app = names.app_name(str(header.get("app", "")))
+                dyno = header.get("dyno")
+                if dyno is not None and not isinstance(dyno, str):
+                    raise UserError(f"The dyno must be a name such as web.1, not {dyno!r}.")
                 command = header.get("command")
-                if not isinstance(command, str) or not command.strip():
+                if not isinstance(command, str) or (dyno is None and not command.strip()):
                     raise UserError("No command given; use `minipaas run -a APP -- COMMAND`.")
                 who = str(header.get("who") or "admin")[:100]
                 code = await self._run_while_connected(
-                    conn, self.run(app, command, who, (fds[0], fds[1], fds[2]))
+                    conn, self.run(app, command, who, (fds[0], fds[1], fds[2]), dyno)
                 )
                 if code is None:
                     return  # the client left: the dyno was killed, and nobody is there to tell
@@ -134,9 +152,15 @@ class AttachServer:
         self.path.unlink(missing_ok=True)
 
 
-def run_attached_client(socket_path: Path, app: str, command: str, who: str = "admin") -> int:
-    """Client side (sync, used by the CLI): run `command` with this process's stdio."""
-    header = json.dumps({"app": app, "command": command, "who": who}).encode() + b"\n"
+def run_attached_client(
+    socket_path: Path, app: str, command: str, who: str = "admin", dyno: str | None = None
+) -> int:
+    """Client side (sync, used by the CLI): run `command` with this process's stdio (in the
+    running `dyno` for `ps:exec`: an empty command is its shell)."""
+    request: dict[str, Any] = {"app": app, "command": command, "who": who}
+    if dyno is not None:
+        request["dyno"] = dyno
+    header = json.dumps(request).encode() + b"\n"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(str(socket_path))
         socket.send_fds(sock, [header], [0, 1, 2])

@@ -2,7 +2,9 @@
 
 `/api/apps/{app}/run/attach` upgrades to a WebSocket, behind the same token check as every API
 route (`auth.TokenAuth`), so Caddy's HTTPS at `minipaas.<domain>` reaches it. The client's first
-frame is a JSON text frame `{"type": "start", "command": …, "tty": bool, "cols": N, "rows": N}`.
+frame is a JSON text frame `{"type": "start", "command": …, "tty": bool, "cols": N, "rows": N}`,
+plus `"dyno": "web.1"` for `ps:exec` (the command then runs inside that running dyno; an empty
+one is its shell).
 With `tty` the server opens a pseudo-terminal of that size and the dyno gets its slave side as
 stdin, stdout and stderr (its controlling terminal); without, three pipes. Either way the dyno is
 started by the `RunAttached` callable that serves the local attached run (`api/attach.py`), so
@@ -64,6 +66,7 @@ class Start:
     tty: bool
     cols: int
     rows: int
+    dyno: str | None = None  # `ps:exec`: the running dyno the command runs in
 
 
 def _size(data: dict[str, Any], key: str) -> int:
@@ -95,8 +98,12 @@ def parse_start(text: str) -> Start:
     if data.get("type") != "start":
         shown = json.dumps(data.get("type"))[: names.SHOWN_CHARS]
         raise UserError(f'The first frame must be of type "start", not {shown}.')
+    dyno = data.get("dyno")
+    if dyno is not None and not isinstance(dyno, str):
+        shown = json.dumps(dyno)[: names.SHOWN_CHARS]
+        raise UserError(f"The field 'dyno' must be a dyno name such as web.1, not {shown}.")
     command = data.get("command")
-    if not isinstance(command, str) or not command.strip():
+    if not isinstance(command, str) or (dyno is None and not command.strip()):
         raise UserError("No command given; use `minipaas run -a APP -- COMMAND`.")
     if "\0" in command:
         raise UserError(f"Invalid command {command[:100]!r}: it holds a NUL character.")
@@ -105,7 +112,7 @@ def parse_start(text: str) -> Start:
         shown = json.dumps(tty)[: names.SHOWN_CHARS]
         raise UserError(f"The field 'tty' must be true or false, not {shown}.")
     cols, rows = (_size(data, "cols"), _size(data, "rows")) if tty else (80, 24)
-    return Start(command, tty, cols, rows)
+    return Start(command, tty, cols, rows, dyno)
 
 
 def set_size(fd: int, cols: int, rows: int) -> None:
@@ -149,7 +156,8 @@ async def serve_attach(
             raise UserError('The first frame must be a JSON text frame of type "start".')
         start = parse_start(text)
         app = names.app_name(ws.path_params["app"])
-        await check(app, start.command)  # no such app, no release: said before anything runs
+        if start.dyno is None:  # no such app, no release: said before anything runs
+            await check(app, start.command)
     except _Gone:
         return
     except UserError as exc:
@@ -162,7 +170,9 @@ async def serve_attach(
         reason = exc.strerror or exc
         await _Session.fail(ws, f"The server could not open the run's {what}: {reason}.", 503)
         return
-    await session.run(lambda stdio: run(app, start.command, "admin", stdio), background)
+    await session.run(
+        lambda stdio: run(app, start.command, "admin", stdio, start.dyno), background
+    )
 
 
 class _Session:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 from collections.abc import Sequence
@@ -51,6 +52,43 @@ def kill_group(pgid: int | None, sig: int) -> None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def session_pids(sid: int, pid_ns: str | None = None) -> list[int]:
+    """The live processes of session `sid` (field 6 of /proc/<pid>/stat, in this PID namespace's
+    numbers: processes of a dyno's PID namespace are listed too, by their host pids); with
+    `pid_ns` (a readlink of /proc/<pid>/ns/pid) only those of that PID namespace."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = proc_stat(int(entry.name))
+            if fields and len(fields) > 3 and fields[0] not in (b"Z", b"X") and (
+                fields[3] == str(sid).encode()
+            ):
+                if pid_ns is not None:
+                    try:
+                        if os.readlink(f"/proc/{entry.name}/ns/pid") != pid_ns:
+                            continue
+                    except OSError:
+                        continue
+                found.append(int(entry.name))
+    return found
+
+
+def kill_session(sid: int, pid_ns: str | None = None, rounds: int = 10) -> None:
+    """SIGKILL every process of session `sid` (of PID namespace `pid_ns` only, if given), again
+    while some remain (one may fork while the first ones die). A process group is not enough for
+    a shell with job control, which puts each job in a group of its own; its jobs stay in its
+    session unless they call setsid(2). Once the session's leader is reaped its pid may be
+    reused only when no process of the session is left, so `pid_ns` keeps a session that a
+    stranger would then lead out of reach."""
+    for _ in range(rounds):
+        pids = session_pids(sid, pid_ns)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def group_alive(pgid: int) -> bool:

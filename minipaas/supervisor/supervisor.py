@@ -33,8 +33,10 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -45,7 +47,17 @@ from typing import Any
 from minipaas import names
 from minipaas.errors import DeployError, NotFound, UserError
 from minipaas.logs import LogStore
-from minipaas.sandbox import SandboxJob, base_env, dyno_command, on_terminal, sandbox_argv
+from minipaas.sandbox import (
+    DEFAULT_PATH,
+    SandboxJob,
+    base_env,
+    dyno_command,
+    exec_argv,
+    host_tool,
+    inner_pid,
+    on_terminal,
+    sandbox_argv,
+)
 from minipaas.supervisor._health import Probe
 from minipaas.supervisor._inotify import Inotify
 from minipaas.supervisor._output import RawOutput, decode, split_output
@@ -53,6 +65,7 @@ from minipaas.supervisor._proc import (
     group_alive,
     is_running,
     kill_group,
+    kill_session,
     port_is_free,
     spawn_detached,
     start_ticks,
@@ -548,7 +561,7 @@ class Supervisor:
                 # `setsid --ctty`: a new session whose controlling terminal is stdin, so the
                 # terminal's ^C reaches the command and shells get job control; inside, the
                 # command's own process group takes the terminal (`sandbox.on_terminal`).
-                argv = ["setsid", "--ctty", *argv]
+                argv = [host_tool("setsid"), "--ctty", *argv]
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 env=self._env(spec, dyno, slot.port),
@@ -569,6 +582,106 @@ class Supervisor:
                 ) from None
             self._log(spec.app, dyno, f"Process exited with {describe_status(status)}")
             return 128 - status if status < 0 else status
+
+    async def exec_attached(
+        self,
+        app: str,
+        dyno: str,
+        command: str,
+        stdin: int,
+        stdout: int,
+        stderr: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - as for run_attached
+        started: Callable[[str], None] = lambda _dyno: None,
+    ) -> int:
+        """`ps:exec`: run `command` inside the running dyno `dyno` (`web.1`) of `app`, on the
+        given descriptors (a terminal or pipes, as for `run_attached`); its exit status.
+
+        The command sees what the dyno's own command sees: its files (/app's layer, /tmp), its
+        processes (PID namespace), its hostname, IPC and network, and its environment as the
+        dyno started with it (config vars, PORT, DYNO). It runs as the app's uid without
+        capabilities, under the dyno's seccomp filter and process limit (`sandbox.exec_argv`).
+        It ends with the dyno (the kernel kills a PID namespace's processes with its init) and
+        is killed, all of its session, when this call ends: timeout, cancellation (the client
+        left), or the command's exit (nothing it started in the background is left behind).
+        An empty `command` is an interactive shell: bash (the host's /usr is the dyno's), else
+        sh. `UserError` for a dyno that does not exist, is not up, or is a one-off; `started`
+        gets the dyno's name (`web` means `web.1`) once it is found.
+        """
+        if "\0" in command:
+            raise UserError(f"Invalid command {command[:100]!r}: it holds a NUL character.")
+        d = self._exec_target(app, dyno)
+        target = inner_pid(d.pid) if d.pid is not None else None
+        try:
+            pid_ns = os.readlink(f"/proc/{target}/ns/pid") if target is not None else None
+        except OSError:
+            pid_ns = None
+        if target is None or pid_ns is None:
+            raise UserError(f"The dyno {d.name} of {app!r} is not running; see `minipaas ps`.")
+        if d.spec.uid is None or os.geteuid() != 0:
+            raise UserError(
+                "ps:exec needs a minipaas server that runs as root (dynos with their own uid)."
+            )
+        if not command.strip():
+            command = "bash" if shutil.which("bash", path=DEFAULT_PATH) else "sh"
+        started(d.name)
+        tty = os.isatty(stdin)
+        inner = dyno_command(command, job_control=tty)
+        if tty:
+            inner = on_terminal(inner)
+        argv = exec_argv(target, d.spec.uid, inner, python=sys.executable)
+        if tty:
+            # as in run_attached: the terminal is the command's
+            argv = [host_tool("setsid"), "--ctty", *argv]
+        dyno = d.name
+        self._log(app, dyno, f"Running `{command}` in {dyno} (ps:exec)")
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            env=self._env(d.spec, d.name, d.port),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=not tty,  # either way the session's id is proc.pid
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                status = await proc.wait()
+        except TimeoutError:
+            self._log(app, dyno, f"ps:exec timed out after {timeout:g} s; killed")
+            raise DeployError(
+                f"The command `{command}` in {dyno} did not finish within {timeout:g} s."
+            ) from None
+        finally:
+            kill_session(proc.pid, pid_ns)  # what is left runs in the dyno's PID namespace
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await asyncio.shield(proc.wait())
+        self._log(app, dyno, f"ps:exec exited with {describe_status(status)}")
+        return 128 - status if status < 0 else status
+
+    def _exec_target(self, app: str, dyno: str) -> _Dyno:
+        """The dyno `ps:exec` enters: `UserError` naming `dyno` unless it is one of the app's
+        formation dynos and up. One-off dynos are refused: each is somebody's session (or a
+        release phase, a cron job) that ends with its command, and `run` starts a fresh one."""
+        ptype, number = names.process_type_or_dyno(dyno)
+        name = f"{ptype}.{number or 1}"
+        if any((o.status.app, o.status.name) == (app, name) for o in self._one_off_groups.values()):
+            raise UserError(
+                f"The dyno {name} of {app!r} is a one-off dyno; ps:exec enters web and worker "
+                "dynos only (use `minipaas run` for a new one-off)."
+            )
+        dynos = [d for d in self._dynos.get(app, []) if not d.retiring]
+        if not dynos:
+            raise UserError(f"The app {app!r} has no dynos running; scale it up with `ps:scale`.")
+        found = [d for d in dynos if d.name == name]
+        if not found:
+            listed = ", ".join(sorted({d.name for d in dynos}))
+            raise NotFound(f"The app {app!r} has no dyno {name}; its dynos are: {listed}.")
+        d = found[-1]
+        if d.state != "up" or d.pid is None:
+            raise UserError(f"The dyno {name} of {app!r} is not up (it is {d.state}).")
+        return d
 
     @contextlib.asynccontextmanager
     async def _one_off(self, spec: DynoSpec, ptype: str, how: str) -> AsyncIterator[_Slot]:
