@@ -32,6 +32,7 @@ import platform
 import shutil
 import struct
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -346,6 +347,14 @@ def host_tool(name: str) -> str:
     return shutil.which(name, path=DEFAULT_PATH) or name
 
 
+def seccomp_python() -> str:
+    """The interpreter for `exec_argv`'s seccomp step: this one, or, in the one-file binary
+    (whose executable takes no `-c`), the system's python3, which install.sh installs."""
+    if getattr(sys, "frozen", False):
+        return host_tool("python3")
+    return sys.executable
+
+
 def inner_pid(outer_pid: int) -> int | None:
     """The first process inside the sandbox that `sandbox_argv` started as `outer_pid`: the
     child bubblewrap forked into the new PID namespace (its init, pid 1 in there), or None when
@@ -375,7 +384,7 @@ def exec_argv(
     command: Sequence[str],
     *,
     max_processes: int | None = MAX_PROCESSES,
-    python: str = "python3",
+    python: str | None = None,
 ) -> list[str]:
     """argv that runs `command` inside a running sandbox (`minipaas ps:exec`): in the mount,
     PID, IPC, UTS and network namespaces of `target` (see `inner_pid`), with its root, as `uid`
@@ -386,14 +395,15 @@ def exec_argv(
     not entered: the command keeps the host's view of `uid` (the same number bubblewrap maps it
     to), and nothing of the namespace's "root" can be reached. `nsenter` forks so that the
     command is a process of the sandbox's PID namespace: it ends (SIGKILL from the kernel) when
-    the sandbox's init does. `python` is the interpreter that installs the seccomp filter.
+    the sandbox's init does. `python` is the interpreter that installs the seccomp filter
+    (default: `seccomp_python()`).
     """
     argv = [host_tool("choom"), "-n", str(OOM_SCORE_ADJ), "--"]
     if max_processes is not None:
         argv += [host_tool("prlimit"), f"--nproc={max_processes}:{max_processes}", "--"]
     seccomp = seccomp_filter()
     if seccomp is not None:
-        argv += [python, "-I", "-S", "-c", _SECCOMP_EXEC, seccomp.hex()]
+        argv += [python or seccomp_python(), "-I", "-S", "-c", _SECCOMP_EXEC, seccomp.hex()]
     argv += [
         host_tool("nsenter"), f"--target={target}", "--mount", "--pid", "--ipc", "--uts", "--net",
         "--root", "--wd", "--",

@@ -229,3 +229,9 @@ def test_binary_alone_deploys_over_ssh(
         capture_output=True, text=True, env=remote, timeout=60, check=False,
     )
     assert (counted.returncode, counted.stdout.strip()) == (0, "2"), counted
+    # ps:exec from the binary's server: its seccomp step is no `python -c` of the binary's own.
+    inside = subprocess.run(
+        [str(exe), "ps:exec", "-a", "binapp", "--", "id", "-u"], input="",
+        capture_output=True, text=True, env=remote, timeout=60, check=False,
+    )
+    assert inside.returncode == 0 and inside.stdout.strip() not in ("", "0"), inside

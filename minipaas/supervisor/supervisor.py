@@ -36,7 +36,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -629,7 +628,7 @@ class Supervisor:
         inner = dyno_command(command, job_control=tty)
         if tty:
             inner = on_terminal(inner)
-        argv = exec_argv(target, d.spec.uid, inner, python=sys.executable)
+        argv = exec_argv(target, d.spec.uid, inner)
         if tty:
             # as in run_attached: the terminal is the command's
             argv = [host_tool("setsid"), "--ctty", *argv]
