@@ -173,6 +173,18 @@ class Paas:
             )
         return result
 
+    def remote_env(self) -> dict[str, str]:
+        """A laptop's environment for the CLI: the server's HTTPS URL (through Caddy), an API
+        token and Caddy's CA; no data dir."""
+        token = self.cli("auth:token").stdout.strip()
+        environ = {k: v for k, v in self.env.items() if k != "MINIPAAS_DATA_DIR"}
+        environ.update(
+            MINIPAAS_URL=f"https://minipaas.localhost:{self.https_port}",
+            MINIPAAS_TOKEN=token,
+            MINIPAAS_CA_FILE=str(self.ca),
+        )
+        return environ
+
     def run_in_background(
         self, app: str, command: str, *, stdin: int = subprocess.DEVNULL, output: bool = False
     ) -> subprocess.Popen[str]:

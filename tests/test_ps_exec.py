@@ -51,15 +51,7 @@ def web_1(paas: Paas) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def remote(env: tuple[Paas, SSHServer]) -> dict[str, str]:
     """A laptop's environment: the server's HTTPS URL (through Caddy), its token and CA."""
-    paas, _ = env
-    token = paas.cli("auth:token").stdout.strip()
-    environ = {k: v for k, v in paas.env.items() if k != "MINIPAAS_DATA_DIR"}
-    environ.update(
-        MINIPAAS_URL=f"https://minipaas.localhost:{paas.https_port}",
-        MINIPAAS_TOKEN=token,
-        MINIPAAS_CA_FILE=str(paas.ca),
-    )
-    return environ
+    return env[0].remote_env()
 
 
 def host_uid(pid: int) -> int:
