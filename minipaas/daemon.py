@@ -16,12 +16,17 @@ import contextlib
 import logging
 import math
 import os
+import pwd
+import random
 import signal
+import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from minipaas.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,37 @@ def names_in_argv(pid: int, text: str) -> bool:
     except OSError:
         return False
     return os.fsencode(text) in argv and alive(pid)
+
+
+def as_system_user(user: str, product: str, package: str) -> dict[str, Any]:
+    """The Popen arguments that run a service as its system `user` (none when minipaas is not
+    root: the service then runs as minipaas's own user); `UserError` if there is no such user,
+    saying to install `package` (of `product`), which creates it."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise UserError(
+            f"The system user {user!r} does not exist: install {product} with "
+            f"`apt-get install {package}`, which creates it."
+        ) from None
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def free_port(ports: range, product: str, taken: Container[int] = ()) -> int:
+    """A port of `ports`, tried in random order, that is not in `taken` and that nothing
+    listens on at 127.0.0.1; `UserError` if there is none."""
+    for port in random.sample(ports, len(ports)):
+        if port in taken:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise UserError(f"No free port in {ports.start}-{ports.stop - 1} for {product}.")
 
 
 def stop_pid(pid: int, signals: StopSignals) -> None:

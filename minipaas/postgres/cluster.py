@@ -28,12 +28,10 @@ import hmac
 import logging
 import os
 import pwd
-import random
 import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -41,7 +39,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from minipaas.daemon import Daemon, StopSignals, alive, names_in_argv, stop_pid
+from minipaas.daemon import (
+    Daemon,
+    StopSignals,
+    alive,
+    as_system_user,
+    free_port,
+    names_in_argv,
+    stop_pid,
+)
 from minipaas.errors import Conflict, UserError
 
 log = logging.getLogger(__name__)
@@ -227,14 +233,7 @@ class Cluster(Daemon):
         """The OS user the cluster runs as, and the Popen arguments that switch to it."""
         if os.geteuid() != 0:
             return pwd.getpwuid(os.geteuid()).pw_name, {}
-        try:
-            entry = pwd.getpwnam(SYSTEM_USER)
-        except KeyError:
-            raise UserError(
-                f"The system user {SYSTEM_USER!r} does not exist: install PostgreSQL with "
-                "`apt-get install postgresql`, which creates it."
-            ) from None
-        return SYSTEM_USER, {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        return SYSTEM_USER, as_system_user(SYSTEM_USER, "PostgreSQL", "postgresql")
 
     def _env(self) -> dict[str, str]:
         # Explicit and minimal: minipaas's own environment (tokens, PG* variables) is not the
@@ -359,7 +358,7 @@ class Cluster(Daemon):
         if done.returncode != 0:
             shutil.rmtree(fresh, ignore_errors=True)
             raise UserError(f"initdb failed (see {self.log_file}): {self._log_tail()}")
-        port = self._free_port()
+        port = free_port(PORTS, "PostgreSQL")
         files = {
             "minipaas.conf": (
                 "# Written by minipaas at initdb: the port is in every app's DATABASE_URL.\n"
@@ -391,17 +390,6 @@ class Cluster(Daemon):
             if owner:
                 os.chown(path, owner["user"], owner["group"])
         os.rename(fresh, self.pgdata)
-
-    @staticmethod
-    def _free_port() -> int:
-        for port in random.sample(PORTS, len(PORTS)):
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-        raise UserError(f"No free port in {PORTS.start}-{PORTS.stop - 1} for PostgreSQL.")
 
     # -- databases -------------------------------------------------------------------------
 

@@ -37,19 +37,23 @@ import contextlib
 import hashlib
 import logging
 import os
-import pwd
-import random
 import re
 import secrets
 import shutil
 import signal
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from minipaas.daemon import Daemon, StopSignals, names_in_argv, stop_pid
+from minipaas.daemon import (
+    Daemon,
+    StopSignals,
+    as_system_user,
+    free_port,
+    names_in_argv,
+    stop_pid,
+)
 from minipaas.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -374,16 +378,7 @@ class Instance(Daemon):
     @staticmethod
     def _owner() -> dict[str, Any]:
         """The Popen arguments that switch to the `redis` user (none without root)."""
-        if os.geteuid() != 0:
-            return {}
-        try:
-            entry = pwd.getpwnam(SYSTEM_USER)
-        except KeyError:
-            raise UserError(
-                f"The system user {SYSTEM_USER!r} does not exist: install Redis with "
-                "`apt-get install redis-server`, which creates it."
-            ) from None
-        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        return as_system_user(SYSTEM_USER, "Redis", "redis-server")
 
     def create(self, port: int, password: str) -> None:
         """The dir and config of a new instance (blocking: call it in a thread). Made under
@@ -636,13 +631,4 @@ class RedisServers:
             for conf in self.root.glob("*/redis.conf"):
                 with contextlib.suppress(OSError, ValueError, UserError):
                     taken.add(Instance(conf.parent).port())
-        for port in random.sample(PORTS, len(PORTS)):
-            if port in taken:
-                continue
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-        raise UserError(f"No free port in {PORTS.start}-{PORTS.stop - 1} for Redis.")
+        return free_port(PORTS, "Redis", taken)
