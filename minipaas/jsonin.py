@@ -23,6 +23,15 @@ MAX_DIGITS = 100
 """The longest whole number a document may hold (Python refuses to read huge ones)."""
 
 
+def flag(data: dict[str, Any], key: str, default: bool = False) -> bool:
+    """`data[key]` as true or false (`default` when absent); `UserError` naming anything else."""
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        shown = json.dumps(value)[:SHOWN_CHARS]
+        raise UserError(f"The field {key!r} must be true or false, not {shown}.")
+    return value
+
+
 def loads(raw: str | bytes, subject: str) -> Any:
     """`raw` parsed; `UserError` (naming `subject`, e.g. "app.json") for a number past
     MAX_DIGITS digits. Invalid JSON raises `json.JSONDecodeError`, which callers word."""

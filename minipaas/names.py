@@ -62,6 +62,16 @@ def new_app_name(name: str) -> str:
     return name
 
 
+def one_off_command(value: object, *, optional: bool = False) -> str:
+    """The command of a one-off (`run`; `ps:exec`, where none (`optional`) means a shell): a
+    string, not blank unless `optional`, without NUL (no process can take one)."""
+    if not isinstance(value, str) or (not optional and not value.strip()):
+        raise UserError("No command given; use `minipaas run -a APP -- COMMAND`.")
+    if "\0" in value:
+        raise UserError(f"Invalid command {value[:100]!r}: it holds a NUL character.")
+    return value
+
+
 def config_key(key: str) -> str:
     """Return `key` if it is a valid config var name, else raise `UserError`."""
     if not CONFIG_KEY.fullmatch(key):

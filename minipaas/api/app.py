@@ -654,15 +654,8 @@ def create_app(ctx: ApiContext) -> ASGIApp:
     async def run(request: Request) -> Response:
         name = app_name(request)
         data = body_dict(await json_body(request))
-        command = data.get("command")
-        if not isinstance(command, str) or not command.strip():
-            raise UserError("No command given; use `minipaas run -a APP -- COMMAND`.")
-        if "\0" in command:
-            raise UserError(f"Invalid command {command[:100]!r}: it holds a NUL character.")
-        detached = data.get("detached", False)
-        if not isinstance(detached, bool):
-            shown = json.dumps(detached)[: names.SHOWN_CHARS]
-            raise UserError(f"The field 'detached' must be true or false, not {shown}.")
+        command = names.one_off_command(data.get("command"))
+        detached = jsonin.flag(data, "detached")
         await deployer.one_off_spec(name, command)  # no app or no release: 4xx now
         if detached:
             return JSONResponse(

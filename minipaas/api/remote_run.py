@@ -35,7 +35,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from minipaas import names
+from minipaas import jsonin, names
 from minipaas.api.attach import RunAttached
 from minipaas.errors import UserError
 
@@ -102,15 +102,8 @@ def parse_start(text: str) -> Start:
     if dyno is not None and not isinstance(dyno, str):
         shown = json.dumps(dyno)[: names.SHOWN_CHARS]
         raise UserError(f"The field 'dyno' must be a dyno name such as web.1, not {shown}.")
-    command = data.get("command")
-    if not isinstance(command, str) or (dyno is None and not command.strip()):
-        raise UserError("No command given; use `minipaas run -a APP -- COMMAND`.")
-    if "\0" in command:
-        raise UserError(f"Invalid command {command[:100]!r}: it holds a NUL character.")
-    tty = data.get("tty", False)
-    if not isinstance(tty, bool):
-        shown = json.dumps(tty)[: names.SHOWN_CHARS]
-        raise UserError(f"The field 'tty' must be true or false, not {shown}.")
+    command = names.one_off_command(data.get("command"), optional=dyno is not None)
+    tty = jsonin.flag(data, "tty")
     cols, rows = (_size(data, "cols"), _size(data, "rows")) if tty else (80, 24)
     return Start(command, tty, cols, rows, dyno)
 
