@@ -158,6 +158,16 @@ class Backups:
     def _file(self, backup: Backup) -> str:
         return str(self.paths.app_backups(backup.app) / f"{backup.id}.dump")
 
+    def _open_dump(self, app: App, backup: Backup) -> int:
+        """A read descriptor of the backup's dump; `NotFound` if the file is gone."""
+        try:
+            return os.open(self._file(backup), os.O_RDONLY)
+        except FileNotFoundError:
+            raise NotFound(
+                f"The dump of backup {backup.id} of {app.name!r} is missing from the server's "
+                "disk."
+            ) from None
+
     def _directory(self, app: str) -> str:
         """The app's backup dir, created owner-only (and the top one) if missing."""
         top = self.paths.backups
@@ -256,13 +266,7 @@ class Backups:
         read: the file is open before this returns, so a delete meanwhile does not cut it."""
         app, _ = await self._addon(app_name)
         backup = await self._find(app, ref)
-        try:
-            fd = os.open(self._file(backup), os.O_RDONLY)
-        except FileNotFoundError:
-            raise NotFound(
-                f"The dump of backup {backup.id} of {app.name!r} is missing from the server's "
-                "disk."
-            ) from None
+        fd = self._open_dump(app, backup)
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
@@ -278,13 +282,7 @@ class Backups:
         app, addon = await self._addon(app_name)
         backup = await self._find(app, ref)
         async with self._exclusive(app.name, f"restore of backup {backup.id}"):
-            try:
-                fd = os.open(self._file(backup), os.O_RDONLY)
-            except FileNotFoundError:
-                raise NotFound(
-                    f"The dump of backup {backup.id} of {app.name!r} is missing from the "
-                    "server's disk."
-                ) from None
+            fd = self._open_dump(app, backup)
             try:
                 await self._cluster().restore(addon.name, fd)
             except UserError as exc:
