@@ -173,6 +173,12 @@ class Paas:
             )
         return result
 
+    def fails(self, *args: str, code: int = 1) -> str:
+        """`minipaas ARGS…`, which must exit with `code`; what it said on stderr."""
+        result = self.cli(*args, check=False)
+        assert result.returncode == code, result
+        return result.stderr.rstrip("\n")
+
     def remote_env(self) -> dict[str, str]:
         """A laptop's environment for the CLI: the server's HTTPS URL (through Caddy), an API
         token and Caddy's CA; no data dir."""

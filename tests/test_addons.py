@@ -451,22 +451,17 @@ def test_bad_input(pg: Pg) -> None:
     if postmaster(paas) is None:
         paas.cli("addons:create", "heroku-postgresql", "-a", app)
 
-    def fails(*args: str, code: int = 1) -> str:
-        result = paas.cli(*args, check=False)
-        assert result.returncode == code, result
-        return result.stderr.rstrip("\n")
-
-    assert fails("addons:create", "heroku-kafka", "-a", app) == (
+    assert paas.fails("addons:create", "heroku-kafka", "-a", app) == (
         " !    Unknown add-on 'heroku-kafka': minipaas offers heroku-postgresql "
         "(also called postgresql or postgres) and heroku-redis (also called redis)."
     )
-    assert fails("addons:create", "heroku-postgresql", "-a", app) == (
+    assert paas.fails("addons:create", "heroku-postgresql", "-a", app) == (
         f" !    The app '{app}' already has heroku-postgresql; see `minipaas addons -a {app}`."
     )
     # The add-on's var is the add-on's: its password is nowhere else.
     role = pg.url().rsplit("/", 1)[1]
     for args in (("config:unset", "DATABASE_URL"), ("config:set", "DATABASE_URL=x", "A=1")):
-        assert fails(*args, "-a", app) == (
+        assert paas.fails(*args, "-a", app) == (
             f" !    DATABASE_URL belongs to the heroku-postgresql add-on of '{app}' ({role}) and "
             "cannot be set or unset; destroy the add-on with `minipaas addons:destroy "
             f"heroku-postgresql -a {app} --confirm {app}`."
@@ -475,25 +470,25 @@ def test_bad_input(pg: Pg) -> None:
         paas.cli("config", "-a", app, "--json").stdout)
     paas.cli("apps:create", "ownurl")
     paas.cli("config:set", "DATABASE_URL=postgres://me@db.example.com/mine", "-a", "ownurl")
-    assert fails("addons:create", "postgresql", "-a", "ownurl") == (
+    assert paas.fails("addons:create", "postgresql", "-a", "ownurl") == (
         " !    The app 'ownurl' already sets DATABASE_URL itself; nothing was changed "
         "(unset it with `minipaas config:unset DATABASE_URL -a ownurl` first)."
     )
     assert pg.url("ownurl") == "postgres://me@db.example.com/mine"
     assert json.loads(paas.cli("addons", "-a", "ownurl", "--json").stdout) == []
-    assert fails("pg:info", "-a", "ownurl") == (
+    assert paas.fails("pg:info", "-a", "ownurl") == (
         " !    The app 'ownurl' has no heroku-postgresql add-on; create one with "
         "`minipaas addons:create heroku-postgresql -a ownurl`."
     )
-    assert "has no heroku-postgresql add-on" in fails("pg:psql", "-a", "ownurl")
-    assert "has no heroku-postgresql add-on" in fails(
+    assert "has no heroku-postgresql add-on" in paas.fails("pg:psql", "-a", "ownurl")
+    assert "has no heroku-postgresql add-on" in paas.fails(
         "addons:destroy", "heroku-postgresql", "-a", "ownurl", "--confirm", "ownurl"
     )
-    assert fails("addons:destroy", "heroku-postgresql", "-a", app, code=2) == (
+    assert paas.fails("addons:destroy", "heroku-postgresql", "-a", app, code=2) == (
         f"Destroying heroku-postgresql of '{app}' deletes its database and all its data; "
         f"run again with --confirm {app}."
     )
-    assert "No app named 'nope'" in fails("addons:create", "postgres", "-a", "nope")
+    assert "No app named 'nope'" in paas.fails("addons:create", "postgres", "-a", "nope")
     paas.cli("apps:destroy", "-a", "ownurl", "--confirm", "ownurl")
 
     # The API's own answers to bad input: tests/test_api_bad_input.py (addons rows); a second

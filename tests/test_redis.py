@@ -450,70 +450,65 @@ def test_bad_input(rd: Rd) -> None:
     paas, app = rd.paas, rd.app
     rd.ensure()
 
-    def fails(*args: str, code: int = 1) -> str:
-        result = paas.cli(*args, check=False)
-        assert result.returncode == code, result
-        return result.stderr.rstrip("\n")
-
-    assert fails("addons:create", "heroku-redis", "-a", app) == (
+    assert paas.fails("addons:create", "heroku-redis", "-a", app) == (
         f" !    The app '{app}' already has heroku-redis; see `minipaas addons -a {app}`."
     )
     # Heroku's flags: --wait is taken (creating returns once it is ready), --as names the
     # one attachment offered or is refused, and addons:destroy takes the config var's name.
-    assert "already has heroku-redis" in fails("addons:create", "heroku-redis", "--wait",
+    assert "already has heroku-redis" in paas.fails("addons:create", "heroku-redis", "--wait",
                                                "--as", "REDIS", "-a", app)
-    assert fails("addons:create", "heroku-redis", "--as", "CACHE", "-a", app, code=2) == (
+    assert paas.fails("addons:create", "heroku-redis", "--as", "CACHE", "-a", app, code=2) == (
         "--as 'CACHE' is not offered: an app has one heroku-redis add-on here, always "
         "attached as REDIS_URL."
     )
-    assert fails("addons:destroy", "REDIS_URL", "-a", app, code=2) == (
+    assert paas.fails("addons:destroy", "REDIS_URL", "-a", app, code=2) == (
         f"Destroying heroku-redis of '{app}' deletes its Redis server and all its data; "
         f"run again with --confirm {app}."
     )
-    assert fails("addons:create", "redis-ha", "-a", app) == (
+    assert paas.fails("addons:create", "redis-ha", "-a", app) == (
         " !    Unknown add-on 'redis-ha': minipaas offers heroku-postgresql (also called "
         "postgresql or postgres) and heroku-redis (also called redis)."
     )
     name = json.loads(paas.cli("addons", "-a", app, "--json").stdout)[0]["name"]
     for args in (("config:unset", "REDIS_URL"), ("config:set", "REDIS_URL=redis://x", "A=1")):
-        assert fails(*args, "-a", app) == (
+        assert paas.fails(*args, "-a", app) == (
             f" !    REDIS_URL belongs to the heroku-redis add-on of '{app}' ({name}) and "
             "cannot be set or unset; destroy the add-on with `minipaas addons:destroy "
             f"heroku-redis -a {app} --confirm {app}`."
         )
     paas.cli("apps:create", "ownurl")
     paas.cli("config:set", "REDIS_URL=redis://cache.example.com:6379", "-a", "ownurl")
-    assert fails("addons:create", "heroku-redis", "-a", "ownurl") == (
+    assert paas.fails("addons:create", "heroku-redis", "-a", "ownurl") == (
         " !    The app 'ownurl' already sets REDIS_URL itself; nothing was changed "
         "(unset it with `minipaas config:unset REDIS_URL -a ownurl` first)."
     )
     assert rd.url("ownurl") == "redis://cache.example.com:6379"
     assert not (paas.data_dir / "redis" / "ownurl").exists()
-    assert fails("redis:info", "-a", "ownurl") == (
+    assert paas.fails("redis:info", "-a", "ownurl") == (
         " !    The app 'ownurl' has no heroku-redis add-on; create one with "
         "`minipaas addons:create heroku-redis -a ownurl`."
     )
-    assert "has no heroku-redis add-on" in fails("redis:cli", "-a", "ownurl", "-c", "PING")
-    assert "has no heroku-redis add-on" in fails(
+    assert "has no heroku-redis add-on" in paas.fails("redis:cli", "-a", "ownurl", "-c", "PING")
+    assert "has no heroku-redis add-on" in paas.fails(
         "addons:destroy", "redis", "-a", "ownurl", "--confirm", "ownurl")
-    assert fails("addons:destroy", "heroku-redis", "-a", app, code=2) == (
+    assert paas.fails("addons:destroy", "heroku-redis", "-a", app, code=2) == (
         f"Destroying heroku-redis of '{app}' deletes its Redis server and all its data; "
         f"run again with --confirm {app}."
     )
-    assert fails("redis:cli", "-a", app, "-c", " ", code=2) == (
+    assert paas.fails("redis:cli", "-a", app, "-c", " ", code=2) == (
         "No Redis command given after -c; say one, such as -c PING."
     )
     # Heroku's DATABASE argument (`redis:info REDIS_URL`) names the app's one Redis.
     assert json.loads(paas.cli("redis:info", "REDIS_URL", "-a", app, "--json").stdout)[
         "name"] == name
-    assert fails("redis:info", "DATABASE_URL", "-a", app) == (
+    assert paas.fails("redis:info", "DATABASE_URL", "-a", app) == (
         f" !    The app '{app}' has no heroku-redis add-on named 'DATABASE_URL': name it "
         f"REDIS_URL or {name}, or leave it out (an app has one)."
     )
-    assert fails("redis:cli", "-a", app, "--confirm", "other", code=2) == (
+    assert paas.fails("redis:cli", "-a", app, "--confirm", "other", code=2) == (
         f"--confirm 'other' does not name the app '{app}'; leave it out or say --confirm {app}."
     )
-    assert "No app named 'nope'" in fails("addons:create", "redis", "-a", "nope")
+    assert "No app named 'nope'" in paas.fails("addons:create", "redis", "-a", "nope")
     paas.cli("apps:destroy", "-a", "ownurl", "--confirm", "ownurl")
 
     # The API: a second one is a conflict (the table in test_api_bad_input has the rest).
@@ -628,26 +623,21 @@ def test_redis_maxmemory_bad_input(rd: Rd) -> None:
     paas, app = rd.paas, rd.app
     rd.ensure()
 
-    def fails(*args: str, code: int = 1) -> str:
-        result = paas.cli(*args, check=False)
-        assert result.returncode == code, result
-        return result.stderr.rstrip("\n")
-
-    assert fails("redis:maxmemory", "-a", app, "--policy", "lru") == (
+    assert paas.fails("redis:maxmemory", "-a", app, "--policy", "lru") == (
         " !    Unknown maxmemory policy 'lru': choose one of noeviction, allkeys-lfu, "
         "volatile-lfu, allkeys-lru, volatile-lru, allkeys-random, volatile-random, "
         "volatile-ttl."
     )
-    assert "--policy" in fails("redis:maxmemory", "-a", app, code=2)
-    assert fails("redis:maxmemory", "DATABASE_URL", "-a", app, "-p", "allkeys-lru").startswith(
+    assert "--policy" in paas.fails("redis:maxmemory", "-a", app, code=2)
+    assert paas.fails("redis:maxmemory", "DATABASE_URL", "-a", app, "-p", "allkeys-lru").startswith(
         f" !    The app '{app}' has no heroku-redis add-on named 'DATABASE_URL'")
     paas.cli("apps:create", "nocache")
-    assert fails("redis:maxmemory", "-a", "nocache", "-p", "allkeys-lru") == (
+    assert paas.fails("redis:maxmemory", "-a", "nocache", "-p", "allkeys-lru") == (
         " !    The app 'nocache' has no heroku-redis add-on; create one with "
         "`minipaas addons:create heroku-redis -a nocache`."
     )
     paas.cli("apps:destroy", "-a", "nocache", "--confirm", "nocache")
-    assert "No app named 'nope'" in fails("redis:maxmemory", "-a", "nope", "-p", "noeviction")
+    assert "No app named 'nope'" in paas.fails("redis:maxmemory", "-a", "nope", "-p", "noeviction")
     # Nothing changed.
     assert json.loads(paas.cli("redis:info", "-a", app, "--json").stdout)[
         "maxmemory_policy"] == "noeviction"
