@@ -986,8 +986,8 @@ def cmd_addons(args: argparse.Namespace) -> int:
 def cmd_addons_create(args: argparse.Namespace) -> int:
     app = _app(args)
     service, plan = _addon_service(args.service)
-    var = ADDON_WORDS[service][0]
-    if args.attach_as is not None and args.attach_as.removesuffix("_URL") != var[:-4]:
+    var, attachment, _ = _addon_words(service)
+    if args.attach_as is not None and args.attach_as.removesuffix("_URL") != attachment:
         from minipaas.names import shown
 
         raise UsageError(f"--as {shown(args.attach_as)} is not offered: an app has one "
@@ -1002,9 +1002,11 @@ def cmd_addons_create(args: argparse.Namespace) -> int:
 
 def cmd_addons_destroy(args: argparse.Namespace) -> int:
     app = _app(args)
-    for kind, words in ADDON_WORDS.items():  # Heroku's attachment: DATABASE_URL, DATABASE
-        if args.service in words[:2]:
-            args.service = kind
+    from minipaas.addons import SERVICES
+
+    for kind in SERVICES:  # Heroku's attachment: DATABASE_URL, DATABASE
+        if args.service in _addon_words(kind.name)[:2]:
+            args.service = kind.name
     # The service (heroku-postgresql) or the add-on's own name, as `addons` lists it: the
     # server knows the names.
     if args.confirm != app:
@@ -1037,12 +1039,14 @@ def _bytes(size: int) -> str:
     return str(size)
 
 
-#: What Heroku's optional DATABASE argument (`pg:backups:capture DATABASE_URL`) may say for each
-#: add-on besides the add-on's own name: an app has at most one of each kind here.
-ADDON_WORDS = {
-    "heroku-postgresql": ("DATABASE_URL", "DATABASE", "heroku-postgresql"),
-    "heroku-redis": ("REDIS_URL", "REDIS", "heroku-redis"),
-}
+def _addon_words(service: str) -> tuple[str, str, str]:
+    """What Heroku's optional DATABASE argument (`pg:backups:capture DATABASE_URL`) may say for
+    `service`'s add-on besides the add-on's own name (an app has at most one of each kind
+    here): its config var, its attachment (the var without _URL) and the service itself."""
+    from minipaas.addons import by_name
+
+    var = by_name(service).config_var
+    return var, var.removesuffix("_URL"), service
 
 
 def _check_addon_arg(args: argparse.Namespace, app: str, service: str) -> None:
@@ -1053,13 +1057,13 @@ def _check_addon_arg(args: argparse.Namespace, app: str, service: str) -> None:
     from minipaas.names import shown
 
     given = getattr(args, "addon", None)
-    if given is None or given in ADDON_WORDS[service]:
+    if given is None or given in _addon_words(service):
         return
     with _client(args) as c:
         names = [a["name"] for a in c.get(f"/api/apps/{app}/addons") if a["service"] == service]
     if given in names:
         return
-    words = " or ".join([ADDON_WORDS[service][0], *names])
+    words = " or ".join([_addon_words(service)[0], *names])
     raise UserError(
         f"The app {app!r} has no {service} add-on named {shown(given)}: name it {words}, or "
         f"leave it out (an app has one)."
@@ -1313,7 +1317,7 @@ def _restore_source(args: argparse.Namespace, app: str) -> None:
         return
     # A database alone (the newest backup): its words, Heroku's colour names
     # (HEROKU_POSTGRESQL_RED, refused by name below) or an add-on name (`demo_1a2b3c4d`).
-    if args.addon is None and (given in ADDON_WORDS["heroku-postgresql"]
+    if args.addon is None and (given in _addon_words("heroku-postgresql")
                                or given.startswith("HEROKU_POSTGRESQL")
                                or re.fullmatch(r"[a-z][a-z0-9_]*_[0-9a-f]{8}", given)):
         args.backup, args.addon = None, given
