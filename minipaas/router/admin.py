@@ -16,6 +16,10 @@ import httpx
 from minipaas.router.errors import RouterError
 
 
+class _Dropped(RouterError):
+    """The admin socket closed or reset the connection before answering (not a timeout)."""
+
+
 class CaddyAdmin:
     """Talks to one Caddy through `socket`; create it before Caddy is up, it connects lazily."""
 
@@ -38,9 +42,15 @@ class CaddyAdmin:
     async def load(self, config: dict[str, Any]) -> None:
         """Replace Caddy's whole configuration; on any error the old one stays active."""
         body = json.dumps(config, separators=(",", ":")).encode()
-        await self._request(
-            "POST", "/load", content=body, headers={"Content-Type": "application/json"}
-        )
+        headers = {"Content-Type": "application/json"}
+        try:
+            await self._request("POST", "/load", content=body, headers=headers)
+        except _Dropped:
+            # Caddy replaces its admin server while it applies a configuration, and again when
+            # it rolls a failed one back; under load the answer can go down with the old server
+            # (an empty read, no status). Loading the same document again is safe: Caddy answers
+            # at once when it already runs it, else applies it or says why it cannot.
+            await self._request("POST", "/load", content=body, headers=headers)
 
     async def config(self) -> dict[str, Any]:
         """The configuration Caddy is running (empty when it has none)."""
@@ -69,9 +79,12 @@ class CaddyAdmin:
         try:
             response = await self._client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise RouterError(
+            dropped = isinstance(exc, httpx.TransportError) and not isinstance(
+                exc, httpx.TimeoutException
+            )
+            raise (_Dropped if dropped else RouterError)(
                 f"Caddy's admin socket {self._socket} did not answer {method} {path}: "
-                f"{exc or type(exc).__name__}."
+                f"{str(exc) or type(exc).__name__}."
             ) from exc
         if response.is_success:
             return response
