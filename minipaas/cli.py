@@ -1439,6 +1439,55 @@ def cmd_pg_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate(args: argparse.Namespace, service: str, what: str) -> dict[str, Any]:
+    """A new password for the app's add-on of `service`, once --confirm names the app."""
+    app = _app(args)
+    if args.confirm != app:
+        raise UsageError(
+            f"Rotating the credentials of {app}'s {what} ends its connections and restarts its "
+            f"dynos; run again with --confirm {app}."
+        )
+    _check_addon_arg(args, app, service)
+    with _client(args) as c:
+        done: dict[str, Any] = c.request(
+            "POST", f"/api/apps/{app}/addons/{service}/credentials/rotate",
+            params={"confirm": app},
+        )
+    return done
+
+
+def cmd_pg_credentials_rotate(args: argparse.Namespace) -> int:
+    """Heroku's `pg:credentials:rotate`: a new password for the app's role, its sessions
+    ended, DATABASE_URL changed by a config release."""
+    done = _rotate(args, "heroku-postgresql", "database")
+    print(f"Rotated the credentials of {done['name']} ({done['config_var']}) of {done['app']}: "
+          f"the old password no longer works; released v{done['release']} with the new "
+          f"{done['config_var']}.")
+    return 0
+
+
+def cmd_redis_credentials(args: argparse.Namespace) -> int:
+    """Heroku's `redis:credentials`: the URL (with its password); with --reset a new password,
+    its clients disconnected, REDIS_URL changed by a config release."""
+    app = _app(args)
+    if args.reset:
+        done = _rotate(args, "heroku-redis", "Redis")
+        print(f"Reset the credentials of {done['name']} ({done['config_var']}) of "
+              f"{done['app']}: the old password no longer works; released v{done['release']} "
+              f"with the new {done['config_var']}.")
+        return 0
+    if args.confirm is not None and args.confirm != app:
+        from minipaas.names import shown
+
+        raise UsageError(f"--confirm {shown(args.confirm)} does not name the app {app!r}; "
+                         f"leave it out or say --confirm {app}.")
+    _check_addon_arg(args, app, "heroku-redis")
+    with _client(args) as c:
+        found = c.get(f"/api/apps/{app}/addons/heroku-redis/credentials")
+    print(found["url"])
+    return 0
+
+
 def cmd_maintenance(on: bool) -> Handler:
     def run(args: argparse.Namespace) -> int:
         app = _app(args)
@@ -1950,6 +1999,12 @@ def build_parser() -> argparse.ArgumentParser:
     _database_argument(p)
     p.add_argument("--confirm", help="the app's name, to confirm")
     p.set_defaults(long=True)
+    p = add("pg:credentials:rotate", cmd_pg_credentials_rotate,
+            "a new password for the app's database: its connections ended, DATABASE_URL "
+            "changed by a release", app=True)
+    _database_argument(p)
+    p.add_argument("--confirm", help="the app's name, to confirm")
+    p.set_defaults(long=True)
     p = add("redis:info", cmd_redis_info, "the app's Redis: version, memory, clients, keys",
             app=True, json_out=True)
     _database_argument(p, "REDIS_URL")
@@ -1965,6 +2020,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--command", dest="redis_command",
                    help="run this Redis command and exit")
     p.add_argument("--confirm", help="the app's name (Heroku's flag; not needed here)")
+    p = add("redis:credentials", cmd_redis_credentials,
+            "show REDIS_URL's credentials; --reset: a new password, its clients disconnected, "
+            "REDIS_URL changed by a release", app=True)
+    _database_argument(p, "REDIS_URL")
+    p.add_argument("--reset", action="store_true", help="set a new password")
+    p.add_argument("--confirm", help="the app's name, to confirm --reset")
+    p.set_defaults(long=True)
     add("maintenance:on", cmd_maintenance(True), "answer 503 with a maintenance page", app=True)
     add("maintenance:off", cmd_maintenance(False), "serve the app again", app=True)
     add("keys", cmd_keys, "list SSH keys", json_out=True)

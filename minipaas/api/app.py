@@ -980,6 +980,31 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         addon = await backups().reset(name)
         return JSONResponse({"reset": addon_json(addon)})
 
+    # -- credentials (pg:credentials:rotate, redis:credentials) ---------------------------------
+
+    async def addons_credentials(request: Request) -> Response:
+        """`redis:credentials`: the add-on's URL (what `config:get` shows of it)."""
+        name = app_name(request)
+        kind, _plan = registry.service(request.path_params["service"])
+        addon, url = await deployer.addon_credentials(name, kind.name)
+        return JSONResponse({**addon_json(addon), "url": url})
+
+    async def addons_rotate(request: Request) -> Response:
+        """`pg:credentials:rotate`, `redis:credentials --reset` (`?confirm=APP`): a new
+        password, the URL by a config release, the old password's connections ended."""
+        name = app_name(request)
+        kind, _plan = registry.service(request.path_params["service"])
+        await confirmed(
+            request, name,
+            f"Rotating the credentials of {kind.name} of {name!r} ends its connections and "
+            "restarts its dynos",
+        )
+        await not_busy(name)
+        addon = await deployer.rotate_credentials(name, kind.name, who=who(request))
+        release = await store.current_release(await store.app(name))
+        return JSONResponse({**addon_json(addon),
+                             "release": release.version if release else None})
+
     async def maintenance(request: Request) -> Response:
         app = await store.app(app_name(request))
         data = body_dict(await json_body(request))
@@ -1096,6 +1121,9 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps/{app}/addons/{service}/reset", addons_reset, methods=["POST"]),
         Route("/api/apps/{app}/addons/{service}/maxmemory", addons_maxmemory,
               methods=["PUT"]),
+        Route("/api/apps/{app}/addons/{service}/credentials", addons_credentials),
+        Route("/api/apps/{app}/addons/{service}/credentials/rotate", addons_rotate,
+              methods=["POST"]),
         Route("/api/apps/{app}/backups", backups_list),
         Route("/api/apps/{app}/backups", backups_capture, methods=["POST"]),
         Route("/api/apps/{app}/backups/upload", backups_upload, methods=["POST"]),

@@ -12,6 +12,9 @@ open another app's database. Passwords never reach an argv or a log: the server 
 verifier computed here (`scram_verifier`), on psql's standard input, and errors are reported
 without the statement (`log_min_error_statement = panic`, psql's terse verbosity).
 
+`set_password` gives an app's role a new password (`pg:credentials:rotate`) and ends the
+role's sessions.
+
 The postmaster runs in its own session, like Caddy: a restart of `minipaas server` leaves it
 serving, and the next start adopts it by `postmaster.pid` (pid + a command line naming this
 data dir, so a recycled pid is never mistaken for it). `watch` restarts it if it dies (the
@@ -562,3 +565,22 @@ class Cluster(Daemon):
             )
         size, connections, version = out.strip().split("|", 2)
         return DatabaseInfo(name, int(size), int(connections), version, self.port())
+
+    # -- credentials (pg:credentials:rotate) ----------------------------------------------
+
+    async def set_password(self, name: str, password: str) -> int:
+        """Give role `name` the new `password` (as a verifier) and end every session it has
+        open, so the old password stops working at once (as Heroku's rotation does); how
+        many sessions were ended."""
+        name = self._checked(name)
+        verifier = scram_verifier(password)
+        async with self._lock:
+            await self._start()
+            out = await self._superuser_sql(
+                f"ALTER ROLE \"{name}\" PASSWORD '{verifier}';\n"
+                # `name` matched _NAME: it holds nothing that could leave the quotes.
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+                f"FROM pg_stat_activity WHERE usename = '{name}' "
+                "AND pid <> pg_backend_pid();\n"
+            )
+        return int(out.strip() or "0")
