@@ -1488,6 +1488,70 @@ def cmd_redis_credentials(args: argparse.Namespace) -> int:
     return 0
 
 
+def _running_for(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    whole = int(seconds)
+    return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{seconds % 60:06.3f}"
+
+
+def cmd_pg_ps(args: argparse.Namespace) -> int:
+    """Heroku's `pg:ps`: the connections to the app's database and what each runs now."""
+    app = _app(args)
+    _check_addon_arg(args, app, "heroku-postgresql")
+    with _client(args) as c:
+        found = c.get(f"/api/apps/{app}/addons/heroku-postgresql/activity")
+    if args.json:
+        _print_json(found["connections"])
+        return 0
+    if not found["connections"]:
+        print(f"No connections to {app}'s database {found['name']}.")
+        return 0
+    _table(
+        [
+            (row["pid"], row["state"] or "", row["source"] or "", _running_for(row["running_for"]),
+             "yes" if row["waiting"] else "no", " ".join(str(row["query"] or "").split()))
+            for row in found["connections"]
+        ],
+        ["pid", "state", "source", "running_for", "waiting", "query"],
+    )
+    return 0
+
+
+def cmd_pg_kill(args: argparse.Namespace) -> int:
+    """Heroku's `pg:kill PID [--force]`: cancel a query of the app's database (end its
+    connection with --force); a pid of another database is refused by the server."""
+    from minipaas.errors import UserError
+    from minipaas.names import shown
+
+    app = _app(args)
+    if not re.fullmatch(r"[0-9]{1,10}", args.pid) or not 0 < int(args.pid) < 2**31:
+        raise UserError(f"Invalid pid {shown(args.pid)}: give a number `minipaas pg:ps -a {app}` "
+                        "shows.")
+    _check_addon_arg(args, app, "heroku-postgresql")
+    with _client(args) as c:
+        done = c.request("POST", f"/api/apps/{app}/addons/heroku-postgresql/kill",
+                         json_body={"pid": int(args.pid), "force": bool(args.force)})
+    if args.force:
+        print(f"Terminated the connection of pid {done['pid']} to {app}'s database "
+              f"{done['name']}.")
+    else:
+        print(f"Cancelled the query of pid {done['pid']} on {app}'s database {done['name']}.")
+    return 0
+
+
+def cmd_pg_killall(args: argparse.Namespace) -> int:
+    """Heroku's `pg:killall`: end every connection to the app's database."""
+    app = _app(args)
+    _check_addon_arg(args, app, "heroku-postgresql")
+    with _client(args) as c:
+        done = c.request("POST", f"/api/apps/{app}/addons/heroku-postgresql/killall")
+    count = int(done["terminated"])
+    print(f"Terminated {count} connection{'' if count == 1 else 's'} to {app}'s database "
+          f"{done['name']}.")
+    return 0
+
+
 def cmd_maintenance(on: bool) -> Handler:
     def run(args: argparse.Namespace) -> int:
         app = _app(args)
@@ -2005,6 +2069,18 @@ def build_parser() -> argparse.ArgumentParser:
     _database_argument(p)
     p.add_argument("--confirm", help="the app's name, to confirm")
     p.set_defaults(long=True)
+    p = add("pg:ps", cmd_pg_ps, "the connections to the app's database and their queries",
+            app=True, json_out=True)
+    _database_argument(p)
+    p = add("pg:kill", cmd_pg_kill, "cancel a query of the app's database (--force: end its "
+            "connection)", app=True)
+    p.add_argument("pid", metavar="PID", help="a pid pg:ps shows")
+    _database_argument(p)
+    p.add_argument("-f", "--force", action="store_true",
+                   help="end the connection (pg_terminate_backend), not only its query")
+    p = add("pg:killall", cmd_pg_killall, "end every connection to the app's database",
+            app=True)
+    _database_argument(p)
     p = add("redis:info", cmd_redis_info, "the app's Redis: version, memory, clients, keys",
             app=True, json_out=True)
     _database_argument(p, "REDIS_URL")

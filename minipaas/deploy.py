@@ -1207,6 +1207,28 @@ class Deployer:
         )
         return addon
 
+    async def database_activity(self, app_name: str) -> tuple[Addon, list[dict[str, Any]]]:
+        """`pg:ps`: the connections to the app's database and what they run."""
+        addon = await self.addon(app_name)
+        return addon, await self._cluster().activity(addon.name)
+
+    async def kill_backend(self, app_name: str, pid: int, *, force: bool) -> Addon:
+        """`pg:kill`: cancel (terminate with `force`) backend `pid` of the app's database;
+        `NotFound` naming the pid if it is no connection to this app's database (another
+        app's queries are never touched)."""
+        addon = await self.addon(app_name)
+        if not await self._cluster().signal_backend(addon.name, pid, force=force):
+            raise NotFound(
+                f"The pid {pid} is not a connection to the database of {app_name!r}; see "
+                f"`minipaas pg:ps -a {app_name}`."
+            )
+        return addon
+
+    async def kill_all_backends(self, app_name: str) -> tuple[Addon, int]:
+        """`pg:killall`: end every connection to the app's database; how many."""
+        addon = await self.addon(app_name)
+        return addon, await self._cluster().terminate_all(addon.name)
+
     async def start_addons(self) -> None:
         """Server start: adopt the cluster and the Redis instances left running, or start
         those some app has (a failure is logged in those apps' logs; their dynos start

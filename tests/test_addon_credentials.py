@@ -1,8 +1,10 @@
-"""Credentials of the add-ons, on one real server with its real PostgreSQL cluster and
-redis-server: `pg:credentials:rotate` (the old password refused, its sessions ended, the new
-URL in a config release the dynos restart with), `redis:credentials` and its `--reset` (clients
-disconnected, the new password kept across a kill -9), the old password put back when the
-release fails, bad input at the CLI and the API, and no new password in the server's log."""
+"""Credentials of the add-ons and the database's connections, on one real server with its real
+PostgreSQL cluster and redis-server: `pg:credentials:rotate` (the old password refused, its
+sessions ended, the new URL in a config release the dynos restart with), `redis:credentials`
+and its `--reset` (clients disconnected, the new password kept across a kill -9), `pg:ps`,
+`pg:kill` and `pg:killall` on real long queries (`SELECT pg_sleep(60)` from psql as the app's
+role), another app's backend refused, bad input at the CLI and the API, and no new password
+in the server's log."""
 
 from __future__ import annotations
 
@@ -49,6 +51,21 @@ class Env:
         self.sleepers.append(proc)
         return proc
 
+    def connections(self, app: str = APP) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = json.loads(
+            self.paas.cli("pg:ps", "-a", app, "--json").stdout)
+        return found
+
+    def sleeping(self, name: str, app: str = APP) -> int:
+        """The pid of the backend running the sleeper called `name`, once pg:ps shows it."""
+        def seen() -> int | None:
+            for row in self.connections(app):
+                if row["source"] == name and "pg_sleep" in (row["query"] or "") and (
+                        row["state"] == "active"):
+                    return int(row["pid"])
+            return None
+        return wait_for(seen, timeout=30)
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
@@ -92,8 +109,7 @@ def test_pg_credentials_rotate(env: Env) -> None:
     role, old_pw, port = re.findall(r"postgres://([^:]+):([^@]+)@127\.0\.0\.1:(\d+)/", old)[0]
     assert psql(old, "select 1").stdout == "1\n"
     session = env.sleeper(old, name="before-rotation")
-    wait_for(lambda: json.loads(paas.cli("pg:info", "-a", APP, "--json").stdout)[
-        "connections"] >= 1, timeout=30)
+    env.sleeping("before-rotation")
 
     # Refused without --confirm, as pg:reset is; nothing changed.
     assert paas.fails("pg:credentials:rotate", "-a", APP, code=2) == (
@@ -140,6 +156,77 @@ def test_pg_credentials_rotate(env: Env) -> None:
     for text in (paas.log.read_text(errors="replace"), logs,
                  (paas.data_dir / "postgres" / "postgres.log").read_text(errors="replace")):
         assert new_pw not in text and old_pw not in text
+
+
+def test_pg_ps_kill_and_killall_on_real_queries(env: Env) -> None:
+    paas = env.paas
+    url, other_url = env.url("DATABASE_URL"), env.url("DATABASE_URL", OTHER)
+    role = url.rsplit("/", 1)[1]
+
+    first = env.sleeper(url, name="first")
+    pid = env.sleeping("first")
+    started = time.monotonic()
+    shown = paas.cli("pg:ps", "-a", APP).stdout
+    print(f"pg:ps took {time.monotonic() - started:.2f} s")
+    header, _rule, *rows = shown.splitlines()
+    assert header.split() == ["pid", "state", "source", "running_for", "waiting", "query"]
+    row = next(r for r in rows if r.startswith(f"{pid} "))
+    assert re.search(r" active +first +\d\d:\d\d:\d\d\.\d{3} +no +select pg_sleep\(60\)$",
+                     row), shown
+    # Over MINIPAAS_URL and a token too (the API's TCP port: `minipaas.localhost`, Caddy's
+    # name for it, resolves only where the resolver knows *.localhost).
+    remote_env = {**paas.remote_env(), "MINIPAAS_URL": f"http://127.0.0.1:{paas.api_port}"}
+    remote = subprocess.run([str(paas.exe), "pg:ps", "-a", APP, "--json"], capture_output=True,
+                            text=True, env=remote_env, timeout=60, check=False)
+    assert remote.returncode == 0, remote.stderr
+    assert pid in [r["pid"] for r in json.loads(remote.stdout)]
+    listed = next(r for r in env.connections() if r["pid"] == pid)
+    assert listed["user"] == role and listed["waiting"] is False
+    assert listed["running_for"] >= 0
+
+    # Another app's query: pg:ps of this app does not show it, pg:kill refuses its pid.
+    theirs = env.sleeper(other_url, name="theirs")
+    their_pid = env.sleeping("theirs", OTHER)
+    assert their_pid not in [r["pid"] for r in env.connections()]
+    for force in ((), ("--force",)):
+        assert paas.fails("pg:kill", str(their_pid), *force, "-a", APP) == (
+            f" !    The pid {their_pid} is not a connection to the database of '{APP}'; see "
+            f"`minipaas pg:ps -a {APP}`."
+        )
+    pidfile = paas.data_dir / "postgres" / "data" / "postmaster.pid"
+    postmaster = int(pidfile.read_text().split()[0])
+    assert "is not a connection" in paas.fails("pg:kill", str(postmaster), "-a", APP)
+    assert theirs.poll() is None
+
+    # pg:kill cancels the query (psql says so); the connection would stay.
+    started = time.monotonic()
+    out = paas.cli("pg:kill", str(pid), "-a", APP).stdout
+    print(f"pg:kill took {time.monotonic() - started:.2f} s")
+    assert out == f"Cancelled the query of pid {pid} on {APP}'s database {role}.\n"
+    assert first.wait(timeout=30) != 0
+    assert "canceling statement due to user request" in first.communicate()[1]
+
+    # --force ends the connection.
+    second = env.sleeper(url, name="second")
+    pid = env.sleeping("second")
+    out = paas.cli("pg:kill", "--force", str(pid), "DATABASE_URL", "-a", APP).stdout
+    assert out == f"Terminated the connection of pid {pid} to {APP}'s database {role}.\n"
+    assert second.wait(timeout=30) != 0
+    assert "terminating connection due to administrator command" in second.communicate()[1]
+
+    # pg:killall ends every connection to this app's database, and none of the other's.
+    sleepers = [env.sleeper(url, name=f"many{n}") for n in range(2)]
+    for n in range(2):
+        env.sleeping(f"many{n}")
+    out = paas.cli("pg:killall", "-a", APP).stdout
+    assert out == f"Terminated 2 connections to {APP}'s database {role}.\n", out
+    for proc in sleepers:
+        assert proc.wait(timeout=30) != 0
+    assert env.connections() == []
+    assert paas.cli("pg:ps", "-a", APP).stdout == f"No connections to {APP}'s database {role}.\n"
+    assert theirs.poll() is None and their_pid in [r["pid"] for r in env.connections(OTHER)]
+    assert paas.cli("pg:killall", "-a", OTHER).stdout.startswith("Terminated 1 connection to ")
+    assert theirs.wait(timeout=30) != 0
 
 
 def test_redis_credentials_and_reset(env: Env) -> None:
@@ -252,23 +339,48 @@ def test_bad_input(env: Env) -> None:
     no_redis = (" !    The app 'bare' has no heroku-redis add-on; create one with "
                 "`minipaas addons:create heroku-redis -a bare`.")
     assert paas.fails("pg:credentials:rotate", "-a", "bare", "--confirm", "bare") == no_pg
+    assert paas.fails("pg:ps", "-a", "bare") == no_pg
+    assert paas.fails("pg:kill", "123", "-a", "bare") == no_pg
+    assert paas.fails("pg:killall", "-a", "bare") == no_pg
     assert paas.fails("redis:credentials", "-a", "bare") == no_redis
     assert paas.fails("redis:credentials", "--reset", "-a", "bare", "--confirm", "bare") == (
         no_redis)
-    for word in (("redis:credentials",), ("pg:credentials:rotate", "--confirm", "nope")):
+    for word in (("pg:ps",), ("pg:killall",), ("redis:credentials",)):
         assert "No app named 'nope'" in paas.fails(*word, "-a", "nope")
+    for pid in ("abc", "-1", "0", "1.5", "99999999999", "12a"):
+        assert paas.fails("pg:kill", pid, "-a", APP) == (
+            f" !    Invalid pid '{pid}': give a number `minipaas pg:ps -a {APP}` shows."
+        ), pid
+    assert "has no heroku-postgresql add-on named 'REDIS_URL'" in paas.fails(
+        "pg:ps", "REDIS_URL", "-a", APP)
     paas.cli("apps:destroy", "-a", "bare", "--confirm", "bare")
 
     token = paas.cli("auth:token").stdout.strip()
     base = f"http://127.0.0.1:{paas.api_port}/api/apps/{APP}/addons"
     with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
         cases: list[tuple[str, str, Any, int, str]] = [
+            ("POST", "/heroku-postgresql/kill", {}, 400, "No pid given"),
+            ("POST", "/heroku-postgresql/kill", {"pid": "12"}, 400, 'Invalid pid "12"'),
+            ("POST", "/heroku-postgresql/kill", {"pid": True}, 400, "Invalid pid true"),
+            ("POST", "/heroku-postgresql/kill", {"pid": -4}, 400, "Invalid pid -4"),
+            ("POST", "/heroku-postgresql/kill", {"pid": 2**40}, 400, "Invalid pid 1099511627776"),
+            ("POST", "/heroku-postgresql/kill", {"pid": [1]}, 400, "Invalid pid a list"),
+            ("POST", "/heroku-postgresql/kill", {"pid": 1, "force": "yes"}, 400,
+             "The field 'force' must be true or false"),
+            ("POST", "/heroku-postgresql/kill", [1], 400, "must be a JSON object"),
+            ("POST", "/heroku-postgresql/kill", {"pid": 1}, 404, "The pid 1 is not a connection"),
+            ("POST", "/heroku-redis/kill", {"pid": 1}, 400,
+             "Only a heroku-postgresql database has connections to cancel."),
+            ("GET", "/heroku-redis/activity", None, 400,
+             "Only a heroku-postgresql database has connections to list."),
+            ("POST", "/heroku-redis/killall", None, 400, "connections to end"),
+            ("GET", "/mysql/activity", None, 400, "Unknown add-on 'mysql'"),
             ("POST", "/heroku-postgresql/credentials/rotate", None, 400,
              f"confirm with `--confirm {APP}`"),
             ("POST", "/heroku-redis/credentials/rotate?confirm=x", None, 400,
              f"confirm with `--confirm {APP}`"),
             ("POST", "/mysql/credentials/rotate?confirm=" + APP, None, 400, "'mysql'"),
-            ("GET", "/heroku-postgresql/credentials", None, 200, ""),
+            ("GET", "/heroku-postgresql/activity", None, 200, ""),
         ]
         for method, path, body, status, said in cases:
             answer = c.request(method, base + path, json=body)
@@ -279,9 +391,10 @@ def test_bad_input(env: Env) -> None:
                         f"/credentials/rotate", params={"confirm": OTHER})
         assert answer.status_code == 404 and "no heroku-redis add-on" in answer.json()["error"]
         answer = c.get(f"http://127.0.0.1:{paas.api_port}/api/apps/ghost/addons/heroku-postgresql"
-                       "/credentials")
+                       "/activity")
         assert answer.status_code == 404 and "No app named 'ghost'" in answer.json()["error"]
-        for method, path in (("GET", "credentials"), ("POST", "credentials/rotate?confirm=x")):
+        for method, path in (("GET", "credentials"), ("POST", "credentials/rotate?confirm=x"),
+                             ("GET", "activity"), ("POST", "kill"), ("POST", "killall")):
             answer = c.request(method, f"http://127.0.0.1:{paas.api_port}/api/apps/Bad_App/"
                                f"addons/heroku-postgresql/{path}", json={"pid": 1})
             assert answer.status_code == 400, (path, answer.text)
@@ -290,5 +403,5 @@ def test_bad_input(env: Env) -> None:
 
 def test_the_words_are_in_the_readme() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    for word in ("pg:credentials:rotate", "redis:credentials"):
+    for word in ("pg:credentials:rotate", "redis:credentials", "pg:ps", "pg:kill", "pg:killall"):
         assert f"`{word}" in readme, word
