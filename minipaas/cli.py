@@ -1496,7 +1496,8 @@ def _running_for(seconds: float | None) -> str:
 
 
 def cmd_pg_ps(args: argparse.Namespace) -> int:
-    """Heroku's `pg:ps`: the connections to the app's database and what each runs now."""
+    """Heroku's `pg:ps`: the queries running on the app's database now (idle connections are
+    left out, as Heroku's are)."""
     app = _app(args)
     _check_addon_arg(args, app, "heroku-postgresql")
     with _client(args) as c:
@@ -1505,7 +1506,8 @@ def cmd_pg_ps(args: argparse.Namespace) -> int:
         _print_json(found["connections"])
         return 0
     if not found["connections"]:
-        print(f"No connections to {app}'s database {found['name']}.")
+        print(f"No queries running on {app}'s database {found['name']} (idle connections are "
+              "not listed; pg:info counts them).")
         return 0
     _table(
         [
@@ -2069,7 +2071,7 @@ def build_parser() -> argparse.ArgumentParser:
     _database_argument(p)
     p.add_argument("--confirm", help="the app's name, to confirm")
     p.set_defaults(long=True)
-    p = add("pg:ps", cmd_pg_ps, "the connections to the app's database and their queries",
+    p = add("pg:ps", cmd_pg_ps, "the queries running on the app's database now",
             app=True, json_out=True)
     _database_argument(p)
     p = add("pg:kill", cmd_pg_kill, "cancel a query of the app's database (--force: end its "

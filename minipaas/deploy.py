@@ -1208,7 +1208,7 @@ class Deployer:
         return addon
 
     async def database_activity(self, app_name: str) -> tuple[Addon, list[dict[str, Any]]]:
-        """`pg:ps`: the connections to the app's database and what they run."""
+        """`pg:ps`: the queries running on the app's database now."""
         addon = await self.addon(app_name)
         return addon, await self._cluster().activity(addon.name)
 

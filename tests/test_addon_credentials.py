@@ -214,16 +214,29 @@ def test_pg_ps_kill_and_killall_on_real_queries(env: Env) -> None:
     assert second.wait(timeout=30) != 0
     assert "terminating connection due to administrator command" in second.communicate()[1]
 
-    # pg:killall ends every connection to this app's database, and none of the other's.
+    # pg:killall ends every connection to this app's database, idle ones too (which pg:ps
+    # leaves out, as Heroku's does), and none of the other's.
     sleepers = [env.sleeper(url, name=f"many{n}") for n in range(2)]
     for n in range(2):
         env.sleeping(f"many{n}")
+    pg_env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    idle = subprocess.Popen(["psql", url, "-X", "-q"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**pg_env, "PGAPPNAME": "idle"})
+    env.sleepers.append(idle)
+    wait_for(lambda: json.loads(paas.cli("pg:info", "-a", APP, "--json").stdout)[
+        "connections"] == 3, timeout=30)
+    assert "idle" not in [r["source"] for r in env.connections()]
     out = paas.cli("pg:killall", "-a", APP).stdout
-    assert out == f"Terminated 2 connections to {APP}'s database {role}.\n", out
+    assert out == f"Terminated 3 connections to {APP}'s database {role}.\n", out
     for proc in sleepers:
         assert proc.wait(timeout=30) != 0
+    _, said = idle.communicate("select 1;\n", timeout=30)
+    assert idle.returncode != 0 and "terminating connection due to administrator" in said, said
     assert env.connections() == []
-    assert paas.cli("pg:ps", "-a", APP).stdout == f"No connections to {APP}'s database {role}.\n"
+    assert paas.cli("pg:ps", "-a", APP).stdout == (
+        f"No queries running on {APP}'s database {role} (idle connections are not listed; "
+        "pg:info counts them).\n")
     assert theirs.poll() is None and their_pid in [r["pid"] for r in env.connections(OTHER)]
     assert paas.cli("pg:killall", "-a", OTHER).stdout.startswith("Terminated 1 connection to ")
     assert theirs.wait(timeout=30) != 0

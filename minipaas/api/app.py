@@ -1010,7 +1010,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             raise UserError(f"Only a heroku-postgresql database has {word}.")
 
     async def addons_activity(request: Request) -> Response:
-        """`pg:ps`: the connections to the app's database and the query each runs."""
+        """`pg:ps`: the queries running on the app's database now."""
         name = app_name(request)
         postgres_only(request, "connections to list")
         addon, found = await deployer.database_activity(name)

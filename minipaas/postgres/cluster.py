@@ -589,10 +589,10 @@ class Cluster(Daemon):
         return int(out.strip() or "0")
 
     async def activity(self, name: str) -> list[dict[str, Any]]:
-        """`pg:ps`: the client connections to database `name` now, from pg_stat_activity,
-        longest running first: pid, state, source (application_name), user, running_for
-        (seconds since its query began, None if it never ran one), waiting (on a lock) and
-        query."""
+        """`pg:ps`: the queries running on database `name` now (its client connections that
+        are not idle, as Heroku's pg:ps shows them; "idle in transaction" ones are), from
+        pg_stat_activity, longest running first: pid, state, source (application_name),
+        user, running_for (seconds since its query began), waiting (on a lock) and query."""
         name = self._checked(name)
         async with self._lock:
             await self._start()
@@ -605,7 +605,7 @@ class Cluster(Daemon):
                 "coalesce(wait_event_type = 'Lock', false) AS waiting, query "
                 "FROM pg_stat_activity "
                 f"WHERE datname = '{name}' AND backend_type = 'client backend' "
-                "AND pid <> pg_backend_pid()) a;\n"
+                "AND state IS DISTINCT FROM 'idle' AND pid <> pg_backend_pid()) a;\n"
             )
         found: list[dict[str, Any]] = json.loads(out)
         return found
