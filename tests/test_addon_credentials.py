@@ -148,6 +148,10 @@ def test_pg_credentials_rotate(env: Env) -> None:
     ran = paas.cli("run", "-a", APP, "--", "sh", "-c", 'psql "$DATABASE_URL" -X -Atc "select 42"',
                    input="")
     assert ran.stdout.strip() == "42", ran
+    # A rollback to the release before the rotation keeps the new URL (add-ons are not rolled
+    # back, as on Heroku): the old password would no longer open the database.
+    paas.cli("rollback", f"v{before}", "-a", APP)
+    assert env.url("DATABASE_URL") == new
     # The other app's database and password are untouched.
     assert psql(env.url("DATABASE_URL", OTHER), "select 1").stdout == "1\n"
     # No password in a log: the server's, the app's, the cluster's.
