@@ -285,8 +285,12 @@ def test_redis_credentials_and_reset(env: Env) -> None:
 
     # The client of the old password was disconnected; the old one is refused, the new works,
     # the data stayed.
-    client.sendall(b"*1\r\n$4\r\nPING\r\n")
-    assert reader.readline() == b""
+    try:
+        client.sendall(b"*1\r\n$4\r\nPING\r\n")
+        answer = reader.readline()
+    except (ConnectionResetError, BrokenPipeError):  # the close seen as a reset: as good
+        answer = b""
+    assert answer == b"", answer
     client.close()
     refused = host_cli(old, "GET", "kept")
     assert "WRONGPASS" in refused.stderr and "kept" not in refused.stdout, refused
