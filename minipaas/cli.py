@@ -1439,6 +1439,121 @@ def cmd_pg_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate(args: argparse.Namespace, service: str, what: str) -> dict[str, Any]:
+    """A new password for the app's add-on of `service`, once --confirm names the app."""
+    app = _app(args)
+    if args.confirm != app:
+        raise UsageError(
+            f"Rotating the credentials of {app}'s {what} ends its connections and restarts its "
+            f"dynos; run again with --confirm {app}."
+        )
+    _check_addon_arg(args, app, service)
+    with _client(args) as c:
+        done: dict[str, Any] = c.request(
+            "POST", f"/api/apps/{app}/addons/{service}/credentials/rotate",
+            params={"confirm": app},
+        )
+    return done
+
+
+def cmd_pg_credentials_rotate(args: argparse.Namespace) -> int:
+    """Heroku's `pg:credentials:rotate`: a new password for the app's role, its sessions
+    ended, DATABASE_URL changed by a config release."""
+    done = _rotate(args, "heroku-postgresql", "database")
+    print(f"Rotated the credentials of {done['name']} ({done['config_var']}) of {done['app']}: "
+          f"the old password no longer works; released v{done['release']} with the new "
+          f"{done['config_var']}.")
+    return 0
+
+
+def cmd_redis_credentials(args: argparse.Namespace) -> int:
+    """Heroku's `redis:credentials`: the URL (with its password); with --reset a new password,
+    its clients disconnected, REDIS_URL changed by a config release."""
+    app = _app(args)
+    if args.reset:
+        done = _rotate(args, "heroku-redis", "Redis")
+        print(f"Reset the credentials of {done['name']} ({done['config_var']}) of "
+              f"{done['app']}: the old password no longer works; released v{done['release']} "
+              f"with the new {done['config_var']}.")
+        return 0
+    if args.confirm is not None and args.confirm != app:
+        from minipaas.names import shown
+
+        raise UsageError(f"--confirm {shown(args.confirm)} does not name the app {app!r}; "
+                         f"leave it out or say --confirm {app}.")
+    _check_addon_arg(args, app, "heroku-redis")
+    with _client(args) as c:
+        found = c.get(f"/api/apps/{app}/addons/heroku-redis/credentials")
+    print(found["url"])
+    return 0
+
+
+def _running_for(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    whole = int(seconds)
+    return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{seconds % 60:06.3f}"
+
+
+def cmd_pg_ps(args: argparse.Namespace) -> int:
+    """Heroku's `pg:ps`: the queries running on the app's database now (idle connections are
+    left out, as Heroku's are)."""
+    app = _app(args)
+    _check_addon_arg(args, app, "heroku-postgresql")
+    with _client(args) as c:
+        found = c.get(f"/api/apps/{app}/addons/heroku-postgresql/activity")
+    if args.json:
+        _print_json(found["connections"])
+        return 0
+    if not found["connections"]:
+        print(f"No queries running on {app}'s database {found['name']} (idle connections are "
+              "not listed; pg:info counts them).")
+        return 0
+    _table(
+        [
+            (row["pid"], row["state"] or "", row["source"] or "", _running_for(row["running_for"]),
+             "yes" if row["waiting"] else "no", " ".join(str(row["query"] or "").split()))
+            for row in found["connections"]
+        ],
+        ["pid", "state", "source", "running_for", "waiting", "query"],
+    )
+    return 0
+
+
+def cmd_pg_kill(args: argparse.Namespace) -> int:
+    """Heroku's `pg:kill PID [--force]`: cancel a query of the app's database (end its
+    connection with --force); a pid of another database is refused by the server."""
+    from minipaas.errors import UserError
+    from minipaas.names import shown
+
+    app = _app(args)
+    if not re.fullmatch(r"[0-9]{1,10}", args.pid) or not 0 < int(args.pid) < 2**31:
+        raise UserError(f"Invalid pid {shown(args.pid)}: give a number `minipaas pg:ps -a {app}` "
+                        "shows.")
+    _check_addon_arg(args, app, "heroku-postgresql")
+    with _client(args) as c:
+        done = c.request("POST", f"/api/apps/{app}/addons/heroku-postgresql/kill",
+                         json_body={"pid": int(args.pid), "force": bool(args.force)})
+    if args.force:
+        print(f"Terminated the connection of pid {done['pid']} to {app}'s database "
+              f"{done['name']}.")
+    else:
+        print(f"Cancelled the query of pid {done['pid']} on {app}'s database {done['name']}.")
+    return 0
+
+
+def cmd_pg_killall(args: argparse.Namespace) -> int:
+    """Heroku's `pg:killall`: end every connection to the app's database."""
+    app = _app(args)
+    _check_addon_arg(args, app, "heroku-postgresql")
+    with _client(args) as c:
+        done = c.request("POST", f"/api/apps/{app}/addons/heroku-postgresql/killall")
+    count = int(done["terminated"])
+    print(f"Terminated {count} connection{'' if count == 1 else 's'} to {app}'s database "
+          f"{done['name']}.")
+    return 0
+
+
 def cmd_maintenance(on: bool) -> Handler:
     def run(args: argparse.Namespace) -> int:
         app = _app(args)
@@ -1950,6 +2065,24 @@ def build_parser() -> argparse.ArgumentParser:
     _database_argument(p)
     p.add_argument("--confirm", help="the app's name, to confirm")
     p.set_defaults(long=True)
+    p = add("pg:credentials:rotate", cmd_pg_credentials_rotate,
+            "a new password for the app's database: its connections ended, DATABASE_URL "
+            "changed by a release", app=True)
+    _database_argument(p)
+    p.add_argument("--confirm", help="the app's name, to confirm")
+    p.set_defaults(long=True)
+    p = add("pg:ps", cmd_pg_ps, "the queries running on the app's database now",
+            app=True, json_out=True)
+    _database_argument(p)
+    p = add("pg:kill", cmd_pg_kill, "cancel a query of the app's database (--force: end its "
+            "connection)", app=True)
+    p.add_argument("pid", metavar="PID", help="a pid pg:ps shows")
+    _database_argument(p)
+    p.add_argument("-f", "--force", action="store_true",
+                   help="end the connection (pg_terminate_backend), not only its query")
+    p = add("pg:killall", cmd_pg_killall, "end every connection to the app's database",
+            app=True)
+    _database_argument(p)
     p = add("redis:info", cmd_redis_info, "the app's Redis: version, memory, clients, keys",
             app=True, json_out=True)
     _database_argument(p, "REDIS_URL")
@@ -1965,6 +2098,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--command", dest="redis_command",
                    help="run this Redis command and exit")
     p.add_argument("--confirm", help="the app's name (Heroku's flag; not needed here)")
+    p = add("redis:credentials", cmd_redis_credentials,
+            "show REDIS_URL's credentials; --reset: a new password, its clients disconnected, "
+            "REDIS_URL changed by a release", app=True)
+    _database_argument(p, "REDIS_URL")
+    p.add_argument("--reset", action="store_true", help="set a new password")
+    p.add_argument("--confirm", help="the app's name, to confirm --reset")
+    p.set_defaults(long=True)
     add("maintenance:on", cmd_maintenance(True), "answer 503 with a maintenance page", app=True)
     add("maintenance:off", cmd_maintenance(False), "serve the app again", app=True)
     add("keys", cmd_keys, "list SSH keys", json_out=True)

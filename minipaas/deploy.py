@@ -35,7 +35,7 @@ from minipaas.logs import LogStore
 from minipaas.metrics import HostMap
 from minipaas.models import Addon, App, Release
 from minipaas.postgres import SERVICE, Cluster, DatabaseInfo, database_name
-from minipaas.redis import RedisInfo, RedisServers, check_policy
+from minipaas.redis import RedisInfo, RedisServers, check_policy, password_of
 from minipaas.router import AppRoute, Router, RouterState
 from minipaas.scheduler import CronJob
 from minipaas.settings import Settings
@@ -147,6 +147,9 @@ class Deployer:
         self._deploys: set[asyncio.Task[Any]] = set()  # the tasks running `deploy`
         self._routes_lock = asyncio.Lock()
         self._trash_lock = asyncio.Lock()  # two deploys ending together empty it once
+        #: Per app: held from a new add-on password to its config release, so that two
+        #: rotations at once cannot leave the password of one and the URL of the other.
+        self._rotating: dict[str, asyncio.Lock] = {}
         #: Set once start-up has taken back the dynos still running (`readopt_all`).
         self.ready = asyncio.Event()
         #: Apps whose missing dynos start-up has yet to start (`start_missing`; not those whose
@@ -476,9 +479,11 @@ class Deployer:
     # -- config, scaling, restarts ---------------------------------------------------------
 
     async def set_config(
-        self, app_name: str, changes: dict[str, str | None], *, who: str
+        self, app_name: str, changes: dict[str, str | None], *, who: str,
+        description: str | None = None,
     ) -> dict[str, str]:
-        """Change config vars: a new release with the same slug, dynos restarted with it."""
+        """Change config vars: a new release with the same slug, dynos restarted with it. The
+        release says `description` (default: which vars were set and unset)."""
         async with self.lock(app_name):
             app = await self.store.app(app_name)
             before = await self.store.config(app)
@@ -501,7 +506,7 @@ class Deployer:
                 static_root=current.static_root if current else None,
                 config=config,
                 process_types=current.process_types if current else {},
-                description="; ".join(parts),
+                description=description or "; ".join(parts),
                 created_by=who,
             )
             if current is None or current.slug is None:
@@ -944,6 +949,7 @@ class Deployer:
             self.logs.remove_app(app.name)
         self._locks.pop(app_name, None)
         self._starts.pop(app_name, None)
+        self._rotating.pop(app_name, None)
         self._in_background(self.empty_trash())
         return removed
 
@@ -1142,6 +1148,86 @@ class Deployer:
             + (" (its redis-server restarted to take it)" if restarted else ""),
         )
         return addon, policy
+
+    async def _addon_url(self, app_name: str, addon: Addon) -> str:
+        url = (await self.store.config(await self.store.app(app_name))).get(addon.config_var)
+        if url is None:
+            raise UserError(f"The app {app_name!r} has no {addon.config_var}; its add-on's "
+                            "config is damaged.")
+        return url
+
+    async def addon_credentials(self, app_name: str, service: str) -> tuple[Addon, str]:
+        """`redis:credentials` (and the same for the database): the add-on and its URL."""
+        addon = await self.addon(app_name, service)
+        return addon, await self._addon_url(app_name, addon)
+
+    async def rotate_credentials(self, app_name: str, service: str, *, who: str) -> Addon:
+        """`pg:credentials:rotate` and `redis:credentials --reset`: a new password for the
+        app's role (its sessions ended) or for its Redis (restarted: its clients
+        disconnected), then the new URL by a config release ("Rotate DATABASE credentials"),
+        dynos restarted with it. If that release fails, the old password is put back: the
+        config still holds the old URL."""
+        kind = registry.by_name(service)
+        if kind is registry.REDIS:
+            self._redis()
+        else:
+            self._cluster()
+        addon = await self.addon(app_name, service)
+        attachment = addon.config_var.removesuffix("_URL")
+
+        async def set_password(url_of: str | None) -> str:
+            """The new password (None), or the one in `url_of`, in force; the URL."""
+            if kind is registry.REDIS:
+                password = password_of(url_of) if url_of else secrets.token_hex(32)
+                return await self._redis().set_password(app_name, password)
+            cluster = self._cluster()
+            if url_of is None:
+                password = secrets.token_hex(24)
+            else:
+                password = url_of.rsplit("@", 1)[0].rsplit(":", 1)[1]
+            await cluster.set_password(addon.name, password)
+            return cluster.url(addon.name, password)
+
+        async with self._rotating.setdefault(app_name, asyncio.Lock()):
+            old = await self._addon_url(app_name, addon)
+            new = await set_password(None)
+            try:
+                await self.set_config(app_name, {addon.config_var: new}, who=who,
+                                      description=f"Rotate {attachment} credentials")
+            except BaseException:
+                # The password the config holds (the old one if the release did not happen)
+                # is the one that must work.
+                with contextlib.suppress(Exception):
+                    if await self._addon_url(app_name, addon) == old:
+                        await set_password(old)
+                raise
+        self.logs.append(
+            app_name, "minipaas", "minipaas",
+            f"{who} rotated the credentials of {service} ({addon.name}) in {addon.config_var}",
+        )
+        return addon
+
+    async def database_activity(self, app_name: str) -> tuple[Addon, list[dict[str, Any]]]:
+        """`pg:ps`: the queries running on the app's database now."""
+        addon = await self.addon(app_name)
+        return addon, await self._cluster().activity(addon.name)
+
+    async def kill_backend(self, app_name: str, pid: int, *, force: bool) -> Addon:
+        """`pg:kill`: cancel (terminate with `force`) backend `pid` of the app's database;
+        `NotFound` naming the pid if it is no connection to this app's database (another
+        app's queries are never touched)."""
+        addon = await self.addon(app_name)
+        if not await self._cluster().signal_backend(addon.name, pid, force=force):
+            raise NotFound(
+                f"The pid {pid} is not a connection to the database of {app_name!r}; see "
+                f"`minipaas pg:ps -a {app_name}`."
+            )
+        return addon
+
+    async def kill_all_backends(self, app_name: str) -> tuple[Addon, int]:
+        """`pg:killall`: end every connection to the app's database; how many."""
+        addon = await self.addon(app_name)
+        return addon, await self._cluster().terminate_all(addon.name)
 
     async def start_addons(self) -> None:
         """Server start: adopt the cluster and the Redis instances left running, or start

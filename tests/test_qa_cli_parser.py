@@ -22,6 +22,9 @@ CHANGES = [
     ["rollback", "-a", "x"],
     ["ps:type", "web=standard-2x", "-a", "x"],  # restarts the type's dynos, like ps:restart
     ["ps:resize", "web=1G", "-a", "x"],
+    # a config release, the dynos restarted with the new URL
+    ["pg:credentials:rotate", "-a", "x", "--confirm", "x"],
+    ["redis:credentials", "--reset", "-a", "x", "--confirm", "x"],
 ]
 READS = [["apps"], ["ps", "-a", "x"], ["config", "-a", "x"], ["releases", "-a", "x"]]
 

@@ -980,6 +980,67 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         addon = await backups().reset(name)
         return JSONResponse({"reset": addon_json(addon)})
 
+    # -- credentials (pg:credentials:rotate, redis:credentials) and pg:ps/kill/killall -----------
+
+    async def addons_credentials(request: Request) -> Response:
+        """`redis:credentials`: the add-on's URL (what `config:get` shows of it)."""
+        name = app_name(request)
+        kind, _plan = registry.service(request.path_params["service"])
+        addon, url = await deployer.addon_credentials(name, kind.name)
+        return JSONResponse({**addon_json(addon), "url": url})
+
+    async def addons_rotate(request: Request) -> Response:
+        """`pg:credentials:rotate`, `redis:credentials --reset` (`?confirm=APP`): a new
+        password, the URL by a config release, the old password's connections ended."""
+        name = app_name(request)
+        kind, _plan = registry.service(request.path_params["service"])
+        await confirmed(
+            request, name,
+            f"Rotating the credentials of {kind.name} of {name!r} ends its connections and "
+            "restarts its dynos",
+        )
+        await not_busy(name)
+        addon = await deployer.rotate_credentials(name, kind.name, who=who(request))
+        release = await store.current_release(await store.app(name))
+        return JSONResponse({**addon_json(addon),
+                             "release": release.version if release else None})
+
+    def postgres_only(request: Request, word: str) -> None:
+        if registry.service(request.path_params["service"])[0] is not registry.POSTGRES:
+            raise UserError(f"Only a heroku-postgresql database has {word}.")
+
+    async def addons_activity(request: Request) -> Response:
+        """`pg:ps`: the queries running on the app's database now."""
+        name = app_name(request)
+        postgres_only(request, "connections to list")
+        addon, found = await deployer.database_activity(name)
+        return JSONResponse({**addon_json(addon), "connections": found})
+
+    async def addons_kill(request: Request) -> Response:
+        """`pg:kill`: {"pid": N, "force": false} cancels the query of backend N of the app's
+        database (`force`: ends its connection); a pid of another database is refused."""
+        name = app_name(request)
+        postgres_only(request, "connections to cancel")
+        data = body_dict(await json_body(request))
+        if "pid" not in data:
+            raise UserError('No pid given: send {"pid": N}, a pid `minipaas pg:ps` shows.')
+        pid = data["pid"]
+        if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31:
+            raise UserError(
+                f"Invalid pid {jsonin.kind(pid)}: give a number `minipaas pg:ps` shows."
+            )
+        force = jsonin.flag(data, "force")
+        addon = await deployer.kill_backend(name, pid, force=force)
+        return JSONResponse({**addon_json(addon), "pid": pid,
+                             "done": "terminated" if force else "cancelled"})
+
+    async def addons_killall(request: Request) -> Response:
+        """`pg:killall`: end every connection to the app's database."""
+        name = app_name(request)
+        postgres_only(request, "connections to end")
+        addon, count = await deployer.kill_all_backends(name)
+        return JSONResponse({**addon_json(addon), "terminated": count})
+
     async def maintenance(request: Request) -> Response:
         app = await store.app(app_name(request))
         data = body_dict(await json_body(request))
@@ -1096,6 +1157,12 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps/{app}/addons/{service}/reset", addons_reset, methods=["POST"]),
         Route("/api/apps/{app}/addons/{service}/maxmemory", addons_maxmemory,
               methods=["PUT"]),
+        Route("/api/apps/{app}/addons/{service}/credentials", addons_credentials),
+        Route("/api/apps/{app}/addons/{service}/credentials/rotate", addons_rotate,
+              methods=["POST"]),
+        Route("/api/apps/{app}/addons/{service}/activity", addons_activity),
+        Route("/api/apps/{app}/addons/{service}/kill", addons_kill, methods=["POST"]),
+        Route("/api/apps/{app}/addons/{service}/killall", addons_killall, methods=["POST"]),
         Route("/api/apps/{app}/backups", backups_list),
         Route("/api/apps/{app}/backups", backups_capture, methods=["POST"]),
         Route("/api/apps/{app}/backups/upload", backups_upload, methods=["POST"]),

@@ -12,6 +12,11 @@ open another app's database. Passwords never reach an argv or a log: the server 
 verifier computed here (`scram_verifier`), on psql's standard input, and errors are reported
 without the statement (`log_min_error_statement = panic`, psql's terse verbosity).
 
+`set_password` gives an app's role a new password (`pg:credentials:rotate`) and ends the
+role's sessions; `activity`, `signal_backend` and `terminate_all` (`pg:ps`, `pg:kill`,
+`pg:killall`) see and stop only the connections to one app's database: the check that a pid
+belongs to it is in the very statement that signals it.
+
 The postmaster runs in its own session, like Caddy: a restart of `minipaas server` leaves it
 serving, and the next start adopts it by `postmaster.pid` (pid + a command line naming this
 data dir, so a recycled pid is never mistaken for it). `watch` restarts it if it dies (the
@@ -25,6 +30,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import os
 import pwd
@@ -562,3 +568,72 @@ class Cluster(Daemon):
             )
         size, connections, version = out.strip().split("|", 2)
         return DatabaseInfo(name, int(size), int(connections), version, self.port())
+
+    # -- credentials and connections (pg:credentials:rotate, pg:ps, pg:kill, pg:killall) ----
+
+    async def set_password(self, name: str, password: str) -> int:
+        """Give role `name` the new `password` (as a verifier) and end every session it has
+        open, so the old password stops working at once (as Heroku's rotation does); how
+        many sessions were ended."""
+        name = self._checked(name)
+        verifier = scram_verifier(password)
+        async with self._lock:
+            await self._start()
+            out = await self._superuser_sql(
+                f"ALTER ROLE \"{name}\" PASSWORD '{verifier}';\n"
+                # `name` matched _NAME: it holds nothing that could leave the quotes.
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+                f"FROM pg_stat_activity WHERE usename = '{name}' "
+                "AND pid <> pg_backend_pid();\n"
+            )
+        return int(out.strip() or "0")
+
+    async def activity(self, name: str) -> list[dict[str, Any]]:
+        """`pg:ps`: the queries running on database `name` now (its client connections that
+        are not idle, as Heroku's pg:ps shows them; "idle in transaction" ones are), from
+        pg_stat_activity, longest running first: pid, state, source (application_name),
+        user, running_for (seconds since its query began), waiting (on a lock) and query."""
+        name = self._checked(name)
+        async with self._lock:
+            await self._start()
+            out = await self._superuser_sql(
+                # One JSON document: a query may hold the `|` and newlines psql separates by.
+                # `name` matched _NAME: it holds nothing that could leave the quotes.
+                "SELECT coalesce(json_agg(a ORDER BY a.running_for DESC NULLS LAST), "  # noqa: S608
+                "'[]') FROM (SELECT pid, state, application_name AS source, usename AS user, "
+                "extract(epoch FROM clock_timestamp() - query_start)::float8 AS running_for, "
+                "coalesce(wait_event_type = 'Lock', false) AS waiting, query "
+                "FROM pg_stat_activity "
+                f"WHERE datname = '{name}' AND backend_type = 'client backend' "
+                "AND state IS DISTINCT FROM 'idle' AND pid <> pg_backend_pid()) a;\n"
+            )
+        found: list[dict[str, Any]] = json.loads(out)
+        return found
+
+    async def signal_backend(self, name: str, pid: int, *, force: bool) -> bool:
+        """`pg:kill`: cancel the query of backend `pid` (pg_cancel_backend), or with `force`
+        end its connection (pg_terminate_backend); only if it is a connection to database
+        `name`, checked in the same statement: False if it is not (another app's backend, the
+        cluster's own processes, no such pid)."""
+        name = self._checked(name)
+        call = "pg_terminate_backend" if force else "pg_cancel_backend"
+        async with self._lock:
+            await self._start()
+            out = await self._superuser_sql(
+                f"SELECT {call}(pid) FROM pg_stat_activity "  # noqa: S608
+                f"WHERE pid = {int(pid)} AND datname = '{name}' "
+                "AND backend_type = 'client backend';\n"
+            )
+        return out.strip() == "t"
+
+    async def terminate_all(self, name: str) -> int:
+        """`pg:killall`: end every client connection to database `name`; how many."""
+        name = self._checked(name)
+        async with self._lock:
+            await self._start()
+            out = await self._superuser_sql(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "  # noqa: S608
+                f"FROM pg_stat_activity WHERE datname = '{name}' "
+                "AND backend_type = 'client backend' AND pid <> pg_backend_pid();\n"
+            )
+        return int(out.strip() or "0")

@@ -15,6 +15,11 @@ SETUSER, REPLICAOF, SHUTDOWN, …): with plain `requirepass` a client could `CON
 password itself is only in the app's REDIS_URL (the deployer hands it to `info`), never in an
 argv or a log (minipaas speaks RESP itself).
 
+`redis:credentials --reset` (`set_password`) puts a new password's SHA-256 in the default
+user's line of redis.conf (the rest of the line, what the client may not do, kept) and restarts
+the instance: every client of the old password is disconnected, and every later start (after a
+kill -9 too) asks for the new one.
+
 `redis:maxmemory` changes the eviction policy of a running instance: minipaas rewrites the
 `maxmemory-policy` line of redis.conf (so a restart keeps it), then says `CONFIG SET` as a second
 ACL user, `minipaas`, which may do nothing else (`-@all +config|set`). Its password is in
@@ -487,6 +492,31 @@ class Instance(Daemon):
         await self.start()
         return True
 
+    # -- the password (`redis:credentials --reset`) --------------------------------------------
+
+    def _write_password(self, password: str) -> None:
+        """Put the SHA-256 of `password` in the default user's line of the config, keeping
+        the rest of the line (what the client may not do). Blocking."""
+        text = self.conf.read_text()
+        digest = hashlib.sha256(password.encode()).hexdigest()
+        new, found = re.subn(r"^(user default on )#[0-9a-f]{64}( )", rf"\g<1>#{digest}\g<2>",
+                             text, count=1, flags=re.MULTILINE)
+        if not found:
+            raise UserError(f"{self.conf} names no default user; the add-on's config is damaged.")
+        self._rewrite_config(new)
+
+    async def set_password(self, password: str) -> None:
+        """The default user's password is `password` from now on: the config says so (a
+        restart, a kill -9 and `watch`'s start read it), and the instance, if it ran, is
+        restarted with it, which disconnects every client of the old password (its
+        append-only file is flushed on SIGTERM and read back: the data stays)."""
+        async with self._lock:
+            if not self.exists():
+                raise UserError(f"There is no Redis add-on in {self.root}.")
+            await asyncio.to_thread(self._write_password, password)
+        await self.stop()
+        await self.start()
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def live_pid(self) -> int | None:
@@ -594,6 +624,13 @@ class RedisServers:
         """`redis:maxmemory`: the app's instance evicts by `policy` from now on; True if it
         was restarted for it (see `Instance.set_policy`)."""
         return await self.instance(app).set_policy(policy)
+
+    async def set_password(self, app: str, password: str) -> str:
+        """`redis:credentials --reset`: the app's instance asks for `password` from now on
+        (restarted with it: every client is disconnected); its new REDIS_URL."""
+        instance = self.instance(app)
+        await instance.set_password(password)
+        return instance.url(password)
 
     async def stop_all(self) -> None:
         """`minipaas down`: every instance in `root` stops, adopted or not."""
