@@ -4,7 +4,8 @@
 route (`auth.TokenAuth`), so Caddy's HTTPS at `minipaas.<domain>` reaches it. The client's first
 frame is a JSON text frame `{"type": "start", "command": …, "tty": bool, "cols": N, "rows": N}`,
 plus `"dyno": "web.1"` for `ps:exec` (the command then runs inside that running dyno; an empty
-one is its shell).
+one is its shell), or `"bare": true` for a one-off without the app's slug (`pg:psql`,
+`redis:cli`: an empty /app, also before the first push).
 With `tty` the server opens a pseudo-terminal of that size and the dyno gets its slave side as
 stdin, stdout and stderr (its controlling terminal); without, three pipes. Either way the dyno is
 started by the `RunAttached` callable that serves the local attached run (`api/attach.py`), so
@@ -39,8 +40,9 @@ from minipaas import jsonin, names
 from minipaas.api.attach import RunAttached
 from minipaas.errors import UserError
 
-#: Checks that `command` can run in the app (it exists, it has a release): `UserError` if not.
-CheckRun = Callable[[str, str], Awaitable[object]]
+#: Checks that `command` can run in the app (it exists, it has a release unless the run is
+#: bare): (app, command, bare), `UserError` if not.
+CheckRun = Callable[[str, str, bool], Awaitable[object]]
 
 STDIN, STDOUT, STDERR = 0, 1, 2
 START_WAIT = 10.0
@@ -67,6 +69,7 @@ class Start:
     cols: int
     rows: int
     dyno: str | None = None  # `ps:exec`: the running dyno the command runs in
+    bare: bool = False  # a one-off without the app's slug (`pg:psql`, `redis:cli`)
 
 
 def _size(data: dict[str, Any], key: str) -> int:
@@ -104,8 +107,9 @@ def parse_start(text: str) -> Start:
         raise UserError(f"The field 'dyno' must be a dyno name such as web.1, not {shown}.")
     command = names.one_off_command(data.get("command"), optional=dyno is not None)
     tty = jsonin.flag(data, "tty")
+    bare = jsonin.flag(data, "bare")
     cols, rows = (_size(data, "cols"), _size(data, "rows")) if tty else (80, 24)
-    return Start(command, tty, cols, rows, dyno)
+    return Start(command, tty, cols, rows, dyno, bare)
 
 
 def set_size(fd: int, cols: int, rows: int) -> None:
@@ -150,7 +154,7 @@ async def serve_attach(
         start = parse_start(text)
         app = names.app_name(ws.path_params["app"])
         if start.dyno is None:  # no such app, no release: said before anything runs
-            await check(app, start.command)
+            await check(app, start.command, start.bare)
     except _Gone:
         return
     except UserError as exc:
@@ -164,7 +168,8 @@ async def serve_attach(
         await _Session.fail(ws, f"The server could not open the run's {what}: {reason}.", 503)
         return
     await session.run(
-        lambda stdio: run(app, start.command, "admin", stdio, start.dyno), background
+        lambda stdio: run(app, start.command, "admin", stdio, start.dyno, start.bare),
+        background,
     )
 
 
