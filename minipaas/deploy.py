@@ -793,10 +793,12 @@ class Deployer:
         stdio: tuple[int, int, int],
         dyno: str | None = None,
         bare: bool = False,
+        hung_up: asyncio.Event | None = None,
     ) -> int:
         """`minipaas run` with the caller's terminal (file descriptors passed to the server);
         with `dyno`, `ps:exec`: the command runs inside that running dyno instead; `bare` as
-        for `one_off_spec`."""
+        for `one_off_spec`; `hung_up` set: the client went away (SIGHUP to a command on
+        pipes, `Supervisor.run_attached`)."""
         if dyno is not None:
             await self.store.app(app_name)  # NotFound for an app that does not exist
 
@@ -805,13 +807,14 @@ class Deployer:
                 self.logs.append(app_name, "minipaas", "minipaas", line)
 
             return await self.supervisor.exec_attached(
-                app_name, dyno, command, *stdio, timeout=24 * 3600, started=entered
+                app_name, dyno, command, *stdio, timeout=24 * 3600, started=entered,
+                hung_up=hung_up,
             )
         async with self.starting(app_name) as started:
             spec = await self.one_off_spec(app_name, command, bare=bare)
             self.logs.append(app_name, "minipaas", "minipaas", f"{who} ran `{command}`")
             return await self.supervisor.run_attached(
-                spec, *stdio, timeout=24 * 3600, started=started
+                spec, *stdio, timeout=24 * 3600, started=started, hung_up=hung_up
             )
 
     async def run(

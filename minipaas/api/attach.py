@@ -29,7 +29,8 @@ from minipaas.errors import UserError
 class RunAttached(Protocol):
     """(app, command, who, stdio) -> exit status, running the one-off with the given fds as its
     stdio; with `dyno`, running the command inside that running dyno instead (`ps:exec`); with
-    `bare`, a one-off without the app's slug (an empty /app)."""
+    `bare`, a one-off without the app's slug (an empty /app). `hung_up`, once set, says the
+    client went away: a command on pipes gets SIGHUP, as from a terminal's hangup."""
 
     def __call__(
         self,
@@ -39,6 +40,7 @@ class RunAttached(Protocol):
         stdio: tuple[int, int, int],
         dyno: str | None = None,
         bare: bool = False,
+        hung_up: asyncio.Event | None = None,
         /,
     ) -> Awaitable[int]: ...
 

@@ -18,7 +18,8 @@ object: from the client `{"type": "resize", "cols", "rows"}` and `{"type": "eof"
 ended); from the server `{"type": "exit", "code"}` or `{"type": "error", "error": sentence}`,
 then the close. Output is sent as it is read, never held back. A client that goes away hangs
 the dyno up as a closed SSH session does (a terminal's hangup: SIGHUP; pipes: EOF on stdin,
-EPIPE on output) and a dyno still running HANGUP_GRACE seconds later is killed.
+EPIPE on output, and SIGHUP to the command's process group, which a terminal's hangup would
+have sent) and a dyno still running HANGUP_GRACE seconds later is killed.
 """
 
 from __future__ import annotations
@@ -168,7 +169,9 @@ async def serve_attach(
         await _Session.fail(ws, f"The server could not open the run's {what}: {reason}.", 503)
         return
     await session.run(
-        lambda stdio: run(app, start.command, "admin", stdio, start.dyno, start.bare),
+        lambda stdio: run(
+            app, start.command, "admin", stdio, start.dyno, start.bare, session.hung_up
+        ),
         background,
     )
 
@@ -182,6 +185,7 @@ class _Session:
         self.loop = asyncio.get_running_loop()
         self.gone = False
         self.finished = asyncio.Event()  # the dyno has exited: outputs drain, then end
+        self.hung_up = asyncio.Event()  # the client has gone: SIGHUP for a command on pipes
         self._send_lock = asyncio.Lock()
         self._closed: set[int] = set()
         if start.tty:
@@ -277,10 +281,12 @@ class _Session:
 
     async def _hang_up(self, run_task: asyncio.Task[int]) -> None:
         """What a closed SSH session does: the terminal hangs up (the kernel sends SIGHUP to
-        the dyno's session), or its stdin ends and its output has no reader (EPIPE). The dyno
+        the dyno's session), or its stdin ends, its output has no reader (EPIPE) and, as the
+        terminal would have, the run sends SIGHUP to its process group (`hung_up`). The dyno
         then has HANGUP_GRACE seconds before it is killed (cancelling the run kills it)."""
         for fd in self.ours:
             self._close(fd)
+        self.hung_up.set()
         try:
             await asyncio.wait_for(asyncio.shield(run_task), HANGUP_GRACE)
         except TimeoutError:

@@ -91,6 +91,36 @@ def kill_session(sid: int, pid_ns: str | None = None, rounds: int = 10) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def hang_up_sandboxed(pgid: int) -> list[int]:
+    """SIGHUP, as a terminal's hangup sends it, to the processes of group `pgid` that run in a
+    sandbox (a PID namespace other than this process's): a command on pipes whose client went
+    away. Not to the group's outer processes on the host (bubblewrap's monitor, nsenter), which
+    would die of it and take the sandbox with them (`--die-with-parent`) before the command
+    could answer it. The pids signalled."""
+    try:
+        own = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return []
+    hung = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        fields = proc_stat(int(entry.name))
+        if not fields or len(fields) < 3 or fields[0] in (b"Z", b"X"):
+            continue
+        if fields[2] != str(pgid).encode():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry.name}/ns/pid") == own:
+                continue
+        except OSError:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(int(entry.name), signal.SIGHUP)
+            hung.append(int(entry.name))
+    return hung
+
+
 def group_alive(pgid: int) -> bool:
     """Whether a process of group `pgid` still runs (zombies waiting for a reaper do not count).
 

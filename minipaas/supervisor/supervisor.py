@@ -62,6 +62,7 @@ from minipaas.supervisor._inotify import Inotify
 from minipaas.supervisor._output import RawOutput, decode, split_output
 from minipaas.supervisor._proc import (
     group_alive,
+    hang_up_sandboxed,
     is_running,
     kill_group,
     kill_session,
@@ -191,6 +192,27 @@ async def _read_to_end(out: RawOutput, emit: Callable[[list[str]], None]) -> Non
         if not out.read_batch(emit, final=True):
             return
         await asyncio.sleep(0)  # a big backlog must not hold the loop
+
+
+@contextlib.asynccontextmanager
+async def _hangup(hung_up: asyncio.Event | None, pgid: int | None) -> AsyncIterator[None]:
+    """While inside: once `hung_up` is set, SIGHUP to group `pgid`'s sandboxed processes (an
+    attached command on pipes whose client went away; None: a terminal, whose hangup the
+    kernel signals)."""
+    if hung_up is None or pgid is None:
+        yield
+        return
+
+    async def watch() -> None:
+        await hung_up.wait()
+        hang_up_sandboxed(pgid)
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
 
 
 def _remove_home(home: Path) -> None:
@@ -537,6 +559,7 @@ class Supervisor:
         timeout: float | None = None,  # noqa: ASYNC109 - part of the contract
         name: str = "run",
         started: Callable[[str], None] = lambda _dyno: None,
+        hung_up: asyncio.Event | None = None,
     ) -> int:
         """Run a one-off dyno (`run.N`) on the given descriptors; return its exit status.
 
@@ -545,7 +568,9 @@ class Supervisor:
         terminal (Ctrl-C, job control; inside, `tty` answers /dev/console). A signal death
         returns 128+signal. On timeout (`DeployError`) or cancellation its process group is
         killed. Nothing reaches the logs but a start and an exit line (an interactive session
-        is the user's, not the app's log). `started` as for `run_once`.
+        is the user's, not the app's log). `started` as for `run_once`. `hung_up`, set when
+        the caller's client went away: on pipes the command then gets the SIGHUP a terminal's
+        hangup would have sent it (`hang_up_sandboxed`); the caller kills it after a grace.
         """
         names.process_type(name)
         async with self._one_off(spec, name, " (attached)") as slot:
@@ -572,7 +597,7 @@ class Supervisor:
             self._track(spec, slot, proc)
             started(dyno)
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(timeout), _hangup(hung_up, None if tty else proc.pid):
                     status = await proc.wait()
             except TimeoutError:
                 self._log(spec.app, dyno, f"Process timed out after {timeout:g} s; killed")
@@ -592,6 +617,7 @@ class Supervisor:
         stderr: int,
         timeout: float | None = None,  # noqa: ASYNC109 - as for run_attached
         started: Callable[[str], None] = lambda _dyno: None,
+        hung_up: asyncio.Event | None = None,
     ) -> int:
         """`ps:exec`: run `command` inside the running dyno `dyno` (`web.1`) of `app`, on the
         given descriptors (a terminal or pipes, as for `run_attached`); its exit status.
@@ -605,7 +631,8 @@ class Supervisor:
         left), or the command's exit (nothing it started in the background is left behind).
         An empty `command` is an interactive shell: bash (the host's /usr is the dyno's), else
         sh. `UserError` for a dyno that does not exist, is not up, or is a one-off; `started`
-        gets the dyno's name (`web` means `web.1`) once it is found.
+        gets the dyno's name (`web` means `web.1`) once it is found; `hung_up` as for
+        `run_attached`.
         """
         if "\0" in command:
             raise UserError(f"Invalid command {command[:100]!r}: it holds a NUL character.")
@@ -643,7 +670,7 @@ class Supervisor:
             start_new_session=not tty,  # either way the session's id is proc.pid
         )
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout), _hangup(hung_up, None if tty else proc.pid):
                 status = await proc.wait()
         except TimeoutError:
             self._log(app, dyno, f"ps:exec timed out after {timeout:g} s; killed")
