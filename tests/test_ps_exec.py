@@ -229,6 +229,54 @@ def test_bad_targets(env: tuple[Paas, SSHServer], app: str, remote: dict[str, st
         one_off.wait()
 
 
+def test_a_dyno_starting_or_crashed_is_refused_in_one_sentence(
+    env: tuple[Paas, SSHServer], remote: dict[str, str], tmp_path: Path
+) -> None:
+    """ps:exec enters an up dyno only: a web dyno still starting (here kept so by its health
+    check's min_uptime) and a worker crashed (it exits at every start, the crashy sample's
+    CRASH_AT_START) are refused, locally and over MINIPAAS_URL, each in one sentence, exit 1."""
+    paas, sshd = env
+    app = "pexec-states"
+    paas.cli("apps:create", app)
+    src = tmp_path / "app"
+    shutil.copytree(SAMPLES / "crashy", src)
+    (src / "Procfile").write_text("web: python app.py\nworker: CRASH_AT_START=1 python app.py\n")
+    deployed(ssh_push(sshd, git_repo(src, tmp_path / app), app))
+
+    def state(name: str) -> str | None:
+        dynos = json.loads(paas.cli("ps", "-a", app, "--json").stdout)["dynos"]
+        found = [d["state"] for d in dynos if d["name"] == name]
+        return found[-1] if found else None
+
+    def refused(dyno: str, said: str) -> None:
+        for argv, environ in (
+            ([str(paas.exe), "ps:exec", "-a", app, "-d", dyno, "--", "true"], paas.env),
+            (localhost_cli.argv("ps:exec", "-a", app, "-d", dyno, "--", "true"), remote),
+        ):
+            result = subprocess.run(
+                argv, capture_output=True, text=True, env=environ, timeout=60,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            assert (result.returncode, result.stdout) == (1, ""), (argv, result)
+            assert result.stderr == f" !    {said}\n", (argv, result.stderr)
+
+    paas.cli("checks:set", "-a", app, "min_uptime=30", "timeout=120")
+    scaling = subprocess.Popen(
+        [str(paas.exe), "ps:scale", "web=2", "-a", app], env=paas.env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: state("web.2") == "starting", timeout=30, interval=0.2)
+        refused("web.2", f"The dyno web.2 of {app!r} is not up (it is starting).")
+        assert state("web.2") == "starting"  # still: the refusal was for that state
+    finally:
+        scaling.wait(timeout=150)
+    paas.cli("ps:scale", "web=1", "worker=1", "-a", app)
+    wait_for(lambda: state("worker.1") == "crashed", timeout=120, interval=0.3)
+    refused("worker.1", f"The dyno worker.1 of {app!r} is not up (it is crashed).")
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
 def test_the_apps_path_does_not_choose_the_tools_run_as_root(
     env: tuple[Paas, SSHServer], app: str, tmp_path: Path
 ) -> None:
