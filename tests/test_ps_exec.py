@@ -157,6 +157,32 @@ def test_a_client_that_goes_away_leaves_nothing_behind(
     web_1(paas)  # the dyno itself lives on
 
 
+@pytest.mark.parametrize("where", ["local", "remote"])
+def test_a_process_that_left_the_session_with_setsid_ends_with_it(
+    env: tuple[Paas, SSHServer], app: str, remote: dict[str, str], where: str
+) -> None:
+    """A process started in a ps:exec session that called setsid(2) is in no session or group
+    of the session's; it lived until the dyno ended. The session's mark in its environment
+    (MINIPAAS_EXEC_SESSION) finds it when the session ends. The command waits until the
+    escaped process runs (it wrote its pid), then ends."""
+    paas, _ = env
+    marker = sleeper.marker()
+    script = (
+        f"setsid sh -c 'echo $$ > /tmp/escaped-{marker}; exec sleep {marker}' "
+        f"</dev/null >/dev/null 2>&1 & until [ -s /tmp/escaped-{marker} ]; do :; done; "
+        'echo "$MINIPAAS_EXEC_SESSION" | wc -c'
+    )
+    command = ["ps:exec", "-a", app, "--", "sh", "-c", script]
+    argv = [str(paas.exe), *command] if where == "local" else localhost_cli.argv(*command)
+    result = subprocess.run(
+        argv, input="", capture_output=True, text=True, timeout=60,
+        env=paas.env if where == "local" else remote,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout.strip()) == (0, "33"), result  # 32 hex digits
+    wait_for(lambda: not sleeper.sleeping(marker), timeout=30, interval=0.1)
+    web_1(paas)  # the dyno itself lives on
+
+
 def test_a_terminal_session_that_goes_away_takes_its_jobs_along(
     env: tuple[Paas, SSHServer], app: str
 ) -> None:

@@ -65,6 +65,7 @@ from minipaas.supervisor._proc import (
     hang_up_sandboxed,
     is_running,
     kill_group,
+    kill_marked,
     kill_session,
     port_is_free,
     spawn_detached,
@@ -81,6 +82,8 @@ Drain = Callable[[Sequence[str]], Awaitable[None]]
 
 #: Bytes read from a one-off dyno's pipe at a time.
 READ_CHUNK = 64 * 1024
+#: Set, to a random token, for a `ps:exec` command: marks the processes of its session.
+EXEC_SESSION_VAR = "MINIPAAS_EXEC_SESSION"
 #: Lines kept in memory per dyno for error messages.
 RECENT_LINES = 20
 #: How long leftovers of a dyno's process group may linger after its main process exited.
@@ -661,9 +664,14 @@ class Supervisor:
             argv = [host_tool("setsid"), "--ctty", *argv]
         dyno = d.name
         self._log(app, dyno, f"Running `{command}` in {dyno} (ps:exec)")
+        # Every process of the session inherits this mark, also one that leaves the session
+        # with setsid(2): the session's end kills those too (`kill_marked`).
+        mark = f"{EXEC_SESSION_VAR}={secrets.token_hex(16)}"
+        env = self._env(d.spec, d.name, d.port)
+        env[EXEC_SESSION_VAR] = mark.partition("=")[2]
         proc = await asyncio.create_subprocess_exec(
             *argv,
-            env=self._env(d.spec, d.name, d.port),
+            env=env,
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
@@ -679,6 +687,7 @@ class Supervisor:
             ) from None
         finally:
             kill_session(proc.pid, pid_ns)  # what is left runs in the dyno's PID namespace
+            kill_marked(pid_ns, mark.encode())  # and what left it (setsid)
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
