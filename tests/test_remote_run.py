@@ -250,6 +250,7 @@ BAD_STARTS: list[tuple[str | bytes, str]] = [
     ('{"type": "start", "command": "   "}', "No command given"),
     ('{"type": "start", "command": "a\\u0000b"}', "NUL character"),
     ('{"type": "start", "command": "sh", "tty": "yes"}', "'tty' must be true or false, not \"y"),
+    ('{"type": "start", "command": "sh", "bare": "no"}', "'bare' must be true or false"),
     ('{"type": "start", "command": "sh", "tty": true, "cols": 0, "rows": 24}', "'cols'"),
     ('{"type": "start", "command": "sh", "tty": true, "cols": 80}', "'rows'"),
     (b"\x00ls\n", "must be a JSON text frame"),
