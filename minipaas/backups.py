@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import secrets
@@ -37,6 +38,8 @@ from minipaas.paths import Paths
 from minipaas.postgres import SERVICE, Cluster
 from minipaas.scheduler import CronJob
 from minipaas.store import Store
+
+log = logging.getLogger("minipaas.backups")
 
 #: Scheduled backups kept per app (Heroku keeps 7 daily ones); manual ones stay until deleted.
 KEEP_SCHEDULED = 7
@@ -458,9 +461,13 @@ class Backups:
         return missed
 
     async def catch_up(self, jobs: list[CronJob]) -> None:
-        """The `missed_runs`, one after the other, as the scheduler runs them."""
+        """The `missed_runs`, one after the other, as the scheduler runs them (one that fails
+        unexpectedly is logged, and the next apps' still run)."""
         for job in jobs:
-            await self.run_scheduled(job)
+            try:
+                await self.run_scheduled(job)
+            except Exception:
+                log.exception("the missed daily backup of %s could not be captured", job.app)
 
     async def run_scheduled(self, job: CronJob) -> int | None:
         """A scheduled capture, then retention: the scheduled backups past the newest `keep`

@@ -142,6 +142,26 @@ def test_a_missed_daily_run_is_the_last_due_one_without_a_capture_since(
     assert due == (_at("2026-12-06 02:00") if missed else None)
 
 
+def test_one_missed_capture_failing_does_not_stop_the_others_catch_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backups = Backups(
+        store=None, cluster=None, paths=Paths(tmp_path),  # type: ignore[arg-type]
+        logs=LogStore(tmp_path / "logs"),
+    )
+    ran: list[str] = []
+
+    async def run_scheduled(job: CronJob) -> None:
+        ran.append(job.app)
+        if job.app == "a":
+            raise OSError("disk I/O error")
+
+    monkeypatch.setattr(backups, "run_scheduled", run_scheduled)
+    jobs = [CronJob(app, 0, "pg:backups:capture", "0 2 * * *", 0) for app in ("a", "b")]
+    asyncio.run(backups.catch_up(jobs))
+    assert ran == ["a", "b"]
+
+
 def test_a_scheduled_run_deletes_the_expired_dumps(tmp_path: Path) -> None:
     """run_scheduled's retention with the real store and files; the dump itself is a stand-in
     (the real pg_dump path is the server tests' below)."""
