@@ -303,6 +303,40 @@ def test_a_dyno_starting_or_crashed_is_refused_in_one_sentence(
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
 
 
+def test_during_a_rolling_restart_it_enters_the_dyno_that_is_up(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """A rolling restart (or a deploy) starts the new web.1 beside the old one, which serves
+    until the new one is up. ps:exec -d web.1 then took the newest of the two, still starting,
+    and refused; it enters the one that is up, as `ps` shows it serving."""
+    paas, sshd = env
+    app = "pexec-rolling"
+    paas.cli("apps:create", app)
+    src = tmp_path / "app"
+    shutil.copytree(SAMPLES / "crashy", src)
+    deployed(ssh_push(sshd, git_repo(src, tmp_path / app), app))
+    paas.cli("checks:set", "-a", app, "min_uptime=30", "timeout=120")
+
+    def web_1s() -> list[dict[str, Any]]:
+        dynos = json.loads(paas.cli("ps", "-a", app, "--json").stdout)["dynos"]
+        return [d for d in dynos if d["name"] == "web.1"]
+
+    old = next(d for d in web_1s() if d["state"] == "up")["pid"]
+    restarting = subprocess.Popen(
+        [str(paas.exe), "ps:restart", "web", "-a", app], env=paas.env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: "starting" in [d["state"] for d in web_1s()], timeout=30, interval=0.2)
+        result = paas.cli("ps:exec", "-a", app, "-d", "web.1", "--", "sh", "-c", "echo in $DYNO",
+                          check=False)
+        assert (result.returncode, result.stdout) == (0, "in web.1\n"), result
+        assert [d["pid"] for d in web_1s() if d["state"] == "up"] == [old]  # the old one
+    finally:
+        restarting.wait(timeout=150)
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
 def test_the_apps_path_does_not_choose_the_tools_run_as_root(
     env: tuple[Paas, SSHServer], app: str, tmp_path: Path
 ) -> None:

@@ -713,7 +713,10 @@ class Supervisor:
         if not found:
             listed = ", ".join(sorted({d.name for d in dynos}))
             raise NotFound(f"The app {app!r} has no dyno {name}; its dynos are: {listed}.")
-        d = found[-1]
+        # During a rolling restart or a deploy the new web.1 starts beside the old one, which
+        # serves until the new one is up: enter the one that is up (the newest, if both are).
+        up = [d for d in found if d.state == "up" and d.pid is not None]
+        d = up[-1] if up else found[-1]
         if d.state != "up" or d.pid is None:
             raise UserError(f"The dyno {name} of {app!r} is not up (it is {d.state}).")
         return d
