@@ -138,10 +138,12 @@ def run_remote_attached(
     app: str,
     command: str,
     dyno: str | None = None,
+    *,
+    bare: bool = False,
 ) -> int:
     """Run `command` in a one-off dyno of `app` (or, with `dyno`, inside that running dyno:
-    `ps:exec`) on the server at `url` with this process's stdin, stdout, stderr (and
-    terminal); the exit status."""
+    `ps:exec`; with `bare`, in a one-off without the app's slug) on the server at `url` with
+    this process's stdin, stdout, stderr (and terminal); the exit status."""
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
     from websockets.sync.client import connect
 
@@ -171,6 +173,8 @@ def run_remote_attached(
     start: dict[str, Any] = {"type": "start", "command": command, "tty": is_tty}
     if dyno is not None:
         start["dyno"] = dyno
+    if bare:
+        start["bare"] = True
     if is_tty:
         start["cols"], start["rows"] = _terminal_size()
     wake_r, wake_w = os.pipe()

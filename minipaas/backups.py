@@ -13,19 +13,22 @@ process and speaks no SQL itself: the cluster and the store do.
 
 Daily backups (`pg:backups:schedule --at HH:MM`, UTC) are cron jobs run by a `CronScheduler`
 of their own (the class that runs app.json's jobs); the newest `KEEP_SCHEDULED` completed
-scheduled backups are kept, manual ones until deleted.
+scheduled backups are kept, manual ones until deleted. A daily capture the server was down
+for is caught up when it starts (`missed_runs`, `catch_up`): once, not once per missed day.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import secrets
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from minipaas.errors import Conflict, NotFound, UserError
 from minipaas.logs import LogStore
@@ -35,6 +38,8 @@ from minipaas.paths import Paths
 from minipaas.postgres import SERVICE, Cluster
 from minipaas.scheduler import CronJob
 from minipaas.store import Store
+
+log = logging.getLogger("minipaas.backups")
 
 #: Scheduled backups kept per app (Heroku keeps 7 daily ones); manual ones stay until deleted.
 KEEP_SCHEDULED = 7
@@ -89,6 +94,26 @@ def expired(backups: list[Backup], keep: int = KEEP_SCHEDULED) -> list[Backup]:
         )
         out += mine[: max(0, len(mine) - keep)]
     return sorted(out, key=lambda b: b.number)
+
+
+def last_due(at: str, now: datetime) -> datetime:
+    """The newest daily run time `at` (HH:MM, UTC) at or before `now`: today's or
+    yesterday's, so always within the last 24 hours."""
+    hour, minute = (int(part) for part in at.split(":"))
+    due = now.astimezone(UTC).replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return due if due <= now else due - timedelta(days=1)
+
+
+def missed_run(at: str, backups: list[Backup], now: datetime) -> datetime | None:
+    """The run time of the daily schedule `at` that has no capture at or after it (the
+    server was down then), else None. Any capture since counts, manual or scheduled, even a
+    failed one (it would fail again), except one the server's stop cut short."""
+    due = last_due(at, now)
+    for backup in backups:
+        cut_short = backup.status == "failed" and backup.error == INTERRUPTED
+        if backup.created_at >= due.timestamp() and not cut_short:
+            return None
+    return due
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -415,6 +440,34 @@ class Backups:
             hour, minute = at.split(":")
             jobs.append(CronJob(app, 0, SCHEDULED_COMMAND, f"{int(minute)} {int(hour)} * * *", 0))
         return jobs
+
+    async def missed_runs(self, now: datetime | None = None) -> list[CronJob]:
+        """Server start (before its scheduler ticks): the daily captures whose newest run time
+        passed with no capture since, each said in its app's log; run them with `catch_up`."""
+        now = now or datetime.now(UTC)
+        schedules = await self.store.backup_schedules()
+        missed = []
+        for job in await self.cron_jobs():
+            with contextlib.suppress(NotFound):  # destroyed meanwhile
+                app = await self.store.app(job.app)
+                due = missed_run(schedules[job.app], await self.store.backups(app), now)
+                if due is not None:
+                    self.logs.append(
+                        app.name, "minipaas", "minipaas",
+                        f"Capturing the daily backup missed at {due:%Y-%m-%d %H:%M} UTC (the "
+                        "server was down)",
+                    )
+                    missed.append(job)
+        return missed
+
+    async def catch_up(self, jobs: list[CronJob]) -> None:
+        """The `missed_runs`, one after the other, as the scheduler runs them (one that fails
+        unexpectedly is logged, and the next apps' still run)."""
+        for job in jobs:
+            try:
+                await self.run_scheduled(job)
+            except Exception:
+                log.exception("the missed daily backup of %s could not be captured", job.app)
 
     async def run_scheduled(self, job: CronJob) -> int | None:
         """A scheduled capture, then retention: the scheduled backups past the newest `keep`

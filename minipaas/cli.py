@@ -683,8 +683,13 @@ def cmd_run_detached(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    app = _app(args)
-    command = _one_off_command(args, "run")
+    return _run_one_off(args, _app(args), _one_off_command(args, "run"))
+
+
+def _run_one_off(args: argparse.Namespace, app: str, command: str, *, bare: bool = False) -> int:
+    """`command` in a one-off dyno of `app` with this terminal or these pipes (the local
+    socket, `ssh -t`, MINIPAAS_URL), else streamed; `bare`: without the app's slug (an empty
+    /app), for the add-on clients, which also work before the first push."""
     local = not os.environ.get("MINIPAAS_URL") or getattr(args, "data_dir", None)
     if local and _stdin_attachable():
         # The dyno gets this very terminal (works through `ssh -t` too), or the pipe or file
@@ -696,7 +701,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         who = os.environ.get("MINIPAAS_WHO", "admin")
         sock = data_dir / "minipaas-run.sock"
         try:
-            return run_attached_client(sock, app, command, who)
+            return run_attached_client(sock, app, command, who, bare=bare)
         except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
             # The API's words ("Cannot reach … is `minipaas server` running?"), not a bare
             # " !    No such file or directory".
@@ -710,10 +715,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         from minipaas.client import endpoint_from_env
 
         remote = endpoint_from_env()
-        return run_remote_attached(remote["url"], remote["token"], remote["verify"], app, command)
+        return run_remote_attached(
+            remote["url"], remote["token"], remote["verify"], app, command, bare=bare
+        )
     code = 1
+    body: dict[str, Any] = {"command": command}
+    if bare:
+        body["bare"] = True
     with _client(args) as c:
-        for item in c.stream("POST", f"/api/apps/{app}/run", json_body={"command": command}):
+        for item in c.stream("POST", f"/api/apps/{app}/run", json_body=body):
             if "line" in item:
                 print(item["line"], flush=True)
             if "error" in item:
@@ -1095,8 +1105,9 @@ def cmd_pg_psql(args: argparse.Namespace) -> int:
     command = 'psql "$DATABASE_URL"'
     if args.sql_command is not None:
         command += " -c " + shlex.quote(args.sql_command)
-    args.command = [command]
-    return cmd_run(args)
+    # The system's psql, as the app's uid in a one-off without the slug: as on Heroku (where
+    # psql runs on the user's machine) it needs no push, and no app code runs before it.
+    return _run_one_off(args, app, command, bare=True)
 
 
 def cmd_redis_info(args: argparse.Namespace) -> int:
@@ -1156,8 +1167,7 @@ def cmd_redis_cli(args: argparse.Namespace) -> int:
         if not words:
             raise UsageError("No Redis command given after -c; say one, such as -c PING.")
         command += " " + shlex.join(words)
-    args.command = [command]
-    return cmd_run(args)
+    return _run_one_off(args, app, command, bare=True)  # as pg:psql
 
 
 def _backup_status(b: dict[str, Any]) -> str:

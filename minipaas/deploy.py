@@ -769,10 +769,23 @@ class Deployer:
                 return True
         return False
 
-    async def one_off_spec(self, app_name: str, command: str) -> DynoSpec:
-        """A one-off dyno of the current release (`minipaas run`)."""
+    async def one_off_spec(self, app_name: str, command: str, *, bare: bool = False) -> DynoSpec:
+        """A one-off dyno of the current release (`minipaas run`). `bare`: without the app's
+        slug (an empty /app), for the add-on clients (`pg:psql`, `redis:cli`), which are the
+        system's programs and run as on Heroku before any push: with the app's config vars (its
+        own add-on URLs, never an administrator's), as the app's uid, in the same sandbox."""
         app = await self.store.app(app_name)
         release = await self.store.current_release(app)
+        if bare:
+            return DynoSpec(
+                app=app.name,
+                process_type="run",
+                release=release.version if release is not None else 0,
+                slug=self.paths.empty_slug,
+                command=command,
+                env=release.config if release is not None else await self.store.config(app),
+                uid=self.uid(app),
+            )
         if release is None or release.slug is None:
             raise UserError(f"{app_name!r} has no release to run commands in; push first.")
         return self._spec(app, release, "run", command=command)
@@ -784,9 +797,13 @@ class Deployer:
         who: str,
         stdio: tuple[int, int, int],
         dyno: str | None = None,
+        bare: bool = False,
+        hung_up: asyncio.Event | None = None,
     ) -> int:
         """`minipaas run` with the caller's terminal (file descriptors passed to the server);
-        with `dyno`, `ps:exec`: the command runs inside that running dyno instead."""
+        with `dyno`, `ps:exec`: the command runs inside that running dyno instead; `bare` as
+        for `one_off_spec`; `hung_up` set: the client went away (SIGHUP to a command on
+        pipes, `Supervisor.run_attached`)."""
         if dyno is not None:
             await self.store.app(app_name)  # NotFound for an app that does not exist
 
@@ -795,13 +812,14 @@ class Deployer:
                 self.logs.append(app_name, "minipaas", "minipaas", line)
 
             return await self.supervisor.exec_attached(
-                app_name, dyno, command, *stdio, timeout=24 * 3600, started=entered
+                app_name, dyno, command, *stdio, timeout=24 * 3600, started=entered,
+                hung_up=hung_up,
             )
         async with self.starting(app_name) as started:
-            spec = await self.one_off_spec(app_name, command)
+            spec = await self.one_off_spec(app_name, command, bare=bare)
             self.logs.append(app_name, "minipaas", "minipaas", f"{who} ran `{command}`")
             return await self.supervisor.run_attached(
-                spec, *stdio, timeout=24 * 3600, started=started
+                spec, *stdio, timeout=24 * 3600, started=started, hung_up=hung_up
             )
 
     async def run(
@@ -812,11 +830,12 @@ class Deployer:
         *,
         timeout: float = 3600,  # noqa: ASYNC109 - passed on to run_once
         on_start: Callable[[str], None] = lambda _dyno: None,
+        bare: bool = False,
     ) -> int:
         """`minipaas run` without the caller's terminal (or `run:detached`): its output goes to
-        `on_line`; `on_start` gets the dyno's name once it runs."""
+        `on_line`; `on_start` gets the dyno's name once it runs; `bare` as for `one_off_spec`."""
         async with self.starting(app_name) as started:
-            spec = await self.one_off_spec(app_name, command)
+            spec = await self.one_off_spec(app_name, command, bare=bare)
 
             def now_running(dyno: str) -> None:
                 started(dyno)

@@ -86,6 +86,12 @@ class Paths:
     def app_backups(self, app: str) -> Path:
         return self.backups / app
 
+    @property
+    def empty_slug(self) -> Path:
+        """An empty directory, the /app of one-offs that run no app code (`pg:psql`,
+        `redis:cli`, also before the first push); no app name starts with `_`."""
+        return self.slugs / "_empty"
+
     def app_cache(self, app: str) -> Path:
         return self.cache / app
 
@@ -108,6 +114,8 @@ class Paths:
         os.chmod(self.root, 0o755)  # noqa: S103
         for sub in (self.repos, self.slugs, self.cache, self.logs, self.run):
             sub.mkdir(exist_ok=True)
+        self.empty_slug.mkdir(exist_ok=True)
+        os.chmod(self.empty_slug, 0o755)  # noqa: S103 - empty, and read-only in every sandbox
         self.caddy.mkdir(mode=0o700, exist_ok=True)
         # Only the server reads logs (clients go through the API); app uids, which fetch
         # buildpacks on the host, must not read other apps' output. Also for older data dirs.

@@ -50,11 +50,19 @@ class CronScheduler:
         #: app.json `cron`, which a new release may give to another job.
         self.running: dict[tuple[str, str, str], asyncio.Task[None]] = {}
 
-    async def run_forever(self) -> None:
+    async def run_forever(self, since: datetime | None = None) -> None:
+        """Tick every minute from the one after `since` (default: the one after now) on; with
+        `since`, that first minute is ticked even if this loop only begins after it (the ones
+        up to `since` are someone else's: the backups' catch-up at the server's start)."""
         last: datetime | None = None
+        if since is not None:
+            last = since.replace(second=0, microsecond=0)
         while True:
             now = self._now()
             minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+            if since is not None and last is not None and last + timedelta(minutes=1) < minute:
+                minute = last + timedelta(minutes=1)  # begun after its first minute: tick it
+            since = None
             if last is not None and minute <= last:
                 # Woke a hair before the minute (the loop's clock is not the wall clock): that
                 # minute has had its tick; never run its jobs twice.

@@ -22,7 +22,7 @@ import socket
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -380,16 +380,25 @@ class MinipaasServer:
         backup_scheduler = CronScheduler(
             jobs=self.backups.cron_jobs, run=self.backups.run_scheduled
         )
-        backup_task = loop.create_task(backup_scheduler.run_forever())
+        # Its minutes are those after `started`; the runs due up to it that the server was down
+        # for are caught up below (`Backups.missed_runs`): none run twice, none are skipped.
+        started = datetime.now(UTC)
+        backup_task = loop.create_task(backup_scheduler.run_forever(since=started))
         metrics_task = loop.create_task(self.metrics.run())
         router_task = loop.create_task(self.router.watch())
         postgres_task = loop.create_task(self.postgres.watch())
         redis_task = loop.create_task(self.redis.watch())
         starting: asyncio.Task[None] | None = None
+        catch_up: asyncio.Task[None] | None = None
         try:
             await self.drains.reload()  # before the dynos: their first lines reach the drains
             await self.deployer.start_addons()  # before the dynos: their database is up
             await self.backups.recover()
+            # Daily captures due while the server was down (after `recover`, which fails the
+            # ones it cut short), run in the background.
+            catch_up = loop.create_task(
+                self.backups.catch_up(await self.backups.missed_runs(started))
+            )
             await self.deployer.readopt_all()
             # Ready: what ran before is back under supervision. After a reboot the apps start
             # from here on, while the API already answers (`ps` shows them starting).
@@ -414,6 +423,8 @@ class MinipaasServer:
                 await asyncio.gather(starting, return_exceptions=True)
             cron_task.cancel()
             backup_task.cancel()
+            if catch_up is not None:
+                catch_up.cancel()
             metrics_task.cancel()
             router_task.cancel()  # before `down` stops Caddy, which must then stay stopped
             postgres_task.cancel()  # likewise PostgreSQL
@@ -423,7 +434,7 @@ class MinipaasServer:
             await self.drains.close()
             await asyncio.gather(
                 cron_task, backup_task, metrics_task, router_task, postgres_task, redis_task,
-                return_exceptions=True,
+                *([catch_up] if catch_up is not None else []), return_exceptions=True,
             )
             await scheduler.stop()
             await backup_scheduler.stop()

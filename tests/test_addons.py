@@ -33,6 +33,7 @@ from tests.paas import (
     https_push,
     start_paas,
 )
+from tests.support import localhost_cli
 from tests.support.ports import wait_for
 from tests.support.terminal import terminal
 
@@ -338,6 +339,40 @@ def test_pg_psql_gets_the_callers_terminal(pg: Pg) -> None:
         term.type(b"\\q\n")
         assert term.wait() == 0, term.seen.decode(errors="replace")
     assert b"answer" in term.seen
+
+
+def test_pg_psql_works_on_an_app_never_pushed(pg: Pg) -> None:
+    """Heroku's psql runs on the user's side, so an app with the add-on and no push has it
+    too: the system's psql in a one-off without the slug, as the app's uid, with the app's own
+    DATABASE_URL; through the attached run (pipes), the streamed run (stdin /dev/null) and over
+    MINIPAAS_URL. `run` itself still wants a push (there is no app code to run)."""
+    paas, app = pg.paas, "unpushed"
+    paas.cli("apps:create", app)
+    try:
+        paas.cli("addons:create", "heroku-postgresql", "-a", app)
+        role = re.findall(r"postgres://([^:]+):", pg.url(app))[0]
+        assert paas.fails("run", "-a", app, "--", "true") == (
+            f" !    {app!r} has no release to run commands in; push first."
+        )
+        ran = paas.cli("pg:psql", "-a", app, "-c", "select 1", input="")
+        assert ran.stdout.split() == ["?column?", "----------", "1", "(1", "row)"], ran
+        ran = paas.cli("pg:psql", "-a", app, "-c", "select current_user", input="")
+        assert role in ran.stdout.split(), ran  # the app's role, not the superuser
+        ran = paas.cli("pg:psql", "-a", app, "-c", r"\! id -u; ls -A /app", input="")
+        uid = ran.stdout.split()
+        assert len(uid) == 1 and uid != ["0"], ran  # the app's uid (not root), an empty /app
+        streamed = subprocess.run(
+            [str(paas.exe), "pg:psql", "-a", app, "-c", "select 40 + 2 as n"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, env=paas.env, timeout=120,
+        )
+        assert streamed.returncode == 0 and "42" in streamed.stdout.split(), streamed
+        remote = subprocess.run(
+            localhost_cli.argv("pg:psql", "-a", app, "-c", "select 'far' as w"),
+            input="", capture_output=True, text=True, env=paas.remote_env(), timeout=120,
+        )
+        assert remote.returncode == 0 and "far" in remote.stdout.split(), remote
+    finally:
+        paas.cli("apps:destroy", "--confirm", app, "-a", app)
 
 
 def test_the_database_survives_a_server_restart_and_a_kill_9(pg: Pg) -> None:

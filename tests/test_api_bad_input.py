@@ -359,6 +359,7 @@ BAD_FIELDS: list[tuple[str, str, Any, int, str | None]] = [
     ("POST", f"{A}/run", {"command": "ls\x00-la"}, 400, r"'ls\x00-la'"),
     ("POST", f"{A}/run", {"command": "true"}, 400, f"'{APP}'"),
     ("POST", f"{A}/run", {"command": "true", "detached": "yes"}, 400, "not \"yes\""),
+    ("POST", f"{A}/run", {"command": "true", "bare": 1}, 400, "'bare' must be true or false"),
     ("POST", f"{A}/run", {"command": "true", "detached": 1}, 400, "true or false, not 1."),
     ("POST", f"{A}/run", {"command": "true", "detached": True}, 400, f"'{APP}'"),
     # addons:create (the app has no add-on: destroy and info say so)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from minipaas.backups import Backups, backup_number, daily_time, expired
+from minipaas.backups import (
+    INTERRUPTED,
+    Backups,
+    backup_number,
+    daily_time,
+    expired,
+    last_due,
+    missed_run,
+)
 from minipaas.errors import UserError
 from minipaas.logs import LogStore
 from minipaas.models import Backup
@@ -89,6 +98,68 @@ def test_retention_expires_only_scheduled_backups_past_the_newest_kept() -> None
     assert [b.number for b in expired(backups, keep=2)] == [1, 3]
     assert [b.number for b in expired(backups, keep=1)] == [1, 3, 4, 5]
     assert expired(backups, keep=7) == []
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("at", "now", "due"),
+    [
+        ("02:00", "2026-12-06 07:00:00", "2026-12-06 02:00"),  # today's has passed
+        ("02:00", "2026-12-06 02:00:00", "2026-12-06 02:00"),  # at its very minute
+        ("02:00", "2026-12-06 01:59:59", "2026-12-05 02:00"),  # not yet: yesterday's
+        ("23:59", "2026-01-01 00:00:30", "2025-12-31 23:59"),  # across the year
+    ],
+)
+def test_the_last_due_run_is_within_the_last_day(at: str, now: str, due: str) -> None:
+    assert last_due(at, _at(now)) == _at(due)
+
+
+def _made(at: str, status: str = "completed", error: str | None = None,
+          kind: str = "scheduled") -> Backup:
+    when = _at(at).timestamp()
+    return Backup("a", 1, kind, status, error, 1, when, when)
+
+
+@pytest.mark.parametrize(
+    ("backups", "missed"),
+    [
+        ([], True),  # never captured: one catch-up (not one per day since)
+        ([_made("2026-12-05 02:00:05")], True),  # only yesterday's
+        ([_made("2026-12-06 02:00:01")], False),  # today's ran
+        ([_made("2026-12-06 05:00", kind="manual")], False),  # a manual one since counts
+        ([_made("2026-12-06 02:00:01", "failed", "pg_dump: error")], False),  # failed: no retry
+        ([_made("2026-12-06 02:00:01", "failed", INTERRUPTED)], True),  # cut by the stop
+        ([_made("2026-12-06 02:00:01", "running")], False),
+    ],
+)
+def test_a_missed_daily_run_is_the_last_due_one_without_a_capture_since(
+    backups: list[Backup], missed: bool
+) -> None:
+    due = missed_run("02:00", backups, _at("2026-12-06 07:00:00"))
+    assert due == (_at("2026-12-06 02:00") if missed else None)
+
+
+def test_one_missed_capture_failing_does_not_stop_the_others_catch_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backups = Backups(
+        store=None, cluster=None, paths=Paths(tmp_path),  # type: ignore[arg-type]
+        logs=LogStore(tmp_path / "logs"),
+    )
+    ran: list[str] = []
+
+    async def run_scheduled(job: CronJob) -> None:
+        ran.append(job.app)
+        if job.app == "a":
+            raise OSError("disk I/O error")
+
+    monkeypatch.setattr(backups, "run_scheduled", run_scheduled)
+    jobs = [CronJob(app, 0, "pg:backups:capture", "0 2 * * *", 0) for app in ("a", "b")]
+    asyncio.run(backups.catch_up(jobs))
+    assert ran == ["a", "b"]
 
 
 def test_a_scheduled_run_deletes_the_expired_dumps(tmp_path: Path) -> None:
@@ -594,6 +665,43 @@ def test_destroy_deletes_the_backups(env: tuple[Paas, SSHServer], url: str) -> N
     assert not (paas.data_dir / "backups" / "gone").exists()
     assert paas.cli("apps:destroy", "-a", "dropped", "--confirm", "dropped").stdout == (
         "Destroyed dropped.\n")
+
+
+def test_a_daily_capture_missed_while_the_server_was_down_is_caught_up_once(
+    env: tuple[Paas, SSHServer],
+) -> None:
+    """A daily run time that passed with no capture (the server was down: here, the schedule
+    is set just after its minute, which the scheduler therefore never ticked) is captured once
+    when the server starts, and not again at the next start."""
+    paas, _ = env
+    app = "bkmissed"
+    paas.cli("apps:create", app)
+    paas.cli("addons:create", "heroku-postgresql", "-a", app)
+    due = datetime.now(UTC) - timedelta(minutes=1)
+    at = due.strftime("%H:%M")
+    paas.cli("pg:backups:schedule", "-a", app, "--at", at)
+    assert listed(paas, app) == []
+    said = f"Capturing the daily backup missed at {due:%Y-%m-%d %H:%M} UTC"
+
+    def restart() -> None:
+        assert paas.proc is not None
+        paas.proc.send_signal(signal.SIGTERM)
+        paas.proc.wait(timeout=60)
+        paas.restart()
+
+    def said_times() -> int:
+        return paas.cli("logs", "-a", app, "-n", "1000").stdout.count(said)
+
+    restart()
+    assert said_times() == 1  # decided before the server said it was ready
+    [caught] = wait_for(
+        lambda: [b for b in listed(paas, app) if b["status"] != "running"], timeout=120
+    )
+    assert (caught["kind"], caught["status"]) == ("scheduled", "completed"), caught
+    restart()
+    assert said_times() == 1
+    assert [b["id"] for b in listed(paas, app)] == [caught["id"]]
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
 
 
 def test_a_capture_a_killed_server_left_half_done_is_failed(

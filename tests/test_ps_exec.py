@@ -157,6 +157,32 @@ def test_a_client_that_goes_away_leaves_nothing_behind(
     web_1(paas)  # the dyno itself lives on
 
 
+@pytest.mark.parametrize("where", ["local", "remote"])
+def test_a_process_that_left_the_session_with_setsid_ends_with_it(
+    env: tuple[Paas, SSHServer], app: str, remote: dict[str, str], where: str
+) -> None:
+    """A process started in a ps:exec session that called setsid(2) is in no session or group
+    of the session's; it lived until the dyno ended. The session's mark in its environment
+    (MINIPAAS_EXEC_SESSION) finds it when the session ends. The command waits until the
+    escaped process runs (it wrote its pid), then ends."""
+    paas, _ = env
+    marker = sleeper.marker()
+    script = (
+        f"setsid sh -c 'echo $$ > /tmp/escaped-{marker}; exec sleep {marker}' "
+        f"</dev/null >/dev/null 2>&1 & until [ -s /tmp/escaped-{marker} ]; do :; done; "
+        'echo "$MINIPAAS_EXEC_SESSION" | wc -c'
+    )
+    command = ["ps:exec", "-a", app, "--", "sh", "-c", script]
+    argv = [str(paas.exe), *command] if where == "local" else localhost_cli.argv(*command)
+    result = subprocess.run(
+        argv, input="", capture_output=True, text=True, timeout=60,
+        env=paas.env if where == "local" else remote,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout.strip()) == (0, "33"), result  # 32 hex digits
+    wait_for(lambda: not sleeper.sleeping(marker), timeout=30, interval=0.1)
+    web_1(paas)  # the dyno itself lives on
+
+
 def test_a_terminal_session_that_goes_away_takes_its_jobs_along(
     env: tuple[Paas, SSHServer], app: str
 ) -> None:
@@ -227,6 +253,88 @@ def test_bad_targets(env: tuple[Paas, SSHServer], app: str, remote: dict[str, st
     finally:
         one_off.kill()
         one_off.wait()
+
+
+def test_a_dyno_starting_or_crashed_is_refused_in_one_sentence(
+    env: tuple[Paas, SSHServer], remote: dict[str, str], tmp_path: Path
+) -> None:
+    """ps:exec enters an up dyno only: a web dyno still starting (here kept so by its health
+    check's min_uptime) and a worker crashed (it exits at every start, the crashy sample's
+    CRASH_AT_START) are refused, locally and over MINIPAAS_URL, each in one sentence, exit 1."""
+    paas, sshd = env
+    app = "pexec-states"
+    paas.cli("apps:create", app)
+    src = tmp_path / "app"
+    shutil.copytree(SAMPLES / "crashy", src)
+    (src / "Procfile").write_text("web: python app.py\nworker: CRASH_AT_START=1 python app.py\n")
+    deployed(ssh_push(sshd, git_repo(src, tmp_path / app), app))
+
+    def state(name: str) -> str | None:
+        dynos = json.loads(paas.cli("ps", "-a", app, "--json").stdout)["dynos"]
+        found = [d["state"] for d in dynos if d["name"] == name]
+        return found[-1] if found else None
+
+    def refused(dyno: str, said: str) -> None:
+        for argv, environ in (
+            ([str(paas.exe), "ps:exec", "-a", app, "-d", dyno, "--", "true"], paas.env),
+            (localhost_cli.argv("ps:exec", "-a", app, "-d", dyno, "--", "true"), remote),
+        ):
+            result = subprocess.run(
+                argv, capture_output=True, text=True, env=environ, timeout=60,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            assert (result.returncode, result.stdout) == (1, ""), (argv, result)
+            assert result.stderr == f" !    {said}\n", (argv, result.stderr)
+
+    paas.cli("checks:set", "-a", app, "min_uptime=30", "timeout=120")
+    scaling = subprocess.Popen(
+        [str(paas.exe), "ps:scale", "web=2", "-a", app], env=paas.env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: state("web.2") == "starting", timeout=30, interval=0.2)
+        refused("web.2", f"The dyno web.2 of {app!r} is not up (it is starting).")
+        assert state("web.2") == "starting"  # still: the refusal was for that state
+    finally:
+        scaling.wait(timeout=150)
+    paas.cli("ps:scale", "web=1", "worker=1", "-a", app)
+    wait_for(lambda: state("worker.1") == "crashed", timeout=120, interval=0.3)
+    refused("worker.1", f"The dyno worker.1 of {app!r} is not up (it is crashed).")
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_during_a_rolling_restart_it_enters_the_dyno_that_is_up(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """A rolling restart (or a deploy) starts the new web.1 beside the old one, which serves
+    until the new one is up. ps:exec -d web.1 then took the newest of the two, still starting,
+    and refused; it enters the one that is up, as `ps` shows it serving."""
+    paas, sshd = env
+    app = "pexec-rolling"
+    paas.cli("apps:create", app)
+    src = tmp_path / "app"
+    shutil.copytree(SAMPLES / "crashy", src)
+    deployed(ssh_push(sshd, git_repo(src, tmp_path / app), app))
+    paas.cli("checks:set", "-a", app, "min_uptime=30", "timeout=120")
+
+    def web_1s() -> list[dict[str, Any]]:
+        dynos = json.loads(paas.cli("ps", "-a", app, "--json").stdout)["dynos"]
+        return [d for d in dynos if d["name"] == "web.1"]
+
+    old = next(d for d in web_1s() if d["state"] == "up")["pid"]
+    restarting = subprocess.Popen(
+        [str(paas.exe), "ps:restart", "web", "-a", app], env=paas.env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: "starting" in [d["state"] for d in web_1s()], timeout=30, interval=0.2)
+        result = paas.cli("ps:exec", "-a", app, "-d", "web.1", "--", "sh", "-c", "echo in $DYNO",
+                          check=False)
+        assert (result.returncode, result.stdout) == (0, "in web.1\n"), result
+        assert [d["pid"] for d in web_1s() if d["state"] == "up"] == [old]  # the old one
+    finally:
+        restarting.wait(timeout=150)
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
 
 
 def test_the_apps_path_does_not_choose_the_tools_run_as_root(

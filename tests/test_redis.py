@@ -46,6 +46,7 @@ from tests.paas import (
     https_push,
     start_paas,
 )
+from tests.support import localhost_cli
 from tests.support.ports import free_port, wait_for
 from tests.support.terminal import terminal
 
@@ -383,6 +384,31 @@ def test_redis_cli_gets_the_callers_terminal(rd: Rd) -> None:
         term.expect(b'"interactive-42"')
         term.type(b"QUIT\r")
         assert term.wait() == 0, term.seen.decode(errors="replace")
+
+
+def test_redis_cli_works_on_an_app_never_pushed(rd: Rd) -> None:
+    """As `pg:psql`: Heroku's redis-cli runs on the user's side, so an app with the add-on and
+    no push has it too (the system's redis-cli in a one-off without the slug, as the app's uid,
+    with its REDIS_URL), locally and over MINIPAAS_URL."""
+    paas, app = rd.paas, "unpushedrd"
+    rd.ensure()
+    paas.cli("apps:create", app)
+    try:
+        paas.cli("addons:create", "heroku-redis", "-a", app)
+        ran = paas.cli("redis:cli", "-a", app, "-c", "PING", input="")
+        assert ran.stdout == "PONG\n", ran
+        paas.cli("redis:cli", "-a", app, "-c", "SET mine here", input="")
+        remote = subprocess.run(
+            localhost_cli.argv("redis:cli", "-a", app, "-c", "GET mine"),
+            input="", capture_output=True, text=True, env=paas.remote_env(), timeout=120,
+        )
+        assert (remote.returncode, remote.stdout) == (0, "here\n"), remote
+        # Its own Redis: the deployed app's keys are not there.
+        rd.in_dyno("SET", "theirs", "x")
+        ran = paas.cli("redis:cli", "-a", app, "-c", "EXISTS theirs", input="")
+        assert ran.stdout == "0\n", ran
+    finally:
+        paas.cli("apps:destroy", "--confirm", app, "-a", app)
 
 
 def test_the_data_survives_a_server_restart_and_a_kill_9(rd: Rd) -> None:

@@ -193,6 +193,38 @@ def test_a_client_that_goes_away_takes_its_dyno_along(
     wait_for(lambda: not sleeper.sleeping(marker), timeout=30, interval=0.1)
 
 
+@pytest.mark.parametrize(
+    ("word", "exited"),
+    [("run", "Process exited with status 73"), ("ps:exec", "ps:exec exited with status 73")],
+)
+def test_a_command_on_pipes_gets_sighup_when_its_client_goes_away(
+    env: tuple[Paas, SSHServer], app: str, remote: dict[str, str], word: str, exited: str
+) -> None:
+    """A terminal's hangup sends SIGHUP; with pipes the command only saw its stdin end, and
+    was killed HANGUP_GRACE later without a word. Now its process group gets SIGHUP too: this
+    command answers it with status 73, which the dyno's exit line in the app's log shows (`&
+    wait`: a shell whose foreground job dies of SIGHUP says "Hangup" on its stderr, whose
+    reader is gone, and then dies of SIGPIPE instead)."""
+    paas, _ = env
+    marker = sleeper.marker()
+
+    def said() -> int:
+        return paas.cli("logs", "-a", app, "-n", "2000").stdout.count(exited)
+
+    before = said()
+    client = subprocess.Popen(
+        localhost_cli.argv(word, "-a", app, "--", f"trap 'exit 73' HUP; sleep {marker} & wait"),
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=remote,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: sleeper.sleeping(marker), timeout=30, interval=0.1)
+    finally:
+        client.kill()  # no goodbye: the connection drops
+        client.wait(timeout=30)
+    wait_for(lambda: said() == before + 1, timeout=30, interval=0.2)
+    assert not sleeper.sleeping(marker)
+
+
 @contextlib.contextmanager
 def attach(paas: Paas, app: str, token: str | None) -> Iterator[ClientConnection]:
     """The WebSocket, through Caddy, checked against its CA and the name minipaas.localhost."""
@@ -218,6 +250,7 @@ BAD_STARTS: list[tuple[str | bytes, str]] = [
     ('{"type": "start", "command": "   "}', "No command given"),
     ('{"type": "start", "command": "a\\u0000b"}', "NUL character"),
     ('{"type": "start", "command": "sh", "tty": "yes"}', "'tty' must be true or false, not \"y"),
+    ('{"type": "start", "command": "sh", "bare": "no"}', "'bare' must be true or false"),
     ('{"type": "start", "command": "sh", "tty": true, "cols": 0, "rows": 24}', "'cols'"),
     ('{"type": "start", "command": "sh", "tty": true, "cols": 80}', "'rows'"),
     (b"\x00ls\n", "must be a JSON text frame"),

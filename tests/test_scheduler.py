@@ -139,3 +139,36 @@ async def test_a_slow_job_is_not_stacked_when_a_release_moves_it_in_the_list() -
     assert len(await scheduler.tick(MINUTE.replace(minute=7))) == 2
     assert len(scheduler.running) == 2  # finished runs are not kept for ever
     await scheduler.stop()
+
+
+async def test_run_forever_since_ticks_its_first_minute_even_when_begun_after_it() -> None:
+    """The backup scheduler starts with the server; the daily runs due up to `since` are the
+    catch-up's (backups.missed_runs), the ones after it the loop's. A loop whose first look at
+    the clock came after the next minute had begun skipped that minute: neither ran it."""
+    since = datetime(2026, 11, 22, 10, 4, 59, 900000, tzinfo=UTC)
+    now = datetime(2026, 11, 22, 10, 5, 0, 200000, tzinfo=UTC)  # the loop begins late
+    ticked: list[datetime] = []
+
+    async def sleep(seconds: float) -> None:
+        nonlocal now
+        now = now + timedelta(seconds=seconds)
+        if len(ticked) >= 3:
+            raise asyncio.CancelledError
+
+    async def run(job: CronJob) -> int:
+        return 0
+
+    async def get_jobs() -> list[CronJob]:
+        return []
+
+    scheduler = CronScheduler(jobs=get_jobs, run=run, now=lambda: now, sleep=sleep)
+
+    async def tick(minute: datetime) -> list[CronJob]:
+        ticked.append(minute)
+        return await CronScheduler.tick(scheduler, minute)
+
+    scheduler.tick = tick  # type: ignore[method-assign]
+    with contextlib.suppress(asyncio.CancelledError):
+        await scheduler.run_forever(since=since)
+    assert [t.strftime("%H:%M") for t in ticked] == ["10:05", "10:06", "10:07"]
+    await scheduler.stop()

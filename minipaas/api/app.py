@@ -656,16 +656,19 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         data = body_dict(await json_body(request))
         command = names.one_off_command(data.get("command"))
         detached = jsonin.flag(data, "detached")
-        await deployer.one_off_spec(name, command)  # no app or no release: 4xx now
+        bare = jsonin.flag(data, "bare")  # without the slug: pg:psql, redis:cli
+        await deployer.one_off_spec(name, command, bare=bare)  # no app or no release: 4xx now
         if detached:
             return JSONResponse(
-                {"dyno": await start_detached(name, command), "command": command},
+                {"dyno": await start_detached(name, command, bare), "command": command},
                 status_code=202,
             )
 
         async def go(emit: Emit) -> None:
             try:
-                code = await deployer.run(name, command, lambda ln: emit({"line": ln}))
+                code = await deployer.run(
+                    name, command, lambda ln: emit({"line": ln}), bare=bare
+                )
                 emit({"exit": code})
             except UserError as exc:
                 emit({"error": str(exc), "exit": 1})
@@ -674,9 +677,12 @@ def create_app(ctx: ApiContext) -> ASGIApp:
 
     async def run_attach(websocket: WebSocket) -> None:
         """`minipaas run` over MINIPAAS_URL with the caller's stdin and terminal (remote_run)."""
-        await serve_attach(websocket, deployer.run_attached, deployer.one_off_spec, background)
+        async def check(app: str, command: str, bare: bool) -> object:
+            return await deployer.one_off_spec(app, command, bare=bare)
 
-    async def start_detached(app: str, command: str) -> str:
+        await serve_attach(websocket, deployer.run_attached, check, background)
+
+    async def start_detached(app: str, command: str, bare: bool = False) -> str:
         """Start a one-off dyno whose output only goes to the app's logs (`run:detached`);
         its name once it runs. It may run DETACHED_TIMEOUT seconds (`ps:stop run.N` ends it)."""
         started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -687,7 +693,12 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         async def go() -> None:
             try:
                 await deployer.run(
-                    app, command, lambda _line: None, timeout=DETACHED_TIMEOUT, on_start=on_start
+                    app,
+                    command,
+                    lambda _line: None,
+                    timeout=DETACHED_TIMEOUT,
+                    on_start=on_start,
+                    bare=bare,
                 )
             except asyncio.CancelledError:
                 started.cancel()

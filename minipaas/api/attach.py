@@ -2,7 +2,8 @@
 
 The client (the CLI, often as the SSH forced command of `ssh -t minipaas@host run …`) connects
 to `<data-dir>/minipaas-run.sock` and sends one JSON line (app, command, who, and for `ps:exec`
-the running dyno to enter) together with its stdin, stdout and stderr file descriptors
+the running dyno to enter, or `"bare": true` for a one-off without the app's slug: `pg:psql`,
+`redis:cli`) together with its stdin, stdout and stderr file descriptors
 (SCM_RIGHTS). The server starts the one-off dyno with
 those descriptors as its stdio, so the user's terminal is the dyno's terminal: no bytes are
 proxied. The answer is one JSON line, `{"exit": N}` or `{"error": sentence}`. The socket has the
@@ -20,14 +21,16 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Protocol
 
-from minipaas import names
+from minipaas import jsonin, names
 from minipaas.api.auth import private_unix_socket
 from minipaas.errors import UserError
 
 
 class RunAttached(Protocol):
     """(app, command, who, stdio) -> exit status, running the one-off with the given fds as its
-    stdio; with `dyno`, running the command inside that running dyno instead (`ps:exec`)."""
+    stdio; with `dyno`, running the command inside that running dyno instead (`ps:exec`); with
+    `bare`, a one-off without the app's slug (an empty /app). `hung_up`, once set, says the
+    client went away: a command on pipes gets SIGHUP, as from a terminal's hangup."""
 
     def __call__(
         self,
@@ -36,6 +39,8 @@ class RunAttached(Protocol):
         who: str,
         stdio: tuple[int, int, int],
         dyno: str | None = None,
+        bare: bool = False,
+        hung_up: asyncio.Event | None = None,
         /,
     ) -> Awaitable[int]: ...
 
@@ -95,8 +100,10 @@ class AttachServer:
                 if not isinstance(command, str) or (dyno is None and not command.strip()):
                     raise UserError("No command given; use `minipaas run -a APP -- COMMAND`.")
                 who = str(header.get("who") or "admin")[:100]
+                bare = jsonin.flag(header, "bare")
+                stdio = (fds[0], fds[1], fds[2])
                 code = await self._run_while_connected(
-                    conn, self.run(app, command, who, (fds[0], fds[1], fds[2]), dyno)
+                    conn, self.run(app, command, who, stdio, dyno, bare)
                 )
                 if code is None:
                     return  # the client left: the dyno was killed, and nobody is there to tell
@@ -153,13 +160,21 @@ class AttachServer:
 
 
 def run_attached_client(
-    socket_path: Path, app: str, command: str, who: str = "admin", dyno: str | None = None
+    socket_path: Path,
+    app: str,
+    command: str,
+    who: str = "admin",
+    dyno: str | None = None,
+    *,
+    bare: bool = False,
 ) -> int:
     """Client side (sync, used by the CLI): run `command` with this process's stdio (in the
-    running `dyno` for `ps:exec`: an empty command is its shell)."""
+    running `dyno` for `ps:exec`: an empty command is its shell; `bare`: without the slug)."""
     request: dict[str, Any] = {"app": app, "command": command, "who": who}
     if dyno is not None:
         request["dyno"] = dyno
+    if bare:
+        request["bare"] = True
     header = json.dumps(request).encode() + b"\n"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(str(socket_path))

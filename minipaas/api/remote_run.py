@@ -4,7 +4,8 @@
 route (`auth.TokenAuth`), so Caddy's HTTPS at `minipaas.<domain>` reaches it. The client's first
 frame is a JSON text frame `{"type": "start", "command": …, "tty": bool, "cols": N, "rows": N}`,
 plus `"dyno": "web.1"` for `ps:exec` (the command then runs inside that running dyno; an empty
-one is its shell).
+one is its shell), or `"bare": true` for a one-off without the app's slug (`pg:psql`,
+`redis:cli`: an empty /app, also before the first push).
 With `tty` the server opens a pseudo-terminal of that size and the dyno gets its slave side as
 stdin, stdout and stderr (its controlling terminal); without, three pipes. Either way the dyno is
 started by the `RunAttached` callable that serves the local attached run (`api/attach.py`), so
@@ -17,7 +18,8 @@ object: from the client `{"type": "resize", "cols", "rows"}` and `{"type": "eof"
 ended); from the server `{"type": "exit", "code"}` or `{"type": "error", "error": sentence}`,
 then the close. Output is sent as it is read, never held back. A client that goes away hangs
 the dyno up as a closed SSH session does (a terminal's hangup: SIGHUP; pipes: EOF on stdin,
-EPIPE on output) and a dyno still running HANGUP_GRACE seconds later is killed.
+EPIPE on output, and SIGHUP to the command's process group, which a terminal's hangup would
+have sent) and a dyno still running HANGUP_GRACE seconds later is killed.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ from minipaas import jsonin, names
 from minipaas.api.attach import RunAttached
 from minipaas.errors import UserError
 
-#: Checks that `command` can run in the app (it exists, it has a release): `UserError` if not.
-CheckRun = Callable[[str, str], Awaitable[object]]
+#: Checks that `command` can run in the app (it exists, it has a release unless the run is
+#: bare): (app, command, bare), `UserError` if not.
+CheckRun = Callable[[str, str, bool], Awaitable[object]]
 
 STDIN, STDOUT, STDERR = 0, 1, 2
 START_WAIT = 10.0
@@ -67,6 +70,7 @@ class Start:
     cols: int
     rows: int
     dyno: str | None = None  # `ps:exec`: the running dyno the command runs in
+    bare: bool = False  # a one-off without the app's slug (`pg:psql`, `redis:cli`)
 
 
 def _size(data: dict[str, Any], key: str) -> int:
@@ -104,8 +108,9 @@ def parse_start(text: str) -> Start:
         raise UserError(f"The field 'dyno' must be a dyno name such as web.1, not {shown}.")
     command = names.one_off_command(data.get("command"), optional=dyno is not None)
     tty = jsonin.flag(data, "tty")
+    bare = jsonin.flag(data, "bare")
     cols, rows = (_size(data, "cols"), _size(data, "rows")) if tty else (80, 24)
-    return Start(command, tty, cols, rows, dyno)
+    return Start(command, tty, cols, rows, dyno, bare)
 
 
 def set_size(fd: int, cols: int, rows: int) -> None:
@@ -150,7 +155,7 @@ async def serve_attach(
         start = parse_start(text)
         app = names.app_name(ws.path_params["app"])
         if start.dyno is None:  # no such app, no release: said before anything runs
-            await check(app, start.command)
+            await check(app, start.command, start.bare)
     except _Gone:
         return
     except UserError as exc:
@@ -164,7 +169,10 @@ async def serve_attach(
         await _Session.fail(ws, f"The server could not open the run's {what}: {reason}.", 503)
         return
     await session.run(
-        lambda stdio: run(app, start.command, "admin", stdio, start.dyno), background
+        lambda stdio: run(
+            app, start.command, "admin", stdio, start.dyno, start.bare, session.hung_up
+        ),
+        background,
     )
 
 
@@ -177,6 +185,7 @@ class _Session:
         self.loop = asyncio.get_running_loop()
         self.gone = False
         self.finished = asyncio.Event()  # the dyno has exited: outputs drain, then end
+        self.hung_up = asyncio.Event()  # the client has gone: SIGHUP for a command on pipes
         self._send_lock = asyncio.Lock()
         self._closed: set[int] = set()
         if start.tty:
@@ -272,10 +281,12 @@ class _Session:
 
     async def _hang_up(self, run_task: asyncio.Task[int]) -> None:
         """What a closed SSH session does: the terminal hangs up (the kernel sends SIGHUP to
-        the dyno's session), or its stdin ends and its output has no reader (EPIPE). The dyno
+        the dyno's session), or its stdin ends, its output has no reader (EPIPE) and, as the
+        terminal would have, the run sends SIGHUP to its process group (`hung_up`). The dyno
         then has HANGUP_GRACE seconds before it is killed (cancelling the run kills it)."""
         for fd in self.ours:
             self._close(fd)
+        self.hung_up.set()
         try:
             await asyncio.wait_for(asyncio.shield(run_task), HANGUP_GRACE)
         except TimeoutError:

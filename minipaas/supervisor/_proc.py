@@ -91,6 +91,62 @@ def kill_session(sid: int, pid_ns: str | None = None, rounds: int = 10) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def kill_marked(pid_ns: str, marker: bytes, rounds: int = 10) -> None:
+    """SIGKILL every process of PID namespace `pid_ns` whose environment (as it was exec'd:
+    /proc/<pid>/environ, readable as root) holds the entry `marker` (`NAME=value`), again
+    while some remain. A `ps:exec` session marks its command so: what it started that left
+    the session with setsid(2) is still found (unless it was exec'd with that entry removed)."""
+    for _ in range(rounds):
+        found = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.readlink(f"/proc/{entry.name}/ns/pid") != pid_ns:
+                    continue
+                with open(f"/proc/{entry.name}/environ", "rb") as f:
+                    environ = f.read()
+            except OSError:
+                continue
+            if marker in environ.split(b"\0"):
+                found.append(int(entry.name))
+        if not found:
+            return
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def hang_up_sandboxed(pgid: int) -> list[int]:
+    """SIGHUP, as a terminal's hangup sends it, to the processes of group `pgid` that run in a
+    sandbox (a PID namespace other than this process's): a command on pipes whose client went
+    away. Not to the group's outer processes on the host (bubblewrap's monitor, nsenter), which
+    would die of it and take the sandbox with them (`--die-with-parent`) before the command
+    could answer it. The pids signalled."""
+    try:
+        own = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return []
+    hung = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        fields = proc_stat(int(entry.name))
+        if not fields or len(fields) < 3 or fields[0] in (b"Z", b"X"):
+            continue
+        if fields[2] != str(pgid).encode():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry.name}/ns/pid") == own:
+                continue
+        except OSError:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(int(entry.name), signal.SIGHUP)
+            hung.append(int(entry.name))
+    return hung
+
+
 def group_alive(pgid: int) -> bool:
     """Whether a process of group `pgid` still runs (zombies waiting for a reaper do not count).
 

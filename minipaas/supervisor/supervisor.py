@@ -62,8 +62,10 @@ from minipaas.supervisor._inotify import Inotify
 from minipaas.supervisor._output import RawOutput, decode, split_output
 from minipaas.supervisor._proc import (
     group_alive,
+    hang_up_sandboxed,
     is_running,
     kill_group,
+    kill_marked,
     kill_session,
     port_is_free,
     spawn_detached,
@@ -80,6 +82,8 @@ Drain = Callable[[Sequence[str]], Awaitable[None]]
 
 #: Bytes read from a one-off dyno's pipe at a time.
 READ_CHUNK = 64 * 1024
+#: Set, to a random token, for a `ps:exec` command: marks the processes of its session.
+EXEC_SESSION_VAR = "MINIPAAS_EXEC_SESSION"
 #: Lines kept in memory per dyno for error messages.
 RECENT_LINES = 20
 #: How long leftovers of a dyno's process group may linger after its main process exited.
@@ -191,6 +195,27 @@ async def _read_to_end(out: RawOutput, emit: Callable[[list[str]], None]) -> Non
         if not out.read_batch(emit, final=True):
             return
         await asyncio.sleep(0)  # a big backlog must not hold the loop
+
+
+@contextlib.asynccontextmanager
+async def _hangup(hung_up: asyncio.Event | None, pgid: int | None) -> AsyncIterator[None]:
+    """While inside: once `hung_up` is set, SIGHUP to group `pgid`'s sandboxed processes (an
+    attached command on pipes whose client went away; None: a terminal, whose hangup the
+    kernel signals)."""
+    if hung_up is None or pgid is None:
+        yield
+        return
+
+    async def watch() -> None:
+        await hung_up.wait()
+        hang_up_sandboxed(pgid)
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
 
 
 def _remove_home(home: Path) -> None:
@@ -537,6 +562,7 @@ class Supervisor:
         timeout: float | None = None,  # noqa: ASYNC109 - part of the contract
         name: str = "run",
         started: Callable[[str], None] = lambda _dyno: None,
+        hung_up: asyncio.Event | None = None,
     ) -> int:
         """Run a one-off dyno (`run.N`) on the given descriptors; return its exit status.
 
@@ -545,7 +571,9 @@ class Supervisor:
         terminal (Ctrl-C, job control; inside, `tty` answers /dev/console). A signal death
         returns 128+signal. On timeout (`DeployError`) or cancellation its process group is
         killed. Nothing reaches the logs but a start and an exit line (an interactive session
-        is the user's, not the app's log). `started` as for `run_once`.
+        is the user's, not the app's log). `started` as for `run_once`. `hung_up`, set when
+        the caller's client went away: on pipes the command then gets the SIGHUP a terminal's
+        hangup would have sent it (`hang_up_sandboxed`); the caller kills it after a grace.
         """
         names.process_type(name)
         async with self._one_off(spec, name, " (attached)") as slot:
@@ -572,7 +600,7 @@ class Supervisor:
             self._track(spec, slot, proc)
             started(dyno)
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(timeout), _hangup(hung_up, None if tty else proc.pid):
                     status = await proc.wait()
             except TimeoutError:
                 self._log(spec.app, dyno, f"Process timed out after {timeout:g} s; killed")
@@ -592,6 +620,7 @@ class Supervisor:
         stderr: int,
         timeout: float | None = None,  # noqa: ASYNC109 - as for run_attached
         started: Callable[[str], None] = lambda _dyno: None,
+        hung_up: asyncio.Event | None = None,
     ) -> int:
         """`ps:exec`: run `command` inside the running dyno `dyno` (`web.1`) of `app`, on the
         given descriptors (a terminal or pipes, as for `run_attached`); its exit status.
@@ -605,7 +634,8 @@ class Supervisor:
         left), or the command's exit (nothing it started in the background is left behind).
         An empty `command` is an interactive shell: bash (the host's /usr is the dyno's), else
         sh. `UserError` for a dyno that does not exist, is not up, or is a one-off; `started`
-        gets the dyno's name (`web` means `web.1`) once it is found.
+        gets the dyno's name (`web` means `web.1`) once it is found; `hung_up` as for
+        `run_attached`.
         """
         if "\0" in command:
             raise UserError(f"Invalid command {command[:100]!r}: it holds a NUL character.")
@@ -634,16 +664,21 @@ class Supervisor:
             argv = [host_tool("setsid"), "--ctty", *argv]
         dyno = d.name
         self._log(app, dyno, f"Running `{command}` in {dyno} (ps:exec)")
+        # Every process of the session inherits this mark, also one that leaves the session
+        # with setsid(2): the session's end kills those too (`kill_marked`).
+        mark = f"{EXEC_SESSION_VAR}={secrets.token_hex(16)}"
+        env = self._env(d.spec, d.name, d.port)
+        env[EXEC_SESSION_VAR] = mark.partition("=")[2]
         proc = await asyncio.create_subprocess_exec(
             *argv,
-            env=self._env(d.spec, d.name, d.port),
+            env=env,
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
             start_new_session=not tty,  # either way the session's id is proc.pid
         )
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout), _hangup(hung_up, None if tty else proc.pid):
                 status = await proc.wait()
         except TimeoutError:
             self._log(app, dyno, f"ps:exec timed out after {timeout:g} s; killed")
@@ -652,6 +687,7 @@ class Supervisor:
             ) from None
         finally:
             kill_session(proc.pid, pid_ns)  # what is left runs in the dyno's PID namespace
+            kill_marked(pid_ns, mark.encode())  # and what left it (setsid)
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
@@ -677,7 +713,10 @@ class Supervisor:
         if not found:
             listed = ", ".join(sorted({d.name for d in dynos}))
             raise NotFound(f"The app {app!r} has no dyno {name}; its dynos are: {listed}.")
-        d = found[-1]
+        # During a rolling restart or a deploy the new web.1 starts beside the old one, which
+        # serves until the new one is up: enter the one that is up (the newest, if both are).
+        up = [d for d in found if d.state == "up" and d.pid is not None]
+        d = up[-1] if up else found[-1]
         if d.state != "up" or d.pid is None:
             raise UserError(f"The dyno {name} of {app!r} is not up (it is {d.state}).")
         return d
