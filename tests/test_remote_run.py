@@ -193,18 +193,25 @@ def test_a_client_that_goes_away_takes_its_dyno_along(
     wait_for(lambda: not sleeper.sleeping(marker), timeout=30, interval=0.1)
 
 
+@pytest.mark.parametrize("where", ["remote", "local"])
 @pytest.mark.parametrize(
     ("word", "exited"),
     [("run", "Process exited with status 73"), ("ps:exec", "ps:exec exited with status 73")],
 )
 def test_a_command_on_pipes_gets_sighup_when_its_client_goes_away(
-    env: tuple[Paas, SSHServer], app: str, remote: dict[str, str], word: str, exited: str
+    env: tuple[Paas, SSHServer],
+    app: str,
+    remote: dict[str, str],
+    word: str,
+    exited: str,
+    where: str,
 ) -> None:
     """A terminal's hangup sends SIGHUP; with pipes the command only saw its stdin end, and
-    was killed HANGUP_GRACE later without a word. Now its process group gets SIGHUP too: this
-    command answers it with status 73, which the dyno's exit line in the app's log shows (`&
-    wait`: a shell whose foreground job dies of SIGHUP says "Hangup" on its stderr, whose
-    reader is gone, and then dies of SIGPIPE instead)."""
+    was killed HANGUP_GRACE later without a word (remote), or at once (local: the server's
+    run socket). Now its process group gets SIGHUP too: this command answers it with status
+    73, which the dyno's exit line in the app's log shows (`& wait`: a shell whose foreground
+    job dies of SIGHUP says "Hangup" on its stderr, whose reader is gone, and then dies of
+    SIGPIPE instead)."""
     paas, _ = env
     marker = sleeper.marker()
 
@@ -214,7 +221,8 @@ def test_a_command_on_pipes_gets_sighup_when_its_client_goes_away(
     before = said()
     client = subprocess.Popen(
         localhost_cli.argv(word, "-a", app, "--", f"trap 'exit 73' HUP; sleep {marker} & wait"),
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=remote,
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=remote if where == "remote" else paas.env,
     )  # fmt: skip
     try:
         wait_for(lambda: sleeper.sleeping(marker), timeout=30, interval=0.1)

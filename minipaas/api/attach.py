@@ -25,6 +25,9 @@ from minipaas import jsonin, names
 from minipaas.api.auth import private_unix_socket
 from minipaas.errors import UserError
 
+HANGUP_GRACE = 5.0
+"""Seconds a dyno whose client went away may take to end after its hangup before it is killed."""
+
 
 class RunAttached(Protocol):
     """(app, command, who, stdio) -> exit status, running the one-off with the given fds as its
@@ -102,8 +105,9 @@ class AttachServer:
                 who = str(header.get("who") or "admin")[:100]
                 bare = jsonin.flag(header, "bare")
                 stdio = (fds[0], fds[1], fds[2])
+                hung_up = asyncio.Event()
                 code = await self._run_while_connected(
-                    conn, self.run(app, command, who, stdio, dyno, bare)
+                    conn, self.run(app, command, who, stdio, dyno, bare, hung_up), hung_up
                 )
                 if code is None:
                     return  # the client left: the dyno was killed, and nobody is there to tell
@@ -123,19 +127,21 @@ class AttachServer:
             conn.close()
 
     @staticmethod
-    async def _run_while_connected(conn: socket.socket, run: Awaitable[int]) -> int | None:
+    async def _run_while_connected(
+        conn: socket.socket, run: Awaitable[int], hung_up: asyncio.Event
+    ) -> int | None:
         """`run`'s exit status; None if the client hung up first (Ctrl-C on a piped `minipaas
-        run`, a dropped SSH session), in which case the run is cancelled, which kills the dyno:
-        it would go on writing to a terminal nobody watches, for up to a day."""
+        run`, a killed CLI): then the run is hung up (`end_after_hangup`), as a closed SSH
+        session would; it would go on writing to a terminal nobody watches, for up to a day."""
         loop = asyncio.get_running_loop()
         task = asyncio.ensure_future(run)
 
-        async def hung_up() -> None:
+        async def closed() -> None:
             conn.setblocking(False)
             while await loop.sock_recv(conn, 4096):
                 pass  # the client sends nothing more; read on until it closes
 
-        watch = asyncio.ensure_future(hung_up())
+        watch = asyncio.ensure_future(closed())
         try:
             await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -145,9 +151,7 @@ class AttachServer:
             conn.settimeout(10)  # blocking again, for the answer's sendall in a thread
         if task.done():
             return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await end_after_hangup(task, hung_up)
         return None
 
     async def close(self) -> None:
@@ -157,6 +161,18 @@ class AttachServer:
         if self._sock is not None:
             self._sock.close()
         self.path.unlink(missing_ok=True)
+
+
+async def end_after_hangup(run: asyncio.Future[int], hung_up: asyncio.Event) -> None:
+    """What a closed SSH session does to what it ran, for a run whose client went away: a
+    terminal hangs up (the kernel sends SIGHUP to the dyno's session); on pipes, `hung_up` set
+    has the run send its command's process group SIGHUP all the same. Whatever still runs
+    HANGUP_GRACE seconds later is killed (the run is cancelled). Returns once the run ended."""
+    hung_up.set()
+    done, _ = await asyncio.wait({run}, timeout=HANGUP_GRACE)
+    if not done:
+        run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
 
 
 def run_attached_client(

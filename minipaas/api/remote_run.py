@@ -19,7 +19,7 @@ ended); from the server `{"type": "exit", "code"}` or `{"type": "error", "error"
 then the close. Output is sent as it is read, never held back. A client that goes away hangs
 the dyno up as a closed SSH session does (a terminal's hangup: SIGHUP; pipes: EOF on stdin,
 EPIPE on output, and SIGHUP to the command's process group, which a terminal's hangup would
-have sent) and a dyno still running HANGUP_GRACE seconds later is killed.
+have sent) and a dyno still running `attach.HANGUP_GRACE` seconds later is killed.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from minipaas import jsonin, names
-from minipaas.api.attach import RunAttached
+from minipaas.api.attach import RunAttached, end_after_hangup
 from minipaas.errors import UserError
 
 #: Checks that `command` can run in the app (it exists, it has a release unless the run is
@@ -48,8 +48,6 @@ CheckRun = Callable[[str, str, bool], Awaitable[object]]
 STDIN, STDOUT, STDERR = 0, 1, 2
 START_WAIT = 10.0
 """Seconds the server waits for the start frame after the upgrade."""
-HANGUP_GRACE = 5.0
-"""Seconds a dyno whose client went away may take to end after its hangup before it is killed."""
 MAX_START = 64 * 1024
 """The largest start frame read (its command is one argument, which Linux caps at 128 KiB)."""
 MAX_SIZE = 65535
@@ -286,14 +284,7 @@ class _Session:
         then has HANGUP_GRACE seconds before it is killed (cancelling the run kills it)."""
         for fd in self.ours:
             self._close(fd)
-        self.hung_up.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(run_task), HANGUP_GRACE)
-        except TimeoutError:
-            run_task.cancel()
-        except (UserError, asyncio.CancelledError):
-            pass
-        await asyncio.gather(run_task, return_exceptions=True)
+        await end_after_hangup(run_task, self.hung_up)
 
     async def _readable(self, fd: int) -> None:
         """Until `fd` can be read or the dyno has finished."""
