@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shlex
 import signal
 import socket
 import ssl
@@ -193,7 +194,7 @@ def test_a_client_that_goes_away_takes_its_dyno_along(
     wait_for(lambda: not sleeper.sleeping(marker), timeout=30, interval=0.1)
 
 
-@pytest.mark.parametrize("where", ["remote", "local"])
+@pytest.mark.parametrize("where", ["remote", "local", "ssh"])
 @pytest.mark.parametrize(
     ("word", "exited"),
     [("run", "Process exited with status 73"), ("ps:exec", "ps:exec exited with status 73")],
@@ -208,20 +209,26 @@ def test_a_command_on_pipes_gets_sighup_when_its_client_goes_away(
 ) -> None:
     """A terminal's hangup sends SIGHUP; with pipes the command only saw its stdin end, and
     was killed HANGUP_GRACE later without a word (remote), or at once (local: the server's
-    run socket). Now its process group gets SIGHUP too: this command answers it with status
-    73, which the dyno's exit line in the app's log shows (`& wait`: a shell whose foreground
-    job dies of SIGHUP says "Hangup" on its stderr, whose reader is gone, and then dies of
-    SIGPIPE instead)."""
-    paas, _ = env
+    run socket), or never (`ssh minipaas@host run` without -t: the CLI behind sshd waited on,
+    the dyno held sshd's pipes). Now its process group gets SIGHUP too: this command answers
+    it with status 73, which the dyno's exit line in the app's log shows (`& wait`: a shell
+    whose foreground job dies of SIGHUP says "Hangup" on its stderr, whose reader is gone, and
+    then dies of SIGPIPE instead)."""
+    paas, sshd = env
     marker = sleeper.marker()
 
     def said() -> int:
         return paas.cli("logs", "-a", app, "-n", "2000").stdout.count(exited)
 
     before = said()
+    script = f"trap 'exit 73' HUP; sleep {marker} & wait"
+    argv = (
+        [*sshd.ssh_argv(), word, "-a", app, "--", shlex.quote(script)]
+        if where == "ssh"  # no terminal: the session's stdio are sshd's pipes
+        else localhost_cli.argv(word, "-a", app, "--", script)
+    )
     client = subprocess.Popen(
-        localhost_cli.argv(word, "-a", app, "--", f"trap 'exit 73' HUP; sleep {marker} & wait"),
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env=remote if where == "remote" else paas.env,
     )  # fmt: skip
     try:

@@ -16,7 +16,10 @@ import asyncio
 import contextlib
 import json
 import os
+import select
+import signal
 import socket
+import stat
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Protocol
@@ -197,6 +200,11 @@ def run_attached_client(
         socket.send_fds(sock, [header], [0, 1, 2])
         data = b""
         while not data.endswith(b"\n"):
+            if not _answer_or_hangup(sock):
+                # Whoever read our output is gone (the SSH session of `ssh minipaas@host run`
+                # without -t dropped: sshd's pipe closed): closing the socket hangs the run up,
+                # as that session's terminal would have. Nobody is left to get a status.
+                return 128 + signal.SIGHUP
             chunk = sock.recv(4096)
             if not chunk:
                 break
@@ -210,3 +218,23 @@ def run_attached_client(
     if "exit" not in answer:
         raise UserError("The server ended the run without an exit status.")
     return int(answer["exit"])
+
+
+def _answer_or_hangup(sock: socket.socket) -> bool:
+    """Wait until the server's answer can be read (True) or, when this process's stdout is a
+    pipe or a socket, until its reader has gone (False: POLLERR/POLLHUP on it). The dyno
+    writes to that descriptor itself, so nothing here would otherwise notice."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    try:
+        watched = stat.S_ISFIFO(os.fstat(1).st_mode) or stat.S_ISSOCK(os.fstat(1).st_mode)
+    except OSError:
+        watched = False
+    if watched:
+        poller.register(1, 0)  # POLLERR and POLLHUP are reported whatever the mask
+    while True:
+        events = dict(poller.poll())
+        if sock.fileno() in events:
+            return True
+        if events.get(1, 0) & (select.POLLERR | select.POLLHUP):
+            return False
