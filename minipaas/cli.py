@@ -1691,6 +1691,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         listen_host=args.listen,
         api_port=args.api_port,
         acme_email=args.email,
+        acme_ca=args.acme_ca,
         authorized_keys=Path(args.authorized_keys) if args.authorized_keys else None,
         stop_grace=args.stop_grace,
         metrics_interval=args.metrics_interval,
@@ -1830,6 +1831,23 @@ def _pid_alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
+def _acme_ca(text: str) -> str:
+    """`--acme-ca`: an https:// ACME directory URL (anything else is a usage error)."""
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(text)
+        ok = url.scheme == "https" and bool(url.hostname) and not any(c.isspace() for c in text)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(
+            f"use an https:// ACME directory URL (such as "
+            f"https://acme-staging-v02.api.letsencrypt.org/directory), not {text!r}"
+        )
+    return text
+
+
 def _interval(text: str) -> float:
     """A sampling interval: 0.5 to 60 seconds (anything else is a usage error)."""
     try:
@@ -1881,6 +1899,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve the API on this loopback TCP port (0: any; default: none)",
     )
     p.add_argument("--email", help="ACME account e-mail for public domains")
+    p.add_argument(
+        "--acme-ca", type=_acme_ca, default=None, metavar="URL",
+        help="ACME directory URL for public domains' certificates (default: Let's Encrypt)",
+    )
     p.add_argument("--authorized-keys", help="authorized_keys file that keys:add maintains")
     p.add_argument("--ssh-user", help="the SSH user whose group may use the API socket and repos")
     p.add_argument(

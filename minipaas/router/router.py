@@ -101,6 +101,7 @@ class Router:
         control_upstream: str,
         apps: tuple[AppRoute, ...],
         acme_email: str | None = None,
+        acme_ca: str | None = None,
         access_log: bool = True,
     ) -> RouterState:
         """A `RouterState` with this router's own paths (socket, storage, access log) filled in."""
@@ -114,6 +115,7 @@ class Router:
             control_upstream=control_upstream,
             apps=apps,
             acme_email=acme_email,
+            acme_ca=acme_ca,
             access_log=self.access_log if access_log else None,
             resolver=self._resolver.address if self._resolver and self._resolver.pid else None,
         )
