@@ -831,6 +831,31 @@ def cmd_domains(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_certs(args: argparse.Namespace) -> int:
+    """`certs` / `certs:auto`: each of the app's hostnames, its certificate's status, issuer
+    and expiry; Caddy's last error for those it fails to get."""
+    app = _app(args)
+    with _client(args) as c:
+        rows = c.get(f"/api/apps/{app}/certs")
+    if args.json:
+        _print_json(rows)
+        return 0
+    print(f"=== {app} Automated Certificate Management")
+    _table(
+        [
+            [r["hostname"], r["status"], r["issuer"] or "", (r["expires"] or "")[:10]]
+            for r in rows
+        ],
+        ["Domain", "Status", "Issuer", "Expires"],
+    )
+    for r in rows:
+        if r["status"] == "failing":
+            print(f"\n{r['hostname']}: failing since {r['error_at'][:19]}Z: {r['error']}")
+        elif r["status"] == "pending" and r.get("note"):
+            print(f"\n{r['hostname']}: pending: {r['note']}")
+    return 0
+
+
 def cmd_domains_add(args: argparse.Namespace) -> int:
     app = _app(args)
     with _client(args) as c:
@@ -2017,6 +2042,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--since", type=int, default=3600, help="seconds of history (default 3600)")
     add("domains", cmd_domains, "list custom domains", app=True, json_out=True)
+    for name in ("certs", "certs:auto"):
+        add(name, cmd_certs, "TLS certificates of the app's hostnames: status, issuer, expiry",
+            app=True, json_out=True)
     p = add("domains:add", cmd_domains_add, "add a custom domain", app=True)
     p.add_argument("hostname")
     p = add("domains:remove", cmd_domains_remove, "remove a custom domain", app=True)

@@ -72,6 +72,11 @@ class Router:
         return self._workdir / "access.log"
 
     @property
+    def process_log(self) -> Path:
+        """Caddy's own log (JSON lines: certificate attempts among them)."""
+        return self._process.log_file
+
+    @property
     def root_certificate(self) -> Path:
         """The internal CA's root (exists once a config with internal TLS was applied)."""
         return self.storage_dir / "pki" / "authorities" / "local" / "root.crt"
