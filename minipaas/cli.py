@@ -831,6 +831,31 @@ def cmd_domains(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_certs(args: argparse.Namespace) -> int:
+    """`certs` / `certs:auto`: each of the app's hostnames, its certificate's status, issuer
+    and expiry; Caddy's last error for those it fails to get."""
+    app = _app(args)
+    with _client(args) as c:
+        rows = c.get(f"/api/apps/{app}/certs")
+    if args.json:
+        _print_json(rows)
+        return 0
+    print(f"=== {app} Automated Certificate Management")
+    _table(
+        [
+            [r["hostname"], r["status"], r["issuer"] or "", (r["expires"] or "")[:10]]
+            for r in rows
+        ],
+        ["Domain", "Status", "Issuer", "Expires"],
+    )
+    for r in rows:
+        if r["status"] == "failing":
+            print(f"\n{r['hostname']}: failing since {r['error_at'][:19]}Z: {r['error']}")
+        elif r["status"] == "pending" and r.get("note"):
+            print(f"\n{r['hostname']}: pending: {r['note']}")
+    return 0
+
+
 def cmd_domains_add(args: argparse.Namespace) -> int:
     app = _app(args)
     with _client(args) as c:
@@ -1691,6 +1716,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         listen_host=args.listen,
         api_port=args.api_port,
         acme_email=args.email,
+        acme_ca=args.acme_ca,
         authorized_keys=Path(args.authorized_keys) if args.authorized_keys else None,
         stop_grace=args.stop_grace,
         metrics_interval=args.metrics_interval,
@@ -1830,6 +1856,23 @@ def _pid_alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
+def _acme_ca(text: str) -> str:
+    """`--acme-ca`: an https:// ACME directory URL (anything else is a usage error)."""
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(text)
+        ok = url.scheme == "https" and bool(url.hostname) and not any(c.isspace() for c in text)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(
+            f"use an https:// ACME directory URL (such as "
+            f"https://acme-staging-v02.api.letsencrypt.org/directory), not {text!r}"
+        )
+    return text
+
+
 def _interval(text: str) -> float:
     """A sampling interval: 0.5 to 60 seconds (anything else is a usage error)."""
     try:
@@ -1881,6 +1924,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve the API on this loopback TCP port (0: any; default: none)",
     )
     p.add_argument("--email", help="ACME account e-mail for public domains")
+    p.add_argument(
+        "--acme-ca", type=_acme_ca, default=None, metavar="URL",
+        help="ACME directory URL for public domains' certificates (default: Let's Encrypt)",
+    )
     p.add_argument("--authorized-keys", help="authorized_keys file that keys:add maintains")
     p.add_argument("--ssh-user", help="the SSH user whose group may use the API socket and repos")
     p.add_argument(
@@ -1995,6 +2042,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--since", type=int, default=3600, help="seconds of history (default 3600)")
     add("domains", cmd_domains, "list custom domains", app=True, json_out=True)
+    for name in ("certs", "certs:auto"):
+        add(name, cmd_certs, "TLS certificates of the app's hostnames: status, issuer, expiry",
+            app=True, json_out=True)
     p = add("domains:add", cmd_domains_add, "add a custom domain", app=True)
     p.add_argument("hostname")
     p = add("domains:remove", cmd_domains_remove, "remove a custom domain", app=True)

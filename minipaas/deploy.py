@@ -1500,6 +1500,7 @@ class Deployer:
             control_upstream=self._api_upstream(),
             apps=tuple(routes),
             acme_email=self.settings.acme_email,
+            acme_ca=self.settings.acme_ca,
         )
 
     async def sync_routes(self) -> None:

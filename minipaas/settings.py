@@ -31,6 +31,8 @@ class Settings:
     #: publishes the API at minipaas.<domain> through `Paths.proxy_socket`, not through it.
     api_port: int | None = None
     acme_email: str | None = None
+    #: The ACME directory URL public names' certificates come from (None: Let's Encrypt).
+    acme_ca: str | None = None
     #: Where `keys:add` writes the minipaas user's authorized_keys
     #: (None = <data-dir>/authorized_keys).
     authorized_keys: Path | None = None

@@ -119,6 +119,7 @@ APP_ROUTES: list[tuple[str, str, Any]] = [
     ("DELETE", "/checks", None),
     ("POST", "/run", {"command": "true"}),
     ("GET", "/domains", None),
+    ("GET", "/certs", None),
     ("POST", "/domains", {"hostname": "fuzz.example.com"}),
     ("DELETE", "/domains/fuzz.example.com", None),
     ("PUT", "/maintenance", {"on": True}),

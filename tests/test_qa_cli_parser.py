@@ -47,6 +47,16 @@ def test_metrics_interval_is_a_server_flag_within_bounds() -> None:
             build_parser().parse_args(["server", "--metrics-interval", bad])
 
 
+def test_acme_ca_must_be_an_https_url() -> None:
+    """`server --acme-ca URL`: the ACME directory public names' certificates come from."""
+    url = "https://acme-staging-v02.api.letsencrypt.org/directory"  # parsed, never dialled
+    assert build_parser().parse_args(["server", "--acme-ca", url]).acme_ca == url
+    assert build_parser().parse_args(["server"]).acme_ca is None
+    for bad in ("http://127.0.0.1/dir", "letsencrypt", "https://", "https://a b/dir"):
+        with pytest.raises(UsageError, match=f"use an https:// ACME directory URL .* not {bad!r}"):
+            build_parser().parse_args(["server", "--acme-ca", bad])
+
+
 def test_help_lists_the_commands_and_shows_one(capsys: pytest.CaptureFixture[str]) -> None:
     """`minipaas help` (Heroku's word) was an 'invalid choice' listing ~90 words cut at 300
     characters; `help COMMAND` is that command's --help."""

@@ -245,6 +245,23 @@ def test_public_domain_redirects_and_uses_acme_email() -> None:
     ]
 
 
+def test_acme_ca_goes_into_the_acme_issuer_only() -> None:
+    """`--acme-ca` (a staging or private ACME CA) is the acme issuer's `ca`; the internal CA's
+    hosts and internal domains are unaffected."""
+    ca = "https://127.0.0.1:14000/dir"
+    state = dataclasses.replace(
+        CASES["public_acme"],
+        apps=(AppRoute(name="web", hosts=("web.example.com", "web.lan.internal"), upstreams=()),),
+        acme_ca=ca,
+    )
+    assert render(state)["apps"]["tls"]["automation"]["policies"] == [
+        {"subjects": ["web.lan.internal"], "issuers": [{"module": "internal"}]},
+        {"issuers": [{"module": "acme", "email": "ops@example.com", "ca": ca}]},
+    ]
+    internal = render(dataclasses.replace(CASES["localhost_apps"], acme_ca=ca))
+    assert internal == render(CASES["localhost_apps"])
+
+
 def test_redirect_keeps_a_non_default_https_port() -> None:
     doc = render(dataclasses.replace(CASES["public_acme"], http_port=8080, https_port=8443))
     location = doc["apps"]["http"]["servers"]["http"]["routes"][0]["handle"][0]["headers"]

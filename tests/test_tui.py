@@ -270,6 +270,9 @@ async def test_maintenance_toggle_and_domains(paas: Paas) -> None:
         await until(pilot, lambda: "maintenance off" in str(summary.render()))
         await pilot.press("4")
         await until(pilot, lambda: "tui.example.org" in table(app, "#domains-table").row_keys())
+        # Its certificate, from the internal CA (a custom domain's is issued up front).
+        await until(pilot, lambda: str(table(app, "#domains-table").get_cell(
+            "tui.example.org", "tls")).startswith("issued until 20"))
 
 
 async def test_domains_add_and_remove(paas: Paas) -> None:

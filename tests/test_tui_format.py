@@ -192,3 +192,15 @@ def test_postgres_version_and_dates() -> None:
     assert fmt.pg_version(None) == fmt.pg_version("") == "\u2013"
     assert fmt.day(None) == fmt.when(None) == "\u2013"
     assert len(fmt.day(1_800_000_000.0)) == len("2027-01-15")
+
+
+def test_tls_cell() -> None:
+    assert fmt.tls(None) == fmt.DASH
+    assert fmt.tls({"status": "issued", "expires": "2027-03-06T08:00:00+00:00"}) == (
+        "issued until 2027-03-06"
+    )
+    assert fmt.tls({"status": "pending", "note": "The internal CA issues it ..."}) == "pending"
+    failing = fmt.tls({"status": "failing", "error": "x" * 100}, width=30)
+    assert failing == "failing: " + "x" * 20 + "…"
+    assert len(failing) == 30
+    assert fmt.tls({"status": "failing", "error": "refused"}) == "failing: refused"

@@ -230,6 +230,14 @@ class FakeTransport:
             return {"maintenance": json_body["on"]}
         if tail == "domains" and method == "GET":
             return self.domains
+        if tail == "certs":
+            return [
+                {"hostname": "shop.example.com", "status": "issued", "issuer": "Let's Encrypt",
+                 "expires": "2027-03-06T08:00:00+00:00", "error": None},
+                {"hostname": "www.shop.example.com", "status": "failing", "issuer": None,
+                 "expires": None, "error": "DNS problem: NXDOMAIN looking up A for "
+                 "www.shop.example.com - check that a DNS record exists for this domain"},
+            ]  # fmt: skip
         if tail == "domains":
             host = str(json_body.get("hostname", "")).strip().lower()
             if not host or " " in host or "." not in host:

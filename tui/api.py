@@ -157,6 +157,11 @@ class Api:
             raise
         return _list(data, what)
 
+    async def certs(self, name: str) -> list[dict[str, Any]] | None:
+        """Each hostname's TLS certificate (hostname, status, issuer, expires, error); None:
+        the server has no `certs`."""
+        return await self._listed(name, "certs")
+
     async def addons(self, name: str) -> list[dict[str, Any]] | None:
         """The app's add-ons (service, name, plan, config var, created_at); None: the server
         has no add-ons."""

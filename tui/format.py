@@ -172,6 +172,20 @@ def day(ts: float | None) -> str:
     return when(ts).split(" ")[0]
 
 
+def tls(cert: dict[str, Any] | None, width: int = 60) -> str:
+    """A hostname's certificate in one cell: `issued until 2027-03-06`, `pending`, `failing:
+    <Caddy's error>` (cut to `width`), or a dash when unknown (an older server)."""
+    if not cert:
+        return DASH
+    status = str(cert.get("status") or DASH)
+    if status == "issued" and cert.get("expires"):
+        return f"issued until {str(cert['expires'])[:10]}"
+    if status == "failing" and cert.get("error"):
+        text = f"failing: {cert['error']}"
+        return text if len(text) <= width else text[: width - 1] + "…"
+    return status
+
+
 def without_userinfo(url: str) -> str:
     """A drain URL to show: any `user:password@` replaced by `***@`.
 

@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -38,6 +39,7 @@ from minipaas.logs import LogStore
 from minipaas.metrics import Metrics
 from minipaas.models import Addon, App, Drain
 from minipaas.redis import POLICIES
+from minipaas.router.certs import certificates
 from minipaas.settings import Settings
 from minipaas.store import Store
 from minipaas.supervisor import Supervisor
@@ -738,6 +740,17 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         await deployer.sync_routes()
         return JSONResponse({"removed": host})
 
+    async def certs_list(request: Request) -> Response:
+        """`certs`: one row per hostname of the app (its own, then `domains:add` ones)."""
+        app = await store.app(app_name(request))
+        hosts = [settings.app_host(app.name), *(d.hostname for d in await store.domains(app))]
+        router = deployer.router
+        rows = await asyncio.to_thread(
+            certificates, settings.domain, hosts, router.storage_dir, router.process_log,
+            datetime.now(UTC),
+        )
+        return JSONResponse([row.to_json() for row in rows])
+
     async def buildpacks_list(request: Request) -> Response:
         app = await store.app(app_name(request))
         return JSONResponse(buildpacks_json(await store.buildpacks(app)))
@@ -1149,6 +1162,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps/{app}/run", run, methods=["POST"]),
         WebSocketRoute("/api/apps/{app}/run/attach", run_attach),
         Route("/api/apps/{app}/domains", domains_list),
+        Route("/api/apps/{app}/certs", certs_list),
         Route("/api/apps/{app}/domains", domains_add, methods=["POST"]),
         Route("/api/apps/{app}/domains/{hostname}", domains_remove, methods=["DELETE"]),
         Route("/api/apps/{app}/buildpacks", buildpacks_list),

@@ -95,6 +95,7 @@ class RouterState:
     control_upstream: str
     apps: tuple[AppRoute, ...]
     acme_email: str | None = None
+    acme_ca: str | None = None  # ACME directory URL; None: Caddy's default (Let's Encrypt)
     access_log: Path | None = None  # JSON lines, app hosts only, for the router log source
     # "127.0.0.1:PORT" of the upstream resolver: web dynos are then looked up over DNS (SRV)
     # instead of being written into the document, so a deploy changes no Caddy configuration.
@@ -497,6 +498,8 @@ def _tls_policies(state: RouterState, mode: TlsMode, app_hosts: list[str]) -> li
     acme: dict[str, Any] = {"module": "acme"}
     if state.acme_email:
         acme["email"] = state.acme_email
+    if state.acme_ca:
+        acme["ca"] = state.acme_ca
     policies: list[dict[str, Any]] = []
     private = [host for host in app_hosts if tls_mode(host) == "internal"]
     if private:

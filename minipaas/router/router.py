@@ -72,6 +72,11 @@ class Router:
         return self._workdir / "access.log"
 
     @property
+    def process_log(self) -> Path:
+        """Caddy's own log (JSON lines: certificate attempts among them)."""
+        return self._process.log_file
+
+    @property
     def root_certificate(self) -> Path:
         """The internal CA's root (exists once a config with internal TLS was applied)."""
         return self.storage_dir / "pki" / "authorities" / "local" / "root.crt"
@@ -101,6 +106,7 @@ class Router:
         control_upstream: str,
         apps: tuple[AppRoute, ...],
         acme_email: str | None = None,
+        acme_ca: str | None = None,
         access_log: bool = True,
     ) -> RouterState:
         """A `RouterState` with this router's own paths (socket, storage, access log) filled in."""
@@ -114,6 +120,7 @@ class Router:
             control_upstream=control_upstream,
             apps=apps,
             acme_email=acme_email,
+            acme_ca=acme_ca,
             access_log=self.access_log if access_log else None,
             resolver=self._resolver.address if self._resolver and self._resolver.pid else None,
         )

@@ -180,6 +180,7 @@ class AppScreen(AppBound):
         self.config: dict[str, str] = {}
         self.releases: list[dict[str, Any]] = []
         self.domains: list[dict[str, Any]] | None = None  # with dates, once fetched
+        self.certs: dict[str, dict[str, Any]] = {}  # by hostname, while the Domains tab is open
         # None until fetched (and when the server has no add-ons or drains endpoint).
         self.addons: list[dict[str, Any]] | None = None
         self.drains: list[dict[str, Any]] | None = None
@@ -226,7 +227,9 @@ class AppScreen(AppBound):
             with TabPane("Config", id="config"):
                 yield KeyedTable([("KEY", "key"), ("VALUE", "value")], id="config-table")
             with TabPane("Domains", id="domains"):
-                yield KeyedTable([("HOSTNAME", "host"), ("ADDED", "added")], id="domains-table")
+                yield KeyedTable(
+                    [("HOSTNAME", "host"), ("ADDED", "added"), ("TLS", "tls")], id="domains-table"
+                )
             with TabPane("Add-ons", id="addons"):
                 yield KeyedTable(
                     [
@@ -300,6 +303,7 @@ class AppScreen(AppBound):
                  refresh=f"drains {name}"),
         )  # fmt: skip
         infos = await self._fetch_info(addons)
+        certs = await self._fetch_certs()
         if epoch != self._epoch:
             return  # something changed meanwhile: `reload` fetches again
         self.info = info
@@ -315,6 +319,8 @@ class AppScreen(AppBound):
             self.config = config
         if domains is not None:
             self.domains = domains
+        if certs is not None:
+            self.certs = {str(c.get("hostname")): c for c in certs}
         if addons is not None:
             self.addons = addons
             for service in set(self.addon_info) - {str(a.get("service")) for a in addons}:
@@ -335,6 +341,15 @@ class AppScreen(AppBound):
         else:
             self.missing_api.discard(what)
         return items or []
+
+    async def _fetch_certs(self) -> list[dict[str, Any]] | None:
+        """The hostnames' certificates, only while the Domains tab is open: the server reads
+        them from Caddy's files and log, more work than the other lists."""
+        if self.tab != "domains":
+            return None
+        name = self.app_name
+        return await self.app.call(self.app.api.certs(name), app_name=name,
+                                   refresh=f"certs {name}")
 
     async def _fetch_info(self, addons: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
         """Each add-on's info (`pg:info`, `redis:info`: version, size, connections) while the
@@ -435,7 +450,10 @@ class AppScreen(AppBound):
         else:
             domains = [(str(h), "") for h in info.get("domains") or []]
         self.query_one("#domains-table", KeyedTable).sync(
-            [(host, [host, added]) for host, added in sorted(domains)]
+            [
+                (host, [host, added, fmt.tls(self.certs.get(host))])
+                for host, added in sorted(domains)
+            ]
         )
         self._render_addons()
         self._render_drains()
@@ -522,7 +540,7 @@ class AppScreen(AppBound):
         }.get(pane)
         if first:
             self.query_one(first, KeyedTable).focus()
-        if pane == "addons":  # its info now, not at the next round
+        if pane in ("addons", "domains"):  # add-on info, certificates: now, not next round
             self._info_at = 0.0
             if self._loading:
                 self._again = True
