@@ -8,6 +8,7 @@
 #
 #   --domain DOMAIN    apps answer at APP.DOMAIN (default localhost: Caddy's internal CA)
 #   --email EMAIL      ACME (Let's Encrypt) account e-mail for a public domain
+#   --acme-ca URL      another ACME CA's directory (https://...), e.g. Let's Encrypt's staging
 #   --key FILE         authorize this SSH public key file (repeatable; default: the keys of the
 #                      invoking user's ~/.ssh/authorized_keys)
 #   --binary FILE|URL  install this minipaas binary (packaging/build.sh) instead of the checkout
@@ -51,7 +52,7 @@ die() { printf ' !     %s\n' "$*" >&2; exit 1; }
 
 # -- options ----------------------------------------------------------------------------------
 mode=install dry_run=0 purge=0 start=1 no_systemd=0
-o_domain="" o_email="" o_binary="" o_sha256="" o_version="" keys=""
+o_domain="" o_email="" o_acme_ca="" o_binary="" o_sha256="" o_version="" keys=""
 o_data_dir="" o_bin_dir="" o_unit_dir="" o_log="" o_user="" o_home=""
 o_http_port="" o_https_port="" o_listen="" o_listen_set=0
 prefix=/opt/minipaas
@@ -66,6 +67,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --domain) need "$1" $#; [ -n "$2" ] || die "--domain needs a value such as example.com; see install.sh --help."; o_domain=$2; shift 2 ;;
         --email) need "$1" $#; [ -n "$2" ] || die "--email needs a value such as me@example.com; see install.sh --help."; o_email=$2; shift 2 ;;
+        --acme-ca) need "$1" $#; [ -n "$2" ] || die "--acme-ca needs a value such as https://acme-staging-v02.api.letsencrypt.org/directory; see install.sh --help."; o_acme_ca=$2; shift 2 ;;
         --key) need "$1" $#; keys="$keys
 $2"; shift 2 ;;
         --binary) need "$1" $#; o_binary=$2; shift 2 ;;
@@ -166,12 +168,13 @@ check_path --prefix "$prefix"
 
 # Settings of an earlier install are the defaults of this run (an upgrade keeps them).
 conf=$prefix/install.conf
-c_domain="" c_email="" c_data_dir="" c_bin_dir="" c_unit_dir="" c_log="" c_user="" c_home=""
+c_domain="" c_email="" c_acme_ca="" c_data_dir="" c_bin_dir="" c_unit_dir="" c_log="" c_user="" c_home=""
 c_http_port="" c_https_port="" c_listen=""
 if [ -f "$conf" ]; then
     while IFS='=' read -r k v; do
         case "$k" in
-            domain) c_domain=$v ;; email) c_email=$v ;; data_dir) c_data_dir=$v ;;
+            domain) c_domain=$v ;; email) c_email=$v ;; acme_ca) c_acme_ca=$v ;;
+            data_dir) c_data_dir=$v ;;
             bin_dir) c_bin_dir=$v ;; unit_dir) c_unit_dir=$v ;; log) c_log=$v ;;
             user) c_user=$v ;; home) c_home=$v ;; http_port) c_http_port=$v ;;
             https_port) c_https_port=$v ;; listen) c_listen=$v ;;
@@ -181,6 +184,7 @@ fi
 pick() { if [ -n "$1" ]; then echo "$1"; elif [ -n "$2" ]; then echo "$2"; else echo "$3"; fi; }
 domain=$(pick "$o_domain" "$c_domain" localhost)
 email=$(pick "$o_email" "$c_email" "")
+acme_ca=$(pick "$o_acme_ca" "$c_acme_ca" "")
 data_dir=$(pick "$o_data_dir" "$c_data_dir" /var/lib/minipaas)
 bin_dir=$(pick "$o_bin_dir" "$c_bin_dir" /usr/local/bin)
 unit_dir=$(pick "$o_unit_dir" "$c_unit_dir" /etc/systemd/system)
@@ -292,6 +296,15 @@ if [ -n "$email" ]; then
         *@*@*|@*|*@|*@.*|*@*.|*@*..*|*[!A-Za-z0-9._%+@-]*) die "Invalid e-mail '$email': use an address such as me@example.com." ;;
         *@*.*) ;;
         *) die "Invalid e-mail '$email': use an address such as me@example.com." ;;
+    esac
+fi
+if [ -n "$acme_ca" ]; then
+    # It goes on the server's command line (a unit file, a shell script): plain URL characters.
+    case "$acme_ca" in
+        https://*/*) case "${acme_ca#https://}" in
+            *[!A-Za-z0-9._~:/%-]*|/*) die "Invalid --acme-ca '$acme_ca': use an ACME directory URL such as https://acme-staging-v02.api.letsencrypt.org/directory." ;;
+        esac ;;
+        *) die "Invalid --acme-ca '$acme_ca': use an ACME directory URL such as https://acme-staging-v02.api.letsencrypt.org/directory." ;;
     esac
 fi
 for pair in "--http-port:$http_port" "--https-port:$https_port"; do
@@ -625,6 +638,7 @@ write_file "$conf" 0644 <<CONF
 kind=$kind
 domain=$domain
 email=$email
+acme_ca=$acme_ca
 data_dir=$data_dir
 bin_dir=$bin_dir
 unit_dir=$unit_dir
@@ -641,6 +655,7 @@ CONF
 server_path=$(dirname "$cmd"):$SAFE_PATH
 args="server --data-dir $data_dir --domain $domain --http-port $http_port --https-port $https_port --authorized-keys $authorized_keys"
 [ -z "$email" ] || args="$args --email $email"
+[ -z "$acme_ca" ] || args="$args --acme-ca $acme_ca"
 [ -z "$listen" ] || args="$args --listen $listen"
 # Newer servers let the SSH user reach the API socket and the repos (see the README).
 # (A binary that cannot even print its help gets it too: it is broken, and the previous one it

@@ -246,12 +246,15 @@ def test_dry_run_changes_nothing(binary: Path, key_file: Path) -> None:
 
         # Where systemd runs: a unit that restarts on failure and, on stop, signals only the
         # minipaas process (dynos and Caddy keep running).
+        # (And another ACME CA, Let's Encrypt's staging say, kept and given to the server.)
+        staging = "https://acme-staging-v02.api.letsencrypt.org/directory"
         result = install_sh("--dry-run", "--binary", str(binary), *layout.args(),
-                            env={"MINIPAAS_SYSTEMD": "1"})  # fmt: skip
+                            f"--acme-ca={staging}", env={"MINIPAAS_SYSTEMD": "1"})  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
         unit = result.stdout
         assert f"write {layout.base}/units/minipaas.service" in unit, unit
         for line in (f"ExecStart={layout.exe} server --data-dir {layout.data_dir}",
+                     f" --acme-ca {staging}", f"acme_ca={staging}\n",
                      "Restart=on-failure", "KillMode=process", "KillSignal=SIGUSR1",
                      "OOMScoreAdjust=-500",
                      "systemctl restart minipaas.service"):  # fmt: skip
@@ -305,6 +308,9 @@ def test_bad_input_says_one_sentence_and_installs_nothing(
         (["--domain", "-x.example.com", *base], {}, "Invalid domain '-x.example.com'"),
         (["--email", "not-an-email", *base], {}, "Invalid e-mail 'not-an-email'"),
         (["--email", "me@.com", *base], {}, "Invalid e-mail 'me@.com'"),
+        (["--acme-ca", "http://ca.test/dir", *base], {}, "Invalid --acme-ca 'http://ca.test/dir'"),
+        (["--acme-ca", "https://x/d;rm -rf", *base], {}, "Invalid --acme-ca 'https://x/d;rm -rf'"),
+        (["--acme-ca", "", *base], {}, "--acme-ca needs a value"),
         (["--domain", "https://example.com", *base], {}, "Invalid domain 'https://example.com'"),
         (["--domain", "example.com/x", *base], {}, "Invalid domain 'example.com/x'"),
         (["--domain", "203.0.113.7", *base], {}, "203.0.113.7.sslip.io"),
