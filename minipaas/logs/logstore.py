@@ -256,6 +256,18 @@ class LogStore:
         _end(self._followers.pop(app, set()))
         shutil.rmtree(self.root / app, ignore_errors=True)
 
+    def rename_app(self, old: str, new: str) -> None:
+        """`apps:rename`: the app's files and followers (`logs --tail`, drains) carry on under
+        `new`; its lines so far are kept (see `move_app_logs`)."""
+        check_names(old)
+        check_names(new)
+        for key in [k for k in self._files if k[0] in (old, new)]:
+            self._files.pop(key).close()  # (`new`'s: its files may be replaced by the move)
+        moved = self._followers.pop(old, set())
+        if moved:
+            self._followers.setdefault(new, set()).update(moved)
+        move_app_logs(self.root / old, self.root / new)
+
     def end_follows(self) -> None:
         """End every `follow`, and those started later at once (the server is stopping: its
         streams must not hold it up)."""
@@ -385,6 +397,26 @@ class LogStore:
                 subscribers.discard(follower)
                 if not subscribers:
                     del self._followers[app]
+
+
+def move_app_logs(src: Path, dst: Path) -> None:
+    """Move an app's log dir `src` to `dst` (blocking; nothing if `src` is gone). Should lines
+    have been written under the other name meanwhile (the router's, while a rename was under
+    way), `dst` exists: each of its files is appended to the same file of `src` (whose lines
+    are older) and `src`'s files then replace them, so no line is lost."""
+    if not src.is_dir():
+        return
+    if not dst.exists():
+        os.rename(src, dst)
+        return
+    for entry in sorted(src.iterdir()):
+        target = dst / entry.name
+        if target.is_file() and entry.is_file():
+            with entry.open("ab") as out, target.open("rb") as newer:
+                shutil.copyfileobj(newer, out)
+        os.replace(entry, target)
+    with contextlib.suppress(OSError):
+        src.rmdir()
 
 
 def _end(followers: set[_Follower]) -> None:
