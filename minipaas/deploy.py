@@ -40,7 +40,14 @@ from minipaas.router import AppRoute, Router, RouterState
 from minipaas.scheduler import CronJob
 from minipaas.settings import Settings
 from minipaas.store import Store
-from minipaas.supervisor import DynoEvent, DynoRecord, DynoSpec, HealthCheck, Supervisor
+from minipaas.supervisor import (
+    DynoEvent,
+    DynoRecord,
+    DynoSpec,
+    HealthCheck,
+    Supervisor,
+    move_homes,
+)
 
 Log = Callable[[str], None]
 
@@ -959,8 +966,9 @@ class Deployer:
     async def rename(self, old: str, new: str, *, who: str) -> App:
         """`apps:rename NEW -a OLD`: the app keeps everything (its id, so its uid, config,
         releases, formation, domains, drains, add-ons and their data, backups, logs) and its
-        trees move to the new name; its dynos stop, and start again under the new name (the
-        app does not answer for those seconds). `Conflict` while a push or a backup of it is
+        trees move to the new name. Its dynos keep running, not restarted, and serve under the
+        new name from the moment the routes switch (its one-off dynos are killed; its Redis
+        restarts, as its config names its dir). `Conflict` while a push or a backup of it is
         under way; the API waits for a deploy or another change to finish first.
 
         Crash-safe: the store's row is the commit point, a journal names the rename until
@@ -1016,20 +1024,19 @@ class Deployer:
         old = app.name
         redis = any(a.service == registry.REDIS.name for a in await self.store.addons(app))
         self.logs.append(old, "minipaas", "minipaas", f"Renaming to {new} by {who}")
-        await self.supervisor.stop_app(old)
+        await self.supervisor.stop_one_offs(old)
         if redis:
             await self._redis().stop(old)
         journal = renaming.Journal(old, new)
+        slugs = (self.paths.app_slugs(old), self.paths.app_slugs(new))
         try:
             trash = self.paths.trash
             await asyncio.to_thread(renaming.discard_leftovers, self.paths, new, trash)
             await asyncio.to_thread(renaming.write_journal, self.paths, journal)
-            self.logs.rename_app(old, new)
             await asyncio.to_thread(renaming.move_trees, self.paths, old, new, trash)
             if redis:  # its config names its dir
                 await asyncio.to_thread(self._redis().own_paths, new)
-            slugs = (f"{self.paths.app_slugs(old)}/", f"{self.paths.app_slugs(new)}/")
-            renamed = await self.store.rename_app(app, new, slugs)  # the commit point
+            renamed = await self.store.rename_app(app, new, (f"{slugs[0]}/", f"{slugs[1]}/"))
         except BaseException:
             # Back to whichever name the row has (the old one, unless the commit happened
             # and only its answer was lost); if even that fails the journal stays, and the
@@ -1040,22 +1047,27 @@ class Deployer:
             with contextlib.suppress(Exception):
                 await self._bring_up(await self.store.app(name), redis)
             raise
-        await asyncio.to_thread(renaming.clear_journal, self.paths)
-        # Lines the router wrote under the old name meanwhile join the others.
+        # The commit point has passed. No await until the dynos and the logs follow the row:
+        # nothing else may see the app under its new name without them.
+        self.supervisor.rename_app(old, new, slugs)
+        # Lines written under the old name while the trees moved join the others, and the
+        # followers (`logs --tail`, drains) follow the new name.
         self.logs.rename_app(old, new)
+        await asyncio.to_thread(renaming.clear_journal, self.paths)
         self.logs.append(new, "minipaas", "minipaas", f"Renamed from {old} to {new} by {who}")
         await self._bring_up(renamed, redis)
         return renamed
 
     async def _bring_up(self, app: App, redis: bool) -> None:
-        """After a rename (or one undone): the app's Redis and dynos start under its name, and
-        the routes follow it (its old hostname answers 404 from now on)."""
+        """After a rename (or one undone): the routes follow the app's name at once (its old
+        hostname answers 404 from now on, its dynos serve the new one), its Redis starts
+        again, and its dynos are reconciled (nothing to do unless some were missing)."""
+        await self.sync_routes()
         if redis:
             try:
                 await self._redis().start(app.name)
-            except Exception as exc:  # the dynos start anyway; the log says why
+            except Exception as exc:  # the dynos run anyway; the log says why
                 self.logs.append(app.name, "minipaas", "minipaas", f"Redis did not start: {exc}")
-        await self.sync_routes()
         try:
             release, groups = await self._current_groups(app)
             switch = self._switch(app, release) if release else None
@@ -1076,8 +1088,10 @@ class Deployer:
         else:
             await asyncio.to_thread(renaming.clear_journal, self.paths)
             return None
-        self.logs.rename_app(src, dst)
         await asyncio.to_thread(renaming.move_trees, self.paths, src, dst, self.paths.trash)
+        slugs = (self.paths.app_slugs(src), self.paths.app_slugs(dst))
+        await asyncio.to_thread(move_homes, self.supervisor.run_dir, src, dst, slugs)
+        self.logs.rename_app(src, dst)
         if self.redis is not None:
             await asyncio.to_thread(self.redis.own_paths, dst)
         await asyncio.to_thread(renaming.clear_journal, self.paths)

@@ -10,12 +10,14 @@ import fcntl
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
 from minipaas.cli import REDIS_CLI
+from minipaas.logs.logstore import move_app_logs
 from minipaas.paths import Paths
 from minipaas.renaming import Journal, move_trees, write_journal
 from minipaas.store import Store
@@ -23,6 +25,31 @@ from tests.paas import Paas, commit, deploy_sample, deployed, push, ssh_push
 from tests.support.ports import free_port, wait_for
 from tests.support.sshd import SSHServer
 from tests.test_drains import SyslogReceiver
+
+# -- pure: the log dirs of both names merge in time order ------------------------------------
+
+
+@pytest.mark.parametrize("strays_under", ["src", "dst"])
+def test_log_dirs_under_both_names_merge_oldest_lines_first(
+    tmp_path: Path, strays_under: str
+) -> None:
+    """Lines written under one name after the bulk moved to the other (the router's during a
+    rename; the dynos' while the trees moved): one file per stream, in time order, whichever
+    side they are on."""
+    src, dst = tmp_path / "old", tmp_path / "new"
+    bulk, strays = (dst, src) if strays_under == "src" else (src, dst)
+    bulk.mkdir()
+    strays.mkdir()
+    (bulk / "app-web.1.log").write_bytes(b"2026-12-06T07:00:00.000001Z\tfirst\n")
+    (bulk / "minipaas-minipaas.log").write_bytes(b"2026-12-06T07:00:00.000002Z\tkept\n")
+    (strays / "app-web.1.log").write_bytes(b"2026-12-06T07:00:01.000000Z\tlater\n")
+    (strays / "router-router.log").write_bytes(b"2026-12-06T07:00:01.000000Z\tGET /\n")
+    move_app_logs(src, dst)
+    assert not src.exists()
+    assert sorted(p.name for p in dst.iterdir()) == [
+        "app-web.1.log", "minipaas-minipaas.log", "router-router.log"]
+    assert (dst / "app-web.1.log").read_bytes() == (
+        b"2026-12-06T07:00:00.000001Z\tfirst\n2026-12-06T07:00:01.000000Z\tlater\n")
 
 
 def _in_dyno(paas: Paas, app: str, command: str) -> str:
@@ -36,6 +63,11 @@ def _log(paas: Paas, app: str) -> str:
 def _web_up(paas: Paas, app: str, count: int) -> bool:
     dynos = json.loads(paas.cli("ps", "-a", app, "--json").stdout)["dynos"]
     return sum(1 for d in dynos if d["type"] == "web" and d["state"] == "up") == count
+
+
+def _web_pids(paas: Paas, app: str) -> list[int]:
+    dynos = json.loads(paas.cli("ps", "-a", app, "--json").stdout)["dynos"]
+    return sorted(d["pid"] for d in dynos if d["type"] == "web")
 
 
 def _trees(paas: Paas, app: str) -> list[str]:
@@ -64,12 +96,39 @@ def test_a_renamed_app_keeps_everything_and_answers_under_its_new_name(
         releases = json.loads(paas.cli("releases", "-a", old, "--json").stdout)
         uid = json.loads(paas.cli("apps:info", "-a", old, "--json").stdout)["uid"]
         paas.wait_body(f"{old}.localhost", "kept-config")
+        wait_for(lambda: _web_up(paas, old, 2), timeout=60)
+        pids = _web_pids(paas, old)
         # The checkout's remote as `git:remote` sets it; the rename runs inside it, without -a.
         subprocess.run(["git", "-C", str(repo), "remote", "add", "minipaas",
                         sshd.url(f"{old}.git")], check=True)
-        done = subprocess.run([str(paas.exe), "apps:rename", new], cwd=repo, env=paas.env,
-                              capture_output=True, text=True, timeout=120, check=False)
-        assert done.returncode == 0, done
+        # A client that goes on asking, by either name, while the app is renamed.
+        answers: list[tuple[int, int]] = []
+        asking = threading.Event()
+        asking.set()
+
+        def ask() -> None:
+            while asking.is_set():
+                by_old = paas.curl(f"{old}.localhost", https=False)[0]
+                answers.append((by_old, paas.curl(f"{new}.localhost", https=False)[0]))
+
+        client = threading.Thread(target=ask)
+        client.start()
+        try:
+            wait_for(lambda: len(answers) >= 3, timeout=30)
+            done = subprocess.run([str(paas.exe), "apps:rename", new], cwd=repo, env=paas.env,
+                                  capture_output=True, text=True, timeout=120, check=False)
+            assert done.returncode == 0, done
+            assert paas.curl(f"{new}.localhost", https=False)[0] == 200  # at once
+            seen = len(answers)
+            wait_for(lambda: len(answers) >= seen + 3, timeout=30)
+        finally:
+            asking.clear()
+            client.join()
+        # No request dropped: the old name answered until the new one did (never both 200
+        # before, 404 after), and the dynos were not even restarted.
+        assert all(200 in pair for pair in answers), answers
+        assert answers[0] == (200, 404) and answers[-1] == (404, 200), answers
+        assert _web_pids(paas, new) == pids
         assert done.stdout.splitlines() == [
             f"Renamed {old} to {new}: https://{new}.localhost:{paas.https_port} | "
             f"https://minipaas.localhost:{paas.https_port}/git/{new}.git",
@@ -285,3 +344,40 @@ def test_a_rename_cut_short_by_a_stopped_server_is_undone_or_finished_at_its_sta
     assert not paths.rename_journal.exists()
     paas.cli("config:set", "GREETING=after", "-a", "rn-done")
     paas.wait_body("rn-done.localhost", "after")
+
+
+def test_dynos_left_running_by_a_server_killed_mid_rename_are_adopted_under_the_rows_name(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """A rename keeps the dynos running, so a kill -9 of the server in the middle leaves them
+    running too: the next start adopts them (the same processes) under the name the app's
+    row has, whether the rename had committed or not."""
+    paas, sshd = env
+    app = "rn-kill"
+    deploy_sample(paas, sshd, "python-stdlib", app, tmp_path)
+    paas.wait_body(f"{app}.localhost", "hello from python-stdlib")
+    wait_for(lambda: _web_up(paas, app, 1), timeout=60)
+    pids = _web_pids(paas, app)
+    paths = Paths(paas.data_dir)
+
+    # Killed before the commit, the trees moved: undone, the same dyno serves.
+    paas.kill9()
+    write_journal(paths, Journal(app, "rn-kill-no"))
+    move_trees(paths, app, "rn-kill-no", paths.trash)
+    paas.restart()
+    paas.wait_body(f"{app}.localhost", "hello from python-stdlib")
+    assert _web_pids(paas, app) == pids
+    assert not _trees(paas, "rn-kill-no")
+
+    # Killed right after the commit, before the dynos followed: finished, the same dyno
+    # serves under the new name.
+    paas.kill9()
+    write_journal(paths, Journal(app, "rn-kill-yes"))
+    move_trees(paths, app, "rn-kill-yes", paths.trash)
+    _rename_row(paas, app, "rn-kill-yes")
+    paas.restart()
+    paas.wait_body("rn-kill-yes.localhost", "hello from python-stdlib")
+    assert paas.curl(f"{app}.localhost", https=False)[0] == 404
+    assert _web_pids(paas, "rn-kill-yes") == pids
+    assert "Re-adopted running dynos: web.1" in _log(paas, "rn-kill-yes")
+    assert not _trees(paas, app) and not (paas.data_dir / "run" / "dynos" / app).exists()

@@ -401,9 +401,9 @@ class LogStore:
 
 def move_app_logs(src: Path, dst: Path) -> None:
     """Move an app's log dir `src` to `dst` (blocking; nothing if `src` is gone). Should lines
-    have been written under the other name meanwhile (the router's, while a rename was under
-    way), `dst` exists: each of its files is appended to the same file of `src` (whose lines
-    are older) and `src`'s files then replace them, so no line is lost."""
+    have been written under either name after the bulk of them moved (the router's and the
+    dynos' while a rename was under way), both exist: a file found in both becomes one, the
+    one whose first line is older first, so no line is lost and the order holds."""
     if not src.is_dir():
         return
     if not dst.exists():
@@ -412,11 +412,22 @@ def move_app_logs(src: Path, dst: Path) -> None:
     for entry in sorted(src.iterdir()):
         target = dst / entry.name
         if target.is_file() and entry.is_file():
-            with entry.open("ab") as out, target.open("rb") as newer:
-                shutil.copyfileobj(newer, out)
-        os.replace(entry, target)
+            older, newer = (entry, target) if _first_stamp(entry) <= _first_stamp(target) else (
+                target, entry)
+            with older.open("ab") as out, newer.open("rb") as lines:
+                shutil.copyfileobj(lines, out)
+            os.replace(older, target)
+            entry.unlink(missing_ok=True)
+        else:
+            os.replace(entry, target)
     with contextlib.suppress(OSError):
         src.rmdir()
+
+
+def _first_stamp(path: Path) -> bytes:
+    """The timestamp of the file's first line (ISO 8601, so bytes order is time order)."""
+    with path.open("rb") as lines:
+        return lines.readline().partition(b"\t")[0]
 
 
 def _end(followers: set[_Follower]) -> None:
