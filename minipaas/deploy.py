@@ -154,6 +154,9 @@ class Deployer:
         self._deploys: set[asyncio.Task[Any]] = set()  # the tasks running `deploy`
         self._routes_lock = asyncio.Lock()
         self._renaming = asyncio.Lock()  # one rename at a time: one journal
+        #: Old name -> new, while a rename switches the routes: the old hostname still serves
+        #: the app until Caddy surely serves the new one (see `_switch_names`).
+        self._aliases: dict[str, str] = {}
         self._trash_lock = asyncio.Lock()  # two deploys ending together empty it once
         #: Per app: held from a new add-on password to its config release, so that two
         #: rotations at once cannot leave the password of one and the URL of the other.
@@ -1036,27 +1039,48 @@ class Deployer:
             await asyncio.to_thread(renaming.move_trees, self.paths, old, new, trash)
             if redis:  # its config names its dir
                 await asyncio.to_thread(self._redis().own_paths, new)
-            renamed = await self.store.rename_app(app, new, (f"{slugs[0]}/", f"{slugs[1]}/"))
+            # The routes wait (no sync may render the app between its row's new name and its
+            # dynos following: its new hostname would answer 503 "no web dynos" meanwhile).
+            async with self._routes_lock:
+                renamed = await self.store.rename_app(
+                    app, new, (f"{slugs[0]}/", f"{slugs[1]}/")
+                )  # the commit point
+                # Synchronous from here: the dynos, then the logs (lines written under the
+                # old name while the trees moved join the others; `logs --tail` and drains
+                # follow the new name).
+                self.supervisor.rename_app(old, new, slugs)
+                self.logs.rename_app(old, new)
+                self._aliases[old] = new
         except BaseException:
+            self._aliases.pop(old, None)
             # Back to whichever name the row has (the old one, unless the commit happened
             # and only its answer was lost); if even that fails the journal stays, and the
             # next start settles it.
             name = old
             with contextlib.suppress(Exception):
                 name = await self._settle_rename(journal) or old
+                if name == new:  # committed: the dynos follow (a no-op if they did)
+                    self.supervisor.rename_app(old, new, slugs)
             with contextlib.suppress(Exception):
                 await self._bring_up(await self.store.app(name), redis)
             raise
-        # The commit point has passed. No await until the dynos and the logs follow the row:
-        # nothing else may see the app under its new name without them.
-        self.supervisor.rename_app(old, new, slugs)
-        # Lines written under the old name while the trees moved join the others, and the
-        # followers (`logs --tail`, drains) follow the new name.
-        self.logs.rename_app(old, new)
         await asyncio.to_thread(renaming.clear_journal, self.paths)
         self.logs.append(new, "minipaas", "minipaas", f"Renamed from {old} to {new} by {who}")
+        await self._switch_names(old, new)
         await self._bring_up(renamed, redis)
         return renamed
+
+    async def _switch_names(self, old: str, new: str) -> None:
+        """The routes, from the old name to the new, without a moment when neither serves:
+        first both (the old one as an alias), until Caddy no longer uses an answer from before
+        about the new name (it asked about it while it was no app if someone tried it: for up
+        to a refresh that answer sends requests to the resolver's own 404/503); then the new
+        one alone (the old one answers 404 once Caddy's answer about it expires)."""
+        try:
+            await self.sync_routes()
+            await self.router.settle([new])
+        finally:
+            self._aliases.pop(old, None)
 
     async def _bring_up(self, app: App, redis: bool) -> None:
         """After a rename (or one undone): the routes follow the app's name at once (its old
@@ -1633,6 +1657,12 @@ class Deployer:
                     maintenance=app.maintenance,
                 )
             )
+        for old, new in self._aliases.items():  # a rename switching: see `_switch_names`
+            routes += [
+                replace(r, name=old, hosts=(self.settings.app_host(old),))
+                for r in routes
+                if r.name == new
+            ]
         return self.router.state(
             domain=self.settings.domain,
             http_port=self.settings.http_port,
@@ -1647,8 +1677,8 @@ class Deployer:
         """Render the whole Caddy config from state and apply it (a no-op when unchanged)."""
         async with self._routes_lock:
             state = await self.router_state()
-            if self._hosts is not None:
-                self._hosts.update((a.name, a.hosts) for a in state.apps)
+            if self._hosts is not None:  # (an alias's hostname: the app's lines and metrics)
+                self._hosts.update((self._aliases.get(a.name, a.name), a.hosts) for a in state.apps)
             await self.router.apply(state)
 
     def elapsed(self, since: float) -> str:

@@ -92,6 +92,8 @@ def test_a_renamed_app_keeps_everything_and_answers_under_its_new_name(
         _in_dyno(paas, old, 'psql "$DATABASE_URL" -X -qc "CREATE TABLE t (v text); '
                             "INSERT INTO t VALUES ('kept-row')\"")
         assert _in_dyno(paas, old, f"{REDIS_CLI} SET kept kept-key") == "OK"
+        paas.cli("pg:backups:capture", "-a", old)
+        paas.cli("pg:backups:schedule", "-a", old, "--at", "03:30")
         config = json.loads(paas.cli("config", "-a", old, "--json").stdout)
         releases = json.loads(paas.cli("releases", "-a", old, "--json").stdout)
         uid = json.loads(paas.cli("apps:info", "-a", old, "--json").stdout)["uid"]
@@ -126,7 +128,13 @@ def test_a_renamed_app_keeps_everything_and_answers_under_its_new_name(
             client.join()
         # No request dropped: the old name answered until the new one did (never both 200
         # before, 404 after), and the dynos were not even restarted.
-        assert all(200 in pair for pair in answers), answers
+        runs: list[list[object]] = []  # (answer, how many in a row): the whole story, short
+        for pair in answers:
+            if runs and runs[-1][0] == pair:
+                runs[-1][1] = int(str(runs[-1][1])) + 1
+            else:
+                runs.append([pair, 1])
+        assert all(200 in pair for pair in answers), runs
         assert answers[0] == (200, 404) and answers[-1] == (404, 200), answers
         assert _web_pids(paas, new) == pids
         assert done.stdout.splitlines() == [
@@ -160,6 +168,11 @@ def test_a_renamed_app_keeps_everything_and_answers_under_its_new_name(
         # The add-ons' data, through the same URLs, from the renamed app's dynos.
         assert _in_dyno(paas, new, 'psql "$DATABASE_URL" -X -Atc "SELECT v FROM t"') == "kept-row"
         assert _in_dyno(paas, new, f"{REDIS_CLI} GET kept") == "kept-key"
+        # Its backups (the dump moved with it) and their schedule.
+        dump = tmp_path / "b001.dump"
+        paas.cli("pg:backups:download", "b001", "-a", new, "-o", str(dump))
+        assert dump.stat().st_size > 0
+        assert "03:30" in paas.cli("pg:backups:schedules", "-a", new).stdout
         # Its logs, the lines from before included; the drain gets the new lines.
         log = _log(paas, new)
         for line in ("Scaled to web=2", f"Renaming to {new} by admin",
@@ -381,3 +394,11 @@ def test_dynos_left_running_by_a_server_killed_mid_rename_are_adopted_under_the_
     assert _web_pids(paas, "rn-kill-yes") == pids
     assert "Re-adopted running dynos: web.1" in _log(paas, "rn-kill-yes")
     assert not _trees(paas, app) and not (paas.data_dir / "run" / "dynos" / app).exists()
+
+    # A rename asked about its new name just before (Caddy keeps the answer "no such app" for
+    # a moment): the new name serves the moment `apps:rename` returns, never a 503 or 404.
+    for _ in range(5):
+        assert paas.curl("rn-kill-z.localhost", https=False)[0] == 404
+    paas.cli("apps:rename", "rn-kill-z", "-a", "rn-kill-yes")
+    assert paas.curl("rn-kill-z.localhost", https=False)[0] == 200
+    assert _web_pids(paas, "rn-kill-z") == pids

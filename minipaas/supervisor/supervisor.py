@@ -801,12 +801,17 @@ class Supervisor:
         under the old name, then the new), their homes move to `run_dir/new` with dyno.json
         saying so (a restarted server adopts them under the new name). Synchronous, so no
         other change interleaves; the caller stopped the one-off dynos (`stop_one_offs`)."""
+        try:
+            move_homes(self.run_dir, old, new, slugs)
+        except OSError as exc:  # they keep their homes (a restart would not adopt them)
+            _log.error("moving the dyno homes of %s to %s failed: %s", old, new, exc)
         dynos = self._dynos.pop(old, [])
-        move_homes(self.run_dir, old, new, slugs)
         for d in dynos:
             d.spec = _moved_spec(d.spec, new, slugs)
-            d.home = self._app_dir_path(new) / d.home.name
-            d.out.path, d.out.offset_path = d.home / "out", d.home / "offset"
+            home = self._app_dir_path(new) / d.home.name
+            if home.is_dir():
+                d.home = home
+                d.out.path, d.out.offset_path = home / "out", home / "offset"
             with contextlib.suppress(OSError):
                 self._write_meta(d)
         if dynos:
