@@ -180,6 +180,15 @@ class Backups:
             finally:
                 self._doing.pop(app, None)
 
+    def exclusive(self, app: str, doing: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold the app's database for `doing` (`apps:rename`): no capture, restore or reset
+        starts meanwhile; `Conflict` naming the one under way, if any."""
+        return self._exclusive(app, doing)
+
+    def forget(self, app: str) -> None:
+        """The app has another name now (`apps:rename`): drop what was kept under this one."""
+        self._busy.pop(app, None)
+
     def _file(self, backup: Backup) -> str:
         return str(self.paths.app_backups(backup.app) / f"{backup.id}.dump")
 

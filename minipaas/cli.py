@@ -232,6 +232,49 @@ def cmd_apps_destroy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apps_rename(args: argparse.Namespace) -> int:
+    from minipaas import names
+    from minipaas.errors import UserError
+
+    old = _app(args)
+    new = names.new_app_name(args.new_name)
+    if new == old:
+        raise UserError(f"The app is already named {old!r}; give it another name.")
+    body = {"name": new, "who": os.environ.get("MINIPAAS_WHO", "admin")}
+    with _client(args) as c:
+        done = c.request("PATCH", f"/api/apps/{old}", json_body=body)
+    print(f"Renamed {old} to {done['name']}: {done['url']} | {done['git_url']}")
+    if not getattr(args, "over_ssh", False):  # the checkout is the caller's, not the server's
+        remote = _rename_git_remote(old, done["name"])
+        if remote is not None:
+            print(f"Git remote minipaas updated to {remote}")
+    return 0
+
+
+def _rename_git_remote(old: str, new: str) -> str | None:
+    """Point the `minipaas` remote of the current checkout at `new` if it names `old` (as
+    `git:remote` prints it: `…/old.git` or `minipaas@host:old`); its new URL, or None."""
+    try:
+        url = subprocess.run(
+            ["git", "config", "--get", "remote.minipaas.url"],
+            capture_output=True, text=True, timeout=5, check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.fullmatch(r"(?s)(.*[/:])([^/:]*?)(\.git)?(/*)", url)
+    if match is None or match.group(2) != old:
+        return None
+    renamed = f"{match.group(1)}{new}{match.group(3) or ''}{match.group(4)}"
+    try:
+        result = subprocess.run(
+            ["git", "remote", "set-url", "minipaas", renamed],
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return renamed if result.returncode == 0 else None
+
+
 def _and_backups(answer: dict[str, Any]) -> str:
     """`and its 2 backups` when a destroy deleted backups of the app's database too."""
     removed = int(answer.get("backups_removed") or 0)
@@ -1953,6 +1996,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("app_name", nargs="?", metavar="APP", help="the app, as -a says it")
     p.set_defaults(long=True)
     p.add_argument("--confirm", help="the app's name, to confirm")
+    p = add("apps:rename", cmd_apps_rename, "give an app a new name", app=True)
+    p.add_argument("new_name", metavar="NEWNAME", help="the app's new name")
+    p.set_defaults(long=True)
     p = add("config", cmd_config, "show config vars", app=True, json_out=True)
     p.add_argument("-s", "--shell", action="store_true", help="KEY=VALUE lines, shell-quoted")
     p = add("config:get", cmd_config_get, "print one config var", app=True)
@@ -2242,6 +2288,7 @@ def _run(parser: argparse.ArgumentParser, argv: list[str], *, over_ssh: bool = F
             return 2
         if over_ssh:
             _refuse_server_paths(args)
+            args.over_ssh = True
         return int(args.handler(args))
     except UsageError as exc:
         print(str(exc), file=sys.stderr)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from minipaas import addons as registry
-from minipaas import checks, cron, names, sizes
+from minipaas import checks, cron, names, renaming, sizes
 from minipaas.backups import Backups
 from minipaas.build import Builder, BuildRequest, initial_config, parse_app_json
 from minipaas.build.runner import read_app_file
@@ -40,7 +40,14 @@ from minipaas.router import AppRoute, Router, RouterState
 from minipaas.scheduler import CronJob
 from minipaas.settings import Settings
 from minipaas.store import Store
-from minipaas.supervisor import DynoEvent, DynoRecord, DynoSpec, HealthCheck, Supervisor
+from minipaas.supervisor import (
+    DynoEvent,
+    DynoRecord,
+    DynoSpec,
+    HealthCheck,
+    Supervisor,
+    move_homes,
+)
 
 Log = Callable[[str], None]
 
@@ -146,6 +153,10 @@ class Deployer:
         self._background: set[asyncio.Task[None]] = set()
         self._deploys: set[asyncio.Task[Any]] = set()  # the tasks running `deploy`
         self._routes_lock = asyncio.Lock()
+        self._renaming = asyncio.Lock()  # one rename at a time: one journal
+        #: Old name -> new, while a rename switches the routes: the old hostname still serves
+        #: the app until Caddy surely serves the new one (see `_switch_names`).
+        self._aliases: dict[str, str] = {}
         self._trash_lock = asyncio.Lock()  # two deploys ending together empty it once
         #: Per app: held from a new add-on password to its config release, so that two
         #: rotations at once cannot leave the password of one and the URL of the other.
@@ -972,6 +983,177 @@ class Deployer:
         self._in_background(self.empty_trash())
         return removed
 
+    # -- renaming --------------------------------------------------------------------------
+
+    async def rename(self, old: str, new: str, *, who: str) -> App:
+        """`apps:rename NEW -a OLD`: the app keeps everything (its id, so its uid, config,
+        releases, formation, domains, drains, add-ons and their data, backups, logs) and its
+        trees move to the new name. Its dynos keep running, not restarted, and serve under the
+        new name from the moment the routes switch (its one-off dynos are killed; its Redis
+        restarts, as its config names its dir). `Conflict` while a push or a backup of it is
+        under way; the API waits for a deploy or another change to finish first.
+
+        Crash-safe: the store's row is the commit point, a journal names the rename until
+        then (see `minipaas.renaming`), and start-up brings the trees to whichever name the
+        row has (`_settle_rename`)."""
+        names.new_app_name(new)
+        if new == old:
+            raise UserError(f"The app is already named {old!r}; give it another name.")
+        async with self._renaming, self.lock(old), self.lock(new):
+            app = await self.store.app(old)
+            if new in {a.name for a in await self.store.apps()}:
+                raise Conflict(f"The app {new!r} already exists; choose another name.")
+            if not self.ready.is_set() or old in self.waiting:
+                raise Conflict(
+                    f"The server is still starting the dynos of {old!r}; nothing was renamed: "
+                    "try again in a moment."
+                )
+            async with contextlib.AsyncExitStack() as held:
+                if self.backups is not None:  # no capture, restore or reset meanwhile
+                    for name in (old, new):
+                        await held.enter_async_context(
+                            self.backups.exclusive(name, f"rename of {old!r} to {new!r}")
+                        )
+                await held.enter_async_context(self._no_push(old))
+                await held.enter_async_context(self.starting(old))  # no cron job nor `run`
+                renamed = await self._rename(app, new, who)
+        self._locks.pop(old, None)
+        self._starts.pop(old, None)
+        self._rotating.pop(old, None)
+        if self.backups is not None:
+            self.backups.forget(old)
+        self._in_background(self.empty_trash())
+        return renamed
+
+    @contextlib.asynccontextmanager
+    async def _no_push(self, app: str) -> AsyncIterator[None]:
+        """Hold the app's push lock (the flock every push takes); `Conflict` if a push holds
+        it. Moving the repository keeps it held: a push waits, then finds the new name."""
+
+        def busy() -> None:
+            raise Conflict(
+                f"{app!r} is receiving a push; nothing was renamed: try again once it is done."
+            )
+
+        lock = self.repos.push_lock(app, on_wait=busy)
+        await asyncio.to_thread(lock.__enter__)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(lock.__exit__, None, None, None)
+
+    async def _rename(self, app: App, new: str, who: str) -> App:
+        old = app.name
+        redis = any(a.service == registry.REDIS.name for a in await self.store.addons(app))
+        self.logs.append(old, "minipaas", "minipaas", f"Renaming to {new} by {who}")
+        await self.supervisor.stop_one_offs(old)
+        if redis:
+            await self._redis().stop(old)
+        journal = renaming.Journal(old, new)
+        slugs = (self.paths.app_slugs(old), self.paths.app_slugs(new))
+        try:
+            trash = self.paths.trash
+            await asyncio.to_thread(renaming.discard_leftovers, self.paths, new, trash)
+            await asyncio.to_thread(renaming.write_journal, self.paths, journal)
+            await asyncio.to_thread(renaming.move_trees, self.paths, old, new, trash)
+            if redis:  # its config names its dir
+                await asyncio.to_thread(self._redis().own_paths, new)
+            # The routes wait (no sync may render the app between its row's new name and its
+            # dynos following: its new hostname would answer 503 "no web dynos" meanwhile).
+            async with self._routes_lock:
+                renamed = await self.store.rename_app(
+                    app, new, (f"{slugs[0]}/", f"{slugs[1]}/")
+                )  # the commit point
+                # Synchronous from here: the dynos, then the logs (lines written under the
+                # old name while the trees moved join the others; `logs --tail` and drains
+                # follow the new name).
+                self.supervisor.rename_app(old, new, slugs)
+                self.logs.rename_app(old, new)
+                self._aliases[old] = new
+        except BaseException:
+            self._aliases.pop(old, None)
+            # Back to whichever name the row has (the old one, unless the commit happened
+            # and only its answer was lost); if even that fails the journal stays, and the
+            # next start settles it.
+            name = old
+            with contextlib.suppress(Exception):
+                name = await self._settle_rename(journal) or old
+                if name == new:  # committed: the dynos follow (a no-op if they did)
+                    self.supervisor.rename_app(old, new, slugs)
+            with contextlib.suppress(Exception):
+                await self._bring_up(await self.store.app(name), redis)
+            raise
+        await asyncio.to_thread(renaming.clear_journal, self.paths)
+        self.logs.append(new, "minipaas", "minipaas", f"Renamed from {old} to {new} by {who}")
+        await self._switch_names(old, new)
+        await self._bring_up(renamed, redis)
+        return renamed
+
+    async def _switch_names(self, old: str, new: str) -> None:
+        """The routes, from the old name to the new, without a moment when neither serves:
+        first both (the old one as an alias), until Caddy no longer uses an answer from before
+        about the new name (it asked about it while it was no app if someone tried it: for up
+        to a refresh that answer sends requests to the resolver's own 404/503); then the new
+        one alone (the old one answers 404 once Caddy's answer about it expires)."""
+        try:
+            await self.sync_routes()
+            await self.router.settle([new])
+        finally:
+            self._aliases.pop(old, None)
+
+    async def _bring_up(self, app: App, redis: bool) -> None:
+        """After a rename (or one undone): the routes follow the app's name at once (its old
+        hostname answers 404 from now on, its dynos serve the new one), its Redis starts
+        again, and its dynos are reconciled (nothing to do unless some were missing)."""
+        await self.sync_routes()
+        if redis:
+            try:
+                await self._redis().start(app.name)
+            except Exception as exc:  # the dynos run anyway; the log says why
+                self.logs.append(app.name, "minipaas", "minipaas", f"Redis did not start: {exc}")
+        try:
+            release, groups = await self._current_groups(app)
+            switch = self._switch(app, release) if release else None
+            await self.supervisor.apply(app.name, groups, switch=switch, drain=self.drain)
+        except UserError as exc:
+            self.logs.append(app.name, "minipaas", "minipaas", f"Start failed: {exc}")
+        await self.sync_routes()
+
+    async def _settle_rename(self, journal: renaming.Journal) -> str | None:
+        """Bring the trees of a rename under way (or cut short) to the name the app's row has:
+        the new one if the rename committed, else the old one; that name (None: neither
+        exists, nothing to do). Then the journal goes."""
+        names_now = {a.name for a in await self.store.apps()}
+        if journal.new in names_now:
+            src, dst = journal.old, journal.new
+        elif journal.old in names_now:
+            src, dst = journal.new, journal.old
+        else:
+            await asyncio.to_thread(renaming.clear_journal, self.paths)
+            return None
+        await asyncio.to_thread(renaming.move_trees, self.paths, src, dst, self.paths.trash)
+        slugs = (self.paths.app_slugs(src), self.paths.app_slugs(dst))
+        await asyncio.to_thread(move_homes, self.supervisor.run_dir, src, dst, slugs)
+        self.logs.rename_app(src, dst)
+        if self.redis is not None:
+            await asyncio.to_thread(self.redis.own_paths, dst)
+        await asyncio.to_thread(renaming.clear_journal, self.paths)
+        return dst
+
+    async def _finish_rename(self) -> None:
+        """Server start: a rename a killed server left under way is finished or undone."""
+        journal = await asyncio.to_thread(renaming.read_journal, self.paths)
+        if journal is None:
+            return
+        name = await self._settle_rename(journal)
+        if name is not None:
+            done = "finished" if name == journal.new else "undone (the app keeps its name)"
+            self.logs.append(
+                name, "minipaas", "minipaas",
+                f"The rename of {journal.old} to {journal.new} that the stopped server left "
+                f"under way was {done}",
+            )
+
     # -- add-ons ---------------------------------------------------------------------------
 
     def _cluster(self) -> Cluster:
@@ -1301,7 +1483,9 @@ class Deployer:
         ends here. Its builds fail (their half-written slugs and scratch dirs go), its releases
         that never went live fail and the app's config vars are those of the release serving
         again, as when a deploy, `config:set` or rollback fails. (Their build and one-off
-        processes died with the server: see `SandboxJob.die_with_parent`.)"""
+        processes died with the server: see `SandboxJob.die_with_parent`.) A rename under way
+        is finished or undone first: the app's trees must match its row before leftovers go."""
+        await self._finish_rename()
         ended = await self.store.end_interrupted(f" !     {INTERRUPTED}")
         for app_name, kind, number in ended:
             if kind == "build":
@@ -1492,6 +1676,12 @@ class Deployer:
                     maintenance=app.maintenance,
                 )
             )
+        for old, new in self._aliases.items():  # a rename switching: see `_switch_names`
+            routes += [
+                replace(r, name=old, hosts=(self.settings.app_host(old),))
+                for r in routes
+                if r.name == new
+            ]
         return self.router.state(
             domain=self.settings.domain,
             http_port=self.settings.http_port,
@@ -1507,8 +1697,8 @@ class Deployer:
         """Render the whole Caddy config from state and apply it (a no-op when unchanged)."""
         async with self._routes_lock:
             state = await self.router_state()
-            if self._hosts is not None:
-                self._hosts.update((a.name, a.hosts) for a in state.apps)
+            if self._hosts is not None:  # (an alias's hostname: the app's lines and metrics)
+                self._hosts.update((self._aliases.get(a.name, a.name), a.hosts) for a in state.apps)
             await self.router.apply(state)
 
     def elapsed(self, since: float) -> str:

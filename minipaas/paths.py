@@ -65,6 +65,33 @@ class Paths:
         return self.root / "trash"
 
     @property
+    def rename_journal(self) -> Path:
+        """`apps:rename` under way: `{"old": …, "new": …}`, written before the app's trees move
+        and removed once its row has the new name; start-up finishes or undoes what it names."""
+        return self.root / "rename.json"
+
+    def app_trees(self, app: str) -> list[Path]:
+        """Every per-app tree named after the app (what `apps:rename` moves): repository,
+        slugs, build cache, buildpack clones, backups, logs and its Redis add-on's dir."""
+        return [
+            self.repo(app),
+            self.app_slugs(app),
+            self.app_cache(app),
+            self.app_buildpacks(app),
+            self.app_backups(app),
+            self.app_logs(app),
+            self.app_redis(app),
+        ]
+
+    @property
+    def redis(self) -> Path:
+        """The apps' Redis add-on instances (`redis/<app>`: config, data, pid file)."""
+        return self.root / "redis"
+
+    def app_redis(self, app: str) -> Path:
+        return self.redis / app
+
+    @property
     def run(self) -> Path:
         """Scratch space for running dynos and builds (mount points, pid files)."""
         return self.root / "run"

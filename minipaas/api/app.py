@@ -331,14 +331,16 @@ def create_app(ctx: ApiContext) -> ASGIApp:
     async def apps_create(request: Request) -> Response:
         data = body_dict(await json_body(request))
         name = names.new_app_name(text_field(data, "name"))
-        app = await store.create_app(name)
-        try:
-            await asyncio.to_thread(deployer.repos.create, name)
-        except BaseException:
-            # All or nothing (a full disk): an app without its repository could not be pushed.
-            with contextlib.suppress(Exception):
-                await store.delete_app(name)
-            raise
+        async with deployer.lock(name):  # not while `apps:rename` gives this name to an app
+            app = await store.create_app(name)
+            try:
+                await asyncio.to_thread(deployer.repos.create, name)
+            except BaseException:
+                # All or nothing (a full disk): an app without its repository could not be
+                # pushed.
+                with contextlib.suppress(Exception):
+                    await store.delete_app(name)
+                raise
         # Its hostname gets a route (and a certificate) now: until its first deploy it answers
         # 503 "no dynos" instead of failing the TLS handshake.
         await deployer.sync_routes()
@@ -385,6 +387,26 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         removed = await deployer.destroy(name)
         await reload_drains()
         return JSONResponse({"destroyed": name, "backups_removed": removed})
+
+    async def apps_rename(request: Request) -> Response:
+        """`apps:rename NEW -a OLD` (Heroku's PATCH /apps/OLD {"name": NEW})."""
+        name = app_name(request)
+        data = body_dict(await json_body(request))
+        new = names.new_app_name(text_field(data, "name"))
+        if new == name:
+            raise UserError(f"The app is already named {name!r}; give it another name.")
+        await store.app(name)  # NotFound before waiting for its lock
+        await not_busy(name)
+        app = await deployer.rename(name, new, who=who(request, data))
+        await reload_drains()  # they follow the app's lines under its new name
+        return JSONResponse(
+            {
+                "renamed": name,
+                "name": app.name,
+                "url": settings.app_url(app.name),
+                "git_url": git_url(app.name),
+            }
+        )
 
     async def config_get(request: Request) -> Response:
         app = await store.app(app_name(request))
@@ -1144,6 +1166,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps", apps_create, methods=["POST"]),
         Route("/api/apps/{app}", apps_info),
         Route("/api/apps/{app}", apps_destroy, methods=["DELETE"]),
+        Route("/api/apps/{app}", apps_rename, methods=["PATCH"]),
         Route("/api/apps/{app}/config", config_get),
         Route("/api/apps/{app}/config", config_patch, methods=["PATCH"]),
         Route("/api/apps/{app}/dynos", dynos),

@@ -254,7 +254,9 @@ class Drains:
             for token, spec in wanted.items():
                 running = self._running.get(token)
                 if running is not None and not running[1].done():
-                    continue
+                    if running[0].spec == spec:
+                        continue
+                    await self._stop(token)  # its app was renamed: follow the new name
                 forwarder = _Forwarder(spec, self.logs)
                 task = asyncio.get_running_loop().create_task(forwarder.run())
                 task.add_done_callback(_report_failure)

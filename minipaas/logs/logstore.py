@@ -256,6 +256,18 @@ class LogStore:
         _end(self._followers.pop(app, set()))
         shutil.rmtree(self.root / app, ignore_errors=True)
 
+    def rename_app(self, old: str, new: str) -> None:
+        """`apps:rename`: the app's files and followers (`logs --tail`, drains) carry on under
+        `new`; its lines so far are kept (see `move_app_logs`)."""
+        check_names(old)
+        check_names(new)
+        for key in [k for k in self._files if k[0] in (old, new)]:
+            self._files.pop(key).close()  # (`new`'s: its files may be replaced by the move)
+        moved = self._followers.pop(old, set())
+        if moved:
+            self._followers.setdefault(new, set()).update(moved)
+        move_app_logs(self.root / old, self.root / new)
+
     def end_follows(self) -> None:
         """End every `follow`, and those started later at once (the server is stopping: its
         streams must not hold it up)."""
@@ -385,6 +397,37 @@ class LogStore:
                 subscribers.discard(follower)
                 if not subscribers:
                     del self._followers[app]
+
+
+def move_app_logs(src: Path, dst: Path) -> None:
+    """Move an app's log dir `src` to `dst` (blocking; nothing if `src` is gone). Should lines
+    have been written under either name after the bulk of them moved (the router's and the
+    dynos' while a rename was under way), both exist: a file found in both becomes one, the
+    one whose first line is older first, so no line is lost and the order holds."""
+    if not src.is_dir():
+        return
+    if not dst.exists():
+        os.rename(src, dst)
+        return
+    for entry in sorted(src.iterdir()):
+        target = dst / entry.name
+        if target.is_file() and entry.is_file():
+            older, newer = (entry, target) if _first_stamp(entry) <= _first_stamp(target) else (
+                target, entry)
+            with older.open("ab") as out, newer.open("rb") as lines:
+                shutil.copyfileobj(lines, out)
+            os.replace(older, target)
+            entry.unlink(missing_ok=True)
+        else:
+            os.replace(entry, target)
+    with contextlib.suppress(OSError):
+        src.rmdir()
+
+
+def _first_stamp(path: Path) -> bytes:
+    """The timestamp of the file's first line (ISO 8601, so bytes order is time order)."""
+    with path.open("rb") as lines:
+        return lines.readline().partition(b"\t")[0]
 
 
 def _end(followers: set[_Follower]) -> None:

@@ -453,6 +453,22 @@ class Instance(Daemon):
             out.write(text)
         os.replace(fresh, self.conf)
 
+    def own_paths(self) -> bool:
+        """Make the config's `dir` and `pidfile` name this instance's dir, after `apps:rename`
+        moved it (or start-up finished or undid a rename): True if it was rewritten. Blocking;
+        the instance must be stopped (a running redis keeps the paths it started with)."""
+        try:
+            text = self.conf.read_text()
+        except FileNotFoundError:
+            return False
+        new = re.sub(r"^pidfile .*$", lambda _m: f'pidfile "{self.root / "redis.pid"}"', text,
+                     flags=re.MULTILINE)
+        new = re.sub(r"^dir .*$", lambda _m: f'dir "{self.root}"', new, flags=re.MULTILINE)
+        if new == text:
+            return False
+        self._rewrite_config(new)
+        return True
+
     def _write_policy(self, policy: str) -> str:
         """Put `policy` in the config; the admin password (blocking)."""
         password = self._admin_password()
@@ -615,6 +631,19 @@ class RedisServers:
         await asyncio.to_thread(shutil.rmtree, instance.root.with_name(f".{app}.new"), True)
         self._instances.pop(app, None)
         self._changed.set()
+
+    async def stop(self, app: str) -> None:
+        """Stop the app's instance and forget it, keeping its dir (`apps:rename` moves it)."""
+        await self.instance(app).stop()
+        self._instances.pop(app, None)
+        self._changed.set()
+
+    def own_paths(self, app: str) -> bool:
+        """See `Instance.own_paths` (blocking; the instance stopped). A throwaway `Instance`:
+        this starts nothing and `watch` does not learn of it."""
+        if not _APP.match(app):
+            raise UserError(f"Invalid app name {app!r}.")
+        return Instance(self.root / app, executable=self.executable).own_paths()
 
     async def info(self, app: str, url: str) -> RedisInfo:
         """`redis:info` of the app's instance, asked with the password in its `url`."""

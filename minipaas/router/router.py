@@ -11,6 +11,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,15 @@ class Router:
             # app Caddy has not asked about lately (a first deploy, an idle app). Outside the
             # lock: other apps' switches need not queue behind this wait.
             wait = await self._resolver.settle_time(moved)
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    async def settle(self, apps: Iterable[str]) -> None:
+        """Wait until Caddy no longer uses an answer about `apps` given before the last
+        `apply`: also one about a name that was no app then (Caddy asks about any host under
+        the domain), which `apply` does not wait for (`apps:rename` does, for the new name)."""
+        if self._resolver is not None:
+            wait = await self._resolver.settle_time(apps)
             if wait > 0:
                 await asyncio.sleep(wait)
 

@@ -210,6 +210,31 @@ class Store:
         async with self._tx() as db:
             await db.execute("DELETE FROM apps WHERE name = ?", (name,))
 
+    async def rename_app(self, app: App, new: str, slugs: tuple[str, str]) -> App:
+        """`apps:rename`'s commit point, one transaction: the app's row takes the name `new`
+        and its builds' and releases' slug paths (and static roots) move from the prefix
+        `slugs[0]` to `slugs[1]` (the app's slug dir under each name). Everything else refers
+        to the app by its id. `Conflict` if `new` is taken, `NotFound` if the app is gone."""
+        old_prefix, new_prefix = slugs
+        async with self._tx() as db:
+            if await self._scalar(db, "SELECT 1 FROM apps WHERE name = ?", (new,)):
+                raise Conflict(f"The app {new!r} already exists; choose another name.")
+            cur = await db.execute("UPDATE apps SET name = ? WHERE id = ?", (new, app.id))
+            if cur.rowcount != 1:
+                raise NotFound(f"No app named {app.name!r}; nothing was renamed.")
+            moved = "? || substr({0}, ?)"
+            where = "app_id = ? AND substr({0}, 1, ?) = ?"
+            start, size = len(old_prefix) + 1, len(old_prefix)
+            for table, column in (
+                ("builds", "slug"), ("releases", "slug"), ("releases", "static_root"),
+            ):
+                await db.execute(
+                    f"UPDATE {table} SET {column} = {moved.format(column)} "  # noqa: S608
+                    f"WHERE {where.format(column)}",
+                    (new_prefix, start, app.id, size, old_prefix),
+                )
+        return await self.app(new)
+
     async def set_current_release(self, app: App, version: int) -> None:
         async with self._tx() as db:
             await db.execute("UPDATE apps SET current_release = ? WHERE id = ?", (version, app.id))

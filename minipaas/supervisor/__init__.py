@@ -13,7 +13,7 @@ from minipaas.supervisor.dyno import (
     DynoStatus,
     HealthCheck,
 )
-from minipaas.supervisor.supervisor import Drain, Supervisor, Switch
+from minipaas.supervisor.supervisor import Drain, Supervisor, Switch, move_homes
 
 __all__ = [
     "EVENT_KINDS",
@@ -30,4 +30,5 @@ __all__ = [
     "Supervisor",
     "Switch",
     "decide",
+    "move_homes",
 ]

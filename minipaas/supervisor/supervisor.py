@@ -234,6 +234,40 @@ def _remove_home(home: Path) -> None:
         home.rmdir()
 
 
+def _moved_spec(spec: DynoSpec, app: str, slugs: tuple[Path, Path]) -> DynoSpec:
+    """`spec` for the app renamed to `app`, its slug moved from under `slugs[0]` to `slugs[1]`."""
+    slug = spec.slug
+    with contextlib.suppress(ValueError):
+        slug = slugs[1] / spec.slug.relative_to(slugs[0])
+    return dataclasses.replace(spec, app=app, slug=slug)
+
+
+def move_homes(run_dir: Path, old: str, new: str, slugs: tuple[Path, Path]) -> None:
+    """`apps:rename` (also finished by a restarted server): the dyno homes of app `old` move
+    to `run_dir/new` and their dyno.json name `new` and the slug's new path (`slugs`: the app's
+    slug dir under the old name, then the new). Blocking; idempotent."""
+    src, dst = run_dir / old, run_dir / new
+    if src.is_dir():
+        if not dst.exists():
+            os.rename(src, dst)
+        else:  # homes have random suffixes: they never clash
+            for home in src.iterdir():
+                os.rename(home, dst / home.name)
+            with contextlib.suppress(OSError):
+                src.rmdir()
+    for home in dst.iterdir() if dst.is_dir() else []:
+        meta = _read_meta(home)
+        if meta is None or meta.get("app") != old:
+            continue
+        meta["app"] = new
+        with contextlib.suppress(ValueError, TypeError):
+            meta["slug"] = str(slugs[1] / Path(meta["slug"]).relative_to(slugs[0]))
+        tmp = home / (META + ".tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_text(json.dumps(meta))
+            os.replace(tmp, home / META)
+
+
 def _read_meta(home: Path) -> dict[str, Any] | None:
     try:
         meta = json.loads((home / META).read_text())
@@ -770,21 +804,60 @@ class Supervisor:
         """Stop every dyno of the app (graceful, in parallel) and forget them. Its one-off
         dynos (`run`, cron jobs) are killed, and reaped before this returns: a destroyed app
         must leave nothing running, nor anything that writes to its logs afterwards."""
+        one_offs = self._kill_one_offs(app)
+        async with self._lock(app):
+            dynos = list(self._dynos.get(app, []))
+            await asyncio.gather(*(self._stop(d) for d in dynos))
+            self._forget(app, dynos)
+        await self._reaped(one_offs)
+        with contextlib.suppress(OSError):  # its dir under run_dir, once empty
+            self._app_dir_path(app).rmdir()
+
+    async def stop_one_offs(self, app: str) -> None:
+        """Kill the app's one-off dynos (`run`, cron jobs) and wait until they are reaped."""
+        await self._reaped(self._kill_one_offs(app))
+
+    def _kill_one_offs(self, app: str) -> list[asyncio.Event]:
         one_offs = [o.reaped for o in self._one_off_groups.values() if o.status.app == app]
         for pgid in [p for p, o in self._one_off_groups.items() if o.status.app == app]:
             kill_group(pgid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pgid, signal.SIGKILL)  # an attached run before its setsid has no group
-        async with self._lock(app):
-            dynos = list(self._dynos.get(app, []))
-            await asyncio.gather(*(self._stop(d) for d in dynos))
-            self._forget(app, dynos)
+        return one_offs
+
+    @staticmethod
+    async def _reaped(one_offs: list[asyncio.Event]) -> None:
         if one_offs:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(10):
                     await asyncio.gather(*(done.wait() for done in one_offs))
-        with contextlib.suppress(OSError):  # its dir under run_dir, once empty
-            self._app_dir_path(app).rmdir()
+
+    def rename_app(self, old: str, new: str, slugs: tuple[Path, Path]) -> None:
+        """`apps:rename`, right at its commit point: the app's dynos carry on, not restarted,
+        as dynos of `new`. Nothing inside a dyno names its app (its env is the config, PORT,
+        DYNO, HOME) and its slug was mounted when it started, so only minipaas's side moves:
+        their specs name `new` and the slug under its new dir (`slugs`: the app's slug dir
+        under the old name, then the new), their homes move to `run_dir/new` with dyno.json
+        saying so (a restarted server adopts them under the new name). Synchronous, so no
+        other change interleaves; the caller stopped the one-off dynos (`stop_one_offs`)."""
+        try:
+            move_homes(self.run_dir, old, new, slugs)
+        except OSError as exc:  # they keep their homes (a restart would not adopt them)
+            _log.error("moving the dyno homes of %s to %s failed: %s", old, new, exc)
+        dynos = self._dynos.pop(old, [])
+        for d in dynos:
+            d.spec = _moved_spec(d.spec, new, slugs)
+            home = self._app_dir_path(new) / d.home.name
+            if home.is_dir():
+                d.home = home
+                d.out.path, d.out.offset_path = home / "out", home / "offset"
+            with contextlib.suppress(OSError):
+                self._write_meta(d)
+        if dynos:
+            self._dynos.setdefault(new, []).extend(dynos)
+        self._records.pop(old, None)
+        self._changed(new)
+        self._records_changed(new)
 
     def _one_off_reaped(self, pgid: int) -> None:
         entry = self._one_off_groups.pop(pgid, None)
@@ -976,6 +1049,7 @@ class Supervisor:
 
     async def _retire(self, app: str, dynos: list[_Dyno]) -> None:
         await asyncio.gather(*(self._stop(d) for d in dynos))
+        app = dynos[0].app if dynos else app  # its name now: `rename_app` may have run meanwhile
         self._forget(app, dynos)
         self._changed(app)
 
