@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -156,3 +157,33 @@ async def test_writes_do_not_disturb_the_stores_transactions(
     await asyncio.gather(writes(), app_changes())
     assert len(await store.apps()) == 52
     assert len(await metrics.dyno_series("web", 0, 5)) == 50
+
+
+async def test_a_write_cancelled_while_it_waits_for_the_lock_leaves_no_transaction(
+    stores: tuple[Store, MetricsStore],
+) -> None:
+    """The sampler is cancelled (a shutdown) while its BEGIN waits for another writer: the
+    BEGIN still runs in aiosqlite's thread once the lock is free, and the transaction it opens
+    must end there, or the store's writes wait for a lock nobody will release."""
+    import asyncio
+    import sqlite3
+
+    store, metrics = stores
+    db = await metrics._conn()
+    other = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        task = asyncio.ensure_future(metrics.record(T0, 5, [("web", "web.1", 1.0, 1)], [], None))
+        for _ in range(20):  # let it reach its BEGIN, now blocked in aiosqlite's thread
+            await asyncio.sleep(0)
+        assert not task.done()
+        task.cancel()
+        other.execute("ROLLBACK")  # the lock is free: the queued BEGIN runs now
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await db.execute("SELECT 1")  # after whatever the cancelled write queued
+        assert not db.in_transaction
+        await asyncio.wait_for(store.create_app("after"), 5)  # the store writes at once
+    finally:
+        other.close()
+    assert await metrics.dyno_series("web", 0, 5) == []

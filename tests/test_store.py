@@ -156,6 +156,33 @@ async def test_a_busy_database_is_waited_out_not_reported(
     assert "database is busy" in caplog.text
 
 
+async def test_a_write_cancelled_while_it_waits_for_the_lock_leaves_no_transaction(
+    store: Store,
+) -> None:
+    """A write cancelled while its BEGIN waits for another writer (the metrics connection):
+    the BEGIN still runs in aiosqlite's thread once the lock is free; the transaction it
+    opens must end there, or every later write fails."""
+    import asyncio
+    import sqlite3
+
+    other = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        task = asyncio.ensure_future(store.create_app("cancelled"))
+        for _ in range(20):  # let it reach its BEGIN, now blocked in aiosqlite's thread
+            await asyncio.sleep(0)
+        assert not task.done()
+        task.cancel()
+        other.execute("ROLLBACK")  # the lock is free: the queued BEGIN runs now
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        other.close()
+    await store.create_app("after")  # failed: "cannot start a transaction within a transaction"
+    assert not store.db.in_transaction
+    assert [a.name for a in await store.apps()] == ["after"]
+
+
 async def test_a_rolling_dyno_is_recorded_next_to_the_one_it_replaces(store: Store) -> None:
     """Mid-deploy the new web.1 runs beside the old web.1: both are recorded, by pid."""
     app = await store.create_app("web")

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiosqlite
@@ -141,8 +142,7 @@ class MetricsStore:
         if not 0 < res < MINUTE:
             raise ValueError(f"Raw samples cover 1 to 59 seconds, not {res}.")
         db = await self._conn()
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with _immediate(db):
             await db.executemany(
                 "INSERT INTO dyno_samples (app_id, dyno, res, t, cpu, rss) "
                 "SELECT id, ?, ?, ?, ?, ? FROM apps WHERE name = ?",
@@ -161,10 +161,6 @@ class MetricsStore:
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (res, t, *host),
                 )
-        except BaseException:
-            await db.rollback()
-            raise
-        await db.commit()
 
     async def rollup(self, until: float) -> int:
         """Average the raw rows of every finished minute before `until` not rolled up yet into
@@ -172,16 +168,11 @@ class MetricsStore:
         db = await self._conn()
         end = int(until // MINUTE) * MINUTE
         written = 0
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with _immediate(db):
             for sql in _ROLLUPS:
                 cursor = await db.execute(sql, (end,))
                 written += max(0, cursor.rowcount)
                 await cursor.close()
-        except BaseException:
-            await db.rollback()
-            raise
-        await db.commit()
         return written
 
     async def prune(
@@ -190,8 +181,7 @@ class MetricsStore:
         """Drop raw rows older than `fine_keep` and minute rows older than `coarse_keep`."""
         db = await self._conn()
         removed = 0
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with _immediate(db):
             for table in _TABLES:
                 cursor = await db.execute(
                     f"DELETE FROM {table} WHERE (res < 60 AND t < ?) OR (res = 60 AND t < ?)",  # noqa: S608 - table names are constants
@@ -199,10 +189,6 @@ class MetricsStore:
                 )
                 removed += max(0, cursor.rowcount)
                 await cursor.close()
-        except BaseException:
-            await db.rollback()
-            raise
-        await db.commit()
         return removed
 
     # -- reads -------------------------------------------------------------------------------
@@ -252,3 +238,22 @@ class MetricsStore:
             for coarse, count in rows:
                 out[f"{table}/{'minute' if coarse else 'raw'}"] = int(count)
         return out
+
+
+@contextlib.asynccontextmanager
+async def _immediate(db: aiosqlite.Connection) -> AsyncIterator[None]:
+    """A write transaction on `db`, committed at the end, rolled back on any error.
+
+    BEGIN is inside: a caller cancelled while BEGIN waits for the lock (the sampler stopping
+    while a deploy writes) stops waiting, but aiosqlite's thread still runs the BEGIN later;
+    the ROLLBACK queued behind it ends that transaction, which would otherwise hold the
+    database's write lock, with nobody to release it, until the connection closed: every
+    write of the store (deploys, scaling, shutdown) waited its 60 s patience and failed."""
+    try:
+        await db.execute("BEGIN IMMEDIATE")
+        yield
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):  # also when BEGIN itself failed
+            await db.rollback()
+        raise
+    await db.commit()

@@ -148,6 +148,14 @@ class Store:
                     await self.db.rollback()  # drop whatever snapshot the connection held
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
+            except BaseException:
+                # Cancelled while BEGIN waited for the lock: aiosqlite's thread still runs it
+                # once the lock is free; the ROLLBACK queued behind it ends that transaction,
+                # which would otherwise stay open on this connection: every later write would
+                # fail ("cannot start a transaction within a transaction").
+                with contextlib.suppress(sqlite3.Error):
+                    await self.db.rollback()
+                raise
 
     @staticmethod
     async def _scalar(db: aiosqlite.Connection, sql: str, params: Iterable[Any]) -> Any:
