@@ -34,6 +34,10 @@ from tests.support.sshd import SSHServer
 #: test waited in full.
 GRACE = 10
 SERVER_ARGS = ["--stop-grace", str(GRACE)]
+#: Seconds from the server's restart in the cron test to its scheduler's next minute: enough
+#: for the restart, a `ps:scale` and the worker's first line, so that the minute is then
+#: 1 to GRACE - 4 s away (if not, the test waits for the one after, as on the wall clock).
+NEXT_CRON_MINUTE = 14
 
 
 @pytest.fixture
@@ -747,8 +751,10 @@ def test_a_cron_job_due_during_a_destroy_does_not_outlive_the_app(
     """The cron job of the first bug report: due while `apps:destroy` stops the app (a worker
     ignoring SIGTERM holds it for the stop grace, which spans the minute the job is due), it
     started unseen by the stop and outlived its app. It now waits for the destroy and finds
-    the app gone. (Waits for the next minute to be 1 to GRACE - 4 s away: cron runs on the
-    minute.)"""
+    the app gone. (Waits for the scheduler's next minute to be 1 to GRACE - 4 s away: cron
+    runs on the minute. The server is restarted, before the worker starts, with a scheduler
+    clock whose next minute is NEXT_CRON_MINUTE s away, so that this wait is short instead of
+    up to a minute of the wall clock.)"""
     paas, sshd = env
     app = "race-cron"
     paas.cli("apps:create", app)
@@ -760,6 +766,11 @@ def test_a_cron_job_due_during_a_destroy_does_not_outlive_the_app(
     )
     commit(repo, "a cron job every minute and a worker that ignores SIGTERM")
     deployed(ssh_push(sshd, repo, app))
+    assert paas.proc is not None
+    paas.proc.terminate()  # the server alone: the web dyno keeps running, and is readopted
+    paas.proc.wait(timeout=60)
+    paas.set_next_minute(NEXT_CRON_MINUTE)
+    paas.restart()
     paas.cli("ps:scale", "worker=1", "-a", app)
     wait_for(
         lambda: "trap set 42" in paas.cli("logs", "-a", app, "-n", "200").stdout,
@@ -767,14 +778,11 @@ def test_a_cron_job_due_during_a_destroy_does_not_outlive_the_app(
         message="the worker's trap is set",
     )
 
-    def to_next_minute() -> float:
-        return 60 - time.time() % 60
-
     # The job must fall due inside the destroy, which waits out the worker's grace.
-    wait_for(lambda: 1.0 <= to_next_minute() <= GRACE - 4, timeout=70, interval=0.02)
-    started = time.time()
+    wait_for(lambda: 1.0 <= paas.to_next_minute() <= GRACE - 4, timeout=70, interval=0.02)
+    started = time.time() + paas.clock_offset  # on the scheduler's clock
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
-    ended = time.time()
+    ended = time.time() + paas.clock_offset
     due = (started // 60 + 1) * 60
     assert started < due < ended - 1, (started, due, ended)  # the job was due mid-destroy
     assert not sleeper.sleeping(marker), "a cron job outlived its destroyed app"
