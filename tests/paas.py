@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,6 +50,8 @@ class Paas:
     #: Seconds the server's cron and backup schedulers add to the wall clock (the hidden test
     #: hook MINIPAAS_TEST_CLOCK_OFFSET), kept across restarts; see `set_next_minute`.
     clock_offset: float = 0.0
+    #: More environment for the server (hidden test hooks such as MINIPAAS_TEST_BUSY_WAIT).
+    server_env: dict[str, str] = field(default_factory=dict)
 
     def set_next_minute(self, seconds: float) -> None:
         """Offset the scheduler clock of the server started next (`start`, `restart`) so that
@@ -94,7 +96,7 @@ class Paas:
             api_port=self.api_port,
             authorized_keys=self.authorized_keys,
         )
-        env = self.env
+        env = {**self.env, **self.server_env}
         if self.clock_offset:
             env["MINIPAAS_TEST_CLOCK_OFFSET"] = repr(self.clock_offset)
         with self.log.open("ab") as out:
@@ -173,6 +175,25 @@ class Paas:
         it; a running one would be left running next to the new one, which `down` misses."""
         if self.proc is not None and self.proc.poll() is None:
             raise AssertionError("restart() needs the server stopped first (kill9 or terminate)")
+        self.start()
+
+    @contextlib.contextmanager
+    def restarted_with(self, **server_env: str) -> Iterator[None]:
+        """Restart the server (SIGTERM: its dynos keep running) with more environment (test
+        hooks), and at the end restart it again as it was."""
+        before = dict(self.server_env)
+        self.terminate_and_restart({**before, **server_env})
+        try:
+            yield
+        finally:
+            self.terminate_and_restart(before)
+
+    def terminate_and_restart(self, server_env: dict[str, str]) -> None:
+        """SIGTERM the server (the server alone stops), then start it with `server_env`."""
+        assert self.proc is not None
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        self.server_env = server_env
         self.start()
 
     def cli(
