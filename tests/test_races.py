@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from minipaas.api.app import BUSY_WAIT, BUSY_WAIT_ENV, busy_wait
 from tests.paas import SAMPLES, Paas, commit, deployed, git_env, git_repo, https_push, ssh_push
 from tests.support import sleeper
 from tests.support.dirs import app_readable_tmp
@@ -804,3 +806,17 @@ def test_a_cron_job_due_during_a_destroy_does_not_outlive_the_app(
     assert not (paas.data_dir / "run" / "dynos" / app).exists()
     assert not (paas.data_dir / "logs" / app).exists()
     assert "cron job 0 of race-cron failed to run" not in paas.tail_log(300)
+
+
+def test_the_busy_wait_test_hook_is_inert_unless_set(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv(BUSY_WAIT_ENV, raising=False)
+    assert busy_wait() == BUSY_WAIT == 20
+    monkeypatch.setenv(BUSY_WAIT_ENV, "2.5")
+    assert busy_wait() == 2.5
+    for bad in ("soon", "0", "-1", "21", "nan"):
+        monkeypatch.setenv(BUSY_WAIT_ENV, bad)
+        with caplog.at_level(logging.WARNING, logger="minipaas.api"):
+            assert busy_wait() == BUSY_WAIT
+        assert f"MINIPAAS_TEST_BUSY_WAIT={bad!r} is not 0.1 to 20 seconds: ignored" in caplog.text
