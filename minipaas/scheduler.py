@@ -3,13 +3,16 @@
 Once a minute (UTC, on the minute) it asks for the jobs, and starts each one whose schedule
 matches that minute, unless the same job is still running from an earlier minute (a slow job is
 never stacked). Time and the job runner are passed in, so the loop is tested with a fake clock
-while the real one-off path is the one `minipaas run` uses.
+while the real one-off path is the one `minipaas run` uses. The real clock may be offset by the
+hidden test hook MINIPAAS_TEST_CLOCK_OFFSET (`CLOCK_OFFSET_ENV`), inert unless set.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +21,39 @@ from minipaas import cron
 from minipaas.errors import UserError
 
 log = logging.getLogger("minipaas.cron")
+
+#: Hidden test hook, inert unless set: seconds (a number, may be fractional or negative) added
+#: to the wall clock the schedulers read, so that a test can put the next minute boundary
+#: a few seconds ahead instead of waiting for the real one. Read when a scheduler is made
+#: (the server's start). Not a setting: no user should ever set it.
+CLOCK_OFFSET_ENV = "MINIPAAS_TEST_CLOCK_OFFSET"
+
+
+def clock_offset() -> timedelta:
+    """The test hook's offset (`CLOCK_OFFSET_ENV`): zero when it is unset or empty, and when
+    it is not a number of seconds (said in the log; the server still starts, on true time)."""
+    text = os.environ.get(CLOCK_OFFSET_ENV, "").strip()
+    if not text:
+        return timedelta()
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or abs(seconds) > 86400:
+        log.warning(
+            "%s=%r is not a number of seconds (a day at most): ignored",
+            CLOCK_OFFSET_ENV, text,
+        )
+        return timedelta()
+    return timedelta(seconds=seconds)
+
+
+def wall_clock() -> Callable[[], datetime]:
+    """The schedulers' "now": UTC wall time, plus the test hook's offset when it is set."""
+    offset = clock_offset()
+    if not offset:
+        return lambda: datetime.now(UTC)
+    return lambda: datetime.now(UTC) + offset
 
 
 @dataclass(frozen=True)
@@ -37,14 +73,14 @@ class CronScheduler:
         *,
         jobs: Callable[[], Awaitable[list[CronJob]]],
         run: Callable[[CronJob], Awaitable[int | None]],
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         skipped: Callable[[CronJob], None] = lambda _job: None,
     ) -> None:
         self._jobs = jobs
         self._run = run
         self._skipped = skipped  # told of a due job not started: its last run still goes on
-        self._now = now
+        self._now = now or wall_clock()  # None: the wall clock (see CLOCK_OFFSET_ENV)
         self._sleep = sleep
         #: Runs still going, by (app, command, schedule): the job itself, not its position in
         #: app.json `cron`, which a new release may give to another job.

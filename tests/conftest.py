@@ -23,11 +23,14 @@ def env(
     """A real server and a real sshd whose key `tester` is added with `keys:add`. sshd clears
     the environment: its sessions (the `minipaas ssh` forced command: TUI, `run`, pushes) get
     PYTHONPATH so that they run this tree's code, like the server, not the venv's install.
-    A test module sets more server flags with a module-level `SERVER_ARGS` list."""
+    A test module sets more server flags with a module-level `SERVER_ARGS` list, and with
+    `NEXT_MINUTE = S` has the server's cron/backup schedulers' next whole minute come S seconds
+    after the server is started (`Paas.set_next_minute`) instead of at the wall clock's."""
     work = tmp_path_factory.mktemp("paas")
     keys = work / "authorized_keys"
     extra = getattr(request.module, "SERVER_ARGS", ())
-    paas = start_paas(keys, work / "server.log", server_args=extra)
+    next_minute = getattr(request.module, "NEXT_MINUTE", None)
+    paas = start_paas(keys, work / "server.log", server_args=extra, next_minute=next_minute)
     sshd = None
     try:
         tree = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}

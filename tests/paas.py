@@ -12,8 +12,10 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.support.dirs import app_readable_dir
@@ -45,6 +47,24 @@ class Paas:
     launcher: list[str] = field(default_factory=list)
     #: More `minipaas server` flags (e.g. `--metrics-interval 1`).
     server_args: list[str] = field(default_factory=list)
+    #: Seconds the server's cron and backup schedulers add to the wall clock (the hidden test
+    #: hook MINIPAAS_TEST_CLOCK_OFFSET), kept across restarts; see `set_next_minute`.
+    clock_offset: float = 0.0
+    #: More environment for the server (hidden test hooks such as MINIPAAS_TEST_BUSY_WAIT).
+    server_env: dict[str, str] = field(default_factory=dict)
+
+    def set_next_minute(self, seconds: float) -> None:
+        """Offset the scheduler clock of the server started next (`start`, `restart`) so that
+        its next whole minute comes `seconds` from now instead of at the wall clock's."""
+        self.clock_offset = -(time.time() + seconds) % 60
+
+    def scheduler_now(self) -> datetime:
+        """What the server's schedulers take for now (UTC): the wall clock plus the offset."""
+        return datetime.now(UTC) + timedelta(seconds=self.clock_offset)
+
+    def to_next_minute(self) -> float:
+        """Seconds until the server's schedulers' next whole minute (their next tick)."""
+        return 60 - (time.time() + self.clock_offset) % 60
 
     @property
     def env(self) -> dict[str, str]:
@@ -76,12 +96,15 @@ class Paas:
             api_port=self.api_port,
             authorized_keys=self.authorized_keys,
         )
+        env = {**self.env, **self.server_env}
+        if self.clock_offset:
+            env["MINIPAAS_TEST_CLOCK_OFFSET"] = repr(self.clock_offset)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [*self.launcher, *argv, *self.server_args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=self.env,
+                env=env,
                 start_new_session=True,
             )
         try:
@@ -152,6 +175,25 @@ class Paas:
         it; a running one would be left running next to the new one, which `down` misses."""
         if self.proc is not None and self.proc.poll() is None:
             raise AssertionError("restart() needs the server stopped first (kill9 or terminate)")
+        self.start()
+
+    @contextlib.contextmanager
+    def restarted_with(self, **server_env: str) -> Iterator[None]:
+        """Restart the server (SIGTERM: its dynos keep running) with more environment (test
+        hooks), and at the end restart it again as it was."""
+        before = dict(self.server_env)
+        self.terminate_and_restart({**before, **server_env})
+        try:
+            yield
+        finally:
+            self.terminate_and_restart(before)
+
+    def terminate_and_restart(self, server_env: dict[str, str]) -> None:
+        """SIGTERM the server (the server alone stops), then start it with `server_env`."""
+        assert self.proc is not None
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        self.server_env = server_env
         self.start()
 
     def cli(
@@ -265,10 +307,13 @@ def start_paas(
     path: str | None = None,
     server_args: Sequence[str] = (),
     launcher: Sequence[str] = (),
+    next_minute: float | None = None,
 ) -> Paas:
     """A running server; its log goes to `log` (kept in pytest's tmp dirs for post-mortems).
     `exe` runs another `minipaas` command (a built binary), `path` replaces the PATH after it,
-    `server_args` are more `minipaas server` flags, `launcher` what runs it (see `hiding`)."""
+    `server_args` are more `minipaas server` flags, `launcher` what runs it (see `hiding`),
+    `next_minute` the seconds from now to its schedulers' next minute (`set_next_minute`;
+    None: the wall clock's)."""
     base = app_readable_dir()
     paas = Paas(
         data_dir=base / "data",
@@ -282,6 +327,8 @@ def start_paas(
         server_args=list(server_args),
         launcher=list(launcher),
     )
+    if next_minute is not None:
+        paas.set_next_minute(next_minute)
     try:
         paas.start()
     except BaseException:

@@ -13,7 +13,7 @@ import re
 import signal
 import stat
 import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -200,6 +200,10 @@ def test_a_scheduled_run_deletes_the_expired_dumps(tmp_path: Path) -> None:
 
 APP = "bk"
 DAILY = "bkdaily"
+#: The server's schedulers' next minute comes this many seconds after it started (a test
+#: clock offset), so that the `daily` capture is due a few seconds after the fixture set it,
+#: while the first tests run, instead of at the wall clock's next minute (up to 60 s later).
+NEXT_MINUTE = 18
 
 
 def psql(url: str, sql: str) -> str:
@@ -234,15 +238,16 @@ def url(env: tuple[Paas, SSHServer]) -> str:
 
 @pytest.fixture(scope="module")
 def daily(env: tuple[Paas, SSHServer]) -> str:
-    """App DAILY with a database whose daily backup is due at the next whole minute (the one
-    after if this one is nearly over); that time. Set as the first server test starts, so
-    that the minute passes while the other tests run instead of in a wait of its own (the
-    server is killed and restarted only by the module's last test: a capture due while it is
-    down is not caught up)."""
+    """App DAILY with a database whose daily backup is due at the next whole minute of the
+    server's schedulers (the one after if this one is nearly over); that time. Set as the
+    first server test starts, so that the minute (NEXT_MINUTE s after the server's start)
+    passes while the other tests run instead of in a wait of its own (the server is killed
+    and restarted only by the module's last test: a capture due while it is down is not
+    caught up)."""
     paas, _ = env
     paas.cli("apps:create", DAILY)
     paas.cli("addons:create", "heroku-postgresql", "-a", DAILY)
-    now = datetime.now(UTC)
+    now = paas.scheduler_now()
     at = (now + timedelta(minutes=2 if now.second > 50 else 1)).strftime("%H:%M")
     out = paas.cli("pg:backups:schedule", "-a", DAILY, "--at", at).stdout
     assert out == (f"Scheduled a daily backup of {DAILY}'s database at {at} UTC (the newest 7 "

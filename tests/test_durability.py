@@ -322,6 +322,10 @@ def test_ps_says_which_apps_still_wait_to_start_after_a_reboot(
         out = paas.cli("ps", "-a", waiting[0]).stdout
         assert "waiting" not in out and "web.1: up" in out, out
         assert "(starting)" not in paas.cli("apps").stdout
+        # Gone before the restart below: it would start them again, and the module's
+        # teardown (`down` waits for the start-up to end) would wait out their 6 s boots.
+        for app in slow:
+            paas.cli("apps:destroy", "-a", app, "--confirm", app)
     finally:
         paas.stop()
         paas.launcher = []

@@ -36,6 +36,9 @@ from tests.support.sshd import SSHServer
 APP = "qaops"
 ARABIC_ONE = "v\u0661"  # int() reads it as 1
 ARABIC_THREE = "\u0663"
+#: How long a change waits for a busy app in the test of its refusal (a test hook; 20 s in
+#: production, which that test waited in full).
+TEST_BUSY_WAIT = 3
 
 
 @pytest.fixture(scope="module")
@@ -482,8 +485,14 @@ def test_changes_during_a_deploy_are_refused_not_made_behind_the_clients_back(
 ) -> None:
     """`apps:destroy` or `config:set` during a long deploy waited for it: the CLI gave up after
     60 s ("failed: timed out", exit 1), and the server destroyed the app (or set the var) later
-    anyway. Now a change waits up to 20 s, then gets a 409 and nothing is changed."""
+    anyway. Now a change waits up to BUSY_WAIT (20 s; TEST_BUSY_WAIT here, by a test hook set
+    for this test only), then gets a 409 and nothing is changed."""
     paas, sshd = env
+    with paas.restarted_with(MINIPAAS_TEST_BUSY_WAIT=str(TEST_BUSY_WAIT)):
+        changes_during_a_deploy_are_refused(paas, sshd, tmp_path)
+
+
+def changes_during_a_deploy_are_refused(paas: Paas, sshd: SSHServer, tmp_path: Path) -> None:
     busy = "qabusy"
     go = socket.socket()
     go.bind(("127.0.0.1", 0))
@@ -524,6 +533,7 @@ def test_changes_during_a_deploy_are_refused_not_made_behind_the_clients_back(
             out, err = change.communicate(timeout=90)
             assert change.returncode == 1, (out, err)
             assert f"'{busy}' is busy with a deploy or another change" in err, err
+            assert f"(for over {TEST_BUSY_WAIT} s)" in err, err  # not 20 s: the hook is used
             assert "nothing was changed" in err and err.count("\n") == 1, err
         go.listen(8)  # let the release phase finish
         out, _ = pushing.communicate(timeout=120)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from minipaas.api.app import BUSY_WAIT, BUSY_WAIT_ENV, busy_wait
 from tests.paas import SAMPLES, Paas, commit, deployed, git_env, git_repo, https_push, ssh_push
 from tests.support import sleeper
 from tests.support.dirs import app_readable_tmp
@@ -34,6 +36,14 @@ from tests.support.sshd import SSHServer
 #: test waited in full.
 GRACE = 10
 SERVER_ARGS = ["--stop-grace", str(GRACE)]
+#: Seconds from the server's restart in the cron test to its scheduler's next minute: enough
+#: for the restart, a `ps:scale` and the worker's first line, so that the minute is then
+#: 1 to GRACE - 4 s away (if not, the test waits for the one after, as on the wall clock).
+NEXT_CRON_MINUTE = 14
+#: How long a change waits for a busy app in the tests of its refusal (a test hook; 20 s in
+#: production, which each such test waited in full). Only while those tests run: others
+#: wait for a lock legitimately (a scale during a rolling restart).
+TEST_BUSY_WAIT = 3
 
 
 @pytest.fixture
@@ -489,8 +499,16 @@ def test_changes_and_a_second_push_during_a_deploy(
     """While a deploy builds: rollback, ps:scale, ps:restart and ps:stop are each refused in one
     sentence once they have waited BUSY_WAIT for it (nothing changed, no 500), and a push from
     another clone is refused (it either waited for the push lock and finds the branch moved, or
-    git itself sees it is behind); the deploy then goes live as if alone."""
+    git itself sees it is behind); the deploy then goes live as if alone. (BUSY_WAIT is made
+    TEST_BUSY_WAIT s by a test hook for this test: the refusal is the same, sooner.)"""
     paas, sshd = env
+    with paas.restarted_with(MINIPAAS_TEST_BUSY_WAIT=str(TEST_BUSY_WAIT)):
+        changes_and_a_second_push_during_a_deploy(paas, sshd, tmp_path, shared_dir)
+
+
+def changes_and_a_second_push_during_a_deploy(
+    paas: Paas, sshd: SSHServer, tmp_path: Path, shared_dir: Path
+) -> None:
     app = "race-busy"
     repo = waiting_push(paas, sshd, tmp_path, shared_dir, app)
     cache = paas.data_dir / "cache" / app
@@ -511,12 +529,15 @@ def test_changes_and_a_second_push_during_a_deploy(
             )
             for args in (["rollback"], ["ps:scale", "web=2"], ["ps:restart"], ["ps:stop", "web"])
         ]
-        for change in changes:
-            out, err = change.communicate(timeout=90)
-            assert change.returncode == 1, (change.args, out, err)
-            assert f"'{app}' is busy with a deploy or another change" in err, err
-            assert "nothing was changed" in err and err.count("\n") == 1, err
-        (cache / "go").touch()
+        try:
+            for change in changes:
+                out, err = change.communicate(timeout=90)
+                assert change.returncode == 1, (change.args, out, err)
+                assert f"'{app}' is busy with a deploy or another change" in err, err
+                assert f"(for over {TEST_BUSY_WAIT} s)" in err, err  # not 20 s: the hook is used
+                assert "nothing was changed" in err and err.count("\n") == 1, err
+        finally:  # a failed check must not leave the pool waiting for the build for ever
+            (cache / "go").touch()
         deployed_out = push.result(timeout=120)
         rival_out = rival.result(timeout=120)
     assert deployed_out.startswith("exit 0") and "Deployed v2" in deployed_out, deployed_out
@@ -747,8 +768,10 @@ def test_a_cron_job_due_during_a_destroy_does_not_outlive_the_app(
     """The cron job of the first bug report: due while `apps:destroy` stops the app (a worker
     ignoring SIGTERM holds it for the stop grace, which spans the minute the job is due), it
     started unseen by the stop and outlived its app. It now waits for the destroy and finds
-    the app gone. (Waits for the next minute to be 1 to GRACE - 4 s away: cron runs on the
-    minute.)"""
+    the app gone. (Waits for the scheduler's next minute to be 1 to GRACE - 4 s away: cron
+    runs on the minute. The server is restarted, before the worker starts, with a scheduler
+    clock whose next minute is NEXT_CRON_MINUTE s away, so that this wait is short instead of
+    up to a minute of the wall clock.)"""
     paas, sshd = env
     app = "race-cron"
     paas.cli("apps:create", app)
@@ -760,6 +783,11 @@ def test_a_cron_job_due_during_a_destroy_does_not_outlive_the_app(
     )
     commit(repo, "a cron job every minute and a worker that ignores SIGTERM")
     deployed(ssh_push(sshd, repo, app))
+    assert paas.proc is not None
+    paas.proc.terminate()  # the server alone: the web dyno keeps running, and is readopted
+    paas.proc.wait(timeout=60)
+    paas.set_next_minute(NEXT_CRON_MINUTE)
+    paas.restart()
     paas.cli("ps:scale", "worker=1", "-a", app)
     wait_for(
         lambda: "trap set 42" in paas.cli("logs", "-a", app, "-n", "200").stdout,
@@ -767,17 +795,28 @@ def test_a_cron_job_due_during_a_destroy_does_not_outlive_the_app(
         message="the worker's trap is set",
     )
 
-    def to_next_minute() -> float:
-        return 60 - time.time() % 60
-
     # The job must fall due inside the destroy, which waits out the worker's grace.
-    wait_for(lambda: 1.0 <= to_next_minute() <= GRACE - 4, timeout=70, interval=0.02)
-    started = time.time()
+    wait_for(lambda: 1.0 <= paas.to_next_minute() <= GRACE - 4, timeout=70, interval=0.02)
+    started = time.time() + paas.clock_offset  # on the scheduler's clock
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
-    ended = time.time()
+    ended = time.time() + paas.clock_offset
     due = (started // 60 + 1) * 60
     assert started < due < ended - 1, (started, due, ended)  # the job was due mid-destroy
     assert not sleeper.sleeping(marker), "a cron job outlived its destroyed app"
     assert not (paas.data_dir / "run" / "dynos" / app).exists()
     assert not (paas.data_dir / "logs" / app).exists()
     assert "cron job 0 of race-cron failed to run" not in paas.tail_log(300)
+
+
+def test_the_busy_wait_test_hook_is_inert_unless_set(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv(BUSY_WAIT_ENV, raising=False)
+    assert busy_wait() == BUSY_WAIT == 20
+    monkeypatch.setenv(BUSY_WAIT_ENV, "2.5")
+    assert busy_wait() == 2.5
+    for bad in ("soon", "0", "-1", "21", "nan"):
+        monkeypatch.setenv(BUSY_WAIT_ENV, bad)
+        with caplog.at_level(logging.WARNING, logger="minipaas.api"):
+            assert busy_wait() == BUSY_WAIT
+        assert f"MINIPAAS_TEST_BUSY_WAIT={bad!r} is not 0.1 to 20 seconds: ignored" in caplog.text

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from minipaas.scheduler import CronJob, CronScheduler
+import pytest
+
+from minipaas.scheduler import CLOCK_OFFSET_ENV, CronJob, CronScheduler, clock_offset, wall_clock
 
 MINUTE = datetime(2026, 11, 22, 10, 5, tzinfo=UTC)
 
@@ -172,3 +176,57 @@ async def test_run_forever_since_ticks_its_first_minute_even_when_begun_after_it
         await scheduler.run_forever(since=since)
     assert [t.strftime("%H:%M") for t in ticked] == ["10:05", "10:06", "10:07"]
     await scheduler.stop()
+
+
+def test_the_clock_offset_test_hook_is_inert_unless_set(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv(CLOCK_OFFSET_ENV, raising=False)
+    assert abs(wall_clock()() - datetime.now(UTC)) < timedelta(seconds=1)
+    monkeypatch.setenv(CLOCK_OFFSET_ENV, "-90.5")
+    assert abs(wall_clock()() - datetime.now(UTC) + timedelta(seconds=90.5)) < timedelta(
+        seconds=1
+    )
+    for bad in ("soon", "nan", "1e9"):
+        monkeypatch.setenv(CLOCK_OFFSET_ENV, bad)
+        with caplog.at_level(logging.WARNING, logger="minipaas.cron"):
+            assert clock_offset() == timedelta()
+        assert f"MINIPAAS_TEST_CLOCK_OFFSET={bad!r} is not a number of seconds" in caplog.text
+
+
+async def test_the_clock_offset_test_hook_brings_the_next_minute_near(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the real clock and sleep: an offset that puts the scheduler 0.5 s before a
+    minute makes it tick, for that (offset) minute, half a second later, not up to 60 s."""
+    now = time.time()
+    lead = 60 - now % 60 - 0.5  # now + lead is half a second before a whole minute
+    monkeypatch.setenv(CLOCK_OFFSET_ENV, str(lead))
+    ticked: list[datetime] = []
+
+    async def jobs() -> list[CronJob]:
+        return [CronJob("a", 0, "echo every", "* * * * *", 1)]
+
+    async def run(job: CronJob) -> int:
+        return 0
+
+    scheduler = CronScheduler(jobs=jobs, run=run)
+    tick = scheduler.tick
+
+    async def record(minute: datetime) -> list[CronJob]:
+        ticked.append(minute)
+        return await tick(minute)
+
+    scheduler.tick = record  # type: ignore[method-assign]
+    started = time.monotonic()
+    loop = asyncio.create_task(scheduler.run_forever())
+    try:
+        while not ticked and time.monotonic() - started < 5:
+            await asyncio.sleep(0.02)
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+        await scheduler.stop()
+    assert ticked == [datetime.fromtimestamp(round(now + lead + 0.5), UTC)], ticked
+    assert time.monotonic() - started < 5

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -192,6 +195,46 @@ def test_stop_kills_listener_and_open_sessions(ssh_server: SSHServer, tmp_path: 
             client.kill()
             client.wait()
     ssh_server.stop()  # idempotent
+
+
+def test_a_stop_that_cannot_clear_the_sessions_names_the_processes_left(
+    ssh_server: SSHServer,
+) -> None:
+    """A process that keeps entering the sshd's mount namespace after the stop killed the
+    sessions (here: this test, with nsenter, over and over) outlasts the stop's wait; the
+    error says which pids are left, their state and their argv."""
+    namespace = os.open(f"/proc/{ssh_server.pid}/ns/mnt", os.O_RDONLY)
+    entered: list[subprocess.Popen[bytes]] = []
+    done = threading.Event()
+
+    def enter() -> None:
+        while not done.is_set():
+            entered.append(subprocess.Popen(
+                ["nsenter", f"--mount=/proc/{os.getpid()}/fd/{namespace}", "sleep", "61.5"]
+            ))
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=enter)
+    thread.start()
+    try:
+        wait_for(lambda: len(entered) > 2, 10)
+        with pytest.raises(TimeoutError) as caught:
+            ssh_server.stop(timeout=1)
+    finally:
+        done.set()
+        thread.join()
+        os.close(namespace)
+        for proc in entered:
+            proc.kill()
+            proc.wait()
+    message = str(caught.value)
+    assert message.startswith(
+        f"Timed out after 1s waiting for the sessions of the sshd on port {ssh_server.port} "
+        "to exit"
+    ), message
+    left = re.findall(r"(\d+) ([A-Z]) sleep 61\.5(?:;|$)", message.partition(" Left: ")[2])
+    assert left, message
+    assert {int(pid) for pid, _state in left} <= {proc.pid for proc in entered}, message
 
 
 def test_missing_debs_fail_with_a_clear_message(tmp_path: Path) -> None:

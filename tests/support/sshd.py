@@ -230,11 +230,16 @@ class SSHServer:
                     os.kill(pid, signal.SIGKILL)
             # A dying process leaves its namespaces before it has finished exiting: wait for the
             # killed ones themselves too (gone, or a zombie PID 1 has yet to reap).
-            wait_for(
-                lambda: not _pids_in_namespace(namespace) and not any(map(_still_running, killed)),
-                timeout,
-                message=f"the sessions of the sshd on port {self.port} to exit",
-            )
+            try:
+                wait_for(
+                    lambda: not _pids_in_namespace(namespace)
+                    and not any(map(_still_running, killed)),
+                    timeout,
+                    message=f"the sessions of the sshd on port {self.port} to exit",
+                )
+            except TimeoutError as exc:
+                left = set(_pids_in_namespace(namespace)) | set(filter(_still_running, killed))
+                raise TimeoutError(f"{exc} Left: {_describe_pids(left)}") from None
 
     def __enter__(self) -> SSHServer:
         return self
@@ -270,6 +275,25 @@ def _still_running(pid: int) -> bool:
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _describe_pids(pids: set[int]) -> str:
+    """`pid STATE argv` of each pid, from /proc (`gone` for one that exited meanwhile), for an
+    error that must say which processes are in the way; `none` for no pids."""
+    parts = []
+    for pid in sorted(pids):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            parts.append(f"{pid} gone")
+            continue
+        state = stat.rpartition(")")[2].split()[0]
+        words = [w.decode(errors="replace") for w in raw.split(b"\0") if w]
+        # A zombie has no argv left: its comm (in parentheses in stat) still names it.
+        argv = shlex.join(words) if words else f"[{stat.partition('(')[2].rpartition(')')[0]}]"
+        parts.append(f"{pid} {state} {argv}")
+    return "; ".join(parts) or "none"
 
 
 def _kill_and_wait(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
