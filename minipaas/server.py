@@ -22,7 +22,7 @@ import socket
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from minipaas.postgres import Cluster
 from minipaas.redis import RedisServers
 from minipaas.router import Router
 from minipaas.router.accesslog import router_line
-from minipaas.scheduler import CronScheduler
+from minipaas.scheduler import CronScheduler, wall_clock
 from minipaas.settings import Settings
 from minipaas.store import Store
 from minipaas.store.metrics import MetricsStore
@@ -382,7 +382,8 @@ class MinipaasServer:
         )
         # Its minutes are those after `started`; the runs due up to it that the server was down
         # for are caught up below (`Backups.missed_runs`): none run twice, none are skipped.
-        started = datetime.now(UTC)
+        # (The schedulers' clock: the wall clock, unless a test moved it.)
+        started = wall_clock()()
         backup_task = loop.create_task(backup_scheduler.run_forever(since=started))
         metrics_task = loop.create_task(self.metrics.run())
         router_task = loop.create_task(self.router.watch())

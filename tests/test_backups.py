@@ -13,7 +13,7 @@ import re
 import signal
 import stat
 import subprocess
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -682,7 +682,7 @@ def test_a_daily_capture_missed_while_the_server_was_down_is_caught_up_once(
     app = "bkmissed"
     paas.cli("apps:create", app)
     paas.cli("addons:create", "heroku-postgresql", "-a", app)
-    due = datetime.now(UTC) - timedelta(minutes=1)
+    due = paas.scheduler_now() - timedelta(minutes=1)  # the server's schedulers' clock
     at = due.strftime("%H:%M")
     paas.cli("pg:backups:schedule", "-a", app, "--at", at)
     assert listed(paas, app) == []
