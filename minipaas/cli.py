@@ -50,6 +50,22 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {cut}")
 
 
+class _OneApp(argparse.Action):
+    """`-a`/`--app`: given twice with two names (`pg:killall -a prod -a staging`), a usage
+    error naming both, as Heroku's CLI refuses a flag given twice; argparse kept the last one
+    silently, so a word acted on the app named last."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        before = getattr(namespace, self.dest, None)
+        if before is not None and before != values:
+            from minipaas.names import shown
+
+            raise UsageError(f"Two apps given, -a {shown(str(before))} and -a "
+                             f"{shown(str(values))}: name one.")
+        setattr(namespace, self.dest, values)
+
+
 def _client(args: argparse.Namespace) -> Any:
     """The client for a command. Changes (`long`: config:set, ps:scale, rollback, …) wait for
     the answer however long: the server bounds them (new dynos must boot within boot_timeout,
@@ -1866,7 +1882,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         p.add_argument("--data-dir", help="reach the local server of this data dir")
         if app:
-            p.add_argument("-a", "--app", help="the app (default: from the `minipaas` git remote)")
+            p.add_argument("-a", "--app", action=_OneApp,
+                           help="the app (default: from the `minipaas` git remote)")
         if json_out:
             p.add_argument("--json", action="store_true", help="machine-readable output")
         return p

@@ -1,0 +1,99 @@
+"""A Heroku user's pass over the add-on words of the credentials work (`pg:credentials:rotate`,
+`redis:credentials`, `pg:ps`, `pg:kill`, `pg:killall`) typed as Heroku's docs write them, on a
+real server, its PostgreSQL cluster and sshd: `-a` given twice (Heroku's CLI refuses a flag
+given twice; here the last one won silently, so `pg:killall -a prod -a staging` ended
+staging's connections)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.paas import Paas
+from tests.support.ports import wait_for
+from tests.support.sshd import SSHServer
+
+APP = "wordsapp"
+OTHER = "wordsother"
+
+
+@pytest.fixture(scope="module")
+def apps(env: tuple[Paas, SSHServer]) -> Iterator[tuple[Paas, SSHServer]]:
+    """Two apps never pushed, each with a database (its config release is enough), APP with a
+    Redis too; psql clients left by a test are ended."""
+    paas, _sshd = env
+    for app in (APP, OTHER):
+        paas.cli("apps:create", app)
+        paas.cli("addons:create", "heroku-postgresql", "-a", app)
+    paas.cli("addons:create", "heroku-redis", "-a", APP)
+    yield env
+    paas.assert_no_crashes()
+
+
+def idle_client(paas: Paas, app: str, name: str) -> subprocess.Popen[str]:
+    """psql on the host as the app's role, connected and idle (waiting on its stdin)."""
+    url = paas.cli("config:get", "DATABASE_URL", "-a", app).stdout.strip()
+    pg_env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    return subprocess.Popen(["psql", url, "-X", "-q"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**pg_env, "PGAPPNAME": name})
+
+
+def connections(paas: Paas, app: str, *flags: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = json.loads(
+        paas.cli("pg:ps", "-a", app, "--json", *flags).stdout)
+    return found
+
+
+def pg_connections(paas: Paas, app: str) -> int:
+    return int(json.loads(paas.cli("pg:info", "-a", app, "--json").stdout)["connections"])
+
+
+def ssh(sshd: SSHServer, *words: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*sshd.ssh_argv(), *words], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate(timeout=30)
+
+
+def test_app_given_twice_is_refused(apps: tuple[Paas, SSHServer]) -> None:
+    paas, sshd = apps
+    theirs = idle_client(paas, OTHER, "theirs")
+    try:
+        wait_for(lambda: pg_connections(paas, OTHER) == 1, timeout=30)
+        sentence = f"Two apps given, -a '{APP}' and -a '{OTHER}': name one."
+        assert paas.fails("pg:killall", "-a", APP, "-a", OTHER, code=2) == sentence
+        assert paas.fails("pg:killall", "--app", APP, "-a", OTHER, code=2) == sentence
+        assert paas.fails("pg:credentials:rotate", "-a", APP, "-a", OTHER, "--confirm", OTHER,
+                          code=2) == sentence
+        assert paas.fails("redis:credentials", "-a", APP, "-a", OTHER, code=2) == sentence
+        # Over `ssh minipaas@host` (the forced command, no terminal): the same sentence.
+        over_ssh = ssh(sshd, "pg:killall", "-a", APP, "-a", OTHER)
+        assert (over_ssh.returncode, over_ssh.stdout) == (2, ""), over_ssh
+        assert over_ssh.stderr.strip() == sentence, over_ssh
+        # Nothing was done to either app: the other's connection is still there.
+        assert theirs.poll() is None
+        assert pg_connections(paas, OTHER) == 1
+        # The same app twice is that app.
+        assert paas.cli("pg:killall", "-a", OTHER, "--app", OTHER).stdout == (
+            f"Terminated 1 connection to {OTHER}'s database "
+            f"{connections_name(paas, OTHER)}.\n")
+        _, said = theirs.communicate("select 1;\n", timeout=30)
+        assert theirs.returncode != 0 and "terminating connection due to administrator" in said
+    finally:
+        stop(theirs)
+
+
+def connections_name(paas: Paas, app: str) -> str:
+    addons = json.loads(paas.cli("addons", "-a", app, "--json").stdout)
+    name: str = next(a["name"] for a in addons if a["service"] == "heroku-postgresql")
+    return name
