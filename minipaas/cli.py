@@ -1467,7 +1467,15 @@ def cmd_pg_reset(args: argparse.Namespace) -> int:
 
 def _rotate(args: argparse.Namespace, service: str, what: str) -> dict[str, Any]:
     """A new password for the app's add-on of `service`, once --confirm names the app."""
+    from minipaas.names import shown
+
     app = _app(args)
+    if args.confirm is not None and args.confirm != app:
+        raise UsageError(
+            f"--confirm {shown(args.confirm)} does not name the app {app!r}: rotating the "
+            f"credentials of its {what} ends its connections and restarts its dynos; run again "
+            f"with --confirm {app}."
+        )
     if args.confirm != app:
         raise UsageError(
             f"Rotating the credentials of {app}'s {what} ends its connections and restarts its "

@@ -2,7 +2,7 @@
 `redis:credentials`, `pg:ps`, `pg:kill`, `pg:killall`) typed as Heroku's docs write them, on a
 real server, its PostgreSQL cluster and sshd: `-a` given twice (Heroku's CLI refuses a flag
 given twice; here the last one won silently, so `pg:killall -a prod -a staging` ended
-staging's connections)."""
+staging's connections) and a `--confirm` naming another app (named in the refusal)."""
 
 from __future__ import annotations
 
@@ -97,3 +97,21 @@ def connections_name(paas: Paas, app: str) -> str:
     addons = json.loads(paas.cli("addons", "-a", app, "--json").stdout)
     name: str = next(a["name"] for a in addons if a["service"] == "heroku-postgresql")
     return name
+
+
+def test_a_wrong_confirm_is_named(apps: tuple[Paas, SSHServer]) -> None:
+    paas, _sshd = apps
+    url = paas.cli("config:get", "DATABASE_URL", "-a", APP).stdout.strip()
+    redis_url = paas.cli("config:get", "REDIS_URL", "-a", APP).stdout.strip()
+    assert paas.fails("pg:credentials:rotate", "DATABASE_URL", "-a", APP, "--confirm", OTHER,
+                      code=2) == (
+        f"--confirm '{OTHER}' does not name the app '{APP}': rotating the credentials of its "
+        f"database ends its connections and restarts its dynos; run again with --confirm {APP}."
+    )
+    assert paas.fails("redis:credentials", "-a", APP, "--reset", "--confirm", "nope",
+                      code=2) == (
+        f"--confirm 'nope' does not name the app '{APP}': rotating the credentials of its "
+        f"Redis ends its connections and restarts its dynos; run again with --confirm {APP}."
+    )
+    assert paas.cli("config:get", "DATABASE_URL", "-a", APP).stdout.strip() == url
+    assert paas.cli("config:get", "REDIS_URL", "-a", APP).stdout.strip() == redis_url
