@@ -1535,13 +1535,17 @@ def cmd_pg_ps(args: argparse.Namespace) -> int:
     app = _app(args)
     _check_addon_arg(args, app, "heroku-postgresql")
     with _client(args) as c:
-        found = c.get(f"/api/apps/{app}/addons/heroku-postgresql/activity")
+        found = c.get(f"/api/apps/{app}/addons/heroku-postgresql/activity",
+                      **({"verbose": "true"} if args.verbose else {}))
     if args.json:
         _print_json(found["connections"])
         return 0
+    if not found["connections"] and args.verbose:
+        print(f"No connections to {app}'s database {found['name']}.")
+        return 0
     if not found["connections"]:
         print(f"No queries running on {app}'s database {found['name']} (idle connections are "
-              "not listed; pg:info counts them).")
+              "listed by pg:ps --verbose).")
         return 0
     _table(
         [
@@ -2109,6 +2113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("pg:ps", cmd_pg_ps, "the queries running on the app's database now",
             app=True, json_out=True)
     _database_argument(p)
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="its idle connections too (with their last query)")
     p = add("pg:kill", cmd_pg_kill, "cancel a query of the app's database (--force: end its "
             "connection)", app=True)
     p.add_argument("pid", metavar="PID", help="a pid pg:ps shows")

@@ -1226,10 +1226,13 @@ class Deployer:
         )
         return addon
 
-    async def database_activity(self, app_name: str) -> tuple[Addon, list[dict[str, Any]]]:
-        """`pg:ps`: the queries running on the app's database now."""
+    async def database_activity(
+        self, app_name: str, *, idle: bool = False
+    ) -> tuple[Addon, list[dict[str, Any]]]:
+        """`pg:ps`: the queries running on the app's database now (`idle`: and its idle
+        connections, `pg:ps --verbose`)."""
         addon = await self.addon(app_name)
-        return addon, await self._cluster().activity(addon.name)
+        return addon, await self._cluster().activity(addon.name, idle=idle)
 
     async def kill_backend(self, app_name: str, pid: int, *, force: bool) -> Addon:
         """`pg:kill`: cancel (terminate with `force`) backend `pid` of the app's database;

@@ -2,7 +2,8 @@
 `redis:credentials`, `pg:ps`, `pg:kill`, `pg:killall`) typed as Heroku's docs write them, on a
 real server, its PostgreSQL cluster and sshd: `-a` given twice (Heroku's CLI refuses a flag
 given twice; here the last one won silently, so `pg:killall -a prod -a staging` ended
-staging's connections) and a `--confirm` naming another app (named in the refusal)."""
+staging's connections), a `--confirm` naming another app (named in the refusal), and
+`pg:ps --verbose` (Heroku's flag: its idle connections too)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.paas import Paas
@@ -115,3 +117,46 @@ def test_a_wrong_confirm_is_named(apps: tuple[Paas, SSHServer]) -> None:
     )
     assert paas.cli("config:get", "DATABASE_URL", "-a", APP).stdout.strip() == url
     assert paas.cli("config:get", "REDIS_URL", "-a", APP).stdout.strip() == redis_url
+
+
+def test_pg_ps_verbose_lists_idle_connections(apps: tuple[Paas, SSHServer]) -> None:
+    paas, _sshd = apps
+    name = connections_name(paas, APP)
+    assert paas.cli("pg:ps", "-a", APP, "--verbose").stdout == (
+        f"No connections to {APP}'s database {name}.\n")
+    assert paas.cli("pg:ps", "-a", APP).stdout == (
+        f"No queries running on {APP}'s database {name} (idle connections are listed by "
+        "pg:ps --verbose).\n")
+    idle = idle_client(paas, APP, "idler")
+    try:
+        wait_for(lambda: pg_connections(paas, APP) == 1, timeout=30)
+        # Heroku's pg:ps leaves idle connections out; its --verbose (-v) lists them too.
+        assert connections(paas, APP) == []
+        rows = connections(paas, APP, "--verbose")
+        assert [(r["source"], r["state"]) for r in rows] == [("idler", "idle")], rows
+        assert [r["pid"] for r in connections(paas, APP, "-v")] == [rows[0]["pid"]]
+        header, _rule, row = paas.cli("pg:ps", "-v", "-a", APP).stdout.splitlines()
+        assert header.split() == ["pid", "state", "source", "running_for", "waiting", "query"]
+        assert row.split()[:3] == [str(rows[0]["pid"]), "idle", "idler"], row
+        # The other app's idle connection is not this app's.
+        theirs = idle_client(paas, OTHER, "theirs")
+        try:
+            wait_for(lambda: pg_connections(paas, OTHER) == 1, timeout=30)
+            assert "theirs" not in [r["source"] for r in connections(paas, APP, "-v")]
+        finally:
+            stop(theirs)
+        # Over MINIPAAS_URL and a token (the API's TCP port): the same flag.
+        remote_env = {**paas.remote_env(), "MINIPAAS_URL": f"http://127.0.0.1:{paas.api_port}"}
+        remote = subprocess.run([str(paas.exe), "pg:ps", "-v", "-a", APP, "--json"],
+                                capture_output=True, text=True, env=remote_env, timeout=60,
+                                check=False)
+        assert remote.returncode == 0, remote.stderr
+        assert [r["pid"] for r in json.loads(remote.stdout)] == [rows[0]["pid"]]
+        token = paas.cli("auth:token").stdout.strip()
+        answer = httpx.get(
+            f"http://127.0.0.1:{paas.api_port}/api/apps/{APP}/addons/heroku-postgresql/activity",
+            params={"verbose": "yes"}, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"] == "Invalid verbose 'yes': use true or false."
+    finally:
+        stop(idle)

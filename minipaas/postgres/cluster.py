@@ -588,12 +588,14 @@ class Cluster(Daemon):
             )
         return int(out.strip() or "0")
 
-    async def activity(self, name: str) -> list[dict[str, Any]]:
+    async def activity(self, name: str, *, idle: bool = False) -> list[dict[str, Any]]:
         """`pg:ps`: the queries running on database `name` now (its client connections that
-        are not idle, as Heroku's pg:ps shows them; "idle in transaction" ones are), from
-        pg_stat_activity, longest running first: pid, state, source (application_name),
-        user, running_for (seconds since its query began), waiting (on a lock) and query."""
+        are not idle, as Heroku's pg:ps shows them; "idle in transaction" ones are; with
+        `idle`, `pg:ps --verbose`, the idle ones too), from pg_stat_activity, longest running
+        first: pid, state, source (application_name), user, running_for (seconds since its
+        query began), waiting (on a lock) and query (an idle one's: its last)."""
         name = self._checked(name)
+        not_idle = "" if idle else "AND state IS DISTINCT FROM 'idle' "
         async with self._lock:
             await self._start()
             out = await self._superuser_sql(
@@ -605,7 +607,7 @@ class Cluster(Daemon):
                 "coalesce(wait_event_type = 'Lock', false) AS waiting, query "
                 "FROM pg_stat_activity "
                 f"WHERE datname = '{name}' AND backend_type = 'client backend' "
-                "AND state IS DISTINCT FROM 'idle' AND pid <> pg_backend_pid()) a;\n"
+                f"{not_idle}AND pid <> pg_backend_pid()) a;\n"
             )
         found: list[dict[str, Any]] = json.loads(out)
         return found
