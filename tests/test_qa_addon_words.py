@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 from tests.paas import Paas
 from tests.support.ports import wait_for
 from tests.support.sshd import SSHServer
+from tests.support.terminal import terminal
 
 APP = "wordsapp"
 OTHER = "wordsother"
@@ -160,3 +162,40 @@ def test_pg_ps_verbose_lists_idle_connections(apps: tuple[Paas, SSHServer]) -> N
         assert answer.json()["error"] == "Invalid verbose 'yes': use true or false."
     finally:
         stop(idle)
+
+
+def test_pg_psql_over_ssh_t_on_an_app_never_pushed_and_pg_kill_of_its_session(
+    apps: tuple[Paas, SSHServer],
+) -> None:
+    """`ssh -t minipaas@host pg:psql -a APP` on an app never pushed: psql on the user's
+    terminal; pg:ps --verbose shows its session, pg:kill cancels its query, pg:kill --force
+    ends the session (psql says so and connects again), a rotation ends it for good (psql
+    cannot connect again with the old password) and its next session uses the new one."""
+    paas, sshd = apps
+    with terminal([*sshd.ssh_argv(tty=True), "pg:psql", "-a", APP], os.environ) as term:
+        term.expect(b"=>", timeout=60)
+        term.type(b"select 'pid=' || pg_backend_pid() || '=end' as mine;\n")
+        term.expect(b"=end\r\n")
+        mine = int(re.findall(rb"pid=(\d+)=end", bytes(term.seen))[0])
+        assert mine in [r["pid"] for r in connections(paas, APP, "-v")]
+        term.type(b"select pg_sleep(60);\n")
+        wait_for(lambda: any(r["pid"] == mine and "pg_sleep" in r["query"]
+                             for r in connections(paas, APP)), timeout=30)
+        paas.cli("pg:kill", str(mine), "-a", APP)
+        term.expect(b"canceling statement due to user request")
+        paas.cli("pg:kill", str(mine), "-f", "-a", APP)
+        term.type(b"select 'after';\n")
+        term.expect(b"terminating connection due to administrator command")
+        term.expect(b"Attempting reset: Succeeded.")  # psql connected again (same password)
+        paas.cli("pg:credentials:rotate", "DATABASE_URL", "-a", APP, "--confirm", APP)
+        term.type(b"select 1;\n")
+        term.expect(b"terminating connection due to administrator command")
+        term.expect(b"Attempting reset: Failed.")  # the old password opens nothing now
+        term.type(b"\\q\n")
+        term.wait()
+    with terminal([*sshd.ssh_argv(tty=True), "pg:psql", "-a", APP], os.environ) as term:
+        term.expect(b"=>", timeout=60)
+        term.type(b"select 'ok=' || current_user;\n")
+        term.expect(b"ok=")
+        term.type(b"\\q\n")
+        assert term.wait() == 0, term.seen.decode(errors="replace")
