@@ -12,15 +12,17 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.paas import Paas
+from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, ssh_push
 from tests.support.ports import wait_for
 from tests.support.sshd import SSHServer
 from tests.support.terminal import terminal
+from tests.test_addons import psql
 
 APP = "wordsapp"
 OTHER = "wordsother"
@@ -199,3 +201,67 @@ def test_pg_psql_over_ssh_t_on_an_app_never_pushed_and_pg_kill_of_its_session(
         term.expect(b"ok=")
         term.type(b"\\q\n")
         assert term.wait() == 0, term.seen.decode(errors="replace")
+
+
+def worker_sessions(paas: Paas, app: str) -> set[int]:
+    """The pids of the sessions running the worker's `select pg_sleep(600)`. A stopped dyno's
+    may stay a while: PostgreSQL sees its client gone only once the query ends."""
+    return {int(row["pid"]) for row in connections(paas, app)
+            if "pg_sleep(600)" in (row["query"] or "") and row["state"] == "active"}
+
+
+def new_session(paas: Paas, app: str, seen: set[int]) -> int:
+    """The pid of a worker session not in `seen`, once there is one."""
+    return wait_for(lambda: min(worker_sessions(paas, app) - seen, default=None), timeout=90)
+
+
+def test_rotation_while_a_dyno_holds_a_connection_then_rollback_and_restart(
+    apps: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    """A worker dyno that holds a connection open (a long query, run again when it ends) as
+    an app's pool does: pg:credentials:rotate ends its session, the release restarts it with
+    the new DATABASE_URL and it connects again; a rollback keeps that URL; after the server
+    is killed and started again (the dyno adopted) and a ps:restart, it still connects."""
+    paas, sshd = apps
+    app = "wordsworker"
+    paas.cli("apps:create", app)
+    repo = git_repo(SAMPLES / "python-stdlib", tmp_path / app)
+    (repo / "Procfile").write_text(
+        "web: python app.py\n"
+        """worker: sh -c 'while :; do psql "$DATABASE_URL" -X -Atc "select pg_sleep(600)"; """
+        """echo "psql ended $?"; sleep 1; done'\n""")
+    commit(repo, "a worker holding a connection")
+    deployed(ssh_push(sshd, repo, app))
+    paas.cli("addons:create", "heroku-postgresql", "-a", app)
+    paas.cli("ps:scale", "worker=1", "-a", app)
+    first = new_session(paas, app, set())
+    old = paas.cli("config:get", "DATABASE_URL", "-a", app).stdout.strip()
+    before = json.loads(paas.cli("releases", "-a", app, "--json").stdout)[0]["version"]
+
+    paas.cli("pg:credentials:rotate", "-a", app, "--confirm", app)
+    new = paas.cli("config:get", "DATABASE_URL", "-a", app).stdout.strip()
+    assert new != old
+    second = new_session(paas, app, {first})
+    assert first not in worker_sessions(paas, app)  # ended by the rotation
+    assert psql(old, "select 1").returncode != 0
+    # releases:info of the rotation names the var, never its value.
+    info = paas.cli("releases:info", f"v{before + 1}", "-a", app).stdout
+    assert "Rotate DATABASE credentials" in info and "DATABASE_URL" in info, info
+    assert new.split("@")[0].rsplit(":", 1)[1] not in info + paas.cli(
+        "releases:info", f"v{before + 1}", "-a", app, "--json").stdout
+
+    paas.cli("rollback", f"v{before}", "-a", app)
+    assert paas.cli("config:get", "DATABASE_URL", "-a", app).stdout.strip() == new
+    third = new_session(paas, app, {first, second})
+
+    paas.kill9()
+    paas.restart()
+    assert paas.cli("config:get", "DATABASE_URL", "-a", app).stdout.strip() == new
+    assert third in worker_sessions(paas, app)  # adopted, its connection untouched
+    paas.cli("ps:restart", "worker", "-a", app)
+    new_session(paas, app, {first, second, third})
+    logs = paas.cli("logs", "-a", app, "-n", "2000").stdout
+    for secret in (old.split("@")[0].rsplit(":", 1)[1], new.split("@")[0].rsplit(":", 1)[1]):
+        assert secret not in logs and secret not in paas.log.read_text(errors="replace")
+    paas.cli("pg:killall", "-a", app)  # the stopped dynos' sessions, still in pg_sleep
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
