@@ -1,9 +1,12 @@
 """A Heroku user's pass over the add-on words of the credentials work (`pg:credentials:rotate`,
 `redis:credentials`, `pg:ps`, `pg:kill`, `pg:killall`) typed as Heroku's docs write them, on a
-real server, its PostgreSQL cluster and sshd: `-a` given twice (Heroku's CLI refuses a flag
-given twice; here the last one won silently, so `pg:killall -a prod -a staging` ended
-staging's connections), a `--confirm` naming another app (named in the refusal), and
-`pg:ps --verbose` (Heroku's flag: its idle connections too)."""
+real server, its PostgreSQL cluster, real dynos and sshd: `-a` given twice (Heroku's CLI
+refuses a flag given twice; here the last one won silently, so `pg:killall -a prod -a
+staging` ended staging's connections), a `--confirm` naming another app (named in the
+refusal), `pg:ps --verbose` (Heroku's flag: its idle connections too), and what worked as it
+should: pg:psql over `ssh -t` on an app never pushed and pg:kill of its session, a rotation
+while a dyno holds a connection, then rollback and a server restart, a rotation while a
+deploy builds."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +23,12 @@ import httpx
 import pytest
 
 from tests.paas import SAMPLES, Paas, commit, deployed, git_repo, ssh_push
+from tests.support.dirs import app_readable_tmp
 from tests.support.ports import wait_for
 from tests.support.sshd import SSHServer
 from tests.support.terminal import terminal
 from tests.test_addons import psql
+from tests.test_races import start_push, waiting_push
 
 APP = "wordsapp"
 OTHER = "wordsother"
@@ -39,6 +45,13 @@ def apps(env: tuple[Paas, SSHServer]) -> Iterator[tuple[Paas, SSHServer]]:
     paas.cli("addons:create", "heroku-redis", "-a", APP)
     yield env
     paas.assert_no_crashes()
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory app uids can read (buildpacks the builds copy)."""
+    with app_readable_tmp() as path:
+        yield path
 
 
 def idle_client(paas: Paas, app: str, name: str) -> subprocess.Popen[str]:
@@ -264,4 +277,32 @@ def test_rotation_while_a_dyno_holds_a_connection_then_rollback_and_restart(
     for secret in (old.split("@")[0].rsplit(":", 1)[1], new.split("@")[0].rsplit(":", 1)[1]):
         assert secret not in logs and secret not in paas.log.read_text(errors="replace")
     paas.cli("pg:killall", "-a", app)  # the stopped dynos' sessions, still in pg_sleep
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_rotation_while_a_deploy_builds_changes_nothing(
+    apps: tuple[Paas, SSHServer], tmp_path: Path, shared_dir: Path
+) -> None:
+    """pg:credentials:rotate while a push builds: refused once it has waited BUSY_WAIT for the
+    deploy, in one sentence, and the password was not changed (the old URL, which the config
+    and the dynos still hold, works); once the deploy is live the rotation goes through."""
+    paas, sshd = apps
+    app = "wordsbusy"
+    repo = waiting_push(paas, sshd, tmp_path, shared_dir, app)
+    paas.cli("addons:create", "heroku-postgresql", "-a", app)
+    old = paas.cli("config:get", "DATABASE_URL", "-a", app).stdout.strip()
+    cache = paas.data_dir / "cache" / app
+    with ThreadPoolExecutor(1) as pool:
+        push = start_push(pool, sshd, repo, app)
+        wait_for(lambda: (cache / "waiting").exists(), timeout=60, message="the build waits")
+        refused = paas.fails("pg:credentials:rotate", "-a", app, "--confirm", app)
+        assert refused == (
+            f" !    '{app}' is busy with a deploy or another change (for over 20 s); nothing "
+            "was changed: try again once it is done.")
+        assert psql(old, "select 1").stdout == "1\n"
+        assert paas.cli("config:get", "DATABASE_URL", "-a", app).stdout.strip() == old
+        (cache / "go").touch()
+        assert push.result(timeout=120).startswith("exit 0"), push.result()
+    paas.cli("pg:credentials:rotate", "-a", app, "--confirm", app)
+    assert psql(old, "select 1").returncode != 0
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
