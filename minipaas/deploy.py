@@ -481,12 +481,17 @@ class Deployer:
     async def set_config(
         self, app_name: str, changes: dict[str, str | None], *, who: str,
         description: str | None = None,
+        check: Callable[[dict[str, str]], None] | None = None,
     ) -> dict[str, str]:
         """Change config vars: a new release with the same slug, dynos restarted with it. The
-        release says `description` (default: which vars were set and unset)."""
+        release says `description` (default: which vars were set and unset). `check` is
+        given the config as it is under the app's lock, before any change; what it raises
+        leaves everything as it was."""
         async with self.lock(app_name):
             app = await self.store.app(app_name)
             before = await self.store.config(app)
+            if check is not None:
+                check(before)
             config = await self.store.update_config(app, changes)
             if config == before:
                 return config
@@ -1207,12 +1212,23 @@ class Deployer:
             await cluster.set_password(addon.name, password)
             return cluster.url(addon.name, password)
 
+        def unchanged(config: dict[str, str]) -> None:
+            """The URL is still the one whose password was changed: an `addons:destroy` that
+            ran meanwhile unset it (and drops the database), and the new one must not come
+            back as a config var of no add-on, for a database that is gone."""
+            if config.get(addon.config_var) != old:
+                raise Conflict(
+                    f"The {addon.config_var} of {app_name!r} changed while its credentials "
+                    "were rotated (its add-on destroyed meanwhile?); nothing was released."
+                )
+
         async with self._rotating.setdefault(app_name, asyncio.Lock()):
             old = await self._addon_url(app_name, addon)
             new = await set_password(None)
             try:
                 await self.set_config(app_name, {addon.config_var: new}, who=who,
-                                      description=f"Rotate {attachment} credentials")
+                                      description=f"Rotate {attachment} credentials",
+                                      check=unchanged)
             except BaseException:
                 # The password the config holds (the old one if the release did not happen)
                 # is the one that must work.

@@ -306,3 +306,73 @@ def test_rotation_while_a_deploy_builds_changes_nothing(
     paas.cli("pg:credentials:rotate", "-a", app, "--confirm", app)
     assert psql(old, "select 1").returncode != 0
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def superuser(paas: Paas) -> list[str]:
+    """psql as the cluster's superuser over its unix socket (as minipaas connects)."""
+    pgdata = paas.data_dir / "postgres" / "data"
+    port = re.search(r"^port = (\d+)$", (pgdata / "minipaas.conf").read_text(), re.M)
+    assert port is not None
+    return ["psql", "-X", "-At", "-h", str(pgdata), "-p", port.group(1), "-U", "postgres",
+            "-d", "postgres"]
+
+
+def config_of(paas: Paas, app: str) -> dict[str, str]:
+    found: dict[str, str] = json.loads(paas.cli("config", "-a", app, "--json").stdout)
+    return found
+
+
+def test_addons_destroy_during_a_rotation_leaves_no_url(apps: tuple[Paas, SSHServer]) -> None:
+    """addons:destroy while pg:credentials:rotate changes the password (held here by a
+    superuser's open transaction on the role, as a slow cluster would): the destroy unsets
+    DATABASE_URL and drops the database; the rotation must not then release its new URL, a
+    DATABASE_URL of a database that no longer exists, no longer guarded as an add-on's."""
+    paas, _sshd = apps
+    app = "wordsrace"
+    paas.cli("apps:create", app)
+    paas.cli("addons:create", "heroku-postgresql", "-a", app)
+    role = paas.cli("config:get", "DATABASE_URL", "-a", app).stdout.strip().rsplit("/", 1)[1]
+    blocker = subprocess.Popen([*superuser(paas), "-q"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               user="postgres", cwd="/", env={"PATH": "/usr/bin:/bin"})
+    assert blocker.stdin is not None and blocker.stdout is not None
+    blocker.stdin.write(f"BEGIN;\nALTER ROLE \"{role}\" CONNECTION LIMIT -1;\nSELECT 'held';\n")
+    blocker.stdin.flush()
+    assert blocker.stdout.readline() == "held\n"
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        def start(*args: str) -> subprocess.Popen[str]:
+            proc = subprocess.Popen([str(paas.exe), *args], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=paas.env)
+            procs.append(proc)
+            return proc
+
+        def rotation_waits() -> bool:
+            out = subprocess.run(
+                [*superuser(paas), "-c", "SELECT count(*) FROM pg_stat_activity WHERE "
+                 "wait_event_type = 'Lock' AND query LIKE 'ALTER ROLE%PASSWORD%'"],
+                capture_output=True, text=True, timeout=60, check=True, user="postgres",
+                cwd="/", env={"PATH": "/usr/bin:/bin"}).stdout
+            return out.strip() == "1"
+
+        rotation = start("pg:credentials:rotate", "-a", app, "--confirm", app)
+        wait_for(rotation_waits, timeout=60, message="the rotation's ALTER ROLE waits")
+        destroy = start("addons:destroy", "heroku-postgresql", "-a", app, "--confirm", app)
+        wait_for(lambda: "DATABASE_URL" not in config_of(paas, app), timeout=60,
+                 message="the destroy unsets DATABASE_URL")
+        blocker.communicate("ROLLBACK;\n", timeout=60)
+        out, err = destroy.communicate(timeout=120)
+        assert destroy.returncode == 0, (out, err)
+        out, err = rotation.communicate(timeout=120)
+        assert json.loads(paas.cli("addons", "-a", app, "--json").stdout) == []
+        assert "DATABASE_URL" not in config_of(paas, app), (out, err)
+        assert rotation.returncode == 1, (out, err)
+        assert err == (
+            f" !    The DATABASE_URL of '{app}' changed while its credentials were rotated (its "
+            "add-on destroyed meanwhile?); nothing was released.\n"), err
+    finally:
+        for proc in [blocker, *procs]:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=30)
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
