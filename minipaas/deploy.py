@@ -481,13 +481,13 @@ class Deployer:
     async def set_config(
         self, app_name: str, changes: dict[str, str | None], *, who: str,
         description: str | None = None,
-        check: Callable[[dict[str, str]], None] | None = None,
+        check: Callable[[dict[str, str]], None] | None = None, locked: bool = False,
     ) -> dict[str, str]:
         """Change config vars: a new release with the same slug, dynos restarted with it. The
         release says `description` (default: which vars were set and unset). `check` is
         given the config as it is under the app's lock, before any change; what it raises
-        leaves everything as it was."""
-        async with self.lock(app_name):
+        leaves everything as it was. `locked`: the caller holds the app's lock already."""
+        async with contextlib.nullcontext() if locked else self.lock(app_name):
             app = await self.store.app(app_name)
             before = await self.store.config(app)
             if check is not None:
@@ -1222,13 +1222,16 @@ class Deployer:
                     "were rotated (its add-on destroyed meanwhile?); nothing was released."
                 )
 
-        async with self._rotating.setdefault(app_name, asyncio.Lock()):
+        # The app's lock from the new password to its release: a deploy or config change
+        # that took the lock in between had the dynos run on the old URL, which no longer
+        # opened the database, for as long as it lasted (a build: minutes).
+        async with self.lock(app_name), self._rotating.setdefault(app_name, asyncio.Lock()):
             old = await self._addon_url(app_name, addon)
             new = await set_password(None)
             try:
                 await self.set_config(app_name, {addon.config_var: new}, who=who,
                                       description=f"Rotate {attachment} credentials",
-                                      check=unchanged)
+                                      check=unchanged, locked=True)
             except BaseException:
                 # The password the config holds (the old one if the release did not happen)
                 # is the one that must work.
