@@ -137,7 +137,7 @@ def test_a_wrong_confirm_is_named(apps: tuple[Paas, SSHServer]) -> None:
 
 
 def test_pg_ps_verbose_lists_idle_connections(apps: tuple[Paas, SSHServer]) -> None:
-    paas, _sshd = apps
+    paas, sshd = apps
     name = connections_name(paas, APP)
     assert paas.cli("pg:ps", "-a", APP, "--verbose").stdout == (
         f"No connections to {APP}'s database {name}.\n")
@@ -169,6 +169,10 @@ def test_pg_ps_verbose_lists_idle_connections(apps: tuple[Paas, SSHServer]) -> N
                                 check=False)
         assert remote.returncode == 0, remote.stderr
         assert [r["pid"] for r in json.loads(remote.stdout)] == [rows[0]["pid"]]
+        # Over `ssh minipaas@host` (no terminal): the same JSON.
+        over_ssh = ssh(sshd, "pg:ps", "--verbose", "--json", "-a", APP)
+        assert over_ssh.returncode == 0, over_ssh
+        assert [r["pid"] for r in json.loads(over_ssh.stdout)] == [rows[0]["pid"]]
         token = paas.cli("auth:token").stdout.strip()
         answer = httpx.get(
             f"http://127.0.0.1:{paas.api_port}/api/apps/{APP}/addons/heroku-postgresql/activity",
