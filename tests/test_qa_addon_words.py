@@ -423,3 +423,52 @@ def test_addons_destroy_during_a_rotation_leaves_no_url(apps: tuple[Paas, SSHSer
                 proc.kill()
             proc.communicate(timeout=30)
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
+
+
+def test_pg_killall_leaves_minipaas_own_sessions_alone(apps: tuple[Paas, SSHServer]) -> None:
+    """pg:ps, pg:kill and pg:killall are about the app's connections (its role's), as
+    Heroku's are (its credential cannot see or end the platform's own sessions): a backup's
+    pg_dump, run by minipaas as the cluster's superuser, was listed by pg:ps and ended by
+    pg:killall, which failed the backup (a restore's pg_restore the same, half-way). Here
+    pg_dump waits for a table the app holds locked; pg:killall ends the app's session only,
+    and the backup then completes."""
+    paas, _sshd = apps
+    app = "wordsdump"
+    paas.cli("apps:create", app)
+    paas.cli("addons:create", "heroku-postgresql", "-a", app)
+    url = paas.cli("config:get", "DATABASE_URL", "-a", app).stdout.strip()
+    assert psql(url, "create table t (n int); insert into t values (1)").returncode == 0
+    pg_env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    locker = subprocess.Popen(["psql", url, "-X", "-q", "-At"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**pg_env, "PGAPPNAME": "locker"})
+    procs: list[subprocess.Popen[str]] = [locker]
+    try:
+        assert locker.stdin is not None and locker.stdout is not None
+        locker.stdin.write("BEGIN;\nLOCK TABLE t IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n")
+        locker.stdin.flush()
+        assert locker.stdout.readline() == "locked\n"
+        capture = started(paas, procs, "pg:backups:capture", "-a", app)
+
+        def dump_waits() -> int | None:
+            out = subprocess.run(
+                [*superuser(paas), "-c", "SELECT pid FROM pg_stat_activity WHERE "
+                 "application_name = 'minipaas' AND wait_event_type = 'Lock'"],
+                capture_output=True, text=True, timeout=60, check=True, user="postgres",
+                cwd="/", env={"PATH": "/usr/bin:/bin"}).stdout.split()
+            return int(out[0]) if out else None
+
+        dump = wait_for(dump_waits, timeout=60, message="pg_dump waits for the lock")
+        listed = [r["pid"] for r in connections(paas, app, "--verbose")]
+        assert dump not in listed and len(listed) == 1, listed
+        assert "is not a connection" in paas.fails("pg:kill", str(dump), "-a", app)
+        assert paas.cli("pg:killall", "-a", app).stdout.startswith("Terminated 1 connection ")
+        out, err = capture.communicate(timeout=120)
+        assert capture.returncode == 0, (out, err)
+        assert out.startswith("Captured b001 of wordsdump's database"), out
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=30)
+    paas.cli("apps:destroy", "-a", app, "--confirm", app)
