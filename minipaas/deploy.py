@@ -481,17 +481,14 @@ class Deployer:
     async def set_config(
         self, app_name: str, changes: dict[str, str | None], *, who: str,
         description: str | None = None,
-        check: Callable[[dict[str, str]], None] | None = None, locked: bool = False,
+        locked: bool = False,
     ) -> dict[str, str]:
         """Change config vars: a new release with the same slug, dynos restarted with it. The
-        release says `description` (default: which vars were set and unset). `check` is
-        given the config as it is under the app's lock, before any change; what it raises
-        leaves everything as it was. `locked`: the caller holds the app's lock already."""
+        release says `description` (default: which vars were set and unset). `locked`: the
+        caller holds the app's lock already."""
         async with contextlib.nullcontext() if locked else self.lock(app_name):
             app = await self.store.app(app_name)
             before = await self.store.config(app)
-            if check is not None:
-                check(before)
             config = await self.store.update_config(app, changes)
             if config == before:
                 return config
@@ -1212,26 +1209,18 @@ class Deployer:
             await cluster.set_password(addon.name, password)
             return cluster.url(addon.name, password)
 
-        def unchanged(config: dict[str, str]) -> None:
-            """The URL is still the one whose password was changed: an `addons:destroy` that
-            ran meanwhile unset it (and drops the database), and the new one must not come
-            back as a config var of no add-on, for a database that is gone."""
-            if config.get(addon.config_var) != old:
-                raise Conflict(
-                    f"The {addon.config_var} of {app_name!r} changed while its credentials "
-                    "were rotated (its add-on destroyed meanwhile?); nothing was released."
-                )
-
         # The app's lock from the new password to its release: a deploy or config change
         # that took the lock in between had the dynos run on the old URL, which no longer
-        # opened the database, for as long as it lasted (a build: minutes).
+        # opened the database, for as long as it lasted (a build: minutes); an addons:destroy
+        # unset the URL and dropped the database, and the new URL came back as a config var
+        # of no add-on.
         async with self.lock(app_name), self._rotating.setdefault(app_name, asyncio.Lock()):
             old = await self._addon_url(app_name, addon)
             new = await set_password(None)
             try:
                 await self.set_config(app_name, {addon.config_var: new}, who=who,
                                       description=f"Rotate {attachment} credentials",
-                                      check=unchanged, locked=True)
+                                      locked=True)
             except BaseException:
                 # The password the config holds (the old one if the release did not happen)
                 # is the one that must work.
