@@ -50,6 +50,22 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {cut}")
 
 
+class _OneApp(argparse.Action):
+    """`-a`/`--app`: given twice with two names (`pg:killall -a prod -a staging`), a usage
+    error naming both, as Heroku's CLI refuses a flag given twice; argparse kept the last one
+    silently, so a word acted on the app named last."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        before = getattr(namespace, self.dest, None)
+        if before is not None and before != values:
+            from minipaas.names import shown
+
+            raise UsageError(f"Two apps given, -a {shown(str(before))} and -a "
+                             f"{shown(str(values))}: name one.")
+        setattr(namespace, self.dest, values)
+
+
 def _client(args: argparse.Namespace) -> Any:
     """The client for a command. Changes (`long`: config:set, ps:scale, rollback, …) wait for
     the answer however long: the server bounds them (new dynos must boot within boot_timeout,
@@ -1519,7 +1535,15 @@ def cmd_pg_reset(args: argparse.Namespace) -> int:
 
 def _rotate(args: argparse.Namespace, service: str, what: str) -> dict[str, Any]:
     """A new password for the app's add-on of `service`, once --confirm names the app."""
+    from minipaas.names import shown
+
     app = _app(args)
+    if args.confirm is not None and args.confirm != app:
+        raise UsageError(
+            f"--confirm {shown(args.confirm)} does not name the app {app!r}: rotating the "
+            f"credentials of its {what} ends its connections and restarts its dynos; run again "
+            f"with --confirm {app}."
+        )
     if args.confirm != app:
         raise UsageError(
             f"Rotating the credentials of {app}'s {what} ends its connections and restarts its "
@@ -1579,13 +1603,17 @@ def cmd_pg_ps(args: argparse.Namespace) -> int:
     app = _app(args)
     _check_addon_arg(args, app, "heroku-postgresql")
     with _client(args) as c:
-        found = c.get(f"/api/apps/{app}/addons/heroku-postgresql/activity")
+        found = c.get(f"/api/apps/{app}/addons/heroku-postgresql/activity",
+                      **({"verbose": "true"} if args.verbose else {}))
     if args.json:
         _print_json(found["connections"])
         return 0
+    if not found["connections"] and args.verbose:
+        print(f"No connections to {app}'s database {found['name']}.")
+        return 0
     if not found["connections"]:
         print(f"No queries running on {app}'s database {found['name']} (idle connections are "
-              "not listed; pg:info counts them).")
+              "listed by pg:ps --verbose).")
         return 0
     _table(
         [
@@ -1952,7 +1980,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         p.add_argument("--data-dir", help="reach the local server of this data dir")
         if app:
-            p.add_argument("-a", "--app", help="the app (default: from the `minipaas` git remote)")
+            p.add_argument("-a", "--app", action=_OneApp,
+                           help="the app (default: from the `minipaas` git remote)")
         if json_out:
             p.add_argument("--json", action="store_true", help="machine-readable output")
         return p
@@ -2180,6 +2209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("pg:ps", cmd_pg_ps, "the queries running on the app's database now",
             app=True, json_out=True)
     _database_argument(p)
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="its idle connections too (with their last query)")
     p = add("pg:kill", cmd_pg_kill, "cancel a query of the app's database (--force: end its "
             "connection)", app=True)
     p.add_argument("pid", metavar="PID", help="a pid pg:ps shows")

@@ -492,10 +492,12 @@ class Deployer:
     async def set_config(
         self, app_name: str, changes: dict[str, str | None], *, who: str,
         description: str | None = None,
+        locked: bool = False,
     ) -> dict[str, str]:
         """Change config vars: a new release with the same slug, dynos restarted with it. The
-        release says `description` (default: which vars were set and unset)."""
-        async with self.lock(app_name):
+        release says `description` (default: which vars were set and unset). `locked`: the
+        caller holds the app's lock already."""
+        async with contextlib.nullcontext() if locked else self.lock(app_name):
             app = await self.store.app(app_name)
             before = await self.store.config(app)
             config = await self.store.update_config(app, changes)
@@ -1389,12 +1391,18 @@ class Deployer:
             await cluster.set_password(addon.name, password)
             return cluster.url(addon.name, password)
 
-        async with self._rotating.setdefault(app_name, asyncio.Lock()):
+        # The app's lock from the new password to its release: a deploy or config change
+        # that took the lock in between had the dynos run on the old URL, which no longer
+        # opened the database, for as long as it lasted (a build: minutes); an addons:destroy
+        # unset the URL and dropped the database, and the new URL came back as a config var
+        # of no add-on.
+        async with self.lock(app_name), self._rotating.setdefault(app_name, asyncio.Lock()):
             old = await self._addon_url(app_name, addon)
             new = await set_password(None)
             try:
                 await self.set_config(app_name, {addon.config_var: new}, who=who,
-                                      description=f"Rotate {attachment} credentials")
+                                      description=f"Rotate {attachment} credentials",
+                                      locked=True)
             except BaseException:
                 # The password the config holds (the old one if the release did not happen)
                 # is the one that must work.
@@ -1408,10 +1416,13 @@ class Deployer:
         )
         return addon
 
-    async def database_activity(self, app_name: str) -> tuple[Addon, list[dict[str, Any]]]:
-        """`pg:ps`: the queries running on the app's database now."""
+    async def database_activity(
+        self, app_name: str, *, idle: bool = False
+    ) -> tuple[Addon, list[dict[str, Any]]]:
+        """`pg:ps`: the queries running on the app's database now (`idle`: and its idle
+        connections, `pg:ps --verbose`)."""
         addon = await self.addon(app_name)
-        return addon, await self._cluster().activity(addon.name)
+        return addon, await self._cluster().activity(addon.name, idle=idle)
 
     async def kill_backend(self, app_name: str, pid: int, *, force: bool) -> Addon:
         """`pg:kill`: cancel (terminate with `force`) backend `pid` of the app's database;

@@ -239,8 +239,8 @@ def test_pg_ps_kill_and_killall_on_real_queries(env: Env) -> None:
     assert idle.returncode != 0 and "terminating connection due to administrator" in said, said
     assert env.connections() == []
     assert paas.cli("pg:ps", "-a", APP).stdout == (
-        f"No queries running on {APP}'s database {role} (idle connections are not listed; "
-        "pg:info counts them).\n")
+        f"No queries running on {APP}'s database {role} (idle connections are listed by "
+        "pg:ps --verbose).\n")
     assert theirs.poll() is None and their_pid in [r["pid"] for r in env.connections(OTHER)]
     assert paas.cli("pg:killall", "-a", OTHER).stdout.startswith("Terminated 1 connection to ")
     assert theirs.wait(timeout=30) != 0

@@ -1078,10 +1078,14 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             raise UserError(f"Only a heroku-postgresql database has {word}.")
 
     async def addons_activity(request: Request) -> Response:
-        """`pg:ps`: the queries running on the app's database now."""
+        """`pg:ps`: the queries running on the app's database now; `?verbose=true`
+        (`pg:ps --verbose`, as Heroku's): its idle connections too."""
         name = app_name(request)
         postgres_only(request, "connections to list")
-        addon, found = await deployer.database_activity(name)
+        verbose = request.query_params.get("verbose", "false")
+        if verbose not in ("true", "false"):
+            raise UserError(f"Invalid verbose {names.shown(verbose)}: use true or false.")
+        addon, found = await deployer.database_activity(name, idle=verbose == "true")
         return JSONResponse({**addon_json(addon), "connections": found})
 
     async def addons_kill(request: Request) -> Response:

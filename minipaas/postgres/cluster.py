@@ -588,12 +588,16 @@ class Cluster(Daemon):
             )
         return int(out.strip() or "0")
 
-    async def activity(self, name: str) -> list[dict[str, Any]]:
-        """`pg:ps`: the queries running on database `name` now (its client connections that
-        are not idle, as Heroku's pg:ps shows them; "idle in transaction" ones are), from
+    async def activity(self, name: str, *, idle: bool = False) -> list[dict[str, Any]]:
+        """`pg:ps`: the queries running on database `name` now (the client connections of its
+        role `name`, as Heroku's credential sees them: not minipaas's own, a backup's pg_dump
+        as the superuser, say; those that are not idle, as Heroku's pg:ps shows them; "idle in
+        transaction" ones are; with `idle`, `pg:ps --verbose`, the idle ones too), from
         pg_stat_activity, longest running first: pid, state, source (application_name),
-        user, running_for (seconds since its query began), waiting (on a lock) and query."""
+        user, running_for (seconds since its query began), waiting (on a lock) and query (an
+        idle one's: its last)."""
         name = self._checked(name)
+        not_idle = "" if idle else "AND state IS DISTINCT FROM 'idle' "
         async with self._lock:
             await self._start()
             out = await self._superuser_sql(
@@ -604,8 +608,8 @@ class Cluster(Daemon):
                 "extract(epoch FROM clock_timestamp() - query_start)::float8 AS running_for, "
                 "coalesce(wait_event_type = 'Lock', false) AS waiting, query "
                 "FROM pg_stat_activity "
-                f"WHERE datname = '{name}' AND backend_type = 'client backend' "
-                "AND state IS DISTINCT FROM 'idle' AND pid <> pg_backend_pid()) a;\n"
+                f"WHERE datname = '{name}' AND usename = '{name}' "
+                f"AND backend_type = 'client backend' {not_idle}AND pid <> pg_backend_pid()) a;\n"
             )
         found: list[dict[str, Any]] = json.loads(out)
         return found
@@ -613,27 +617,29 @@ class Cluster(Daemon):
     async def signal_backend(self, name: str, pid: int, *, force: bool) -> bool:
         """`pg:kill`: cancel the query of backend `pid` (pg_cancel_backend), or with `force`
         end its connection (pg_terminate_backend); only if it is a connection to database
-        `name`, checked in the same statement: False if it is not (another app's backend, the
-        cluster's own processes, no such pid)."""
+        `name` by its role, checked in the same statement: False if it is not (another app's
+        backend, the cluster's own processes, minipaas's pg_dump or pg_restore, no such
+        pid)."""
         name = self._checked(name)
         call = "pg_terminate_backend" if force else "pg_cancel_backend"
         async with self._lock:
             await self._start()
             out = await self._superuser_sql(
                 f"SELECT {call}(pid) FROM pg_stat_activity "  # noqa: S608
-                f"WHERE pid = {int(pid)} AND datname = '{name}' "
+                f"WHERE pid = {int(pid)} AND datname = '{name}' AND usename = '{name}' "
                 "AND backend_type = 'client backend';\n"
             )
         return out.strip() == "t"
 
     async def terminate_all(self, name: str) -> int:
-        """`pg:killall`: end every client connection to database `name`; how many."""
+        """`pg:killall`: end every client connection of role `name` to database `name` (not
+        minipaas's own: a backup or restore in progress goes on); how many."""
         name = self._checked(name)
         async with self._lock:
             await self._start()
             out = await self._superuser_sql(
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "  # noqa: S608
-                f"FROM pg_stat_activity WHERE datname = '{name}' "
+                f"FROM pg_stat_activity WHERE datname = '{name}' AND usename = '{name}' "
                 "AND backend_type = 'client backend' AND pid <> pg_backend_pid();\n"
             )
         return int(out.strip() or "0")
