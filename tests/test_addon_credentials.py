@@ -246,6 +246,22 @@ def test_pg_ps_kill_and_killall_on_real_queries(env: Env) -> None:
     assert theirs.wait(timeout=30) != 0
 
 
+def test_a_query_whose_client_died_does_not_run_on(env: Env) -> None:
+    """A client killed mid-query (a `run` dyno killed, a dyno stopped by a deploy): PostgreSQL
+    only noticed when the query ended, so a long one ran on, its locks held (a killed
+    migration blocked the next). Backends now look for their client every CLIENT_CHECK."""
+    from minipaas.postgres.cluster import CLIENT_CHECK
+
+    sleeper = env.sleeper(env.url("DATABASE_URL"), seconds=600, name="orphaned")
+    pid = env.sleeping("orphaned")
+    sleeper.kill()
+    sleeper.wait()
+    started = time.monotonic()
+    wait_for(lambda: pid not in [r["pid"] for r in env.connections()], timeout=60)
+    print(f"the orphaned query ended {time.monotonic() - started:.1f} s after its client "
+          f"(check every {CLIENT_CHECK})")
+
+
 def test_redis_credentials_and_reset(env: Env) -> None:
     paas = env.paas
     old = env.url("REDIS_URL")

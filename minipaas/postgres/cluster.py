@@ -69,6 +69,10 @@ SUPERUSER = "postgres"
 #: Ports tried (in random order) for a new cluster: never 5432, the distro's own cluster's.
 PORTS = range(5433, 6000)
 START_TIMEOUT = 60.0
+CLIENT_CHECK = "5s"
+"""How often a backend running a query checks that its client is still there (PostgreSQL 14+'s
+`client_connection_check_interval`): a query whose client died (a killed `run` dyno, a dyno
+stopped by a deploy) is cancelled within this, instead of running on, locks held, to its end."""
 STOP_GRACE = 30.0
 SQL_TIMEOUT = 120.0
 #: The longest a `pg_dump` or `pg_restore` of one app's database may take.
@@ -275,7 +279,10 @@ class Cluster(Daemon):
         bindir = self._bindir(self.version())
         _, owner = self._owner()
         await asyncio.to_thread(self._forget_stale_lock)
+        version = self.version()
         argv = [str(bindir / "postgres"), "-D", str(self.pgdata)]
+        if version.isdigit() and int(version) >= 14:  # on the command line: older clusters too
+            argv += ["-c", f"client_connection_check_interval={CLIENT_CHECK}"]
         await self._spawn(argv, owner, self._env(), self.root)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
