@@ -1,8 +1,11 @@
 """Router log lines end to end: which dyno answered, the client's address, and Heroku's router
-error codes decided from what happened (real server, Caddy, resolver and bwrap dynos)."""
+error codes decided from what happened (real server, Caddy, resolver and bwrap dynos);
+`apps:errors` counting them."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 from tests.paas import Paas, deployed, git_repo, ssh_push
@@ -88,4 +91,52 @@ def test_router_lines_name_the_dyno_and_the_error_codes(
     line = _router_line(paas, "blank", "code=H81")
     assert 'at=error code=H81 desc="Blank app"' in line
 
+    counts = json.loads(paas.cli("apps:errors", "-a", "codes", "--json").stdout)
+    assert counts["hours"] == 24
+    assert counts["router"]["H13"] >= 1 and counts["router"]["H80"] >= 1
+    assert counts["router"]["H14"] >= 1 and "H81" not in counts["router"]
+    table = paas.cli("apps:errors", "-a", "codes", "--hours", "1").stdout
+    assert "=== Errors on codes in the last 1 h" in table
+    assert any(ln.split()[:2] == ["router", "H14"] for ln in table.splitlines()), table
+    blank = json.loads(paas.cli("apps:errors", "-a", "blank", "--json").stdout)
+    assert set(blank["router"]) == {"H81"}
+    over_ssh = subprocess.run(
+        [*sshd.ssh_argv(), "apps:errors", "-a", "blank", "--json"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert json.loads(over_ssh.stdout)["router"] == blank["router"]
+
+    for bad in ("0", "100000"):
+        result = paas.cli("apps:errors", "-a", "codes", "--hours", bad, check=False)
+        assert result.returncode == 1, result
+        assert f"Invalid hours '{bad}'" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert paas.cli("apps:errors", "-a", "nope", check=False).returncode == 1
+
+
+def test_apps_errors_counts_dyno_errors_by_process_type(tmp_path: Path) -> None:
+    """Pure: R14/R15 and crashes from the supervisor's lines, router codes from the router's."""
+    from datetime import UTC, datetime, timedelta
+
+    from minipaas.app_errors import app_errors
+    from minipaas.logs import LogStore
+
+    logs = LogStore(tmp_path)
+    now = datetime.now(UTC)
+    old = now - timedelta(hours=30)
+    logs.append("shop", "minipaas", "web.1", "Error R14 (Memory quota exceeded)", ts=now)
+    logs.append("shop", "minipaas", "web.2", "Error R14 (Memory quota exceeded)", ts=now)
+    logs.append("shop", "minipaas", "worker.1", "Crashed: exited 3 times", ts=now)
+    logs.append("shop", "minipaas", "web.1", "Error R15 (Memory quota vastly exceeded)", ts=old)
+    logs.append("shop", "app", "web.1", "code=H14 says the app itself", ts=now)
+    logs.append_timed("shop", "router", "router", [
+        (now, 'at=error code=H14 desc="No web dynos running" method=GET'),
+        (old, 'at=error code=H12 desc="Request timeout" method=GET'),
+    ])
+    logs.close()
+    answer = app_errors(logs, "shop", 24, now + timedelta(seconds=1))
+    assert answer["router"] == {"H14": 1}
+    assert answer["dyno"] == {"web R14": 2, "worker crashed": 1}
+    assert app_errors(logs, "shop", 48, now + timedelta(seconds=1))["router"] == {
+        "H12": 1, "H14": 1
+    }
 
