@@ -628,6 +628,27 @@ def cmd_releases(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apps_errors(args: argparse.Namespace) -> int:
+    """Heroku's `apps:errors`: router error codes and dyno errors over the last hours."""
+    app = _app(args)
+    with _client(args) as c:
+        data = c.get(f"/api/apps/{app}/errors", hours=args.hours)
+    if args.json:
+        _print_json(data)
+        return 0
+    hours = data["hours"]
+    rows = [("router", code, n) for code, n in data["router"].items()]
+    rows += [(kind.split(" ")[0], kind.split(" ")[-1], n) for kind, n in data["dyno"].items()]
+    if not rows:
+        print(f"No errors on {app} in the last {hours} h.")
+        return 0
+    print(f"=== Errors on {app} in the last {hours} h")
+    descriptions = data.get("descriptions", {})
+    for where, code, n in rows:
+        print(f"{where:<8} {code:<8} {n:>7}  {descriptions.get(code, '')}")
+    return 0
+
+
 def cmd_releases_info(args: argparse.Namespace) -> int:
     from minipaas import names
 
@@ -2069,6 +2090,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=["app", "router", "build", "release", "minipaas"])
     p.add_argument("--dyno", help="one dyno (web.1), or every dyno of a type (web)")
     add("releases", cmd_releases, "list releases", app=True, json_out=True)
+    p = add(
+        "apps:errors", cmd_apps_errors, "count router and dyno errors", app=True, json_out=True
+    )
+    p.add_argument("--hours", type=int, default=24, help="hours back (default 24)")
     p = add("releases:info", cmd_releases_info, "show a release", app=True, json_out=True)
     p.add_argument("version", metavar="vN")
     p = add(

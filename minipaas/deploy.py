@@ -157,6 +157,8 @@ class Deployer:
         #: Old name -> new, while a rename switches the routes: the old hostname still serves
         #: the app until Caddy surely serves the new one (see `_switch_names`).
         self._aliases: dict[str, str] = {}
+        #: Apps without any release, as of the last routes rendered: the router log's H81.
+        self.unreleased: frozenset[str] = frozenset()
         self._trash_lock = asyncio.Lock()  # two deploys ending together empty it once
         #: Per app: held from a new add-on password to its config release, so that two
         #: rotations at once cannot leave the password of one and the URL of the other.
@@ -1670,12 +1672,15 @@ class Deployer:
 
     async def router_state(self) -> RouterState:
         routes = []
+        unreleased = set()
         domains = await self.store.domains()
         for app in await self.store.apps():
             try:
                 release = await self.store.current_release(app)
             except NotFound:
                 continue  # destroyed meanwhile
+            if release is None:
+                unreleased.add(app.name)
             hosts = [self.settings.app_host(app.name)]
             hosts += [d.hostname for d in domains if d.app == app.name]
             routes.append(
@@ -1693,6 +1698,7 @@ class Deployer:
                 for r in routes
                 if r.name == new
             ]
+        self.unreleased = frozenset(unreleased)
         return self.router.state(
             domain=self.settings.domain,
             http_port=self.settings.http_port,

@@ -46,7 +46,9 @@ from minipaas.metrics import HostMap, Metrics
 from minipaas.postgres import Cluster
 from minipaas.redis import RedisServers
 from minipaas.router import Router
-from minipaas.router.accesslog import router_line
+from minipaas.router.accesslog import RouterView
+from minipaas.router.accesslog import parse as parse_access
+from minipaas.router.accesslog import render as render_access
 from minipaas.scheduler import CronScheduler, wall_clock
 from minipaas.settings import Settings
 from minipaas.store import Store
@@ -231,13 +233,28 @@ class MinipaasServer:
     def _router_log(self, lines: list[bytes]) -> None:
         """Caddy's access log as each app's `router` log source (one write per app)."""
         by_app: dict[str, list[tuple[datetime, str]]] = {}
+        views: dict[str, RouterView] = {}
         for raw in lines:
-            line = router_line(raw)
-            app = self.hosts(line.host) if line is not None else None
-            if line is not None and app is not None:
+            entry = parse_access(raw)
+            app = self.hosts(entry.host) if entry is not None else None
+            if entry is not None and app is not None:
+                if app not in views:
+                    views[app] = self._router_view(app)
+                line = render_access(entry, views[app])
                 by_app.setdefault(app, []).append((line.ts, line.text))
         for app, entries in by_app.items():
             self.logs.append_timed(app, "router", "router", entries)
+
+    def _router_view(self, app: str) -> RouterView:
+        """The app as its router log lines see it: web dyno names by port, crashed or not,
+        deployed or not (as of now: within a second of the requests)."""
+        web = [d for d in self.supervisor.status(app) if d.process_type == "web"]
+        return RouterView(
+            dynos={d.port: d.name for d in web if d.port is not None},
+            resolver_port=self.router.resolver_port,
+            crashed=bool(web) and all(d.state == "crashed" for d in web),
+            released=app not in self.deployer.unreleased,
+        )
 
     def _dynos_changed(self, app: str) -> None:
         """Supervisor callback: coalesce bursts of dyno changes into one route sync."""

@@ -26,7 +26,10 @@ CHANGES = [
     ["pg:credentials:rotate", "-a", "x", "--confirm", "x"],
     ["redis:credentials", "--reset", "-a", "x", "--confirm", "x"],
 ]
-READS = [["apps"], ["ps", "-a", "x"], ["config", "-a", "x"], ["releases", "-a", "x"]]
+READS = [
+    ["apps"], ["ps", "-a", "x"], ["config", "-a", "x"], ["releases", "-a", "x"],
+    ["apps:errors", "-a", "x"],
+]
 
 
 @pytest.mark.parametrize("argv", CHANGES, ids=lambda argv: argv[0])

@@ -146,7 +146,7 @@ def test_catch_all_route_serves_one_label_app_names_only() -> None:
             "vars_regexp": {label: {"pattern": "(?i)^[a-z][a-z0-9-]{0,29}$"}},
         }
     ]
-    proxy = catch_all["handle"][0]
+    proxy = catch_all["handle"][-1]
     assert proxy["dynamic_upstreams"]["name"] == f"{label}.web.minipaas."
     assert proxy["headers"]["request"]["set"]["X-Minipaas-App"] == [label]
     # after the control route (its host is under the domain too), before the 404

@@ -28,6 +28,7 @@ from starlette.websockets import WebSocket
 
 from minipaas import __version__, checks, jsonin, names, sshkeys
 from minipaas import addons as registry
+from minipaas import app_errors as errors
 from minipaas.api.auth import LOCAL_KEY, TokenAuth, Tokens
 from minipaas.api.metrics import metrics_routes
 from minipaas.api.remote_run import serve_attach
@@ -603,6 +604,13 @@ def create_app(ctx: ApiContext) -> ASGIApp:
                 for r in await store.releases(app)
             ]
         )
+
+    async def app_errors(request: Request) -> Response:
+        app = await store.app(app_name(request))
+        hours = errors.parse_hours(request.query_params.get("hours"))
+        now = datetime.now(UTC)
+        answer = await asyncio.to_thread(errors.app_errors, ctx.logs, app.name, hours, now)
+        return JSONResponse(answer)
 
     async def release_info(request: Request) -> Response:
         app = await store.app(app_name(request))
@@ -1201,6 +1209,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps/{app}/restart", restart, methods=["POST"]),
         Route("/api/apps/{app}/logs", logs),
         Route("/api/apps/{app}/releases", releases),
+        Route("/api/apps/{app}/errors", app_errors),
         Route("/api/apps/{app}/releases/{version}", release_info),
         Route("/api/apps/{app}/deploy", deploy, methods=["POST"]),
         Route("/api/apps/{app}/rollback", rollback, methods=["POST"]),

@@ -316,6 +316,30 @@ class LogStore:
         merged.sort(key=lambda line: line.ts)  # stable: order within a file is kept
         return merged[-n:] if n > 0 else []
 
+    def matching_since(
+        self, app: str, since: datetime, markers: tuple[bytes, ...], source: str | None = None
+    ) -> list[LogLine]:
+        """Every line of the app written from `since` on, rolled files too, that holds one of
+        `markers` (a cheap byte test before a line is parsed). Reads whole files: blocking,
+        call it from a worker thread."""
+        check_names(app, source)
+        found: list[LogLine] = []
+        for src, dyn in self._streams(app, source, None):
+            path = self._path(app, src, dyn)
+            for i in range(self.keep, -1, -1):  # oldest first
+                part = path if i == 0 else path.with_name(f"{path.name}.{i}")
+                try:
+                    data = part.read_bytes()
+                except OSError:
+                    continue
+                for raw in data.split(b"\n"):
+                    if any(m in raw for m in markers):
+                        line = _parse(app, src, dyn, raw)
+                        if line is not None and line.ts >= since:
+                            found.append(line)
+        found.sort(key=lambda line: line.ts)
+        return found
+
     async def follow(
         self,
         app: str,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from minipaas.names import APP_NAME
+from minipaas.router.accesslog import CODE_FIELD, UPSTREAM_FIELD
 from minipaas.router.dns import MAX_RECORDS, REFRESH_MS, srv_name
 from minipaas.router.errors import RouterError
 from minipaas.router.resolver import APP_HEADER
@@ -297,7 +298,7 @@ def _catch_all_route(domain: str, server: str, resolver: str) -> dict[str, Any]:
                 "vars_regexp": {label: {"pattern": f"(?i)^{APP_NAME.pattern}$"}},
             }
         ],
-        "handle": [_dynamic_proxy(label, resolver)],
+        "handle": [_log_upstream(), _dynamic_proxy(label, resolver)],
         "terminal": True,
     }
 
@@ -306,26 +307,45 @@ def _app_route(app: AppRoute, server: str, resolver: str | None) -> dict[str, An
     handle: list[dict[str, Any]]
     if app.maintenance:
         handle = [
+            _log_code("H80"),
             _static_response(
                 503, MAINTENANCE_PAGE, "text/html; charset=utf-8", {"Retry-After": ["120"]}
-            )
+            ),
         ]
     elif app.static_root is not None:
         handle = [_static_site(app.static_root)]
     elif resolver is not None and len(app.upstreams) <= MAX_RECORDS:
         # Also without dynos (the resolver then points at its own 503): the route stays the
         # same through first deploys and scaling to and from zero.
-        handle = [_dynamic_proxy(app.name, resolver)]
+        handle = [_log_upstream(), _dynamic_proxy(app.name, resolver)]
     elif not app.upstreams:
-        handle = [_text(503, f"503 Service Unavailable: no web dynos running for '{app.name}'.\n")]
+        handle = [
+            _log_code("H14"),
+            _text(503, f"503 Service Unavailable: no web dynos running for '{app.name}'.\n"),
+        ]
     else:
-        handle = [_proxy(sorted(app.upstreams), app_headers=True)]
+        handle = [_log_upstream(), _proxy(sorted(app.upstreams), app_headers=True)]
     return {
         "@id": f"{server}.app.{app.name}",
         "match": [{"host": sorted(app.hosts)}],
         "handle": handle,
         "terminal": True,
     }
+
+
+def _log_upstream() -> dict[str, Any]:
+    """The router log's `dyno=` and error codes: which upstream (a dyno's port, or the
+    resolver's own) the proxy reached for, added to the access log once it is done."""
+    return {
+        "handler": "log_append",
+        "key": UPSTREAM_FIELD,
+        "value": "{http.reverse_proxy.upstream.hostport}",
+    }
+
+
+def _log_code(code: str) -> dict[str, Any]:
+    """A router error code the route answers with itself (maintenance's H80)."""
+    return {"handler": "log_append", "key": CODE_FIELD, "value": code}
 
 
 def _static_site(root: str) -> dict[str, Any]:

@@ -87,6 +87,14 @@ class Router:
         return self._process.pid
 
     @property
+    def resolver_port(self) -> int | None:
+        """The port of the resolver Caddy was last configured with (its own answers are the
+        "no web dynos" 503s), None without one."""
+        resolver = self._applied.resolver if self._applied is not None else None
+        port = resolver.rsplit(":", 1)[-1] if resolver else ""
+        return int(port) if port.isdigit() else None
+
+    @property
     def loads(self) -> int:
         """How many documents were sent to Caddy (unchanged states are not)."""
         return self._loads
