@@ -140,3 +140,94 @@ def test_apps_errors_counts_dyno_errors_by_process_type(tmp_path: Path) -> None:
         "H12": 1, "H14": 1
     }
 
+
+
+# "/slow" answers after 5 s; "/exit" ends the dyno. A dyno started while something listens on
+# the gate port exits at once (status 3): the test opens the gate to turn a serving app into
+# one whose every restart crashes, without a new release (a web release that cannot start is
+# refused before the switch).
+STALL_APP = '''
+import os
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+try:
+    socket.create_connection(("127.0.0.1", GATE), timeout=1).close()
+    print("gate open: crashing at start", flush=True)
+    sys.exit(3)
+except OSError:
+    pass
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/slow":
+            time.sleep(5)
+        if self.path == "/exit":
+            threading.Timer(0.1, lambda: os._exit(3)).start()
+        data = b"stall ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+'''
+
+
+def test_client_hangup_is_h27_and_all_web_crashed_is_h10(
+    env: tuple[Paas, SSHServer], tmp_path: Path
+) -> None:
+    import socket
+    import time
+
+    paas, sshd = env
+    gate = socket.socket()
+    gate.bind(("127.0.0.1", 0))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "app.py").write_text(STALL_APP.replace("GATE", str(gate.getsockname()[1])))
+    (src / "requirements.txt").write_text("")
+    (src / "Procfile").write_text("web: python app.py\n")
+    paas.cli("apps:create", "stall")
+    deployed(ssh_push(sshd, git_repo(src, tmp_path / "stall"), "stall"))
+    paas.wait_body("stall.localhost", "stall ok")
+
+    # H27: the client hangs up while the dyno still works on the answer (Caddy logs 499)
+    hung = subprocess.run(
+        ["curl", "-sS", "--max-time", "1", "--cacert", str(paas.ca), "--resolve",
+         f"stall.localhost:{paas.https_port}:127.0.0.1",
+         f"https://stall.localhost:{paas.https_port}/slow"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert hung.returncode == 28, hung  # curl's "operation timed out": it gave up, not Caddy
+    line = _router_line(paas, "stall", "code=H27")
+    assert 'at=info code=H27 desc="Client Request Interrupted"' in line, line
+    assert 'path="/slow"' in line and "dyno=web.1" in line and "status=499" in line
+    counts = json.loads(paas.cli("apps:errors", "-a", "stall", "--json").stdout)
+    assert counts["router"].get("H27") == 1, counts
+
+    # H10: every web dyno crashed. A config release first, so that the crash loop is not
+    # taken for a fresh deploy's and rolled back automatically.
+    paas.cli("config:set", "STALL=1", "-a", "stall")
+    paas.wait_body("stall.localhost", "stall ok")
+    gate.listen()
+    started = time.monotonic()
+    paas.curl("stall.localhost", "/exit")
+
+    def crashed() -> bool:
+        ps = json.loads(paas.cli("ps", "-a", "stall", "--json").stdout)["dynos"]
+        return bool(ps) and all(d["state"] == "crashed" for d in ps if d["type"] == "web")
+
+    wait_for(crashed, timeout=40, interval=0.3, message="web.1 crashed")
+    print(f"web.1 crashed {time.monotonic() - started:.1f} s after its exit")
+    _status(paas, "stall.localhost", 503)
+    line = _router_line(paas, "stall", "code=H10")
+    assert 'at=error code=H10 desc="App crashed"' in line and "status=503" in line, line
+    counts = json.loads(paas.cli("apps:errors", "-a", "stall", "--json").stdout)
+    assert counts["router"].get("H10", 0) >= 1 and counts["dyno"].get("web crashed", 0) >= 1
+    gate.close()
