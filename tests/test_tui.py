@@ -545,6 +545,37 @@ async def test_metrics_screen_shows_the_last_hour(paas: Paas) -> None:
         await until(pilot, loaded)
 
 
+async def test_metrics_screen_shows_the_router_error_codes(paas: Paas) -> None:
+    """Under the errors panel: the last hour's router codes as `apps:errors` counts them (a
+    created, never pushed app answers 503 with H81, "Blank app")."""
+    import json
+
+    paas.cli("apps:create", "blankcodes")
+    try:
+        await async_wait_for(
+            lambda: paas.curl("blankcodes.localhost")[0] == 503, timeout=15, interval=0.2
+        )
+
+        def counted() -> int:
+            out = paas.cli("apps:errors", "-a", "blankcodes", "--hours", "1", "--json").stdout
+            return int(json.loads(out)["router"].get("H81", 0))
+
+        await async_wait_for(counted, timeout=15, interval=0.2)
+        app = tui(paas)
+        async with app.run_test(size=(80, 40)) as pilot:
+            await open_app(pilot, "blankcodes")
+            await pilot.press("m")
+            screen = await until(
+                pilot, lambda: isinstance(app.screen, MetricsScreen) and app.screen
+            )
+            line = screen.query_one("#router-codes")
+            head = "Router errors (last hour): H81 Blank app "
+            await until(pilot, lambda: str(line.render()).startswith(head))
+            assert str(line.render()) == f"{head}{counted()}"
+    finally:
+        paas.cli("apps:destroy", "-a", "blankcodes", "--confirm", "blankcodes")
+
+
 async def test_deleted_app_closes_its_screens(paas: Paas) -> None:
     paas.cli("apps:create", "doomed")
     app = tui(paas)

@@ -109,6 +109,17 @@ def _points(n: int, f: Any) -> list[dict[str, Any]]:
     return [f(i) for i in range(n)]
 
 
+# What `apps:errors` answers for the last hour (GET /api/apps/shop/errors?hours=1).
+ERRORS: dict[str, Any] = {
+    "app": "shop",
+    "hours": 1,
+    "since": "2027-01-15T07:00:00+00:00",
+    "router": {"H10": 1, "H12": 3, "H27": 2},
+    "dyno": {"web crashed": 1},
+    "descriptions": {"H10": "App crashed", "H12": "Request timeout",
+                     "H27": "Client Request Interrupted"},
+}  # fmt: skip
+
 METRICS = {
     "app": "shop",
     "resolution": 5,
@@ -259,8 +270,10 @@ class FakeTransport:
             self.domains = [d for d in self.domains if d["hostname"] != host]
             self.info["domains"].remove(host)
             return {"removed": host}
-        if self.older and tail.startswith(("addons", "drains")):
+        if self.older and tail.startswith(("addons", "drains", "errors")):
             raise ApiError(f"No such API route: {path}.", 404)
+        if tail == "errors":
+            return ERRORS
         if tail == "addons":
             return self.addons
         if tail == "addons/heroku-postgresql/info":
@@ -466,6 +479,68 @@ async def test_metrics_missing_endpoint_is_explained() -> None:
         summary = app.screen.query_one("#metrics-summary")
         await async_wait_for(lambda: "does not collect metrics" in str(summary.render()))
         await pilot.pause()
+
+
+async def test_metrics_router_codes_asked_for_at_most_every_10_s_while_shown() -> None:
+    """The last hour's router codes under the errors panel: most first, from the errors route,
+    asked for once per ERRORS_EVERY while the screen is shown (the sparklines at every
+    round), and not while the logs screen covers it; a server without the route is said so."""
+    from tui.screens import metrics
+
+    app, fake = fake_app()  # refresh_every=3600: the rounds below are the `r` key's
+
+    def asked(tail: str) -> int:
+        return sum(1 for call in fake.calls if call[1] == f"/api/apps/shop/{tail}")
+
+    async def round_() -> None:
+        before = asked("metrics")
+        await pilot.press("r")
+        await async_wait_for(lambda: asked("metrics") > before)
+        await async_wait_for(lambda: not any(w.is_running for w in app.workers))
+
+    async with app.run_test(size=(80, 40)) as pilot:
+        await settle(pilot)
+        app.push_screen(MetricsScreen("shop"))
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, MetricsScreen)
+        line = screen.query_one("#router-codes", Static)
+        want = ("Router errors (last hour): H12 Request timeout 3 · H27 Client Request "
+                "Interrupted 2 · H10 App crashed 1")  # fmt: skip
+        await async_wait_for(lambda: str(line.render()) == want)
+        assert asked("errors") == 1
+        for _ in range(3):
+            await round_()
+        assert asked("errors") == 1  # the sparklines refreshed, the counts waited
+        screen._errors_at -= metrics.ERRORS_EVERY  # ten seconds later
+        await round_()
+        assert asked("errors") == 2
+        await pilot.press("l")  # the logs screen over it: nothing asked for
+        await pilot.pause()
+        screen._errors_at -= metrics.ERRORS_EVERY
+        await screen.load().wait()
+        assert asked("errors") == 2
+        await pilot.press("escape")
+        await round_()
+        assert asked("errors") == 3
+        assert ("GET", "/api/apps/shop/errors", None) in fake.calls
+
+    older, fake = fake_app()
+    fake.older = True
+    async with older.run_test(size=(80, 40)) as pilot:
+        await settle(pilot)
+        older.push_screen(MetricsScreen("shop"))
+        await pilot.pause()
+        line = older.screen.query_one("#router-codes", Static)
+        await async_wait_for(lambda: "no errors endpoint" in str(line.render()))
+
+
+def test_router_errors_text_without_codes() -> None:
+    from tui.screens.metrics import router_errors_text
+
+    assert router_errors_text({"router": {}}) == "Router errors (last hour): none"
+    assert router_errors_text({"router": {"H99": 2}}) == "Router errors (last hour): H99 2"
+    assert router_errors_text(None, loaded=False).endswith(fmt.DASH)
 
 
 async def test_host_screen_from_the_apps_list_and_back() -> None:

@@ -215,6 +215,19 @@ class Api:
             raise
         return _dict(data, "metrics")
 
+    async def errors(self, name: str, hours: int = 1) -> dict[str, Any] | None:
+        """What `apps:errors` counts over the last `hours` (router codes by code, dyno errors
+        by process type), or None when this server has no errors endpoint."""
+        try:
+            data = await self.transport.request(
+                "GET", f"{self._app(name)}/errors", params={"hours": hours}
+            )
+        except ApiError as exc:
+            if exc.status == 404 and "route" in str(exc):
+                return None
+            raise
+        return _dict(data, "errors")
+
     async def host_metrics(self, since: int = 3600) -> dict[str, Any] | None:
         """The host's CPU, memory and data-dir disk (now and as series), or None when this
         server has no host metrics endpoint."""

@@ -1,12 +1,17 @@
-"""The metrics screen: the last hour of one app's throughput, latency, errors, CPU and memory.
+"""The metrics screen: the last hour of one app's throughput, latency, errors, CPU and memory,
+and the router's error codes (H10, H12, …) of that hour.
 
-Owns: turning `/api/apps/{app}/metrics` into sparklines, refreshed every few seconds.
-Says so plainly when the server has no metrics yet. Must not touch: I/O beyond `self.app.api`.
+Owns: turning `/api/apps/{app}/metrics` into sparklines, refreshed every few seconds, and
+`/api/apps/{app}/errors?hours=1` into a line under the errors panel (read from the app's log
+files by the server: asked for only while this screen is the one shown, at most every
+ERRORS_EVERY seconds). Says so plainly when the server has no metrics or error counts yet.
+Must not touch: I/O beyond `self.app.api`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from textual import work
@@ -22,6 +27,33 @@ from tui.screens.app_detail import AppBound
 from tui.widgets.metric import MetricPanel
 
 WINDOW = 3600
+#: The router codes are counted from the app's log files: at most this often (seconds).
+ERRORS_EVERY = 10.0
+
+
+def router_errors_text(answer: dict[str, Any] | None, *, loaded: bool = True) -> str:
+    """The line under the errors panel: the last hour's router error codes with their counts,
+    most first (`H12 Request timeout 3 · H10 App crashed 1`), from the `apps:errors` answer
+    (pure). None: the server has no errors endpoint."""
+    head = "Router errors (last hour): "
+    if not loaded:
+        return head + fmt.DASH
+    if answer is None:
+        return head + "this server does not count them (no errors endpoint)."
+    router = answer.get("router")
+    descriptions = answer.get("descriptions")
+    if not isinstance(router, dict):
+        router = {}
+    if not isinstance(descriptions, dict):
+        descriptions = {}
+    counts = [(str(code), n) for code, n in router.items() if isinstance(n, int) and n > 0]
+    if not counts:
+        return head + "none"
+    counts.sort(key=lambda item: (-item[1], item[0]))
+    return head + " · ".join(
+        " ".join(part for part in (code, str(descriptions.get(code) or ""), str(n)) if part)
+        for code, n in counts
+    )
 
 
 def summarize(data: dict[str, Any]) -> dict[str, tuple[list[float], str, str]]:
@@ -65,9 +97,19 @@ class MetricsScreen(AppBound):
             yield MetricPanel("Throughput (req/s)", id="rps")
             yield MetricPanel("Response time p95", id="p95")
             yield MetricPanel("Errors (4xx+5xx/s)", id="errors")
+            yield Static(
+                router_errors_text(None, loaded=False),
+                id="router-codes",
+                classes="note",
+                markup=False,
+            )
             yield MetricPanel("CPU (all dynos)", id="cpu")
             yield MetricPanel("Memory (all dynos)", id="rss")
         yield Footer()
+
+    def __init__(self, app_name: str) -> None:
+        super().__init__(app_name)
+        self._errors_at = 0.0  # monotonic time of the last errors request; 0: at the next fetch
 
     def on_mount(self) -> None:
         self.action_refresh()
@@ -80,6 +122,7 @@ class MetricsScreen(AppBound):
     async def load(self) -> None:
         with contextlib.suppress(NoMatches):  # the screen closed while we waited for the server
             await self._fetch()
+            await self._fetch_errors()
 
     async def _fetch(self) -> None:
         api, name = self.app.api, self.app_name
@@ -102,6 +145,21 @@ class MetricsScreen(AppBound):
         )
         for panel_id, (values, current, peak) in summarize(data).items():
             self.query_one(f"#{panel_id}", MetricPanel).show(values, current, peak)
+
+    async def _fetch_errors(self) -> None:
+        """The router codes of the last hour: only while this screen is shown (not under the
+        logs screen), at most every ERRORS_EVERY seconds; an error is said once."""
+        if self.app.screen is not self or time.monotonic() - self._errors_at < ERRORS_EVERY:
+            return
+        self._errors_at = time.monotonic()
+        api, name = self.app.api, self.app_name
+        try:
+            answer = await api.errors(name, hours=1)
+        except ApiError as exc:
+            self.app.report(exc, app_name=name, refresh=f"errors {name}")
+            return
+        self.app.refreshed(f"errors {name}")
+        self.query_one("#router-codes", Static).update(router_errors_text(answer))
 
     def action_logs(self) -> None:
         from tui.screens.logs import LogsScreen
