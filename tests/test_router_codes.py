@@ -5,8 +5,13 @@ error codes decided from what happened (real server, Caddy, resolver and bwrap d
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.paas import Paas, deployed, git_repo, ssh_push
 from tests.support.ports import wait_for
@@ -179,15 +184,18 @@ ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever
 '''
 
 
-def test_client_hangup_is_h27_and_all_web_crashed_is_h10(
-    env: tuple[Paas, SSHServer], tmp_path: Path
-) -> None:
-    import socket
-    import time
+@pytest.fixture
+def gate() -> Iterator[socket.socket]:
+    """A socket bound to a free local port, listening only once the test says so."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock
 
+
+def test_client_hangup_is_h27_and_all_web_crashed_is_h10(
+    env: tuple[Paas, SSHServer], tmp_path: Path, gate: socket.socket
+) -> None:
     paas, sshd = env
-    gate = socket.socket()
-    gate.bind(("127.0.0.1", 0))
     src = tmp_path / "src"
     src.mkdir()
     (src / "app.py").write_text(STALL_APP.replace("GATE", str(gate.getsockname()[1])))
@@ -230,4 +238,3 @@ def test_client_hangup_is_h27_and_all_web_crashed_is_h10(
     assert 'at=error code=H10 desc="App crashed"' in line and "status=503" in line, line
     counts = json.loads(paas.cli("apps:errors", "-a", "stall", "--json").stdout)
     assert counts["router"].get("H10", 0) >= 1 and counts["dyno"].get("web crashed", 0) >= 1
-    gate.close()
