@@ -671,6 +671,29 @@ def cmd_releases_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_releases_output(args: argparse.Namespace) -> int:
+    """Heroku's `releases:output [vN]`: what a release's release phase printed (default: the
+    newest release that had one)."""
+    from minipaas import names
+
+    app = _app(args)
+    params = {} if args.version is None else {"version": names.release_version(args.version)}
+    with _client(args) as c:
+        out = c.get(f"/api/apps/{app}/release-output", **params)
+    if args.json:
+        _print_json(out)
+        return 0
+    if out["exit_code"] is None:
+        ended = "was killed at its timeout"
+    else:
+        ended = f"exited with status {out['exit_code']}"
+    print(f"=== Release phase of v{out['version']} of {app} ({_when(out['started_at'])}): "
+          f"{ended}; v{out['version']} is {out['status']}")
+    if out["output"]:
+        print(out["output"])
+    return 0
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     from minipaas import names
 
@@ -2096,6 +2119,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hours", type=int, default=24, help="hours back (default 24)")
     p = add("releases:info", cmd_releases_info, "show a release", app=True, json_out=True)
     p.add_argument("version", metavar="vN")
+    p = add(
+        "releases:output",
+        cmd_releases_output,
+        "show a release's release phase output (default: the newest that ran one)",
+        app=True,
+        json_out=True,
+    )
+    p.add_argument("version", nargs="?", metavar="vN")
     p = add(
         "rollback",
         cmd_rollback,

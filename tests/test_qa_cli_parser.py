@@ -29,6 +29,7 @@ CHANGES = [
 READS = [
     ["apps"], ["ps", "-a", "x"], ["config", "-a", "x"], ["releases", "-a", "x"],
     ["apps:errors", "-a", "x"],
+    ["releases:output", "-a", "x"],
 ]
 
 
