@@ -671,6 +671,131 @@ def cmd_releases_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_releases_output(args: argparse.Namespace) -> int:
+    """Heroku's `releases:output [vN]`: what a release's release phase printed (default: the
+    newest release that had one)."""
+    from minipaas import names
+
+    app = _app(args)
+    params = {} if args.version is None else {"version": names.release_version(args.version)}
+    with _client(args) as c:
+        out = c.get(f"/api/apps/{app}/release-output", **params)
+    if args.json:
+        _print_json(out)
+        return 0
+    if out["exit_code"] is None:
+        ended = "was killed at its timeout"
+    else:
+        ended = f"exited with status {out['exit_code']}"
+    print(f"=== Release phase of v{out['version']} of {app} ({_when(out['started_at'])}): "
+          f"{ended}; v{out['version']} is {out['status']}")
+    if out["output"]:
+        print(out["output"])
+    return 0
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number of seconds from `low` to `high` (else a usage error)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not low <= value <= high:  # NaN too
+            raise argparse.ArgumentTypeError(f"use {low:g} to {high:g} seconds, not {text!r}")
+        return value
+
+    return parse
+
+
+def _not_there(
+    data: dict[str, Any], target: dict[str, Any], ptype: str | None, with_run: bool
+) -> tuple[list[str], int, int]:
+    """For `ps:wait`: (the dynos not yet up on the target release, with why; how many are up on
+    it; how many are wanted), from `ps --json` and the release to wait for."""
+    version = target["version"]
+    stopped = set(data.get("stopped", ()))
+    wanted = {
+        t: n
+        for t, n in data["formation"].items()
+        if n and t not in stopped and t in target["process_types"] and ptype in (None, t)
+    }
+    missing: list[str] = []
+    ready = 0
+    for t, count in sorted(wanted.items()):
+        dynos = [d for d in data["dynos"] if d["type"] == t]
+        on = [d for d in dynos if d["release"] == version and d["state"] == "up"]
+        ready += min(len(on), count)
+        for d in dynos:
+            if d not in on:
+                missing.append(f"{d['name']} ({d['state']} on v{d['release']})")
+        if len(on) < count and len(dynos) < count:
+            missing.append(f"{count - len(dynos)} {t} dyno(s) not started yet")
+    if with_run:
+        for o in data.get("one_offs", []):
+            if o["type"] == "run" and o["release"] != version:
+                missing.append(f"{o['name']} (a one-off dyno on v{o['release']})")
+    return missing, ready, sum(wanted.values())
+
+
+def cmd_ps_wait(args: argparse.Namespace) -> int:
+    """Heroku's `ps:wait`: exit 0 once every dyno (of `--type`) runs the app's newest release
+    and is up; exit 1 at `--timeout`, or at once when one of them crashed on that release."""
+    from minipaas import names
+    from minipaas.errors import UserError
+
+    app = _app(args)
+    if args.type is not None:
+        names.process_type(args.type)
+    deadline = time.monotonic() + args.timeout
+    shown_version = None
+    with _client(args) as c:
+        while True:
+            releases = c.get(f"/api/apps/{app}/releases")
+            data = c.get(f"/api/apps/{app}/dynos")
+            # A change under way (a deploy, config:set) made a pending release: wait for it.
+            # Else the current one (a failed newer release never went live).
+            pending = releases[0] if releases and releases[0]["status"] == "pending" else None
+            target = pending or next((r for r in releases if r["current"]), None)
+            if target is None:
+                raise UserError(f"{app} has no release yet; push with `git push minipaas main`.")
+            if args.type is not None and args.type not in target["process_types"]:
+                raise UserError(
+                    f"{app} has no {args.type!r} process type in v{target['version']} "
+                    f"(it has {', '.join(sorted(target['process_types'])) or 'none'})."
+                )
+            if shown_version != target["version"]:
+                shown_version = target["version"]
+                print(f"Waiting for every dyno to be running v{shown_version}...",
+                      end="", flush=True)
+            missing, ready, wanted = _not_there(data, target, args.type, args.with_run)
+            crashed = [
+                d for d in data["dynos"]
+                if d["state"] == "crashed" and d["release"] == target["version"]
+                and args.type in (None, d["type"])
+            ]
+            if crashed and pending is None:
+                print()
+                d = crashed[0]
+                raise UserError(
+                    f"{d['name']} crashed on v{target['version']}"
+                    + (f" ({d['reason']})" if d.get("reason") else "")
+                    + f"; see `minipaas logs --dyno {d['name']} -a {app}`."
+                )
+            if not missing and pending is None and not data.get("start_pending"):
+                print(f" {ready} / {wanted}, done")
+                return 0
+            if time.monotonic() + args.wait_interval > deadline:
+                print()
+                waiting = ", ".join(missing) or f"v{target['version']} is still being released"
+                raise UserError(
+                    f"Not every dyno of {app} runs v{target['version']} after "
+                    f"{args.timeout:g} s: {waiting}."
+                )
+            time.sleep(args.wait_interval)
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     from minipaas import names
 
@@ -2096,6 +2221,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hours", type=int, default=24, help="hours back (default 24)")
     p = add("releases:info", cmd_releases_info, "show a release", app=True, json_out=True)
     p.add_argument("version", metavar="vN")
+    p = add(
+        "releases:output",
+        cmd_releases_output,
+        "show a release's release phase output (default: the newest that ran one)",
+        app=True,
+        json_out=True,
+    )
+    p.add_argument("version", nargs="?", metavar="vN")
+    p = add(
+        "ps:wait",
+        cmd_ps_wait,
+        "wait until every dyno runs the newest release and is up",
+        app=True,
+    )
+    p.add_argument("--type", help="only the dynos of this process type")
+    p.add_argument("--with-run", action="store_true", help="one-off run dynos too")
+    p.add_argument(
+        "--wait-interval", type=_seconds(0.1, 60), default=5.0, metavar="S",
+        help="seconds between checks (default 5)",
+    )
+    p.add_argument(
+        "--timeout", type=_seconds(1, 86400), default=600.0, metavar="S",
+        help="give up after S seconds (default 600)",
+    )
     p = add(
         "rollback",
         cmd_rollback,

@@ -14,6 +14,7 @@ interleaving.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import secrets
@@ -53,6 +54,8 @@ Log = Callable[[str], None]
 
 #: Process types that never run as long-lived dynos.
 ONE_OFF_TYPES = frozenset({"release"})
+#: The most of a release phase's output `releases:output` keeps (the newest lines), in chars.
+RELEASE_OUTPUT_MAX = 1 << 20
 INTERRUPTED = "the server stopped while it ran (killed or crashed); push again"
 """Why a build that a killed server left 'pending' failed (its log line, after ` !     `)."""
 STARTS_PER_CORE = 2
@@ -370,13 +373,26 @@ class Deployer:
 
     async def _release_phase(self, app: App, release: Release, log: Log) -> None:
         log("-----> Running release command...")
+        # The supervisor keeps one-off output in the logs too (source "release"), but by dyno
+        # name, not release version, and pruned: `releases:output vN` reads these lines.
+        lines: collections.deque[str] = collections.deque()
+        kept = 0
 
         def release_log(line: str) -> None:
-            # The supervisor already keeps one-off output in the logs (source "release").
+            nonlocal kept
             log(f"       {line}")
+            lines.append(line)
+            kept += len(line) + 1
+            while kept > RELEASE_OUTPUT_MAX and len(lines) > 1:
+                kept -= len(lines.popleft()) + 1
 
         spec = self._spec(app, release, "release")
-        code = await self.supervisor.run_once(spec, release_log)
+        started = time.time()
+        code: int | None = None
+        try:
+            code = await self.supervisor.run_once(spec, release_log)
+        finally:
+            await self.store.set_release_output(release, "\n".join(lines), code, started)
         if code != 0:
             raise DeployError(
                 f"The release command `{release.process_types['release']}` exited with status "

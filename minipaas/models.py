@@ -69,6 +69,21 @@ class Release:
 
 
 @dataclass(frozen=True)
+class ReleaseOutput:
+    """What a release's release phase printed (`releases:output vN`)."""
+
+    version: int
+    output: str
+    #: None: killed at its timeout.
+    exit_code: int | None
+    started_at: float
+    finished_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class SSHKey:
     id: int
     name: str

@@ -29,6 +29,8 @@ CHANGES = [
 READS = [
     ["apps"], ["ps", "-a", "x"], ["config", "-a", "x"], ["releases", "-a", "x"],
     ["apps:errors", "-a", "x"],
+    # ps:wait has its own --timeout; each of its checks is a read
+    ["ps:wait", "-a", "x"], ["releases:output", "-a", "x"],
 ]
 
 

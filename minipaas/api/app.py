@@ -619,6 +619,21 @@ def create_app(ctx: ApiContext) -> ASGIApp:
             {**release.to_json(), "current": release.version == app.current_release}
         )
 
+    async def release_output(request: Request) -> Response:
+        """`releases:output [vN]`: a release's release phase output (default: of the newest
+        release that had a release phase)."""
+        app = await store.app(app_name(request))
+        given = request.query_params.get("version")
+        version = release_version(given) if given is not None else None
+        found = await store.release_output(app, version)
+        if found is None:
+            why = "only a deploy whose Procfile has a `release:` process type runs one"
+            if version is None:
+                raise NotFound(f"No release of {app.name!r} ran a release phase ({why}).")
+            raise NotFound(f"v{version} of {app.name!r} ran no release phase ({why}).")
+        release = await store.release(app, found.version)
+        return JSONResponse({**found.to_json(), "status": release.status})
+
     def commit_field(data: dict[str, Any], key: str) -> str:
         sha = text_field(data, key)
         if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
@@ -1211,6 +1226,7 @@ def create_app(ctx: ApiContext) -> ASGIApp:
         Route("/api/apps/{app}/releases", releases),
         Route("/api/apps/{app}/errors", app_errors),
         Route("/api/apps/{app}/releases/{version}", release_info),
+        Route("/api/apps/{app}/release-output", release_output),
         Route("/api/apps/{app}/deploy", deploy, methods=["POST"]),
         Route("/api/apps/{app}/rollback", rollback, methods=["POST"]),
         Route("/api/apps/{app}/ps/{action:str}", ps_stop_start, methods=["POST"]),

@@ -24,7 +24,17 @@ import aiosqlite
 
 from minipaas import __version__
 from minipaas.errors import Conflict, DiskFull, NotFound, UserError
-from minipaas.models import Addon, App, Backup, Build, Domain, Drain, Release, SSHKey
+from minipaas.models import (
+    Addon,
+    App,
+    Backup,
+    Build,
+    Domain,
+    Drain,
+    Release,
+    ReleaseOutput,
+    SSHKey,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -450,6 +460,40 @@ class Store:
             "SELECT * FROM releases WHERE app_id = ? ORDER BY version DESC LIMIT ?", (app.id, limit)
         )
         return [self._release(r) for r in rows]
+
+    async def set_release_output(
+        self, release: Release, output: str, exit_code: int | None, started_at: float
+    ) -> None:
+        """Keep what `release`'s release phase printed (`releases:output`)."""
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO release_outputs "
+                "(release_id, output, exit_code, started_at, finished_at) VALUES (?, ?, ?, ?, ?)",
+                (release.id, output, exit_code, started_at, time.time()),
+            )
+
+    async def release_output(self, app: App, version: int | None) -> ReleaseOutput | None:
+        """The release phase output of release `version` (None: of the newest release that
+        had a release phase); None if it had none (or no release had one)."""
+        sql = (
+            "SELECT releases.version, o.output, o.exit_code, o.started_at, o.finished_at "
+            "FROM release_outputs AS o JOIN releases ON releases.id = o.release_id "
+            "WHERE releases.app_id = ?"
+        )
+        if version is None:
+            row = await self._one(sql + " ORDER BY releases.version DESC LIMIT 1", (app.id,))
+        else:
+            await self.release(app, version)  # NotFound for a release that does not exist
+            row = await self._one(sql + " AND releases.version = ?", (app.id, version))
+        if row is None:
+            return None
+        return ReleaseOutput(
+            version=row[0],
+            output=row[1],
+            exit_code=row[2],
+            started_at=row[3],
+            finished_at=row[4],
+        )
 
     # -- buildpacks ------------------------------------------------------------------------
 
