@@ -297,6 +297,13 @@ class MinipaasServer:
         # serving (restarts, upgrades); `minipaas down` stops everything.
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
             loop.add_signal_handler(sig, self._stop.set)
+        for sig in (signal.SIGHUP, signal.SIGQUIT):
+            # Started with these ignored (`nohup`, install.sh's fallback; a script's `&`): the
+            # server goes on ignoring them, but through a handler, which exec resets, so that
+            # dynos, one-offs and builds start with the default. Inherited as ignored, a dyno's
+            # `trap … HUP` was void and a hung-up `run` never got its SIGHUP.
+            if signal.getsignal(sig) == signal.SIG_IGN:
+                loop.add_signal_handler(sig, _ignored)
         await self.store.open()
         try:
             await self._ensure_admin_token()
@@ -527,3 +534,7 @@ def _report_start_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and (exc := task.exception()) is not None:
         print("minipaas: starting the apps failed:", file=sys.stderr, flush=True)
         traceback.print_exception(exc, file=sys.stderr)
+
+
+def _ignored() -> None:
+    """A signal the server was started with ignored: still nothing happens."""
