@@ -343,8 +343,12 @@ async def test_drains_tab_adds_shows_and_removes_real_drains(paas: Paas) -> None
 
             paas.curl(f"{APP}.localhost")  # a router line, for both drains
             await async_wait_for(lambda: any("router" in m for m in receiver.messages()))
-            await until(pilot, lambda: str(status(good)).startswith("delivering · "))
-            assert str(status(good)) != "delivering · 0 sent"
+            # The tab asks again every few seconds: the line the receiver got shows at the next.
+            await until(
+                pilot,
+                lambda: str(status(good)).startswith("delivering · ")
+                and str(status(good)) != "delivering · 0 sent",
+            )
             await until(pilot, lambda: str(status(bad)) == "failing · Connection refused")
             assert [str(span.style) for span in status(bad).spans] == ["red"]
             assert [str(span.style) for span in status(good).spans] == ["green"]
