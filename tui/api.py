@@ -146,16 +146,21 @@ class Api:
         path = f"{self._app(name)}/domains/{quote(hostname, safe='')}"
         return _dict(await self.transport.request("DELETE", path), "domain")
 
-    async def _listed(self, name: str, what: str) -> list[dict[str, Any]] | None:
-        """`GET /api/apps/NAME/<what>`, or None when this server has no such endpoint (older
-        than add-ons and drains)."""
+    async def _served(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """`GET path`'s answer, or None when this server has no such endpoint (one older than
+        the feature: add-ons, drains, metrics, errors)."""
         try:
-            data = await self.transport.request("GET", f"{self._app(name)}/{what}")
+            return await self.transport.request("GET", path, params=params)
         except ApiError as exc:
             if exc.status == 404 and "route" in str(exc):
                 return None
             raise
-        return _list(data, what)
+
+    async def _listed(self, name: str, what: str) -> list[dict[str, Any]] | None:
+        """`GET /api/apps/NAME/<what>`, or None when this server has no such endpoint (older
+        than add-ons and drains)."""
+        data = await self._served(f"{self._app(name)}/{what}")
+        return None if data is None else _list(data, what)
 
     async def certs(self, name: str) -> list[dict[str, Any]] | None:
         """Each hostname's TLS certificate (hostname, status, issuer, expires, error); None:
@@ -205,39 +210,20 @@ class Api:
 
     async def metrics(self, name: str, since: int = 3600) -> dict[str, Any] | None:
         """The app's time series, or None when this server has no metrics endpoint yet."""
-        try:
-            data = await self.transport.request(
-                "GET", f"{self._app(name)}/metrics", params={"since": since}
-            )
-        except ApiError as exc:
-            if exc.status == 404 and "route" in str(exc):
-                return None
-            raise
-        return _dict(data, "metrics")
+        data = await self._served(f"{self._app(name)}/metrics", {"since": since})
+        return None if data is None else _dict(data, "metrics")
 
     async def errors(self, name: str, hours: int = 1) -> dict[str, Any] | None:
         """What `apps:errors` counts over the last `hours` (router codes by code, dyno errors
         by process type), or None when this server has no errors endpoint."""
-        try:
-            data = await self.transport.request(
-                "GET", f"{self._app(name)}/errors", params={"hours": hours}
-            )
-        except ApiError as exc:
-            if exc.status == 404 and "route" in str(exc):
-                return None
-            raise
-        return _dict(data, "errors")
+        data = await self._served(f"{self._app(name)}/errors", {"hours": hours})
+        return None if data is None else _dict(data, "errors")
 
     async def host_metrics(self, since: int = 3600) -> dict[str, Any] | None:
         """The host's CPU, memory and data-dir disk (now and as series), or None when this
         server has no host metrics endpoint."""
-        try:
-            data = await self.transport.request("GET", "/api/metrics/host", params={"since": since})
-        except ApiError as exc:
-            if exc.status == 404 and "route" in str(exc):
-                return None
-            raise
-        return _dict(data, "host metrics")
+        data = await self._served("/api/metrics/host", {"since": since})
+        return None if data is None else _dict(data, "host metrics")
 
     async def logs(
         self, name: str, *, n: int = 200, source: str | None = None, dyno: str | None = None
