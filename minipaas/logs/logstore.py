@@ -235,12 +235,12 @@ class LogStore:
         if self.keep <= 0:
             path.unlink()
             return
-        path.with_name(f"{path.name}.{self.keep}").unlink(missing_ok=True)
+        _rolled(path, self.keep).unlink(missing_ok=True)
         for i in range(self.keep - 1, 0, -1):
-            older = path.with_name(f"{path.name}.{i}")
+            older = _rolled(path, i)
             if older.exists():
-                older.rename(path.with_name(f"{path.name}.{i + 1}"))
-        path.rename(path.with_name(f"{path.name}.1"))
+                older.rename(_rolled(path, i + 1))
+        path.rename(_rolled(path, 1))
 
     def close(self) -> None:
         """Close every open file (on shutdown); later appends reopen them."""
@@ -302,8 +302,7 @@ class LogStore:
             chunks: list[list[bytes]] = []
             wanted = n
             for i in range(self.keep + 1):
-                part = path if i == 0 else path.with_name(f"{path.name}.{i}")
-                got = _last_lines(part, wanted)
+                got = _last_lines(_rolled(path, i), wanted)
                 chunks.append(got)
                 wanted -= len(got)
                 if wanted <= 0:
@@ -327,9 +326,8 @@ class LogStore:
         for src, dyn in self._streams(app, source, None):
             path = self._path(app, src, dyn)
             for i in range(self.keep, -1, -1):  # oldest first
-                part = path if i == 0 else path.with_name(f"{path.name}.{i}")
                 try:
-                    data = part.read_bytes()
+                    data = _rolled(path, i).read_bytes()
                 except OSError:
                     continue
                 for raw in data.split(b"\n"):
@@ -421,6 +419,11 @@ class LogStore:
                 subscribers.discard(follower)
                 if not subscribers:
                     del self._followers[app]
+
+
+def _rolled(path: Path, i: int) -> Path:
+    """A stream's file `i` rotations ago: `path` itself for 0, then `path.1`, `path.2`, …"""
+    return path if i == 0 else path.with_name(f"{path.name}.{i}")
 
 
 def move_app_logs(src: Path, dst: Path) -> None:
