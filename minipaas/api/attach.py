@@ -227,9 +227,10 @@ def _answer_or_hangup(sock: socket.socket) -> bool:
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     try:
-        watched = stat.S_ISFIFO(os.fstat(1).st_mode) or stat.S_ISSOCK(os.fstat(1).st_mode)
+        mode = os.fstat(1).st_mode
     except OSError:
-        watched = False
+        mode = 0
+    watched = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
     if watched:
         poller.register(1, 0)  # POLLERR and POLLHUP are reported whatever the mask
     while True:
