@@ -83,24 +83,36 @@ def test_releases_output_of_the_first_deploy(env: tuple[Paas, SSHServer], app: P
     assert far.returncode == 0 and far.stdout == shown, far
 
 
-def test_ps_wait_waits_for_a_config_set_rolling_restart(
-    env: tuple[Paas, SSHServer], app: Path
-) -> None:
-    paas, _ = env
-    paas.cli("ps:scale", "web=2", "-a", APP)
+def pending_config_set(paas: Paas, var: str) -> tuple[int, subprocess.Popen[str]]:
+    """`config:set VAR` started in the background, once its release is being rolled out
+    (pending): the version before it, and the running CLI (its output on stdout)."""
     before = releases(paas)[0]["version"]
     change = subprocess.Popen(
-        [str(paas.exe), "config:set", "BOOT_DELAY=3", "-a", APP],
+        [str(paas.exe), "config:set", var, "-a", APP],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=paas.env,
-    )
+    )  # fmt: skip
     try:
-        # ps:wait starts while the new release is still being rolled out.
         wait_for(
             lambda: releases(paas)[0]["version"] > before
             and releases(paas)[0]["status"] == "pending",
             timeout=30,
             message="config:set's release to be pending",
         )
+    except BaseException:
+        change.kill()
+        change.communicate()
+        raise
+    return before, change
+
+
+def test_ps_wait_waits_for_a_config_set_rolling_restart(
+    env: tuple[Paas, SSHServer], app: Path
+) -> None:
+    paas, _ = env
+    paas.cli("ps:scale", "web=2", "-a", APP)
+    before, change = pending_config_set(paas, "BOOT_DELAY=3")
+    try:
+        # ps:wait starts while the new release is still being rolled out.
         started = time.monotonic()
         waited = paas.cli(
             "ps:wait", "-a", APP, "--wait-interval", "0.2", "--timeout", "120", check=False
@@ -157,18 +169,8 @@ def test_ps_wait_times_out_naming_the_dynos(env: tuple[Paas, SSHServer], app: Pa
         assert done.stdout.endswith(" 0 / 0, done\n"), done
     finally:
         paas.cli("ps:start", "web", "-a", APP)
-    before = releases(paas)[0]["version"]
-    change = subprocess.Popen(
-        [str(paas.exe), "config:set", "BOOT_DELAY=8", "-a", APP],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=paas.env,
-    )
+    before, change = pending_config_set(paas, "BOOT_DELAY=8")
     try:
-        wait_for(
-            lambda: releases(paas)[0]["version"] > before
-            and releases(paas)[0]["status"] == "pending",
-            timeout=30,
-            message="config:set's release to be pending",
-        )
         failed = paas.cli(
             "ps:wait", "-a", APP, "--wait-interval", "0.2", "--timeout", "2", check=False
         )

@@ -362,6 +362,14 @@ def started(paas: Paas, procs: list[subprocess.Popen[str]], *args: str) -> subpr
     return proc
 
 
+def ended(procs: list[subprocess.Popen[str]]) -> None:
+    """Every CLI `started` is done: those still running are killed, all are waited for."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
 def test_a_rotation_holds_the_app_until_its_release(apps: tuple[Paas, SSHServer]) -> None:
     """From its new password to its release a rotation holds the app, as a deploy does: a
     change that came in between (a config:set here; a push's deploy the same) ran while the
@@ -386,10 +394,7 @@ def test_a_rotation_holds_the_app_until_its_release(apps: tuple[Paas, SSHServer]
         assert rotation.returncode == 0, (out, err)
     finally:
         held.release()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate(timeout=30)
+        ended(procs)
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
 
 
@@ -418,10 +423,7 @@ def test_addons_destroy_during_a_rotation_leaves_no_url(apps: tuple[Paas, SSHSer
         assert rotation.returncode == 0, (out, err)
     finally:
         held.release()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate(timeout=30)
+        ended(procs)
     paas.cli("apps:destroy", "-a", app, "--confirm", app)
 
 
@@ -467,8 +469,5 @@ def test_pg_killall_leaves_minipaas_own_sessions_alone(apps: tuple[Paas, SSHServ
         assert capture.returncode == 0, (out, err)
         assert out.startswith("Captured b001 of wordsdump's database"), out
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate(timeout=30)
+        ended(procs)
     paas.cli("apps:destroy", "-a", app, "--confirm", app)

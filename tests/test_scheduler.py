@@ -29,6 +29,17 @@ def gated_runner() -> tuple[Callable[[CronJob], Awaitable[int]], list[str], asyn
     return run, ran, gate
 
 
+def record_ticks(scheduler: CronScheduler, ticked: list[datetime]) -> None:
+    """Have `scheduler` add each minute it ticks to `ticked`, then tick as it would."""
+    tick = scheduler.tick
+
+    async def recorded(minute: datetime) -> list[CronJob]:
+        ticked.append(minute)
+        return await tick(minute)
+
+    scheduler.tick = recorded  # type: ignore[method-assign]
+
+
 async def test_due_jobs_start_and_slow_ones_do_not_stack() -> None:
     jobs = [
         CronJob("a", 0, "echo every", "* * * * *", 1),
@@ -107,12 +118,7 @@ async def test_run_forever_ticks_each_minute_once_and_outlives_a_failing_job_lis
         return [CronJob("a", 0, "quick", "* * * * *", 1)]
 
     scheduler = CronScheduler(jobs=get_jobs, run=run, now=lambda: now, sleep=sleep)
-
-    async def tick(minute: datetime) -> list[CronJob]:
-        ticked.append(minute)
-        return await CronScheduler.tick(scheduler, minute)
-
-    scheduler.tick = tick  # type: ignore[method-assign]
+    record_ticks(scheduler, ticked)
     with contextlib.suppress(asyncio.CancelledError):
         await scheduler.run_forever()
     assert [t.strftime("%H:%M") for t in ticked] == ["10:05", "10:06", "10:07"]
@@ -166,12 +172,7 @@ async def test_run_forever_since_ticks_its_first_minute_even_when_begun_after_it
         return []
 
     scheduler = CronScheduler(jobs=get_jobs, run=run, now=lambda: now, sleep=sleep)
-
-    async def tick(minute: datetime) -> list[CronJob]:
-        ticked.append(minute)
-        return await CronScheduler.tick(scheduler, minute)
-
-    scheduler.tick = tick  # type: ignore[method-assign]
+    record_ticks(scheduler, ticked)
     with contextlib.suppress(asyncio.CancelledError):
         await scheduler.run_forever(since=since)
     assert [t.strftime("%H:%M") for t in ticked] == ["10:05", "10:06", "10:07"]
@@ -211,13 +212,7 @@ async def test_the_clock_offset_test_hook_brings_the_next_minute_near(
         return 0
 
     scheduler = CronScheduler(jobs=jobs, run=run)
-    tick = scheduler.tick
-
-    async def record(minute: datetime) -> list[CronJob]:
-        ticked.append(minute)
-        return await tick(minute)
-
-    scheduler.tick = record  # type: ignore[method-assign]
+    record_ticks(scheduler, ticked)
     started = time.monotonic()
     loop = asyncio.create_task(scheduler.run_forever())
     try:
