@@ -163,9 +163,6 @@ class Deployer:
         #: Apps without any release, as of the last routes rendered: the router log's H81.
         self.unreleased: frozenset[str] = frozenset()
         self._trash_lock = asyncio.Lock()  # two deploys ending together empty it once
-        #: Per app: held from a new add-on password to its config release, so that two
-        #: rotations at once cannot leave the password of one and the URL of the other.
-        self._rotating: dict[str, asyncio.Lock] = {}
         #: Set once start-up has taken back the dynos still running (`readopt_all`).
         self.ready = asyncio.Event()
         #: Apps whose missing dynos start-up has yet to start (`start_missing`; not those whose
@@ -999,7 +996,6 @@ class Deployer:
             self.logs.remove_app(app.name)
         self._locks.pop(app_name, None)
         self._starts.pop(app_name, None)
-        self._rotating.pop(app_name, None)
         self._in_background(self.empty_trash())
         return removed
 
@@ -1039,7 +1035,6 @@ class Deployer:
                 renamed = await self._rename(app, new, who)
         self._locks.pop(old, None)
         self._starts.pop(old, None)
-        self._rotating.pop(old, None)
         if self.backups is not None:
             self.backups.forget(old)
         self._in_background(self.empty_trash())
@@ -1413,8 +1408,9 @@ class Deployer:
         # that took the lock in between had the dynos run on the old URL, which no longer
         # opened the database, for as long as it lasted (a build: minutes); an addons:destroy
         # unset the URL and dropped the database, and the new URL came back as a config var
-        # of no add-on.
-        async with self.lock(app_name), self._rotating.setdefault(app_name, asyncio.Lock()):
+        # of no add-on. (Two rotations at once queue on it too: never the password of one
+        # with the URL of the other.)
+        async with self.lock(app_name):
             old = await self._addon_url(app_name, addon)
             new = await set_password(None)
             try:
